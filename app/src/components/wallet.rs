@@ -1,0 +1,177 @@
+//! "Connect wallet": finds Wallet-Standard Solana wallets in the page (Phantom, Solflare,
+//! Backpack, …) through `leptos-solana`, has the chosen one sign the server's Sign-In With Solana
+//! message, and shows the short address once the server has started a session.
+
+use domain::siws::SignedIn;
+use leptos::prelude::*;
+
+use super::session::use_session;
+use crate::functions::auth::sign_out;
+
+const NO_WALLET: &str =
+    "No Solana wallet found in this browser. Install Phantom, Solflare or Backpack, then reload this page.";
+
+#[component]
+pub fn WalletButton() -> impl IntoView {
+    let session = use_session();
+    let wallet_names = RwSignal::new(Vec::<String>::new());
+    let picking = RwSignal::new(false);
+    let busy = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+
+    Effect::new(move |_| {
+        #[cfg(feature = "hydrate")]
+        browser::discover(wallet_names);
+    });
+
+    let connect = move |name: String| {
+        busy.set(true);
+        picking.set(false);
+        error.set(None);
+        leptos::task::spawn_local(async move {
+            let result = sign_in_with(&name).await;
+            busy.set(false);
+            match result {
+                Ok(_) => session.refresh(),
+                Err(message) => error.set(Some(message)),
+            }
+        });
+    };
+    let on_connect = move |_| {
+        let names = wallet_names.get_untracked();
+        match names.as_slice() {
+            [] => error.set(Some(NO_WALLET.to_owned())),
+            [only] => connect(only.clone()),
+            _ => picking.update(|p| *p = !*p),
+        }
+    };
+    let on_sign_out = move |_| {
+        leptos::task::spawn_local(async move {
+            if let Err(e) = sign_out().await {
+                error.set(Some(e.to_string()));
+            }
+            session.refresh();
+        });
+    };
+
+    let signed_out_view = move || {
+        view! {
+            <button class="btn btn-primary" data-testid="connect-wallet" disabled=move || busy.get() on:click=on_connect>
+                {move || if busy.get() { "Check your wallet…" } else { "Connect wallet" }}
+            </button>
+            <Show when=move || picking.get()>
+                <ul class="wallet-menu" data-testid="wallet-menu">
+                    <For each=move || wallet_names.get() key=|name| name.clone() let:name>
+                        <li>
+                            <button class="wallet-option" data-testid="wallet-option" on:click={
+                                let name = name.clone();
+                                move |_| connect(name.clone())
+                            }>{name.clone()}</button>
+                        </li>
+                    </For>
+                </ul>
+            </Show>
+        }
+    };
+
+    view! {
+        <div class="wallet">
+            <Transition fallback=|| view! { <span class="wallet-pending muted">"…"</span> }>
+                {move || match session.state.get() {
+                    Some(Ok(Some(signed_in))) => {
+                        view! {
+                            <span class="wallet-address" data-testid="wallet-address" title=signed_in.wallet.to_string()>
+                                {signed_in.wallet.short()}
+                            </span>
+                            <button class="btn btn-ghost" data-testid="sign-out" on:click=on_sign_out>
+                                "Sign out"
+                            </button>
+                        }
+                            .into_any()
+                    }
+                    _ => signed_out_view().into_any(),
+                }}
+            </Transition>
+            {move || error.get().map(|message| view! {
+                <p class="wallet-error" role="alert" data-testid="wallet-error">{message}</p>
+            })}
+        </div>
+    }
+}
+
+async fn sign_in_with(wallet_name: &str) -> Result<SignedIn, String> {
+    #[cfg(feature = "hydrate")]
+    {
+        browser::sign_in_with(wallet_name).await
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        Err(format!(
+            "{wallet_name} can only be reached from the browser"
+        ))
+    }
+}
+
+#[cfg(feature = "hydrate")]
+mod browser {
+    use std::cell::RefCell;
+
+    use domain::siws::SignedIn;
+    use leptos::prelude::*;
+    use leptos_solana::discovery::{self, DiscoveryHandle};
+    use leptos_solana::features;
+    use leptos_solana::wallet::Wallet;
+
+    use crate::functions::auth::{sign_in, sign_in_challenge};
+
+    thread_local! {
+        static FOUND: RefCell<Vec<Wallet>> = const { RefCell::new(Vec::new()) };
+        // Kept for the page's lifetime: dropping it would stop late wallets from registering.
+        static DISCOVERY: RefCell<Option<DiscoveryHandle>> = const { RefCell::new(None) };
+    }
+
+    pub fn discover(names: RwSignal<Vec<String>>) {
+        if DISCOVERY.with(|d| d.borrow().is_some()) {
+            return;
+        }
+        let started = discovery::start(move |wallet: Wallet| {
+            let name = wallet.name();
+            let is_new = FOUND.with(|found| {
+                let mut found = found.borrow_mut();
+                let known = found.iter().any(|w| w.name() == name);
+                if !known {
+                    found.push(wallet);
+                }
+                !known
+            });
+            if is_new {
+                names.update(|n| n.push(name));
+            }
+        });
+        if let Ok(handle) = started {
+            DISCOVERY.with(|d| *d.borrow_mut() = Some(handle));
+        }
+    }
+
+    pub async fn sign_in_with(name: &str) -> Result<SignedIn, String> {
+        let wallet = FOUND
+            .with(|found| found.borrow().iter().find(|w| w.name() == name).cloned())
+            .ok_or_else(|| format!("{name} is no longer available; reload the page"))?;
+        let accounts = features::connect(&wallet, false)
+            .await
+            .map_err(|e| format!("{name} did not connect: {e}"))?;
+        let account = accounts
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("{name} shared no account"))?;
+        let message = sign_in_challenge(account.address())
+            .await
+            .map_err(|e| e.to_string())?;
+        let signature = features::sign_message(&wallet, &account, message.as_bytes())
+            .await
+            .map_err(|e| format!("{name} did not sign the sign-in message: {e}"))?;
+        sign_in(message, domain::siws::signature_to_base58(&signature))
+            .await
+            .map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,69 @@
+//! The GPU Commons UI: one Leptos app rendered on the server (`ssr`) and hydrated in the browser
+//! (`hydrate`). Pages live in `routes/`, reusable pieces in `components/`, server functions in
+//! `functions/` (thin: they take the `platform::Platform` from context and call it).
+
+pub mod components;
+pub mod errors;
+pub mod functions;
+pub mod routes;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, Link, Meta, Stylesheet, Title};
+use leptos_router::components::{Route, Router, Routes};
+use leptos_router::path;
+
+use components::nav::TopNav;
+use components::session::provide_session;
+use routes::{cloud::CloudPage, explorer::ExplorerPage, not_found::NotFound, worker::WorkerPage};
+
+/// Name of the hydrate bundle under `/pkg` (`gpu_commons.js`, `gpu_commons_bg.wasm`, `gpu_commons.css`).
+pub const BUNDLE_NAME: &str = "gpu_commons";
+
+/// The whole HTML document, rendered on the server.
+#[cfg(feature = "ssr")]
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    use leptos_meta::MetaTags;
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    provide_session();
+    view! {
+        <Stylesheet id="gpu-commons" href=format!("/pkg/{BUNDLE_NAME}.css") />
+        <Link rel="icon" type_="image/svg+xml" href="/favicon.svg" />
+        <Meta name="description" content="GPU Commons: rent GPU clusters from a decentralized network, or earn from your idle GPUs." />
+        <Meta name="theme-color" content="#0b1020" />
+        <Title formatter=|page: String| if page.is_empty() { "GPU Commons".to_owned() } else { format!("{page} · GPU Commons") } />
+        <Router>
+            <TopNav />
+            <main class="page">
+                <ErrorBoundary fallback=|_errors| view! { <routes::error::ErrorPage /> }>
+                    <Routes fallback=NotFound>
+                        <Route path=path!("/explorer") view=ExplorerPage />
+                        <Route path=path!("/cloud") view=CloudPage />
+                        <Route path=path!("/worker") view=WorkerPage />
+                    </Routes>
+                </ErrorBoundary>
+            </main>
+            <footer class="site-footer">
+                <span>"GPU Commons — open-source decentralized GPU compute."</span>
+                <span>"Country data: world-countries (ODbL)."</span>
+            </footer>
+        </Router>
+    }
+}

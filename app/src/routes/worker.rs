@@ -1,0 +1,99 @@
+//! `/worker`: the provider's tab: their devices once signed in, and what GPUs earn here.
+
+use domain::money::MicroUsd;
+use domain::network::ModelSupply;
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use crate::components::session::use_session;
+use crate::components::supply::{ErrorNote, ModelSupplyTable};
+use crate::errors::AppError;
+use crate::functions::network::{load_network_summary, my_devices};
+
+/// Platform fee on provider hire earnings: 0.25% (25 basis points), see DESIGN.md §3.
+const HIRE_FEE_BASIS_POINTS: i64 = 25;
+
+fn provider_rate(m: ModelSupply) -> ModelSupply {
+    let price = m.price_per_gpu_hour.micros();
+    let fee = price * HIRE_FEE_BASIS_POINTS / 10_000;
+    ModelSupply {
+        price_per_gpu_hour: MicroUsd::from_micros(price - fee),
+        ..m
+    }
+}
+
+#[component]
+pub fn WorkerPage() -> impl IntoView {
+    let session = use_session();
+    let devices = Resource::new(move || session.version(), |_| my_devices());
+    let summary = Resource::new(|| (), |_| load_network_summary());
+    view! {
+        <Title text="Worker" />
+        <section class="hero">
+            <h1>"Worker"</h1>
+            <p class="lede">"Turn idle GPUs into earnings paid to your Solana wallet. Providers keep 99.75% of hire earnings."</p>
+        </section>
+        <section class="panel">
+            <h2>"Your devices"</h2>
+            <Transition fallback=|| view! { <p class="muted">"Loading your devices…"</p> }>
+                {move || devices.get().map(|result| match result {
+                    Ok(list) if list.is_empty() => view! {
+                        <p class="empty" data-testid="no-devices">"No devices yet for this wallet."</p>
+                    }.into_any(),
+                    Ok(list) => view! {
+                        <div class="table-wrap">
+                            <table class="data" data-testid="my-devices">
+                                <thead><tr><th>"Name"</th><th>"Status"</th><th>"Hardware"</th><th>"Country"</th><th>"Tier"</th></tr></thead>
+                                <tbody>
+                                    {list.into_iter().map(|d| view! {
+                                        <tr>
+                                            <td>{d.name}{d.simulated.then(|| view! { <span class="tag">"simulated"</span> })}</td>
+                                            <td><span class=format!("status status-{}", d.status)>{d.status.as_str()}</span></td>
+                                            <td>{d.gpu_model.map_or_else(|| "CPU".to_owned(), |m| format!("{} × {m}", d.gpu_count))}</td>
+                                            <td>{d.country}</td>
+                                            <td>{d.tier.map_or("—", |t| t.as_str())}</td>
+                                        </tr>
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        </div>
+                    }.into_any(),
+                    Err(AppError::Unauthorized(_)) => view! {
+                        <p class="notice" data-testid="worker-sign-in">"Connect your Solana wallet (top right) to see and manage your devices. Payouts go to the wallet you sign in with."</p>
+                    }.into_any(),
+                    Err(error) => view! { <ErrorNote error /> }.into_any(),
+                })}
+            </Transition>
+        </section>
+        <section class="panel">
+            <h2>"What GPUs earn here"</h2>
+            <p class="muted">"Current hire rate per GPU-hour after the 0.25% platform fee, with live demand per model."</p>
+            <Suspense fallback=|| view! { <p class="muted">"Loading rates…"</p> }>
+                {move || summary.get().map(|result| match result {
+                    Ok(s) => view! { <ModelSupplyTable models=s.by_model.into_iter().map(provider_rate).collect() provider_view=true /> }.into_any(),
+                    Err(error) => view! { <ErrorNote error /> }.into_any(),
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn providers_see_the_rate_after_the_hire_fee() {
+        let m = ModelSupply {
+            model: "H100 80GB SXM".into(),
+            vram_gb: 80,
+            gpus_idle: 1,
+            gpus_hired: 1,
+            price_per_gpu_hour: MicroUsd::from_micros(2_490_000),
+        };
+        assert_eq!(
+            provider_rate(m).price_per_gpu_hour,
+            MicroUsd::from_micros(2_483_775)
+        );
+    }
+}

@@ -1,0 +1,11 @@
+//! Pure types and rules of GPU Commons. No I/O and no async: the same code validates input in
+//! the browser (compiled to WASM) and on the server.
+
+pub mod catalog;
+pub mod country;
+pub mod fleet;
+pub mod money;
+pub mod network;
+pub mod siws;
+pub mod time;
+pub mod wallet;

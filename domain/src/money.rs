@@ -1,0 +1,122 @@
+//! Money as integer micro-USD (6 decimals, like USDC). Never floats.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// An amount of US dollars in millionths. Arithmetic is checked: overflow is an error, not a wrap.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct MicroUsd(i64);
+
+pub const MICROS_PER_USD: i64 = 1_000_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MoneyError {
+    #[error(
+        "'{0}' is not an amount in dollars (expected digits with at most 6 decimals, e.g. 2.49)"
+    )]
+    Malformed(String),
+    #[error("amount is too large")]
+    Overflow,
+}
+
+impl MicroUsd {
+    pub const ZERO: MicroUsd = MicroUsd(0);
+
+    pub const fn from_micros(micros: i64) -> Self {
+        MicroUsd(micros)
+    }
+
+    pub const fn micros(self) -> i64 {
+        self.0
+    }
+
+    /// Parses a decimal dollar amount such as `2.49` or `-0.000001` exactly, without floats.
+    pub fn parse_decimal(text: &str) -> Result<Self, MoneyError> {
+        let malformed = || MoneyError::Malformed(text.to_owned());
+        let trimmed = text.trim();
+        let (negative, digits) = match trimmed.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, trimmed),
+        };
+        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+        let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty() || !all_digits(whole) || !all_digits(fraction) || fraction.len() > 6 {
+            return Err(malformed());
+        }
+        let whole: i64 = whole.parse().map_err(|_| MoneyError::Overflow)?;
+        let fraction_micros: i64 = format!("{fraction:0<6}").parse().map_err(|_| malformed())?;
+        let micros = whole
+            .checked_mul(MICROS_PER_USD)
+            .and_then(|w| w.checked_add(fraction_micros))
+            .ok_or(MoneyError::Overflow)?;
+        Ok(MicroUsd(if negative { -micros } else { micros }))
+    }
+
+    pub fn checked_add(self, other: MicroUsd) -> Option<MicroUsd> {
+        self.0.checked_add(other.0).map(MicroUsd)
+    }
+
+    pub fn checked_sub(self, other: MicroUsd) -> Option<MicroUsd> {
+        self.0.checked_sub(other.0).map(MicroUsd)
+    }
+
+    pub fn checked_mul(self, factor: i64) -> Option<MicroUsd> {
+        self.0.checked_mul(factor).map(MicroUsd)
+    }
+}
+
+/// Shows dollars with cents, rounding half away from zero only for display (`$2.49`).
+impl fmt::Display for MicroUsd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        let cents = (abs + 5_000) / 10_000;
+        write!(f, "{sign}${}.{:02}", cents / 100, cents % 100)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_dollar_amounts_exactly() {
+        assert_eq!(MicroUsd::parse_decimal("2.49").unwrap().micros(), 2_490_000);
+        assert_eq!(MicroUsd::parse_decimal("0.000001").unwrap().micros(), 1);
+        assert_eq!(MicroUsd::parse_decimal("-1").unwrap().micros(), -1_000_000);
+        assert_eq!(MicroUsd::parse_decimal("12.").unwrap().micros(), 12_000_000);
+    }
+
+    #[test]
+    fn rejects_malformed_amounts_with_the_input_in_the_message() {
+        for bad in ["", ".5", "1.2.3", "1,5", "abc", "1.0000001", "1e3"] {
+            let err = MicroUsd::parse_decimal(bad).unwrap_err();
+            assert!(err.to_string().contains(bad), "{err}");
+        }
+        assert_eq!(
+            MicroUsd::parse_decimal("99999999999999999"),
+            Err(MoneyError::Overflow)
+        );
+    }
+
+    #[test]
+    fn displays_dollars_and_cents() {
+        assert_eq!(MicroUsd::from_micros(2_490_000).to_string(), "$2.49");
+        assert_eq!(MicroUsd::from_micros(-1_005_000).to_string(), "-$1.01");
+        assert_eq!(MicroUsd::ZERO.to_string(), "$0.00");
+    }
+
+    proptest! {
+        #[test]
+        fn display_of_whole_cents_round_trips_through_parse(cents in -10_000_000_000i64..10_000_000_000) {
+            let amount = MicroUsd::from_micros(cents * 10_000);
+            let shown = amount.to_string().replace('$', "");
+            prop_assert_eq!(MicroUsd::parse_decimal(&shown).unwrap(), amount);
+        }
+    }
+}

@@ -1,0 +1,45 @@
+// Browser tests against the real server binary on loopback, in Debian's Chromium (Playwright's
+// own browser downloads are not available here, and never needed).
+const { defineConfig } = require('@playwright/test');
+const path = require('path');
+const os = require('os');
+const fs = require('fs');
+
+const port = Number(process.env.E2E_PORT || 3917);
+const root = path.resolve(__dirname, '..');
+const server = process.env.E2E_SERVER_BIN || path.join(root, 'target', 'debug', 'gpu-commons');
+const database = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'gc-e2e-')), 'e2e.db');
+
+module.exports = defineConfig({
+  testDir: './tests',
+  timeout: 60_000,
+  expect: { timeout: 15_000 },
+  fullyParallel: false,
+  workers: 1,
+  retries: 0,
+  reporter: [['list']],
+  use: {
+    baseURL: `http://127.0.0.1:${port}`,
+    trace: 'off',
+    launchOptions: {
+      executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+      ],
+    },
+  },
+  webServer: {
+    command: `"${server}" --listen 127.0.0.1:${port} --database-url sqlite://${database} --demo --demo-devices 200 --site-root "${path.join(root, 'target', 'site')}" --log warn`,
+    url: `http://127.0.0.1:${port}/readyz`,
+    reuseExistingServer: false,
+    timeout: 60_000,
+    stdout: 'pipe',
+    stderr: 'pipe',
+  },
+});

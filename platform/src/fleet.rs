@@ -1,0 +1,357 @@
+//! The fleet as the pages see it: network totals, supply by GPU model and by country, a
+//! provider's own devices, and the seeded demo fleet that makes a fresh install look like a
+//! living network. Aggregates here scan the `devices` table; the in-memory fleet index that
+//! serves them at a million devices comes with the worker and explorer work.
+
+use domain::catalog::GpuCatalog;
+use domain::fleet::{ConnectivityTier, DeviceKind, DeviceStatus};
+use domain::network::{CountrySupply, ModelSupply, NetworkSummary, NetworkTotals, OwnedDevice};
+use domain::time::UnixMillis;
+use domain::wallet::WalletAddress;
+use sqlx::Row;
+
+use crate::store::Store;
+use crate::Error;
+
+#[derive(Clone)]
+pub struct FleetService {
+    store: Store,
+    catalog: GpuCatalog,
+}
+
+impl FleetService {
+    pub fn new(store: Store) -> FleetService {
+        FleetService {
+            store,
+            catalog: GpuCatalog::builtin(),
+        }
+    }
+
+    pub async fn network_summary(&self) -> Result<NetworkSummary, Error> {
+        let pool = self.store.pool();
+        let row = sqlx::query(
+            "SELECT COUNT(*), \
+               CAST(COALESCE(SUM(gpu_count), 0) AS BIGINT), \
+               CAST(COALESCE(SUM(CASE WHEN verified THEN gpu_count ELSE 0 END), 0) AS BIGINT), \
+               CAST(COALESCE(SUM(CASE WHEN status = 'hired' THEN gpu_count ELSE 0 END), 0) AS BIGINT), \
+               CAST(COALESCE(SUM(CASE WHEN status = 'idle' AND verified THEN gpu_count ELSE 0 END), 0) AS BIGINT), \
+               CAST(COALESCE(SUM(CASE WHEN kind = 'cpu' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+               CAST(COALESCE(SUM(CASE WHEN kind = 'cpu' AND verified THEN 1 ELSE 0 END), 0) AS BIGINT), \
+               COUNT(DISTINCT country) \
+             FROM devices WHERE status NOT IN ('terminated', 'inactive')",
+        )
+        .fetch_one(pool)
+        .await?;
+        let totals = NetworkTotals {
+            devices: row.try_get(0)?,
+            gpus: row.try_get(1)?,
+            gpus_verified: row.try_get(2)?,
+            gpus_hired: row.try_get(3)?,
+            gpus_idle: row.try_get(4)?,
+            cpu_devices: row.try_get(5)?,
+            cpu_devices_verified: row.try_get(6)?,
+            countries: row.try_get(7)?,
+        };
+
+        let mut by_model = Vec::new();
+        let rows = sqlx::query(
+            "SELECT gpu_model, \
+               CAST(SUM(CASE WHEN status = 'idle' AND verified THEN gpu_count ELSE 0 END) AS BIGINT), \
+               CAST(SUM(CASE WHEN status = 'hired' THEN gpu_count ELSE 0 END) AS BIGINT) \
+             FROM devices WHERE kind = 'gpu' AND gpu_model IS NOT NULL \
+             GROUP BY gpu_model",
+        )
+        .fetch_all(pool)
+        .await?;
+        for row in rows {
+            let model: String = row.try_get(0)?;
+            // Devices whose model left the catalog are shown by the worker pages as unsupported,
+            // not offered as supply.
+            let Some(entry) = self.catalog.by_name(&model) else {
+                continue;
+            };
+            by_model.push(ModelSupply {
+                model,
+                vram_gb: entry.vram_gb,
+                gpus_idle: row.try_get(1)?,
+                gpus_hired: row.try_get(2)?,
+                price_per_gpu_hour: entry.default_price_per_hour,
+            });
+        }
+        by_model.sort_by(|a, b| {
+            b.gpus_idle
+                .cmp(&a.gpus_idle)
+                .then_with(|| a.model.cmp(&b.model))
+        });
+
+        let countries = domain::country::all();
+        let rows = sqlx::query(
+            "SELECT country, COUNT(*), CAST(SUM(gpu_count) AS BIGINT) FROM devices \
+             WHERE status NOT IN ('terminated', 'inactive') GROUP BY country",
+        )
+        .fetch_all(pool)
+        .await?;
+        let mut by_country = rows
+            .into_iter()
+            .map(|row| {
+                let code: String = row.try_get(0)?;
+                let name = countries
+                    .iter()
+                    .find(|c| c.code == code)
+                    .map_or_else(|| code.clone(), |c| c.name.clone());
+                Ok(CountrySupply {
+                    code,
+                    name,
+                    devices: row.try_get(1)?,
+                    gpus: row.try_get(2)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        by_country.sort_by(|a, b| b.gpus.cmp(&a.gpus).then_with(|| a.code.cmp(&b.code)));
+
+        Ok(NetworkSummary {
+            totals,
+            by_model,
+            by_country,
+        })
+    }
+
+    pub async fn devices_of(&self, owner: &WalletAddress) -> Result<Vec<OwnedDevice>, Error> {
+        let rows = sqlx::query(
+            "SELECT id, name, kind, status, gpu_model, gpu_count, country, tier, simulated \
+             FROM devices WHERE owner_wallet = $1 AND status <> 'terminated' ORDER BY created_at, id",
+        )
+        .bind(owner.as_str())
+        .fetch_all(self.store.pool())
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let bad =
+                    |e: domain::fleet::UnknownName| Error::Invalid(format!("stored device: {e}"));
+                Ok(OwnedDevice {
+                    id: row.try_get(0)?,
+                    name: row.try_get(1)?,
+                    kind: DeviceKind::parse(&row.try_get::<String, _>(2)?).map_err(bad)?,
+                    status: DeviceStatus::parse(&row.try_get::<String, _>(3)?).map_err(bad)?,
+                    gpu_model: row.try_get(4)?,
+                    gpu_count: row.try_get(5)?,
+                    country: row.try_get(6)?,
+                    tier: row
+                        .try_get::<Option<String>, _>(7)?
+                        .map(|t| ConnectivityTier::parse(&t))
+                        .transpose()
+                        .map_err(bad)?,
+                    simulated: row.try_get(8)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Fills an empty network with `count` simulated devices (deterministic for a `seed`),
+    /// marked as simulated everywhere. Does nothing if simulated devices already exist, so it is
+    /// safe on every start.
+    pub async fn seed_demo_fleet(
+        &self,
+        count: usize,
+        seed: u64,
+        now: UnixMillis,
+    ) -> Result<usize, Error> {
+        let existing: i64 = sqlx::query("SELECT COUNT(*) FROM devices WHERE simulated")
+            .fetch_one(self.store.pool())
+            .await?
+            .try_get(0)?;
+        if existing > 0 || count == 0 {
+            return Ok(0);
+        }
+        let devices = demo::fleet(&self.catalog, count, seed, now);
+        let mut tx = self.store.pool().begin().await?;
+        for chunk in devices.chunks(200) {
+            let mut sql = String::from(
+                "INSERT INTO devices (id, owner_wallet, name, os, kind, gpu_model, gpu_count, cpu_model, cpu_cores, \
+                 ram_gb, country, tier, status, verified, simulated, created_at, last_heartbeat_at) VALUES ",
+            );
+            const COLUMNS: usize = 17;
+            for i in 0..chunk.len() {
+                let params: Vec<String> = (1..=COLUMNS)
+                    .map(|c| format!("${}", i * COLUMNS + c))
+                    .collect();
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!("({})", params.join(",")));
+            }
+            let mut query = sqlx::query(&sql);
+            for d in chunk {
+                query = query
+                    .bind(d.id.clone())
+                    .bind(d.owner.clone())
+                    .bind(d.name.clone())
+                    .bind(d.os)
+                    .bind(d.kind.as_str())
+                    .bind(d.gpu_model.clone())
+                    .bind(d.gpu_count)
+                    .bind(d.cpu_model)
+                    .bind(d.cpu_cores)
+                    .bind(d.ram_gb)
+                    .bind(d.country)
+                    .bind(d.tier.as_str())
+                    .bind(d.status.as_str())
+                    .bind(d.verified)
+                    .bind(true)
+                    .bind(d.created_at)
+                    .bind(d.last_heartbeat_at);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        tracing::info!(devices = devices.len(), "seeded the demo fleet");
+        Ok(devices.len())
+    }
+}
+
+/// The demo fleet's shape: a plausible mix of models, countries, tiers and states.
+mod demo {
+    use super::*;
+
+    pub struct DemoDevice {
+        pub id: String,
+        pub owner: String,
+        pub name: String,
+        pub os: &'static str,
+        pub kind: DeviceKind,
+        pub gpu_model: Option<String>,
+        pub gpu_count: i64,
+        pub cpu_model: &'static str,
+        pub cpu_cores: i64,
+        pub ram_gb: i64,
+        pub country: &'static str,
+        pub tier: ConnectivityTier,
+        pub status: DeviceStatus,
+        pub verified: bool,
+        pub created_at: i64,
+        pub last_heartbeat_at: Option<i64>,
+    }
+
+    // Where GPU supply concentrates, most first; earlier entries are picked more often.
+    const COUNTRIES: &[&str] = &[
+        "US", "US", "US", "DE", "DE", "CA", "GB", "FR", "NL", "FI", "SE", "SG", "JP", "KR", "IN",
+        "BR", "PL", "NO", "AU", "HK", "TW", "AE", "ES", "IT", "CH", "VN", "TH", "MX", "ZA", "NG",
+    ];
+    const CPUS: &[(&str, i64)] = &[
+        ("AMD EPYC 9654", 96),
+        ("Intel Xeon Platinum 8480+", 56),
+        ("AMD Ryzen 9 7950X", 16),
+        ("Intel Core i9-14900K", 24),
+    ];
+
+    /// splitmix64: tiny, deterministic, good enough to spread demo data.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        /// Skews towards the front of a list.
+        fn front_weighted(&mut self, n: usize) -> usize {
+            self.below(n).min(self.below(n))
+        }
+    }
+
+    pub fn fleet(
+        catalog: &GpuCatalog,
+        count: usize,
+        seed: u64,
+        now: UnixMillis,
+    ) -> Vec<DemoDevice> {
+        let mut rng = Rng(seed);
+        let owners: Vec<String> = (0..(count / 6).max(1))
+            .map(|_| {
+                let mut key = [0u8; 32];
+                for chunk in key.chunks_mut(8) {
+                    chunk.copy_from_slice(&rng.next().to_le_bytes());
+                }
+                WalletAddress::from_public_key(&key).to_string()
+            })
+            .collect();
+        let nvidia: Vec<_> = catalog
+            .models()
+            .iter()
+            .filter(|m| m.brand == "NVIDIA")
+            .collect();
+        let apple: Vec<_> = catalog
+            .models()
+            .iter()
+            .filter(|m| m.brand == "Apple")
+            .collect();
+        (0..count)
+            .map(|i| {
+                let roll = rng.below(100);
+                let (kind, os, gpu_model, gpu_count) = if roll < 10 {
+                    (DeviceKind::Cpu, "linux", None, 0)
+                } else if roll < 14 && !apple.is_empty() {
+                    (
+                        DeviceKind::Gpu,
+                        "macos",
+                        Some(apple[rng.below(apple.len())].name.clone()),
+                        1,
+                    )
+                } else {
+                    // Consumer cards come singly, data-centre cards in boxes of 2, 4 or 8.
+                    let model = nvidia[rng.front_weighted(nvidia.len())];
+                    let count = if model.name.starts_with("RTX") {
+                        1
+                    } else {
+                        [1, 2, 4, 8, 8][rng.below(5)]
+                    };
+                    let os = if model.name.starts_with("RTX") && rng.below(3) == 0 {
+                        "windows"
+                    } else {
+                        "linux"
+                    };
+                    (DeviceKind::Gpu, os, Some(model.name.clone()), count)
+                };
+                let status = match rng.below(100) {
+                    0..=54 => DeviceStatus::Idle,
+                    55..=79 => DeviceStatus::Hired,
+                    80..=84 => DeviceStatus::Pending,
+                    85..=91 => DeviceStatus::Down,
+                    92..=95 => DeviceStatus::Paused,
+                    _ => DeviceStatus::Inactive,
+                };
+                let verified = !matches!(status, DeviceStatus::Pending);
+                let (cpu_model, cpu_cores) = CPUS[rng.below(CPUS.len())];
+                let age_ms = (rng.below(90 * 24) as i64 + 1) * 3_600_000;
+                let seen = match status {
+                    DeviceStatus::Down | DeviceStatus::Inactive => {
+                        now.0 - (rng.below(6 * 24) as i64 + 1) * 3_600_000
+                    }
+                    _ => now.0 - rng.below(20_000) as i64,
+                };
+                DemoDevice {
+                    id: format!("dev-{:016x}", rng.next()),
+                    owner: owners[rng.below(owners.len())].clone(),
+                    name: format!("node-{:04}", i + 1),
+                    os,
+                    kind,
+                    gpu_model,
+                    gpu_count,
+                    cpu_model,
+                    cpu_cores,
+                    ram_gb: [32, 64, 128, 256, 512][rng.below(5)],
+                    country: COUNTRIES[rng.front_weighted(COUNTRIES.len())],
+                    tier: ConnectivityTier::ALL[rng.below(ConnectivityTier::ALL.len())],
+                    status,
+                    verified,
+                    created_at: now.0 - age_ms,
+                    last_heartbeat_at: Some(seen),
+                }
+            })
+            .collect()
+    }
+}

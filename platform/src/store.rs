@@ -1,0 +1,193 @@
+//! The one store API both backends sit behind. Queries are written once in the SQL that SQLite
+//! and PostgreSQL share (`$n` parameters, `ON CONFLICT`, `RETURNING`, BIGINT times and money)
+//! and run through sqlx's `Any` driver; each backend keeps its own migrations under
+//! `migrations/<backend>/`. Where the dialects differ, code matches on [`Backend`].
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
+
+use crate::Error;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// Picks the backend from a database URL, with a clear error for anything else.
+    pub fn of_url(url: &str) -> Result<Backend, Error> {
+        let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
+        match scheme {
+            "sqlite" => Ok(Backend::Sqlite),
+            "postgres" | "postgresql" => Ok(Backend::Postgres),
+            _ => Err(Error::Invalid(format!(
+                "database URL '{url}' must start with sqlite: (e.g. sqlite://data/gpu-commons.db) or postgres:// (e.g. postgres://user@host:5432/db)"
+            ))),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects (creating an SQLite file and its folder if missing) and applies every pending
+    /// migration of the backend.
+    pub async fn open(url: &str) -> Result<Store, Error> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(url)?;
+        let url = match backend {
+            Backend::Sqlite => prepare_sqlite_url(url)?,
+            Backend::Postgres => url.to_owned(),
+        };
+        let options = AnyConnectOptions::from_str(&url).map_err(|e| {
+            Error::Invalid(format!("database URL '{}' is not valid: {e}", redact(&url)))
+        })?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                // One writer at a time is all SQLite allows; a few readers overlap under WAL.
+                Backend::Sqlite => 4,
+                Backend::Postgres => 16,
+            })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+                             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(|source| Error::Unreachable {
+                url: redact(&url),
+                source,
+            })?;
+        let store = Store { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), Error> {
+        match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Readiness: the database answers a trivial query.
+    pub async fn ping(&self) -> Result<(), Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// `sqlite://path` (or `sqlite:path`) → an URL that creates the file, after creating its folder.
+fn prepare_sqlite_url(url: &str) -> Result<String, Error> {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" {
+        return Err(Error::Invalid(
+            "the SQLite database needs a file path (e.g. sqlite://data/gpu-commons.db): an in-memory database would lose everything on restart".into(),
+        ));
+    }
+    if let Some(parent) = std::path::Path::new(path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            Error::Invalid(format!(
+                "cannot create the folder '{}' for the SQLite database: {e}",
+                parent.display()
+            ))
+        })?;
+    }
+    let mode = if query.contains("mode=") {
+        String::new()
+    } else {
+        "mode=rwc".into()
+    };
+    let query = [query, mode.as_str()]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("&");
+    Ok(format!("sqlite://{path}?{query}"))
+}
+
+/// Hides a password in a URL before it reaches a log or an error message.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_the_backend_from_the_url_scheme() {
+        assert_eq!(Backend::of_url("sqlite://x.db").unwrap(), Backend::Sqlite);
+        assert_eq!(
+            Backend::of_url("postgresql://h/db").unwrap(),
+            Backend::Postgres
+        );
+        let err = Backend::of_url("mysql://h/db").unwrap_err().to_string();
+        assert!(err.contains("must start with sqlite:"), "{err}");
+    }
+
+    #[test]
+    fn sqlite_urls_create_their_file_and_refuse_memory() {
+        let dir = std::env::temp_dir().join(format!("gc-store-url-{}", std::process::id()));
+        let url = format!("sqlite://{}/sub/db.sqlite", dir.display());
+        assert!(prepare_sqlite_url(&url)
+            .unwrap()
+            .ends_with("db.sqlite?mode=rwc"));
+        assert!(dir.join("sub").is_dir());
+        assert!(prepare_sqlite_url("sqlite::memory:").is_err());
+        assert!(prepare_sqlite_url("sqlite://x.db?mode=ro")
+            .unwrap()
+            .ends_with("?mode=ro"));
+    }
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("sqlite://a.db"), "sqlite://a.db");
+    }
+}

@@ -1,0 +1,311 @@
+//! One typed configuration, read from (highest first) command-line flags, environment
+//! variables, a TOML file (`--config`), then defaults, and validated before anything starts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+use url::Url;
+
+use crate::error::Error;
+
+/// GPU Commons server: the web app (explorer, cloud console, worker tab), its JSON API and the
+/// agent API, on SQLite (default, embedded) or PostgreSQL.
+#[derive(Parser, Debug, Default, Deserialize)]
+#[command(name = "gpu-commons", version, about, long_about = None)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// TOML file with any of the settings below (keys in snake_case, e.g. database_url = "…").
+    /// Flags and environment variables override it.
+    #[arg(long, env = "GC_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on; port 0 picks a free port. [default: 127.0.0.1:3000]
+    #[arg(long, env = "GC_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// sqlite://PATH (created if missing) or postgres://USER@HOST:PORT/DB.
+    /// [default: sqlite://data/gpu-commons.db]
+    #[arg(long, env = "DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// The URL users reach the site at (behind a proxy or TLS terminator). Sign-in messages name
+    /// its host, and session cookies are marked Secure when it is https. [default: http://ADDR]
+    #[arg(long, env = "GC_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+
+    /// Folder with the built site: pkg/ (WASM, JS, CSS) and public files. [default: target/site]
+    #[arg(long, env = "GC_SITE_ROOT", value_name = "DIR")]
+    pub site_root: Option<PathBuf>,
+
+    /// Solana cluster wallets sign in for: mainnet, devnet or testnet. [default: devnet]
+    #[arg(long, env = "GC_SOLANA_CLUSTER", value_name = "CLUSTER")]
+    pub solana_cluster: Option<String>,
+
+    /// Seed a simulated demo fleet (marked as simulated everywhere) when the network has none.
+    #[arg(long, env = "GC_DEMO", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub demo: Option<bool>,
+
+    /// How many devices the demo fleet has. [default: 500]
+    #[arg(long, env = "GC_DEMO_DEVICES", value_name = "N")]
+    pub demo_devices: Option<usize>,
+
+    /// Seconds a sign-in message stays valid. [default: 300]
+    #[arg(long, env = "GC_SIGN_IN_TTL_SECS", value_name = "SECS")]
+    pub sign_in_ttl_secs: Option<i64>,
+
+    /// Seconds without use after which a session ends. [default: 86400]
+    #[arg(long, env = "GC_SESSION_IDLE_SECS", value_name = "SECS")]
+    pub session_idle_secs: Option<i64>,
+
+    /// Seconds after sign-in at which a session ends however it is used. [default: 2592000]
+    #[arg(long, env = "GC_SESSION_MAX_SECS", value_name = "SECS")]
+    pub session_max_secs: Option<i64>,
+
+    /// Seconds a request may take before it is answered 408. [default: 30]
+    #[arg(long, env = "GC_REQUEST_TIMEOUT_SECS", value_name = "SECS")]
+    pub request_timeout_secs: Option<u64>,
+
+    /// Log filter, e.g. info or server=debug,sqlx=warn. [default: info]
+    #[arg(long, env = "GC_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub public_url: Option<Url>,
+    pub site_root: PathBuf,
+    pub chain_id: String,
+    /// 0 when no demo fleet is wanted.
+    pub demo_devices: usize,
+    pub sign_in_ttl_secs: i64,
+    pub session_idle_secs: i64,
+    pub session_max_secs: i64,
+    pub request_timeout: Duration,
+    pub log: String,
+}
+
+impl Settings {
+    /// Fills every unset field from `lower`.
+    fn or(self, lower: Settings) -> Settings {
+        Settings {
+            config: self.config.or(lower.config),
+            listen: self.listen.or(lower.listen),
+            database_url: self.database_url.or(lower.database_url),
+            public_url: self.public_url.or(lower.public_url),
+            site_root: self.site_root.or(lower.site_root),
+            solana_cluster: self.solana_cluster.or(lower.solana_cluster),
+            demo: self.demo.or(lower.demo),
+            demo_devices: self.demo_devices.or(lower.demo_devices),
+            sign_in_ttl_secs: self.sign_in_ttl_secs.or(lower.sign_in_ttl_secs),
+            session_idle_secs: self.session_idle_secs.or(lower.session_idle_secs),
+            session_max_secs: self.session_max_secs.or(lower.session_max_secs),
+            request_timeout_secs: self.request_timeout_secs.or(lower.request_timeout_secs),
+            log: self.log.or(lower.log),
+        }
+    }
+
+    fn from_file(path: &Path) -> Result<Settings, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Config(format!(
+                "cannot read the config file '{}': {e}",
+                path.display()
+            ))
+        })?;
+        toml::from_str(&text)
+            .map_err(|e| Error::Config(format!("config file '{}': {e}", path.display())))
+    }
+
+    /// Merges the file (if any) under these flags/environment values and validates the result.
+    pub fn resolve(self) -> Result<Config, Error> {
+        let settings = match &self.config {
+            Some(path) => {
+                let file = Settings::from_file(path)?;
+                self.or(file)
+            }
+            None => self,
+        };
+        settings.validate()
+    }
+
+    fn validate(self) -> Result<Config, Error> {
+        let bad = |flag: &str, value: &dyn std::fmt::Display, why: &str| {
+            Error::Config(format!("--{flag} '{value}': {why}"))
+        };
+        let listen_text = self.listen.unwrap_or_else(|| "127.0.0.1:3000".into());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            bad(
+                "listen",
+                &listen_text,
+                "expected an IP address and port, e.g. 127.0.0.1:3000 or 0.0.0.0:8080",
+            )
+        })?;
+
+        let database_url = self
+            .database_url
+            .unwrap_or_else(|| "sqlite://data/gpu-commons.db".into());
+        platform::store::Backend::of_url(&database_url)
+            .map_err(|e| Error::Config(format!("--database-url: {e}")))?;
+
+        let public_url = self
+            .public_url
+            .map(|text| {
+                let url = Url::parse(&text)
+                    .map_err(|e| bad("public-url", &text, &format!("not a URL ({e})")))?;
+                if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                    return Err(bad("public-url", &text, "expected http(s)://host[:port]"));
+                }
+                Ok(url)
+            })
+            .transpose()?;
+
+        let cluster = self.solana_cluster.unwrap_or_else(|| "devnet".into());
+        if !matches!(cluster.as_str(), "mainnet" | "devnet" | "testnet") {
+            return Err(bad(
+                "solana-cluster",
+                &cluster,
+                "expected mainnet, devnet or testnet",
+            ));
+        }
+
+        let positive = |flag: &str, value: Option<i64>, default: i64| -> Result<i64, Error> {
+            match value.unwrap_or(default) {
+                v if v > 0 => Ok(v),
+                v => Err(bad(flag, &v, "must be a positive number of seconds")),
+            }
+        };
+        let sign_in_ttl_secs = positive("sign-in-ttl-secs", self.sign_in_ttl_secs, 300)?;
+        let session_idle_secs = positive("session-idle-secs", self.session_idle_secs, 86_400)?;
+        let session_max_secs = positive("session-max-secs", self.session_max_secs, 30 * 86_400)?;
+        if session_idle_secs > session_max_secs {
+            return Err(bad(
+                "session-idle-secs",
+                &session_idle_secs,
+                "must not exceed --session-max-secs",
+            ));
+        }
+        let timeout = self.request_timeout_secs.unwrap_or(30);
+        if timeout == 0 {
+            return Err(bad("request-timeout-secs", &timeout, "must be at least 1"));
+        }
+        let demo_devices = match (self.demo.unwrap_or(false), self.demo_devices.unwrap_or(500)) {
+            (false, _) => 0,
+            (true, 0) => {
+                return Err(bad(
+                    "demo-devices",
+                    &0,
+                    "a demo fleet needs at least one device",
+                ))
+            }
+            (true, n) if n > 2_000_000 => return Err(bad("demo-devices", &n, "at most 2,000,000")),
+            (true, n) => n,
+        };
+        let log = self.log.unwrap_or_else(|| "info".into());
+        tracing_subscriber::EnvFilter::try_new(&log)
+            .map_err(|e| bad("log", &log, &e.to_string()))?;
+
+        Ok(Config {
+            listen,
+            database_url,
+            public_url,
+            site_root: self
+                .site_root
+                .unwrap_or_else(|| PathBuf::from("target/site")),
+            chain_id: format!("solana:{cluster}"),
+            demo_devices,
+            sign_in_ttl_secs,
+            session_idle_secs,
+            session_max_secs,
+            request_timeout: Duration::from_secs(timeout),
+            log,
+        })
+    }
+}
+
+impl Config {
+    /// Defaults with the given database and a free port: what tests and tools start from.
+    pub fn for_database(database_url: &str) -> Result<Config, Error> {
+        Settings {
+            listen: Some("127.0.0.1:0".into()),
+            database_url: Some(database_url.into()),
+            ..Settings::default()
+        }
+        .validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, Error> {
+        let mut argv = vec!["gpu-commons"];
+        argv.extend_from_slice(args);
+        Settings::try_parse_from(argv)
+            .map_err(|e| Error::Config(e.to_string()))?
+            .validate()
+    }
+
+    fn message(args: &[&str]) -> String {
+        parse(args).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_run_on_embedded_sqlite() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:3000");
+        assert_eq!(config.database_url, "sqlite://data/gpu-commons.db");
+        assert_eq!(config.chain_id, "solana:devnet");
+        assert_eq!(config.demo_devices, 0);
+        assert_eq!(parse(&["--demo"]).unwrap().demo_devices, 500);
+    }
+
+    #[test]
+    fn every_bad_value_gets_a_message_naming_it() {
+        assert!(message(&["--listen", "localhost"]).contains("--listen 'localhost'"));
+        assert!(message(&["--database-url", "mysql://x"]).contains("must start with sqlite:"));
+        assert!(message(&["--public-url", "ftp://x"]).contains("expected http(s)://host"));
+        assert!(message(&["--public-url", "not a url"]).contains("not a URL"));
+        assert!(message(&["--solana-cluster", "moon"]).contains("mainnet, devnet or testnet"));
+        assert!(message(&["--session-idle-secs", "0"]).contains("positive"));
+        assert!(
+            message(&["--session-idle-secs", "100", "--session-max-secs", "10"])
+                .contains("must not exceed")
+        );
+        assert!(message(&["--demo", "true", "--demo-devices", "0"]).contains("at least one device"));
+        assert!(message(&["--sign-in-ttl-secs", "soon"]).contains("invalid value"));
+    }
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let dir = std::env::temp_dir().join(format!("gc-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("gc.toml");
+        std::fs::write(
+            &file,
+            "listen = \"0.0.0.0:8080\"\nsolana_cluster = \"mainnet\"\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let config =
+            Settings::try_parse_from(["gpu-commons", "--config", path, "--listen", "127.0.0.1:9"])
+                .unwrap()
+                .resolve()
+                .unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:9");
+        assert_eq!(config.chain_id, "solana:mainnet");
+
+        std::fs::write(&file, "listen = \"0.0.0.0:8080\"\ncolour = \"blue\"\n").unwrap();
+        let err = Settings::try_parse_from(["gpu-commons", "--config", path])
+            .unwrap()
+            .resolve()
+            .unwrap_err();
+        assert!(err.to_string().contains("unknown field `colour`"), "{err}");
+    }
+}

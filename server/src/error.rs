@@ -1,0 +1,80 @@
+//! The server's one error type: start-up failures and API answers. Its HTTP mapping is written
+//! here once; internal causes are logged with context and never shown.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}{hint}", hint = bind_hint(source))]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Platform(#[from] platform::Error),
+    /// A request the API could not read (bad JSON, wrong fields, too large).
+    #[error("{message}")]
+    BadRequest { status: StatusCode, message: String },
+}
+
+fn bind_hint(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            " (another program uses this port; choose another with --listen)"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            " (ports below 1024 need privileges; choose another with --listen)"
+        }
+        _ => "",
+    }
+}
+
+impl From<axum::extract::rejection::JsonRejection> for Error {
+    fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {
+        Error::BadRequest {
+            status: rejection.status(),
+            message: rejection.body_text(),
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        use platform::Error as P;
+        let (status, code, message) = match self {
+            Error::BadRequest { status, message } => (status, "bad_request", message),
+            Error::Platform(P::Invalid(message)) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+            }
+            Error::Platform(P::SignInRefused(refusal)) => (
+                StatusCode::UNAUTHORIZED,
+                "sign_in_refused",
+                refusal.to_string(),
+            ),
+            Error::Platform(P::NotSignedIn) => (
+                StatusCode::UNAUTHORIZED,
+                "not_signed_in",
+                P::NotSignedIn.to_string(),
+            ),
+            internal => {
+                tracing::error!(error = %internal, "request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "something went wrong on our side; please try again in a moment".to_owned(),
+                )
+            }
+        };
+        (
+            status,
+            Json(json!({ "error": { "code": code, "message": message } })),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,264 @@
+//! The GPU Commons server: builds the platform from a [`Config`], wires the Leptos app, the JSON
+//! API and the health endpoints into one axum router with the HTTP middleware, and serves it.
+
+pub mod api;
+pub mod config;
+pub mod error;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use app::{shell, App, BUNDLE_NAME};
+use axum::extract::State;
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use leptos::config::LeptosOptions;
+use leptos::prelude::provide_context;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use platform::auth::AuthConfig;
+use platform::store::Store;
+use platform::Platform;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use url::Url;
+
+pub use config::{Config, Settings};
+pub use error::Error;
+
+/// A server that is listening. Dropping it does not stop it; call [`RunningServer::stop`].
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub public_url: Url,
+    pub platform: Platform,
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// Stops accepting, lets in-flight requests finish, and closes the database.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(());
+        if let Ok(Err(e)) = self.task.await {
+            tracing::error!(error = %e, "server ended with an error");
+        }
+        self.platform.store.close().await;
+    }
+
+    /// Waits until the server ends on its own (it does not, short of an I/O failure).
+    pub async fn wait(&mut self) -> std::io::Result<()> {
+        match (&mut self.task).await {
+            Ok(result) => result,
+            Err(join) => Err(std::io::Error::other(join)),
+        }
+    }
+}
+
+/// Binds, opens and migrates the database, seeds the demo fleet if asked, and starts serving.
+pub async fn start(config: Config) -> Result<RunningServer, Error> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| Error::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let public_url = match &config.public_url {
+        Some(url) => url.clone(),
+        None => Url::parse(&format!("http://{addr}"))
+            .map_err(|e| Error::Config(format!("listen address {addr}: {e}")))?,
+    };
+
+    let store = Store::open(&config.database_url).await?;
+    let platform = Platform::new(store, auth_config(&config, &public_url));
+    if config.demo_devices > 0 {
+        platform
+            .fleet
+            .seed_demo_fleet(config.demo_devices, 42, platform::now())
+            .await?;
+    }
+    if !config
+        .site_root
+        .join("pkg")
+        .join(format!("{BUNDLE_NAME}.js"))
+        .exists()
+    {
+        tracing::warn!(
+            site_root = %config.site_root.display(),
+            "the site has not been built here: pages render but will not hydrate (run `cargo xtask run`)"
+        );
+    }
+    spawn_expiry_sweeper(platform.clone());
+
+    let router = router(platform.clone(), &config, addr);
+    let (shutdown, stop_signal) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop_signal.await;
+            })
+            .await
+    });
+    tracing::info!(%addr, %public_url, database = %platform::store::redact(&config.database_url), "serving");
+    Ok(RunningServer {
+        addr,
+        public_url,
+        platform,
+        shutdown,
+        task,
+    })
+}
+
+fn auth_config(config: &Config, public_url: &Url) -> AuthConfig {
+    let host = public_url.host_str().unwrap_or("localhost");
+    let domain = match public_url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    };
+    AuthConfig {
+        domain,
+        uri: public_url.as_str().trim_end_matches('/').to_owned(),
+        chain_id: config.chain_id.clone(),
+        nonce_ttl_secs: config.sign_in_ttl_secs,
+        session_idle_secs: config.session_idle_secs,
+        session_max_secs: config.session_max_secs,
+    }
+}
+
+/// Deletes dead sign-in nonces and sessions every few minutes so the tables stay small.
+fn spawn_expiry_sweeper(platform: Platform) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(300));
+        loop {
+            every.tick().await;
+            match platform.auth.purge_expired(platform::now()).await {
+                Ok(removed) => {
+                    tracing::debug!(removed, "purged expired sign-in nonces and sessions")
+                }
+                Err(e) => tracing::warn!(error = %e, "could not purge expired sessions"),
+            }
+        }
+    });
+}
+
+pub fn router(platform: Platform, config: &Config, addr: SocketAddr) -> Router {
+    let leptos_options = LeptosOptions::builder()
+        .output_name(BUNDLE_NAME)
+        .site_root(config.site_root.to_string_lossy().into_owned())
+        .site_pkg_dir("pkg")
+        .site_addr(addr)
+        .build();
+    let context = {
+        let platform = platform.clone();
+        move || provide_context(platform.clone())
+    };
+    let site = Router::new()
+        .leptos_routes_with_context(
+            &leptos_options,
+            generate_route_list(App),
+            context.clone(),
+            {
+                let options = leptos_options.clone();
+                move || shell(options.clone())
+            },
+        )
+        .fallback(leptos_axum::file_and_error_handler_with_context(
+            context, shell,
+        ))
+        .with_state(leptos_options);
+
+    let operational = Router::new()
+        // The explorer is the public front page; a plain redirect, decided before any page streams.
+        .route(
+            "/",
+            get(|| async { axum::response::Redirect::to("/explorer") }),
+        )
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .nest("/api/v1", api::routes())
+        .with_state(platform);
+
+    let secure_site = config
+        .public_url
+        .as_ref()
+        .is_some_and(|u| u.scheme() == "https");
+    let mut app = operational
+        .merge(site)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout,
+        ))
+        .layer(CompressionLayer::new())
+        .layer(CatchPanicLayer::custom(|_panic| internal_error_page()));
+    for (name, value) in security_headers(secure_site) {
+        app = app.layer(SetResponseHeaderLayer::if_not_present(name, value));
+    }
+    app.layer(TraceLayer::new_for_http())
+}
+
+fn security_headers(secure_site: bool) -> Vec<(HeaderName, HeaderValue)> {
+    let mut headers = vec![
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("strict-origin-when-cross-origin"),
+        ),
+        (
+            HeaderName::from_static("permissions-policy"),
+            HeaderValue::from_static("camera=(), microphone=(), geolocation=()"),
+        ),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            // The hydration bootstrap is an inline module script; WASM needs wasm-unsafe-eval.
+            HeaderValue::from_static(
+                "default-src 'self'; script-src 'self' 'unsafe-inline' 'wasm-unsafe-eval'; \
+                 style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+                 frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
+            ),
+        ),
+    ];
+    if secure_site {
+        headers.push((
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        ));
+    }
+    headers
+}
+
+fn internal_error_page() -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "Something went wrong on our side. Please try again in a moment.",
+    )
+        .into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(platform): State<Platform>) -> Response {
+    match platform.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: database unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
+        }
+    }
+}

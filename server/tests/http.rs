@@ -1,0 +1,424 @@
+//! The real server on a free port with a fresh database, driven over HTTP — once on SQLite and
+//! once on PostgreSQL.
+
+use domain::wallet::WalletAddress;
+use ed25519_dalek::{Signer, SigningKey};
+use reqwest::header;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use server::{start, Config, RunningServer};
+
+struct TestApp {
+    server: RunningServer,
+    client: reqwest::Client,
+}
+
+impl TestApp {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.server.addr)
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn challenge(&self, wallet: &SigningKey) -> String {
+        let response = self
+            .post(
+                "/api/v1/auth/challenge",
+                json!({ "address": address(wallet) }),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json::<Value>().await.unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+fn address(wallet: &SigningKey) -> String {
+    WalletAddress::from_public_key(&wallet.verifying_key().to_bytes()).to_string()
+}
+
+fn sign(wallet: &SigningKey, message: &str) -> String {
+    bs58::encode(wallet.sign(message.as_bytes()).to_bytes()).into_string()
+}
+
+fn new_wallet() -> SigningKey {
+    SigningKey::generate(&mut rand::rngs::OsRng)
+}
+
+async fn error_message(response: reqwest::Response) -> String {
+    let body: Value = response.json().await.unwrap();
+    body["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn spawn(database_url: String, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = Config::for_database(&database_url).unwrap();
+    config.demo_devices = 60;
+    tweak(&mut config);
+    let server = start(config).await.unwrap();
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    TestApp { server, client }
+}
+
+async fn health_and_readiness_answer(app: TestApp) {
+    assert_eq!(app.get("/healthz").await.text().await.unwrap(), "ok");
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), StatusCode::OK);
+    app.server.stop().await;
+}
+
+async fn each_section_renders_on_the_server_with_hydration_and_navigation(app: TestApp) {
+    for (path, heading) in [
+        ("/explorer", "Network explorer"),
+        ("/cloud", "Cloud"),
+        ("/worker", "Worker"),
+    ] {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let html = response.text().await.unwrap();
+        assert!(
+            html.contains(&format!("<h1>{heading}</h1>")),
+            "{path} lacks its heading"
+        );
+        for link in ["href=\"/explorer\"", "href=\"/cloud\"", "href=\"/worker\""] {
+            assert!(html.contains(link), "{path} lacks the nav link {link}");
+        }
+        assert!(
+            html.contains("/pkg/gpu_commons.js"),
+            "{path} does not load the hydrate bundle"
+        );
+        assert!(
+            html.contains("data-testid=\"connect-wallet\""),
+            "{path} lacks the wallet button"
+        );
+    }
+    let explorer = app.get("/explorer").await.text().await.unwrap();
+    assert!(
+        explorer.contains("Supply by GPU model")
+            && explorer.contains("data-testid=\"network-totals\"")
+    );
+    let summary: Value = app
+        .get("/api/v1/network/summary")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let gpus = summary["totals"]["gpus"].as_i64().unwrap();
+    assert!(gpus > 0);
+    assert!(
+        explorer.contains(&format!("<div class=\"stat-value\">{gpus}</div>")),
+        "explorer shows the API's GPU total"
+    );
+    app.server.stop().await;
+}
+
+async fn the_root_redirects_to_the_explorer(app: TestApp) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = client.get(app.url("/")).send().await.unwrap();
+    assert!(response.status().is_redirection(), "{}", response.status());
+    assert_eq!(response.headers()[header::LOCATION], "/explorer");
+    app.server.stop().await;
+}
+
+async fn an_unknown_page_is_a_404_page(app: TestApp) {
+    let response = app.get("/no/such/page").await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("This page does not exist") && html.contains("href=\"/explorer\""));
+    app.server.stop().await;
+}
+
+async fn responses_carry_security_headers_and_compress(app: TestApp) {
+    let response = app
+        .client
+        .get(app.url("/explorer"))
+        .header(header::ACCEPT_ENCODING, "br")
+        .send()
+        .await
+        .unwrap();
+    let h = response.headers();
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert!(h["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
+    assert_eq!(h[header::CONTENT_ENCODING], "br");
+    app.server.stop().await;
+}
+
+async fn wallet_sign_in_starts_a_session_that_sign_out_ends(app: TestApp) {
+    let wallet = new_wallet();
+    assert_eq!(
+        app.get("/api/v1/auth/session").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let message = app.challenge(&wallet).await;
+    assert!(message.starts_with(&format!(
+        "127.0.0.1:{} wants you to sign in",
+        app.server.addr.port()
+    )));
+
+    let response = app
+        .post(
+            "/api/v1/auth/sign-in",
+            json!({ "message": message, "signature": sign(&wallet, &message) }),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let cookie = response.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        cookie.starts_with("gc_session=")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains("Secure"),
+        "plain-http site must not mark the cookie Secure"
+    );
+    let token = cookie
+        .trim_start_matches("gc_session=")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(
+        token.len() >= 32,
+        "session id must carry at least 128 random bits"
+    );
+
+    let session: Value = app.get("/api/v1/auth/session").await.json().await.unwrap();
+    assert_eq!(session["wallet"], address(&wallet));
+    let worker = app.get("/worker").await.text().await.unwrap();
+    assert!(
+        worker.contains("data-testid=\"wallet-address\""),
+        "signed-in header shows the wallet"
+    );
+    assert_eq!(
+        app.get("/api/v1/worker/devices").await.status(),
+        StatusCode::OK
+    );
+
+    assert_eq!(
+        app.post("/api/v1/auth/sign-out", json!({})).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.get("/api/v1/auth/session").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // The old token is dead on the server, not just forgotten by this client.
+    let replay = reqwest::Client::new()
+        .get(app.url("/api/v1/auth/session"))
+        .header(header::COOKIE, format!("gc_session={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), StatusCode::UNAUTHORIZED);
+    app.server.stop().await;
+}
+
+async fn refused_sign_ins_say_why(app: TestApp) {
+    let wallet = new_wallet();
+    let message = app.challenge(&wallet).await;
+
+    let mut forged = bs58::decode(sign(&wallet, &message)).into_vec().unwrap();
+    forged[10] ^= 0x40;
+    let tampered = app
+        .post(
+            "/api/v1/auth/sign-in",
+            json!({ "message": message, "signature": bs58::encode(forged).into_string() }),
+        )
+        .await;
+    assert_eq!(tampered.status(), StatusCode::UNAUTHORIZED);
+    assert!(error_message(tampered).await.contains("does not match"));
+
+    let other_site = message.replacen("127.0.0.1:", "127.0.0.2:", 1);
+    let phished = app
+        .post(
+            "/api/v1/auth/sign-in",
+            json!({ "message": other_site, "signature": sign(&wallet, &other_site) }),
+        )
+        .await;
+    assert_eq!(phished.status(), StatusCode::UNAUTHORIZED);
+    assert!(error_message(phished).await.contains("but this site is"));
+
+    let good = json!({ "message": message, "signature": sign(&wallet, &message) });
+    assert_eq!(
+        app.post("/api/v1/auth/sign-in", good.clone())
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let reused = app.post("/api/v1/auth/sign-in", good).await;
+    assert_eq!(reused.status(), StatusCode::UNAUTHORIZED);
+    assert!(error_message(reused).await.contains("already used"));
+    app.server.stop().await;
+}
+
+async fn an_expired_sign_in_message_is_refused(app: TestApp) {
+    let wallet = new_wallet();
+    let message = app.challenge(&wallet).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let late = app
+        .post(
+            "/api/v1/auth/sign-in",
+            json!({ "message": message, "signature": sign(&wallet, &message) }),
+        )
+        .await;
+    assert_eq!(late.status(), StatusCode::UNAUTHORIZED);
+    assert!(error_message(late).await.contains("expired"));
+    app.server.stop().await;
+}
+
+async fn bad_api_input_gets_specific_errors(app: TestApp) {
+    let bad_address = app
+        .post(
+            "/api/v1/auth/challenge",
+            json!({ "address": "not-a-wallet" }),
+        )
+        .await;
+    assert_eq!(bad_address.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(error_message(bad_address).await.contains("not base58"));
+
+    let missing_field = app
+        .post("/api/v1/auth/challenge", json!({ "wallet": "x" }))
+        .await;
+    assert_eq!(missing_field.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(error_message(missing_field)
+        .await
+        .contains("unknown field `wallet`"));
+
+    let not_json = app
+        .client
+        .post(app.url("/api/v1/auth/challenge"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_json.status(), StatusCode::BAD_REQUEST);
+
+    let huge = json!({ "address": "1".repeat(100_000) });
+    assert_eq!(
+        app.post("/api/v1/auth/challenge", huge).await.status(),
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+
+    let garbage_message = app
+        .post(
+            "/api/v1/auth/sign-in",
+            json!({ "message": "hello", "signature": "abc" }),
+        )
+        .await;
+    assert_eq!(garbage_message.status(), StatusCode::UNAUTHORIZED);
+    assert!(error_message(garbage_message).await.contains("malformed"));
+    app.server.stop().await;
+}
+
+async fn data_survives_a_restart(app: TestApp, url: String) {
+    let before: Value = app
+        .get("/api/v1/network/summary")
+        .await
+        .json()
+        .await
+        .unwrap();
+    app.server.stop().await;
+    let again = spawn(url, |_| {}).await;
+    let after: Value = again
+        .get("/api/v1/network/summary")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        before, after,
+        "restart neither loses nor re-seeds the fleet"
+    );
+    again.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_taken_port_is_reported_clearly() {
+    let first = spawn(platform::testing::fresh_sqlite_url(), |_| {}).await;
+    let mut config = Config::for_database(&platform::testing::fresh_sqlite_url()).unwrap();
+    config.listen = first.server.addr;
+    let err = start(config)
+        .await
+        .err()
+        .expect("second bind must fail")
+        .to_string();
+    assert!(err.contains("another program uses this port"), "{err}");
+    first.server.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_reported_clearly() {
+    let config = Config::for_database("postgres://postgres@127.0.0.1:1/nothing").unwrap();
+    let err = start(config).await.err().expect("must fail").to_string();
+    assert!(
+        err.contains("cannot reach the database at postgres://postgres@127.0.0.1:1/nothing"),
+        "{err}"
+    );
+}
+
+macro_rules! on_both_backends {
+    ($($case:ident),+ $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $case() {
+                super::$case(super::spawn(platform::testing::fresh_sqlite_url(), |c| c.sign_in_ttl_secs = 1).await).await
+            })+
+            #[tokio::test] async fn data_survives_a_restart() {
+                let url = platform::testing::fresh_sqlite_url();
+                super::data_survives_a_restart(super::spawn(url.clone(), |_| {}).await, url).await
+            }
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $case() {
+                let Some(url) = platform::testing::fresh_postgres_url().await else { return };
+                super::$case(super::spawn(url, |c| c.sign_in_ttl_secs = 1).await).await
+            })+
+            #[tokio::test] async fn data_survives_a_restart() {
+                let Some(url) = platform::testing::fresh_postgres_url().await else { return };
+                super::data_survives_a_restart(super::spawn(url.clone(), |_| {}).await, url).await
+            }
+        }
+    };
+}
+
+on_both_backends!(
+    health_and_readiness_answer,
+    each_section_renders_on_the_server_with_hydration_and_navigation,
+    the_root_redirects_to_the_explorer,
+    an_unknown_page_is_a_404_page,
+    responses_carry_security_headers_and_compress,
+    wallet_sign_in_starts_a_session_that_sign_out_ends,
+    refused_sign_ins_say_why,
+    an_expired_sign_in_message_is_refused,
+    bad_api_input_gets_specific_errors,
+);

@@ -1,0 +1,307 @@
+//! `cargo xtask run` and `cargo xtask test`: the two commands of the README. Each installs what it
+//! needs on a fresh machine with only the Rust toolchain (the wasm target, the wasm-bindgen CLI of
+//! the version pinned in Cargo.lock, Debian's Chromium and the npm test packages), then builds and
+//! runs the platform, or runs every test. Nothing is skipped silently: a missing prerequisite
+//! that cannot be installed stops the command with what to do.
+
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+const BUNDLE_NAME: &str = "gpu_commons";
+const USAGE: &str = "usage:
+  cargo xtask run [SERVER FLAGS…]   build (release) and start the platform on SQLite with a demo fleet
+  cargo xtask test                  run every test: lints, unit, integration (SQLite + PostgreSQL), browser
+  cargo xtask build                 build the release server binary and site without starting it
+Server flags go to the gpu-commons binary; see `cargo xtask run --help`.";
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("run") => run_platform(&args[1..]),
+        Some("test") => test_everything(),
+        Some("build") => build_release().map(|_| ()),
+        _ => Err(USAGE.to_owned()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn step(title: &str) {
+    println!("\n==> {title}");
+}
+
+/// Runs a command to completion in the workspace root, failing with the command line if it fails.
+fn run(command: &mut Command) -> Result {
+    let shown = format!("{command:?}").replace('"', "");
+    println!("    $ {shown}");
+    let status = command
+        .current_dir(
+            command
+                .get_current_dir()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(workspace_root),
+        )
+        .status()
+        .map_err(|e| format!("could not start `{shown}`: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{shown}` failed ({status})"))
+    }
+}
+
+fn output_of(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn cargo() -> Command {
+    Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn is_root() -> bool {
+    output_of("id", &["-u"]).is_some_and(|uid| uid.trim() == "0")
+}
+
+fn ensure_rust_parts() -> Result {
+    step("Rust: wasm target, clippy, rustfmt");
+    let installed = output_of("rustup", &["target", "list", "--installed"]).unwrap_or_default();
+    if !installed.lines().any(|t| t.trim() == WASM_TARGET) {
+        run(Command::new("rustup").args(["target", "add", WASM_TARGET]))?;
+    }
+    if output_of("cargo", &["clippy", "--version"]).is_none()
+        || output_of("cargo", &["fmt", "--version"]).is_none()
+    {
+        run(Command::new("rustup").args(["component", "add", "clippy", "rustfmt"]))?;
+    }
+    Ok(())
+}
+
+/// The wasm-bindgen version Cargo.lock pins; the CLI must be exactly this version.
+fn pinned_wasm_bindgen() -> Result<String> {
+    let lock = fs::read_to_string(workspace_root().join("Cargo.lock"))
+        .map_err(|e| format!("reading Cargo.lock: {e}"))?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == "name = \"wasm-bindgen\"" {
+            if let Some(version) = lines.next().and_then(|l| l.strip_prefix("version = \"")) {
+                return Ok(version.trim_end_matches('"').to_owned());
+            }
+        }
+    }
+    Err("Cargo.lock has no wasm-bindgen package".into())
+}
+
+/// Installs the wasm-bindgen CLI of the pinned version under target/tools (kept per checkout).
+fn ensure_wasm_bindgen() -> Result<PathBuf> {
+    let version = pinned_wasm_bindgen()?;
+    let root = workspace_root().join("target").join("tools");
+    let binary = root.join("bin").join("wasm-bindgen");
+    let current = output_of(&binary.to_string_lossy(), &["--version"]).unwrap_or_default();
+    if current.trim() != format!("wasm-bindgen {version}") {
+        step(&format!(
+            "wasm-bindgen CLI {version} (once per checkout, about 3 minutes)"
+        ));
+        run(cargo()
+            .args([
+                "install",
+                "wasm-bindgen-cli",
+                "--version",
+                &format!("={version}"),
+                "--force",
+                "--root",
+            ])
+            .arg(&root))?;
+    }
+    Ok(binary)
+}
+
+fn apt_install(packages: &[&str]) -> Result {
+    if !is_root() {
+        return Err(format!(
+            "{} missing; install it with: sudo apt-get install -y {}",
+            packages.join(", "),
+            packages.join(" ")
+        ));
+    }
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq"])
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn ensure_browser_test_tools() -> Result {
+    step("Browser tests: Debian Chromium, Node.js, Playwright (no browser downloads)");
+    if !Path::new("/usr/bin/chromium").exists() {
+        apt_install(&["chromium"])?;
+    }
+    if output_of("node", &["--version"]).is_none() || output_of("npm", &["--version"]).is_none() {
+        apt_install(&["nodejs", "npm"])?;
+    }
+    run(Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(workspace_root().join("end2end"))
+        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"))
+}
+
+/// Builds the hydrate bundle and lays out target/site: pkg/ (JS, WASM, CSS) and public files.
+fn build_site(release: bool) -> Result<PathBuf> {
+    let wasm_bindgen = ensure_wasm_bindgen()?;
+    let root = workspace_root();
+    let profile = if release { "wasm-release" } else { "dev" };
+    step(&format!("Hydrate bundle (WASM, profile {profile})"));
+    run(cargo().args([
+        "build",
+        "--package",
+        "frontend",
+        "--target",
+        WASM_TARGET,
+        "--profile",
+        profile,
+    ]))?;
+    let wasm_dir = if release { "wasm-release" } else { "debug" };
+    let wasm = root
+        .join("target")
+        .join(WASM_TARGET)
+        .join(wasm_dir)
+        .join("frontend.wasm");
+    let site = root.join("target").join("site");
+    let pkg = site.join("pkg");
+    fs::create_dir_all(&pkg).map_err(|e| format!("creating {}: {e}", pkg.display()))?;
+    run(Command::new(&wasm_bindgen)
+        .args([
+            "--target",
+            "web",
+            "--no-typescript",
+            "--out-name",
+            BUNDLE_NAME,
+            "--out-dir",
+        ])
+        .arg(&pkg)
+        .arg(&wasm))?;
+    let copy = |from: PathBuf, to: PathBuf| {
+        fs::copy(&from, &to)
+            .map(|_| ())
+            .map_err(|e| format!("copying {}: {e}", from.display()))
+    };
+    copy(
+        root.join("style").join("main.css"),
+        pkg.join(format!("{BUNDLE_NAME}.css")),
+    )?;
+    for entry in fs::read_dir(root.join("public")).map_err(|e| format!("reading public/: {e}"))? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        copy(entry.path(), site.join(entry.file_name()))?;
+    }
+    let size = fs::metadata(pkg.join(format!("{BUNDLE_NAME}_bg.wasm")))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    println!("    site at {} (WASM {} KiB)", site.display(), size / 1024);
+    Ok(site)
+}
+
+fn build_release() -> Result<PathBuf> {
+    ensure_rust_parts()?;
+    let site = build_site(true)?;
+    step("Server (release)");
+    run(cargo().args(["build", "--release", "--package", "server"]))?;
+    Ok(site)
+}
+
+fn run_platform(server_args: &[String]) -> Result {
+    let site = build_release()?;
+    step("Starting GPU Commons (Ctrl-C to stop)");
+    let mut command = Command::new(
+        workspace_root()
+            .join("target")
+            .join("release")
+            .join("gpu-commons"),
+    );
+    command.arg("--site-root").arg(&site);
+    // A demo fleet by default, so every page has a network to show; `--demo false` turns it off.
+    if !server_args.iter().any(|a| a.starts_with("--demo")) {
+        command.arg("--demo");
+    }
+    run(command.args(server_args))
+}
+
+fn test_everything() -> Result {
+    let ci = env::var("CI").is_ok_and(|v| v == "true");
+    println!(
+        "GPU Commons test suite{}",
+        if ci {
+            " (CI=true: every part is required)"
+        } else {
+            ""
+        }
+    );
+    ensure_rust_parts()?;
+    ensure_browser_test_tools()?;
+
+    step("Formatting and lints");
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "frontend",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(cargo().args([
+        "clippy",
+        "--package",
+        "frontend",
+        "--target",
+        WASM_TARGET,
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+
+    step("Unit and integration tests (SQLite and PostgreSQL)");
+    run(cargo().args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "frontend",
+        "--exclude",
+        "xtask",
+    ]))?;
+
+    build_site(false)?;
+    step("Server binary for the browser tests");
+    run(cargo().args(["build", "--package", "server"]))?;
+    step("Browser end-to-end tests (Chromium)");
+    let root = workspace_root();
+    run(Command::new("npx")
+        .args(["playwright", "test"])
+        .current_dir(root.join("end2end"))
+        .env(
+            "E2E_SERVER_BIN",
+            root.join("target").join("debug").join("gpu-commons"),
+        ))?;
+    println!("\nAll tests passed.");
+    Ok(())
+}
