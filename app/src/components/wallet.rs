@@ -57,7 +57,11 @@ pub fn WalletButton() -> impl IntoView {
     let signed_out_view = move || {
         view! {
             <button class="btn btn-primary" data-testid="connect-wallet" disabled=move || busy.get() on:click=on_connect>
-                {move || if busy.get() { "Check your wallet…" } else { "Connect wallet" }}
+                {move || if busy.get() {
+                    view! { "Check your wallet…" }.into_any()
+                } else {
+                    view! { "Connect" <span class="wide-only">" wallet"</span> }.into_any()
+                }}
             </button>
             <Show when=move || picking.get()>
                 <ul class="wallet-menu" data-testid="wallet-menu">

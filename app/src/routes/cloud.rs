@@ -19,7 +19,7 @@ pub fn CloudPage() -> impl IntoView {
             <Transition fallback=|| ()>
                 {move || match session.signed_in() {
                     Some(s) => view! { <p class="notice" data-testid="cloud-signed-in">"Signed in as " <code>{s.wallet.short()}</code> "."</p> }.into_any(),
-                    None => view! { <p class="notice">"Connect a Solana wallet (top right) to manage clusters and billing."</p> }.into_any(),
+                    None => view! { <p class="notice">"Connect a Solana wallet to manage clusters and billing."</p> }.into_any(),
                 }}
             </Transition>
         </section>

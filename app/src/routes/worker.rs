@@ -59,7 +59,7 @@ pub fn WorkerPage() -> impl IntoView {
                         </div>
                     }.into_any(),
                     Err(AppError::Unauthorized(_)) => view! {
-                        <p class="notice" data-testid="worker-sign-in">"Connect your Solana wallet (top right) to see and manage your devices. Payouts go to the wallet you sign in with."</p>
+                        <p class="notice" data-testid="worker-sign-in">"Connect your Solana wallet to see and manage your devices. Payouts go to the wallet you sign in with."</p>
                     }.into_any(),
                     Err(error) => view! { <ErrorNote error /> }.into_any(),
                 })}
