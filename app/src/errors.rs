@@ -39,19 +39,31 @@ impl AppError {
     }
 }
 
-/// The one mapping from service errors to what users see. It also sets the server function's
-/// HTTP status (server_fn answers every error with 500 otherwise), so a refused sign-in is a
-/// 401 and bad input a 422 to anything watching the wire.
+/// The one mapping from service errors to what users see. When the request is a call of the
+/// server function itself, it also sets the HTTP status (server_fn answers every error with 500
+/// otherwise), so a refused sign-in is a 401 and bad input a 422 on the wire. During a page
+/// render the same functions run in-process, and their errors are shown in the page, which keeps
+/// its own status.
 #[cfg(feature = "ssr")]
 impl From<platform::Error> for AppError {
     fn from(error: platform::Error) -> Self {
+        use leptos::prelude::use_context;
         let app_error = AppError::from_platform(error);
-        if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+        let is_server_fn_call = use_context::<http::request::Parts>()
+            .is_some_and(|parts| parts.uri.path().starts_with(SERVER_FN_PREFIX));
+        if let (true, Some(response)) = (
+            is_server_fn_call,
+            use_context::<leptos_axum::ResponseOptions>(),
+        ) {
             response.set_status(app_error.status());
         }
         app_error
     }
 }
+
+/// Where server functions are mounted (server_fn's default). No page lives under it.
+#[cfg(feature = "ssr")]
+const SERVER_FN_PREFIX: &str = "/api/";
 
 #[cfg(feature = "ssr")]
 impl AppError {
@@ -61,7 +73,10 @@ impl AppError {
             E::Invalid(message) => AppError::Invalid(message),
             E::SignInRefused(refusal) => AppError::Unauthorized(refusal.to_string()),
             E::NotSignedIn => AppError::Unauthorized(E::NotSignedIn.to_string()),
-            internal @ (E::Unreachable { .. } | E::Database(_) | E::Migration(_)) => {
+            internal @ (E::Unreachable { .. }
+            | E::Database(_)
+            | E::Migration(_)
+            | E::Corrupt(_)) => {
                 tracing::error!(error = %internal, "server function failed");
                 AppError::Internal
             }

@@ -42,7 +42,9 @@ test('a tampered signature is refused with a clear message and no session', asyn
   });
   await page.goto('/cloud');
   await hydrated(page);
+  const refused = page.waitForResponse((r) => r.request().method() === 'POST' && /\/api\/sign_in[^_/]*$/.test(new URL(r.url()).pathname));
   await page.getByTestId('connect-wallet').click();
+  expect((await refused).status()).toBe(401);
   await expect(page.getByTestId('wallet-error')).toContainText('the signature does not match the message and wallet address');
   await expect(page.getByTestId('wallet-address')).toHaveCount(0);
   expect((await page.request.get('/api/v1/auth/session')).status()).toBe(401);

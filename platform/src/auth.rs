@@ -244,7 +244,8 @@ impl AuthService {
                 .execute(self.store.pool())
                 .await?;
         }
-        let wallet = WalletAddress::parse(&wallet).map_err(|e| Error::Invalid(e.to_string()))?;
+        let wallet =
+            WalletAddress::parse(&wallet).map_err(|e| Error::Corrupt(format!("user row: {e}")))?;
         Ok(Some(SignedIn {
             wallet,
             expires_at: UnixMillis(expires_at),

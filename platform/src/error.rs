@@ -19,6 +19,9 @@ pub enum Error {
     },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A stored row breaks the domain's rules (a bug or a hand edit), never the caller's fault.
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
 }
