@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod country;
+pub mod device_status;
 pub mod fleet;
 pub mod money;
 pub mod network;

@@ -14,7 +14,7 @@ use crate::error::Error;
 /// GPU Commons server: the web app (explorer, cloud console, worker tab), its JSON API and the
 /// agent API, on SQLite (default, embedded) or PostgreSQL.
 #[derive(Parser, Debug, Default, Deserialize)]
-#[command(name = "gpu-commons", version, about, long_about = None)]
+#[command(name = "gpu-commons", version)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// TOML file with any of the settings below (keys in snake_case, e.g. database_url = "…").

@@ -5,10 +5,7 @@ use leptos_meta::Title;
 
 #[component]
 pub fn ErrorPage() -> impl IntoView {
-    #[cfg(feature = "ssr")]
-    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-        response.set_status(http::StatusCode::INTERNAL_SERVER_ERROR);
-    }
+    super::set_page_status(500);
     view! {
         <Title text="Something went wrong" />
         <section class="hero center" data-testid="error-page">

@@ -5,3 +5,16 @@ pub mod error;
 pub mod explorer;
 pub mod not_found;
 pub mod worker;
+
+/// Sets the HTTP status of the page being rendered on the server; in the browser it does nothing.
+fn set_page_status(status: u16) {
+    #[cfg(feature = "ssr")]
+    if let (Some(response), Ok(code)) = (
+        leptos::prelude::use_context::<leptos_axum::ResponseOptions>(),
+        http::StatusCode::from_u16(status),
+    ) {
+        response.set_status(code);
+    }
+    #[cfg(not(feature = "ssr"))]
+    let _ = status;
+}

@@ -5,10 +5,7 @@ use leptos_meta::Title;
 
 #[component]
 pub fn NotFound() -> impl IntoView {
-    #[cfg(feature = "ssr")]
-    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-        response.set_status(http::StatusCode::NOT_FOUND);
-    }
+    super::set_page_status(404);
     view! {
         <Title text="Page not found" />
         <section class="hero center" data-testid="not-found">
