@@ -11,6 +11,17 @@ use std::process::{Command, ExitCode};
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 const BUNDLE_NAME: &str = "gpu_commons";
+/// npm `binaryen` (Debian's wasm-opt is too old for today's rustc output).
+const BINARYEN_VERSION: &str = "132.0.0";
+/// The WebAssembly features rustc enables for wasm32-unknown-unknown, which wasm-opt must accept.
+const WASM_FEATURES: &[&str] = &[
+    "--enable-bulk-memory",
+    "--enable-sign-ext",
+    "--enable-mutable-globals",
+    "--enable-nontrapping-float-to-int",
+    "--enable-reference-types",
+    "--enable-multivalue",
+];
 const USAGE: &str = "usage:
   cargo xtask run [SERVER FLAGS…]   build (release) and start the platform on SQLite with a demo fleet
   cargo xtask test                  run every test: lints, unit, integration (SQLite + PostgreSQL), browser
@@ -135,6 +146,33 @@ fn ensure_wasm_bindgen() -> Result<PathBuf> {
     Ok(binary)
 }
 
+/// Installs wasm-opt of the pinned binaryen version under target/tools/node (kept per checkout).
+fn ensure_wasm_opt() -> Result<PathBuf> {
+    let prefix = workspace_root().join("target").join("tools").join("node");
+    let binary = prefix.join("node_modules").join(".bin").join("wasm-opt");
+    let wanted = format!(
+        "version {}",
+        BINARYEN_VERSION.split('.').next().unwrap_or_default()
+    );
+    if !output_of(&binary.to_string_lossy(), &["--version"]).is_some_and(|v| v.contains(&wanted)) {
+        step(&format!("wasm-opt (npm binaryen {BINARYEN_VERSION})"));
+        if output_of("npm", &["--version"]).is_none() {
+            apt_install(&["nodejs", "npm"])?;
+        }
+        run(Command::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--no-save",
+                "--prefix",
+            ])
+            .arg(&prefix)
+            .arg(format!("binaryen@{BINARYEN_VERSION}")))?;
+    }
+    Ok(binary)
+}
+
 fn apt_install(packages: &[&str]) -> Result {
     if !is_root() {
         return Err(format!(
@@ -212,9 +250,19 @@ fn build_site(release: bool) -> Result<PathBuf> {
         let entry = entry.map_err(|e| e.to_string())?;
         copy(entry.path(), site.join(entry.file_name()))?;
     }
-    let size = fs::metadata(pkg.join(format!("{BUNDLE_NAME}_bg.wasm")))
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let bundle = pkg.join(format!("{BUNDLE_NAME}_bg.wasm"));
+    if release {
+        // Halves the release bundle (see docs/BENCHMARKS.md); debug builds skip it to stay fast.
+        let wasm_opt = ensure_wasm_opt()?;
+        step("Optimising the hydrate bundle (wasm-opt -Oz)");
+        run(Command::new(wasm_opt)
+            .arg("-Oz")
+            .args(WASM_FEATURES)
+            .arg(&bundle)
+            .arg("-o")
+            .arg(&bundle))?;
+    }
+    let size = fs::metadata(&bundle).map(|m| m.len()).unwrap_or(0);
     println!("    site at {} (WASM {} KiB)", site.display(), size / 1024);
     Ok(site)
 }
