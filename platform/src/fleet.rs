@@ -3,6 +3,9 @@
 //! living network. Aggregates here scan the `devices` table; the in-memory fleet index that
 //! serves them at a million devices comes with the worker and explorer work.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use domain::catalog::GpuCatalog;
 use domain::fleet::{ConnectivityTier, DeviceKind, DeviceStatus};
 use domain::network::{CountrySupply, ModelSupply, NetworkSummary, NetworkTotals, OwnedDevice};
@@ -17,13 +20,20 @@ use crate::Error;
 pub struct FleetService {
     store: Store,
     catalog: GpuCatalog,
+    /// ISO code → English name, parsed once rather than on every page render.
+    country_names: Arc<HashMap<String, String>>,
 }
 
 impl FleetService {
     pub fn new(store: Store) -> FleetService {
+        let country_names = domain::country::all()
+            .into_iter()
+            .map(|c| (c.code, c.name))
+            .collect();
         FleetService {
             store,
             catalog: GpuCatalog::builtin(),
+            country_names: Arc::new(country_names),
         }
     }
 
@@ -84,7 +94,6 @@ impl FleetService {
                 .then_with(|| a.model.cmp(&b.model))
         });
 
-        let countries = domain::country::all();
         let rows = sqlx::query(
             "SELECT country, COUNT(*), CAST(SUM(gpu_count) AS BIGINT) FROM devices \
              WHERE status NOT IN ('terminated', 'inactive') GROUP BY country",
@@ -95,10 +104,11 @@ impl FleetService {
             .into_iter()
             .map(|row| {
                 let code: String = row.try_get(0)?;
-                let name = countries
-                    .iter()
-                    .find(|c| c.code == code)
-                    .map_or_else(|| code.clone(), |c| c.name.clone());
+                let name = self
+                    .country_names
+                    .get(&code)
+                    .cloned()
+                    .unwrap_or_else(|| code.clone());
                 Ok(CountrySupply {
                     code,
                     name,
