@@ -156,9 +156,7 @@ fn ensure_wasm_opt() -> Result<PathBuf> {
     );
     if !output_of(&binary.to_string_lossy(), &["--version"]).is_some_and(|v| v.contains(&wanted)) {
         step(&format!("wasm-opt (npm binaryen {BINARYEN_VERSION})"));
-        if output_of("npm", &["--version"]).is_none() {
-            apt_install(&["nodejs", "npm"])?;
-        }
+        ensure_node()?;
         run(Command::new("npm")
             .args([
                 "install",
@@ -171,6 +169,14 @@ fn ensure_wasm_opt() -> Result<PathBuf> {
             .arg(format!("binaryen@{BINARYEN_VERSION}")))?;
     }
     Ok(binary)
+}
+
+/// Node.js and npm, from Debian, for the browser tests and wasm-opt.
+fn ensure_node() -> Result {
+    if output_of("node", &["--version"]).is_none() || output_of("npm", &["--version"]).is_none() {
+        apt_install(&["nodejs", "npm"])?;
+    }
+    Ok(())
 }
 
 fn apt_install(packages: &[&str]) -> Result {
@@ -193,9 +199,7 @@ fn ensure_browser_test_tools() -> Result {
     if !Path::new("/usr/bin/chromium").exists() {
         apt_install(&["chromium"])?;
     }
-    if output_of("node", &["--version"]).is_none() || output_of("npm", &["--version"]).is_none() {
-        apt_install(&["nodejs", "npm"])?;
-    }
+    ensure_node()?;
     run(Command::new("npm")
         .args(["ci", "--no-audit", "--no-fund"])
         .current_dir(workspace_root().join("end2end"))
