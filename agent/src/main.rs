@@ -1,18 +1,285 @@
-//! The GPU Commons provider agent. Registration, hardware detection, heartbeats and verification
-//! arrive with the worker issue; until then the binary only identifies itself.
+//! The GPU Commons provider agent. Started with the one-line command from the Worker tab, it
+//! exchanges the registration token for a device credential (saved 0600), then heartbeats on
+//! the interval the server sets, answers proof-of-work challenges, measures connectivity when
+//! asked, and backs off with jitter whenever the server is unreachable.
 
-fn main() -> std::process::ExitCode {
-    match std::env::args().nth(1).as_deref() {
-        Some("--version") | Some("-V") => {
-            println!("gpu-commons-agent {}", env!("CARGO_PKG_VERSION"));
-            std::process::ExitCode::SUCCESS
+mod client;
+mod credentials;
+mod error;
+mod hardware;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use domain::agent_protocol::{Heartbeat, HeartbeatReply, RegisterRequest, Utilisation};
+use domain::fleet::DeviceStatus;
+use domain::hardware::HardwareReport;
+use domain::proof_of_work::Challenge;
+use rand::Rng;
+
+use client::ApiClient;
+use credentials::Credentials;
+use error::AgentError;
+use hardware::{SimulatedMachine, UtilisationProbe};
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Longest wait between retries when the server is unreachable.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// GPU Commons provider agent: turns this machine into a device of the network.
+#[derive(Parser, Debug)]
+#[command(name = "gpu-commons-agent", version)]
+struct Args {
+    /// The GPU Commons server, e.g. https://gpucommons.example (from the Worker tab's command).
+    #[arg(long, env = "GC_AGENT_SERVER", value_name = "URL")]
+    server: Option<String>,
+
+    /// Single-use registration token from the Worker tab; needed only on the first start.
+    #[arg(long, env = "GC_AGENT_TOKEN", value_name = "TOKEN")]
+    token: Option<String>,
+
+    /// Where the device credential is kept. [default: ~/.config/gpu-commons/agent.json]
+    #[arg(long, env = "GC_AGENT_CREDENTIALS", value_name = "FILE")]
+    credentials: Option<PathBuf>,
+
+    /// Describe the hardware from a TOML file instead of detecting it (tests, demos). The device
+    /// is marked as simulated everywhere.
+    #[arg(long, env = "GC_AGENT_SIMULATE", value_name = "FILE")]
+    simulate: Option<PathBuf>,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    tokio::select! {
+        result = run(args) => match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("gpu-commons-agent: {e}");
+                ExitCode::from(if matches!(e, AgentError::Config(_)) { 2 } else { 3 })
+            }
+        },
+        _ = tokio::signal::ctrl_c() => {
+            println!("stopping");
+            ExitCode::SUCCESS
         }
-        _ => {
-            eprintln!(
-                "gpu-commons-agent {}: device registration is not available in this build yet",
-                env!("CARGO_PKG_VERSION")
+    }
+}
+
+/// Where hardware and utilisation come from.
+enum Machine {
+    Real(UtilisationProbe),
+    Simulated(SimulatedMachine),
+}
+
+impl Machine {
+    fn hardware(&self) -> HardwareReport {
+        match self {
+            Machine::Real(_) => hardware::detect(),
+            Machine::Simulated(m) => m.report(),
+        }
+    }
+
+    fn utilisation(&mut self) -> Utilisation {
+        match self {
+            Machine::Real(probe) => probe.sample(),
+            Machine::Simulated(m) => m.utilisation,
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Exponential backoff with ±50% jitter, so a fleet that lost the server does not return in step.
+fn backoff(failures: u32) -> Duration {
+    let base = Duration::from_secs(1u64 << failures.min(6)).min(MAX_BACKOFF);
+    base.mul_f64(rand::thread_rng().gen_range(0.5..1.5))
+}
+
+async fn run(args: Args) -> Result<(), AgentError> {
+    let path = args
+        .credentials
+        .clone()
+        .unwrap_or_else(credentials::default_path);
+    let mut machine = match &args.simulate {
+        Some(file) => Machine::Simulated(SimulatedMachine::load(file)?),
+        None => Machine::Real(UtilisationProbe::default()),
+    };
+    let saved = match Credentials::load(&path)? {
+        Some(saved) => {
+            if args.token.is_some() {
+                println!(
+                    "already registered as {} (credentials in {}); ignoring --token. Delete that file to register anew.",
+                    saved.device_id,
+                    path.display()
+                );
+            }
+            saved
+        }
+        None => register(&args, &machine, &path).await?,
+    };
+    let client = ApiClient::new(&saved.server)?.with_credential(saved.credential.clone());
+    println!("device {} reporting to {}", saved.device_id, saved.server);
+    heartbeat_loop(&client, &mut machine).await
+}
+
+async fn register(
+    args: &Args,
+    machine: &Machine,
+    path: &std::path::Path,
+) -> Result<Credentials, AgentError> {
+    let (Some(server), Some(token)) = (&args.server, &args.token) else {
+        return Err(AgentError::Config(format!(
+            "this machine is not registered yet (no {}): start the agent with the command from the Worker tab (--server URL --token TOKEN)",
+            path.display()
+        )));
+    };
+    let client = ApiClient::new(server)?;
+    let hardware = machine.hardware();
+    println!(
+        "registering: {} ({} cores), {} GB RAM, GPUs: {}",
+        hardware.cpu_model,
+        hardware.cpu_cores,
+        hardware.ram_gb,
+        if hardware.gpus.is_empty() {
+            "none".to_owned()
+        } else {
+            hardware.gpu_summary()
+        }
+    );
+    let request = RegisterRequest {
+        token: token.clone(),
+        agent_version: VERSION.to_owned(),
+        simulated: matches!(machine, Machine::Simulated(_)),
+        hardware,
+    };
+    let mut failures = 0;
+    let registered = loop {
+        match client.register(&request).await {
+            Ok(registered) => break registered,
+            Err(e) if !e.is_final() => {
+                failures += 1;
+                let wait = backoff(failures);
+                eprintln!("{e}; retrying in {} s", wait.as_secs());
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let saved = Credentials {
+        server: server.trim_end_matches('/').to_owned(),
+        device_id: registered.device_id,
+        credential: registered.credential,
+    };
+    saved.save(path)?;
+    println!(
+        "registered as {}; credential saved to {}",
+        saved.device_id,
+        path.display()
+    );
+    Ok(saved)
+}
+
+async fn heartbeat_loop(client: &ApiClient, machine: &mut Machine) -> Result<(), AgentError> {
+    let mut interval = Duration::from_secs(10);
+    let mut failures = 0u32;
+    let mut last_status: Option<(DeviceStatus, String)> = None;
+    let mut last_challenge: Option<String> = None;
+    loop {
+        let heartbeat = Heartbeat {
+            sent_at: now_ms(),
+            agent_version: VERSION.to_owned(),
+            utilisation: machine.utilisation(),
+            workloads: Vec::new(),
+        };
+        match client.heartbeat(&heartbeat).await {
+            Ok(reply) => {
+                if failures > 0 {
+                    println!("server reachable again");
+                }
+                failures = 0;
+                interval = Duration::from_secs(reply.heartbeat_interval_secs.max(1).into());
+                let status = (reply.status, reply.reason.clone());
+                if last_status.as_ref() != Some(&status) {
+                    println!("status: {} ({})", reply.status, reply.reason);
+                    last_status = Some(status);
+                }
+                follow_up(client, &reply, &mut last_challenge).await?;
+                tokio::time::sleep(interval).await;
+            }
+            Err(e) if e.is_final() => return Err(e),
+            Err(e) => {
+                failures += 1;
+                let wait = backoff(failures).max(interval);
+                eprintln!("heartbeat failed: {e}; retrying in {} s", wait.as_secs());
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// Answers a new challenge and runs a due speed test. Failures here are reported and retried
+/// on a later heartbeat; only a final refusal stops the agent.
+async fn follow_up(
+    client: &ApiClient,
+    reply: &HeartbeatReply,
+    last_challenge: &mut Option<String>,
+) -> Result<(), AgentError> {
+    if reply.speed_test_due {
+        match client.speed_test().await {
+            Ok(r) => println!(
+                "connectivity: {} MB/s down, {} MB/s up, {} ms; tier {}",
+                r.download_mb_per_s,
+                r.upload_mb_per_s,
+                r.latency_ms,
+                r.tier.map_or("below low", |t| t.as_str())
+            ),
+            Err(e) if e.is_final() => return Err(e),
+            Err(e) => eprintln!("speed test failed: {e}"),
+        }
+    }
+    if let Some(challenge) = &reply.challenge {
+        if last_challenge.as_deref() != Some(challenge.id.as_str()) {
+            *last_challenge = Some(challenge.id.clone());
+            answer(client, challenge.clone()).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn answer(client: &ApiClient, challenge: Challenge) -> Result<(), AgentError> {
+    println!(
+        "verification: computing {} × {}³ matrix products",
+        challenge.products, challenge.size
+    );
+    let started = std::time::Instant::now();
+    let solved =
+        tokio::task::spawn_blocking(move || domain::proof_of_work::solve(&challenge, |_| {}))
+            .await
+            .map_err(|e| AgentError::Transport(format!("the computation stopped: {e}")))?;
+    let elapsed = started.elapsed();
+    match client.answer(&solved).await {
+        Ok(outcome) => {
+            println!(
+                "verification {} in {:.1} s: {} ({})",
+                if outcome.passed { "passed" } else { "failed" },
+                elapsed.as_secs_f64(),
+                outcome.status,
+                outcome.reason
             );
-            std::process::ExitCode::from(2)
+            Ok(())
+        }
+        Err(e) if e.is_final() => Err(e),
+        Err(e) => {
+            eprintln!("could not deliver the verification answer: {e}");
+            Ok(())
         }
     }
 }

@@ -13,6 +13,12 @@ pub enum AppError {
     /// Not signed in, or the sign-in was refused; the message says why.
     #[error("{0}")]
     Unauthorized(String),
+    /// Nothing by that id for this user.
+    #[error("{0}")]
+    NotFound(String),
+    /// Refused in the thing's current state; the message says why.
+    #[error("{0}")]
+    Conflict(String),
     #[error("something went wrong on our side; please try again in a moment")]
     Internal,
     /// The request did not reach the server or its answer could not be read.
@@ -34,6 +40,8 @@ impl AppError {
         match self {
             AppError::Invalid(_) => http::StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Unauthorized(_) => http::StatusCode::UNAUTHORIZED,
+            AppError::NotFound(_) => http::StatusCode::NOT_FOUND,
+            AppError::Conflict(_) => http::StatusCode::CONFLICT,
             AppError::Internal | AppError::Transport(_) => http::StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -73,6 +81,10 @@ impl AppError {
             E::Invalid(message) => AppError::Invalid(message),
             E::SignInRefused(refusal) => AppError::Unauthorized(refusal.to_string()),
             E::NotSignedIn => AppError::Unauthorized(E::NotSignedIn.to_string()),
+            E::NotFound(message) => AppError::NotFound(message),
+            E::Conflict(message) => AppError::Conflict(message),
+            // Agent refusals belong to the agent API; no page calls it.
+            E::AgentRefused(refusal) => AppError::Invalid(refusal.to_string()),
             internal @ (E::Unreachable { .. }
             | E::Database(_)
             | E::Migration(_)

@@ -14,7 +14,10 @@ use leptos_router::path;
 
 use components::nav::TopNav;
 use components::session::provide_session;
-use routes::{cloud::CloudPage, explorer::ExplorerPage, not_found::NotFound, worker::WorkerPage};
+use routes::cloud::CloudPage;
+use routes::explorer::ExplorerPage;
+use routes::not_found::NotFound;
+use routes::worker::{DevicePage, NewDevicePage, WorkerPage};
 
 /// Name of the hydrate bundle under `/pkg` (`gpu_commons.js`, `gpu_commons_bg.wasm`, `gpu_commons.css`).
 pub const BUNDLE_NAME: &str = "gpu_commons";
@@ -57,6 +60,8 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/explorer") view=ExplorerPage />
                         <Route path=path!("/cloud") view=CloudPage />
                         <Route path=path!("/worker") view=WorkerPage />
+                        <Route path=path!("/worker/devices/new") view=NewDevicePage />
+                        <Route path=path!("/worker/devices/:id") view=DevicePage />
                     </Routes>
                 </ErrorBoundary>
             </main>

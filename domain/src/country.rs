@@ -35,6 +35,14 @@ pub fn all() -> Vec<Country> {
         .collect()
 }
 
+/// Whether `code` is a known ISO alpha-2 code (upper case).
+pub fn is_known(code: &str) -> bool {
+    COUNTRIES_CSV
+        .lines()
+        .skip(1)
+        .any(|line| line.split(',').next() == Some(code))
+}
+
 /// The English name of an ISO alpha-2 code, if known.
 pub fn name_of(code: &str) -> Option<String> {
     all()

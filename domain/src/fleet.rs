@@ -61,6 +61,16 @@ named_enum!(OperatingSystem, "operating system", { Linux => "linux", Windows => 
 named_enum!(DeviceKind, "device kind", { Gpu => "gpu", Cpu => "cpu" });
 
 named_enum!(
+    /// What an owner can do to a device from the Worker tab (the last path segment in the API).
+    OwnerAction, "device action", {
+        Pause => "pause",
+        Resume => "resume",
+        Remove => "remove",
+        RevokeCredential => "revoke-credential",
+    }
+);
+
+named_enum!(
     /// Measured (never declared) network tier, best first.
     ConnectivityTier, "connectivity tier", {
         Ultra => "ultra",
@@ -70,9 +80,40 @@ named_enum!(
     }
 );
 
+impl ConnectivityTier {
+    /// Minimum (download, upload) throughput in MB/s for each tier, best first (DESIGN.md §2).
+    const THRESHOLDS: [(ConnectivityTier, i64, i64); 4] = [
+        (ConnectivityTier::Ultra, 1600, 1200),
+        (ConnectivityTier::High, 800, 600),
+        (ConnectivityTier::Medium, 400, 300),
+        (ConnectivityTier::Low, 100, 10),
+    ];
+
+    /// The best tier whose download and upload floors the measurement meets; None below `low`.
+    pub fn from_measurement(
+        download_mb_per_s: i64,
+        upload_mb_per_s: i64,
+    ) -> Option<ConnectivityTier> {
+        Self::THRESHOLDS
+            .iter()
+            .find(|(_, down, up)| download_mb_per_s >= *down && upload_mb_per_s >= *up)
+            .map(|(tier, _, _)| *tier)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tiers_need_both_directions() {
+        use ConnectivityTier as T;
+        assert_eq!(T::from_measurement(2000, 1500), Some(T::Ultra));
+        assert_eq!(T::from_measurement(2000, 700), Some(T::High));
+        assert_eq!(T::from_measurement(450, 20), Some(T::Low));
+        assert_eq!(T::from_measurement(100, 10), Some(T::Low));
+        assert_eq!(T::from_measurement(99, 1000), None);
+    }
 
     #[test]
     fn every_name_round_trips() {

@@ -1,12 +1,16 @@
 //! Pure types and rules of GPU Commons. No I/O and no async: the same code validates input in
 //! the browser (compiled to WASM) and on the server.
 
+pub mod agent_protocol;
 pub mod catalog;
 pub mod country;
 pub mod device_status;
 pub mod fleet;
+pub mod hardware;
 pub mod money;
 pub mod network;
+pub mod proof_of_work;
 pub mod siws;
 pub mod time;
 pub mod wallet;
+pub mod worker;

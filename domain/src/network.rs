@@ -3,7 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::fleet::{ConnectivityTier, DeviceKind, DeviceStatus};
 use crate::money::MicroUsd;
 
 /// Network-wide totals. Only verified devices count as available supply.
@@ -56,18 +55,4 @@ pub struct NetworkSummary {
     pub by_model: Vec<ModelSupply>,
     /// Most GPUs first.
     pub by_country: Vec<CountrySupply>,
-}
-
-/// One device as its owner sees it in the Worker tab.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OwnedDevice {
-    pub id: String,
-    pub name: String,
-    pub kind: DeviceKind,
-    pub status: DeviceStatus,
-    pub gpu_model: Option<String>,
-    pub gpu_count: i64,
-    pub country: String,
-    pub tier: Option<ConnectivityTier>,
-    pub simulated: bool,
 }

@@ -9,10 +9,9 @@
 use domain::siws::{Nonce, SignInMessage, SignedIn};
 use domain::time::UnixMillis;
 use domain::wallet::WalletAddress;
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 use sqlx::Row;
 
+use crate::secret::{random_hex, sha256_hex};
 use crate::store::Store;
 use crate::{Error, SignInRefusal};
 
@@ -62,7 +61,7 @@ impl SessionToken {
     }
 
     fn hash(&self) -> String {
-        hex(&Sha256::digest(self.0.as_bytes()))
+        sha256_hex(&self.0)
     }
 }
 
@@ -278,17 +277,6 @@ impl AuthService {
                 .rows_affected();
         Ok(nonces + sessions)
     }
-}
-
-/// `bytes` bytes from the operating system's CSPRNG, as lowercase hex.
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::rngs::OsRng.fill_bytes(&mut buf);
-    hex(&buf)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

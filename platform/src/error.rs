@@ -11,6 +11,14 @@ pub enum Error {
     SignInRefused(#[from] SignInRefusal),
     #[error("not signed in (or the session has ended)")]
     NotSignedIn,
+    /// Nothing by that id, or it belongs to someone else (the two are not told apart).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is valid but the thing's current state refuses it; the message says why.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    AgentRefused(#[from] AgentRefusal),
     #[error("cannot reach the database at {url}: {source}")]
     Unreachable {
         url: String,
@@ -38,4 +46,48 @@ pub enum SignInRefusal {
     NonceExpired,
     #[error("this sign-in request was issued to another wallet")]
     WrongWallet,
+}
+
+/// Why the agent API refused a device's call. Each has a stable code the agent acts on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AgentRefusal {
+    #[error("this registration token was not issued by this server; add the device again in the Worker tab")]
+    TokenUnknown,
+    #[error("this registration token was already used; add the device again in the Worker tab for a new one")]
+    TokenUsed,
+    #[error(
+        "this registration token has expired; add the device again in the Worker tab for a new one"
+    )]
+    TokenExpired,
+    #[error("no device '{0}' is registered here")]
+    UnknownDevice(String),
+    #[error(
+        "the device credential was revoked or is wrong; add the device again in the Worker tab"
+    )]
+    CredentialRejected,
+    #[error("the device was removed by its owner")]
+    DeviceRemoved,
+    #[error("the agent's clock is {skew_secs} s away from the server's (at most 300 s allowed); fix the system clock")]
+    ClockSkew { skew_secs: i64 },
+    #[error("no open challenge '{0}' for this device (it may have expired or been answered)")]
+    NoSuchChallenge(String),
+    #[error("{0}")]
+    TooSoon(String),
+}
+
+impl AgentRefusal {
+    /// The machine-readable code in the API's error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AgentRefusal::TokenUnknown => "registration_token_unknown",
+            AgentRefusal::TokenUsed => "registration_token_used",
+            AgentRefusal::TokenExpired => "registration_token_expired",
+            AgentRefusal::UnknownDevice(_) => "unknown_device",
+            AgentRefusal::CredentialRejected => "credential_revoked",
+            AgentRefusal::DeviceRemoved => "device_removed",
+            AgentRefusal::ClockSkew { .. } => "clock_skew",
+            AgentRefusal::NoSuchChallenge(_) => "no_such_challenge",
+            AgentRefusal::TooSoon(_) => "too_soon",
+        }
+    }
 }

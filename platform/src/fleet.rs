@@ -1,14 +1,13 @@
-//! The fleet as the pages see it: network totals, supply by GPU model and by country, a
-//! provider's own devices, and the seeded demo fleet that makes a fresh install look like a
-//! living network. Aggregates here scan the `devices` table; the in-memory fleet index that
-//! serves them at a million devices comes with the worker and explorer work.
+//! The network as the pages see it: totals, supply by GPU model and by country, and the seeded
+//! demo fleet that makes a fresh install look like a living network. Aggregates here scan the
+//! `devices` table; serving them from an index at a million devices is the explorer's work.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use domain::catalog::GpuCatalog;
 use domain::fleet::{ConnectivityTier, DeviceKind, DeviceStatus};
-use domain::network::{CountrySupply, ModelSupply, NetworkSummary, NetworkTotals, OwnedDevice};
+use domain::network::{CountrySupply, ModelSupply, NetworkSummary, NetworkTotals};
 use domain::time::UnixMillis;
 use domain::wallet::WalletAddress;
 use sqlx::Row;
@@ -126,37 +125,6 @@ impl FleetService {
         })
     }
 
-    pub async fn devices_of(&self, owner: &WalletAddress) -> Result<Vec<OwnedDevice>, Error> {
-        let rows = sqlx::query(
-            "SELECT id, name, kind, status, gpu_model, gpu_count, country, tier, simulated \
-             FROM devices WHERE owner_wallet = $1 AND status <> 'terminated' ORDER BY created_at, id",
-        )
-        .bind(owner.as_str())
-        .fetch_all(self.store.pool())
-        .await?;
-        rows.into_iter()
-            .map(|row| {
-                let bad =
-                    |e: domain::fleet::UnknownName| Error::Invalid(format!("stored device: {e}"));
-                Ok(OwnedDevice {
-                    id: row.try_get(0)?,
-                    name: row.try_get(1)?,
-                    kind: DeviceKind::parse(&row.try_get::<String, _>(2)?).map_err(bad)?,
-                    status: DeviceStatus::parse(&row.try_get::<String, _>(3)?).map_err(bad)?,
-                    gpu_model: row.try_get(4)?,
-                    gpu_count: row.try_get(5)?,
-                    country: row.try_get(6)?,
-                    tier: row
-                        .try_get::<Option<String>, _>(7)?
-                        .map(|t| ConnectivityTier::parse(&t))
-                        .transpose()
-                        .map_err(bad)?,
-                    simulated: row.try_get(8)?,
-                })
-            })
-            .collect()
-    }
-
     /// Fills an empty network with `count` simulated devices (deterministic for a `seed`),
     /// marked as simulated everywhere. Does nothing if simulated devices already exist, so it is
     /// safe on every start.
@@ -178,9 +146,10 @@ impl FleetService {
         for chunk in devices.chunks(200) {
             let mut sql = String::from(
                 "INSERT INTO devices (id, owner_wallet, name, os, kind, gpu_model, gpu_count, cpu_model, cpu_cores, \
-                 ram_gb, country, tier, status, verified, simulated, created_at, last_heartbeat_at) VALUES ",
+                 ram_gb, country, tier, status, verified, simulated, created_at, last_heartbeat_at, \
+                 status_reason, status_changed_at) VALUES ",
             );
-            const COLUMNS: usize = 17;
+            const COLUMNS: usize = 19;
             for i in 0..chunk.len() {
                 let params: Vec<String> = (1..=COLUMNS)
                     .map(|c| format!("${}", i * COLUMNS + c))
@@ -209,7 +178,9 @@ impl FleetService {
                     .bind(d.verified)
                     .bind(true)
                     .bind(d.created_at)
-                    .bind(d.last_heartbeat_at);
+                    .bind(d.last_heartbeat_at)
+                    .bind("demo fleet: simulated device without an agent")
+                    .bind(d.created_at);
             }
             query.execute(&mut *tx).await?;
         }

@@ -1,19 +1,35 @@
 //! Server-side services of GPU Commons over one store (SQLite or PostgreSQL): sign-in and
-//! sessions (`auth`), the fleet read models and demo fleet (`fleet`). The `app` server functions
-//! and the `server` JSON API call these; neither writes SQL.
+//! sessions (`auth`), the network read models and demo fleet (`fleet`), the Worker tab
+//! (`worker`) and the agent API with the live fleet (`agents`). The `app` server functions and
+//! the `server` JSON API call these; neither writes SQL.
 
+pub mod agents;
 pub mod auth;
 mod error;
 pub mod fleet;
+mod live;
+mod secret;
 pub mod store;
 #[cfg(feature = "test-support")]
 pub mod testing;
+pub mod worker;
 
-pub use error::{Error, SignInRefusal};
+pub use error::{AgentRefusal, Error, SignInRefusal};
 
+use std::sync::Arc;
+
+use agents::{AgentService, FleetConfig};
 use auth::{AuthConfig, AuthService};
 use fleet::FleetService;
 use store::Store;
+use worker::{WorkerConfig, WorkerService};
+
+#[derive(Debug, Clone)]
+pub struct PlatformConfig {
+    pub auth: AuthConfig,
+    pub worker: WorkerConfig,
+    pub fleet: FleetConfig,
+}
 
 /// All services, cheap to clone (they share one connection pool).
 #[derive(Clone)]
@@ -21,13 +37,20 @@ pub struct Platform {
     pub store: Store,
     pub auth: AuthService,
     pub fleet: FleetService,
+    pub worker: WorkerService,
+    pub agents: AgentService,
 }
 
 impl Platform {
-    pub fn new(store: Store, auth: AuthConfig) -> Platform {
+    /// The services over one store. The live fleet starts empty: call
+    /// [`AgentService::rebuild`] before serving agents.
+    pub fn new(store: Store, config: PlatformConfig) -> Platform {
+        let live = Arc::new(live::LiveFleet::new());
         Platform {
-            auth: AuthService::new(store.clone(), auth),
+            auth: AuthService::new(store.clone(), config.auth),
             fleet: FleetService::new(store.clone()),
+            worker: WorkerService::new(store.clone(), live.clone(), config.worker),
+            agents: AgentService::new(store.clone(), live, config.fleet),
             store,
         }
     }

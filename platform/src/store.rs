@@ -15,6 +15,21 @@ use crate::Error;
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
 
+/// Selects a BOOLEAN column as 0/1: sqlx's `Any` driver cannot decode SQLite's BOOLEAN, so
+/// flags are read through [`flag`].
+macro_rules! flag_sql {
+    ($column:literal) => {
+        concat!("CAST(CASE WHEN ", $column, " THEN 1 ELSE 0 END AS BIGINT)")
+    };
+}
+pub(crate) use flag_sql;
+
+/// Reads a column selected with [`flag_sql!`].
+pub(crate) fn flag(row: &sqlx::any::AnyRow, index: usize) -> Result<bool, sqlx::Error> {
+    use sqlx::Row;
+    Ok(row.try_get::<i64, _>(index)? != 0)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,

@@ -1,24 +1,42 @@
 //! The platform services against both real backends: every test here runs once on a fresh
 //! SQLite file and once on a fresh PostgreSQL database.
 
+use domain::agent_protocol::{Heartbeat, RegisterRequest, Utilisation};
+use domain::fleet::{DeviceKind, DeviceStatus, OperatingSystem};
+use domain::hardware::{GpuReport, HardwareReport};
 use domain::siws::SignInMessage;
 use domain::time::UnixMillis;
 use domain::wallet::WalletAddress;
+use domain::worker::NewDevice;
 use ed25519_dalek::{Signer, SigningKey};
+use platform::agents::FleetConfig;
 use platform::auth::{AuthConfig, SessionToken};
 use platform::store::Store;
-use platform::{Error, Platform, SignInRefusal};
+use platform::worker::WorkerConfig;
+use platform::{AgentRefusal, Error, Platform, PlatformConfig, SignInRefusal};
 
 const T0: UnixMillis = UnixMillis(1_795_600_000_000);
 
-fn config() -> AuthConfig {
-    AuthConfig {
-        domain: "gpu.test:3000".into(),
-        uri: "http://gpu.test:3000".into(),
-        chain_id: "solana:mainnet".into(),
-        nonce_ttl_secs: 300,
-        session_idle_secs: 3600,
-        session_max_secs: 86_400,
+fn config() -> PlatformConfig {
+    PlatformConfig {
+        auth: AuthConfig {
+            domain: "gpu.test:3000".into(),
+            uri: "http://gpu.test:3000".into(),
+            chain_id: "solana:mainnet".into(),
+            nonce_ttl_secs: 300,
+            session_idle_secs: 3600,
+            session_max_secs: 86_400,
+        },
+        worker: WorkerConfig {
+            agent_server_url: "http://gpu.test:3000/".into(),
+            registration_ttl_secs: 3600,
+        },
+        fleet: FleetConfig {
+            // Small proofs: the arithmetic is the domain's, tested there at size.
+            gpu_challenge_size: 24,
+            cpu_challenge_size: 16,
+            ..FleetConfig::default()
+        },
     }
 }
 
@@ -248,11 +266,353 @@ async fn the_demo_fleet_seeds_once_and_adds_up(p: Platform) {
 
 async fn a_store_reopens_with_its_data(p: Platform, url: String) {
     p.fleet.seed_demo_fleet(20, 1, T0).await.unwrap();
+    let (_, credential) = registered_device(&p, &owner(1), &["NVIDIA H100 80GB HBM3"]).await;
     let before = p.fleet.network_summary().await.unwrap();
     p.store.close().await;
     let reopened = Platform::new(Store::open(&url).await.unwrap(), config());
     assert_eq!(reopened.fleet.network_summary().await.unwrap(), before);
     reopened.store.ping().await.unwrap();
+    // The live fleet comes back from the database: the agent's credential still works.
+    assert_eq!(reopened.agents.rebuild(T0).await.unwrap(), 1);
+    reopened.agents.authenticate(&credential, T0).await.unwrap();
+}
+
+fn owner(n: u8) -> WalletAddress {
+    WalletAddress::from_public_key(&[n; 32])
+}
+
+fn hardware(gpus: &[&str]) -> HardwareReport {
+    HardwareReport {
+        os: OperatingSystem::Linux,
+        cpu_model: "AMD EPYC 9654".into(),
+        cpu_cores: 96,
+        ram_gb: 512,
+        disk_gb: 2000,
+        gpus: gpus
+            .iter()
+            .map(|name| GpuReport {
+                name: (*name).into(),
+                memory_mb: 81_559,
+            })
+            .collect(),
+    }
+}
+
+fn form(name: &str) -> NewDevice {
+    NewDevice {
+        name: name.into(),
+        os: OperatingSystem::Linux,
+        kind: DeviceKind::Gpu,
+        country: "de".into(),
+    }
+}
+
+fn register_request(token: &str, gpus: &[&str]) -> RegisterRequest {
+    RegisterRequest {
+        token: token.into(),
+        agent_version: "0.1.0".into(),
+        simulated: true,
+        hardware: hardware(gpus),
+    }
+}
+
+/// Adds a device for `owner` and registers its agent at T0; returns (device id, credential).
+async fn registered_device(p: &Platform, owner: &WalletAddress, gpus: &[&str]) -> (String, String) {
+    let ticket = p.worker.add_device(owner, form("node"), T0).await.unwrap();
+    let registered = p
+        .agents
+        .register(register_request(&ticket.token, gpus), T0)
+        .await
+        .unwrap();
+    assert_eq!(registered.device_id, ticket.device_id);
+    (registered.device_id, registered.credential)
+}
+
+fn heartbeat_at(at: UnixMillis, utilisation: Utilisation) -> Heartbeat {
+    Heartbeat {
+        sent_at: at.0,
+        agent_version: "0.1.0".into(),
+        utilisation,
+        workloads: Vec::new(),
+    }
+}
+
+fn refusal(result: Result<impl std::fmt::Debug, Error>) -> AgentRefusal {
+    match result {
+        Err(Error::AgentRefused(refusal)) => refusal,
+        other => panic!("expected an agent refusal, got {other:?}"),
+    }
+}
+
+async fn registration_tokens_work_once_and_expire(p: Platform) {
+    let me = owner(1);
+    let ticket = p
+        .worker
+        .add_device(&me, form(" rack-1 "), T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        ticket.command,
+        format!(
+            "gpu-commons-agent --server http://gpu.test:3000 --token {}",
+            ticket.token
+        )
+    );
+    let listed = p.worker.devices_of(&me, T0).await.unwrap();
+    assert_eq!(listed.awaiting_agent.len(), 1);
+    assert_eq!(listed.awaiting_agent[0].name, "rack-1");
+
+    let request = register_request(&ticket.token, &["NVIDIA H100 80GB HBM3"; 2]);
+    p.agents.register(request.clone(), T0).await.unwrap();
+    assert_eq!(
+        refusal(p.agents.register(request, T0).await),
+        AgentRefusal::TokenUsed
+    );
+    assert_eq!(
+        refusal(
+            p.agents
+                .register(register_request("gcr_nope", &[]), T0)
+                .await
+        ),
+        AgentRefusal::TokenUnknown
+    );
+    let late = p.worker.add_device(&me, form("late"), T0).await.unwrap();
+    assert_eq!(
+        refusal(
+            p.agents
+                .register(register_request(&late.token, &[]), T0.plus_seconds(3601))
+                .await
+        ),
+        AgentRefusal::TokenExpired
+    );
+    let listed = p.worker.devices_of(&me, T0).await.unwrap();
+    assert_eq!(listed.devices.len(), 1);
+    assert_eq!(
+        listed.devices[0].gpu_model.as_deref(),
+        Some("H100 80GB SXM")
+    );
+    assert_eq!(listed.devices[0].gpu_count, 2);
+    assert_eq!(listed.devices[0].country, "DE");
+    assert!(matches!(
+        p.worker.add_device(&me, form(""), T0).await,
+        Err(Error::Invalid(m)) if m.contains("give the device a name")
+    ));
+}
+
+async fn a_device_is_verified_by_proof_of_work_and_goes_down_when_silent(p: Platform) {
+    let me = owner(2);
+    let (id, credential) = registered_device(&p, &me, &["NVIDIA H100 80GB HBM3"; 2]).await;
+    assert_eq!(p.agents.authenticate(&credential, T0).await.unwrap(), id);
+    let calm = Utilisation::default();
+
+    let t1 = T0.plus_seconds(5);
+    let reply = p
+        .agents
+        .heartbeat(&id, heartbeat_at(t1, calm), t1)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, DeviceStatus::Pending);
+    assert!(reply.speed_test_due);
+    let challenge = reply.challenge.expect("a new device is challenged at once");
+    assert_eq!(challenge.products, 2, "one product per GPU");
+
+    // A lazy answer (another seed's work) fails and the device stays pending.
+    let wrong = domain::proof_of_work::solve(
+        &domain::proof_of_work::Challenge {
+            seed: 1,
+            ..challenge.clone()
+        },
+        |_| {},
+    );
+    let outcome = p
+        .agents
+        .answer_challenge(&id, &challenge.id, wrong, t1)
+        .await
+        .unwrap();
+    assert!(!outcome.passed);
+    assert_eq!(outcome.status, DeviceStatus::Pending);
+    assert!(outcome.reason.contains("1 of 3"), "{}", outcome.reason);
+    assert_eq!(
+        refusal(
+            p.agents
+                .answer_challenge(
+                    &id,
+                    &challenge.id,
+                    domain::proof_of_work::solve(&challenge, |_| {}),
+                    t1
+                )
+                .await
+        ),
+        AgentRefusal::NoSuchChallenge(challenge.id.clone())
+    );
+
+    // The next heartbeat carries a fresh challenge; the honest answer verifies the device.
+    let t2 = T0.plus_seconds(10);
+    let retry = p
+        .agents
+        .heartbeat(&id, heartbeat_at(t2, calm), t2)
+        .await
+        .unwrap()
+        .challenge
+        .unwrap();
+    assert_ne!(retry.id, challenge.id);
+    let outcome = p
+        .agents
+        .answer_challenge(
+            &id,
+            &retry.id,
+            domain::proof_of_work::solve(&retry, |_| {}),
+            t2,
+        )
+        .await
+        .unwrap();
+    assert!(outcome.passed, "{outcome:?}");
+    assert_eq!(outcome.status, DeviceStatus::Idle);
+
+    // Idle and busy with foreign work: a recorded violation.
+    let busy = Utilisation {
+        gpu_percent: 90,
+        cpu_percent: 5,
+        memory_percent: 10,
+    };
+    let t3 = T0.plus_seconds(20);
+    let reply = p
+        .agents
+        .heartbeat(&id, heartbeat_at(t3, busy), t3)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, DeviceStatus::Idle);
+    assert!(
+        reply.challenge.is_none(),
+        "verified devices are re-challenged only later"
+    );
+
+    // Skewed clocks are refused.
+    assert!(matches!(
+        refusal(
+            p.agents
+                .heartbeat(&id, heartbeat_at(T0, calm), T0.plus_seconds(3600))
+                .await
+        ),
+        AgentRefusal::ClockSkew { .. }
+    ));
+
+    // Silence past the window: down; the next heartbeat brings it back.
+    assert_eq!(p.agents.sweep(T0.plus_seconds(40)).await.unwrap(), 0);
+    assert_eq!(p.agents.sweep(T0.plus_seconds(51)).await.unwrap(), 1);
+    let detail = p.worker.device_detail(&me, &id).await.unwrap();
+    assert_eq!(detail.summary.status, DeviceStatus::Down);
+    assert_eq!(detail.status_reason, "stopped sending heartbeats");
+    let t4 = T0.plus_seconds(60);
+    let reply = p
+        .agents
+        .heartbeat(&id, heartbeat_at(t4, calm), t4)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, DeviceStatus::Idle);
+    assert!(p.agents.flush().await.unwrap() >= 1);
+
+    let detail = p.worker.device_detail(&me, &id).await.unwrap();
+    assert!(detail.summary.verified);
+    assert_eq!(detail.summary.last_heartbeat_at, Some(t4));
+    let outcomes: Vec<_> = detail
+        .verifications
+        .iter()
+        .map(|v| v.outcome.clone().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["passed", "failed"]);
+    let history: Vec<_> = detail
+        .history
+        .iter()
+        .map(|h| (h.kind.as_str(), h.to_status))
+        .collect();
+    assert!(history.contains(&("violation", None)), "{history:?}");
+    assert!(
+        history.contains(&("status", Some(DeviceStatus::Down))),
+        "{history:?}"
+    );
+    assert_eq!(
+        history.last(),
+        Some(&("status", Some(DeviceStatus::Pending)))
+    );
+}
+
+async fn owners_pause_resume_revoke_and_remove(p: Platform) {
+    let me = owner(3);
+    let (id, credential) = registered_device(&p, &me, &["NVIDIA GeForce RTX 4090"]).await;
+    assert!(matches!(
+        p.worker.pause(&owner(9), &id, T0).await,
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(
+        p.worker.pause(&me, &id, T0).await.unwrap().to.status,
+        DeviceStatus::Paused
+    );
+    let reply = p
+        .agents
+        .heartbeat(&id, heartbeat_at(T0, Utilisation::default()), T0)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, DeviceStatus::Paused);
+    assert!(
+        reply.challenge.is_none(),
+        "paused devices are not challenged"
+    );
+    assert!(matches!(
+        p.worker.pause(&me, &id, T0).await,
+        Err(Error::Conflict(_))
+    ));
+    assert_eq!(
+        p.worker.resume(&me, &id, T0).await.unwrap().to.status,
+        DeviceStatus::Pending
+    );
+
+    p.worker.revoke_credential(&me, &id, T0).await.unwrap();
+    assert_eq!(
+        refusal(p.agents.authenticate(&credential, T0).await),
+        AgentRefusal::CredentialRejected
+    );
+    assert!(
+        !p.worker
+            .device_detail(&me, &id)
+            .await
+            .unwrap()
+            .credential_active
+    );
+
+    assert_eq!(
+        p.worker.remove(&me, &id, T0).await.unwrap().to.status,
+        DeviceStatus::Terminated
+    );
+    assert_eq!(
+        refusal(p.agents.authenticate(&credential, T0).await),
+        AgentRefusal::DeviceRemoved
+    );
+    assert!(p
+        .worker
+        .devices_of(&me, T0)
+        .await
+        .unwrap()
+        .devices
+        .is_empty());
+}
+
+async fn unsupported_hardware_is_kept_with_what_was_reported(p: Platform) {
+    let me = owner(4);
+    let (id, _) = registered_device(&p, &me, &["Matrox G200"]).await;
+    let detail = p.worker.device_detail(&me, &id).await.unwrap();
+    assert_eq!(detail.summary.status, DeviceStatus::Unsupported);
+    assert_eq!(
+        detail.status_reason,
+        "hardware 'Matrox G200' is not in the GPU catalog"
+    );
+    assert_eq!(detail.reported_gpus, "1 × Matrox G200");
+    let reply = p
+        .agents
+        .heartbeat(&id, heartbeat_at(T0, Utilisation::default()), T0)
+        .await
+        .unwrap();
+    assert!(reply.challenge.is_none());
 }
 
 async fn sqlite_platform() -> Option<(Platform, String)> {
@@ -308,4 +668,8 @@ on_both_backends!(
     an_unknown_token_has_no_session,
     purge_removes_only_dead_nonces_and_sessions,
     the_demo_fleet_seeds_once_and_adds_up,
+    registration_tokens_work_once_and_expire,
+    a_device_is_verified_by_proof_of_work_and_goes_down_when_silent,
+    owners_pause_resume_revoke_and_remove,
+    unsupported_hardware_is_kept_with_what_was_reported,
 );

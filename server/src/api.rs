@@ -3,13 +3,15 @@
 //! [`crate::error::Error`].
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use domain::network::{NetworkSummary, OwnedDevice};
+use domain::fleet::OwnerAction;
+use domain::network::NetworkSummary;
 use domain::siws::SignedIn;
+use domain::worker::{DeviceDetail, NewDevice, RegistrationTicket, WorkerDevices};
 use platform::auth::{Challenge, SessionToken};
 use platform::Platform;
 use serde::Deserialize;
@@ -26,7 +28,9 @@ pub fn routes() -> Router<Platform> {
         .route("/auth/session", get(session))
         .route("/auth/sign-out", post(sign_out))
         .route("/network/summary", get(network_summary))
-        .route("/worker/devices", get(my_devices))
+        .route("/worker/devices", get(my_devices).post(add_device))
+        .route("/worker/devices/{id}", get(device_detail))
+        .route("/worker/devices/{id}/{action}", post(device_action))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
@@ -112,7 +116,58 @@ async fn network_summary(State(platform): State<Platform>) -> Result<Json<Networ
 async fn my_devices(
     State(platform): State<Platform>,
     headers: HeaderMap,
-) -> Result<Json<Vec<OwnedDevice>>, Error> {
+) -> Result<Json<WorkerDevices>, Error> {
     let session = signed_in(&platform, &headers).await?;
-    Ok(Json(platform.fleet.devices_of(&session.wallet).await?))
+    Ok(Json(
+        platform
+            .worker
+            .devices_of(&session.wallet, platform::now())
+            .await?,
+    ))
+}
+
+async fn add_device(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+    body: Result<Json<NewDevice>, JsonRejection>,
+) -> Result<(StatusCode, Json<RegistrationTicket>), Error> {
+    let session = signed_in(&platform, &headers).await?;
+    let Json(form) = body?;
+    let ticket = platform
+        .worker
+        .add_device(&session.wallet, form, platform::now())
+        .await?;
+    Ok((StatusCode::CREATED, Json(ticket)))
+}
+
+async fn device_detail(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<DeviceDetail>, Error> {
+    let session = signed_in(&platform, &headers).await?;
+    Ok(Json(
+        platform.worker.device_detail(&session.wallet, &id).await?,
+    ))
+}
+
+#[derive(serde::Serialize)]
+struct ActionOutcome {
+    outcome: String,
+}
+
+/// `pause`, `resume`, `remove` or `revoke-credential`.
+async fn device_action(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+) -> Result<Json<ActionOutcome>, Error> {
+    let session = signed_in(&platform, &headers).await?;
+    let action =
+        OwnerAction::parse(&action).map_err(|e| platform::Error::NotFound(e.to_string()))?;
+    let outcome = platform
+        .worker
+        .act(&session.wallet, &id, action, platform::now())
+        .await?;
+    Ok(Json(ActionOutcome { outcome }))
 }

@@ -69,6 +69,26 @@ pub struct Settings {
     #[arg(long, env = "GC_REQUEST_TIMEOUT_SECS", value_name = "SECS")]
     pub request_timeout_secs: Option<u64>,
 
+    /// Seconds between an agent's heartbeats (the server tells agents). [default: 10]
+    #[arg(long, env = "GC_HEARTBEAT_INTERVAL_SECS", value_name = "SECS")]
+    pub heartbeat_interval_secs: Option<u32>,
+
+    /// Seconds without heartbeats after which a device is marked down. [default: 30]
+    #[arg(long, env = "GC_DOWN_AFTER_SECS", value_name = "SECS")]
+    pub down_after_secs: Option<i64>,
+
+    /// Seconds a new device's registration token stays valid. [default: 3600]
+    #[arg(long, env = "GC_REGISTRATION_TTL_SECS", value_name = "SECS")]
+    pub registration_ttl_secs: Option<i64>,
+
+    /// Bytes each way in an agent's connectivity measurement. [default: 16777216]
+    #[arg(long, env = "GC_SPEED_TEST_BYTES", value_name = "BYTES")]
+    pub speed_test_bytes: Option<u64>,
+
+    /// Seconds between writes of merged heartbeats to the database. [default: 5]
+    #[arg(long, env = "GC_FLUSH_INTERVAL_SECS", value_name = "SECS")]
+    pub flush_interval_secs: Option<u64>,
+
     /// Log filter, e.g. info or server=debug,sqlx=warn. [default: info]
     #[arg(long, env = "GC_LOG", value_name = "FILTER")]
     pub log: Option<String>,
@@ -88,6 +108,9 @@ pub struct Config {
     pub session_idle_secs: i64,
     pub session_max_secs: i64,
     pub request_timeout: Duration,
+    pub fleet: platform::agents::FleetConfig,
+    pub registration_ttl_secs: i64,
+    pub flush_interval: Duration,
     pub log: String,
 }
 
@@ -107,6 +130,13 @@ impl Settings {
             session_idle_secs: self.session_idle_secs.or(lower.session_idle_secs),
             session_max_secs: self.session_max_secs.or(lower.session_max_secs),
             request_timeout_secs: self.request_timeout_secs.or(lower.request_timeout_secs),
+            heartbeat_interval_secs: self
+                .heartbeat_interval_secs
+                .or(lower.heartbeat_interval_secs),
+            down_after_secs: self.down_after_secs.or(lower.down_after_secs),
+            registration_ttl_secs: self.registration_ttl_secs.or(lower.registration_ttl_secs),
+            speed_test_bytes: self.speed_test_bytes.or(lower.speed_test_bytes),
+            flush_interval_secs: self.flush_interval_secs.or(lower.flush_interval_secs),
             log: self.log.or(lower.log),
         }
     }
@@ -206,6 +236,47 @@ impl Settings {
             (true, n) if n > 2_000_000 => return Err(bad("demo-devices", &n, "at most 2,000,000")),
             (true, n) => n,
         };
+        let defaults = platform::agents::FleetConfig::default();
+        let heartbeat_interval_secs = self
+            .heartbeat_interval_secs
+            .unwrap_or(defaults.heartbeat_interval_secs);
+        if !(1..=3600).contains(&heartbeat_interval_secs) {
+            return Err(bad(
+                "heartbeat-interval-secs",
+                &heartbeat_interval_secs,
+                "must be 1–3600",
+            ));
+        }
+        let down_after_secs = positive(
+            "down-after-secs",
+            self.down_after_secs,
+            defaults.down_after_secs,
+        )?;
+        if down_after_secs < 2 * i64::from(heartbeat_interval_secs) {
+            return Err(bad(
+                "down-after-secs",
+                &down_after_secs,
+                "must be at least twice --heartbeat-interval-secs, or one late heartbeat marks a device down",
+            ));
+        }
+        let registration_ttl_secs =
+            positive("registration-ttl-secs", self.registration_ttl_secs, 3600)?;
+        let speed_test_bytes = self.speed_test_bytes.unwrap_or(defaults.speed_test_bytes);
+        if !(1024..=1024 * 1024 * 1024).contains(&speed_test_bytes) {
+            return Err(bad(
+                "speed-test-bytes",
+                &speed_test_bytes,
+                "must be 1 KiB–1 GiB",
+            ));
+        }
+        let flush_interval_secs = self.flush_interval_secs.unwrap_or(5);
+        if !(1..=300).contains(&flush_interval_secs) {
+            return Err(bad(
+                "flush-interval-secs",
+                &flush_interval_secs,
+                "must be 1–300",
+            ));
+        }
         let log = self.log.unwrap_or_else(|| "info".into());
         tracing_subscriber::EnvFilter::try_new(&log)
             .map_err(|e| bad("log", &log, &e.to_string()))?;
@@ -223,6 +294,14 @@ impl Settings {
             session_idle_secs,
             session_max_secs,
             request_timeout: Duration::from_secs(timeout),
+            fleet: platform::agents::FleetConfig {
+                heartbeat_interval_secs,
+                down_after_secs,
+                speed_test_bytes,
+                ..defaults
+            },
+            registration_ttl_secs,
+            flush_interval: Duration::from_secs(flush_interval_secs),
             log,
         })
     }
@@ -280,6 +359,12 @@ mod tests {
         );
         assert!(message(&["--demo", "true", "--demo-devices", "0"]).contains("at least one device"));
         assert!(message(&["--sign-in-ttl-secs", "soon"]).contains("invalid value"));
+        assert!(
+            message(&["--heartbeat-interval-secs", "10", "--down-after-secs", "15"])
+                .contains("at least twice --heartbeat-interval-secs")
+        );
+        assert!(message(&["--speed-test-bytes", "10"]).contains("1 KiB–1 GiB"));
+        assert!(message(&["--flush-interval-secs", "0"]).contains("1–300"));
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub enum Error {
     /// A request the API could not read (bad JSON, wrong fields, too large).
     #[error("{message}")]
     BadRequest { status: StatusCode, message: String },
+    /// An agent call without a bearer credential.
+    #[error("this call needs the device credential as 'Authorization: Bearer <credential>'")]
+    CredentialMissing,
 }
 
 fn bind_hint(error: &std::io::Error) -> &'static str {
@@ -49,6 +52,11 @@ impl IntoResponse for Error {
         use platform::Error as P;
         let (status, code, message) = match self {
             Error::BadRequest { status, message } => (status, "bad_request", message),
+            missing @ Error::CredentialMissing => (
+                StatusCode::UNAUTHORIZED,
+                "credential_missing",
+                missing.to_string(),
+            ),
             Error::Platform(P::Invalid(message)) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
             }
@@ -57,6 +65,21 @@ impl IntoResponse for Error {
                 "sign_in_refused",
                 refusal.to_string(),
             ),
+            Error::Platform(P::NotFound(message)) => (StatusCode::NOT_FOUND, "not_found", message),
+            Error::Platform(P::Conflict(message)) => (StatusCode::CONFLICT, "conflict", message),
+            Error::Platform(P::AgentRefused(refusal)) => {
+                use platform::AgentRefusal as R;
+                let status = match refusal {
+                    R::TokenUnknown | R::TokenUsed | R::TokenExpired | R::CredentialRejected => {
+                        StatusCode::UNAUTHORIZED
+                    }
+                    R::UnknownDevice(_) | R::NoSuchChallenge(_) => StatusCode::NOT_FOUND,
+                    R::DeviceRemoved => StatusCode::GONE,
+                    R::ClockSkew { .. } => StatusCode::BAD_REQUEST,
+                    R::TooSoon(_) => StatusCode::TOO_MANY_REQUESTS,
+                };
+                (status, refusal.code(), refusal.to_string())
+            }
             Error::Platform(P::NotSignedIn) => (
                 StatusCode::UNAUTHORIZED,
                 "not_signed_in",

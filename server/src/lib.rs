@@ -1,6 +1,7 @@
 //! The GPU Commons server: builds the platform from a [`Config`], wires the Leptos app, the JSON
 //! API and the health endpoints into one axum router with the HTTP middleware, and serves it.
 
+pub mod agent_api;
 pub mod api;
 pub mod config;
 pub mod error;
@@ -19,7 +20,8 @@ use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use platform::auth::AuthConfig;
 use platform::store::Store;
-use platform::Platform;
+use platform::worker::WorkerConfig;
+use platform::{Platform, PlatformConfig};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -40,14 +42,20 @@ pub struct RunningServer {
     pub platform: Platform,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
+    monitor: JoinHandle<()>,
 }
 
 impl RunningServer {
-    /// Stops accepting, lets in-flight requests finish, and closes the database.
+    /// Stops accepting, lets in-flight requests finish, writes the merged heartbeats, and
+    /// closes the database.
     pub async fn stop(self) {
         let _ = self.shutdown.send(());
         if let Ok(Err(e)) = self.task.await {
             tracing::error!(error = %e, "server ended with an error");
+        }
+        self.monitor.abort();
+        if let Err(e) = self.platform.agents.flush().await {
+            tracing::error!(error = %e, "could not write the last heartbeats");
         }
         self.platform.store.close().await;
     }
@@ -80,7 +88,18 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
     };
 
     let store = Store::open(&config.database_url).await?;
-    let platform = Platform::new(store, auth_config(&config, &public_url));
+    let platform = Platform::new(
+        store,
+        PlatformConfig {
+            auth: auth_config(&config, &public_url),
+            worker: WorkerConfig {
+                agent_server_url: public_url.as_str().trim_end_matches('/').to_owned(),
+                registration_ttl_secs: config.registration_ttl_secs,
+            },
+            fleet: config.fleet.clone(),
+        },
+    );
+    platform.agents.rebuild(platform::now()).await?;
     if config.demo_devices > 0 {
         platform
             .fleet
@@ -99,6 +118,7 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         );
     }
     spawn_expiry_sweeper(platform.clone());
+    let monitor = spawn_fleet_monitor(platform.clone(), config.flush_interval);
 
     let router = router(platform.clone(), &config, addr);
     let (shutdown, stop_signal) = oneshot::channel::<()>();
@@ -116,6 +136,7 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         platform,
         shutdown,
         task,
+        monitor,
     })
 }
 
@@ -149,6 +170,30 @@ fn spawn_expiry_sweeper(platform: Platform) {
             }
         }
     });
+}
+
+/// Marks silent devices down (checking several times per down window) and writes merged
+/// heartbeats every `flush_interval`.
+fn spawn_fleet_monitor(platform: Platform, flush_interval: Duration) -> JoinHandle<()> {
+    let down_after = Duration::from_secs(platform.agents.config().down_after_secs as u64);
+    let tick = (down_after / 4).clamp(Duration::from_millis(250), Duration::from_secs(5));
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(tick);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_flush = tokio::time::Instant::now();
+        loop {
+            every.tick().await;
+            if let Err(e) = platform.agents.sweep(platform::now()).await {
+                tracing::warn!(error = %e, "fleet sweep failed; retrying on the next tick");
+            }
+            if last_flush.elapsed() >= flush_interval {
+                last_flush = tokio::time::Instant::now();
+                if let Err(e) = platform.agents.flush().await {
+                    tracing::warn!(error = %e, "could not write merged heartbeats; keeping them for the next flush");
+                }
+            }
+        }
+    })
 }
 
 pub fn router(platform: Platform, config: &Config, addr: SocketAddr) -> Router {
@@ -186,6 +231,7 @@ pub fn router(platform: Platform, config: &Config, addr: SocketAddr) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .nest("/api/v1", api::routes())
+        .nest("/api/agent/v1", agent_api::routes())
         .with_state(platform);
 
     let secure_site = config

@@ -343,17 +343,16 @@ fn test_everything() -> Result {
     ]))?;
 
     build_site(false)?;
-    step("Server binary for the browser tests");
-    run(cargo().args(["build", "--package", "server"]))?;
+    step("Server and agent binaries for the browser tests");
+    run(cargo().args(["build", "--package", "server", "--package", "agent"]))?;
     step("Browser end-to-end tests (Chromium)");
     let root = workspace_root();
+    let binaries = root.join("target").join("debug");
     run(Command::new("npx")
         .args(["playwright", "test"])
         .current_dir(root.join("end2end"))
-        .env(
-            "E2E_SERVER_BIN",
-            root.join("target").join("debug").join("gpu-commons"),
-        ))?;
+        .env("E2E_SERVER_BIN", binaries.join("gpu-commons"))
+        .env("E2E_AGENT_BIN", binaries.join("gpu-commons-agent")))?;
     println!("\nAll tests passed.");
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod network;
+pub mod worker;
 
 #[cfg(feature = "ssr")]
 mod context {
@@ -32,5 +33,14 @@ mod context {
             return Ok(None);
         };
         Ok(platform.auth.session(&token, platform::now()).await?)
+    }
+
+    /// The platform and the signed-in wallet, or the "not signed in" error.
+    pub async fn signed_in_platform() -> Result<(Platform, SignedIn), AppError> {
+        let platform = platform()?;
+        let session = signed_in(&platform)
+            .await?
+            .ok_or(platform::Error::NotSignedIn)?;
+        Ok((platform, session))
     }
 }

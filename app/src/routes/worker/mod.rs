@@ -1,14 +1,23 @@
 //! `/worker`: the provider's tab: their devices once signed in, and what GPUs earn here.
+//! `/worker/devices/new` adds a device; `/worker/devices/:id` shows one.
+
+mod device;
+mod new_device;
+
+pub use device::DevicePage;
+pub use new_device::NewDevicePage;
 
 use domain::money::MicroUsd;
 use domain::network::ModelSupply;
+use domain::worker::{AwaitingAgent, OwnedDevice};
 use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::components::session::use_session;
 use crate::components::supply::{ErrorNote, ModelSupplyTable};
 use crate::errors::AppError;
-use crate::functions::network::{load_network_summary, my_devices};
+use crate::functions::network::load_network_summary;
+use crate::functions::worker::my_devices;
 
 /// Platform fee on provider hire earnings: 0.25% (25 basis points), see DESIGN.md §3.
 const HIRE_FEE_BASIS_POINTS: i64 = 25;
@@ -34,29 +43,18 @@ pub fn WorkerPage() -> impl IntoView {
             <p class="lede">"Turn idle GPUs into earnings paid to your Solana wallet. Providers keep 99.75% of hire earnings."</p>
         </section>
         <section class="panel">
-            <h2>"Your devices"</h2>
+            <div class="panel-head">
+                <h2>"Your devices"</h2>
+                <a class="btn btn-primary" href="/worker/devices/new" data-testid="add-device">"Add a device"</a>
+            </div>
             <Transition fallback=|| view! { <p class="muted">"Loading your devices…"</p> }>
                 {move || devices.get().map(|result| match result {
-                    Ok(list) if list.is_empty() => view! {
-                        <p class="empty" data-testid="no-devices">"No devices yet for this wallet."</p>
+                    Ok(list) if list.devices.is_empty() && list.awaiting_agent.is_empty() => view! {
+                        <p class="empty" data-testid="no-devices">"No devices yet for this wallet. Add one to get the command that starts its agent."</p>
                     }.into_any(),
                     Ok(list) => view! {
-                        <div class="table-wrap">
-                            <table class="data" data-testid="my-devices">
-                                <thead><tr><th>"Name"</th><th>"Status"</th><th>"Hardware"</th><th>"Country"</th><th>"Tier"</th></tr></thead>
-                                <tbody>
-                                    {list.into_iter().map(|d| view! {
-                                        <tr>
-                                            <td>{d.name}{d.simulated.then(|| view! { <span class="tag">"simulated"</span> })}</td>
-                                            <td><span class=format!("status status-{}", d.status)>{d.status.as_str()}</span></td>
-                                            <td>{d.gpu_model.map_or_else(|| "CPU".to_owned(), |m| format!("{} × {m}", d.gpu_count))}</td>
-                                            <td>{d.country}</td>
-                                            <td>{d.tier.map_or("—", |t| t.as_str())}</td>
-                                        </tr>
-                                    }).collect_view()}
-                                </tbody>
-                            </table>
-                        </div>
+                        <AwaitingAgentList awaiting=list.awaiting_agent />
+                        <DeviceTable devices=list.devices />
                     }.into_any(),
                     Err(AppError::Unauthorized(_)) => view! {
                         <p class="notice" data-testid="worker-sign-in">"Connect your Solana wallet to see and manage your devices. Payouts go to the wallet you sign in with."</p>
@@ -76,6 +74,49 @@ pub fn WorkerPage() -> impl IntoView {
             </Suspense>
         </section>
     }
+}
+
+#[component]
+fn AwaitingAgentList(awaiting: Vec<AwaitingAgent>) -> impl IntoView {
+    (!awaiting.is_empty()).then(|| view! {
+        <ul class="awaiting" data-testid="awaiting-agent">
+            {awaiting.into_iter().map(|a| view! {
+                <li>
+                    <strong>{a.name}</strong>
+                    <span class="muted">{format!(" ({} · {}) waiting for its agent; the token expires {}", a.kind, a.os, a.expires_at.to_rfc3339())}</span>
+                </li>
+            }).collect_view()}
+        </ul>
+    })
+}
+
+#[component]
+fn DeviceTable(devices: Vec<OwnedDevice>) -> impl IntoView {
+    (!devices.is_empty()).then(|| view! {
+        <div class="table-wrap">
+            <table class="data" data-testid="my-devices">
+                <thead><tr><th>"Name"</th><th>"Status"</th><th>"Hardware"</th><th>"Country"</th><th>"Tier"</th><th>"Last heartbeat"</th></tr></thead>
+                <tbody>
+                    {devices.into_iter().map(|d| view! {
+                        <tr>
+                            <td>
+                                <a href=format!("/worker/devices/{}", d.id)>{d.name}</a>
+                                {d.simulated.then(|| view! { <span class="tag">"simulated"</span> })}
+                            </td>
+                            <td>
+                                <span class=format!("status status-{}", d.status)>{d.status.as_str()}</span>
+                                {d.verified.then(|| view! { <span class="tag tag-ok">"verified"</span> })}
+                            </td>
+                            <td>{d.gpu_model.map_or_else(|| "CPU".to_owned(), |m| format!("{} × {m}", d.gpu_count))}</td>
+                            <td>{d.country}</td>
+                            <td>{d.tier.map_or("not measured", |t| t.as_str())}</td>
+                            <td>{d.last_heartbeat_at.map_or_else(|| "never".to_owned(), |t| t.to_rfc3339())}</td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </div>
+    })
 }
 
 #[cfg(test)]

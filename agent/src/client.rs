@@ -1,0 +1,159 @@
+//! The agent API over HTTP(S), with the server's error bodies turned into [`AgentError`]s.
+
+use std::time::Duration;
+
+use domain::agent_protocol::{
+    Heartbeat, HeartbeatReply, RegisterRequest, Registered, SpeedTestResult, SpeedTestStarted,
+    VerificationOutcome,
+};
+use domain::proof_of_work::Answer;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::AgentError;
+
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: String,
+    credential: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    code: String,
+    message: String,
+}
+
+fn transport(e: reqwest::Error) -> AgentError {
+    AgentError::Transport(e.to_string())
+}
+
+impl ApiClient {
+    pub fn new(server: &str) -> Result<ApiClient, AgentError> {
+        let url = reqwest::Url::parse(server)
+            .map_err(|e| AgentError::Config(format!("--server '{server}' is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(AgentError::Config(format!(
+                "--server '{server}' must be an http(s) URL"
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(120))
+            .user_agent(concat!("gpu-commons-agent/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(transport)?;
+        Ok(ApiClient {
+            http,
+            base: format!("{}/api/agent/v1", server.trim_end_matches('/')),
+            credential: None,
+        })
+    }
+
+    pub fn with_credential(mut self, credential: String) -> ApiClient {
+        self.credential = Some(credential);
+        self
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let builder = self.http.request(method, format!("{}{path}", self.base));
+        match &self.credential {
+            Some(c) => builder.bearer_auth(c),
+            None => builder,
+        }
+    }
+
+    async fn answer_of(response: reqwest::Response) -> Result<reqwest::Response, AgentError> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let text = response.text().await.unwrap_or_default();
+        match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(body) => Err(AgentError::Refused {
+                status: status.as_u16(),
+                code: body.error.code,
+                message: body.error.message,
+            }),
+            Err(_) => Err(AgentError::Transport(format!(
+                "HTTP {status}: {}",
+                text.chars().take(200).collect::<String>()
+            ))),
+        }
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        builder: reqwest::RequestBuilder,
+    ) -> Result<T, AgentError> {
+        let response = builder.send().await.map_err(transport)?;
+        Self::answer_of(response)
+            .await?
+            .json()
+            .await
+            .map_err(transport)
+    }
+
+    pub async fn register(&self, request: &RegisterRequest) -> Result<Registered, AgentError> {
+        self.json(
+            self.request(reqwest::Method::POST, "/register")
+                .json(request),
+        )
+        .await
+    }
+
+    pub async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<HeartbeatReply, AgentError> {
+        self.json(
+            self.request(reqwest::Method::POST, "/heartbeat")
+                .json(heartbeat),
+        )
+        .await
+    }
+
+    pub async fn answer(&self, answer: &Answer) -> Result<VerificationOutcome, AgentError> {
+        let path = format!("/challenges/{}", answer.challenge_id);
+        self.json(self.request(reqwest::Method::POST, &path).json(answer))
+            .await
+    }
+
+    /// Downloads the server's payload, then uploads as many bytes with the payload's digest;
+    /// the server times both and answers with what it measured.
+    pub async fn speed_test(&self) -> Result<SpeedTestResult, AgentError> {
+        let started: SpeedTestStarted = self
+            .json(self.request(reqwest::Method::POST, "/speed-tests"))
+            .await?;
+        let response = self
+            .request(
+                reqwest::Method::GET,
+                &format!("/speed-tests/{}/download", started.id),
+            )
+            .send()
+            .await
+            .map_err(transport)?;
+        let payload = Self::answer_of(response)
+            .await?
+            .bytes()
+            .await
+            .map_err(transport)?;
+        let digest: String = Sha256::digest(&payload)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let upload = vec![0u8; started.bytes as usize];
+        self.json(
+            self.request(
+                reqwest::Method::POST,
+                &format!("/speed-tests/{}/upload", started.id),
+            )
+            .header("x-download-sha256", digest)
+            .body(upload),
+        )
+        .await
+    }
+}

@@ -1,0 +1,168 @@
+//! `/worker/devices/:id`: one device as its owner sees it: status and why, hardware,
+//! connectivity, agent, history and verifications, with pause, resume, remove and revoke.
+
+use std::time::Duration;
+
+use domain::fleet::DeviceStatus;
+use domain::worker::DeviceDetail;
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_params_map;
+
+use crate::components::supply::ErrorNote;
+use crate::errors::AppError;
+use crate::functions::worker::{device_action, load_device};
+use crate::routes::set_page_status;
+
+/// How often an open device page re-reads the device.
+const REFRESH: Duration = Duration::from_secs(3);
+
+#[component]
+pub fn DevicePage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.read().get("id").unwrap_or_default();
+    let version = RwSignal::new(0u32);
+    let detail = Resource::new(move || (id(), version.get()), |(id, _)| load_device(id));
+    let outcome = RwSignal::new(None::<Result<String, String>>);
+    Effect::new(move |_| {
+        // Effects run only in the browser: keep the page live while it is open.
+        if let Ok(handle) = set_interval_with_handle(move || version.update(|v| *v += 1), REFRESH) {
+            on_cleanup(move || handle.clear());
+        }
+    });
+    let act = move |action: &'static str| {
+        let id = id();
+        leptos::task::spawn_local(async move {
+            let result = device_action(id, action.to_owned()).await;
+            outcome.set(Some(result.map_err(|e| e.to_string())));
+            version.update(|v| *v += 1);
+        });
+    };
+    view! {
+        <Title text="Device" />
+        <Transition fallback=|| view! { <p class="muted">"Loading the device…"</p> }>
+            {move || detail.get().map(|result| match result {
+                Ok(d) => view! { <DeviceView d act outcome /> }.into_any(),
+                Err(error) => {
+                    match &error {
+                        AppError::NotFound(_) => set_page_status(404),
+                        AppError::Unauthorized(_) => set_page_status(401),
+                        _ => {}
+                    }
+                    view! { <section class="panel"><ErrorNote error /></section> }.into_any()
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn DeviceView(
+    d: DeviceDetail,
+    act: impl Fn(&'static str) + Copy + Send + Sync + 'static,
+    outcome: RwSignal<Option<Result<String, String>>>,
+) -> impl IntoView {
+    let s = d.summary.clone();
+    let status = s.status;
+    let hardware = match &s.gpu_model {
+        Some(model) => format!("{} × {model}", s.gpu_count),
+        None if d.reported_gpus.is_empty() => "CPU only".to_owned(),
+        None => format!("reported: {}", d.reported_gpus),
+    };
+    let connectivity = match (d.download_mb_per_s, d.upload_mb_per_s, d.latency_ms) {
+        (Some(down), Some(up), Some(latency)) => format!(
+            "{} · {down} MB/s down, {up} MB/s up, {latency} ms",
+            s.tier.map_or("below the lowest tier", |t| t.as_str())
+        ),
+        _ => "not measured yet".to_owned(),
+    };
+    view! {
+        <section class="hero">
+            <p class="muted"><a href="/worker">"← Your devices"</a></p>
+            <h1 data-testid="device-name">{s.name.clone()}{s.simulated.then(|| view! { <span class="tag">"simulated"</span> })}</h1>
+            <p class="lede">
+                <span class=format!("status status-{status}") data-testid="device-status">{status.as_str()}</span>
+                {s.verified.then(|| view! { <span class="tag tag-ok" data-testid="device-verified">"verified"</span> })}
+                " — " <span data-testid="device-status-reason">{d.status_reason.clone()}</span>
+            </p>
+        </section>
+        <section class="panel">
+            <div class="actions">
+                {matches!(status, DeviceStatus::Idle | DeviceStatus::Pending | DeviceStatus::Down).then(|| view! {
+                    <button class="btn" data-testid="pause-device" on:click=move |_| act("pause")>"Pause"</button>
+                })}
+                {(status == DeviceStatus::Paused).then(|| view! {
+                    <button class="btn" data-testid="resume-device" on:click=move |_| act("resume")>"Resume"</button>
+                })}
+                {d.credential_active.then(|| view! {
+                    <button class="btn btn-ghost" data-testid="revoke-credential" on:click=move |_| act("revoke-credential")>"Revoke agent credential"</button>
+                })}
+                <button class="btn btn-ghost" data-testid="remove-device" on:click=move |_| act("remove")>"Remove device"</button>
+            </div>
+            {move || outcome.get().map(|o| match o {
+                Ok(message) => view! { <p class="notice" data-testid="action-outcome">{message}</p> }.into_any(),
+                Err(message) => view! { <p class="notice error" data-testid="action-outcome">{message}</p> }.into_any(),
+            })}
+            <dl class="facts">
+                <dt>"Device id"</dt><dd><code>{s.id.clone()}</code></dd>
+                <dt>"Hardware"</dt><dd data-testid="device-hardware">{hardware}</dd>
+                <dt>"CPU"</dt><dd>{format!("{} ({} cores)", d.cpu_model, d.cpu_cores)}</dd>
+                <dt>"Memory / disk"</dt><dd>{format!("{} GB RAM · {} GB disk", d.ram_gb, d.disk_gb)}</dd>
+                <dt>"OS / country"</dt><dd>{format!("{} · {}", d.os, s.country)}</dd>
+                <dt>"Connectivity"</dt><dd data-testid="device-connectivity">{connectivity}</dd>
+                <dt>"Agent"</dt><dd>{d.agent_version.clone().unwrap_or_else(|| "no agent".into())}{(!d.credential_active).then_some(" (credential revoked)")}</dd>
+                <dt>"Last heartbeat"</dt><dd data-testid="device-last-heartbeat">{s.last_heartbeat_at.map_or_else(|| "never".to_owned(), |t| t.to_rfc3339())}</dd>
+                <dt>"Added"</dt><dd>{d.created_at.to_rfc3339()}</dd>
+            </dl>
+        </section>
+        <div class="columns">
+            <section class="panel">
+                <h2>"Verification"</h2>
+                {if d.verifications.is_empty() {
+                    view! { <p class="muted">"No challenge yet: the first is sent with the agent's first heartbeat."</p> }.into_any()
+                } else {
+                    view! {
+                        <div class="table-wrap">
+                            <table class="data" data-testid="verifications">
+                                <thead><tr><th>"Issued"</th><th>"Work"</th><th>"Outcome"</th></tr></thead>
+                                <tbody>
+                                    {d.verifications.into_iter().map(|v| {
+                                        let class = format!("outcome-{}", v.outcome.as_deref().unwrap_or("open"));
+                                        view! {
+                                        <tr>
+                                            <td>{v.issued_at.to_rfc3339()}</td>
+                                            <td>{format!("{} × {}³", v.products, v.size)}</td>
+                                            <td class=class>
+                                                {v.outcome.unwrap_or_else(|| "waiting for the answer".into())}
+                                                {v.detail.map(|t| view! { <span class="muted">{format!(" — {t}")}</span> })}
+                                            </td>
+                                        </tr>
+                                    }}).collect_view()}
+                                </tbody>
+                            </table>
+                        </div>
+                    }.into_any()
+                }}
+            </section>
+            <section class="panel">
+                <h2>"History"</h2>
+                <div class="table-wrap">
+                    <table class="data" data-testid="device-history">
+                        <thead><tr><th>"When"</th><th>"What"</th></tr></thead>
+                        <tbody>
+                            {d.history.into_iter().map(|h| {
+                                let change = match (h.from_status, h.to_status) {
+                                    (Some(from), Some(to)) if from != to => format!("{from} → {to}: "),
+                                    (None, Some(to)) => format!("{to}: "),
+                                    _ if h.kind != "status" => format!("{}: ", h.kind),
+                                    _ => String::new(),
+                                };
+                                view! { <tr><td>{h.at.to_rfc3339()}</td><td>{change}{h.detail}</td></tr> }
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                </div>
+            </section>
+        </div>
+    }
+}

@@ -1,0 +1,76 @@
+// The provider flow: add a device in the Worker tab, run the command it shows (the real agent
+// binary, with simulated hardware), and watch the device get verified; pause and resume it.
+const { test, expect } = require('@playwright/test');
+const { spawn } = require('child_process');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const { TEST_WALLET, watchPageErrors, hydrated } = require('./helpers');
+
+const root = path.resolve(__dirname, '..', '..');
+const AGENT_BIN = process.env.E2E_AGENT_BIN || path.join(root, 'target', 'debug', 'gpu-commons-agent');
+const MACHINE = path.join(__dirname, '..', 'fixtures', 'rtx4090.toml');
+
+test('a provider adds a device, runs the shown command, and sees it verified', async ({ page }) => {
+  const noErrors = watchPageErrors(page);
+  await page.context().grantPermissions(['clipboard-read', 'clipboard-write']);
+  await page.addInitScript({ path: TEST_WALLET });
+  await page.goto('/worker');
+  await hydrated(page);
+  await page.getByTestId('connect-wallet').click();
+  await expect(page.getByTestId('no-devices')).toBeVisible();
+
+  await page.getByTestId('add-device').click();
+  await expect(page).toHaveURL(/\/worker\/devices\/new$/);
+  await page.getByTestId('device-name').fill('e2e-rig');
+  await page.getByTestId('device-country').selectOption('DE');
+  await page.getByTestId('create-device').click();
+
+  const command = (await page.getByTestId('agent-command').textContent()).trim();
+  expect(command).toMatch(/^gpu-commons-agent --server http:\/\/127\.0\.0\.1:\d+ --token gcr_[0-9a-f]{48}$/);
+  await page.getByTestId('copy-command').click();
+  await expect(page.getByTestId('copy-command')).toHaveText('Copied');
+  expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(command);
+
+  // Run exactly the shown command with this build's agent, describing the hardware from a file.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gc-e2e-agent-'));
+  const [, ...args] = command.split(' ');
+  const agent = spawn(AGENT_BIN, [...args, '--credentials', path.join(dir, 'agent.json'), '--simulate', MACHINE]);
+  let log = '';
+  agent.stdout.on('data', (d) => (log += d));
+  agent.stderr.on('data', (d) => (log += d));
+  try {
+    await page.getByTestId('watch-device').click();
+    await expect(page.getByTestId('device-name')).toContainText('e2e-rig');
+    await expect(page.getByTestId('device-status'), log).toHaveText('idle', { timeout: 45_000 });
+    await expect(page.getByTestId('device-verified')).toBeVisible();
+    await expect(page.getByTestId('device-hardware')).toHaveText('1 × RTX 4090 24GB');
+    await expect(page.getByTestId('verifications')).toContainText('passed');
+    await expect(page.getByTestId('device-connectivity')).toContainText('MB/s down');
+
+    await page.getByTestId('pause-device').click();
+    await expect(page.getByTestId('device-status')).toHaveText('paused');
+    await expect(page.getByTestId('action-outcome')).toContainText('paused by its owner');
+    await page.getByTestId('resume-device').click();
+    await expect(page.getByTestId('device-status')).toHaveText('idle');
+
+    await page.goto('/worker');
+    await expect(page.getByTestId('my-devices')).toContainText('e2e-rig');
+    await expect(page.getByTestId('my-devices')).toContainText('verified');
+  } finally {
+    agent.kill();
+  }
+  expect(log).toContain('registered as dev-');
+  noErrors();
+});
+
+test('the wizard refuses a blank name with a specific message', async ({ page }) => {
+  await page.addInitScript({ path: TEST_WALLET });
+  await page.goto('/worker/devices/new');
+  await hydrated(page);
+  await page.getByTestId('connect-wallet').click();
+  await expect(page.getByTestId('wallet-address')).toBeVisible();
+  await page.getByTestId('device-name').fill('   ');
+  await page.getByTestId('create-device').click();
+  await expect(page.getByTestId('new-device-error')).toContainText('give the device a name');
+});

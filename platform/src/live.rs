@@ -1,0 +1,203 @@
+//! The live fleet: for every device run by an agent, what the heartbeat path needs without a
+//! database round trip (credential digest, status, last heartbeat, open challenge) and the
+//! heartbeats merged since the last flush. A cache rebuilt from the database at start-up and
+//! updated after every committed change, never the source of truth (DESIGN.md §4).
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+
+use domain::agent_protocol::Utilisation;
+use domain::fleet::{DeviceKind, DeviceStatus};
+use domain::proof_of_work::Challenge;
+
+/// Shards keep concurrent heartbeats from queueing on one lock.
+const SHARDS: usize = 64;
+
+pub(crate) const HOUR_MS: i64 = 3_600_000;
+
+#[derive(Debug, Clone)]
+pub(crate) struct OpenChallenge {
+    pub challenge: Challenge,
+    pub deadline_at: i64,
+}
+
+/// Heartbeat time and utilisation credited to one UTC hour, not yet written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UptimeDelta {
+    pub hour: i64,
+    pub online_ms: i64,
+    pub samples: i64,
+    pub gpu_util_sum: i64,
+    pub cpu_util_sum: i64,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct LiveDevice {
+    /// None once the owner revoked the credential: the device is still watched (and goes down).
+    pub credential_hash: Option<String>,
+    pub status: DeviceStatus,
+    pub verified: bool,
+    pub reason: String,
+    pub status_changed_at: i64,
+    pub kind: DeviceKind,
+    pub gpu_count: i64,
+    pub last_seen: i64,
+    pub agent_version: String,
+    pub utilisation: Utilisation,
+    pub challenge: Option<OpenChallenge>,
+    pub next_challenge_at: i64,
+    pub consecutive_failures: u32,
+    pub last_violation_at: i64,
+    pub measured_at: Option<i64>,
+    pub speed_test_started_at: i64,
+    /// Merged heartbeats since the last flush; `heartbeat_dirty` says `last_seen` moved.
+    pub unflushed: Vec<UptimeDelta>,
+    pub heartbeat_dirty: bool,
+}
+
+impl LiveDevice {
+    /// Credits `online_ms` and one utilisation sample to the hour of `now`.
+    pub fn credit(&mut self, now: i64, online_ms: i64, utilisation: Utilisation) {
+        let hour = now.div_euclid(HOUR_MS) * HOUR_MS;
+        let sample = UptimeDelta {
+            hour,
+            online_ms,
+            samples: 1,
+            gpu_util_sum: utilisation.gpu_percent.into(),
+            cpu_util_sum: utilisation.cpu_percent.into(),
+        };
+        self.merge(sample);
+    }
+
+    pub fn merge(&mut self, delta: UptimeDelta) {
+        match self.unflushed.iter_mut().find(|d| d.hour == delta.hour) {
+            Some(d) => {
+                d.online_ms += delta.online_ms;
+                d.samples += delta.samples;
+                d.gpu_util_sum += delta.gpu_util_sum;
+                d.cpu_util_sum += delta.cpu_util_sum;
+            }
+            None => self.unflushed.push(delta),
+        }
+    }
+}
+
+pub(crate) struct LiveFleet {
+    shards: Vec<Mutex<HashMap<String, LiveDevice>>>,
+}
+
+impl LiveFleet {
+    pub fn new() -> LiveFleet {
+        LiveFleet {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+
+    fn shard(&self, id: &str) -> std::sync::MutexGuard<'_, HashMap<String, LiveDevice>> {
+        let mut hasher = DefaultHasher::new();
+        id.hash(&mut hasher);
+        let index = (hasher.finish() % SHARDS as u64) as usize;
+        // A panic while holding a shard leaves plain data behind; keep serving it.
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn insert(&self, id: String, device: LiveDevice) {
+        self.shard(&id).insert(id, device);
+    }
+
+    pub fn remove(&self, id: &str) {
+        self.shard(id).remove(id);
+    }
+
+    /// Runs `f` on the device under its shard's lock; None if it is not live.
+    pub fn with<R>(&self, id: &str, f: impl FnOnce(&mut LiveDevice) -> R) -> Option<R> {
+        self.shard(id).get_mut(id).map(f)
+    }
+
+    /// Visits every device, one shard at a time, collecting what `f` returns.
+    pub fn collect<R>(&self, mut f: impl FnMut(&str, &mut LiveDevice) -> Option<R>) -> Vec<R> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            let mut devices = shard.lock().unwrap_or_else(|p| p.into_inner());
+            out.extend(devices.iter_mut().filter_map(|(id, d)| f(id, d)));
+        }
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device() -> LiveDevice {
+        LiveDevice {
+            credential_hash: None,
+            status: DeviceStatus::Idle,
+            verified: true,
+            reason: String::new(),
+            status_changed_at: 0,
+            kind: DeviceKind::Gpu,
+            gpu_count: 1,
+            last_seen: 0,
+            agent_version: "0.1.0".into(),
+            utilisation: Utilisation::default(),
+            challenge: None,
+            next_challenge_at: 0,
+            consecutive_failures: 0,
+            last_violation_at: 0,
+            measured_at: None,
+            speed_test_started_at: 0,
+            unflushed: Vec::new(),
+            heartbeat_dirty: false,
+        }
+    }
+
+    #[test]
+    fn heartbeats_merge_per_hour() {
+        let mut d = device();
+        let busy = Utilisation {
+            gpu_percent: 50,
+            cpu_percent: 10,
+            memory_percent: 0,
+        };
+        d.credit(HOUR_MS + 1, 10_000, busy);
+        d.credit(HOUR_MS + 2, 10_000, busy);
+        d.credit(2 * HOUR_MS, 5_000, Utilisation::default());
+        assert_eq!(d.unflushed.len(), 2);
+        assert_eq!(
+            d.unflushed[0],
+            UptimeDelta {
+                hour: HOUR_MS,
+                online_ms: 20_000,
+                samples: 2,
+                gpu_util_sum: 100,
+                cpu_util_sum: 20
+            }
+        );
+    }
+
+    #[test]
+    fn devices_are_found_across_shards() {
+        let fleet = LiveFleet::new();
+        for i in 0..500 {
+            fleet.insert(format!("dev-{i}"), device());
+        }
+        assert_eq!(fleet.len(), 500);
+        assert_eq!(fleet.with("dev-7", |d| d.gpu_count), Some(1));
+        fleet.remove("dev-7");
+        assert_eq!(fleet.with("dev-7", |d| d.gpu_count), None);
+        let idle = fleet.collect(|id, d| (d.status == DeviceStatus::Idle).then(|| id.to_owned()));
+        assert_eq!(idle.len(), 499);
+    }
+}

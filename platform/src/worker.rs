@@ -1,0 +1,484 @@
+//! The Worker tab's service: adding a device (a single-use registration token for its agent),
+//! a provider's devices, one device in full, and the owner's actions on it. Every status change
+//! anywhere goes through [`apply_event`], which asks the domain state machine, records the reason
+//! and refuses what the machine refuses.
+
+use std::sync::Arc;
+
+use domain::device_status::{DeviceEvent, DeviceState, Transition};
+use domain::fleet::{ConnectivityTier, DeviceKind, DeviceStatus, OperatingSystem, OwnerAction};
+use domain::time::UnixMillis;
+use domain::wallet::WalletAddress;
+use domain::worker::{
+    AwaitingAgent, DeviceDetail, DeviceHistoryEntry, NewDevice, OwnedDevice, RegistrationTicket,
+    VerificationRecord, WorkerDevices,
+};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use crate::live::LiveFleet;
+use crate::secret::{random_hex, sha256_hex};
+use crate::store::{flag, flag_sql, Store};
+use crate::Error;
+
+/// Rows of history and verifications the device page shows.
+const HISTORY_ROWS: i64 = 50;
+
+/// What the Worker tab needs to know about the deployment.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The server URL agents are told to call (the public URL).
+    pub agent_server_url: String,
+    pub registration_ttl_secs: i64,
+}
+
+#[derive(Clone)]
+pub struct WorkerService {
+    store: Store,
+    live: Arc<LiveFleet>,
+    config: Arc<WorkerConfig>,
+}
+
+fn stored<T>(what: &str, parsed: Result<T, domain::fleet::UnknownName>) -> Result<T, Error> {
+    parsed.map_err(|e| Error::Corrupt(format!("{what}: {e}")))
+}
+
+pub(crate) fn status_of(text: &str) -> Result<DeviceStatus, Error> {
+    stored("device status", DeviceStatus::parse(text))
+}
+
+/// Appends one line to a device's history.
+pub(crate) async fn record_event(
+    conn: &mut AnyConnection,
+    device_id: &str,
+    at: UnixMillis,
+    kind: &str,
+    change: Option<(Option<DeviceStatus>, DeviceStatus)>,
+    detail: &str,
+) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO device_events (device_id, at, kind, from_status, to_status, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(device_id)
+    .bind(at.0)
+    .bind(kind)
+    .bind(change.and_then(|(from, _)| from).map(DeviceStatus::as_str))
+    .bind(change.map(|(_, to)| to.as_str()))
+    .bind(detail)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Applies `event` to the stored device through the domain state machine and records the
+/// transition with its reason, inside the caller's transaction. The update is conditional on the
+/// status read, so a concurrent change (another replica) makes this fail instead of overwriting it.
+pub(crate) async fn apply_event(
+    conn: &mut AnyConnection,
+    device_id: &str,
+    event: &DeviceEvent,
+    now: UnixMillis,
+) -> Result<Transition, Error> {
+    let row = sqlx::query(concat!(
+        "SELECT status, ",
+        flag_sql!("verified"),
+        " FROM devices WHERE id = $1"
+    ))
+    .bind(device_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| Error::NotFound(format!("no device '{device_id}'")))?;
+    let from = DeviceState {
+        status: status_of(&row.try_get::<String, _>(0)?)?,
+        verified: flag(&row, 1)?,
+    };
+    let transition = from
+        .apply(event)
+        .map_err(|e| Error::Conflict(e.to_string()))?;
+    let changed = sqlx::query(
+        "UPDATE devices SET status = $1, verified = $2, status_reason = $3, \
+           status_changed_at = CASE WHEN status = $1 THEN status_changed_at ELSE $4 END \
+         WHERE id = $5 AND status = $6",
+    )
+    .bind(transition.to.status.as_str())
+    .bind(transition.to.verified)
+    .bind(&transition.reason)
+    .bind(now.0)
+    .bind(device_id)
+    .bind(from.status.as_str())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if changed == 0 {
+        return Err(Error::Conflict(
+            "the device changed at the same moment; try again".into(),
+        ));
+    }
+    record_event(
+        conn,
+        device_id,
+        now,
+        "status",
+        Some((Some(from.status), transition.to.status)),
+        &transition.reason,
+    )
+    .await?;
+    Ok(transition)
+}
+
+/// Mirrors a committed transition into the live fleet.
+pub(crate) fn mirror(live: &LiveFleet, device_id: &str, t: &Transition, now: UnixMillis) {
+    live.with(device_id, |d| {
+        if d.status != t.to.status {
+            d.status_changed_at = now.0;
+        }
+        d.status = t.to.status;
+        d.verified = t.to.verified;
+        d.reason = t.reason.clone();
+    });
+}
+
+impl WorkerService {
+    pub(crate) fn new(store: Store, live: Arc<LiveFleet>, config: WorkerConfig) -> WorkerService {
+        WorkerService {
+            store,
+            live,
+            config: Arc::new(config),
+        }
+    }
+
+    /// Reserves a device id and issues a single-use registration token for its agent. Only the
+    /// token's SHA-256 is stored; the ticket is the one time it is shown.
+    pub async fn add_device(
+        &self,
+        owner: &WalletAddress,
+        form: NewDevice,
+        now: UnixMillis,
+    ) -> Result<RegistrationTicket, Error> {
+        let form = form
+            .validated(domain::country::is_known)
+            .map_err(Error::Invalid)?;
+        let device_id = format!("dev-{}", random_hex(8));
+        let token = format!("gcr_{}", random_hex(24));
+        let expires_at = now.plus_seconds(self.config.registration_ttl_secs);
+        sqlx::query(
+            "INSERT INTO device_registrations \
+               (token_hash, device_id, owner_wallet, name, os, kind, country, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(sha256_hex(&token))
+        .bind(&device_id)
+        .bind(owner.as_str())
+        .bind(&form.name)
+        .bind(form.os.as_str())
+        .bind(form.kind.as_str())
+        .bind(&form.country)
+        .bind(now.0)
+        .bind(expires_at.0)
+        .execute(self.store.pool())
+        .await?;
+        let command = format!(
+            "gpu-commons-agent --server {} --token {token}",
+            self.config.agent_server_url.trim_end_matches('/')
+        );
+        Ok(RegistrationTicket {
+            device_id,
+            token,
+            command,
+            expires_at,
+        })
+    }
+
+    /// The owner's devices (removed ones left out) and the added devices still waiting for
+    /// their agent.
+    pub async fn devices_of(
+        &self,
+        owner: &WalletAddress,
+        now: UnixMillis,
+    ) -> Result<WorkerDevices, Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SUMMARY_COLUMNS} FROM devices \
+             WHERE owner_wallet = $1 AND status <> 'terminated' ORDER BY created_at, id"
+        ))
+        .bind(owner.as_str())
+        .fetch_all(self.store.pool())
+        .await?;
+        let devices = rows
+            .iter()
+            .map(owned_device)
+            .collect::<Result<Vec<_>, _>>()?;
+        let rows = sqlx::query(
+            "SELECT device_id, name, os, kind, expires_at FROM device_registrations \
+             WHERE owner_wallet = $1 AND used_at IS NULL AND expires_at > $2 \
+             ORDER BY created_at",
+        )
+        .bind(owner.as_str())
+        .bind(now.0)
+        .fetch_all(self.store.pool())
+        .await?;
+        let awaiting_agent = rows
+            .iter()
+            .map(|row| {
+                Ok(AwaitingAgent {
+                    device_id: row.try_get(0)?,
+                    name: row.try_get(1)?,
+                    os: stored("os", OperatingSystem::parse(&row.try_get::<String, _>(2)?))?,
+                    kind: stored("kind", DeviceKind::parse(&row.try_get::<String, _>(3)?))?,
+                    expires_at: UnixMillis(row.try_get(4)?),
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        Ok(WorkerDevices {
+            devices,
+            awaiting_agent,
+        })
+    }
+
+    /// One of the owner's devices with its hardware, history and verifications.
+    pub async fn device_detail(
+        &self,
+        owner: &WalletAddress,
+        device_id: &str,
+    ) -> Result<DeviceDetail, Error> {
+        let pool = self.store.pool();
+        let row = sqlx::query(&format!(
+            "SELECT {SUMMARY_COLUMNS}, os, status_reason, status_changed_at, reported_gpus, \
+               cpu_model, cpu_cores, ram_gb, disk_gb, download_mb_per_s, upload_mb_per_s, \
+               latency_ms, agent_version, \
+               CAST(CASE WHEN credential_hash IS NULL THEN 0 ELSE 1 END AS BIGINT), created_at \
+             FROM devices WHERE id = $1 AND owner_wallet = $2"
+        ))
+        .bind(device_id)
+        .bind(owner.as_str())
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| not_yours(device_id))?;
+        let history = sqlx::query(
+            "SELECT at, kind, from_status, to_status, detail FROM device_events \
+             WHERE device_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
+        )
+        .bind(device_id)
+        .bind(HISTORY_ROWS)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| {
+            let status = |i: usize| -> Result<Option<DeviceStatus>, Error> {
+                r.try_get::<Option<String>, _>(i)?
+                    .map(|s| status_of(&s))
+                    .transpose()
+            };
+            Ok(DeviceHistoryEntry {
+                at: UnixMillis(r.try_get(0)?),
+                kind: r.try_get(1)?,
+                from_status: status(2)?,
+                to_status: status(3)?,
+                detail: r.try_get(4)?,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+        let verifications = sqlx::query(
+            "SELECT id, issued_at, answered_at, outcome, detail, size, products \
+             FROM device_challenges WHERE device_id = $1 ORDER BY issued_at DESC LIMIT $2",
+        )
+        .bind(device_id)
+        .bind(HISTORY_ROWS)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(VerificationRecord {
+                id: r.try_get(0)?,
+                issued_at: UnixMillis(r.try_get(1)?),
+                answered_at: r.try_get::<Option<i64>, _>(2)?.map(UnixMillis),
+                outcome: r.try_get(3)?,
+                detail: r.try_get(4)?,
+                size: r.try_get(5)?,
+                products: r.try_get(6)?,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+        let at = SUMMARY_COLUMN_COUNT;
+        let changed_at: i64 = row.try_get(at + 2)?;
+        Ok(DeviceDetail {
+            summary: owned_device(&row)?,
+            os: stored("os", OperatingSystem::parse(&row.try_get::<String, _>(at)?))?,
+            status_reason: row.try_get(at + 1)?,
+            status_changed_at: (changed_at > 0).then_some(UnixMillis(changed_at)),
+            reported_gpus: row.try_get(at + 3)?,
+            cpu_model: row.try_get(at + 4)?,
+            cpu_cores: row.try_get(at + 5)?,
+            ram_gb: row.try_get(at + 6)?,
+            disk_gb: row.try_get(at + 7)?,
+            download_mb_per_s: row.try_get(at + 8)?,
+            upload_mb_per_s: row.try_get(at + 9)?,
+            latency_ms: row.try_get(at + 10)?,
+            agent_version: row.try_get(at + 11)?,
+            credential_active: row.try_get::<i64, _>(at + 12)? != 0,
+            created_at: UnixMillis(row.try_get(at + 13)?),
+            history,
+            verifications,
+        })
+    }
+
+    /// Applies an owner's action (pause, resume, remove) to one of their devices.
+    async fn owner_event(
+        &self,
+        owner: &WalletAddress,
+        device_id: &str,
+        event: DeviceEvent,
+        now: UnixMillis,
+    ) -> Result<Transition, Error> {
+        let mut tx = self.store.pool().begin().await?;
+        self.check_owner(&mut tx, owner, device_id).await?;
+        let transition = apply_event(&mut tx, device_id, &event, now).await?;
+        if event == DeviceEvent::RemovedByOwner {
+            // A removed device's agent must not call in again.
+            sqlx::query("UPDATE devices SET credential_hash = NULL WHERE id = $1")
+                .bind(device_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        if event == DeviceEvent::RemovedByOwner {
+            self.live.remove(device_id);
+        } else {
+            mirror(&self.live, device_id, &transition, now);
+        }
+        Ok(transition)
+    }
+
+    /// Applies an owner's action; returns what happened, in words.
+    pub async fn act(
+        &self,
+        owner: &WalletAddress,
+        device_id: &str,
+        action: OwnerAction,
+        now: UnixMillis,
+    ) -> Result<String, Error> {
+        Ok(match action {
+            OwnerAction::Pause => self.pause(owner, device_id, now).await?.reason,
+            OwnerAction::Resume => self.resume(owner, device_id, now).await?.reason,
+            OwnerAction::Remove => self.remove(owner, device_id, now).await?.reason,
+            OwnerAction::RevokeCredential => {
+                self.revoke_credential(owner, device_id, now).await?;
+                "agent credential revoked; the agent stops at its next call".to_owned()
+            }
+        })
+    }
+
+    pub async fn pause(
+        &self,
+        owner: &WalletAddress,
+        device_id: &str,
+        now: UnixMillis,
+    ) -> Result<Transition, Error> {
+        self.owner_event(owner, device_id, DeviceEvent::PausedByOwner, now)
+            .await
+    }
+
+    pub async fn resume(
+        &self,
+        owner: &WalletAddress,
+        device_id: &str,
+        now: UnixMillis,
+    ) -> Result<Transition, Error> {
+        self.owner_event(owner, device_id, DeviceEvent::ResumedByOwner, now)
+            .await
+    }
+
+    /// Removes the device for good (refused while a cluster hires it) and ends its credential.
+    pub async fn remove(
+        &self,
+        owner: &WalletAddress,
+        device_id: &str,
+        now: UnixMillis,
+    ) -> Result<Transition, Error> {
+        self.owner_event(owner, device_id, DeviceEvent::RemovedByOwner, now)
+            .await
+    }
+
+    /// Ends the agent's credential: its next call is refused and it stops. The device stays
+    /// listed and goes down when the heartbeats stop.
+    pub async fn revoke_credential(
+        &self,
+        owner: &WalletAddress,
+        device_id: &str,
+        now: UnixMillis,
+    ) -> Result<(), Error> {
+        let mut tx = self.store.pool().begin().await?;
+        self.check_owner(&mut tx, owner, device_id).await?;
+        let revoked = sqlx::query(
+            "UPDATE devices SET credential_hash = NULL WHERE id = $1 AND credential_hash IS NOT NULL",
+        )
+        .bind(device_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if revoked == 0 {
+            return Err(Error::Conflict(
+                "this device has no active agent credential".into(),
+            ));
+        }
+        record_event(
+            &mut tx,
+            device_id,
+            now,
+            "credential",
+            None,
+            "agent credential revoked by the owner",
+        )
+        .await?;
+        tx.commit().await?;
+        self.live.with(device_id, |d| d.credential_hash = None);
+        Ok(())
+    }
+
+    async fn check_owner(
+        &self,
+        conn: &mut AnyConnection,
+        owner: &WalletAddress,
+        device_id: &str,
+    ) -> Result<(), Error> {
+        sqlx::query("SELECT 1 FROM devices WHERE id = $1 AND owner_wallet = $2")
+            .bind(device_id)
+            .bind(owner.as_str())
+            .fetch_optional(conn)
+            .await?
+            .map(|_| ())
+            .ok_or_else(|| not_yours(device_id))
+    }
+}
+
+fn not_yours(device_id: &str) -> Error {
+    Error::NotFound(format!("you have no device '{device_id}'"))
+}
+
+const SUMMARY_COLUMNS: &str = concat!(
+    "id, name, kind, status, ",
+    flag_sql!("verified"),
+    ", gpu_model, gpu_count, country, tier, ",
+    flag_sql!("simulated"),
+    ", last_heartbeat_at"
+);
+const SUMMARY_COLUMN_COUNT: usize = 11;
+
+fn owned_device(row: &AnyRow) -> Result<OwnedDevice, Error> {
+    Ok(OwnedDevice {
+        id: row.try_get(0)?,
+        name: row.try_get(1)?,
+        kind: stored("kind", DeviceKind::parse(&row.try_get::<String, _>(2)?))?,
+        status: status_of(&row.try_get::<String, _>(3)?)?,
+        verified: flag(row, 4)?,
+        gpu_model: row.try_get(5)?,
+        gpu_count: row.try_get(6)?,
+        country: row.try_get(7)?,
+        tier: row
+            .try_get::<Option<String>, _>(8)?
+            .map(|t| stored("tier", ConnectivityTier::parse(&t)))
+            .transpose()?,
+        simulated: flag(row, 9)?,
+        last_heartbeat_at: row.try_get::<Option<i64>, _>(10)?.map(UnixMillis),
+    })
+}

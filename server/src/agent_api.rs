@@ -1,0 +1,177 @@
+//! The agent API (`/api/agent/v1/…`): what the provider agent calls. Registration takes a
+//! single-use token; everything else a bearer device credential. Bodies are validated by the
+//! shared `domain::agent_protocol` types, and each refusal carries a stable code.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use domain::agent_protocol::{
+    Heartbeat, HeartbeatReply, RegisterRequest, Registered, SpeedTestResult, SpeedTestStarted,
+    VerificationOutcome,
+};
+use domain::proof_of_work::Answer;
+use futures_util::StreamExt;
+use platform::agents::SpeedTestUpload;
+use platform::Platform;
+
+use crate::error::Error;
+
+/// Heartbeats and registrations are small.
+const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// A challenge answer carries every row hash of up to 16 products.
+const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
+/// Header carrying the SHA-256 of the speed test's download with its upload.
+pub const DOWNLOAD_DIGEST_HEADER: &str = "x-download-sha256";
+
+pub fn routes() -> Router<Platform> {
+    Router::new()
+        .route("/register", post(register))
+        .route("/heartbeat", post(heartbeat))
+        .route("/speed-tests", post(start_speed_test))
+        .route("/speed-tests/{id}/download", get(speed_test_download))
+        .route("/speed-tests/{id}/upload", post(speed_test_upload))
+        .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
+        .merge(
+            Router::new()
+                .route("/challenges/{id}", post(answer_challenge))
+                .layer(DefaultBodyLimit::max(MAX_ANSWER_BYTES)),
+        )
+}
+
+/// The device a bearer credential belongs to, checked against the live fleet.
+struct Device(String);
+
+impl FromRequestParts<Platform> for Device {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, platform: &Platform) -> Result<Device, Error> {
+        let credential = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(Error::CredentialMissing)?;
+        Ok(Device(
+            platform
+                .agents
+                .authenticate(credential, platform::now())
+                .await?,
+        ))
+    }
+}
+
+async fn register(
+    State(platform): State<Platform>,
+    body: Result<Json<RegisterRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<Registered>), Error> {
+    let Json(request) = body?;
+    let registered = platform.agents.register(request, platform::now()).await?;
+    Ok((StatusCode::CREATED, Json(registered)))
+}
+
+async fn heartbeat(
+    State(platform): State<Platform>,
+    Device(device_id): Device,
+    body: Result<Json<Heartbeat>, JsonRejection>,
+) -> Result<Json<HeartbeatReply>, Error> {
+    let Json(heartbeat) = body?;
+    Ok(Json(
+        platform
+            .agents
+            .heartbeat(&device_id, heartbeat, platform::now())
+            .await?,
+    ))
+}
+
+async fn answer_challenge(
+    State(platform): State<Platform>,
+    Device(device_id): Device,
+    Path(challenge_id): Path<String>,
+    body: Result<Json<Answer>, JsonRejection>,
+) -> Result<Json<VerificationOutcome>, Error> {
+    let Json(answer) = body?;
+    Ok(Json(
+        platform
+            .agents
+            .answer_challenge(&device_id, &challenge_id, answer, platform::now())
+            .await?,
+    ))
+}
+
+async fn start_speed_test(
+    State(platform): State<Platform>,
+    Device(device_id): Device,
+) -> Result<(StatusCode, Json<SpeedTestStarted>), Error> {
+    let started = platform
+        .agents
+        .start_speed_test(&device_id, platform::now())?;
+    Ok((StatusCode::CREATED, Json(started)))
+}
+
+async fn speed_test_download(
+    State(platform): State<Platform>,
+    Device(device_id): Device,
+    Path(test_id): Path<String>,
+) -> Result<impl IntoResponse, Error> {
+    let payload = platform.agents.speed_test_payload(&device_id, &test_id)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        payload,
+    ))
+}
+
+/// Times the upload as it arrives; the body is counted and dropped, never buffered whole.
+async fn speed_test_upload(
+    State(platform): State<Platform>,
+    Device(device_id): Device,
+    Path(test_id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<SpeedTestResult>, Error> {
+    let arrived = Instant::now();
+    let digest = headers
+        .get(DOWNLOAD_DIGEST_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| Error::BadRequest {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("the upload needs the {DOWNLOAD_DIGEST_HEADER} header"),
+        })?
+        .to_owned();
+    let limit = platform.agents.config().speed_test_bytes;
+    let mut received = 0u64;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Error::BadRequest {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("the upload broke off: {e}"),
+        })?;
+        received += chunk.len() as u64;
+        if received > limit {
+            return Err(Error::BadRequest {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                message: format!("the upload is larger than the {limit} bytes asked for"),
+            });
+        }
+    }
+    let upload = SpeedTestUpload {
+        arrived,
+        finished: Instant::now(),
+        bytes: received,
+    };
+    Ok(Json(
+        platform
+            .agents
+            .finish_speed_test(&device_id, &test_id, &digest, upload, platform::now())
+            .await?,
+    ))
+}
