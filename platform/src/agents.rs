@@ -153,24 +153,20 @@ impl AgentService {
             row.try_get(0)?,
             LiveDevice {
                 credential_hash: row.try_get(1)?,
-                status: status_of(&row.try_get::<String, _>(2)?)?,
                 verified: flag(row, 3)?,
                 reason: row.try_get(4)?,
                 status_changed_at: row.try_get(5)?,
-                kind: DeviceKind::parse(&kind).map_err(|e| Error::Corrupt(e.to_string()))?,
-                gpu_count: row.try_get(7)?,
-                last_seen: row.try_get::<Option<i64>, _>(8)?.unwrap_or(0).max(now.0),
                 agent_version: row.try_get(9)?,
-                utilisation: Default::default(),
-                challenge: None,
                 next_challenge_at: verified_at
                     .map_or(0, |at| at + self.config.reverify_after_secs * 1000),
                 consecutive_failures: row.try_get::<i64, _>(12)?.try_into().unwrap_or(u32::MAX),
-                last_violation_at: 0,
                 measured_at: row.try_get(10)?,
-                speed_test_started_at: 0,
-                unflushed: Vec::new(),
-                heartbeat_dirty: false,
+                ..LiveDevice::new(
+                    status_of(&row.try_get::<String, _>(2)?)?,
+                    DeviceKind::parse(&kind).map_err(|e| Error::Corrupt(e.to_string()))?,
+                    row.try_get(7)?,
+                    row.try_get::<Option<i64>, _>(8)?.unwrap_or(0).max(now.0),
+                )
             },
         ))
     }
@@ -297,23 +293,9 @@ impl AgentService {
             device_id.clone(),
             LiveDevice {
                 credential_hash: Some(credential_hash),
-                status,
-                verified: false,
                 reason,
-                status_changed_at: now.0,
-                kind,
-                gpu_count,
-                last_seen: now.0,
                 agent_version: version.to_owned(),
-                utilisation: Default::default(),
-                challenge: None,
-                next_challenge_at: 0,
-                consecutive_failures: 0,
-                last_violation_at: 0,
-                measured_at: None,
-                speed_test_started_at: 0,
-                unflushed: Vec::new(),
-                heartbeat_dirty: false,
+                ..LiveDevice::new(status, kind, gpu_count, now.0)
             },
         );
         tracing::info!(device = %device_id, %status, "device registered");

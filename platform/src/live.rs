@@ -58,6 +58,35 @@ pub(crate) struct LiveDevice {
 }
 
 impl LiveDevice {
+    /// A device as first seen: nothing merged, no challenge, never measured or violating.
+    pub fn new(
+        status: DeviceStatus,
+        kind: DeviceKind,
+        gpu_count: i64,
+        last_seen: i64,
+    ) -> LiveDevice {
+        LiveDevice {
+            credential_hash: None,
+            status,
+            verified: false,
+            reason: String::new(),
+            status_changed_at: last_seen,
+            kind,
+            gpu_count,
+            last_seen,
+            agent_version: String::new(),
+            utilisation: Utilisation::default(),
+            challenge: None,
+            next_challenge_at: 0,
+            consecutive_failures: 0,
+            last_violation_at: 0,
+            measured_at: None,
+            speed_test_started_at: 0,
+            unflushed: Vec::new(),
+            heartbeat_dirty: false,
+        }
+    }
+
     /// Credits `online_ms` and one utilisation sample to the hour of `now`.
     pub fn credit(&mut self, now: i64, online_ms: i64, utilisation: Utilisation) {
         let hour = now.div_euclid(HOUR_MS) * HOUR_MS;
@@ -142,24 +171,8 @@ mod tests {
 
     fn device() -> LiveDevice {
         LiveDevice {
-            credential_hash: None,
-            status: DeviceStatus::Idle,
             verified: true,
-            reason: String::new(),
-            status_changed_at: 0,
-            kind: DeviceKind::Gpu,
-            gpu_count: 1,
-            last_seen: 0,
-            agent_version: "0.1.0".into(),
-            utilisation: Utilisation::default(),
-            challenge: None,
-            next_challenge_at: 0,
-            consecutive_failures: 0,
-            last_violation_at: 0,
-            measured_at: None,
-            speed_test_started_at: 0,
-            unflushed: Vec::new(),
-            heartbeat_dirty: false,
+            ..LiveDevice::new(DeviceStatus::Idle, DeviceKind::Gpu, 1, 0)
         }
     }
 
