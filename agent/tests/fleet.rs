@@ -107,7 +107,7 @@ impl Fleet {
         self.server
             .platform
             .worker
-            .device_detail(&self.owner, device_id)
+            .device_detail(&self.owner, device_id, platform::now())
             .await
             .unwrap()
     }

@@ -2,6 +2,8 @@
 //! (`hydrate`). Pages live in `routes/`, reusable pieces in `components/`, server functions in
 //! `functions/` (thin: they take the `platform::Platform` from context and call it).
 
+#[cfg(feature = "ssr")]
+pub mod charts;
 pub mod components;
 pub mod errors;
 pub mod functions;

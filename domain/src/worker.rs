@@ -89,6 +89,152 @@ pub struct OwnedDevice {
     pub tier: Option<ConnectivityTier>,
     pub simulated: bool,
     pub last_heartbeat_at: Option<UnixMillis>,
+    /// Share of the last 30 days (or of its life, if younger) the device was online, in 0.1 %.
+    pub uptime_30d_permille: u16,
+}
+
+impl OwnedDevice {
+    /// Whether a cluster can hire the device now, or what stands in the way, in words.
+    pub fn readiness(&self) -> Result<(), String> {
+        match self.status {
+            DeviceStatus::Idle if !self.verified => {
+                Err("waiting for its proof-of-work verification".into())
+            }
+            DeviceStatus::Idle if self.tier.is_none() => {
+                Err("connectivity not measured yet, or below the lowest tier (100/10 MB/s)".into())
+            }
+            DeviceStatus::Idle => Ok(()),
+            DeviceStatus::Hired => Err("serving a cluster".into()),
+            DeviceStatus::Pending => Err("verification running".into()),
+            DeviceStatus::Paused => Err("paused by you".into()),
+            DeviceStatus::Down | DeviceStatus::Inactive => {
+                Err("its agent is not heartbeating".into())
+            }
+            DeviceStatus::Blocked => Err("blocked: see the device's history".into()),
+            DeviceStatus::Unsupported => Err("its hardware is not in the GPU catalog".into()),
+            DeviceStatus::Terminated => Err("removed".into()),
+        }
+    }
+}
+
+/// Length of the uptime window the Worker tab and the explorer show.
+pub const UPTIME_WINDOW_MS: i64 = 30 * 86_400_000;
+
+/// Share of the window ending at `now` (30 days, or since `created_at` if later) that the device
+/// was online, in tenths of a percent, capped at 100 %.
+pub fn uptime_permille(online_ms: i64, created_at: UnixMillis, now: UnixMillis) -> u16 {
+    let window = (now.0 - created_at.0.max(now.0 - UPTIME_WINDOW_MS)).max(0);
+    if window == 0 {
+        return 0;
+    }
+    (online_ms.clamp(0, window) as i128 * 1000 / window as i128) as u16
+}
+
+/// How the Worker tab orders the device list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceSort {
+    #[default]
+    Name,
+    Status,
+    Model,
+    Tier,
+    /// Highest first.
+    Uptime,
+    /// Most recent first.
+    LastHeartbeat,
+}
+
+impl DeviceSort {
+    pub const ALL: &'static [DeviceSort] = &[
+        DeviceSort::Name,
+        DeviceSort::Status,
+        DeviceSort::Model,
+        DeviceSort::Tier,
+        DeviceSort::Uptime,
+        DeviceSort::LastHeartbeat,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceSort::Name => "name",
+            DeviceSort::Status => "status",
+            DeviceSort::Model => "model",
+            DeviceSort::Tier => "tier",
+            DeviceSort::Uptime => "uptime",
+            DeviceSort::LastHeartbeat => "last_heartbeat",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<DeviceSort, String> {
+        DeviceSort::ALL
+            .iter()
+            .copied()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| {
+                let allowed: Vec<&str> = DeviceSort::ALL.iter().map(|s| s.as_str()).collect();
+                format!(
+                    "unknown sort '{text}' (expected one of: {})",
+                    allowed.join(", ")
+                )
+            })
+    }
+}
+
+/// The Worker tab's filters over a provider's devices; the JSON API takes the same as query
+/// parameters (`?status=idle&model=RTX%204090%2024GB&tier=high&sort=uptime`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceFilter {
+    pub status: Option<DeviceStatus>,
+    /// Canonical GPU model; `cpu` selects devices without GPUs in the catalog.
+    pub model: Option<String>,
+    pub tier: Option<ConnectivityTier>,
+    #[serde(default)]
+    pub sort: DeviceSort,
+}
+
+impl DeviceFilter {
+    fn admits(&self, d: &OwnedDevice) -> bool {
+        self.status.is_none_or(|s| d.status == s)
+            && self.tier.is_none_or(|t| d.tier == Some(t))
+            && self.model.as_deref().is_none_or(|m| match &d.gpu_model {
+                Some(model) => model == m,
+                None => m == "cpu",
+            })
+    }
+
+    /// The devices this filter admits, in its order (ties by name, then id).
+    pub fn apply(&self, devices: &[OwnedDevice]) -> Vec<OwnedDevice> {
+        let mut kept: Vec<OwnedDevice> =
+            devices.iter().filter(|d| self.admits(d)).cloned().collect();
+        kept.sort_by(|a, b| {
+            let by = match self.sort {
+                DeviceSort::Name => std::cmp::Ordering::Equal,
+                DeviceSort::Status => a.status.cmp(&b.status),
+                DeviceSort::Model => a.gpu_model.cmp(&b.gpu_model),
+                // Best tier first, unmeasured last.
+                DeviceSort::Tier => a
+                    .tier
+                    .map(|t| t as u8)
+                    .unwrap_or(u8::MAX)
+                    .cmp(&b.tier.map(|t| t as u8).unwrap_or(u8::MAX)),
+                DeviceSort::Uptime => b.uptime_30d_permille.cmp(&a.uptime_30d_permille),
+                DeviceSort::LastHeartbeat => b.last_heartbeat_at.cmp(&a.last_heartbeat_at),
+            };
+            by.then_with(|| a.name.cmp(&b.name))
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        kept
+    }
+}
+
+/// The distinct GPU models among a provider's devices, for the filter's choices.
+pub fn models_of(devices: &[OwnedDevice]) -> Vec<String> {
+    let mut models: Vec<String> = devices.iter().filter_map(|d| d.gpu_model.clone()).collect();
+    models.sort();
+    models.dedup();
+    models
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,6 +288,102 @@ pub struct DeviceDetail {
     pub history: Vec<DeviceHistoryEntry>,
     /// Newest first.
     pub verifications: Vec<VerificationRecord>,
+    /// The last 30 UTC days, oldest first, each with the time the device was online.
+    pub uptime_days: Vec<UptimeDay>,
+    /// The last 48 UTC hours, oldest first: online time and mean utilisation reported.
+    pub utilisation_hours: Vec<UtilisationHour>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UptimeDay {
+    /// Start of the UTC day.
+    pub day: UnixMillis,
+    pub online_ms: i64,
+}
+
+impl UptimeDay {
+    pub fn permille(&self) -> u16 {
+        (self.online_ms.clamp(0, DAY_MS) * 1000 / DAY_MS) as u16
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UtilisationHour {
+    /// Start of the UTC hour.
+    pub hour: UnixMillis,
+    pub online_ms: i64,
+    /// Mean of the heartbeats' reports; None for an hour without heartbeats.
+    pub gpu_percent: Option<u8>,
+    pub cpu_percent: Option<u8>,
+}
+
+pub const HOUR_MS: i64 = 3_600_000;
+pub const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// One device's merged heartbeats in one UTC hour, as the database keeps them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HourlyUptime {
+    pub hour: i64,
+    pub online_ms: i64,
+    pub samples: i64,
+    pub gpu_util_sum: i64,
+    pub cpu_util_sum: i64,
+}
+
+/// Online time summed per UTC day for the `days` days ending with today's, oldest first;
+/// days without data count zero.
+pub fn uptime_by_day(hours: &[HourlyUptime], now: UnixMillis, days: i64) -> Vec<UptimeDay> {
+    let today = now.0.div_euclid(DAY_MS) * DAY_MS;
+    (0..days)
+        .rev()
+        .map(|back| {
+            let day = today - back * DAY_MS;
+            let online_ms = hours
+                .iter()
+                .filter(|h| (day..day + DAY_MS).contains(&h.hour))
+                .map(|h| h.online_ms)
+                .sum();
+            UptimeDay {
+                day: UnixMillis(day),
+                online_ms,
+            }
+        })
+        .collect()
+}
+
+/// Online time and mean reported utilisation for the `hours` UTC hours ending with the
+/// current one, oldest first.
+pub fn utilisation_by_hour(
+    hours: &[HourlyUptime],
+    now: UnixMillis,
+    count: i64,
+) -> Vec<UtilisationHour> {
+    let current = now.0.div_euclid(HOUR_MS) * HOUR_MS;
+    (0..count)
+        .rev()
+        .map(|back| {
+            let hour = current - back * HOUR_MS;
+            let merged =
+                hours
+                    .iter()
+                    .filter(|h| h.hour == hour)
+                    .fold(HourlyUptime::default(), |acc, h| HourlyUptime {
+                        hour,
+                        online_ms: acc.online_ms + h.online_ms,
+                        samples: acc.samples + h.samples,
+                        gpu_util_sum: acc.gpu_util_sum + h.gpu_util_sum,
+                        cpu_util_sum: acc.cpu_util_sum + h.cpu_util_sum,
+                    });
+            let mean =
+                |sum: i64| (merged.samples > 0).then(|| (sum / merged.samples).clamp(0, 100) as u8);
+            UtilisationHour {
+                hour: UnixMillis(hour),
+                online_ms: merged.online_ms,
+                gpu_percent: mean(merged.gpu_util_sum),
+                cpu_percent: mean(merged.cpu_util_sum),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -178,5 +420,186 @@ mod tests {
             form("a", "XX").validated(known).unwrap_err(),
             "'XX' is not an ISO country code (e.g. DE, US)"
         );
+    }
+
+    fn device(
+        name: &str,
+        status: DeviceStatus,
+        model: Option<&str>,
+        tier: Option<ConnectivityTier>,
+        uptime: u16,
+    ) -> OwnedDevice {
+        OwnedDevice {
+            id: format!("dev-{name}"),
+            name: name.into(),
+            kind: if model.is_some() {
+                DeviceKind::Gpu
+            } else {
+                DeviceKind::Cpu
+            },
+            status,
+            verified: status == DeviceStatus::Idle,
+            gpu_model: model.map(Into::into),
+            gpu_count: 1,
+            country: "DE".into(),
+            tier,
+            simulated: false,
+            last_heartbeat_at: Some(UnixMillis(i64::from(uptime))),
+            uptime_30d_permille: uptime,
+        }
+    }
+
+    #[test]
+    fn only_a_verified_measured_idle_device_is_ready_for_hire() {
+        use ConnectivityTier::High;
+        assert_eq!(
+            device("a", DeviceStatus::Idle, None, Some(High), 0).readiness(),
+            Ok(())
+        );
+        let unmeasured = device("a", DeviceStatus::Idle, None, None, 0).readiness();
+        assert!(unmeasured
+            .unwrap_err()
+            .contains("connectivity not measured"));
+        let unverified = OwnedDevice {
+            verified: false,
+            ..device("a", DeviceStatus::Idle, None, Some(High), 0)
+        };
+        assert!(unverified.readiness().unwrap_err().contains("verification"));
+        assert!(device("a", DeviceStatus::Paused, None, Some(High), 0)
+            .readiness()
+            .unwrap_err()
+            .contains("paused"));
+    }
+
+    #[test]
+    fn uptime_counts_over_thirty_days_or_the_devices_life() {
+        let now = UnixMillis(100 * DAY_MS);
+        // Created a day ago, online 12 hours of it.
+        assert_eq!(
+            uptime_permille(12 * HOUR_MS, UnixMillis(99 * DAY_MS), now),
+            500
+        );
+        // Old device: the window is 30 days.
+        assert_eq!(uptime_permille(3 * DAY_MS, UnixMillis(0), now), 100);
+        assert_eq!(
+            uptime_permille(40 * DAY_MS, UnixMillis(0), now),
+            1000,
+            "capped"
+        );
+        assert_eq!(uptime_permille(5, now, now), 0, "no window yet");
+    }
+
+    #[test]
+    fn filters_and_sorts_the_device_list() {
+        use ConnectivityTier::{High, Ultra};
+        let devices = vec![
+            device(
+                "c",
+                DeviceStatus::Idle,
+                Some("RTX 4090 24GB"),
+                Some(High),
+                900,
+            ),
+            device(
+                "a",
+                DeviceStatus::Down,
+                Some("H100 80GB SXM"),
+                Some(Ultra),
+                500,
+            ),
+            device("b", DeviceStatus::Idle, None, None, 999),
+        ];
+        let names = |f: DeviceFilter| -> Vec<String> {
+            f.apply(&devices).into_iter().map(|d| d.name).collect()
+        };
+        assert_eq!(names(DeviceFilter::default()), ["a", "b", "c"]);
+        let idle = DeviceFilter {
+            status: Some(DeviceStatus::Idle),
+            ..Default::default()
+        };
+        assert_eq!(names(idle.clone()), ["b", "c"]);
+        assert_eq!(
+            names(DeviceFilter {
+                sort: DeviceSort::Uptime,
+                ..idle
+            }),
+            ["b", "c"]
+        );
+        assert_eq!(
+            names(DeviceFilter {
+                sort: DeviceSort::Tier,
+                ..Default::default()
+            }),
+            ["a", "c", "b"]
+        );
+        assert_eq!(
+            names(DeviceFilter {
+                model: Some("cpu".into()),
+                ..Default::default()
+            }),
+            ["b"]
+        );
+        assert_eq!(
+            names(DeviceFilter {
+                tier: Some(High),
+                ..Default::default()
+            }),
+            ["c"]
+        );
+        assert_eq!(
+            names(DeviceFilter {
+                sort: DeviceSort::LastHeartbeat,
+                ..Default::default()
+            }),
+            ["b", "c", "a"]
+        );
+        assert_eq!(models_of(&devices), ["H100 80GB SXM", "RTX 4090 24GB"]);
+        assert_eq!(DeviceSort::parse("uptime"), Ok(DeviceSort::Uptime));
+        assert!(DeviceSort::parse("price")
+            .unwrap_err()
+            .contains("expected one of: name, status"));
+    }
+
+    #[test]
+    fn hourly_uptime_sums_into_days_and_hours_oldest_first() {
+        let now = UnixMillis(10 * DAY_MS + 5 * HOUR_MS);
+        let row = |hour: i64, online_ms: i64, samples: i64, gpu: i64| HourlyUptime {
+            hour,
+            online_ms,
+            samples,
+            gpu_util_sum: gpu,
+            cpu_util_sum: samples * 10,
+        };
+        let hours = [
+            row(10 * DAY_MS, HOUR_MS, 4, 200),
+            row(10 * DAY_MS + HOUR_MS, HOUR_MS / 2, 2, 20),
+            // Written in two flushes: both count.
+            row(10 * DAY_MS + 5 * HOUR_MS, 1000, 1, 90),
+            row(10 * DAY_MS + 5 * HOUR_MS, 1000, 1, 10),
+            row(8 * DAY_MS + 3 * HOUR_MS, DAY_MS, 1, 0),
+        ];
+        let days = uptime_by_day(&hours, now, 3);
+        assert_eq!(days.len(), 3);
+        assert_eq!(
+            days[0],
+            UptimeDay {
+                day: UnixMillis(8 * DAY_MS),
+                online_ms: DAY_MS
+            }
+        );
+        assert_eq!(days[1].online_ms, 0);
+        assert_eq!(days[2].online_ms, HOUR_MS * 3 / 2 + 2000);
+        assert_eq!(days[0].permille(), 1000);
+
+        let by_hour = utilisation_by_hour(&hours, now, 6);
+        assert_eq!(by_hour.len(), 6);
+        assert_eq!(by_hour[0].hour, UnixMillis(10 * DAY_MS));
+        assert_eq!(
+            (by_hour[0].gpu_percent, by_hour[0].cpu_percent),
+            (Some(50), Some(10))
+        );
+        assert_eq!(by_hour[2].gpu_percent, None, "no heartbeats that hour");
+        assert_eq!(by_hour[5].online_ms, 2000);
+        assert_eq!(by_hour[5].gpu_percent, Some(50));
     }
 }

@@ -19,9 +19,11 @@ use domain::fleet::{ConnectivityTier, DeviceKind, DeviceStatus};
 use domain::hardware::Classification;
 use domain::proof_of_work::{self, Answer, Challenge};
 use domain::time::UnixMillis;
+use futures_util::TryStreamExt;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
+use crate::index::{FleetIndex, IndexedDevice};
 use crate::live::{LiveDevice, LiveFleet, OpenChallenge, UptimeDelta};
 use crate::secret::{hex, random_hex, random_u64, same_digest, sha256_hex};
 use crate::store::{flag, flag_sql, Store};
@@ -87,6 +89,7 @@ struct SpeedTest {
 pub struct AgentService {
     store: Store,
     live: Arc<LiveFleet>,
+    index: Arc<FleetIndex>,
     config: Arc<FleetConfig>,
     catalog: GpuCatalog,
     speed_tests: Arc<Mutex<HashMap<String, SpeedTest>>>,
@@ -101,10 +104,16 @@ enum FollowUp {
 }
 
 impl AgentService {
-    pub(crate) fn new(store: Store, live: Arc<LiveFleet>, config: FleetConfig) -> AgentService {
+    pub(crate) fn new(
+        store: Store,
+        live: Arc<LiveFleet>,
+        index: Arc<FleetIndex>,
+        config: FleetConfig,
+    ) -> AgentService {
         AgentService {
             store,
             live,
+            index,
             config: Arc::new(config),
             catalog: GpuCatalog::builtin(),
             speed_tests: Arc::new(Mutex::new(HashMap::new())),
@@ -115,18 +124,26 @@ impl AgentService {
         &self.config
     }
 
-    /// Loads every agent-run device (and its open challenge) into the live fleet. Each device's
-    /// silence is counted from `now` at the earliest, so a server restart marks nobody down.
+    /// Loads every device still in the network into the fleet index and every agent-run one
+    /// (with its open challenge) into the live fleet, in one streamed pass over `devices`.
+    /// Each device's silence is counted from `now` at the earliest, so a server restart marks
+    /// nobody down. Returns how many devices the live fleet watches.
     pub async fn rebuild(&self, now: UnixMillis) -> Result<usize, Error> {
-        let rows = sqlx::query(&format!("{LIVE_COLUMNS} WHERE {LIVE_FILTER}"))
-            .fetch_all(self.store.pool())
-            .await?;
-        let mut count = 0;
-        for row in rows {
+        let started = Instant::now();
+        let sql = format!("{LIVE_COLUMNS} WHERE status <> 'terminated'");
+        let mut rows = sqlx::query(&sql).fetch(self.store.pool());
+        let (mut indexed, mut live) = (0, 0);
+        while let Some(row) = rows.try_next().await? {
             let (id, device) = self.live_device(&row, now)?;
-            self.live.insert(id, device);
-            count += 1;
+            self.index.upsert(&id, &indexed_device(&row, &device)?);
+            indexed += 1;
+            // Demo devices have no agent version: no agent runs them, nobody watches them.
+            if row.try_get::<Option<String>, _>(9)?.is_some() {
+                self.live.insert(id, device);
+                live += 1;
+            }
         }
+        drop(rows);
         let open = sqlx::query(
             "SELECT id, device_id, seed, size, products, openings, issued_at, deadline_at \
              FROM device_challenges WHERE outcome IS NULL",
@@ -138,8 +155,13 @@ impl AgentService {
             let open = open_challenge(&row)?;
             self.live.with(&device_id, |d| d.challenge = Some(open));
         }
-        tracing::info!(devices = count, "live fleet rebuilt");
-        Ok(count)
+        tracing::info!(
+            devices = indexed,
+            agent_run = live,
+            ms = started.elapsed().as_millis() as u64,
+            "fleet index and live fleet rebuilt"
+        );
+        Ok(live)
     }
 
     fn live_device(
@@ -156,7 +178,7 @@ impl AgentService {
                 verified: flag(row, 3)?,
                 reason: row.try_get(4)?,
                 status_changed_at: row.try_get(5)?,
-                agent_version: row.try_get(9)?,
+                agent_version: row.try_get::<Option<String>, _>(9)?.unwrap_or_default(),
                 next_challenge_at: verified_at
                     .map_or(0, |at| at + self.config.reverify_after_secs * 1000),
                 consecutive_failures: row.try_get::<i64, _>(12)?.try_into().unwrap_or(u32::MAX),
@@ -227,6 +249,7 @@ impl AgentService {
         let credential_hash = sha256_hex(&credential);
         let reason = "registered; waiting for the proof-of-work verification";
         let hw = &request.hardware;
+        let country: String = row.try_get(4)?;
         sqlx::query(
             "INSERT INTO devices (id, owner_wallet, name, os, kind, gpu_model, gpu_count, cpu_model, \
                cpu_cores, ram_gb, disk_gb, country, status, verified, simulated, created_at, \
@@ -240,13 +263,13 @@ impl AgentService {
         .bind(row.try_get::<String, _>(2)?)
         .bind(hw.os.as_str())
         .bind(kind.as_str())
-        .bind(gpu_model)
+        .bind(gpu_model.as_deref())
         .bind(gpu_count)
         .bind(hw.cpu_model.trim())
         .bind(i64::from(hw.cpu_cores))
         .bind(i64::from(hw.ram_gb))
         .bind(i64::from(hw.disk_gb))
-        .bind(row.try_get::<String, _>(4)?)
+        .bind(&country)
         .bind(false)
         .bind(request.simulated)
         .bind(now.0)
@@ -289,6 +312,18 @@ impl AgentService {
             reason = t.reason;
         }
         tx.commit().await?;
+        self.index.upsert(
+            &device_id,
+            &IndexedDevice {
+                kind,
+                gpu_model,
+                gpu_count,
+                country,
+                tier: None,
+                status,
+                verified: false,
+            },
+        );
         self.live.insert(
             device_id.clone(),
             LiveDevice {
@@ -344,6 +379,7 @@ impl AgentService {
             return Err(AgentRefusal::CredentialRejected.into());
         }
         let (id, device) = self.live_device(&row, now)?;
+        self.index.upsert(&id, &indexed_device(&row, &device)?);
         self.live.insert(id, device);
         Ok(())
     }
@@ -508,7 +544,7 @@ impl AgentService {
         let mut tx = self.store.pool().begin().await?;
         let t = apply_event(&mut tx, device_id, &event, now).await?;
         tx.commit().await?;
-        mirror(&self.live, device_id, &t, now);
+        mirror(&self.live, &self.index, device_id, &t, now);
         tracing::info!(device = device_id, status = %t.to.status, reason = %t.reason, "device status changed");
         Ok(t)
     }
@@ -614,7 +650,7 @@ impl AgentService {
         };
         tx.commit().await?;
         if let Some(t) = &transition {
-            mirror(&self.live, device_id, t, now);
+            mirror(&self.live, &self.index, device_id, t, now);
         }
         let next = match verdict {
             Ok(()) => now.0 + self.config.reverify_after_secs * 1000,
@@ -761,6 +797,7 @@ impl AgentService {
         .execute(self.store.pool())
         .await?;
         self.live.with(device_id, |d| d.measured_at = Some(now.0));
+        self.index.set_tier(device_id, tier);
         tracing::info!(device = device_id, download_mb_per_s, upload_mb_per_s, latency_ms, tier = ?tier, "connectivity measured");
         Ok(SpeedTestResult {
             download_mb_per_s,
@@ -934,10 +971,25 @@ const LIVE_COLUMNS: &str = concat!(
     "SELECT id, credential_hash, status, ",
     flag_sql!("verified"),
     ", status_reason, status_changed_at, kind, gpu_count, last_heartbeat_at, agent_version, \
-     measured_at, verified_at, verification_failures FROM devices"
+     measured_at, verified_at, verification_failures, gpu_model, country, tier FROM devices"
 );
-/// Devices an agent registered (demo devices have no agent version) that still exist.
-const LIVE_FILTER: &str = "agent_version IS NOT NULL AND status <> 'terminated'";
+
+/// The fleet index's view of a row selected with [`LIVE_COLUMNS`].
+fn indexed_device(row: &sqlx::any::AnyRow, device: &LiveDevice) -> Result<IndexedDevice, Error> {
+    Ok(IndexedDevice {
+        kind: device.kind,
+        gpu_model: row.try_get(13)?,
+        gpu_count: device.gpu_count,
+        country: row.try_get(14)?,
+        tier: row
+            .try_get::<Option<String>, _>(15)?
+            .map(|t| ConnectivityTier::parse(&t))
+            .transpose()
+            .map_err(|e| Error::Corrupt(e.to_string()))?,
+        status: device.status,
+        verified: device.verified,
+    })
+}
 
 fn open_challenge(row: &sqlx::any::AnyRow) -> Result<OpenChallenge, Error> {
     let bounded = |i: usize| -> Result<u32, Error> {

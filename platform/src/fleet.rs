@@ -1,128 +1,48 @@
 //! The network as the pages see it: totals, supply by GPU model and by country, and the seeded
-//! demo fleet that makes a fresh install look like a living network. Aggregates here scan the
-//! `devices` table; serving them from an index at a million devices is the explorer's work.
+//! demo fleet that makes a fresh install look like a living network. Aggregates come from the
+//! in-memory fleet index, not from scanning `devices`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use domain::catalog::GpuCatalog;
 use domain::fleet::{ConnectivityTier, DeviceKind, DeviceStatus};
-use domain::network::{CountrySupply, ModelSupply, NetworkSummary, NetworkTotals};
+use domain::network::NetworkSummary;
 use domain::time::UnixMillis;
 use domain::wallet::WalletAddress;
 use sqlx::Row;
 
+use crate::index::{FleetIndex, IndexedDevice};
 use crate::store::Store;
 use crate::Error;
 
 #[derive(Clone)]
 pub struct FleetService {
     store: Store,
+    index: Arc<FleetIndex>,
     catalog: GpuCatalog,
     /// ISO code → English name, parsed once rather than on every page render.
     country_names: Arc<HashMap<String, String>>,
 }
 
 impl FleetService {
-    pub fn new(store: Store) -> FleetService {
+    pub(crate) fn new(store: Store, index: Arc<FleetIndex>) -> FleetService {
         let country_names = domain::country::all()
             .into_iter()
             .map(|c| (c.code, c.name))
             .collect();
         FleetService {
             store,
+            index,
             catalog: GpuCatalog::builtin(),
             country_names: Arc::new(country_names),
         }
     }
 
     pub async fn network_summary(&self) -> Result<NetworkSummary, Error> {
-        let pool = self.store.pool();
-        let row = sqlx::query(
-            "SELECT COUNT(*), \
-               CAST(COALESCE(SUM(gpu_count), 0) AS BIGINT), \
-               CAST(COALESCE(SUM(CASE WHEN verified THEN gpu_count ELSE 0 END), 0) AS BIGINT), \
-               CAST(COALESCE(SUM(CASE WHEN status = 'hired' THEN gpu_count ELSE 0 END), 0) AS BIGINT), \
-               CAST(COALESCE(SUM(CASE WHEN status = 'idle' AND verified THEN gpu_count ELSE 0 END), 0) AS BIGINT), \
-               CAST(COALESCE(SUM(CASE WHEN kind = 'cpu' THEN 1 ELSE 0 END), 0) AS BIGINT), \
-               CAST(COALESCE(SUM(CASE WHEN kind = 'cpu' AND verified THEN 1 ELSE 0 END), 0) AS BIGINT), \
-               COUNT(DISTINCT country) \
-             FROM devices WHERE status NOT IN ('terminated', 'inactive')",
-        )
-        .fetch_one(pool)
-        .await?;
-        let totals = NetworkTotals {
-            devices: row.try_get(0)?,
-            gpus: row.try_get(1)?,
-            gpus_verified: row.try_get(2)?,
-            gpus_hired: row.try_get(3)?,
-            gpus_idle: row.try_get(4)?,
-            cpu_devices: row.try_get(5)?,
-            cpu_devices_verified: row.try_get(6)?,
-            countries: row.try_get(7)?,
-        };
-
-        let mut by_model = Vec::new();
-        let rows = sqlx::query(
-            "SELECT gpu_model, \
-               CAST(SUM(CASE WHEN status = 'idle' AND verified THEN gpu_count ELSE 0 END) AS BIGINT), \
-               CAST(SUM(CASE WHEN status = 'hired' THEN gpu_count ELSE 0 END) AS BIGINT) \
-             FROM devices WHERE kind = 'gpu' AND gpu_model IS NOT NULL \
-             GROUP BY gpu_model",
-        )
-        .fetch_all(pool)
-        .await?;
-        for row in rows {
-            let model: String = row.try_get(0)?;
-            // Devices whose model left the catalog are shown by the worker pages as unsupported,
-            // not offered as supply.
-            let Some(entry) = self.catalog.by_name(&model) else {
-                continue;
-            };
-            by_model.push(ModelSupply {
-                model,
-                vram_gb: entry.vram_gb,
-                gpus_idle: row.try_get(1)?,
-                gpus_hired: row.try_get(2)?,
-                price_per_gpu_hour: entry.default_price_per_hour,
-            });
-        }
-        by_model.sort_by(|a, b| {
-            b.gpus_idle
-                .cmp(&a.gpus_idle)
-                .then_with(|| a.model.cmp(&b.model))
-        });
-
-        let rows = sqlx::query(
-            "SELECT country, COUNT(*), CAST(SUM(gpu_count) AS BIGINT) FROM devices \
-             WHERE status NOT IN ('terminated', 'inactive') GROUP BY country",
-        )
-        .fetch_all(pool)
-        .await?;
-        let mut by_country = rows
-            .into_iter()
-            .map(|row| {
-                let code: String = row.try_get(0)?;
-                let name = self
-                    .country_names
-                    .get(&code)
-                    .cloned()
-                    .unwrap_or_else(|| code.clone());
-                Ok(CountrySupply {
-                    code,
-                    name,
-                    devices: row.try_get(1)?,
-                    gpus: row.try_get(2)?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        by_country.sort_by(|a, b| b.gpus.cmp(&a.gpus).then_with(|| a.code.cmp(&b.code)));
-
-        Ok(NetworkSummary {
-            totals,
-            by_model,
-            by_country,
-        })
+        Ok(self
+            .index
+            .summary(|code| self.country_names.get(code).cloned()))
     }
 
     /// Fills an empty network with `count` simulated devices (deterministic for a `seed`),
@@ -185,6 +105,20 @@ impl FleetService {
             query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
+        for d in &devices {
+            self.index.upsert(
+                &d.id,
+                &IndexedDevice {
+                    kind: d.kind,
+                    gpu_model: d.gpu_model.clone(),
+                    gpu_count: d.gpu_count,
+                    country: d.country.to_owned(),
+                    tier: Some(d.tier),
+                    status: d.status,
+                    verified: d.verified,
+                },
+            );
+        }
         tracing::info!(devices = devices.len(), "seeded the demo fleet");
         Ok(devices.len())
     }

@@ -7,6 +7,7 @@ pub mod agents;
 pub mod auth;
 mod error;
 pub mod fleet;
+mod index;
 mod live;
 mod secret;
 pub mod store;
@@ -42,15 +43,18 @@ pub struct Platform {
 }
 
 impl Platform {
-    /// The services over one store. The live fleet starts empty: call
-    /// [`AgentService::rebuild`] before serving agents.
+    /// The services over one store. The live fleet and the fleet index start empty: call
+    /// [`AgentService::rebuild`] before serving.
     pub fn new(store: Store, config: PlatformConfig) -> Platform {
         let live = Arc::new(live::LiveFleet::new());
+        let index = Arc::new(index::FleetIndex::new(
+            domain::catalog::GpuCatalog::builtin(),
+        ));
         Platform {
             auth: AuthService::new(store.clone(), config.auth),
-            fleet: FleetService::new(store.clone()),
-            worker: WorkerService::new(store.clone(), live.clone(), config.worker),
-            agents: AgentService::new(store.clone(), live, config.fleet),
+            fleet: FleetService::new(store.clone(), index.clone()),
+            worker: WorkerService::new(store.clone(), live.clone(), index.clone(), config.worker),
+            agents: AgentService::new(store.clone(), live, index, config.fleet),
             store,
         }
     }

@@ -60,3 +60,108 @@ pub async fn fresh_postgres_url() -> Option<String> {
     url.set_path(&format!("/{name}"));
     Some(url.to_string())
 }
+
+/// The credential [`seed_agent_fleet`] gives its `n`-th device.
+pub fn seeded_credential(n: usize) -> String {
+    format!(
+        "bench-{n:07}.{}",
+        crate::secret::sha256_hex(&format!("seeded agent {n}"))
+    )
+}
+
+/// Writes `count` agent-run devices straight into the database, verified, measured and idle as
+/// if their agents had registered and passed their challenges at `now`, spread over the GPU
+/// catalog and a few dozen countries. Their credentials are [`seeded_credential`]`(0..count)`.
+/// For load tests and restart benchmarks that need a large fleet in seconds.
+pub async fn seed_agent_fleet(
+    store: &crate::store::Store,
+    count: usize,
+    now: domain::time::UnixMillis,
+) -> Result<(), crate::Error> {
+    const COUNTRIES: &[&str] = &[
+        "US", "DE", "CA", "GB", "FR", "NL", "FI", "SE", "SG", "JP", "KR", "IN", "BR", "PL", "NO",
+        "AU", "HK", "TW", "AE", "ES", "IT", "CH", "VN", "TH", "MX", "ZA", "NG", "AR", "CL", "IE",
+    ];
+    const COLUMNS: usize = 24;
+    const ROWS_PER_STATEMENT: usize = 500;
+    let catalog = domain::catalog::GpuCatalog::builtin();
+    let models = catalog.models();
+    let mut tx = store.pool().begin().await?;
+    for first in (0..count).step_by(ROWS_PER_STATEMENT) {
+        let rows = ROWS_PER_STATEMENT.min(count - first);
+        let mut sql = String::from(
+            "INSERT INTO devices (id, owner_wallet, name, os, kind, gpu_model, gpu_count, \
+             cpu_model, cpu_cores, ram_gb, disk_gb, country, tier, status, verified, simulated, \
+             created_at, last_heartbeat_at, agent_version, credential_hash, status_reason, \
+             status_changed_at, verified_at, measured_at) VALUES ",
+        );
+        for r in 0..rows {
+            let params: Vec<String> = (1..=COLUMNS)
+                .map(|c| format!("${}", r * COLUMNS + c))
+                .collect();
+            if r > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("({})", params.join(",")));
+        }
+        let mut query = sqlx::query(&sql);
+        for n in first..first + rows {
+            let model = &models[n % models.len()];
+            let credential = seeded_credential(n);
+            let id = credential
+                .split_once('.')
+                .map(|(id, _)| id.to_owned())
+                .unwrap_or_default();
+            query = query
+                .bind(id)
+                .bind(format!("seeded-owner-{}", n / 8))
+                .bind(format!("seeded-{n}"))
+                .bind("linux")
+                .bind("gpu")
+                .bind(model.name.clone())
+                .bind([1i64, 2, 4, 8][n % 4])
+                .bind("AMD EPYC 9654")
+                .bind(96i64)
+                .bind(512i64)
+                .bind(2000i64)
+                .bind(COUNTRIES[n % COUNTRIES.len()])
+                .bind(domain::fleet::ConnectivityTier::ALL[n % 4].as_str())
+                .bind("idle")
+                .bind(true)
+                .bind(true)
+                .bind(now.0)
+                .bind(now.0)
+                .bind("seeded")
+                .bind(crate::secret::sha256_hex(&credential))
+                .bind("seeded for a load test")
+                .bind(now.0)
+                .bind(now.0)
+                .bind(now.0);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// How many heartbeats the database has credited to devices (the sum of merged samples).
+pub async fn heartbeats_recorded(store: &crate::store::Store) -> Result<i64, crate::Error> {
+    use sqlx::Row;
+    let row = sqlx::query("SELECT CAST(COALESCE(SUM(samples), 0) AS BIGINT) FROM device_uptime")
+        .fetch_one(store.pool())
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// Drops a database made by [`fresh_postgres_url`].
+pub async fn drop_postgres_database(url: &str) -> Result<(), crate::Error> {
+    let name = url::Url::parse(url)
+        .map_err(|e| crate::Error::Invalid(format!("'{url}' is not a URL: {e}")))?
+        .path()
+        .trim_start_matches('/')
+        .to_owned();
+    let mut conn = PgConnection::connect(&postgres_server_url()).await?;
+    conn.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+        .await?;
+    Ok(())
+}

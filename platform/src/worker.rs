@@ -10,12 +10,14 @@ use domain::fleet::{ConnectivityTier, DeviceKind, DeviceStatus, OperatingSystem,
 use domain::time::UnixMillis;
 use domain::wallet::WalletAddress;
 use domain::worker::{
-    AwaitingAgent, DeviceDetail, DeviceHistoryEntry, NewDevice, OwnedDevice, RegistrationTicket,
-    VerificationRecord, WorkerDevices,
+    uptime_by_day, uptime_permille, utilisation_by_hour, valid_device_name, AwaitingAgent,
+    DeviceDetail, DeviceHistoryEntry, HourlyUptime, NewDevice, OwnedDevice, RegistrationTicket,
+    VerificationRecord, WorkerDevices, UPTIME_WINDOW_MS,
 };
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use crate::index::FleetIndex;
 use crate::live::LiveFleet;
 use crate::secret::{random_hex, sha256_hex};
 use crate::store::{flag, flag_sql, Store};
@@ -23,6 +25,8 @@ use crate::Error;
 
 /// Rows of history and verifications the device page shows.
 const HISTORY_ROWS: i64 = 50;
+/// Hours of utilisation the device page charts.
+const UTILISATION_HOURS: i64 = 48;
 
 /// What the Worker tab needs to know about the deployment.
 #[derive(Debug, Clone)]
@@ -36,6 +40,7 @@ pub struct WorkerConfig {
 pub struct WorkerService {
     store: Store,
     live: Arc<LiveFleet>,
+    index: Arc<FleetIndex>,
     config: Arc<WorkerConfig>,
 }
 
@@ -127,8 +132,20 @@ pub(crate) async fn apply_event(
     Ok(transition)
 }
 
-/// Mirrors a committed transition into the live fleet.
-pub(crate) fn mirror(live: &LiveFleet, device_id: &str, t: &Transition, now: UnixMillis) {
+/// Mirrors a committed transition into the live fleet and the fleet index.
+pub(crate) fn mirror(
+    live: &LiveFleet,
+    index: &FleetIndex,
+    device_id: &str,
+    t: &Transition,
+    now: UnixMillis,
+) {
+    if t.to.status == DeviceStatus::Terminated {
+        live.remove(device_id);
+        index.remove(device_id);
+        return;
+    }
+    index.set_status(device_id, t.to.status, t.to.verified);
     live.with(device_id, |d| {
         if d.status != t.to.status {
             d.status_changed_at = now.0;
@@ -140,10 +157,16 @@ pub(crate) fn mirror(live: &LiveFleet, device_id: &str, t: &Transition, now: Uni
 }
 
 impl WorkerService {
-    pub(crate) fn new(store: Store, live: Arc<LiveFleet>, config: WorkerConfig) -> WorkerService {
+    pub(crate) fn new(
+        store: Store,
+        live: Arc<LiveFleet>,
+        index: Arc<FleetIndex>,
+        config: WorkerConfig,
+    ) -> WorkerService {
         WorkerService {
             store,
             live,
+            index,
             config: Arc::new(config),
         }
     }
@@ -204,9 +227,25 @@ impl WorkerService {
         .bind(owner.as_str())
         .fetch_all(self.store.pool())
         .await?;
+        let online: std::collections::HashMap<String, i64> = sqlx::query(
+            "SELECT u.device_id, CAST(SUM(u.online_ms) AS BIGINT) FROM device_uptime u \
+             JOIN devices d ON d.id = u.device_id \
+             WHERE d.owner_wallet = $1 AND u.hour >= $2 GROUP BY u.device_id",
+        )
+        .bind(owner.as_str())
+        .bind(now.0 - UPTIME_WINDOW_MS)
+        .fetch_all(self.store.pool())
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, Error>>()?;
         let devices = rows
             .iter()
-            .map(owned_device)
+            .map(|row| {
+                let id: String = row.try_get(0)?;
+                let flushed = online.get(&id).copied().unwrap_or(0);
+                owned_device(row, flushed + self.unflushed_online_ms(&id), now)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let rows = sqlx::query(
             "SELECT device_id, name, os, kind, expires_at FROM device_registrations \
@@ -240,13 +279,14 @@ impl WorkerService {
         &self,
         owner: &WalletAddress,
         device_id: &str,
+        now: UnixMillis,
     ) -> Result<DeviceDetail, Error> {
         let pool = self.store.pool();
         let row = sqlx::query(&format!(
             "SELECT {SUMMARY_COLUMNS}, os, status_reason, status_changed_at, reported_gpus, \
                cpu_model, cpu_cores, ram_gb, disk_gb, download_mb_per_s, upload_mb_per_s, \
                latency_ms, agent_version, \
-               CAST(CASE WHEN credential_hash IS NULL THEN 0 ELSE 1 END AS BIGINT), created_at \
+               CAST(CASE WHEN credential_hash IS NULL THEN 0 ELSE 1 END AS BIGINT) \
              FROM devices WHERE id = $1 AND owner_wallet = $2"
         ))
         .bind(device_id)
@@ -299,10 +339,42 @@ impl WorkerService {
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;
+        let mut hours = sqlx::query(
+            "SELECT hour, online_ms, samples, gpu_util_sum, cpu_util_sum FROM device_uptime \
+             WHERE device_id = $1 AND hour >= $2",
+        )
+        .bind(device_id)
+        .bind(now.0 - UPTIME_WINDOW_MS)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(HourlyUptime {
+                hour: r.try_get(0)?,
+                online_ms: r.try_get(1)?,
+                samples: r.try_get(2)?,
+                gpu_util_sum: r.try_get(3)?,
+                cpu_util_sum: r.try_get(4)?,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+        // Heartbeats merged in memory since the last flush count too.
+        self.live.with(device_id, |d| {
+            hours.extend(d.unflushed.iter().map(|u| HourlyUptime {
+                hour: u.hour,
+                online_ms: u.online_ms,
+                samples: u.samples,
+                gpu_util_sum: u.gpu_util_sum,
+                cpu_util_sum: u.cpu_util_sum,
+            }))
+        });
+        let online_ms = hours.iter().map(|h| h.online_ms).sum();
         let at = SUMMARY_COLUMN_COUNT;
         let changed_at: i64 = row.try_get(at + 2)?;
+        let summary = owned_device(&row, online_ms, now)?;
         Ok(DeviceDetail {
-            summary: owned_device(&row)?,
+            created_at: UnixMillis(row.try_get(SUMMARY_COLUMN_COUNT - 1)?),
+            summary,
             os: stored("os", OperatingSystem::parse(&row.try_get::<String, _>(at)?))?,
             status_reason: row.try_get(at + 1)?,
             status_changed_at: (changed_at > 0).then_some(UnixMillis(changed_at)),
@@ -316,9 +388,10 @@ impl WorkerService {
             latency_ms: row.try_get(at + 10)?,
             agent_version: row.try_get(at + 11)?,
             credential_active: row.try_get::<i64, _>(at + 12)? != 0,
-            created_at: UnixMillis(row.try_get(at + 13)?),
             history,
             verifications,
+            uptime_days: uptime_by_day(&hours, now, UPTIME_WINDOW_MS / domain::worker::DAY_MS),
+            utilisation_hours: utilisation_by_hour(&hours, now, UTILISATION_HOURS),
         })
     }
 
@@ -341,11 +414,7 @@ impl WorkerService {
                 .await?;
         }
         tx.commit().await?;
-        if event == DeviceEvent::RemovedByOwner {
-            self.live.remove(device_id);
-        } else {
-            mirror(&self.live, device_id, &transition, now);
-        }
+        mirror(&self.live, &self.index, device_id, &transition, now);
         Ok(transition)
     }
 
@@ -435,6 +504,37 @@ impl WorkerService {
         Ok(())
     }
 
+    /// Renames one of the owner's devices; returns the name as stored (trimmed).
+    pub async fn rename(
+        &self,
+        owner: &WalletAddress,
+        device_id: &str,
+        name: &str,
+    ) -> Result<String, Error> {
+        let name = valid_device_name(name).map_err(Error::Invalid)?;
+        let renamed = sqlx::query(
+            "UPDATE devices SET name = $1 WHERE id = $2 AND owner_wallet = $3 \
+             AND status <> 'terminated'",
+        )
+        .bind(&name)
+        .bind(device_id)
+        .bind(owner.as_str())
+        .execute(self.store.pool())
+        .await?
+        .rows_affected();
+        if renamed == 0 {
+            return Err(not_yours(device_id));
+        }
+        Ok(name)
+    }
+
+    /// Online time merged in memory and not yet written.
+    fn unflushed_online_ms(&self, device_id: &str) -> i64 {
+        self.live
+            .with(device_id, |d| d.unflushed.iter().map(|u| u.online_ms).sum())
+            .unwrap_or(0)
+    }
+
     async fn check_owner(
         &self,
         conn: &mut AnyConnection,
@@ -460,11 +560,12 @@ const SUMMARY_COLUMNS: &str = concat!(
     flag_sql!("verified"),
     ", gpu_model, gpu_count, country, tier, ",
     flag_sql!("simulated"),
-    ", last_heartbeat_at"
+    ", last_heartbeat_at, created_at"
 );
-const SUMMARY_COLUMN_COUNT: usize = 11;
+const SUMMARY_COLUMN_COUNT: usize = 12;
 
-fn owned_device(row: &AnyRow) -> Result<OwnedDevice, Error> {
+/// A row selected with [`SUMMARY_COLUMNS`], with the device's online time in the uptime window.
+fn owned_device(row: &AnyRow, online_ms: i64, now: UnixMillis) -> Result<OwnedDevice, Error> {
     Ok(OwnedDevice {
         id: row.try_get(0)?,
         name: row.try_get(1)?,
@@ -480,5 +581,6 @@ fn owned_device(row: &AnyRow) -> Result<OwnedDevice, Error> {
             .transpose()?,
         simulated: flag(row, 9)?,
         last_heartbeat_at: row.try_get::<Option<i64>, _>(10)?.map(UnixMillis),
+        uptime_30d_permille: uptime_permille(online_ms, UnixMillis(row.try_get(11)?), now),
     })
 }

@@ -267,13 +267,20 @@ async fn the_demo_fleet_seeds_once_and_adds_up(p: Platform) {
 async fn a_store_reopens_with_its_data(p: Platform, url: String) {
     p.fleet.seed_demo_fleet(20, 1, T0).await.unwrap();
     let (_, credential) = registered_device(&p, &owner(1), &["NVIDIA H100 80GB HBM3"]).await;
+    // Changes after the start-up rebuild reach the index as they commit: the summary the
+    // running index gives must equal the one a rebuild from the database gives.
+    let (paused, _) = registered_device(&p, &owner(1), &["NVIDIA GeForce RTX 4090"]).await;
+    p.worker.pause(&owner(1), &paused, T0).await.unwrap();
+    let (removed, _) = registered_device(&p, &owner(1), &["NVIDIA GeForce RTX 4090"]).await;
+    p.worker.remove(&owner(1), &removed, T0).await.unwrap();
     let before = p.fleet.network_summary().await.unwrap();
     p.store.close().await;
     let reopened = Platform::new(Store::open(&url).await.unwrap(), config());
-    assert_eq!(reopened.fleet.network_summary().await.unwrap(), before);
     reopened.store.ping().await.unwrap();
-    // The live fleet comes back from the database: the agent's credential still works.
-    assert_eq!(reopened.agents.rebuild(T0).await.unwrap(), 1);
+    // The fleet index and the live fleet come back from the database: the same network, and
+    // the agent's credential still works.
+    assert_eq!(reopened.agents.rebuild(T0).await.unwrap(), 2);
+    assert_eq!(reopened.fleet.network_summary().await.unwrap(), before);
     reopened.agents.authenticate(&credential, T0).await.unwrap();
 }
 
@@ -500,7 +507,11 @@ async fn a_device_is_verified_by_proof_of_work_and_goes_down_when_silent(p: Plat
     // Silence past the window: down; the next heartbeat brings it back.
     assert_eq!(p.agents.sweep(T0.plus_seconds(40)).await.unwrap(), 0);
     assert_eq!(p.agents.sweep(T0.plus_seconds(51)).await.unwrap(), 1);
-    let detail = p.worker.device_detail(&me, &id).await.unwrap();
+    let detail = p
+        .worker
+        .device_detail(&me, &id, T0.plus_seconds(51))
+        .await
+        .unwrap();
     assert_eq!(detail.summary.status, DeviceStatus::Down);
     assert_eq!(detail.status_reason, "stopped sending heartbeats");
     let t4 = T0.plus_seconds(60);
@@ -512,9 +523,26 @@ async fn a_device_is_verified_by_proof_of_work_and_goes_down_when_silent(p: Plat
     assert_eq!(reply.status, DeviceStatus::Idle);
     assert!(p.agents.flush().await.unwrap() >= 1);
 
-    let detail = p.worker.device_detail(&me, &id).await.unwrap();
+    let detail = p.worker.device_detail(&me, &id, t4).await.unwrap();
     assert!(detail.summary.verified);
     assert_eq!(detail.summary.last_heartbeat_at, Some(t4));
+    // Online 5 + 5 + 10 s of the minute since it registered; the 40 s of silence do not count.
+    assert_eq!(detail.summary.uptime_30d_permille, 333);
+    assert_eq!(detail.uptime_days.len(), 30);
+    assert_eq!(
+        detail.uptime_days.iter().map(|d| d.online_ms).sum::<i64>(),
+        20_000
+    );
+    assert_eq!(detail.utilisation_hours.len(), 48);
+    let reported: Vec<u8> = detail
+        .utilisation_hours
+        .iter()
+        .filter_map(|h| h.gpu_percent)
+        .collect();
+    assert!(
+        !reported.is_empty() && reported.iter().all(|&gpu| gpu <= 90),
+        "{reported:?}"
+    );
     let outcomes: Vec<_> = detail
         .verifications
         .iter()
@@ -574,7 +602,7 @@ async fn owners_pause_resume_revoke_and_remove(p: Platform) {
     );
     assert!(
         !p.worker
-            .device_detail(&me, &id)
+            .device_detail(&me, &id, T0)
             .await
             .unwrap()
             .credential_active
@@ -597,10 +625,37 @@ async fn owners_pause_resume_revoke_and_remove(p: Platform) {
         .is_empty());
 }
 
+async fn owners_rename_their_devices_with_checked_names(p: Platform) {
+    let me = owner(5);
+    let (id, _) = registered_device(&p, &me, &["NVIDIA GeForce RTX 4090"]).await;
+    assert_eq!(
+        p.worker
+            .rename(&me, &id, "  rack 2 / gpu 1 ")
+            .await
+            .unwrap(),
+        "rack 2 / gpu 1"
+    );
+    let listed = p.worker.devices_of(&me, T0).await.unwrap().devices;
+    assert_eq!(listed[0].name, "rack 2 / gpu 1");
+    assert!(matches!(
+        p.worker.rename(&me, &id, "   ").await,
+        Err(Error::Invalid(why)) if why.contains("give the device a name")
+    ));
+    assert!(matches!(
+        p.worker.rename(&owner(6), &id, "mine now").await,
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(
+        p.worker.devices_of(&me, T0).await.unwrap().devices[0].name,
+        "rack 2 / gpu 1",
+        "a refused rename changes nothing"
+    );
+}
+
 async fn unsupported_hardware_is_kept_with_what_was_reported(p: Platform) {
     let me = owner(4);
     let (id, _) = registered_device(&p, &me, &["Matrox G200"]).await;
-    let detail = p.worker.device_detail(&me, &id).await.unwrap();
+    let detail = p.worker.device_detail(&me, &id, T0).await.unwrap();
     assert_eq!(detail.summary.status, DeviceStatus::Unsupported);
     assert_eq!(
         detail.status_reason,
@@ -671,5 +726,6 @@ on_both_backends!(
     registration_tokens_work_once_and_expire,
     a_device_is_verified_by_proof_of_work_and_goes_down_when_silent,
     owners_pause_resume_revoke_and_remove,
+    owners_rename_their_devices_with_checked_names,
     unsupported_hardware_is_kept_with_what_was_reported,
 );

@@ -2,8 +2,8 @@
 //! handler reads its input, calls one platform service and answers JSON; errors map through
 //! [`crate::error::Error`].
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use domain::fleet::OwnerAction;
 use domain::network::NetworkSummary;
 use domain::siws::SignedIn;
-use domain::worker::{DeviceDetail, NewDevice, RegistrationTicket, WorkerDevices};
+use domain::worker::{DeviceDetail, DeviceFilter, NewDevice, RegistrationTicket, WorkerDevices};
 use platform::auth::{Challenge, SessionToken};
 use platform::Platform;
 use serde::Deserialize;
@@ -30,6 +30,7 @@ pub fn routes() -> Router<Platform> {
         .route("/network/summary", get(network_summary))
         .route("/worker/devices", get(my_devices).post(add_device))
         .route("/worker/devices/{id}", get(device_detail))
+        .route("/worker/devices/{id}/rename", post(rename_device))
         .route("/worker/devices/{id}/{action}", post(device_action))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
@@ -113,17 +114,21 @@ async fn network_summary(State(platform): State<Platform>) -> Result<Json<Networ
     Ok(Json(platform.fleet.network_summary().await?))
 }
 
+/// The caller's devices, filtered and sorted by `?status=&model=&tier=&sort=` as in the
+/// Worker tab, and the devices still waiting for their agent.
 async fn my_devices(
     State(platform): State<Platform>,
     headers: HeaderMap,
+    filter: Result<Query<DeviceFilter>, QueryRejection>,
 ) -> Result<Json<WorkerDevices>, Error> {
+    let Query(filter) = filter?;
     let session = signed_in(&platform, &headers).await?;
-    Ok(Json(
-        platform
-            .worker
-            .devices_of(&session.wallet, platform::now())
-            .await?,
-    ))
+    let mut devices = platform
+        .worker
+        .devices_of(&session.wallet, platform::now())
+        .await?;
+    devices.devices = filter.apply(&devices.devices);
+    Ok(Json(devices))
 }
 
 async fn add_device(
@@ -147,8 +152,37 @@ async fn device_detail(
 ) -> Result<Json<DeviceDetail>, Error> {
     let session = signed_in(&platform, &headers).await?;
     Ok(Json(
-        platform.worker.device_detail(&session.wallet, &id).await?,
+        platform
+            .worker
+            .device_detail(&session.wallet, &id, platform::now())
+            .await?,
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenameRequest {
+    name: String,
+}
+
+#[derive(serde::Serialize)]
+struct Renamed {
+    name: String,
+}
+
+async fn rename_device(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<RenameRequest>, JsonRejection>,
+) -> Result<Json<Renamed>, Error> {
+    let session = signed_in(&platform, &headers).await?;
+    let Json(request) = body?;
+    let name = platform
+        .worker
+        .rename(&session.wallet, &id, &request.name)
+        .await?;
+    Ok(Json(Renamed { name }))
 }
 
 #[derive(serde::Serialize)]

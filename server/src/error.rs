@@ -47,6 +47,15 @@ impl From<axum::extract::rejection::JsonRejection> for Error {
     }
 }
 
+impl From<axum::extract::rejection::QueryRejection> for Error {
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
+        Error::BadRequest {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            message: rejection.body_text(),
+        }
+    }
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         use platform::Error as P;

@@ -2,6 +2,7 @@
 
 use domain::worker::{DeviceDetail, RegistrationTicket, WorkerDevices};
 use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use crate::errors::AppError;
 
@@ -37,10 +38,41 @@ pub async fn add_device(
         .await?)
 }
 
+/// One device with its charts, drawn on the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceWithCharts {
+    pub detail: DeviceDetail,
+    /// SVG: uptime per day over 30 days.
+    pub uptime_chart: String,
+    /// SVG: mean GPU and CPU utilisation per hour over 48 hours.
+    pub utilisation_chart: String,
+}
+
 #[server]
-pub async fn load_device(id: String) -> Result<DeviceDetail, AppError> {
+pub async fn load_device(id: String) -> Result<DeviceWithCharts, AppError> {
     let (platform, session) = super::context::signed_in_platform().await?;
-    Ok(platform.worker.device_detail(&session.wallet, &id).await?)
+    let detail = platform
+        .worker
+        .device_detail(&session.wallet, &id, platform::now())
+        .await?;
+    let drawn = |chart: Result<String, crate::charts::ChartError>| {
+        chart.map_err(|e| {
+            tracing::error!(device = %id, error = %e, "could not draw a chart");
+            AppError::Internal
+        })
+    };
+    Ok(DeviceWithCharts {
+        uptime_chart: drawn(crate::charts::uptime_svg(&detail.uptime_days))?,
+        utilisation_chart: drawn(crate::charts::utilisation_svg(&detail.utilisation_hours))?,
+        detail,
+    })
+}
+
+/// Renames a device; returns the name as stored.
+#[server]
+pub async fn rename_device(id: String, name: String) -> Result<String, AppError> {
+    let (platform, session) = super::context::signed_in_platform().await?;
+    Ok(platform.worker.rename(&session.wallet, &id, &name).await?)
 }
 
 /// An owner's action on a device: `pause`, `resume`, `remove` or `revoke-credential`.

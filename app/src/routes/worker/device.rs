@@ -1,18 +1,19 @@
 //! `/worker/devices/:id`: one device as its owner sees it: status and why, hardware,
-//! connectivity, agent, history and verifications, with pause, resume, remove and revoke.
+//! connectivity, agent, 30-day uptime and hourly utilisation charts, history and
+//! verifications, with rename, pause, resume, remove and revoke.
 
 use std::time::Duration;
 
 use domain::fleet::DeviceStatus;
-use domain::worker::DeviceDetail;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
 use crate::components::supply::ErrorNote;
 use crate::errors::AppError;
-use crate::functions::worker::{device_action, load_device};
+use crate::functions::worker::{device_action, load_device, rename_device, DeviceWithCharts};
 use crate::routes::set_page_status;
+use crate::routes::worker::permille_text;
 
 /// How often an open device page re-reads the device.
 const REFRESH: Duration = Duration::from_secs(3);
@@ -38,11 +39,21 @@ pub fn DevicePage() -> impl IntoView {
             version.update(|v| *v += 1);
         });
     };
+    let rename = move |name: String| {
+        let id = id();
+        leptos::task::spawn_local(async move {
+            let result = rename_device(id, name)
+                .await
+                .map(|name| format!("renamed to {name}"));
+            outcome.set(Some(result.map_err(|e| e.to_string())));
+            version.update(|v| *v += 1);
+        });
+    };
     view! {
         <Title text="Device" />
         <Transition fallback=|| view! { <p class="muted">"Loading the device…"</p> }>
             {move || detail.get().map(|result| match result {
-                Ok(d) => view! { <DeviceView d act outcome /> }.into_any(),
+                Ok(d) => view! { <DeviceView d act rename outcome /> }.into_any(),
                 Err(error) => {
                     match &error {
                         AppError::NotFound(_) => set_page_status(404),
@@ -58,11 +69,18 @@ pub fn DevicePage() -> impl IntoView {
 
 #[component]
 fn DeviceView(
-    d: DeviceDetail,
+    d: DeviceWithCharts,
     act: impl Fn(&'static str) + Copy + Send + Sync + 'static,
+    rename: impl Fn(String) + Copy + Send + Sync + 'static,
     outcome: RwSignal<Option<Result<String, String>>>,
 ) -> impl IntoView {
+    let DeviceWithCharts {
+        detail: d,
+        uptime_chart,
+        utilisation_chart,
+    } = d;
     let s = d.summary.clone();
+    let new_name = RwSignal::new(s.name.clone());
     let status = s.status;
     let hardware = match &s.gpu_model {
         Some(model) => format!("{} × {model}", s.gpu_count),
@@ -99,6 +117,14 @@ fn DeviceView(
                 })}
                 <button class="btn btn-ghost" data-testid="remove-device" on:click=move |_| act("remove")>"Remove device"</button>
             </div>
+            <form class="rename" on:submit=move |ev| {
+                ev.prevent_default();
+                rename(new_name.get_untracked());
+            }>
+                <input aria-label="Device name" data-testid="rename-input" maxlength=domain::worker::MAX_DEVICE_NAME_CHARS
+                    prop:value=move || new_name.get() on:input=move |ev| new_name.set(event_target_value(&ev)) />
+                <button class="btn" type="submit" data-testid="rename-device">"Rename"</button>
+            </form>
             {move || outcome.get().map(|o| match o {
                 Ok(message) => view! { <p class="notice" data-testid="action-outcome">{message}</p> }.into_any(),
                 Err(message) => view! { <p class="notice error" data-testid="action-outcome">{message}</p> }.into_any(),
@@ -115,6 +141,16 @@ fn DeviceView(
                 <dt>"Added"</dt><dd>{d.created_at.to_rfc3339()}</dd>
             </dl>
         </section>
+        <div class="columns">
+            <section class="panel">
+                <h2>"Uptime, last 30 days: " <span data-testid="device-uptime">{permille_text(s.uptime_30d_permille)}</span></h2>
+                <div class="chart" data-testid="uptime-chart" inner_html=uptime_chart></div>
+            </section>
+            <section class="panel">
+                <h2>"Utilisation, last 48 hours"</h2>
+                <div class="chart" data-testid="utilisation-chart" inner_html=utilisation_chart></div>
+            </section>
+        </div>
         <div class="columns">
             <section class="panel">
                 <h2>"Verification"</h2>

@@ -7,9 +7,10 @@ mod new_device;
 pub use device::DevicePage;
 pub use new_device::NewDevicePage;
 
+use domain::fleet::{ConnectivityTier, DeviceStatus};
 use domain::money::MicroUsd;
 use domain::network::ModelSupply;
-use domain::worker::{AwaitingAgent, OwnedDevice};
+use domain::worker::{models_of, AwaitingAgent, DeviceFilter, DeviceSort, OwnedDevice};
 use leptos::prelude::*;
 use leptos_meta::Title;
 
@@ -90,29 +91,94 @@ fn AwaitingAgentList(awaiting: Vec<AwaitingAgent>) -> impl IntoView {
     })
 }
 
+/// A percentage kept in tenths, as `99.5%`.
+pub(crate) fn permille_text(permille: u16) -> String {
+    format!("{}.{}%", permille / 10, permille % 10)
+}
+
 #[component]
 fn DeviceTable(devices: Vec<OwnedDevice>) -> impl IntoView {
-    (!devices.is_empty()).then(|| view! {
+    if devices.is_empty() {
+        return None;
+    }
+    let models = models_of(&devices);
+    let filter = RwSignal::new(DeviceFilter::default());
+    let shown = move || filter.with(|f| f.apply(&devices));
+    // An empty choice is "any".
+    let pick = |text: String| (!text.is_empty()).then_some(text);
+    Some(view! {
+        <div class="filters" data-testid="device-filters">
+            <label>"Status "
+                <select data-testid="filter-status" on:change=move |ev| {
+                    let status = pick(event_target_value(&ev)).and_then(|s| DeviceStatus::parse(&s).ok());
+                    filter.update(|f| f.status = status);
+                }>
+                    <option value="">"any"</option>
+                    {DeviceStatus::ALL.iter().map(|s| view! { <option value=s.as_str()>{s.as_str()}</option> }).collect_view()}
+                </select>
+            </label>
+            <label>"Model "
+                <select data-testid="filter-model" on:change=move |ev| {
+                    let model = pick(event_target_value(&ev));
+                    filter.update(|f| f.model = model);
+                }>
+                    <option value="">"any"</option>
+                    {models.into_iter().map(|m| view! { <option value=m.clone()>{m.clone()}</option> }).collect_view()}
+                    <option value="cpu">"CPU only"</option>
+                </select>
+            </label>
+            <label>"Tier "
+                <select data-testid="filter-tier" on:change=move |ev| {
+                    let tier = pick(event_target_value(&ev)).and_then(|t| ConnectivityTier::parse(&t).ok());
+                    filter.update(|f| f.tier = tier);
+                }>
+                    <option value="">"any"</option>
+                    {ConnectivityTier::ALL.iter().map(|t| view! { <option value=t.as_str()>{t.as_str()}</option> }).collect_view()}
+                </select>
+            </label>
+            <label>"Sort by "
+                <select data-testid="sort-devices" on:change=move |ev| {
+                    let sort = DeviceSort::parse(&event_target_value(&ev)).unwrap_or_default();
+                    filter.update(|f| f.sort = sort);
+                }>
+                    {DeviceSort::ALL.iter().map(|s| view! { <option value=s.as_str()>{s.as_str().replace('_', " ")}</option> }).collect_view()}
+                </select>
+            </label>
+        </div>
         <div class="table-wrap">
             <table class="data" data-testid="my-devices">
-                <thead><tr><th>"Name"</th><th>"Status"</th><th>"Hardware"</th><th>"Country"</th><th>"Tier"</th><th>"Last heartbeat"</th></tr></thead>
+                <thead><tr><th>"Name"</th><th>"Status"</th><th>"Ready for hire"</th><th>"Hardware"</th><th>"Country"</th><th>"Tier"</th><th>"Uptime (30 d)"</th><th>"Last heartbeat"</th></tr></thead>
                 <tbody>
-                    {devices.into_iter().map(|d| view! {
-                        <tr>
-                            <td>
-                                <a href=format!("/worker/devices/{}", d.id)>{d.name}</a>
-                                {d.simulated.then(|| view! { <span class="tag">"simulated"</span> })}
-                            </td>
-                            <td>
-                                <span class=format!("status status-{}", d.status)>{d.status.as_str()}</span>
-                                {d.verified.then(|| view! { <span class="tag tag-ok">"verified"</span> })}
-                            </td>
-                            <td>{d.gpu_model.map_or_else(|| "CPU".to_owned(), |m| format!("{} × {m}", d.gpu_count))}</td>
-                            <td>{d.country}</td>
-                            <td>{d.tier.map_or("not measured", |t| t.as_str())}</td>
-                            <td>{d.last_heartbeat_at.map_or_else(|| "never".to_owned(), |t| t.to_rfc3339())}</td>
-                        </tr>
-                    }).collect_view()}
+                    {move || {
+                        let rows = shown();
+                        if rows.is_empty() {
+                            return view! { <tr><td colspan="8" class="muted" data-testid="no-matching-devices">"No device matches these filters."</td></tr> }.into_any();
+                        }
+                        rows.into_iter().map(|d| {
+                            let readiness = d.readiness();
+                            view! {
+                                <tr data-testid="device-row">
+                                    <td>
+                                        <a href=format!("/worker/devices/{}", d.id)>{d.name.clone()}</a>
+                                        {d.simulated.then(|| view! { <span class="tag">"simulated"</span> })}
+                                    </td>
+                                    <td>
+                                        <span class=format!("status status-{}", d.status)>{d.status.as_str()}</span>
+                                        {d.verified.then(|| view! { <span class="tag tag-ok">"verified"</span> })}
+                                    </td>
+                                    <td>{match readiness {
+                                        Ok(()) => view! { <span class="tag tag-ok">"ready"</span> }.into_any(),
+                                        Err(why) => view! { <span class="muted">{why}</span> }.into_any(),
+                                    }}</td>
+                                    <td>{d.gpu_model.clone().map_or_else(|| "CPU".to_owned(), |m| format!("{} × {m}", d.gpu_count))}</td>
+                                    <td>{d.country.clone()}</td>
+                                    <td>{d.tier.map_or("not measured", |t| t.as_str())}</td>
+                                    <td>{permille_text(d.uptime_30d_permille)}</td>
+                                    <td>{d.last_heartbeat_at.map_or_else(|| "never".to_owned(), |t| t.to_rfc3339())}</td>
+                                </tr>
+                            }
+                        }).collect_view().into_any()
+                    }}
                 </tbody>
             </table>
         </div>

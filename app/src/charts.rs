@@ -1,0 +1,214 @@
+//! Charts drawn on the server as SVG with plotters, so a page shows them before (and without)
+//! its WASM. They travel to the browser inside server-function results, which keeps hydration
+//! identical on both sides.
+
+use domain::time::UnixMillis;
+use domain::worker::{UptimeDay, UtilisationHour};
+use plotters::prelude::*;
+
+const WIDTH: u32 = 720;
+const HEIGHT: u32 = 220;
+// The theme's colours (style/main.css).
+const TEXT: RGBColor = RGBColor(0x8d, 0x9a, 0xbb);
+const GRID: RGBColor = RGBColor(0x22, 0x30, 0x4f);
+const ACCENT: RGBColor = RGBColor(0x5e, 0xea, 0xd4);
+const ACCENT_2: RGBColor = RGBColor(0x81, 0x8c, 0xf8);
+
+/// Why a chart could not be drawn (plotters' error, in words).
+#[derive(Debug, thiserror::Error)]
+#[error("chart: {0}")]
+pub struct ChartError(String);
+
+fn failed(e: impl std::fmt::Display) -> ChartError {
+    ChartError(e.to_string())
+}
+
+/// `MM-DD` of a UTC instant.
+fn month_day(at: UnixMillis) -> String {
+    at.to_rfc3339().get(5..10).unwrap_or_default().to_owned()
+}
+
+/// `HH:00` of a UTC instant.
+fn hour_of_day(at: UnixMillis) -> String {
+    format!("{}:00", at.to_rfc3339().get(11..13).unwrap_or_default())
+}
+
+/// Bars of daily uptime in percent, oldest day first.
+pub fn uptime_svg(days: &[UptimeDay]) -> Result<String, ChartError> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        let count = days.len().max(1) as i32;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(8)
+            .x_label_area_size(22)
+            .y_label_area_size(42)
+            .build_cartesian_2d(0..count, 0..100)
+            .map_err(failed)?;
+        let label = |i: &i32| {
+            days.get(*i as usize)
+                .map(|d| month_day(d.day))
+                .unwrap_or_default()
+        };
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(6)
+            .y_labels(5)
+            .x_label_formatter(&label)
+            .y_label_formatter(&|v| format!("{v}%"))
+            .label_style(("sans-serif", 12).into_font().color(&TEXT))
+            .axis_style(GRID)
+            .bold_line_style(GRID)
+            .light_line_style(TRANSPARENT)
+            .draw()
+            .map_err(failed)?;
+        chart
+            .draw_series(days.iter().enumerate().map(|(i, d)| {
+                let x = i as i32;
+                let top = i32::from(d.permille() / 10);
+                let mut bar = Rectangle::new([(x, 0), (x + 1, top)], ACCENT.filled());
+                bar.set_margin(0, 0, 2, 2);
+                bar
+            }))
+            .map_err(failed)?;
+        root.present().map_err(failed)?;
+    }
+    Ok(svg)
+}
+
+/// Lines of mean GPU and CPU utilisation per hour, broken where no heartbeat came.
+pub fn utilisation_svg(hours: &[UtilisationHour]) -> Result<String, ChartError> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        let count = hours.len().max(1) as i32;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(8)
+            .x_label_area_size(22)
+            .y_label_area_size(42)
+            .build_cartesian_2d(0..count, 0..100)
+            .map_err(failed)?;
+        let label = |i: &i32| {
+            hours
+                .get(*i as usize)
+                .map(|h| hour_of_day(h.hour))
+                .unwrap_or_default()
+        };
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(8)
+            .y_labels(5)
+            .x_label_formatter(&label)
+            .y_label_formatter(&|v| format!("{v}%"))
+            .label_style(("sans-serif", 12).into_font().color(&TEXT))
+            .axis_style(GRID)
+            .bold_line_style(GRID)
+            .light_line_style(TRANSPARENT)
+            .draw()
+            .map_err(failed)?;
+        for (name, color, value) in [
+            (
+                "GPU",
+                ACCENT,
+                (|h: &UtilisationHour| h.gpu_percent) as fn(&UtilisationHour) -> Option<u8>,
+            ),
+            ("CPU", ACCENT_2, |h: &UtilisationHour| h.cpu_percent),
+        ] {
+            let mut labelled = false;
+            for run in runs(hours, value) {
+                let series = chart
+                    .draw_series(LineSeries::new(run, color.stroke_width(2)))
+                    .map_err(failed)?;
+                if !labelled {
+                    labelled = true;
+                    series.label(name).legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 14, y)], color.stroke_width(2))
+                    });
+                }
+            }
+        }
+        chart
+            .configure_series_labels()
+            .label_font(("sans-serif", 12).into_font().color(&TEXT))
+            .border_style(GRID)
+            .background_style(RGBColor(0x12, 0x1a, 0x2f))
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()
+            .map_err(failed)?;
+        root.present().map_err(failed)?;
+    }
+    Ok(svg)
+}
+
+/// Consecutive hours with a value, as (x, y) points: one line per run, so silent hours show
+/// as gaps rather than as lines drawn across them.
+fn runs(
+    hours: &[UtilisationHour],
+    value: fn(&UtilisationHour) -> Option<u8>,
+) -> Vec<Vec<(i32, i32)>> {
+    let mut runs: Vec<Vec<(i32, i32)>> = Vec::new();
+    let mut current = Vec::new();
+    for (i, h) in hours.iter().enumerate() {
+        match value(h) {
+            Some(v) => current.push((i as i32, i32::from(v))),
+            None if !current.is_empty() => runs.push(std::mem::take(&mut current)),
+            None => {}
+        }
+    }
+    if !current.is_empty() {
+        runs.push(current);
+    }
+    // A single point draws no line; widen it to its hour so it shows.
+    for run in &mut runs {
+        if let [(x, y)] = run[..] {
+            run.push((x + 1, y));
+        }
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hour(i: i64, gpu: Option<u8>) -> UtilisationHour {
+        UtilisationHour {
+            hour: UnixMillis(i * 3_600_000),
+            online_ms: 0,
+            gpu_percent: gpu,
+            cpu_percent: gpu.map(|g| g / 2),
+        }
+    }
+
+    #[test]
+    fn silent_hours_break_the_line() {
+        let hours = [
+            hour(0, Some(10)),
+            hour(1, Some(20)),
+            hour(2, None),
+            hour(3, Some(40)),
+        ];
+        let gpu = runs(&hours, |h| h.gpu_percent);
+        assert_eq!(gpu, vec![vec![(0, 10), (1, 20)], vec![(3, 40), (4, 40)]]);
+    }
+
+    #[test]
+    fn charts_are_svg_with_their_labels() {
+        let days: Vec<UptimeDay> = (0..30)
+            .map(|i| UptimeDay {
+                day: UnixMillis(1_795_600_000_000 + i * 86_400_000),
+                online_ms: i * 3_600_000,
+            })
+            .collect();
+        let svg = uptime_svg(&days).unwrap();
+        assert!(svg.starts_with("<svg"), "{}", &svg[..60.min(svg.len())]);
+        assert!(svg.contains("100%") && svg.contains("<rect"));
+        let hours: Vec<UtilisationHour> = (0..48)
+            .map(|i| hour(i, (i % 5 != 0).then_some(30)))
+            .collect();
+        let svg = utilisation_svg(&hours).unwrap();
+        assert!(svg.contains("GPU") && svg.contains("CPU") && svg.contains("<polyline"));
+    }
+}

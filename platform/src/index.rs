@@ -1,0 +1,231 @@
+//! The fleet index: every device that is still part of the network, keyed in memory by kind,
+//! GPU model, country, connectivity tier, status and verification, with running counts per
+//! combination. Network queries read the counts (a few thousand combinations) instead of
+//! scanning a million rows. A cache rebuilt from the database at start-up and updated after
+//! every committed change, never the source of truth (DESIGN.md §4).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use domain::catalog::GpuCatalog;
+use domain::fleet::{ConnectivityTier, DeviceKind, DeviceStatus};
+use domain::network::{NetworkSummary, SupplyCount};
+
+/// What the index holds of one device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IndexedDevice {
+    pub kind: DeviceKind,
+    /// Canonical catalog name, if the device's GPUs are in the catalog.
+    pub gpu_model: Option<String>,
+    pub gpu_count: i64,
+    pub country: String,
+    pub tier: Option<ConnectivityTier>,
+    pub status: DeviceStatus,
+    pub verified: bool,
+}
+
+/// One combination of the keys; models and countries are small integers so a key is a few
+/// bytes and hashes fast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key {
+    kind: DeviceKind,
+    model: Option<u16>,
+    country: u16,
+    tier: Option<ConnectivityTier>,
+    status: DeviceStatus,
+    verified: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    key: Key,
+    gpus: i64,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Count {
+    devices: i64,
+    gpus: i64,
+}
+
+#[derive(Default)]
+struct State {
+    devices: HashMap<Arc<str>, Entry>,
+    counts: HashMap<Key, Count>,
+    /// Country codes as first seen; `Key::country` is a position here.
+    countries: Vec<String>,
+}
+
+impl State {
+    fn add(&mut self, entry: Entry) {
+        let count = self.counts.entry(entry.key).or_default();
+        count.devices += 1;
+        count.gpus += entry.gpus;
+    }
+
+    fn subtract(&mut self, entry: Entry) {
+        if let Some(count) = self.counts.get_mut(&entry.key) {
+            count.devices -= 1;
+            count.gpus -= entry.gpus;
+            if count.devices == 0 {
+                self.counts.remove(&entry.key);
+            }
+        }
+    }
+
+    fn country(&mut self, code: &str) -> u16 {
+        match self.countries.iter().position(|c| c == code) {
+            Some(i) => i as u16,
+            None => {
+                self.countries.push(code.to_owned());
+                (self.countries.len() - 1) as u16
+            }
+        }
+    }
+
+    fn replace(&mut self, id: &str, change: impl FnOnce(&mut Entry)) {
+        if let Some(mut entry) = self.devices.get(id).copied() {
+            self.subtract(entry);
+            change(&mut entry);
+            self.add(entry);
+            if let Some(stored) = self.devices.get_mut(id) {
+                *stored = entry;
+            }
+        }
+    }
+}
+
+pub(crate) struct FleetIndex {
+    catalog: GpuCatalog,
+    state: RwLock<State>,
+}
+
+impl FleetIndex {
+    pub fn new(catalog: GpuCatalog) -> FleetIndex {
+        FleetIndex {
+            catalog,
+            state: RwLock::new(State::default()),
+        }
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        // Counts are plain integers: a panic elsewhere cannot leave them half-written.
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a device or replaces what the index holds of it.
+    pub fn upsert(&self, id: &str, device: &IndexedDevice) {
+        let model = device
+            .gpu_model
+            .as_deref()
+            .and_then(|name| self.catalog.models().iter().position(|m| m.name == name))
+            .map(|i| i as u16);
+        let mut state = self.write();
+        let entry = Entry {
+            key: Key {
+                kind: device.kind,
+                model,
+                country: state.country(&device.country),
+                tier: device.tier,
+                status: device.status,
+                verified: device.verified,
+            },
+            gpus: device.gpu_count,
+        };
+        if let Some(old) = state.devices.insert(Arc::from(id), entry) {
+            state.subtract(old);
+        }
+        state.add(entry);
+    }
+
+    pub fn set_status(&self, id: &str, status: DeviceStatus, verified: bool) {
+        self.write().replace(id, |e| {
+            e.key.status = status;
+            e.key.verified = verified;
+        });
+    }
+
+    pub fn set_tier(&self, id: &str, tier: Option<ConnectivityTier>) {
+        self.write().replace(id, |e| e.key.tier = tier);
+    }
+
+    pub fn remove(&self, id: &str) {
+        let mut state = self.write();
+        if let Some(old) = state.devices.remove(id) {
+            state.subtract(old);
+        }
+    }
+
+    /// The network totals and supply by model and country, from the counts alone.
+    pub fn summary(&self, country_name: impl Fn(&str) -> Option<String>) -> NetworkSummary {
+        let state = self.read();
+        let models = self.catalog.models();
+        let counts = state.counts.iter().map(|(key, count)| SupplyCount {
+            kind: key.kind,
+            model: key.model.map(|m| models[usize::from(m)].name.as_str()),
+            country: &state.countries[usize::from(key.country)],
+            status: key.status,
+            verified: key.verified,
+            devices: count.devices,
+            gpus: count.gpus,
+        });
+        NetworkSummary::tally(counts, &self.catalog, country_name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gpu(model: &str, count: i64, country: &str, status: DeviceStatus) -> IndexedDevice {
+        IndexedDevice {
+            kind: DeviceKind::Gpu,
+            gpu_model: Some(model.into()),
+            gpu_count: count,
+            country: country.into(),
+            tier: Some(ConnectivityTier::High),
+            status,
+            verified: true,
+        }
+    }
+
+    #[test]
+    fn counts_follow_every_change_of_a_device() {
+        let index = FleetIndex::new(GpuCatalog::builtin());
+        index.upsert("a", &gpu("H100 80GB SXM", 8, "DE", DeviceStatus::Idle));
+        index.upsert("b", &gpu("H100 80GB SXM", 4, "US", DeviceStatus::Idle));
+        index.upsert("c", &gpu("RTX 4090 24GB", 1, "US", DeviceStatus::Hired));
+        let t = index.summary(|_| None).totals;
+        assert_eq!((t.devices, t.gpus_idle, t.gpus_hired), (3, 12, 1));
+
+        index.set_status("a", DeviceStatus::Hired, true);
+        index.set_tier("b", None);
+        index.upsert("b", &gpu("H100 80GB SXM", 2, "US", DeviceStatus::Idle));
+        let s = index.summary(|_| None);
+        assert_eq!((s.totals.gpus_idle, s.totals.gpus_hired), (2, 9));
+        assert_eq!(s.totals.gpus, 11, "re-adding a device replaces it");
+
+        index.remove("a");
+        index.remove("a");
+        index.set_status("missing", DeviceStatus::Idle, true);
+        let s = index.summary(|_| None);
+        assert_eq!((s.totals.devices, s.totals.gpus), (2, 3));
+        assert_eq!(index.read().devices.len(), 2);
+        assert_eq!(s.by_country.len(), 1, "DE left with its only device");
+    }
+
+    #[test]
+    fn an_emptied_combination_disappears() {
+        let index = FleetIndex::new(GpuCatalog::builtin());
+        index.upsert("a", &gpu("H100 80GB SXM", 8, "DE", DeviceStatus::Pending));
+        index.set_status("a", DeviceStatus::Idle, true);
+        assert_eq!(index.read().counts.len(), 1);
+        index.remove("a");
+        assert!(index.read().counts.is_empty());
+        assert_eq!(index.summary(|_| None), NetworkSummary::default());
+    }
+}
