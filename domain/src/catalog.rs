@@ -32,14 +32,17 @@ pub enum CatalogError {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GpuCatalog {
-    models: Vec<GpuModel>,
+    // Shared: services hold the catalog and are cloned for every request.
+    models: std::sync::Arc<[GpuModel]>,
 }
 
 impl GpuCatalog {
     /// The catalog compiled into the binary.
     pub fn builtin() -> GpuCatalog {
         // The shipped file is covered by a unit test, so this cannot fail at run time.
-        GpuCatalog::parse_csv(DEFAULT_CATALOG_CSV).unwrap_or(GpuCatalog { models: Vec::new() })
+        GpuCatalog::parse_csv(DEFAULT_CATALOG_CSV).unwrap_or(GpuCatalog {
+            models: std::sync::Arc::new([]),
+        })
     }
 
     /// Parses `model,brand,vram_gb,nvidia_smi_names,default_usd_per_hour` with a header line.
@@ -76,7 +79,9 @@ impl GpuCatalog {
                     .map_err(|source| CatalogError::Price { line, source })?,
             });
         }
-        Ok(GpuCatalog { models })
+        Ok(GpuCatalog {
+            models: models.into(),
+        })
     }
 
     pub fn models(&self) -> &[GpuModel] {

@@ -54,9 +54,32 @@ test('a provider adds a device, runs the shown command, and sees it verified', a
     await page.getByTestId('resume-device').click();
     await expect(page.getByTestId('device-status')).toHaveText('idle');
 
+    // Charts are drawn on the server; the agent's heartbeats show as uptime.
+    await expect(page.getByTestId('uptime-chart').locator('svg')).toBeVisible();
+    await expect(page.getByTestId('utilisation-chart').locator('svg')).toBeVisible();
+    await expect(page.getByTestId('device-uptime')).not.toHaveText('0.0%', { timeout: 20_000 });
+
+    await page.getByTestId('rename-input').fill('  ');
+    await page.getByTestId('rename-device').click();
+    await expect(page.getByTestId('action-outcome')).toContainText('give the device a name');
+    await page.getByTestId('rename-input').fill('e2e-rig-renamed');
+    await page.getByTestId('rename-device').click();
+    await expect(page.getByTestId('action-outcome')).toContainText('renamed to e2e-rig-renamed');
+    await expect(page.getByTestId('device-name')).toContainText('e2e-rig-renamed');
+
     await page.goto('/worker');
-    await expect(page.getByTestId('my-devices')).toContainText('e2e-rig');
-    await expect(page.getByTestId('my-devices')).toContainText('verified');
+    await hydrated(page);
+    const row = page.getByTestId('device-row').filter({ hasText: 'e2e-rig-renamed' });
+    await expect(row).toContainText('verified');
+    await expect(row).toContainText('1 × RTX 4090 24GB');
+    await expect(row).toContainText(/\d+\.\d%/);
+    await page.getByTestId('filter-status').selectOption('paused');
+    await expect(page.getByTestId('no-matching-devices')).toBeVisible();
+    await page.getByTestId('filter-status').selectOption('idle');
+    await page.getByTestId('filter-model').selectOption('RTX 4090 24GB');
+    await expect(row).toBeVisible();
+    await page.getByTestId('filter-model').selectOption('cpu');
+    await expect(page.getByTestId('no-matching-devices')).toBeVisible();
   } finally {
     agent.kill();
   }

@@ -142,7 +142,9 @@ async fn run(args: Args) -> Result<()> {
         args.devices
     );
 
+    let cpu_before = cpu_time(pid);
     let mut load = drive(&args, &addr).await?;
+    let server_cpu = cpu_time(pid).saturating_sub(cpu_before);
     let rss_loaded = rss_mib(pid);
 
     // SIGTERM: the server stops taking requests and writes what it merged.
@@ -167,6 +169,13 @@ async fn run(args: Args) -> Result<()> {
     }
 
     load.report(&args, ready_after, rss_ready, rss_loaded, recorded);
+    println!(
+        "server CPU during the load: {:.1} s for {} heartbeats = {:.1} µs each ({:.0} heartbeats/s per core)",
+        server_cpu.as_secs_f64(),
+        load.answered + load.failed,
+        server_cpu.as_secs_f64() * 1e6 / (load.answered + load.failed).max(1) as f64,
+        (load.answered + load.failed) as f64 / server_cpu.as_secs_f64().max(1e-9),
+    );
     if recorded != load.answered as i64 {
         return Err(format!(
             "{} heartbeats were answered 200 but the database credits {recorded}",
@@ -205,6 +214,22 @@ async fn wait_ready(addr: &str, limit: Duration) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Err(format!("the server at {addr} was not ready within {limit:?}").into())
+}
+
+/// CPU time (user + system) a process has used so far, from /proc (zero where it cannot tell).
+fn cpu_time(pid: u32) -> Duration {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // Fields after the command name, which is in parentheses and may contain spaces.
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            // utime and stime are fields 14 and 15 of the whole line, 12 and 13 here.
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    // Linux reports these in USER_HZ, 100 per second on every architecture it runs on.
+    Duration::from_millis(ticks * 10)
 }
 
 /// Resident memory of a process in MiB (0 where /proc cannot tell).

@@ -72,10 +72,10 @@ impl Default for FleetConfig {
 const VIOLATION_EVERY_MS: i64 = 3_600_000;
 /// A device may start a speed test at most this often.
 const SPEED_TEST_EVERY_MS: i64 = 60_000;
+/// Devices whose merged heartbeats one flush transaction writes.
+const FLUSH_DEVICES_PER_TRANSACTION: usize = 2_000;
 /// Speed tests not finished within this are forgotten.
 const SPEED_TEST_TTL_MS: i64 = 300_000;
-/// Rows per statement when flushing.
-const FLUSH_BATCH: usize = 200;
 
 struct SpeedTest {
     device_id: String,
@@ -423,6 +423,7 @@ impl AgentService {
                 };
                 d.credit(now.0, online_ms, heartbeat.utilisation);
                 d.last_seen = d.last_seen.max(now.0);
+                d.last_heartbeat = Some(now.0);
                 d.utilisation = heartbeat.utilisation;
                 d.heartbeat_dirty = true;
                 if d.agent_version != version {
@@ -867,35 +868,49 @@ impl AgentService {
     }
 
     /// Writes merged heartbeats: uptime per device-hour and each device's last heartbeat, in
-    /// multi-row statements. On failure the merged data goes back to be written next time.
+    /// multi-row statements, a few thousand devices per transaction so other writers (state
+    /// changes, registrations) get the database between them. What fails to be written goes
+    /// back to be written next time. Returns how many devices were written.
     pub async fn flush(&self) -> Result<usize, Error> {
         let taken = self.live.collect(|id, d| {
-            if !d.heartbeat_dirty && d.unflushed.is_empty() {
+            let last_heartbeat = d.last_heartbeat.filter(|_| d.heartbeat_dirty);
+            if last_heartbeat.is_none() && d.unflushed.is_empty() {
                 return None;
             }
             d.heartbeat_dirty = false;
-            Some((id.to_owned(), d.last_seen, std::mem::take(&mut d.unflushed)))
+            Some((
+                id.to_owned(),
+                last_heartbeat,
+                std::mem::take(&mut d.unflushed),
+            ))
         });
-        if taken.is_empty() {
-            return Ok(0);
-        }
-        match self.write_flush(&taken).await {
-            Ok(()) => Ok(taken.len()),
-            Err(e) => {
-                for (id, _, deltas) in taken {
-                    self.live.with(&id, |d| {
+        let mut written = 0;
+        let mut chunks = taken.chunks(FLUSH_DEVICES_PER_TRANSACTION);
+        while let Some(chunk) = chunks.next() {
+            if let Err(e) = self.write_flush(chunk).await {
+                for (id, _, deltas) in std::iter::once(chunk).chain(chunks).flatten() {
+                    self.live.with(id, |d| {
                         d.heartbeat_dirty = true;
-                        deltas.into_iter().for_each(|delta| d.merge(delta));
+                        deltas.iter().for_each(|delta| d.merge(*delta));
                     });
                 }
-                Err(e)
+                return Err(e);
             }
+            written += chunk.len();
         }
+        Ok(written)
     }
 
-    async fn write_flush(&self, taken: &[(String, i64, Vec<UptimeDelta>)]) -> Result<(), Error> {
+    async fn write_flush(
+        &self,
+        taken: &[(String, Option<i64>, Vec<UptimeDelta>)],
+    ) -> Result<(), Error> {
         let mut tx = self.store.pool().begin().await?;
-        for chunk in taken.chunks(FLUSH_BATCH) {
+        let heartbeats: Vec<(&str, i64)> = taken
+            .iter()
+            .filter_map(|(id, at, _)| at.map(|at| (id.as_str(), at)))
+            .collect();
+        for chunk in heartbeats.chunks(self.store.rows_per_statement(3)) {
             let mut sql = String::from("UPDATE devices SET last_heartbeat_at = CASE id");
             for i in 0..chunk.len() {
                 sql.push_str(&format!(" WHEN ${} THEN ${}", 2 * i + 1, 2 * i + 2));
@@ -907,11 +922,11 @@ impl AgentService {
             sql.push_str(&ids.join(", "));
             sql.push(')');
             let mut query = sqlx::query(&sql);
-            for (id, last_seen, _) in chunk {
-                query = query.bind(id.as_str()).bind(*last_seen);
+            for (id, at) in chunk {
+                query = query.bind(*id).bind(*at);
             }
-            for (id, _, _) in chunk {
-                query = query.bind(id.as_str());
+            for (id, _) in chunk {
+                query = query.bind(*id);
             }
             query.execute(&mut *tx).await?;
         }
@@ -919,7 +934,7 @@ impl AgentService {
             .iter()
             .flat_map(|(id, _, deltas)| deltas.iter().map(move |d| (id.as_str(), d)))
             .collect();
-        for chunk in rows.chunks(FLUSH_BATCH) {
+        for chunk in rows.chunks(self.store.rows_per_statement(6)) {
             let mut sql = String::from(
                 "INSERT INTO device_uptime (device_id, hour, online_ms, samples, gpu_util_sum, cpu_util_sum) VALUES ",
             );

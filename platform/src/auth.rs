@@ -74,7 +74,8 @@ impl std::fmt::Debug for SessionToken {
 #[derive(Clone)]
 pub struct AuthService {
     store: Store,
-    config: AuthConfig,
+    // Shared: the service is cloned for every request.
+    config: std::sync::Arc<AuthConfig>,
 }
 
 // Touching `last_seen_at` at most this often keeps reads from turning into writes.
@@ -82,7 +83,10 @@ const TOUCH_EVERY_MS: i64 = 60_000;
 
 impl AuthService {
     pub fn new(store: Store, config: AuthConfig) -> AuthService {
-        AuthService { store, config }
+        AuthService {
+            store,
+            config: std::sync::Arc::new(config),
+        }
     }
 
     pub fn config(&self) -> &AuthConfig {

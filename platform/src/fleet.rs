@@ -63,13 +63,13 @@ impl FleetService {
         }
         let devices = demo::fleet(&self.catalog, count, seed, now);
         let mut tx = self.store.pool().begin().await?;
-        for chunk in devices.chunks(200) {
+        const COLUMNS: usize = 19;
+        for chunk in devices.chunks(self.store.rows_per_statement(COLUMNS)) {
             let mut sql = String::from(
                 "INSERT INTO devices (id, owner_wallet, name, os, kind, gpu_model, gpu_count, cpu_model, cpu_cores, \
                  ram_gb, country, tier, status, verified, simulated, created_at, last_heartbeat_at, \
                  status_reason, status_changed_at) VALUES ",
             );
-            const COLUMNS: usize = 19;
             for i in 0..chunk.len() {
                 let params: Vec<String> = (1..=COLUMNS)
                     .map(|c| format!("${}", i * COLUMNS + c))

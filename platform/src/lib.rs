@@ -32,9 +32,12 @@ pub struct PlatformConfig {
     pub fleet: FleetConfig,
 }
 
-/// All services, cheap to clone (they share one connection pool).
+/// All services behind one shared pointer: the web framework clones this for every request
+/// and every extractor, so a clone is one reference count.
 #[derive(Clone)]
-pub struct Platform {
+pub struct Platform(Arc<Services>);
+
+pub struct Services {
     pub store: Store,
     pub auth: AuthService,
     pub fleet: FleetService,
@@ -50,13 +53,21 @@ impl Platform {
         let index = Arc::new(index::FleetIndex::new(
             domain::catalog::GpuCatalog::builtin(),
         ));
-        Platform {
+        Platform(Arc::new(Services {
             auth: AuthService::new(store.clone(), config.auth),
             fleet: FleetService::new(store.clone(), index.clone()),
             worker: WorkerService::new(store.clone(), live.clone(), index.clone(), config.worker),
             agents: AgentService::new(store.clone(), live, index, config.fleet),
             store,
-        }
+        }))
+    }
+}
+
+impl std::ops::Deref for Platform {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
     }
 }
 

@@ -52,7 +52,10 @@ pub(crate) struct LiveDevice {
     pub last_violation_at: i64,
     pub measured_at: Option<i64>,
     pub speed_test_started_at: i64,
-    /// Merged heartbeats since the last flush; `heartbeat_dirty` says `last_seen` moved.
+    /// The last heartbeat this process took (None since start-up until one comes); unlike
+    /// `last_seen`, never moved by a restart.
+    pub last_heartbeat: Option<i64>,
+    /// Merged heartbeats since the last flush; `heartbeat_dirty` says `last_heartbeat` moved.
     pub unflushed: Vec<UptimeDelta>,
     pub heartbeat_dirty: bool,
 }
@@ -74,6 +77,7 @@ impl LiveDevice {
             kind,
             gpu_count,
             last_seen,
+            last_heartbeat: None,
             agent_version: String::new(),
             utilisation: Utilisation::default(),
             challenge: None,

@@ -121,6 +121,19 @@ impl Store {
         &self.pool
     }
 
+    /// How many rows of `columns` parameters one multi-row statement should carry. sqlx binds
+    /// SQLite parameters by name, and SQLite finds each name by walking the statement's list,
+    /// so binding costs grow with the square of the parameters per statement: SQLite gets
+    /// short statements (many of them are cheap in-process), PostgreSQL long ones (each is a
+    /// round trip).
+    pub(crate) fn rows_per_statement(&self, columns: usize) -> usize {
+        let parameters = match self.backend {
+            Backend::Sqlite => 240,
+            Backend::Postgres => 12_000,
+        };
+        (parameters / columns.max(1)).max(1)
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

@@ -83,12 +83,12 @@ pub async fn seed_agent_fleet(
         "AU", "HK", "TW", "AE", "ES", "IT", "CH", "VN", "TH", "MX", "ZA", "NG", "AR", "CL", "IE",
     ];
     const COLUMNS: usize = 24;
-    const ROWS_PER_STATEMENT: usize = 500;
+    let rows_per_statement = store.rows_per_statement(COLUMNS);
     let catalog = domain::catalog::GpuCatalog::builtin();
     let models = catalog.models();
     let mut tx = store.pool().begin().await?;
-    for first in (0..count).step_by(ROWS_PER_STATEMENT) {
-        let rows = ROWS_PER_STATEMENT.min(count - first);
+    for first in (0..count).step_by(rows_per_statement) {
+        let rows = rows_per_statement.min(count - first);
         let mut sql = String::from(
             "INSERT INTO devices (id, owner_wallet, name, os, kind, gpu_model, gpu_count, \
              cpu_model, cpu_cores, ram_gb, disk_gb, country, tier, status, verified, simulated, \

@@ -244,7 +244,10 @@ impl WorkerService {
             .map(|row| {
                 let id: String = row.try_get(0)?;
                 let flushed = online.get(&id).copied().unwrap_or(0);
-                owned_device(row, flushed + self.unflushed_online_ms(&id), now)
+                let (unflushed, last_heartbeat) = self.unwritten(&id);
+                let mut device = owned_device(row, flushed + unflushed, now)?;
+                device.last_heartbeat_at = last_heartbeat.or(device.last_heartbeat_at);
+                Ok::<_, Error>(device)
             })
             .collect::<Result<Vec<_>, _>>()?;
         let rows = sqlx::query(
@@ -371,7 +374,8 @@ impl WorkerService {
         let online_ms = hours.iter().map(|h| h.online_ms).sum();
         let at = SUMMARY_COLUMN_COUNT;
         let changed_at: i64 = row.try_get(at + 2)?;
-        let summary = owned_device(&row, online_ms, now)?;
+        let mut summary = owned_device(&row, online_ms, now)?;
+        summary.last_heartbeat_at = self.unwritten(device_id).1.or(summary.last_heartbeat_at);
         Ok(DeviceDetail {
             created_at: UnixMillis(row.try_get(SUMMARY_COLUMN_COUNT - 1)?),
             summary,
@@ -528,11 +532,17 @@ impl WorkerService {
         Ok(name)
     }
 
-    /// Online time merged in memory and not yet written.
-    fn unflushed_online_ms(&self, device_id: &str) -> i64 {
+    /// What the live fleet knows and the database may not have yet: online time merged since
+    /// the last flush, and the last heartbeat taken.
+    fn unwritten(&self, device_id: &str) -> (i64, Option<UnixMillis>) {
         self.live
-            .with(device_id, |d| d.unflushed.iter().map(|u| u.online_ms).sum())
-            .unwrap_or(0)
+            .with(device_id, |d| {
+                (
+                    d.unflushed.iter().map(|u| u.online_ms).sum(),
+                    d.last_heartbeat.map(UnixMillis),
+                )
+            })
+            .unwrap_or((0, None))
     }
 
     async fn check_owner(

@@ -85,7 +85,8 @@ pub struct Settings {
     #[arg(long, env = "GC_SPEED_TEST_BYTES", value_name = "BYTES")]
     pub speed_test_bytes: Option<u64>,
 
-    /// Seconds between writes of merged heartbeats to the database. [default: 5]
+    /// Seconds between writes of merged heartbeats (uptime, last heartbeat) to the database;
+    /// pages read newer ones from memory, and a clean stop writes them all. [default: 60]
     #[arg(long, env = "GC_FLUSH_INTERVAL_SECS", value_name = "SECS")]
     pub flush_interval_secs: Option<u64>,
 
@@ -269,7 +270,7 @@ impl Settings {
                 "must be 1 KiB–1 GiB",
             ));
         }
-        let flush_interval_secs = self.flush_interval_secs.unwrap_or(5);
+        let flush_interval_secs = self.flush_interval_secs.unwrap_or(60);
         if !(1..=300).contains(&flush_interval_secs) {
             return Err(bad(
                 "flush-interval-secs",

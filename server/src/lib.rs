@@ -43,6 +43,7 @@ pub struct RunningServer {
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
     monitor: JoinHandle<()>,
+    stop_monitor: tokio::sync::watch::Sender<bool>,
 }
 
 impl RunningServer {
@@ -53,7 +54,11 @@ impl RunningServer {
         if let Ok(Err(e)) = self.task.await {
             tracing::error!(error = %e, "server ended with an error");
         }
-        self.monitor.abort();
+        // Let a flush in progress finish: aborting it would drop the heartbeats it had taken.
+        let _ = self.stop_monitor.send(true);
+        if let Err(e) = self.monitor.await {
+            tracing::error!(error = %e, "the fleet monitor ended abnormally");
+        }
         if let Err(e) = self.platform.agents.flush().await {
             tracing::error!(error = %e, "could not write the last heartbeats");
         }
@@ -118,7 +123,8 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         );
     }
     spawn_expiry_sweeper(platform.clone());
-    let monitor = spawn_fleet_monitor(platform.clone(), config.flush_interval);
+    let (stop_monitor, monitor_stopped) = tokio::sync::watch::channel(false);
+    let monitor = spawn_fleet_monitor(platform.clone(), config.flush_interval, monitor_stopped);
 
     let router = router(platform.clone(), &config, addr);
     let (shutdown, stop_signal) = oneshot::channel::<()>();
@@ -137,6 +143,7 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         shutdown,
         task,
         monitor,
+        stop_monitor,
     })
 }
 
@@ -174,7 +181,13 @@ fn spawn_expiry_sweeper(platform: Platform) {
 
 /// Marks silent devices down (checking several times per down window) and writes merged
 /// heartbeats every `flush_interval`.
-fn spawn_fleet_monitor(platform: Platform, flush_interval: Duration) -> JoinHandle<()> {
+/// Sweeps the fleet (silent devices down, unanswered challenges settled) and writes merged
+/// heartbeats every `flush_interval`, until `stop` turns true; it stops only between passes.
+fn spawn_fleet_monitor(
+    platform: Platform,
+    flush_interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> JoinHandle<()> {
     let down_after = Duration::from_secs(platform.agents.config().down_after_secs as u64);
     let tick = (down_after / 4).clamp(Duration::from_millis(250), Duration::from_secs(5));
     tokio::spawn(async move {
@@ -182,7 +195,10 @@ fn spawn_fleet_monitor(platform: Platform, flush_interval: Duration) -> JoinHand
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_flush = tokio::time::Instant::now();
         loop {
-            every.tick().await;
+            tokio::select! {
+                _ = every.tick() => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
             if let Err(e) = platform.agents.sweep(platform::now()).await {
                 tracing::warn!(error = %e, "fleet sweep failed; retrying on the next tick");
             }
@@ -231,8 +247,18 @@ pub fn router(platform: Platform, config: &Config, addr: SocketAddr) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .nest("/api/v1", api::routes())
+        .with_state(platform.clone());
+    // The agents' calls are the hot path (tens of thousands of heartbeats a second): small JSON
+    // that needs neither compression nor the pages' security headers, only a time limit and
+    // a panic guard.
+    let agents = Router::new()
         .nest("/api/agent/v1", agent_api::routes())
-        .with_state(platform);
+        .with_state(platform)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout,
+        ))
+        .layer(CatchPanicLayer::new());
 
     let secure_site = config
         .public_url
@@ -249,7 +275,7 @@ pub fn router(platform: Platform, config: &Config, addr: SocketAddr) -> Router {
     for (name, value) in security_headers(secure_site) {
         app = app.layer(SetResponseHeaderLayer::if_not_present(name, value));
     }
-    app.layer(TraceLayer::new_for_http())
+    app.merge(agents).layer(TraceLayer::new_for_http())
 }
 
 fn security_headers(secure_site: bool) -> Vec<(HeaderName, HeaderValue)> {

@@ -1,4 +1,8 @@
 use clap::Parser;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use server::{start, Settings};
 use tracing_subscriber::EnvFilter;
 

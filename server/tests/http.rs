@@ -44,6 +44,48 @@ impl TestApp {
             .unwrap()
             .to_owned()
     }
+
+    async fn sign_in(&self, wallet: &SigningKey) {
+        let message = self.challenge(wallet).await;
+        let response = self
+            .post(
+                "/api/v1/auth/sign-in",
+                json!({ "message": message, "signature": sign(wallet, &message) }),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    /// Adds a device through the Worker API and registers an agent for it through the agent
+    /// API, reporting `gpu`; returns the device id.
+    async fn registered_device(&self, name: &str, gpu: &str) -> String {
+        let ticket: Value = self
+            .post(
+                "/api/v1/worker/devices",
+                json!({ "name": name, "os": "linux", "kind": "gpu", "country": "DE" }),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let registered = self
+            .post(
+                "/api/agent/v1/register",
+                json!({
+                    "token": ticket["token"],
+                    "agent_version": "0.1.0",
+                    "simulated": true,
+                    "hardware": {
+                        "os": "linux", "cpu_model": "AMD EPYC 9654", "cpu_cores": 96,
+                        "ram_gb": 512, "disk_gb": 2000,
+                        "gpus": [{ "name": gpu, "memory_mb": 24_000 }]
+                    }
+                }),
+            )
+            .await;
+        assert_eq!(registered.status(), StatusCode::CREATED);
+        ticket["device_id"].as_str().unwrap().to_owned()
+    }
 }
 
 fn address(wallet: &SigningKey) -> String {
@@ -341,6 +383,107 @@ async fn bad_api_input_gets_specific_errors(app: TestApp) {
     app.server.stop().await;
 }
 
+async fn the_worker_api_filters_sorts_renames_and_charts(app: TestApp) {
+    app.sign_in(&new_wallet()).await;
+    let rtx = app
+        .registered_device("b-rtx", "NVIDIA GeForce RTX 4090")
+        .await;
+    let odd = app.registered_device("a-odd", "Matrox G200").await;
+    let names = |body: Value| -> Vec<String> {
+        body["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all: Value = app
+        .get("/api/v1/worker/devices")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(names(all.clone()), ["a-odd", "b-rtx"]);
+    assert_eq!(all["devices"][1]["uptime_30d_permille"], 0);
+    let pending: Value = app
+        .get("/api/v1/worker/devices?status=pending&sort=name")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(names(pending), ["b-rtx"]);
+    let by_model: Value = app
+        .get("/api/v1/worker/devices?model=RTX%204090%2024GB")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(names(by_model), ["b-rtx"]);
+
+    let bad_filter = app.get("/api/v1/worker/devices?status=sleeping").await;
+    assert_eq!(bad_filter.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(error_message(bad_filter)
+        .await
+        .contains("unknown variant `sleeping`"));
+    let unknown_parameter = app.get("/api/v1/worker/devices?colour=red").await;
+    assert_eq!(unknown_parameter.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(error_message(unknown_parameter).await.contains("colour"));
+
+    let renamed = app
+        .post(
+            &format!("/api/v1/worker/devices/{odd}/rename"),
+            json!({ "name": " c-odd " }),
+        )
+        .await;
+    assert_eq!(renamed.status(), StatusCode::OK);
+    assert_eq!(renamed.json::<Value>().await.unwrap()["name"], "c-odd");
+    let blank = app
+        .post(
+            &format!("/api/v1/worker/devices/{odd}/rename"),
+            json!({ "name": "" }),
+        )
+        .await;
+    assert_eq!(blank.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(error_message(blank)
+        .await
+        .contains("give the device a name"));
+    let all: Value = app
+        .get("/api/v1/worker/devices")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(names(all), ["b-rtx", "c-odd"]);
+
+    let detail: Value = app
+        .get(&format!("/api/v1/worker/devices/{rtx}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["uptime_days"].as_array().unwrap().len(), 30);
+    assert_eq!(detail["utilisation_hours"].as_array().unwrap().len(), 48);
+    // The page draws both charts on the server.
+    let page = app
+        .get(&format!("/worker/devices/{rtx}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    for chart in ["uptime-chart", "utilisation-chart"] {
+        let at = page
+            .find(&format!("data-testid=\"{chart}\""))
+            .unwrap_or_else(|| panic!("no {chart} on the page"));
+        assert!(
+            page[at..at + 60].contains("><svg "),
+            "{}",
+            &page[at..at + 60]
+        );
+    }
+    assert!(page.contains("data-testid=\"rename-input\""));
+    app.server.stop().await;
+}
+
 async fn data_survives_a_restart(app: TestApp, url: String) {
     let before: Value = app
         .get("/api/v1/network/summary")
@@ -421,4 +564,5 @@ on_both_backends!(
     refused_sign_ins_say_why,
     an_expired_sign_in_message_is_refused,
     bad_api_input_gets_specific_errors,
+    the_worker_api_filters_sorts_renames_and_charts,
 );

@@ -39,21 +39,27 @@ pub fn DevicePage() -> impl IntoView {
             version.update(|v| *v += 1);
         });
     };
-    let rename = move |name: String| {
+    // Outside the part that refreshes every few seconds, so typing is never interrupted.
+    let new_name = RwSignal::new(String::new());
+    let rename = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
         let id = id();
+        let name = new_name.get_untracked();
         leptos::task::spawn_local(async move {
-            let result = rename_device(id, name)
-                .await
-                .map(|name| format!("renamed to {name}"));
+            let result = rename_device(id, name).await.map(|name| {
+                new_name.set(String::new());
+                format!("renamed to {name}")
+            });
             outcome.set(Some(result.map_err(|e| e.to_string())));
             version.update(|v| *v += 1);
         });
     };
+    let found = move || detail.get().is_some_and(|result| result.is_ok());
     view! {
         <Title text="Device" />
         <Transition fallback=|| view! { <p class="muted">"Loading the device…"</p> }>
             {move || detail.get().map(|result| match result {
-                Ok(d) => view! { <DeviceView d act rename outcome /> }.into_any(),
+                Ok(d) => view! { <DeviceView d act outcome /> }.into_any(),
                 Err(error) => {
                     match &error {
                         AppError::NotFound(_) => set_page_status(404),
@@ -64,6 +70,17 @@ pub fn DevicePage() -> impl IntoView {
                 }
             })}
         </Transition>
+        <Show when=found>
+            <section class="panel">
+                <h2>"Rename"</h2>
+                <form class="rename" on:submit=rename>
+                    <input aria-label="New device name" placeholder="new name" data-testid="rename-input"
+                        maxlength=domain::worker::MAX_DEVICE_NAME_CHARS
+                        prop:value=move || new_name.get() on:input=move |ev| new_name.set(event_target_value(&ev)) />
+                    <button class="btn" type="submit" data-testid="rename-device">"Rename"</button>
+                </form>
+            </section>
+        </Show>
     }
 }
 
@@ -71,7 +88,6 @@ pub fn DevicePage() -> impl IntoView {
 fn DeviceView(
     d: DeviceWithCharts,
     act: impl Fn(&'static str) + Copy + Send + Sync + 'static,
-    rename: impl Fn(String) + Copy + Send + Sync + 'static,
     outcome: RwSignal<Option<Result<String, String>>>,
 ) -> impl IntoView {
     let DeviceWithCharts {
@@ -80,7 +96,6 @@ fn DeviceView(
         utilisation_chart,
     } = d;
     let s = d.summary.clone();
-    let new_name = RwSignal::new(s.name.clone());
     let status = s.status;
     let hardware = match &s.gpu_model {
         Some(model) => format!("{} × {model}", s.gpu_count),
@@ -117,14 +132,6 @@ fn DeviceView(
                 })}
                 <button class="btn btn-ghost" data-testid="remove-device" on:click=move |_| act("remove")>"Remove device"</button>
             </div>
-            <form class="rename" on:submit=move |ev| {
-                ev.prevent_default();
-                rename(new_name.get_untracked());
-            }>
-                <input aria-label="Device name" data-testid="rename-input" maxlength=domain::worker::MAX_DEVICE_NAME_CHARS
-                    prop:value=move || new_name.get() on:input=move |ev| new_name.set(event_target_value(&ev)) />
-                <button class="btn" type="submit" data-testid="rename-device">"Rename"</button>
-            </form>
             {move || outcome.get().map(|o| match o {
                 Ok(message) => view! { <p class="notice" data-testid="action-outcome">{message}</p> }.into_any(),
                 Err(message) => view! { <p class="notice error" data-testid="action-outcome">{message}</p> }.into_any(),
