@@ -65,6 +65,13 @@ struct Args {
     /// How often the server writes merged heartbeats (its `--flush-interval-secs`).
     #[arg(long, default_value_t = 5)]
     flush_interval_secs: u64,
+    /// Run on a database seeded by an earlier `--keep-database` run with the same `--devices`
+    /// (seeding a million devices takes about a minute), instead of seeding a new one.
+    #[arg(long, value_name = "URL")]
+    reuse_database: Option<String>,
+    /// Keep the database afterwards and print its URL, for `--reuse-database`.
+    #[arg(long)]
+    keep_database: bool,
     /// The server binary; by default the `gpu-commons` beside this one.
     #[arg(long)]
     server_bin: Option<PathBuf>,
@@ -97,23 +104,32 @@ async fn run(args: Args) -> Result<()> {
         )
         .into());
     }
-    let database_url = match args.database {
-        Database::Sqlite => testing::fresh_sqlite_url(),
-        Database::Postgres => testing::fresh_postgres_url()
+    let database_url = match (&args.reuse_database, args.database) {
+        (Some(url), _) => url.clone(),
+        (None, Database::Sqlite) => testing::fresh_sqlite_url(),
+        (None, Database::Postgres) => testing::fresh_postgres_url()
             .await
             .ok_or("PostgreSQL is unreachable (set TEST_POSTGRES_URL)")?,
     };
 
-    let seeding = Instant::now();
-    let store = Store::open(&database_url).await?;
-    testing::seed_agent_fleet(&store, args.devices, platform::now()).await?;
-    store.close().await;
-    println!(
-        "seeded {} devices on {:?} in {:.1} s",
-        args.devices,
-        args.database,
-        seeding.elapsed().as_secs_f64()
-    );
+    if args.reuse_database.is_none() {
+        let seeding = Instant::now();
+        let store = Store::open(&database_url).await?;
+        testing::seed_agent_fleet(&store, args.devices, platform::now()).await?;
+        store.close().await;
+        println!(
+            "seeded {} devices on {:?} in {:.1} s",
+            args.devices,
+            args.database,
+            seeding.elapsed().as_secs_f64()
+        );
+    }
+    let recorded_before = {
+        let store = Store::open(&database_url).await?;
+        let recorded = testing::heartbeats_recorded(&store).await?;
+        store.close().await;
+        recorded
+    };
 
     let port = free_port()?;
     let addr = format!("127.0.0.1:{port}");
@@ -156,16 +172,17 @@ async fn run(args: Args) -> Result<()> {
         return Err(format!("the server exited with {exit}").into());
     }
     let store = Store::open(&database_url).await?;
-    let recorded = testing::heartbeats_recorded(&store).await?;
+    let recorded = testing::heartbeats_recorded(&store).await? - recorded_before;
     store.close().await;
-    match args.database {
-        Database::Sqlite => {
-            let path = database_url.trim_start_matches("sqlite://");
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{path}{suffix}"));
-            }
+    if args.keep_database || args.reuse_database.is_some() {
+        println!("database kept: {database_url}");
+    } else if args.database == Database::Sqlite {
+        let path = database_url.trim_start_matches("sqlite://");
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{path}{suffix}"));
         }
-        Database::Postgres => testing::drop_postgres_database(&database_url).await?,
+    } else {
+        testing::drop_postgres_database(&database_url).await?;
     }
 
     load.report(&args, ready_after, rss_ready, rss_loaded, recorded);

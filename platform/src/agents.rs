@@ -25,7 +25,9 @@ use sqlx::Row;
 
 use crate::index::{FleetIndex, IndexedDevice};
 use crate::live::{LiveDevice, LiveFleet, OpenChallenge, UptimeDelta};
-use crate::secret::{hex, random_hex, random_u64, same_digest, sha256_hex};
+use crate::secret::{
+    digest_from_hex, hex, random_hex, random_u64, same_digest, sha256, sha256_hex,
+};
 use crate::store::{flag, flag_sql, Store};
 use crate::worker::{apply_event, mirror, record_event, status_of};
 use crate::{AgentRefusal, Error};
@@ -72,6 +74,8 @@ impl Default for FleetConfig {
 const VIOLATION_EVERY_MS: i64 = 3_600_000;
 /// A device may start a speed test at most this often.
 const SPEED_TEST_EVERY_MS: i64 = 60_000;
+/// Rows a rebuild decodes before taking the fleet index's lock once for all of them.
+const REBUILD_BATCH: usize = 1_024;
 /// Devices whose merged heartbeats one flush transaction writes.
 const FLUSH_DEVICES_PER_TRANSACTION: usize = 2_000;
 /// Speed tests not finished within this are forgotten.
@@ -130,20 +134,38 @@ impl AgentService {
     /// nobody down. Returns how many devices the live fleet watches.
     pub async fn rebuild(&self, now: UnixMillis) -> Result<usize, Error> {
         let started = Instant::now();
-        let sql = format!("{LIVE_COLUMNS} WHERE status <> 'terminated'");
-        let mut rows = sqlx::query(&sql).fetch(self.store.pool());
+        let expected: i64 = sqlx::query("SELECT COUNT(*) FROM devices WHERE status <> 'terminated'")
+            .fetch_one(self.store.pool())
+            .await?
+            .try_get(0)?;
+        let expected = usize::try_from(expected).unwrap_or(0);
+        self.index.reserve(expected);
+        self.live.reserve(expected);
+        // Decoding rows is most of the work: read disjoint parts of the table on separate
+        // connections and cores, split by the last character of the id (ids end in a hex digit).
+        const EVEN: &str = "('0','2','4','6','8','a','c','e')";
+        const ODD: &str = "('1','3','5','7','9','b','d','f')";
+        let last = "substr(id, length(id), 1)";
+        let parts = [
+            format!("{last} IN {EVEN}"),
+            format!("{last} IN {ODD}"),
+            format!("{last} NOT IN {EVEN} AND {last} NOT IN {ODD}"),
+        ];
+        let loads: Vec<_> = parts
+            .into_iter()
+            .map(|part| {
+                let this = self.clone();
+                tokio::spawn(async move { this.load_part(&part, now).await })
+            })
+            .collect();
         let (mut indexed, mut live) = (0, 0);
-        while let Some(row) = rows.try_next().await? {
-            let (id, device) = self.live_device(&row, now)?;
-            self.index.upsert(&id, &indexed_device(&row, &device)?);
-            indexed += 1;
-            // Demo devices have no agent version: no agent runs them, nobody watches them.
-            if row.try_get::<Option<String>, _>(9)?.is_some() {
-                self.live.insert(id, device);
-                live += 1;
-            }
+        for load in loads {
+            let (part_indexed, part_live) = load
+                .await
+                .map_err(|e| Error::Corrupt(format!("rebuilding the fleet: {e}")))??;
+            indexed += part_indexed;
+            live += part_live;
         }
-        drop(rows);
         let open = sqlx::query(
             "SELECT id, device_id, seed, size, products, openings, issued_at, deadline_at \
              FROM device_challenges WHERE outcome IS NULL",
@@ -153,7 +175,8 @@ impl AgentService {
         for row in open {
             let device_id: String = row.try_get(1)?;
             let open = open_challenge(&row)?;
-            self.live.with(&device_id, |d| d.challenge = Some(open));
+            self.live
+                .with(&device_id, |d| d.challenge = Some(Box::new(open)));
         }
         tracing::info!(
             devices = indexed,
@@ -164,21 +187,69 @@ impl AgentService {
         Ok(live)
     }
 
+    /// Loads the devices matching `part` (an SQL condition on `devices`); returns how many
+    /// went into the index and how many into the live fleet.
+    async fn load_part(&self, part: &str, now: UnixMillis) -> Result<(usize, usize), Error> {
+        // Reasons and agent versions repeat across devices: one copy each.
+        let mut texts = Interner::default();
+        let sql = format!("{LIVE_COLUMNS} WHERE status <> 'terminated' AND {part}");
+        let mut rows = sqlx::query(&sql).fetch(self.store.pool());
+        let (mut indexed, mut live) = (0, 0);
+        let mut batch = Vec::with_capacity(REBUILD_BATCH);
+        loop {
+            let row = rows.try_next().await?;
+            let done = row.is_none();
+            batch.extend(row);
+            if batch.len() < REBUILD_BATCH && !done {
+                continue;
+            }
+            let mut devices = Vec::with_capacity(batch.len());
+            for row in &batch {
+                let (id, device) = self.live_device(row, now, &mut texts)?;
+                let index = indexed_device(row, &device)?;
+                // Demo devices have no agent version: no agent runs them, nobody watches them.
+                let agent_run = row.try_get::<Option<&str>, _>(9)?.is_some();
+                devices.push((id, device, index, agent_run));
+            }
+            self.index
+                .upsert_many(devices.iter().map(|(id, _, index, _)| (id.as_str(), index)));
+            indexed += devices.len();
+            for (id, device, _, agent_run) in devices {
+                if agent_run {
+                    self.live.insert(id, device);
+                    live += 1;
+                }
+            }
+            batch.clear();
+            if done {
+                return Ok((indexed, live));
+            }
+        }
+    }
+
     fn live_device(
         &self,
         row: &sqlx::any::AnyRow,
         now: UnixMillis,
+        texts: &mut Interner,
     ) -> Result<(String, LiveDevice), Error> {
         let kind: String = row.try_get(6)?;
         let verified_at: Option<i64> = row.try_get(11)?;
+        let credential_digest = row
+            .try_get::<Option<String>, _>(1)?
+            .map(|hash| {
+                digest_from_hex(&hash)
+                    .ok_or_else(|| Error::Corrupt(format!("credential digest '{hash}'")))
+            })
+            .transpose()?;
         Ok((
             row.try_get(0)?,
             LiveDevice {
-                credential_hash: row.try_get(1)?,
+                credential_digest,
                 verified: flag(row, 3)?,
-                reason: row.try_get(4)?,
+                reason: texts.get(&row.try_get::<String, _>(4)?),
                 status_changed_at: row.try_get(5)?,
-                agent_version: row.try_get::<Option<String>, _>(9)?.unwrap_or_default(),
+                agent_version: texts.get(&row.try_get::<Option<String>, _>(9)?.unwrap_or_default()),
                 next_challenge_at: verified_at
                     .map_or(0, |at| at + self.config.reverify_after_secs * 1000),
                 consecutive_failures: row.try_get::<i64, _>(12)?.try_into().unwrap_or(u32::MAX),
@@ -246,7 +317,8 @@ impl AgentService {
             Classification::Unsupported { .. } => (None, request.hardware.gpus.len() as i64),
         };
         let credential = format!("{device_id}.{}", random_hex(32));
-        let credential_hash = sha256_hex(&credential);
+        let credential_digest = sha256(&credential);
+        let credential_hash = hex(&credential_digest);
         let reason = "registered; waiting for the proof-of-work verification";
         let hw = &request.hardware;
         let country: String = row.try_get(4)?;
@@ -316,9 +388,9 @@ impl AgentService {
             &device_id,
             &IndexedDevice {
                 kind,
-                gpu_model,
+                gpu_model: gpu_model.as_deref(),
                 gpu_count,
-                country,
+                country: &country,
                 tier: None,
                 status,
                 verified: false,
@@ -327,9 +399,9 @@ impl AgentService {
         self.live.insert(
             device_id.clone(),
             LiveDevice {
-                credential_hash: Some(credential_hash),
-                reason,
-                agent_version: version.to_owned(),
+                credential_digest: Some(credential_digest),
+                reason: reason.into(),
+                agent_version: version.into(),
                 ..LiveDevice::new(status, kind, gpu_count, now.0)
             },
         );
@@ -350,12 +422,12 @@ impl AgentService {
             .map(|(id, _)| id)
             .filter(|id| !id.is_empty())
             .ok_or(AgentRefusal::CredentialRejected)?;
-        let presented = sha256_hex(credential);
+        let presented = sha256(credential);
         if self.live.with(device_id, |_| ()).is_none() {
             self.load_one(device_id, now).await?;
         }
-        let verdict = self.live.with(device_id, |d| match &d.credential_hash {
-            Some(hash) if same_digest(hash, &presented) => Ok(()),
+        let verdict = self.live.with(device_id, |d| match &d.credential_digest {
+            Some(digest) if same_digest(digest, &presented) => Ok(()),
             _ => Err(AgentRefusal::CredentialRejected),
         });
         match verdict {
@@ -378,7 +450,7 @@ impl AgentService {
             // A demo device: no agent ever ran it.
             return Err(AgentRefusal::CredentialRejected.into());
         }
-        let (id, device) = self.live_device(&row, now)?;
+        let (id, device) = self.live_device(&row, now, &mut Interner::default())?;
         self.index.upsert(&id, &indexed_device(&row, &device)?);
         self.live.insert(id, device);
         Ok(())
@@ -426,8 +498,8 @@ impl AgentService {
                 d.last_heartbeat = Some(now.0);
                 d.utilisation = heartbeat.utilisation;
                 d.heartbeat_dirty = true;
-                if d.agent_version != version {
-                    d.agent_version = version.to_owned();
+                if *d.agent_version != *version {
+                    d.agent_version = version.into();
                     follow_ups.push(FollowUp::NewAgentVersion);
                 }
                 if matches!(d.status, DeviceStatus::Down | DeviceStatus::Inactive) {
@@ -445,10 +517,10 @@ impl AgentService {
                 let challengeable = matches!(d.status, DeviceStatus::Pending | DeviceStatus::Idle);
                 if challengeable && d.challenge.is_none() && now.0 >= d.next_challenge_at {
                     let challenge = self.new_challenge(d.kind, d.gpu_count);
-                    d.challenge = Some(OpenChallenge {
+                    d.challenge = Some(Box::new(OpenChallenge {
                         deadline_at: now.0 + i64::from(challenge.deadline_secs) * 1000,
                         challenge: challenge.clone(),
-                    });
+                    }));
                     follow_ups.push(FollowUp::Challenge(challenge));
                 }
                 follow_ups
@@ -486,7 +558,7 @@ impl AgentService {
         self.live
             .with(device_id, |d| HeartbeatReply {
                 status: d.status,
-                reason: d.reason.clone(),
+                reason: d.reason.to_string(),
                 heartbeat_interval_secs: config.heartbeat_interval_secs,
                 challenge: d.challenge.as_ref().map(|c| c.challenge.clone()),
                 workloads: Vec::new(),
@@ -661,7 +733,7 @@ impl AgentService {
         tracing::info!(device = device_id, outcome, %detail, "verification settled");
         let (status, reason) = self
             .live
-            .with(device_id, |d| (d.status, d.reason.clone()))
+            .with(device_id, |d| (d.status, d.reason.to_string()))
             .ok_or_else(|| AgentRefusal::UnknownDevice(device_id.to_owned()))?;
         Ok(VerificationOutcome {
             passed: outcome == "passed",
@@ -763,7 +835,7 @@ impl AgentService {
         let Some((download_started, digest)) = test.download else {
             return Err(Error::Invalid("the download half was not taken".into()));
         };
-        if !same_digest(&digest, download_digest.trim()) {
+        if !same_digest(digest.as_bytes(), download_digest.trim().as_bytes()) {
             return Err(Error::Invalid(
                 "the downloaded data's SHA-256 does not match what was sent".into(),
             ));
@@ -989,16 +1061,37 @@ const LIVE_COLUMNS: &str = concat!(
      measured_at, verified_at, verification_failures, gpu_model, country, tier FROM devices"
 );
 
+/// One shared copy of each distinct text seen during a rebuild.
+#[derive(Default)]
+struct Interner(HashMap<String, std::sync::Arc<str>>);
+
+impl Interner {
+    fn get(&mut self, text: &str) -> std::sync::Arc<str> {
+        if let Some(shared) = self.0.get(text) {
+            return shared.clone();
+        }
+        let shared: std::sync::Arc<str> = text.into();
+        // Per-device texts (there are none today) must not grow this without bound.
+        if self.0.len() < 10_000 {
+            self.0.insert(text.to_owned(), shared.clone());
+        }
+        shared
+    }
+}
+
 /// The fleet index's view of a row selected with [`LIVE_COLUMNS`].
-fn indexed_device(row: &sqlx::any::AnyRow, device: &LiveDevice) -> Result<IndexedDevice, Error> {
+fn indexed_device<'r>(
+    row: &'r sqlx::any::AnyRow,
+    device: &LiveDevice,
+) -> Result<IndexedDevice<'r>, Error> {
     Ok(IndexedDevice {
         kind: device.kind,
         gpu_model: row.try_get(13)?,
         gpu_count: device.gpu_count,
         country: row.try_get(14)?,
         tier: row
-            .try_get::<Option<String>, _>(15)?
-            .map(|t| ConnectivityTier::parse(&t))
+            .try_get::<Option<&str>, _>(15)?
+            .map(ConnectivityTier::parse)
             .transpose()
             .map_err(|e| Error::Corrupt(e.to_string()))?,
         status: device.status,

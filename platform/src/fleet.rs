@@ -110,9 +110,9 @@ impl FleetService {
                 &d.id,
                 &IndexedDevice {
                     kind: d.kind,
-                    gpu_model: d.gpu_model.clone(),
+                    gpu_model: d.gpu_model.as_deref(),
                     gpu_count: d.gpu_count,
-                    country: d.country.to_owned(),
+                    country: d.country,
                     tier: Some(d.tier),
                     status: d.status,
                     verified: d.verified,

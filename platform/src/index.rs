@@ -4,8 +4,9 @@
 //! scanning a million rows. A cache rebuilt from the database at start-up and updated after
 //! every committed change, never the source of truth (DESIGN.md §4).
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
+
+use rustc_hash::FxHashMap;
 
 use domain::catalog::GpuCatalog;
 use domain::fleet::{ConnectivityTier, DeviceKind, DeviceStatus};
@@ -13,12 +14,12 @@ use domain::network::{NetworkSummary, SupplyCount};
 
 /// What the index holds of one device.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct IndexedDevice {
+pub(crate) struct IndexedDevice<'a> {
     pub kind: DeviceKind,
     /// Canonical catalog name, if the device's GPUs are in the catalog.
-    pub gpu_model: Option<String>,
+    pub gpu_model: Option<&'a str>,
     pub gpu_count: i64,
-    pub country: String,
+    pub country: &'a str,
     pub tier: Option<ConnectivityTier>,
     pub status: DeviceStatus,
     pub verified: bool,
@@ -48,12 +49,14 @@ struct Count {
     gpus: i64,
 }
 
+// Device ids are made by the server, never chosen by a caller, so a fast non-keyed hash is safe.
 #[derive(Default)]
 struct State {
-    devices: HashMap<Arc<str>, Entry>,
-    counts: HashMap<Key, Count>,
+    devices: FxHashMap<Box<str>, Entry>,
+    counts: FxHashMap<Key, Count>,
     /// Country codes as first seen; `Key::country` is a position here.
     countries: Vec<String>,
+    country_positions: FxHashMap<String, u16>,
 }
 
 impl State {
@@ -74,13 +77,13 @@ impl State {
     }
 
     fn country(&mut self, code: &str) -> u16 {
-        match self.countries.iter().position(|c| c == code) {
-            Some(i) => i as u16,
-            None => {
-                self.countries.push(code.to_owned());
-                (self.countries.len() - 1) as u16
-            }
+        if let Some(&position) = self.country_positions.get(code) {
+            return position;
         }
+        let position = self.countries.len() as u16;
+        self.countries.push(code.to_owned());
+        self.country_positions.insert(code.to_owned(), position);
+        position
     }
 
     fn replace(&mut self, id: &str, change: impl FnOnce(&mut Entry)) {
@@ -97,15 +100,28 @@ impl State {
 
 pub(crate) struct FleetIndex {
     catalog: GpuCatalog,
+    model_positions: FxHashMap<String, u16>,
     state: RwLock<State>,
 }
 
 impl FleetIndex {
     pub fn new(catalog: GpuCatalog) -> FleetIndex {
+        let model_positions = catalog
+            .models()
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.name.clone(), i as u16))
+            .collect();
         FleetIndex {
             catalog,
+            model_positions,
             state: RwLock::new(State::default()),
         }
+    }
+
+    /// Makes room for `devices` more, so a rebuild does not grow the map step by step.
+    pub fn reserve(&self, devices: usize) {
+        self.write().devices.reserve(devices);
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
@@ -119,24 +135,36 @@ impl FleetIndex {
 
     /// Adds a device or replaces what the index holds of it.
     pub fn upsert(&self, id: &str, device: &IndexedDevice) {
+        self.upsert_many([(id, device)]);
+    }
+
+    /// [`FleetIndex::upsert`] for many devices under one lock.
+    pub fn upsert_many<'d>(
+        &self,
+        devices: impl IntoIterator<Item = (&'d str, &'d IndexedDevice<'d>)>,
+    ) {
+        let mut state = self.write();
+        for (id, device) in devices {
+            self.upsert_locked(&mut state, id, device);
+        }
+    }
+
+    fn upsert_locked(&self, state: &mut State, id: &str, device: &IndexedDevice) {
         let model = device
             .gpu_model
-            .as_deref()
-            .and_then(|name| self.catalog.models().iter().position(|m| m.name == name))
-            .map(|i| i as u16);
-        let mut state = self.write();
+            .and_then(|name| self.model_positions.get(name).copied());
         let entry = Entry {
             key: Key {
                 kind: device.kind,
                 model,
-                country: state.country(&device.country),
+                country: state.country(device.country),
                 tier: device.tier,
                 status: device.status,
                 verified: device.verified,
             },
             gpus: device.gpu_count,
         };
-        if let Some(old) = state.devices.insert(Arc::from(id), entry) {
+        if let Some(old) = state.devices.insert(id.into(), entry) {
             state.subtract(old);
         }
         state.add(entry);
@@ -181,12 +209,17 @@ impl FleetIndex {
 mod tests {
     use super::*;
 
-    fn gpu(model: &str, count: i64, country: &str, status: DeviceStatus) -> IndexedDevice {
+    fn gpu<'a>(
+        model: &'a str,
+        count: i64,
+        country: &'a str,
+        status: DeviceStatus,
+    ) -> IndexedDevice<'a> {
         IndexedDevice {
             kind: DeviceKind::Gpu,
-            gpu_model: Some(model.into()),
+            gpu_model: Some(model),
             gpu_count: count,
-            country: country.into(),
+            country,
             tier: Some(ConnectivityTier::High),
             status,
             verified: true,

@@ -3,10 +3,10 @@
 //! heartbeats merged since the last flush. A cache rebuilt from the database at start-up and
 //! updated after every committed change, never the source of truth (DESIGN.md §4).
 
-use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
-use std::sync::Mutex;
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex};
+
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use domain::agent_protocol::Utilisation;
 use domain::fleet::{DeviceKind, DeviceStatus};
@@ -33,20 +33,23 @@ pub(crate) struct UptimeDelta {
     pub cpu_util_sum: i64,
 }
 
+/// A million of these live in memory: text that many devices share (reasons, agent versions)
+/// is reference-counted, the credential's digest is inline, the rare open challenge is boxed.
 #[derive(Debug, Clone)]
 pub(crate) struct LiveDevice {
-    /// None once the owner revoked the credential: the device is still watched (and goes down).
-    pub credential_hash: Option<String>,
+    /// SHA-256 of the agent's credential; None once the owner revoked it: the device is still
+    /// watched (and goes down).
+    pub credential_digest: Option<[u8; 32]>,
     pub status: DeviceStatus,
     pub verified: bool,
-    pub reason: String,
+    pub reason: Arc<str>,
     pub status_changed_at: i64,
     pub kind: DeviceKind,
     pub gpu_count: i64,
     pub last_seen: i64,
-    pub agent_version: String,
+    pub agent_version: Arc<str>,
     pub utilisation: Utilisation,
-    pub challenge: Option<OpenChallenge>,
+    pub challenge: Option<Box<OpenChallenge>>,
     pub next_challenge_at: i64,
     pub consecutive_failures: u32,
     pub last_violation_at: i64,
@@ -69,16 +72,16 @@ impl LiveDevice {
         last_seen: i64,
     ) -> LiveDevice {
         LiveDevice {
-            credential_hash: None,
+            credential_digest: None,
             status,
             verified: false,
-            reason: String::new(),
+            reason: Arc::from(""),
             status_changed_at: last_seen,
             kind,
             gpu_count,
             last_seen,
             last_heartbeat: None,
-            agent_version: String::new(),
+            agent_version: Arc::from(""),
             utilisation: Utilisation::default(),
             challenge: None,
             next_challenge_at: 0,
@@ -117,21 +120,31 @@ impl LiveDevice {
     }
 }
 
+// Device ids are made by the server, never chosen by a caller, so a fast non-keyed hash is safe.
 pub(crate) struct LiveFleet {
-    shards: Vec<Mutex<HashMap<String, LiveDevice>>>,
+    shards: Vec<Mutex<FxHashMap<Box<str>, LiveDevice>>>,
 }
 
 impl LiveFleet {
     pub fn new() -> LiveFleet {
         LiveFleet {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
         }
     }
 
-    fn shard(&self, id: &str) -> std::sync::MutexGuard<'_, HashMap<String, LiveDevice>> {
-        let mut hasher = DefaultHasher::new();
-        id.hash(&mut hasher);
-        let index = (hasher.finish() % SHARDS as u64) as usize;
+    /// Makes room for `devices` more, so a rebuild does not grow the maps step by step.
+    pub fn reserve(&self, devices: usize) {
+        for shard in &self.shards {
+            shard
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .reserve(devices / SHARDS + 1);
+        }
+    }
+
+    fn shard(&self, id: &str) -> std::sync::MutexGuard<'_, FxHashMap<Box<str>, LiveDevice>> {
+        // The high bits: the map inside the shard uses the low ones.
+        let index = (FxBuildHasher.hash_one(id) >> 58) as usize % SHARDS;
         // A panic while holding a shard leaves plain data behind; keep serving it.
         self.shards[index]
             .lock()
@@ -139,7 +152,7 @@ impl LiveFleet {
     }
 
     pub fn insert(&self, id: String, device: LiveDevice) {
-        self.shard(&id).insert(id, device);
+        self.shard(&id).insert(id.into_boxed_str(), device);
     }
 
     pub fn remove(&self, id: &str) {

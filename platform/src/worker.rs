@@ -152,7 +152,7 @@ pub(crate) fn mirror(
         }
         d.status = t.to.status;
         d.verified = t.to.verified;
-        d.reason = t.reason.clone();
+        d.reason = t.reason.as_str().into();
     });
 }
 
@@ -504,7 +504,7 @@ impl WorkerService {
         )
         .await?;
         tx.commit().await?;
-        self.live.with(device_id, |d| d.credential_hash = None);
+        self.live.with(device_id, |d| d.credential_digest = None);
         Ok(())
     }
 
