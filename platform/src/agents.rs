@@ -134,10 +134,11 @@ impl AgentService {
     /// nobody down. Returns how many devices the live fleet watches.
     pub async fn rebuild(&self, now: UnixMillis) -> Result<usize, Error> {
         let started = Instant::now();
-        let expected: i64 = sqlx::query("SELECT COUNT(*) FROM devices WHERE status <> 'terminated'")
-            .fetch_one(self.store.pool())
-            .await?
-            .try_get(0)?;
+        let expected: i64 =
+            sqlx::query("SELECT COUNT(*) FROM devices WHERE status <> 'terminated'")
+                .fetch_one(self.store.pool())
+                .await?
+                .try_get(0)?;
         let expected = usize::try_from(expected).unwrap_or(0);
         self.index.reserve(expected);
         self.live.reserve(expected);
