@@ -70,17 +70,21 @@ pub fn DevicePage() -> impl IntoView {
                 }
             })}
         </Transition>
-        <Show when=found>
-            <section class="panel">
-                <h2>"Rename"</h2>
-                <form class="rename" on:submit=rename>
-                    <input aria-label="New device name" placeholder="new name" data-testid="rename-input"
-                        maxlength=domain::worker::MAX_DEVICE_NAME_CHARS
-                        prop:value=move || new_name.get() on:input=move |ev| new_name.set(event_target_value(&ev)) />
-                    <button class="btn" type="submit" data-testid="rename-device">"Rename"</button>
-                </form>
-            </section>
-        </Show>
+        // Its own Transition keeps it in place while the device refreshes; `Show` re-renders
+        // it only when the device appears or goes.
+        <Transition fallback=|| ()>
+            <Show when=found>
+                <section class="panel">
+                    <h2>"Rename"</h2>
+                    <form class="rename" on:submit=rename>
+                        <input aria-label="New device name" placeholder="new name" data-testid="rename-input"
+                            maxlength=domain::worker::MAX_DEVICE_NAME_CHARS
+                            prop:value=move || new_name.get() on:input=move |ev| new_name.set(event_target_value(&ev)) />
+                        <button class="btn" type="submit" data-testid="rename-device">"Rename"</button>
+                    </form>
+                </section>
+            </Show>
+        </Transition>
     }
 }
 
