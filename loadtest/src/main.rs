@@ -77,7 +77,9 @@ struct Args {
     server_bin: Option<PathBuf>,
 }
 
-#[tokio::main]
+// One thread: the simulator needs about half a core, and a second worker would only add wake-ups
+// that compete with the server under test for this machine's two cores.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     match run(args).await {
