@@ -74,6 +74,8 @@ impl Default for FleetConfig {
 const VIOLATION_EVERY_MS: i64 = 3_600_000;
 /// A device may start a speed test at most this often.
 const SPEED_TEST_EVERY_MS: i64 = 60_000;
+/// How often an online device's last heartbeat is written (pages read it from memory).
+const HEARTBEAT_WRITE_EVERY_MS: i64 = 10 * 60_000;
 /// Rows a rebuild decodes before taking the fleet index's lock once for all of them.
 const REBUILD_BATCH: usize = 1_024;
 /// Devices whose merged heartbeats one flush transaction writes.
@@ -940,17 +942,31 @@ impl AgentService {
         Ok(changed)
     }
 
-    /// Writes merged heartbeats: uptime per device-hour and each device's last heartbeat, in
-    /// multi-row statements, a few thousand devices per transaction so other writers (state
-    /// changes, registrations) get the database between them. What fails to be written goes
-    /// back to be written next time. Returns how many devices were written.
-    pub async fn flush(&self) -> Result<usize, Error> {
+    /// Writes merged heartbeats: uptime per device-hour, and last heartbeats where `scope`
+    /// says, in multi-row statements, a few thousand devices per transaction so other writers
+    /// (state changes, registrations) get the database between them. What fails to be written
+    /// goes back to be written next time. Returns how many devices were written.
+    pub async fn flush(&self, scope: Flush) -> Result<usize, Error> {
         let taken = self.live.collect(|id, d| {
-            let last_heartbeat = d.last_heartbeat.filter(|_| d.heartbeat_dirty);
+            let online = matches!(
+                d.status,
+                DeviceStatus::Pending | DeviceStatus::Idle | DeviceStatus::Hired
+            );
+            // Pages read an online device's last heartbeat from memory; the database needs it
+            // for a device that stopped, and now and then in case of a crash.
+            let last_heartbeat = d.last_heartbeat.filter(|&at| {
+                d.heartbeat_dirty
+                    && (scope == Flush::Everything
+                        || !online
+                        || at - d.heartbeat_written_at >= HEARTBEAT_WRITE_EVERY_MS)
+            });
             if last_heartbeat.is_none() && d.unflushed.is_empty() {
                 return None;
             }
-            d.heartbeat_dirty = false;
+            if let Some(at) = last_heartbeat {
+                d.heartbeat_dirty = false;
+                d.heartbeat_written_at = at;
+            }
             Some((
                 id.to_owned(),
                 last_heartbeat,
@@ -961,9 +977,12 @@ impl AgentService {
         let mut chunks = taken.chunks(FLUSH_DEVICES_PER_TRANSACTION);
         while let Some(chunk) = chunks.next() {
             if let Err(e) = self.write_flush(chunk).await {
-                for (id, _, deltas) in std::iter::once(chunk).chain(chunks).flatten() {
+                for (id, last_heartbeat, deltas) in std::iter::once(chunk).chain(chunks).flatten() {
                     self.live.with(id, |d| {
-                        d.heartbeat_dirty = true;
+                        if last_heartbeat.is_some() {
+                            d.heartbeat_dirty = true;
+                            d.heartbeat_written_at = 0;
+                        }
                         deltas.iter().for_each(|delta| d.merge(*delta));
                     });
                 }
@@ -1045,6 +1064,16 @@ impl AgentService {
     pub fn live_devices(&self) -> usize {
         self.live.len()
     }
+}
+
+/// What [`AgentService::flush`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// Merged uptime, and the last heartbeats that are due: stopped devices' and those not
+    /// written for a while. The periodic flush.
+    Due,
+    /// Everything held in memory: when the server stops.
+    Everything,
 }
 
 /// When and how much of a speed test's upload the server received.

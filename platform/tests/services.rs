@@ -9,7 +9,7 @@ use domain::time::UnixMillis;
 use domain::wallet::WalletAddress;
 use domain::worker::NewDevice;
 use ed25519_dalek::{Signer, SigningKey};
-use platform::agents::FleetConfig;
+use platform::agents::{FleetConfig, Flush};
 use platform::auth::{AuthConfig, SessionToken};
 use platform::store::Store;
 use platform::worker::WorkerConfig;
@@ -521,7 +521,7 @@ async fn a_device_is_verified_by_proof_of_work_and_goes_down_when_silent(p: Plat
         .await
         .unwrap();
     assert_eq!(reply.status, DeviceStatus::Idle);
-    assert!(p.agents.flush().await.unwrap() >= 1);
+    assert!(p.agents.flush(Flush::Everything).await.unwrap() >= 1);
 
     let detail = p.worker.device_detail(&me, &id, t4).await.unwrap();
     assert!(detail.summary.verified);

@@ -18,6 +18,7 @@ use axum::Router;
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
+use platform::agents::Flush;
 use platform::auth::AuthConfig;
 use platform::store::Store;
 use platform::worker::WorkerConfig;
@@ -59,7 +60,7 @@ impl RunningServer {
         if let Err(e) = self.monitor.await {
             tracing::error!(error = %e, "the fleet monitor ended abnormally");
         }
-        if let Err(e) = self.platform.agents.flush().await {
+        if let Err(e) = self.platform.agents.flush(Flush::Everything).await {
             tracing::error!(error = %e, "could not write the last heartbeats");
         }
         self.platform.store.close().await;
@@ -204,7 +205,7 @@ fn spawn_fleet_monitor(
             }
             if last_flush.elapsed() >= flush_interval {
                 last_flush = tokio::time::Instant::now();
-                if let Err(e) = platform.agents.flush().await {
+                if let Err(e) = platform.agents.flush(Flush::Due).await {
                     tracing::warn!(error = %e, "could not write merged heartbeats; keeping them for the next flush");
                 }
             }
