@@ -79,13 +79,9 @@ impl Store {
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        // A 64 MiB page cache per connection (the default is 2 MiB): flushing
-                        // a large fleet's heartbeats otherwise rereads index pages from the
-                        // file for every statement.
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
-                             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-                             PRAGMA cache_size = -65536;",
+                             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
                         )
                         .await?;
                     }
