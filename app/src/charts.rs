@@ -4,6 +4,8 @@
 
 use domain::time::UnixMillis;
 use domain::worker::{UptimeDay, UtilisationHour};
+use plotters::coord::types::RangedCoordi32;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 const WIDTH: u32 = 720;
@@ -33,36 +35,45 @@ fn hour_of_day(at: UnixMillis) -> String {
     format!("{}:00", at.to_rfc3339().get(11..13).unwrap_or_default())
 }
 
+type Frame<'b, DB> = ChartContext<'b, DB, Cartesian2d<RangedCoordi32, RangedCoordi32>>;
+
+/// What both charts share: 0–100 % up the side, `slots` slots along the bottom, `x_labels` of
+/// them labelled by `label`, in the theme's colours.
+fn frame<'b, DB: DrawingBackend>(
+    root: &'b DrawingArea<DB, Shift>,
+    slots: usize,
+    x_labels: usize,
+    label: &dyn Fn(usize) -> String,
+) -> Result<Frame<'b, DB>, ChartError> {
+    let mut chart = ChartBuilder::on(root)
+        .margin(8)
+        .x_label_area_size(22)
+        .y_label_area_size(42)
+        .build_cartesian_2d(0..slots.max(1) as i32, 0..100)
+        .map_err(failed)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(x_labels)
+        .y_labels(5)
+        .x_label_formatter(&|i| label(*i as usize))
+        .y_label_formatter(&|v| format!("{v}%"))
+        .label_style(("sans-serif", 12).into_font().color(&TEXT))
+        .axis_style(GRID)
+        .bold_line_style(GRID)
+        .light_line_style(TRANSPARENT)
+        .draw()
+        .map_err(failed)?;
+    Ok(chart)
+}
+
 /// Bars of daily uptime in percent, oldest day first.
 pub fn uptime_svg(days: &[UptimeDay]) -> Result<String, ChartError> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        let count = days.len().max(1) as i32;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(8)
-            .x_label_area_size(22)
-            .y_label_area_size(42)
-            .build_cartesian_2d(0..count, 0..100)
-            .map_err(failed)?;
-        let label = |i: &i32| {
-            days.get(*i as usize)
-                .map(|d| month_day(d.day))
-                .unwrap_or_default()
-        };
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(6)
-            .y_labels(5)
-            .x_label_formatter(&label)
-            .y_label_formatter(&|v| format!("{v}%"))
-            .label_style(("sans-serif", 12).into_font().color(&TEXT))
-            .axis_style(GRID)
-            .bold_line_style(GRID)
-            .light_line_style(TRANSPARENT)
-            .draw()
-            .map_err(failed)?;
+        let label = |i: usize| days.get(i).map(|d| month_day(d.day)).unwrap_or_default();
+        let mut chart = frame(&root, days.len(), 6, &label)?;
         chart
             .draw_series(days.iter().enumerate().map(|(i, d)| {
                 let x = i as i32;
@@ -82,32 +93,13 @@ pub fn utilisation_svg(hours: &[UtilisationHour]) -> Result<String, ChartError> 
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        let count = hours.len().max(1) as i32;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(8)
-            .x_label_area_size(22)
-            .y_label_area_size(42)
-            .build_cartesian_2d(0..count, 0..100)
-            .map_err(failed)?;
-        let label = |i: &i32| {
+        let label = |i: usize| {
             hours
-                .get(*i as usize)
+                .get(i)
                 .map(|h| hour_of_day(h.hour))
                 .unwrap_or_default()
         };
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(8)
-            .y_labels(5)
-            .x_label_formatter(&label)
-            .y_label_formatter(&|v| format!("{v}%"))
-            .label_style(("sans-serif", 12).into_font().color(&TEXT))
-            .axis_style(GRID)
-            .bold_line_style(GRID)
-            .light_line_style(TRANSPARENT)
-            .draw()
-            .map_err(failed)?;
+        let mut chart = frame(&root, hours.len(), 8, &label)?;
         for (name, color, value) in [
             (
                 "GPU",

@@ -28,7 +28,7 @@ use crate::live::{LiveDevice, LiveFleet, OpenChallenge, UptimeDelta};
 use crate::secret::{
     digest_from_hex, hex, random_hex, random_u64, same_digest, sha256, sha256_hex,
 };
-use crate::store::{flag, flag_sql, Store};
+use crate::store::{flag, flag_sql, values_list, Store};
 use crate::worker::{apply_event, mirror, record_event, status_of};
 use crate::{AgentRefusal, Error};
 
@@ -1030,13 +1030,7 @@ impl AgentService {
             let mut sql = String::from(
                 "INSERT INTO device_uptime (device_id, hour, online_ms, samples, gpu_util_sum, cpu_util_sum) VALUES ",
             );
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let p: Vec<String> = (1..=6).map(|c| format!("${}", i * 6 + c)).collect();
-                    format!("({})", p.join(", "))
-                })
-                .collect();
-            sql.push_str(&values.join(", "));
+            sql.push_str(&values_list(chunk.len(), 6));
             sql.push_str(
                 " ON CONFLICT (device_id, hour) DO UPDATE SET \
                    online_ms = device_uptime.online_ms + excluded.online_ms, \

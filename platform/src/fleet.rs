@@ -13,7 +13,7 @@ use domain::wallet::WalletAddress;
 use sqlx::Row;
 
 use crate::index::{FleetIndex, IndexedDevice};
-use crate::store::Store;
+use crate::store::{values_list, Store};
 use crate::Error;
 
 #[derive(Clone)]
@@ -70,15 +70,7 @@ impl FleetService {
                  ram_gb, country, tier, status, verified, simulated, created_at, last_heartbeat_at, \
                  status_reason, status_changed_at) VALUES ",
             );
-            for i in 0..chunk.len() {
-                let params: Vec<String> = (1..=COLUMNS)
-                    .map(|c| format!("${}", i * COLUMNS + c))
-                    .collect();
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!("({})", params.join(",")));
-            }
+            sql.push_str(&values_list(chunk.len(), COLUMNS));
             let mut query = sqlx::query(&sql);
             for d in chunk {
                 query = query

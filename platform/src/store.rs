@@ -139,6 +139,19 @@ impl Store {
     }
 }
 
+/// The `VALUES` list of a multi-row statement: `($1, $2), ($3, $4)` for 2 rows of 2 columns.
+pub(crate) fn values_list(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let row: Vec<String> = (1..=columns)
+                .map(|c| format!("${}", r * columns + c))
+                .collect();
+            format!("({})", row.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `sqlite://path` (or `sqlite:path`) → an URL that creates the file, after creating its folder.
 fn prepare_sqlite_url(url: &str) -> Result<String, Error> {
     let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
@@ -211,6 +224,12 @@ mod tests {
         assert!(prepare_sqlite_url("sqlite://x.db?mode=ro")
             .unwrap()
             .ends_with("?mode=ro"));
+    }
+
+    #[test]
+    fn values_lists_number_parameters_row_by_row() {
+        assert_eq!(values_list(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(values_list(1, 1), "($1)");
     }
 
     #[test]

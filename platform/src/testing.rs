@@ -95,15 +95,7 @@ pub async fn seed_agent_fleet(
              created_at, last_heartbeat_at, agent_version, credential_hash, status_reason, \
              status_changed_at, verified_at, measured_at) VALUES ",
         );
-        for r in 0..rows {
-            let params: Vec<String> = (1..=COLUMNS)
-                .map(|c| format!("${}", r * COLUMNS + c))
-                .collect();
-            if r > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!("({})", params.join(",")));
-        }
+        sql.push_str(&crate::store::values_list(rows, COLUMNS));
         let mut query = sqlx::query(&sql);
         for n in first..first + rows {
             let model = &models[n % models.len()];

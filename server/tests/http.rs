@@ -22,6 +22,12 @@ impl TestApp {
         self.client.get(self.url(path)).send().await.unwrap()
     }
 
+    async fn get_json(&self, path: &str) -> Value {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.json().await.unwrap()
+    }
+
     async fn post(&self, path: &str, body: Value) -> reqwest::Response {
         self.client
             .post(self.url(path))
@@ -157,12 +163,7 @@ async fn each_section_renders_on_the_server_with_hydration_and_navigation(app: T
         explorer.contains("Supply by GPU model")
             && explorer.contains("data-testid=\"network-totals\"")
     );
-    let summary: Value = app
-        .get("/api/v1/network/summary")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let summary = app.get_json("/api/v1/network/summary").await;
     let gpus = summary["totals"]["gpus"].as_i64().unwrap();
     assert!(gpus > 0);
     assert!(
@@ -397,27 +398,16 @@ async fn the_worker_api_filters_sorts_renames_and_charts(app: TestApp) {
             .map(|d| d["name"].as_str().unwrap().to_owned())
             .collect()
     };
-    let all: Value = app
-        .get("/api/v1/worker/devices")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let all = app.get_json("/api/v1/worker/devices").await;
     assert_eq!(names(all.clone()), ["a-odd", "b-rtx"]);
     assert_eq!(all["devices"][1]["uptime_30d_permille"], 0);
-    let pending: Value = app
-        .get("/api/v1/worker/devices?status=pending&sort=name")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let pending = app
+        .get_json("/api/v1/worker/devices?status=pending&sort=name")
+        .await;
     assert_eq!(names(pending), ["b-rtx"]);
-    let by_model: Value = app
-        .get("/api/v1/worker/devices?model=RTX%204090%2024GB")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let by_model = app
+        .get_json("/api/v1/worker/devices?model=RTX%204090%2024GB")
+        .await;
     assert_eq!(names(by_model), ["b-rtx"]);
 
     let bad_filter = app.get("/api/v1/worker/devices?status=sleeping").await;
@@ -447,20 +437,10 @@ async fn the_worker_api_filters_sorts_renames_and_charts(app: TestApp) {
     assert!(error_message(blank)
         .await
         .contains("give the device a name"));
-    let all: Value = app
-        .get("/api/v1/worker/devices")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let all = app.get_json("/api/v1/worker/devices").await;
     assert_eq!(names(all), ["b-rtx", "c-odd"]);
 
-    let detail: Value = app
-        .get(&format!("/api/v1/worker/devices/{rtx}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let detail = app.get_json(&format!("/api/v1/worker/devices/{rtx}")).await;
     assert_eq!(detail["uptime_days"].as_array().unwrap().len(), 30);
     assert_eq!(detail["utilisation_hours"].as_array().unwrap().len(), 48);
     // The page draws both charts on the server.
@@ -485,12 +465,7 @@ async fn the_worker_api_filters_sorts_renames_and_charts(app: TestApp) {
 }
 
 async fn data_survives_a_restart(app: TestApp, url: String) {
-    let before: Value = app
-        .get("/api/v1/network/summary")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let before = app.get_json("/api/v1/network/summary").await;
     app.server.stop().await;
     let again = spawn(url, |_| {}).await;
     let after: Value = again
