@@ -74,8 +74,9 @@ impl Default for FleetConfig {
 const VIOLATION_EVERY_MS: i64 = 3_600_000;
 /// A device may start a speed test at most this often.
 const SPEED_TEST_EVERY_MS: i64 = 60_000;
-/// How often an online device's last heartbeat is written (pages read it from memory).
-const HEARTBEAT_WRITE_EVERY_MS: i64 = 10 * 60_000;
+/// How often an online device's merged heartbeats are written (pages read them from memory);
+/// what a crash can lose.
+const WRITE_ONLINE_EVERY_MS: i64 = 10 * 60_000;
 /// Rows a rebuild decodes before taking the fleet index's lock once for all of them.
 const REBUILD_BATCH: usize = 1_024;
 /// Devices whose merged heartbeats one flush transaction writes.
@@ -256,6 +257,7 @@ impl AgentService {
                 next_challenge_at: verified_at
                     .map_or(0, |at| at + self.config.reverify_after_secs * 1000),
                 consecutive_failures: row.try_get::<i64, _>(12)?.try_into().unwrap_or(u32::MAX),
+                written_at: staggered(now, &row.try_get::<String, _>(0)?),
                 measured_at: row.try_get(10)?,
                 ..LiveDevice::new(
                     status_of(&row.try_get::<String, _>(2)?)?,
@@ -405,6 +407,7 @@ impl AgentService {
                 credential_digest: Some(credential_digest),
                 reason: reason.into(),
                 agent_version: version.into(),
+                written_at: now.0,
                 ..LiveDevice::new(status, kind, gpu_count, now.0)
             },
         );
@@ -942,31 +945,28 @@ impl AgentService {
         Ok(changed)
     }
 
-    /// Writes merged heartbeats: uptime per device-hour, and last heartbeats where `scope`
-    /// says, in multi-row statements, a few thousand devices per transaction so other writers
-    /// (state changes, registrations) get the database between them. What fails to be written
-    /// goes back to be written next time. Returns how many devices were written.
-    pub async fn flush(&self, scope: Flush) -> Result<usize, Error> {
+    /// Writes merged heartbeats (uptime per device-hour, last heartbeat) of the devices that
+    /// `scope` says are due, in multi-row statements, a few thousand devices per transaction
+    /// so other writers (state changes, registrations) get the database between them. What
+    /// fails to be written goes back to be written next time. Returns how many devices were
+    /// written.
+    pub async fn flush(&self, scope: Flush, now: UnixMillis) -> Result<usize, Error> {
         let taken = self.live.collect(|id, d| {
             let online = matches!(
                 d.status,
                 DeviceStatus::Pending | DeviceStatus::Idle | DeviceStatus::Hired
             );
-            // Pages read an online device's last heartbeat from memory; the database needs it
-            // for a device that stopped, and now and then in case of a crash.
-            let last_heartbeat = d.last_heartbeat.filter(|&at| {
-                d.heartbeat_dirty
-                    && (scope == Flush::Everything
-                        || !online
-                        || at - d.heartbeat_written_at >= HEARTBEAT_WRITE_EVERY_MS)
-            });
-            if last_heartbeat.is_none() && d.unflushed.is_empty() {
+            // Pages read an online device's merged heartbeats from memory: the database needs
+            // them for a device that stopped, and every few minutes against a crash.
+            let due = scope == Flush::Everything
+                || !online
+                || now.0 - d.written_at >= WRITE_ONLINE_EVERY_MS;
+            let last_heartbeat = d.last_heartbeat.filter(|_| d.heartbeat_dirty);
+            if !due || (last_heartbeat.is_none() && d.unflushed.is_empty()) {
                 return None;
             }
-            if let Some(at) = last_heartbeat {
-                d.heartbeat_dirty = false;
-                d.heartbeat_written_at = at;
-            }
+            d.heartbeat_dirty = false;
+            d.written_at = now.0;
             Some((
                 id.to_owned(),
                 last_heartbeat,
@@ -979,10 +979,8 @@ impl AgentService {
             if let Err(e) = self.write_flush(chunk).await {
                 for (id, last_heartbeat, deltas) in std::iter::once(chunk).chain(chunks).flatten() {
                     self.live.with(id, |d| {
-                        if last_heartbeat.is_some() {
-                            d.heartbeat_dirty = true;
-                            d.heartbeat_written_at = 0;
-                        }
+                        d.heartbeat_dirty |= last_heartbeat.is_some();
+                        d.written_at = 0;
                         deltas.iter().for_each(|delta| d.merge(*delta));
                     });
                 }
@@ -1063,8 +1061,7 @@ impl AgentService {
 /// What [`AgentService::flush`] writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flush {
-    /// Merged uptime, and the last heartbeats that are due: stopped devices' and those not
-    /// written for a while. The periodic flush.
+    /// Devices that stopped, and online ones not written for a while. The periodic flush.
     Due,
     /// Everything held in memory: when the server stops.
     Everything,
@@ -1084,6 +1081,14 @@ const LIVE_COLUMNS: &str = concat!(
     ", status_reason, status_changed_at, kind, gpu_count, last_heartbeat_at, agent_version, \
      measured_at, verified_at, verification_failures, gpu_model, country, tier FROM devices"
 );
+
+/// A point in the last write period, different for each device, so devices loaded together
+/// are not all due in the same flush.
+fn staggered(now: UnixMillis, id: &str) -> i64 {
+    use std::hash::BuildHasher;
+    let offset = rustc_hash::FxBuildHasher.hash_one(id) % WRITE_ONLINE_EVERY_MS as u64;
+    now.0 - offset as i64
+}
 
 /// One shared copy of each distinct text seen during a rebuild.
 #[derive(Default)]

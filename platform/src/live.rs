@@ -58,8 +58,8 @@ pub(crate) struct LiveDevice {
     /// The last heartbeat this process took (None since start-up until one comes); unlike
     /// `last_seen`, never moved by a restart.
     pub last_heartbeat: Option<i64>,
-    /// When the last heartbeat written to the database was taken.
-    pub heartbeat_written_at: i64,
+    /// When the merged heartbeats were last written to the database.
+    pub written_at: i64,
     /// Merged heartbeats since the last flush; `heartbeat_dirty` says `last_heartbeat` moved.
     pub unflushed: Vec<UptimeDelta>,
     pub heartbeat_dirty: bool,
@@ -83,7 +83,7 @@ impl LiveDevice {
             gpu_count,
             last_seen,
             last_heartbeat: None,
-            heartbeat_written_at: 0,
+            written_at: 0,
             agent_version: Arc::from(""),
             utilisation: Utilisation::default(),
             challenge: None,

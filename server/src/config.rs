@@ -85,8 +85,9 @@ pub struct Settings {
     #[arg(long, env = "GC_SPEED_TEST_BYTES", value_name = "BYTES")]
     pub speed_test_bytes: Option<u64>,
 
-    /// Seconds between writes of merged heartbeats (uptime, last heartbeat) to the database;
-    /// pages read newer ones from memory, and a clean stop writes them all. [default: 60]
+    /// Seconds between flushes of merged heartbeats (uptime, last heartbeat) to the database:
+    /// stopped devices' at once, online devices' every 10 minutes; pages read newer ones from
+    /// memory, and a clean stop writes them all. [default: 60]
     #[arg(long, env = "GC_FLUSH_INTERVAL_SECS", value_name = "SECS")]
     pub flush_interval_secs: Option<u64>,
 

@@ -60,7 +60,12 @@ impl RunningServer {
         if let Err(e) = self.monitor.await {
             tracing::error!(error = %e, "the fleet monitor ended abnormally");
         }
-        if let Err(e) = self.platform.agents.flush(Flush::Everything).await {
+        if let Err(e) = self
+            .platform
+            .agents
+            .flush(Flush::Everything, platform::now())
+            .await
+        {
             tracing::error!(error = %e, "could not write the last heartbeats");
         }
         self.platform.store.close().await;
@@ -205,7 +210,7 @@ fn spawn_fleet_monitor(
             }
             if last_flush.elapsed() >= flush_interval {
                 last_flush = tokio::time::Instant::now();
-                if let Err(e) = platform.agents.flush(Flush::Due).await {
+                if let Err(e) = platform.agents.flush(Flush::Due, platform::now()).await {
                     tracing::warn!(error = %e, "could not write merged heartbeats; keeping them for the next flush");
                 }
             }
