@@ -220,7 +220,7 @@ async fn agents_register_verify_heartbeat_and_recover(fleet: Fleet) {
         .await;
     assert!(odd.status_reason.contains("Matrox G200"));
 
-    // Heartbeats reach the database in flushed batches.
+    // Heartbeats show on the device page (merged in memory, written in batches later).
     fleet
         .wait_for("h100", &h100_id, 10, "heartbeating", |d| {
             d.summary
