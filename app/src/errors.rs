@@ -88,7 +88,8 @@ impl AppError {
             internal @ (E::Unreachable { .. }
             | E::Database(_)
             | E::Migration(_)
-            | E::Corrupt(_)) => {
+            | E::Corrupt(_)
+            | E::Task(_)) => {
                 tracing::error!(error = %internal, "server function failed");
                 AppError::Internal
             }

@@ -166,7 +166,7 @@ impl AgentService {
         for load in loads {
             let (part_indexed, part_live) = load
                 .await
-                .map_err(|e| Error::Corrupt(format!("rebuilding the fleet: {e}")))??;
+                .map_err(|e| Error::Task(format!("rebuilding the fleet: {e}")))??;
             indexed += part_indexed;
             live += part_live;
         }
@@ -886,6 +886,19 @@ impl AgentService {
         })
     }
 
+    /// Visits every live device on a blocking thread: a pass over a large fleet takes tens of
+    /// milliseconds of cache misses, which would stall every request waiting on the async
+    /// worker that ran it.
+    async fn scan<R: Send + 'static>(
+        &self,
+        visit: impl FnMut(&str, &mut LiveDevice) -> Option<R> + Send + 'static,
+    ) -> Result<Vec<R>, Error> {
+        let live = self.live.clone();
+        tokio::task::spawn_blocking(move || live.collect(visit))
+            .await
+            .map_err(|e| Error::Task(format!("scanning the live fleet: {e}")))
+    }
+
     /// The monitor's pass: marks silent devices down, long-down devices inactive, and settles
     /// challenges nobody answered in time. Returns how many devices changed.
     pub async fn sweep(&self, now: UnixMillis) -> Result<usize, Error> {
@@ -896,23 +909,26 @@ impl AgentService {
             DownTooLong,
             Unanswered(Challenge),
         }
-        let due = self.live.collect(|id, d| {
-            let mut due = Vec::new();
-            if matches!(
-                d.status,
-                DeviceStatus::Pending | DeviceStatus::Idle | DeviceStatus::Hired
-            ) && now.0 - d.last_seen > down_after_ms
-            {
-                due.push(Due::Silent);
-            }
-            if d.status == DeviceStatus::Down && now.0 - d.status_changed_at > inactive_after_ms {
-                due.push(Due::DownTooLong);
-            }
-            if let Some(open) = d.challenge.take_if(|c| now.0 > c.deadline_at) {
-                due.push(Due::Unanswered(open.challenge));
-            }
-            (!due.is_empty()).then(|| (id.to_owned(), due))
-        });
+        let due = self
+            .scan(move |id, d| {
+                let mut due = Vec::new();
+                if matches!(
+                    d.status,
+                    DeviceStatus::Pending | DeviceStatus::Idle | DeviceStatus::Hired
+                ) && now.0 - d.last_seen > down_after_ms
+                {
+                    due.push(Due::Silent);
+                }
+                if d.status == DeviceStatus::Down && now.0 - d.status_changed_at > inactive_after_ms
+                {
+                    due.push(Due::DownTooLong);
+                }
+                if let Some(open) = d.challenge.take_if(|c| now.0 > c.deadline_at) {
+                    due.push(Due::Unanswered(open.challenge));
+                }
+                (!due.is_empty()).then(|| (id.to_owned(), due))
+            })
+            .await?;
         let mut changed = 0;
         for (device_id, due) in due {
             for item in due {
@@ -951,28 +967,30 @@ impl AgentService {
     /// fails to be written goes back to be written next time. Returns how many devices were
     /// written.
     pub async fn flush(&self, scope: Flush, now: UnixMillis) -> Result<usize, Error> {
-        let taken = self.live.collect(|id, d| {
-            let online = matches!(
-                d.status,
-                DeviceStatus::Pending | DeviceStatus::Idle | DeviceStatus::Hired
-            );
-            // Pages read an online device's merged heartbeats from memory: the database needs
-            // them for a device that stopped, and every few minutes against a crash.
-            let due = scope == Flush::Everything
-                || !online
-                || now.0 - d.written_at >= WRITE_ONLINE_EVERY_MS;
-            let last_heartbeat = d.last_heartbeat.filter(|_| d.heartbeat_dirty);
-            if !due || (last_heartbeat.is_none() && d.unflushed.is_empty()) {
-                return None;
-            }
-            d.heartbeat_dirty = false;
-            d.written_at = now.0;
-            Some((
-                id.to_owned(),
-                last_heartbeat,
-                std::mem::take(&mut d.unflushed),
-            ))
-        });
+        let taken = self
+            .scan(move |id, d| {
+                let online = matches!(
+                    d.status,
+                    DeviceStatus::Pending | DeviceStatus::Idle | DeviceStatus::Hired
+                );
+                // Pages read an online device's merged heartbeats from memory: the database needs
+                // them for a device that stopped, and every few minutes against a crash.
+                let due = scope == Flush::Everything
+                    || !online
+                    || now.0 - d.written_at >= WRITE_ONLINE_EVERY_MS;
+                let last_heartbeat = d.last_heartbeat.filter(|_| d.heartbeat_dirty);
+                if !due || (last_heartbeat.is_none() && d.unflushed.is_empty()) {
+                    return None;
+                }
+                d.heartbeat_dirty = false;
+                d.written_at = now.0;
+                Some((
+                    id.to_owned(),
+                    last_heartbeat,
+                    std::mem::take(&mut d.unflushed),
+                ))
+            })
+            .await?;
         let mut written = 0;
         let mut chunks = taken.chunks(FLUSH_DEVICES_PER_TRANSACTION);
         while let Some(chunk) = chunks.next() {

@@ -32,6 +32,9 @@ pub enum Error {
     Corrupt(String),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// Work handed to another task or thread panicked or was cancelled.
+    #[error("a background task failed: {0}")]
+    Task(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
