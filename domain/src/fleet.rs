@@ -4,11 +4,11 @@
 use serde::{Deserialize, Serialize};
 
 macro_rules! named_enum {
-    ($(#[$meta:meta])* $name:ident, $what:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident, $what:literal, { $($(#[$variant_meta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(rename_all = "snake_case")]
-        pub enum $name { $($variant),+ }
+        pub enum $name { $($(#[$variant_meta])* $variant),+ }
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
@@ -17,10 +17,10 @@ macro_rules! named_enum {
                 match self { $($name::$variant => $text),+ }
             }
 
-            pub fn parse(text: &str) -> Result<$name, UnknownName> {
+            pub fn parse(text: &str) -> Result<$name, $crate::fleet::UnknownName> {
                 match text {
                     $($text => Ok($name::$variant),)+
-                    _ => Err(UnknownName { what: $what, value: text.to_owned(), allowed: &[$($text),+] }),
+                    _ => Err($crate::fleet::UnknownName { what: $what, value: text.to_owned(), allowed: &[$($text),+] }),
                 }
             }
         }
@@ -32,6 +32,7 @@ macro_rules! named_enum {
         }
     };
 }
+pub(crate) use named_enum;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown {what} '{value}' (expected one of: {})", allowed.join(", "))]

@@ -130,56 +130,20 @@ pub fn uptime_permille(online_ms: i64, created_at: UnixMillis, now: UnixMillis) 
     (online_ms.clamp(0, window) as i128 * 1000 / window as i128) as u16
 }
 
-/// How the Worker tab orders the device list.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeviceSort {
-    #[default]
-    Name,
-    Status,
-    Model,
-    Tier,
-    /// Highest first.
-    Uptime,
-    /// Most recent first.
-    LastHeartbeat,
-}
-
-impl DeviceSort {
-    pub const ALL: &'static [DeviceSort] = &[
-        DeviceSort::Name,
-        DeviceSort::Status,
-        DeviceSort::Model,
-        DeviceSort::Tier,
-        DeviceSort::Uptime,
-        DeviceSort::LastHeartbeat,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeviceSort::Name => "name",
-            DeviceSort::Status => "status",
-            DeviceSort::Model => "model",
-            DeviceSort::Tier => "tier",
-            DeviceSort::Uptime => "uptime",
-            DeviceSort::LastHeartbeat => "last_heartbeat",
-        }
+crate::fleet::named_enum!(
+    /// How the Worker tab orders the device list (uptime highest first, last heartbeat most
+    /// recent first).
+    #[derive(Default)]
+    DeviceSort, "sort", {
+        #[default]
+        Name => "name",
+        Status => "status",
+        Model => "model",
+        Tier => "tier",
+        Uptime => "uptime",
+        LastHeartbeat => "last_heartbeat",
     }
-
-    pub fn parse(text: &str) -> Result<DeviceSort, String> {
-        DeviceSort::ALL
-            .iter()
-            .copied()
-            .find(|s| s.as_str() == text)
-            .ok_or_else(|| {
-                let allowed: Vec<&str> = DeviceSort::ALL.iter().map(|s| s.as_str()).collect();
-                format!(
-                    "unknown sort '{text}' (expected one of: {})",
-                    allowed.join(", ")
-                )
-            })
-    }
-}
+);
 
 /// The Worker tab's filters over a provider's devices; the JSON API takes the same as query
 /// parameters (`?status=idle&model=RTX%204090%2024GB&tier=high&sort=uptime`).
@@ -557,6 +521,7 @@ mod tests {
         assert_eq!(DeviceSort::parse("uptime"), Ok(DeviceSort::Uptime));
         assert!(DeviceSort::parse("price")
             .unwrap_err()
+            .to_string()
             .contains("expected one of: name, status"));
     }
 

@@ -19,12 +19,13 @@ use domain::fleet::{ConnectivityTier, DeviceKind, DeviceStatus};
 use domain::hardware::Classification;
 use domain::proof_of_work::{self, Answer, Challenge};
 use domain::time::UnixMillis;
+use domain::worker::HourlyUptime;
 use futures_util::TryStreamExt;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::index::{FleetIndex, IndexedDevice};
-use crate::live::{LiveDevice, LiveFleet, OpenChallenge, UptimeDelta};
+use crate::live::{LiveDevice, LiveFleet, OpenChallenge};
 use crate::secret::{
     digest_from_hex, hex, random_hex, random_u64, same_digest, sha256, sha256_hex,
 };
@@ -115,6 +116,7 @@ impl AgentService {
         store: Store,
         live: Arc<LiveFleet>,
         index: Arc<FleetIndex>,
+        catalog: GpuCatalog,
         config: FleetConfig,
     ) -> AgentService {
         AgentService {
@@ -122,7 +124,7 @@ impl AgentService {
             live,
             index,
             config: Arc::new(config),
-            catalog: GpuCatalog::builtin(),
+            catalog,
             speed_tests: Arc::new(Mutex::new(HashMap::new())),
         }
     }
@@ -239,25 +241,27 @@ impl AgentService {
     ) -> Result<(String, LiveDevice), Error> {
         let kind: String = row.try_get(6)?;
         let verified_at: Option<i64> = row.try_get(11)?;
+        let id: String = row.try_get(0)?;
         let credential_digest = row
-            .try_get::<Option<String>, _>(1)?
+            .try_get::<Option<&str>, _>(1)?
             .map(|hash| {
-                digest_from_hex(&hash)
+                digest_from_hex(hash)
                     .ok_or_else(|| Error::Corrupt(format!("credential digest '{hash}'")))
             })
             .transpose()?;
+        let written_at = staggered(now, &id);
         Ok((
-            row.try_get(0)?,
+            id,
             LiveDevice {
                 credential_digest,
                 verified: flag(row, 3)?,
-                reason: texts.get(&row.try_get::<String, _>(4)?),
+                reason: texts.get(row.try_get(4)?),
                 status_changed_at: row.try_get(5)?,
-                agent_version: texts.get(&row.try_get::<Option<String>, _>(9)?.unwrap_or_default()),
+                agent_version: texts.get(row.try_get::<Option<&str>, _>(9)?.unwrap_or_default()),
                 next_challenge_at: verified_at
                     .map_or(0, |at| at + self.config.reverify_after_secs * 1000),
                 consecutive_failures: row.try_get::<i64, _>(12)?.try_into().unwrap_or(u32::MAX),
-                written_at: staggered(now, &row.try_get::<String, _>(0)?),
+                written_at,
                 measured_at: row.try_get(10)?,
                 ..LiveDevice::new(
                     status_of(&row.try_get::<String, _>(2)?)?,
@@ -1011,7 +1015,7 @@ impl AgentService {
 
     async fn write_flush(
         &self,
-        taken: &[(String, Option<i64>, Vec<UptimeDelta>)],
+        taken: &[(String, Option<i64>, Vec<HourlyUptime>)],
     ) -> Result<(), Error> {
         let mut tx = self.store.pool().begin().await?;
         let heartbeats: Vec<(&str, i64)> = taken
@@ -1038,7 +1042,7 @@ impl AgentService {
             }
             query.execute(&mut *tx).await?;
         }
-        let rows: Vec<(&str, &UptimeDelta)> = taken
+        let rows: Vec<(&str, &HourlyUptime)> = taken
             .iter()
             .flat_map(|(id, _, deltas)| deltas.iter().map(move |d| (id.as_str(), d)))
             .collect();

@@ -26,7 +26,7 @@ pub struct FleetService {
 }
 
 impl FleetService {
-    pub(crate) fn new(store: Store, index: Arc<FleetIndex>) -> FleetService {
+    pub(crate) fn new(store: Store, index: Arc<FleetIndex>, catalog: GpuCatalog) -> FleetService {
         let country_names = domain::country::all()
             .into_iter()
             .map(|c| (c.code, c.name))
@@ -34,7 +34,7 @@ impl FleetService {
         FleetService {
             store,
             index,
-            catalog: GpuCatalog::builtin(),
+            catalog,
             country_names: Arc::new(country_names),
         }
     }

@@ -49,15 +49,15 @@ impl Platform {
     /// The services over one store. The live fleet and the fleet index start empty: call
     /// [`AgentService::rebuild`] before serving.
     pub fn new(store: Store, config: PlatformConfig) -> Platform {
+        // Parsed once; the services share it.
+        let catalog = domain::catalog::GpuCatalog::builtin();
         let live = Arc::new(live::LiveFleet::new());
-        let index = Arc::new(index::FleetIndex::new(
-            domain::catalog::GpuCatalog::builtin(),
-        ));
+        let index = Arc::new(index::FleetIndex::new(catalog.clone()));
         Platform(Arc::new(Services {
             auth: AuthService::new(store.clone(), config.auth),
-            fleet: FleetService::new(store.clone(), index.clone()),
+            fleet: FleetService::new(store.clone(), index.clone(), catalog.clone()),
             worker: WorkerService::new(store.clone(), live.clone(), index.clone(), config.worker),
-            agents: AgentService::new(store.clone(), live, index, config.fleet),
+            agents: AgentService::new(store.clone(), live, index, catalog, config.fleet),
             store,
         }))
     }

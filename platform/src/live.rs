@@ -11,6 +11,7 @@ use rustc_hash::{FxBuildHasher, FxHashMap};
 use domain::agent_protocol::Utilisation;
 use domain::fleet::{DeviceKind, DeviceStatus};
 use domain::proof_of_work::Challenge;
+use domain::worker::HourlyUptime;
 
 /// Shards keep concurrent heartbeats from queueing on one lock.
 const SHARDS: usize = 64;
@@ -21,16 +22,6 @@ pub(crate) const HOUR_MS: i64 = 3_600_000;
 pub(crate) struct OpenChallenge {
     pub challenge: Challenge,
     pub deadline_at: i64,
-}
-
-/// Heartbeat time and utilisation credited to one UTC hour, not yet written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct UptimeDelta {
-    pub hour: i64,
-    pub online_ms: i64,
-    pub samples: i64,
-    pub gpu_util_sum: i64,
-    pub cpu_util_sum: i64,
 }
 
 /// A million of these live in memory: text that many devices share (reasons, agent versions)
@@ -60,8 +51,8 @@ pub(crate) struct LiveDevice {
     pub last_heartbeat: Option<i64>,
     /// When the merged heartbeats were last written to the database.
     pub written_at: i64,
-    /// Merged heartbeats since the last flush; `heartbeat_dirty` says `last_heartbeat` moved.
-    pub unflushed: Vec<UptimeDelta>,
+    /// Heartbeat time and utilisation credited per UTC hour and not yet written; `heartbeat_dirty` says `last_heartbeat` moved.
+    pub unflushed: Vec<HourlyUptime>,
     pub heartbeat_dirty: bool,
 }
 
@@ -100,7 +91,7 @@ impl LiveDevice {
     /// Credits `online_ms` and one utilisation sample to the hour of `now`.
     pub fn credit(&mut self, now: i64, online_ms: i64, utilisation: Utilisation) {
         let hour = now.div_euclid(HOUR_MS) * HOUR_MS;
-        let sample = UptimeDelta {
+        let sample = HourlyUptime {
             hour,
             online_ms,
             samples: 1,
@@ -110,7 +101,7 @@ impl LiveDevice {
         self.merge(sample);
     }
 
-    pub fn merge(&mut self, delta: UptimeDelta) {
+    pub fn merge(&mut self, delta: HourlyUptime) {
         match self.unflushed.iter_mut().find(|d| d.hour == delta.hour) {
             Some(d) => {
                 d.online_ms += delta.online_ms;
@@ -210,7 +201,7 @@ mod tests {
         assert_eq!(d.unflushed.len(), 2);
         assert_eq!(
             d.unflushed[0],
-            UptimeDelta {
+            HourlyUptime {
                 hour: HOUR_MS,
                 online_ms: 20_000,
                 samples: 2,

@@ -361,21 +361,19 @@ impl WorkerService {
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;
-        // Heartbeats merged in memory since the last flush count too.
-        self.live.with(device_id, |d| {
-            hours.extend(d.unflushed.iter().map(|u| HourlyUptime {
-                hour: u.hour,
-                online_ms: u.online_ms,
-                samples: u.samples,
-                gpu_util_sum: u.gpu_util_sum,
-                cpu_util_sum: u.cpu_util_sum,
-            }))
-        });
+        // What is still only in memory counts too.
+        let last_heartbeat = self
+            .live
+            .with(device_id, |d| {
+                hours.extend_from_slice(&d.unflushed);
+                d.last_heartbeat.map(UnixMillis)
+            })
+            .flatten();
         let online_ms = hours.iter().map(|h| h.online_ms).sum();
         let at = SUMMARY_COLUMN_COUNT;
         let changed_at: i64 = row.try_get(at + 2)?;
         let mut summary = owned_device(&row, online_ms, now)?;
-        summary.last_heartbeat_at = self.unwritten(device_id).1.or(summary.last_heartbeat_at);
+        summary.last_heartbeat_at = last_heartbeat.or(summary.last_heartbeat_at);
         Ok(DeviceDetail {
             created_at: UnixMillis(row.try_get(SUMMARY_COLUMN_COUNT - 1)?),
             summary,
