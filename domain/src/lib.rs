@@ -2,13 +2,17 @@
 //! the browser (compiled to WASM) and on the server.
 
 pub mod agent_protocol;
+pub mod allocator;
 pub mod catalog;
+pub mod cluster;
 pub mod country;
 pub mod device_status;
 pub mod fleet;
 pub mod hardware;
+pub mod ledger;
 pub mod money;
 pub mod network;
+pub mod pricing;
 pub mod proof_of_work;
 pub mod siws;
 pub mod time;

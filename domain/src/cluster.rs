@@ -1,0 +1,506 @@
+//! Clusters: what a renter asks for (a [`DeployRequest`], validated into a [`DeployOrder`] by
+//! the same code in the browser and on the server), the cluster status state machine, and the
+//! work the agents of a cluster run.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::GpuCatalog;
+use crate::fleet::{named_enum, ConnectivityTier};
+
+named_enum!(
+    /// How the devices of a cluster work together (DESIGN.md §2).
+    ClusterKind, "cluster kind", {
+        Ray => "ray",
+        /// Every device matching the filters.
+        MegaRay => "mega_ray",
+        Kubernetes => "kubernetes",
+        BareMetal => "bare_metal",
+        Container => "container",
+    }
+);
+
+named_enum!(Purpose, "purpose", { General => "general", Inference => "inference", Train => "train" });
+
+named_enum!(
+    ClusterStatus, "cluster status", {
+        PendingPayment => "pending_payment",
+        Deploying => "deploying",
+        Running => "running",
+        Completed => "completed",
+        Terminated => "terminated",
+        Failed => "failed",
+    }
+);
+
+named_enum!(DurationUnit, "duration unit", { Hourly => "hourly", Daily => "daily", Weekly => "weekly" });
+
+named_enum!(
+    /// How the renter pays: USDC carries a 2% fee, the network token none (DESIGN.md §3).
+    PaymentMethod, "payment method", { Usdc => "usdc", Token => "token" }
+);
+
+named_enum!(
+    SecurityCompliance, "security compliance", {
+        /// All cluster traffic encrypted: every agent does this, so every device qualifies.
+        E2eEncrypted => "e2e_encrypted",
+        /// Devices in a facility an operator attested as SOC 2 certified.
+        Soc2 => "soc2",
+        /// Devices in a facility an operator attested as HIPAA compliant.
+        Hipaa => "hipaa",
+    }
+);
+
+named_enum!(
+    /// A device's part in a cluster: Ray and Kubernetes put their head on the most reliable one.
+    ClusterRole, "cluster role", { Head => "head", Worker => "worker" }
+);
+
+impl DurationUnit {
+    pub fn hours(self) -> u32 {
+        match self {
+            DurationUnit::Hourly => 1,
+            DurationUnit::Daily => 24,
+            DurationUnit::Weekly => 168,
+        }
+    }
+
+    /// The most of this unit one order (or one extension) may buy: about three months.
+    pub fn max_count(self) -> u32 {
+        match self {
+            DurationUnit::Hourly => 2_160,
+            DurationUnit::Daily => 90,
+            DurationUnit::Weekly => 13,
+        }
+    }
+}
+
+impl SecurityCompliance {
+    /// Whether a device must be attested by an operator for this level.
+    pub fn needs_attestation(self) -> bool {
+        !matches!(self, SecurityCompliance::E2eEncrypted)
+    }
+}
+
+/// The hardware a cluster is made of: one GPU model from the catalog, or CPU devices.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Hardware {
+    Gpu(String),
+    Cpu,
+}
+
+impl Hardware {
+    /// `cpu` or a canonical GPU model name.
+    pub fn parse(text: &str, catalog: &GpuCatalog) -> Result<Hardware, String> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("cpu") {
+            return Ok(Hardware::Cpu);
+        }
+        match catalog.by_name(text) {
+            Some(model) => Ok(Hardware::Gpu(model.name.clone())),
+            None if text.is_empty() => Err("choose a GPU model or CPU".into()),
+            None => Err(format!("'{text}' is not a GPU model in the catalog")),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Hardware::Gpu(model) => model,
+            Hardware::Cpu => "cpu",
+        }
+    }
+
+    /// What one unit of the order is: a GPU, or a whole CPU device.
+    pub fn unit_name(&self) -> &'static str {
+        match self {
+            Hardware::Gpu(_) => "GPU",
+            Hardware::Cpu => "CPU device",
+        }
+    }
+}
+
+/// What the agents of a cluster run. `command` runs through the system shell on each device;
+/// containers also name an image and may expose a port.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Workload {
+    pub image: String,
+    pub command: String,
+    pub port: Option<u16>,
+    pub env: BTreeMap<String, String>,
+}
+
+/// A deploy request as the wizard and the JSON API send it; [`DeployRequest::validate`] turns it
+/// into an order or says what is wrong with each field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    pub name: String,
+    pub kind: ClusterKind,
+    #[serde(default = "general")]
+    pub purpose: Purpose,
+    /// A canonical GPU model name or `cpu`.
+    pub hardware: String,
+    /// GPUs (or CPU devices) wanted; ignored by `mega_ray`, which takes every match.
+    pub quantity: u32,
+    /// ISO codes; empty means anywhere.
+    #[serde(default)]
+    pub countries: Vec<String>,
+    /// The lowest connectivity tier accepted; none means any measured tier.
+    #[serde(default)]
+    pub min_tier: Option<ConnectivityTier>,
+    #[serde(default = "e2e")]
+    pub compliance: SecurityCompliance,
+    pub duration_unit: DurationUnit,
+    pub duration_count: u32,
+    pub payment: PaymentMethod,
+    #[serde(default)]
+    pub workload: Workload,
+}
+
+fn general() -> Purpose {
+    Purpose::General
+}
+
+fn e2e() -> SecurityCompliance {
+    SecurityCompliance::E2eEncrypted
+}
+
+/// One field's problem, named as the form and the API name the field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// Most units one cluster may have.
+pub const MAX_QUANTITY: u32 = 1_024;
+const MAX_COUNTRIES: usize = 60;
+const MAX_NAME_CHARS: usize = 48;
+const MAX_COMMAND_BYTES: usize = 4_096;
+const MAX_ENV_VARS: usize = 64;
+
+/// A validated request: everything the quote and the allocator need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployOrder {
+    pub name: String,
+    pub kind: ClusterKind,
+    pub purpose: Purpose,
+    pub hardware: Hardware,
+    /// Zero for `mega_ray` until the allocator knows how many match.
+    pub quantity: u32,
+    /// Sorted, without duplicates; empty means anywhere.
+    pub countries: Vec<String>,
+    pub min_tier: Option<ConnectivityTier>,
+    pub compliance: SecurityCompliance,
+    pub duration_unit: DurationUnit,
+    pub duration_count: u32,
+    pub payment: PaymentMethod,
+    pub workload: Workload,
+}
+
+impl DeployOrder {
+    pub fn hours(&self) -> u32 {
+        self.duration_unit.hours() * self.duration_count
+    }
+}
+
+/// A cluster name: 1–48 characters of letters, digits, spaces, `-`, `_` and `.`, trimmed.
+pub fn parse_cluster_name(text: &str) -> Result<String, String> {
+    let name = text.trim();
+    if name.is_empty() {
+        return Err("give the cluster a name".into());
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(format!(
+            "a cluster name has at most {MAX_NAME_CHARS} characters"
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "'{bad}' cannot be in a cluster name (letters, digits, spaces, - _ . only)"
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// The duration of an order or an extension, in hours.
+pub fn parse_duration(unit: DurationUnit, count: u32) -> Result<u32, String> {
+    if count == 0 || count > unit.max_count() {
+        return Err(format!(
+            "choose 1 to {} for a {unit} duration",
+            unit.max_count()
+        ));
+    }
+    Ok(unit.hours() * count)
+}
+
+impl DeployRequest {
+    /// Checks every field and returns the order, or every problem at once.
+    pub fn validate(&self, catalog: &GpuCatalog) -> Result<DeployOrder, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mut fail = |field: &str, message: String| {
+            errors.push(FieldError {
+                field: field.to_owned(),
+                message,
+            })
+        };
+        let name = parse_cluster_name(&self.name)
+            .map_err(|m| fail("name", m))
+            .ok();
+        let hardware = Hardware::parse(&self.hardware, catalog)
+            .map_err(|m| fail("hardware", m))
+            .ok();
+        let quantity = if self.kind == ClusterKind::MegaRay {
+            0
+        } else if self.quantity == 0 || self.quantity > MAX_QUANTITY {
+            fail("quantity", format!("choose 1 to {MAX_QUANTITY}"));
+            0
+        } else {
+            self.quantity
+        };
+        let mut countries: Vec<String> = self
+            .countries
+            .iter()
+            .map(|c| c.trim().to_ascii_uppercase())
+            .collect();
+        countries.sort();
+        countries.dedup();
+        if countries.len() > MAX_COUNTRIES {
+            fail(
+                "countries",
+                format!("choose at most {MAX_COUNTRIES} countries (or none for anywhere)"),
+            );
+        }
+        if let Some(unknown) = countries.iter().find(|c| !crate::country::is_known(c)) {
+            fail("countries", format!("'{unknown}' is not a country code"));
+        }
+        if let Err(m) = parse_duration(self.duration_unit, self.duration_count) {
+            fail("duration_count", m);
+        }
+        let workload = &self.workload;
+        if self.kind == ClusterKind::Container && workload.image.trim().is_empty() {
+            fail(
+                "workload.image",
+                "a container cluster needs an image".into(),
+            );
+        }
+        if workload.image.len() > 256 || workload.image.chars().any(char::is_whitespace) {
+            fail(
+                "workload.image",
+                "an image reference has no spaces and at most 256 characters".into(),
+            );
+        }
+        if workload.command.len() > MAX_COMMAND_BYTES {
+            fail(
+                "workload.command",
+                format!("a command has at most {MAX_COMMAND_BYTES} bytes"),
+            );
+        }
+        if workload.port == Some(0) {
+            fail("workload.port", "a port is 1 to 65535".into());
+        }
+        if workload.env.len() > MAX_ENV_VARS {
+            fail(
+                "workload.env",
+                format!("at most {MAX_ENV_VARS} environment variables"),
+            );
+        }
+        if let Some(bad) = workload.env.keys().find(|k| {
+            k.is_empty()
+                || k.starts_with(|c: char| c.is_ascii_digit())
+                || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        }) {
+            fail(
+                "workload.env",
+                format!("'{bad}' is not an environment variable name (A-Z, 0-9, _)"),
+            );
+        }
+        match (name, hardware) {
+            (Some(name), Some(hardware)) if errors.is_empty() => Ok(DeployOrder {
+                name,
+                kind: self.kind,
+                purpose: self.purpose,
+                hardware,
+                quantity,
+                countries,
+                min_tier: self.min_tier,
+                compliance: self.compliance,
+                duration_unit: self.duration_unit,
+                duration_count: self.duration_count,
+                payment: self.payment,
+                workload: self.workload.clone(),
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+/// Something that happened to a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterEvent {
+    Paid,
+    /// Every device reports its workload running.
+    AllRunning,
+    /// The workload could not start on every device in time, or a device failed while starting.
+    StartFailed {
+        why: String,
+    },
+    TerminatedByRenter,
+    Expired,
+    /// The renter bought more time (same devices).
+    Extended,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a {from} cluster cannot be {action}")]
+pub struct ClusterTransitionError {
+    pub from: ClusterStatus,
+    pub action: &'static str,
+}
+
+impl ClusterStatus {
+    /// Whether the cluster holds devices and money (not finished).
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            ClusterStatus::PendingPayment | ClusterStatus::Deploying | ClusterStatus::Running
+        )
+    }
+
+    pub fn apply(self, event: &ClusterEvent) -> Result<ClusterStatus, ClusterTransitionError> {
+        use ClusterEvent as E;
+        use ClusterStatus as S;
+        let (action, to) = match event {
+            E::Paid => ("paid", (self == S::PendingPayment).then_some(S::Deploying)),
+            E::AllRunning => ("started", (self == S::Deploying).then_some(S::Running)),
+            E::StartFailed { .. } => (
+                "failed to start",
+                (self == S::Deploying).then_some(S::Failed),
+            ),
+            E::TerminatedByRenter => (
+                "terminated",
+                matches!(self, S::Deploying | S::Running).then_some(S::Terminated),
+            ),
+            E::Expired => ("completed", (self == S::Running).then_some(S::Completed)),
+            E::Extended => (
+                "extended",
+                matches!(self, S::Deploying | S::Running).then_some(self),
+            ),
+        };
+        to.ok_or(ClusterTransitionError { from: self, action })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> DeployRequest {
+        DeployRequest {
+            name: " train-1 ".into(),
+            kind: ClusterKind::Ray,
+            purpose: Purpose::Train,
+            hardware: "RTX 4090 24GB".into(),
+            quantity: 8,
+            countries: vec!["de".into(), "FR".into(), "DE".into()],
+            min_tier: Some(ConnectivityTier::High),
+            compliance: SecurityCompliance::E2eEncrypted,
+            duration_unit: DurationUnit::Daily,
+            duration_count: 2,
+            payment: PaymentMethod::Usdc,
+            workload: Workload::default(),
+        }
+    }
+
+    #[test]
+    fn a_good_request_becomes_a_normalised_order() {
+        let order = request().validate(&GpuCatalog::builtin()).unwrap();
+        assert_eq!(order.name, "train-1");
+        assert_eq!(order.countries, ["DE", "FR"]);
+        assert_eq!(order.hours(), 48);
+        assert_eq!(order.hardware, Hardware::Gpu("RTX 4090 24GB".into()));
+    }
+
+    #[test]
+    fn every_bad_field_is_named_with_its_problem() {
+        let mut bad = request();
+        bad.name = "a/b".into();
+        bad.hardware = "Voodoo 2".into();
+        bad.quantity = 0;
+        bad.countries = vec!["XX".into()];
+        bad.duration_count = 91;
+        bad.kind = ClusterKind::Container;
+        bad.workload.env.insert("1BAD".into(), "x".into());
+        let errors = bad.validate(&GpuCatalog::builtin()).unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "name",
+                "hardware",
+                "quantity",
+                "countries",
+                "duration_count",
+                "workload.image",
+                "workload.env"
+            ]
+        );
+        assert_eq!(
+            errors[1].message,
+            "'Voodoo 2' is not a GPU model in the catalog"
+        );
+        assert_eq!(errors[4].message, "choose 1 to 90 for a daily duration");
+    }
+
+    #[test]
+    fn mega_ray_needs_no_quantity_and_cpu_is_hardware() {
+        let mut mega = request();
+        mega.kind = ClusterKind::MegaRay;
+        mega.quantity = 0;
+        mega.hardware = "CPU".into();
+        let order = mega.validate(&GpuCatalog::builtin()).unwrap();
+        assert_eq!((order.quantity, order.hardware), (0, Hardware::Cpu));
+    }
+
+    #[test]
+    fn unknown_json_fields_are_refused() {
+        let text = r#"{"name":"x","kind":"ray","hardware":"cpu","quantity":1,"duration_unit":"hourly","duration_count":1,"payment":"usdc","gpus":3}"#;
+        let err = serde_json::from_str::<DeployRequest>(text).unwrap_err();
+        assert!(err.to_string().contains("unknown field `gpus`"), "{err}");
+    }
+
+    #[test]
+    fn cluster_status_moves_only_forward() {
+        use ClusterStatus as S;
+        assert_eq!(
+            S::Deploying.apply(&ClusterEvent::AllRunning),
+            Ok(S::Running)
+        );
+        assert_eq!(S::Running.apply(&ClusterEvent::Expired), Ok(S::Completed));
+        assert_eq!(
+            S::Deploying.apply(&ClusterEvent::StartFailed { why: "x".into() }),
+            Ok(S::Failed)
+        );
+        let err = S::Completed
+            .apply(&ClusterEvent::TerminatedByRenter)
+            .unwrap_err();
+        assert_eq!(err.to_string(), "a completed cluster cannot be terminated");
+        assert!(S::Failed.apply(&ClusterEvent::Extended).is_err());
+        for s in S::ALL {
+            for e in [
+                ClusterEvent::AllRunning,
+                ClusterEvent::Expired,
+                ClusterEvent::TerminatedByRenter,
+            ] {
+                if let Ok(to) = s.apply(&e) {
+                    assert!(s.is_active(), "{s} moved to {to}");
+                }
+            }
+        }
+    }
+}

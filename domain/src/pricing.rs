@@ -1,0 +1,181 @@
+//! Prices of clusters: the quote a renter sees before paying, exact to the micro-dollar. Fees are
+//! in basis points and rounded half up once per line, so the lines always add up to the total.
+
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::PaymentMethod;
+use crate::money::MicroUsd;
+
+/// 0.25% on every cluster order (DESIGN.md §3).
+pub const RESERVATION_FEE_BPS: i64 = 25;
+/// 2% when paying in USDC, none in the network token.
+pub const USDC_FEE_BPS: i64 = 200;
+/// 0.25% taken from provider hire earnings.
+pub const PROVIDER_FEE_BPS: i64 = 25;
+/// Commitment discounts: 5% from one day, 10% from one week.
+const DISCOUNTS: [(u32, i64); 2] = [(168, 1_000), (24, 500)];
+/// The hourly price of one CPU device, which the GPU catalog does not cover.
+pub const CPU_DEVICE_PRICE_PER_HOUR: MicroUsd = MicroUsd::from_micros(60_000);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quote {
+    pub rate_per_unit_hour: MicroUsd,
+    pub units: u32,
+    pub hours: u32,
+    pub unit_hours: u64,
+    pub subtotal: MicroUsd,
+    /// Subtracted from the subtotal.
+    pub discount: MicroUsd,
+    pub discount_bps: i64,
+    pub reservation_fee: MicroUsd,
+    pub payment_fee: MicroUsd,
+    pub payment: PaymentMethod,
+    pub total: MicroUsd,
+}
+
+impl Quote {
+    /// What the providers' time costs after the discount: the part held in escrow while the
+    /// cluster runs (the fees go to the platform at once).
+    pub fn escrow(&self) -> MicroUsd {
+        MicroUsd::from_micros(self.subtotal.micros() - self.discount.micros())
+    }
+
+    pub fn fees(&self) -> MicroUsd {
+        MicroUsd::from_micros(self.reservation_fee.micros() + self.payment_fee.micros())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the order is too large to price")]
+pub struct PriceOverflow;
+
+/// `amount × bps / 10 000`, rounded half up; amounts are never negative here.
+pub fn basis_points(amount: MicroUsd, bps: i64) -> MicroUsd {
+    let scaled = (i128::from(amount.micros()) * i128::from(bps) + 5_000) / 10_000;
+    MicroUsd::from_micros(scaled as i64)
+}
+
+/// `amount × numerator / denominator`, rounded down, for pro-rata shares (`numerator ≤ denominator`).
+pub fn share(amount: MicroUsd, numerator: i64, denominator: i64) -> MicroUsd {
+    if denominator <= 0 {
+        return MicroUsd::ZERO;
+    }
+    let part = i128::from(amount.micros()) * i128::from(numerator.clamp(0, denominator))
+        / i128::from(denominator);
+    MicroUsd::from_micros(part as i64)
+}
+
+pub fn discount_bps(hours: u32) -> i64 {
+    DISCOUNTS
+        .iter()
+        .find(|(from, _)| hours >= *from)
+        .map_or(0, |(_, bps)| *bps)
+}
+
+/// Prices `units` for `hours` at `rate` per unit-hour.
+pub fn quote(
+    rate: MicroUsd,
+    units: u32,
+    hours: u32,
+    payment: PaymentMethod,
+) -> Result<Quote, PriceOverflow> {
+    let unit_hours = u64::from(units) * u64::from(hours);
+    let subtotal = i64::try_from(unit_hours)
+        .ok()
+        .and_then(|uh| rate.checked_mul(uh))
+        .ok_or(PriceOverflow)?;
+    let discount_bps = discount_bps(hours);
+    let discount = basis_points(subtotal, discount_bps);
+    let discounted = subtotal.checked_sub(discount).ok_or(PriceOverflow)?;
+    let reservation_fee = basis_points(discounted, RESERVATION_FEE_BPS);
+    let payment_fee = match payment {
+        PaymentMethod::Usdc => basis_points(discounted, USDC_FEE_BPS),
+        PaymentMethod::Token => MicroUsd::ZERO,
+    };
+    let total = discounted
+        .checked_add(reservation_fee)
+        .and_then(|t| t.checked_add(payment_fee))
+        .ok_or(PriceOverflow)?;
+    Ok(Quote {
+        rate_per_unit_hour: rate,
+        units,
+        hours,
+        unit_hours,
+        subtotal,
+        discount,
+        discount_bps,
+        reservation_fee,
+        payment_fee,
+        payment,
+        total,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_usdc_quote_lists_every_fee() {
+        // 8 GPUs × 2 days at $2.49: 384 GPU-hours.
+        let q = quote(MicroUsd::from_micros(2_490_000), 8, 48, PaymentMethod::Usdc).unwrap();
+        assert_eq!(q.unit_hours, 384);
+        assert_eq!(q.subtotal.micros(), 956_160_000);
+        assert_eq!(q.discount.micros(), 47_808_000); // 5% for a day or more
+        assert_eq!(q.escrow().micros(), 908_352_000);
+        assert_eq!(q.reservation_fee.micros(), 2_270_880);
+        assert_eq!(q.payment_fee.micros(), 18_167_040);
+        assert_eq!(q.total.micros(), 928_789_920);
+    }
+
+    #[test]
+    fn the_token_pays_no_payment_fee_and_short_orders_no_discount() {
+        let q = quote(MicroUsd::from_micros(1_000_000), 1, 3, PaymentMethod::Token).unwrap();
+        assert_eq!(
+            (q.discount, q.payment_fee),
+            (MicroUsd::ZERO, MicroUsd::ZERO)
+        );
+        assert_eq!(q.total.micros(), 3_007_500);
+        assert_eq!(discount_bps(168), 1_000);
+    }
+
+    #[test]
+    fn shares_round_down_and_clamp() {
+        assert_eq!(share(MicroUsd::from_micros(10), 1, 3).micros(), 3);
+        assert_eq!(share(MicroUsd::from_micros(10), 5, 3).micros(), 10);
+        assert_eq!(share(MicroUsd::from_micros(10), 1, 0), MicroUsd::ZERO);
+    }
+
+    #[test]
+    fn absurd_orders_overflow_instead_of_wrapping() {
+        assert_eq!(
+            quote(
+                MicroUsd::from_micros(i64::MAX / 2),
+                1_024,
+                2_160,
+                PaymentMethod::Usdc
+            ),
+            Err(PriceOverflow)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn lines_add_up_and_fees_are_what_the_rules_say(
+            rate in 0i64..100_000_000, units in 1u32..1_025, hours in 1u32..2_161, usdc in any::<bool>()
+        ) {
+            let payment = if usdc { PaymentMethod::Usdc } else { PaymentMethod::Token };
+            let q = quote(MicroUsd::from_micros(rate), units, hours, payment).unwrap();
+            prop_assert_eq!(q.subtotal.micros(), rate * i64::from(units) * i64::from(hours));
+            prop_assert_eq!(
+                q.total.micros(),
+                q.subtotal.micros() - q.discount.micros() + q.reservation_fee.micros() + q.payment_fee.micros()
+            );
+            prop_assert_eq!(q.escrow().micros() + q.fees().micros(), q.total.micros());
+            let base = q.escrow().micros() as i128;
+            prop_assert!((i128::from(q.reservation_fee.micros()) * 10_000 - base * 25).abs() <= 5_000);
+            prop_assert!(q.discount <= q.subtotal && q.total >= q.escrow());
+        }
+    }
+}
