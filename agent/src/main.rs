@@ -7,6 +7,7 @@ mod client;
 mod credentials;
 mod error;
 mod hardware;
+mod workloads;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -127,7 +128,8 @@ async fn run(args: Args) -> Result<(), AgentError> {
     };
     let client = ApiClient::new(&saved.server)?.with_credential(saved.credential.clone());
     println!("device {} reporting to {}", saved.device_id, saved.server);
-    heartbeat_loop(&client, &mut machine).await
+    let mut workloads = workloads::Workloads::new(&saved.device_id);
+    heartbeat_loop(&client, &mut machine, &mut workloads).await
 }
 
 async fn register(
@@ -187,7 +189,14 @@ async fn register(
     Ok(saved)
 }
 
-async fn heartbeat_loop(client: &ApiClient, machine: &mut Machine) -> Result<(), AgentError> {
+/// A workload that just started or stopped is reported this soon, not a full interval later.
+const REPORT_CHANGE_AFTER: Duration = Duration::from_millis(200);
+
+async fn heartbeat_loop(
+    client: &ApiClient,
+    machine: &mut Machine,
+    workloads: &mut workloads::Workloads,
+) -> Result<(), AgentError> {
     let mut interval = Duration::from_secs(10);
     let mut failures = 0u32;
     let mut last_status: Option<(DeviceStatus, String)> = None;
@@ -197,7 +206,7 @@ async fn heartbeat_loop(client: &ApiClient, machine: &mut Machine) -> Result<(),
             sent_at: now_ms(),
             agent_version: VERSION.to_owned(),
             utilisation: machine.utilisation(),
-            workloads: Vec::new(),
+            workloads: workloads.reports(),
         };
         match client.heartbeat(&heartbeat).await {
             Ok(reply) => {
@@ -211,8 +220,15 @@ async fn heartbeat_loop(client: &ApiClient, machine: &mut Machine) -> Result<(),
                     println!("status: {} ({})", reply.status, reply.reason);
                     last_status = Some(status);
                 }
+                let changed = workloads.reconcile(&reply.workloads);
                 follow_up(client, &reply, &mut last_challenge).await?;
-                tokio::time::sleep(interval).await;
+                let reported = heartbeat.workloads;
+                let next = if changed || reported != workloads.reports() {
+                    REPORT_CHANGE_AFTER
+                } else {
+                    interval
+                };
+                tokio::time::sleep(next).await;
             }
             Err(e) if e.is_final() => return Err(e),
             Err(e) => {

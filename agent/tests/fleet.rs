@@ -3,171 +3,17 @@
 //! when killed and back when restarted, pause/resume, and a revoked credential stopping it.
 //! Runs on SQLite and, where available, PostgreSQL.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use domain::fleet::{DeviceKind, DeviceStatus, OperatingSystem};
-use domain::wallet::WalletAddress;
-use domain::worker::{DeviceDetail, NewDevice};
-use server::{start, Config, RunningServer};
-use tokio::process::{Child, Command};
+use domain::fleet::DeviceStatus;
+use support::{machine_file, wait_exit, Fleet};
+use tokio::process::Command;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_gpu-commons-agent");
-
-struct Fleet {
-    server: RunningServer,
-    dir: PathBuf,
-    owner: WalletAddress,
-}
-
-fn machine_file(dir: &Path, name: &str, gpu: &str, count: usize, gpu_percent: u8) -> PathBuf {
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            "os = \"linux\"\ncpu_model = \"AMD EPYC 9654\"\ncpu_cores = 96\nram_gb = 512\ndisk_gb = 2000\n\
-             [utilisation]\ngpu_percent = {gpu_percent}\ncpu_percent = 2\nmemory_percent = 10\n\
-             [[gpus]]\nname = \"{gpu}\"\nmemory_mb = 81559\ncount = {count}\n"
-        ),
-    )
-    .unwrap();
-    path
-}
-
-impl Fleet {
-    async fn start(database_url: String) -> Fleet {
-        let mut config = Config::for_database(&database_url).unwrap();
-        config.fleet.heartbeat_interval_secs = 1;
-        config.fleet.down_after_secs = 3;
-        config.fleet.speed_test_bytes = 256 * 1024;
-        config.fleet.gpu_challenge_size = 128;
-        config.flush_interval = Duration::from_secs(1);
-        let server = start(config).await.unwrap();
-        let dir = std::env::temp_dir().join(format!(
-            "gc-agent-fleet-{}-{}",
-            std::process::id(),
-            server.addr.port()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Fleet {
-            server,
-            dir,
-            owner: WalletAddress::from_public_key(&[42; 32]),
-        }
-    }
-
-    /// What the Worker tab's wizard does: reserve a device and get its one-line command.
-    async fn add_device(&self, name: &str) -> Vec<String> {
-        let ticket = self
-            .server
-            .platform
-            .worker
-            .add_device(
-                &self.owner,
-                NewDevice {
-                    name: name.into(),
-                    os: OperatingSystem::Linux,
-                    kind: DeviceKind::Gpu,
-                    country: "FI".into(),
-                },
-                platform::now(),
-            )
-            .await
-            .unwrap();
-        let words: Vec<String> = ticket
-            .command
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect();
-        assert_eq!(words[0], "gpu-commons-agent");
-        words[1..].to_vec()
-    }
-
-    fn agent(&self, name: &str, args: &[String], machine: &Path) -> Child {
-        let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
-        Command::new(AGENT)
-            .args(args)
-            .arg("--credentials")
-            .arg(self.dir.join(format!("{name}.json")))
-            .arg("--simulate")
-            .arg(machine)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap()
-    }
-
-    fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
-    }
-
-    async fn detail(&self, device_id: &str) -> DeviceDetail {
-        self.server
-            .platform
-            .worker
-            .device_detail(&self.owner, device_id, platform::now())
-            .await
-            .unwrap()
-    }
-
-    /// Polls the device until `done` holds, failing with the agent's log after `secs`.
-    async fn wait_for(
-        &self,
-        agent: &str,
-        device_id: &str,
-        secs: u64,
-        what: &str,
-        done: impl Fn(&DeviceDetail) -> bool,
-    ) -> DeviceDetail {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-        loop {
-            let detail = self.detail(device_id).await;
-            if done(&detail) {
-                return detail;
-            }
-            if tokio::time::Instant::now() > deadline {
-                panic!(
-                    "device never became {what}: {:?} ({})\nagent log:\n{}",
-                    detail.summary.status,
-                    detail.status_reason,
-                    self.log(agent)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    async fn device_id_of(&self, name: &str) -> String {
-        let devices = self
-            .server
-            .platform
-            .worker
-            .devices_of(&self.owner, platform::now())
-            .await
-            .unwrap();
-        devices
-            .devices
-            .iter()
-            .find(|d| d.name == name)
-            .unwrap_or_else(|| panic!("{name} did not register:\n{}", self.log(name)))
-            .id
-            .clone()
-    }
-
-    async fn stop(self) {
-        self.server.stop().await;
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-async fn wait_exit(child: &mut Child, secs: u64) -> std::process::ExitStatus {
-    tokio::time::timeout(Duration::from_secs(secs), child.wait())
-        .await
-        .expect("the agent did not stop")
-        .unwrap()
-}
 
 async fn agents_register_verify_heartbeat_and_recover(fleet: Fleet) {
     let h100 = machine_file(&fleet.dir, "h100", "NVIDIA H100 80GB HBM3", 2, 0);

@@ -79,6 +79,8 @@ impl AppError {
         use platform::Error as E;
         match error {
             E::Invalid(message) => AppError::Invalid(message),
+            // The form checks each field with the same code before sending; this is the sum.
+            fields @ E::InvalidFields(_) => AppError::Invalid(fields.to_string()),
             E::SignInRefused(refusal) => AppError::Unauthorized(refusal.to_string()),
             E::NotSignedIn => AppError::Unauthorized(E::NotSignedIn.to_string()),
             E::NotFound(message) => AppError::NotFound(message),

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::{ClusterKind, ClusterRole, Workload};
 use crate::fleet::{ConnectivityTier, DeviceStatus};
 use crate::hardware::HardwareReport;
 use crate::proof_of_work::Challenge;
@@ -79,10 +80,23 @@ impl Utilisation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkloadState {
+    Assigned,
     Starting,
     Running,
     Stopped,
     Failed,
+}
+
+impl WorkloadState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadState::Assigned => "assigned",
+            WorkloadState::Starting => "starting",
+            WorkloadState::Running => "running",
+            WorkloadState::Stopped => "stopped",
+            WorkloadState::Failed => "failed",
+        }
+    }
 }
 
 /// The state of one cluster workload on the device, as the agent last saw it.
@@ -91,6 +105,9 @@ pub enum WorkloadState {
 pub struct WorkloadReport {
     pub cluster_id: String,
     pub state: WorkloadState,
+    /// Why it failed or stopped, for the renter's timeline.
+    #[serde(default)]
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +125,9 @@ pub struct Heartbeat {
 #[serde(deny_unknown_fields)]
 pub struct WorkloadAssignment {
     pub cluster_id: String,
+    pub kind: ClusterKind,
+    pub role: ClusterRole,
+    pub workload: Workload,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,8 +6,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::allocator::Fillability;
 use crate::catalog::GpuCatalog;
-use crate::fleet::{named_enum, ConnectivityTier};
+use crate::fleet::{named_enum, ConnectivityTier, DeviceStatus};
+use crate::money::MicroUsd;
+use crate::pricing::Quote;
 
 named_enum!(
     /// How the devices of a cluster work together (DESIGN.md §2).
@@ -354,6 +357,10 @@ pub enum ClusterEvent {
     Expired,
     /// The renter bought more time (same devices).
     Extended,
+    /// Every device of a running cluster went down or failed.
+    Lost {
+        why: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -387,6 +394,7 @@ impl ClusterStatus {
                 matches!(self, S::Deploying | S::Running).then_some(S::Terminated),
             ),
             E::Expired => ("completed", (self == S::Running).then_some(S::Completed)),
+            E::Lost { .. } => ("failed", (self == S::Running).then_some(S::Failed)),
             E::Extended => (
                 "extended",
                 matches!(self, S::Deploying | S::Running).then_some(self),
@@ -394,6 +402,78 @@ impl ClusterStatus {
         };
         to.ok_or(ClusterTransitionError { from: self, action })
     }
+}
+
+/// A deploy request's live answer: the price and whether it can be placed now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuoteAnswer {
+    pub quote: Quote,
+    pub fillability: Fillability,
+}
+
+/// Buying more time for a running cluster, on the same devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendRequest {
+    pub duration_unit: DurationUnit,
+    pub duration_count: u32,
+}
+
+/// A cluster in the renter's list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSummary {
+    pub id: String,
+    pub name: String,
+    pub kind: ClusterKind,
+    pub hardware: String,
+    pub units: u32,
+    pub status: ClusterStatus,
+    pub status_reason: String,
+    pub hours: u32,
+    pub charged: MicroUsd,
+    pub created_at: i64,
+    pub running_at: Option<i64>,
+    pub ends_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+/// One device of a cluster, now or in the past.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMember {
+    pub device_id: String,
+    pub role: ClusterRole,
+    pub units: u32,
+    pub country: String,
+    pub tier: Option<ConnectivityTier>,
+    pub device_status: DeviceStatus,
+    /// What the agent last reported for the workload.
+    pub workload_state: String,
+    pub joined_at: i64,
+    pub left_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterEventLine {
+    pub at: i64,
+    pub detail: String,
+}
+
+/// Everything the cluster page shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterDetail {
+    pub summary: ClusterSummary,
+    pub purpose: Purpose,
+    pub countries: Vec<String>,
+    pub min_tier: Option<ConnectivityTier>,
+    pub payment: PaymentMethod,
+    pub rate_per_unit_hour: MicroUsd,
+    pub workload: Workload,
+    pub members: Vec<ClusterMember>,
+    pub events: Vec<ClusterEventLine>,
+    /// Escrow the providers have earned so far (accrued, not yet settled while running).
+    pub cost_so_far: MicroUsd,
+    /// Escrow still unspent: what terminating now would refund.
+    pub remaining: MicroUsd,
 }
 
 #[cfg(test)]

@@ -65,6 +65,36 @@ pub fn share(amount: MicroUsd, numerator: i64, denominator: i64) -> MicroUsd {
     MicroUsd::from_micros(part as i64)
 }
 
+/// Splits `amount` over devices by their units: each gets its pro-rata share rounded down and
+/// the last one the remainder, so the parts add up to `amount` exactly.
+pub fn split_by_units(amount: MicroUsd, units: &[u32]) -> Vec<MicroUsd> {
+    let total: i64 = units.iter().map(|&u| i64::from(u)).sum();
+    let mut left = amount;
+    let mut units_left = total;
+    units
+        .iter()
+        .map(|&u| {
+            let part = if i64::from(u) == units_left {
+                left
+            } else {
+                share(left, i64::from(u), units_left)
+            };
+            left = MicroUsd::from_micros(left.micros() - part.micros());
+            units_left -= i64::from(u);
+            part
+        })
+        .collect()
+}
+
+/// The part of a device's escrow `budget` earned by `until`, the budget being spread evenly
+/// over its hire from `start` to `end` (all UTC ms). Never more than the budget.
+pub fn accrued(budget: MicroUsd, start: i64, until: i64, end: i64) -> MicroUsd {
+    if end <= start {
+        return budget;
+    }
+    share(budget, until.saturating_sub(start), end - start)
+}
+
 pub fn discount_bps(hours: u32) -> i64 {
     DISCOUNTS
         .iter()
@@ -148,6 +178,20 @@ mod tests {
     }
 
     #[test]
+    fn escrow_accrues_evenly_over_the_hire() {
+        let budget = MicroUsd::from_micros(3_600);
+        assert_eq!(accrued(budget, 0, 900, 3_600).micros(), 900);
+        assert_eq!(accrued(budget, 0, -5, 3_600), MicroUsd::ZERO);
+        assert_eq!(accrued(budget, 0, 9_999, 3_600), budget);
+        assert_eq!(accrued(budget, 10, 10, 10), budget);
+        let parts = split_by_units(MicroUsd::from_micros(10), &[1, 1, 1]);
+        assert_eq!(
+            parts.iter().map(|p| p.micros()).collect::<Vec<_>>(),
+            [3, 3, 4]
+        );
+    }
+
+    #[test]
     fn absurd_orders_overflow_instead_of_wrapping() {
         assert_eq!(
             quote(
@@ -176,6 +220,36 @@ mod tests {
             let base = q.escrow().micros() as i128;
             prop_assert!((i128::from(q.reservation_fee.micros()) * 10_000 - base * 25).abs() <= 5_000);
             prop_assert!(q.discount <= q.subtotal && q.total >= q.escrow());
+        }
+
+        #[test]
+        fn splits_add_up_exactly_and_follow_the_units(
+            amount in 0i64..1_000_000_000_000, units in proptest::collection::vec(1u32..9, 1..40)
+        ) {
+            let parts = split_by_units(MicroUsd::from_micros(amount), &units);
+            prop_assert_eq!(parts.len(), units.len());
+            prop_assert_eq!(parts.iter().map(|p| p.micros()).sum::<i64>(), amount);
+            let total: i64 = units.iter().map(|&u| i64::from(u)).sum();
+            for (part, &u) in parts.iter().zip(&units) {
+                prop_assert!(part.micros() >= 0);
+                // Within one micro-dollar per device of the exact share, the remainder aside.
+                let exact = i128::from(amount) * i128::from(u) / i128::from(total);
+                prop_assert!((i128::from(part.micros()) - exact).abs() <= units.len() as i128);
+            }
+        }
+
+        #[test]
+        fn accrual_grows_with_time_and_never_passes_the_budget(
+            budget in 0i64..1_000_000_000_000, start in 0i64..1_000_000, length in 1i64..1_000_000,
+            a in -10i64..2_000_000, b in -10i64..2_000_000
+        ) {
+            let (early, late) = (a.min(b), a.max(b));
+            let budget = MicroUsd::from_micros(budget);
+            let end = start + length;
+            let x = accrued(budget, start, start + early, end);
+            let y = accrued(budget, start, start + late, end);
+            prop_assert!(MicroUsd::ZERO <= x && x <= y && y <= budget);
+            prop_assert_eq!(accrued(budget, start, end, end), budget);
         }
     }
 }

@@ -37,6 +37,9 @@ impl Nonce {
 pub struct SignedIn {
     pub wallet: WalletAddress,
     pub expires_at: UnixMillis,
+    /// The account's id on this server (ledger accounts are named by it); never sent out.
+    #[serde(skip)]
+    pub user_id: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

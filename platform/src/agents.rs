@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use domain::agent_protocol::{
     Heartbeat, HeartbeatReply, RegisterRequest, Registered, SpeedTestResult, SpeedTestStarted,
-    VerificationOutcome, MAX_CLOCK_SKEW_MS,
+    VerificationOutcome, WorkloadState, MAX_CLOCK_SKEW_MS,
 };
 use domain::catalog::GpuCatalog;
 use domain::device_status::DeviceEvent;
@@ -26,6 +26,7 @@ use sqlx::Row;
 
 use crate::index::{FleetIndex, IndexedDevice};
 use crate::live::{LiveDevice, LiveFleet, OpenChallenge};
+use crate::provisioning::ProvisioningService;
 use crate::secret::{
     digest_from_hex, hex, random_hex, random_u64, same_digest, sha256, sha256_hex,
 };
@@ -101,6 +102,7 @@ pub struct AgentService {
     config: Arc<FleetConfig>,
     catalog: GpuCatalog,
     speed_tests: Arc<Mutex<HashMap<String, SpeedTest>>>,
+    provisioning: ProvisioningService,
 }
 
 /// Something the heartbeat decided to do after releasing the shard lock.
@@ -109,6 +111,12 @@ enum FollowUp {
     Violation(String),
     Challenge(Challenge),
     NewAgentVersion,
+    /// The agent reports a new state of its cluster workload.
+    Workload {
+        cluster_id: String,
+        state: WorkloadState,
+        detail: String,
+    },
 }
 
 impl AgentService {
@@ -118,6 +126,7 @@ impl AgentService {
         index: Arc<FleetIndex>,
         catalog: GpuCatalog,
         config: FleetConfig,
+        provisioning: ProvisioningService,
     ) -> AgentService {
         AgentService {
             store,
@@ -126,6 +135,7 @@ impl AgentService {
             config: Arc::new(config),
             catalog,
             speed_tests: Arc::new(Mutex::new(HashMap::new())),
+            provisioning,
         }
     }
 
@@ -184,9 +194,11 @@ impl AgentService {
             self.live
                 .with(&device_id, |d| d.challenge = Some(Box::new(open)));
         }
+        let hired = self.provisioning.load_assignments().await?;
         tracing::info!(
             devices = indexed,
             agent_run = live,
+            hired,
             ms = started.elapsed().as_millis() as u64,
             "fleet index and live fleet rebuilt"
         );
@@ -212,9 +224,9 @@ impl AgentService {
             let mut devices = Vec::with_capacity(batch.len());
             for row in &batch {
                 let (id, device) = self.live_device(row, now, &mut texts)?;
-                let index = indexed_device(row, &device)?;
                 // Demo devices have no agent version: no agent runs them, nobody watches them.
                 let agent_run = row.try_get::<Option<&str>, _>(9)?.is_some();
+                let index = indexed_device(row, &device, agent_run)?;
                 devices.push((id, device, index, agent_run));
             }
             self.index
@@ -331,6 +343,7 @@ impl AgentService {
         let reason = "registered; waiting for the proof-of-work verification";
         let hw = &request.hardware;
         let country: String = row.try_get(4)?;
+        let owner: String = row.try_get(1)?;
         sqlx::query(
             "INSERT INTO devices (id, owner_wallet, name, os, kind, gpu_model, gpu_count, cpu_model, \
                cpu_cores, ram_gb, disk_gb, country, status, verified, simulated, created_at, \
@@ -403,6 +416,8 @@ impl AgentService {
                 tier: None,
                 status,
                 verified: false,
+                owner: &owner,
+                agent_run: true,
             },
         );
         self.live.insert(
@@ -461,7 +476,8 @@ impl AgentService {
             return Err(AgentRefusal::CredentialRejected.into());
         }
         let (id, device) = self.live_device(&row, now, &mut Interner::default())?;
-        self.index.upsert(&id, &indexed_device(&row, &device)?);
+        self.index
+            .upsert(&id, &indexed_device(&row, &device, true)?);
         self.live.insert(id, device);
         Ok(())
     }
@@ -515,6 +531,20 @@ impl AgentService {
                 if matches!(d.status, DeviceStatus::Down | DeviceStatus::Inactive) {
                     follow_ups.push(FollowUp::Resume);
                 }
+                if let Some(assignment) = &d.assignment {
+                    let report = heartbeat
+                        .workloads
+                        .iter()
+                        .find(|w| w.cluster_id == assignment.cluster_id);
+                    if let Some(report) = report.filter(|r| d.workload_state != Some(r.state)) {
+                        d.workload_state = Some(report.state);
+                        follow_ups.push(FollowUp::Workload {
+                            cluster_id: assignment.cluster_id.clone(),
+                            state: report.state,
+                            detail: report.detail.clone(),
+                        });
+                    }
+                }
                 if d.status == DeviceStatus::Idle
                     && now.0 - d.last_violation_at >= VIOLATION_EVERY_MS
                 {
@@ -554,6 +584,21 @@ impl AgentService {
                         return Err(e);
                     }
                 }
+                FollowUp::Workload {
+                    cluster_id,
+                    state,
+                    detail,
+                } => {
+                    let reported = self
+                        .provisioning
+                        .workload_reported(device_id, &cluster_id, state, &detail, now)
+                        .await;
+                    if let Err(e) = reported {
+                        // Taken again from the next heartbeat's report.
+                        self.live.with(device_id, |d| d.workload_state = None);
+                        return Err(e);
+                    }
+                }
                 FollowUp::NewAgentVersion => {
                     sqlx::query("UPDATE devices SET agent_version = $1 WHERE id = $2")
                         .bind(version)
@@ -571,7 +616,7 @@ impl AgentService {
                 reason: d.reason.to_string(),
                 heartbeat_interval_secs: config.heartbeat_interval_secs,
                 challenge: d.challenge.as_ref().map(|c| c.challenge.clone()),
-                workloads: Vec::new(),
+                workloads: d.assignment.iter().map(|a| (**a).clone()).collect(),
                 speed_test_due: d.measured_at.is_none_or(|at| now.0 - at >= remeasure_ms),
             })
             .ok_or_else(|| AgentRefusal::UnknownDevice(device_id.to_owned()).into())
@@ -1101,7 +1146,7 @@ const LIVE_COLUMNS: &str = concat!(
     "SELECT id, credential_hash, status, ",
     flag_sql!("verified"),
     ", status_reason, status_changed_at, kind, gpu_count, last_heartbeat_at, agent_version, \
-     measured_at, verified_at, verification_failures, gpu_model, country, tier FROM devices"
+     measured_at, verified_at, verification_failures, gpu_model, country, tier, owner_wallet FROM devices"
 );
 
 /// A point in the last write period, different for each device, so devices loaded together
@@ -1134,6 +1179,7 @@ impl Interner {
 fn indexed_device<'r>(
     row: &'r sqlx::any::AnyRow,
     device: &LiveDevice,
+    agent_run: bool,
 ) -> Result<IndexedDevice<'r>, Error> {
     Ok(IndexedDevice {
         kind: device.kind,
@@ -1147,6 +1193,8 @@ fn indexed_device<'r>(
             .map_err(|e| Error::Corrupt(e.to_string()))?,
         status: device.status,
         verified: device.verified,
+        owner: row.try_get(16)?,
+        agent_run,
     })
 }
 

@@ -26,6 +26,8 @@ pub struct AuthConfig {
     pub nonce_ttl_secs: i64,
     pub session_idle_secs: i64,
     pub session_max_secs: i64,
+    /// Credited once to every new account (demo networks and promotions); zero for none.
+    pub welcome_credit: domain::money::MicroUsd,
 }
 
 /// What the wallet must sign.
@@ -196,6 +198,19 @@ impl AuthService {
             .fetch_one(&mut *tx)
             .await?
             .try_get(0)?;
+        let welcome = self.config.welcome_credit;
+        if welcome > domain::money::MicroUsd::ZERO {
+            // Keyed by account, so only the first sign-in records it.
+            let credit =
+                domain::ledger::Posting::new(format!("welcome:{user_id}"), "welcome credit")
+                    .transfer(
+                        domain::ledger::OPERATOR_CREDITS,
+                        domain::ledger::Account::UserAvailable(user_id),
+                        welcome,
+                    )
+                    .map_err(|e| Error::Invalid(e.to_string()))?;
+            crate::ledger::post(&mut tx, &credit, now).await?;
+        }
         let token = SessionToken(random_hex(32));
         let expires_at = now.plus_seconds(self.config.session_max_secs);
         sqlx::query(
@@ -214,6 +229,7 @@ impl AuthService {
             SignedIn {
                 wallet: message.address,
                 expires_at,
+                user_id,
             },
         ))
     }
@@ -226,7 +242,7 @@ impl AuthService {
     ) -> Result<Option<SignedIn>, Error> {
         let hash = token.hash();
         let row = sqlx::query(
-            "SELECT u.wallet, s.last_seen_at, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id \
+            "SELECT u.wallet, s.last_seen_at, s.expires_at, u.id FROM sessions s JOIN users u ON u.id = s.user_id \
              WHERE s.token_hash = $1",
         )
         .bind(&hash)
@@ -252,6 +268,7 @@ impl AuthService {
         Ok(Some(SignedIn {
             wallet,
             expires_at: UnixMillis(expires_at),
+            user_id: row.try_get(3)?,
         }))
     }
 

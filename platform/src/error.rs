@@ -7,6 +7,9 @@ pub enum Error {
     /// The request itself is wrong; the message says how to fix it.
     #[error("{0}")]
     Invalid(String),
+    /// A form or request with one problem per named field.
+    #[error("{}", .0.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "))]
+    InvalidFields(Vec<domain::cluster::FieldError>),
     #[error("sign-in refused: {0}")]
     SignInRefused(#[from] SignInRefusal),
     #[error("not signed in (or the session has ended)")]

@@ -108,6 +108,8 @@ impl FleetService {
                     tier: Some(d.tier),
                     status: d.status,
                     verified: d.verified,
+                    owner: &d.owner,
+                    agent_run: false,
                 },
             );
         }

@@ -8,7 +8,9 @@ use std::sync::RwLock;
 
 use rustc_hash::FxHashMap;
 
+use domain::allocator::{Candidate, SupplyCell};
 use domain::catalog::GpuCatalog;
+use domain::cluster::Hardware;
 use domain::fleet::{ConnectivityTier, DeviceKind, DeviceStatus};
 use domain::network::{NetworkSummary, SupplyCount};
 
@@ -23,6 +25,10 @@ pub(crate) struct IndexedDevice<'a> {
     pub tier: Option<ConnectivityTier>,
     pub status: DeviceStatus,
     pub verified: bool,
+    /// The owner's wallet: the provider.
+    pub owner: &'a str,
+    /// Whether an agent runs the device (demo devices have none and are never hired).
+    pub agent_run: bool,
 }
 
 /// One combination of the keys; models and countries are small integers so a key is a few
@@ -41,6 +47,43 @@ struct Key {
 struct Entry {
     key: Key,
     gpus: i64,
+    provider: u32,
+    agent_run: bool,
+}
+
+/// Which hardware a device offers: its kind and catalog model.
+type Offer = (DeviceKind, Option<u16>);
+
+/// A device a cluster can hire now: idle, verified, agent-run, with a measured tier.
+#[derive(Debug, Clone, Copy)]
+struct Free {
+    country: u16,
+    tier: ConnectivityTier,
+    units: u32,
+    provider: u32,
+}
+
+impl Entry {
+    fn free(&self) -> Option<(Offer, Free)> {
+        let k = &self.key;
+        let tier = k.tier?;
+        (self.agent_run && k.status == DeviceStatus::Idle && k.verified).then(|| {
+            let units = if k.kind == DeviceKind::Cpu {
+                1
+            } else {
+                self.gpus.clamp(0, 1 << 16) as u32
+            };
+            (
+                (k.kind, k.model),
+                Free {
+                    country: k.country,
+                    tier,
+                    units,
+                    provider: self.provider,
+                },
+            )
+        })
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -57,16 +100,30 @@ struct State {
     /// Country codes as first seen; `Key::country` is a position here.
     countries: Vec<String>,
     country_positions: FxHashMap<String, u16>,
+    /// Owner wallets as first seen; `Entry::provider` is a position here.
+    providers: Vec<String>,
+    provider_positions: FxHashMap<String, u32>,
+    /// The devices clusters can hire now, by what they offer.
+    free: FxHashMap<Offer, FxHashMap<Box<str>, Free>>,
+    /// How many of them per offer, country, tier and size: what fillability reads.
+    free_counts: FxHashMap<(Offer, u16, ConnectivityTier, u32), u64>,
 }
 
 impl State {
-    fn add(&mut self, entry: Entry) {
+    fn add(&mut self, id: &str, entry: Entry) {
         let count = self.counts.entry(entry.key).or_default();
         count.devices += 1;
         count.gpus += entry.gpus;
+        if let Some((offer, free)) = entry.free() {
+            *self
+                .free_counts
+                .entry((offer, free.country, free.tier, free.units))
+                .or_default() += 1;
+            self.free.entry(offer).or_default().insert(id.into(), free);
+        }
     }
 
-    fn subtract(&mut self, entry: Entry) {
+    fn subtract(&mut self, id: &str, entry: Entry) {
         if let Some(count) = self.counts.get_mut(&entry.key) {
             count.devices -= 1;
             count.gpus -= entry.gpus;
@@ -74,6 +131,28 @@ impl State {
                 self.counts.remove(&entry.key);
             }
         }
+        if let Some((offer, free)) = entry.free() {
+            let cell = (offer, free.country, free.tier, free.units);
+            if let Some(n) = self.free_counts.get_mut(&cell) {
+                *n -= 1;
+                if *n == 0 {
+                    self.free_counts.remove(&cell);
+                }
+            }
+            if let Some(devices) = self.free.get_mut(&offer) {
+                devices.remove(id);
+            }
+        }
+    }
+
+    fn provider(&mut self, owner: &str) -> u32 {
+        if let Some(&position) = self.provider_positions.get(owner) {
+            return position;
+        }
+        let position = self.providers.len() as u32;
+        self.providers.push(owner.to_owned());
+        self.provider_positions.insert(owner.to_owned(), position);
+        position
     }
 
     fn country(&mut self, code: &str) -> u16 {
@@ -88,9 +167,9 @@ impl State {
 
     fn replace(&mut self, id: &str, change: impl FnOnce(&mut Entry)) {
         if let Some(mut entry) = self.devices.get(id).copied() {
-            self.subtract(entry);
+            self.subtract(id, entry);
             change(&mut entry);
-            self.add(entry);
+            self.add(id, entry);
             if let Some(stored) = self.devices.get_mut(id) {
                 *stored = entry;
             }
@@ -163,11 +242,13 @@ impl FleetIndex {
                 verified: device.verified,
             },
             gpus: device.gpu_count,
+            provider: state.provider(device.owner),
+            agent_run: device.agent_run,
         };
         if let Some(old) = state.devices.insert(id.into(), entry) {
-            state.subtract(old);
+            state.subtract(id, old);
         }
-        state.add(entry);
+        state.add(id, entry);
     }
 
     pub fn set_status(&self, id: &str, status: DeviceStatus, verified: bool) {
@@ -184,8 +265,82 @@ impl FleetIndex {
     pub fn remove(&self, id: &str) {
         let mut state = self.write();
         if let Some(old) = state.devices.remove(id) {
-            state.subtract(old);
+            state.subtract(id, old);
         }
+    }
+
+    fn offer(&self, hardware: &Hardware) -> Option<Offer> {
+        match hardware {
+            Hardware::Cpu => Some((DeviceKind::Cpu, None)),
+            Hardware::Gpu(name) => self
+                .model_positions
+                .get(name.as_str())
+                .map(|&m| (DeviceKind::Gpu, Some(m))),
+        }
+    }
+
+    /// The free supply of `hardware` by country, tier and device size.
+    pub fn free_supply(&self, hardware: &Hardware) -> Vec<SupplyCell> {
+        let Some(offer) = self.offer(hardware) else {
+            return Vec::new();
+        };
+        let state = self.read();
+        state
+            .free_counts
+            .iter()
+            .filter(|((o, ..), _)| *o == offer)
+            .map(|(&(_, country, tier, units), &devices)| SupplyCell {
+                country: state.countries[usize::from(country)].clone(),
+                tier,
+                units,
+                devices,
+            })
+            .collect()
+    }
+
+    /// The free devices of `hardware` in `countries` (all when empty) at `min_tier` or better,
+    /// leaving out `excluded`, as allocator candidates with their ids.
+    pub fn free_devices(
+        &self,
+        hardware: &Hardware,
+        countries: &[String],
+        min_tier: Option<ConnectivityTier>,
+        excluded: &rustc_hash::FxHashSet<String>,
+    ) -> Vec<(String, Candidate)> {
+        use std::hash::BuildHasher;
+        let Some(offer) = self.offer(hardware) else {
+            return Vec::new();
+        };
+        let state = self.read();
+        let wanted: Vec<u16> = countries
+            .iter()
+            .filter_map(|c| state.country_positions.get(c).copied())
+            .collect();
+        if !countries.is_empty() && wanted.is_empty() {
+            return Vec::new();
+        }
+        let Some(devices) = state.free.get(&offer) else {
+            return Vec::new();
+        };
+        devices
+            .iter()
+            .filter(|(id, free)| {
+                (wanted.is_empty() || wanted.contains(&free.country))
+                    && min_tier.is_none_or(|min| free.tier <= min)
+                    && !excluded.contains(&***id)
+            })
+            .map(|(id, free)| {
+                let candidate = Candidate {
+                    key: rustc_hash::FxBuildHasher.hash_one(&**id),
+                    country: free.country,
+                    provider: free.provider,
+                    tier: free.tier,
+                    units: free.units,
+                    reliability: 0,
+                };
+                (id.to_string(), candidate)
+            })
+            .collect()
     }
 
     /// The network totals and supply by model and country, from the counts alone.
@@ -223,6 +378,8 @@ mod tests {
             tier: Some(ConnectivityTier::High),
             status,
             verified: true,
+            owner: "owner",
+            agent_run: true,
         }
     }
 
@@ -260,5 +417,40 @@ mod tests {
         index.remove("a");
         assert!(index.read().counts.is_empty());
         assert_eq!(index.summary(|_| None), NetworkSummary::default());
+    }
+
+    #[test]
+    fn only_idle_verified_agent_run_devices_are_free_for_hire() {
+        let index = FleetIndex::new(GpuCatalog::builtin());
+        let h100 = Hardware::Gpu("H100 80GB SXM".into());
+        index.upsert("a", &gpu("H100 80GB SXM", 8, "DE", DeviceStatus::Idle));
+        index.upsert("b", &gpu("H100 80GB SXM", 8, "DE", DeviceStatus::Idle));
+        index.upsert(
+            "c",
+            &IndexedDevice {
+                agent_run: false,
+                ..gpu("H100 80GB SXM", 8, "DE", DeviceStatus::Idle)
+            },
+        );
+        index.upsert("d", &gpu("H100 80GB SXM", 4, "US", DeviceStatus::Paused));
+        let none = rustc_hash::FxHashSet::default();
+        assert_eq!(index.free_devices(&h100, &[], None, &none).len(), 2);
+        index.set_status("a", DeviceStatus::Hired, true);
+        index.set_status("d", DeviceStatus::Idle, true);
+        let cells = index.free_supply(&h100);
+        let total: u64 = cells.iter().map(|c| c.devices * u64::from(c.units)).sum();
+        assert_eq!(total, 12);
+        let in_us = index.free_devices(&h100, &["US".into()], Some(ConnectivityTier::High), &none);
+        assert_eq!(
+            in_us.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
+            ["d"]
+        );
+        assert!(index
+            .free_devices(&h100, &["FR".into()], None, &none)
+            .is_empty());
+        index.set_tier("b", None);
+        index.remove("d");
+        assert!(index.free_supply(&h100).is_empty());
+        assert!(index.free_devices(&h100, &[], None, &none).is_empty());
     }
 }

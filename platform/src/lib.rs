@@ -8,7 +8,9 @@ pub mod auth;
 mod error;
 pub mod fleet;
 mod index;
+pub mod ledger;
 mod live;
+pub mod provisioning;
 mod secret;
 pub mod store;
 #[cfg(feature = "test-support")]
@@ -22,6 +24,8 @@ use std::sync::Arc;
 use agents::{AgentService, FleetConfig};
 use auth::{AuthConfig, AuthService};
 use fleet::FleetService;
+use ledger::LedgerService;
+use provisioning::{ProvisioningConfig, ProvisioningService};
 use store::Store;
 use worker::{WorkerConfig, WorkerService};
 
@@ -30,6 +34,7 @@ pub struct PlatformConfig {
     pub auth: AuthConfig,
     pub worker: WorkerConfig,
     pub fleet: FleetConfig,
+    pub provisioning: ProvisioningConfig,
 }
 
 /// All services behind one shared pointer: the web framework clones this for every request
@@ -43,6 +48,8 @@ pub struct Services {
     pub fleet: FleetService,
     pub worker: WorkerService,
     pub agents: AgentService,
+    pub provisioning: ProvisioningService,
+    pub ledger: LedgerService,
 }
 
 impl Platform {
@@ -53,11 +60,27 @@ impl Platform {
         let catalog = domain::catalog::GpuCatalog::builtin();
         let live = Arc::new(live::LiveFleet::new());
         let index = Arc::new(index::FleetIndex::new(catalog.clone()));
+        let provisioning = ProvisioningService::new(
+            store.clone(),
+            live.clone(),
+            index.clone(),
+            catalog.clone(),
+            config.provisioning,
+        );
         Platform(Arc::new(Services {
             auth: AuthService::new(store.clone(), config.auth),
             fleet: FleetService::new(store.clone(), index.clone(), catalog.clone()),
             worker: WorkerService::new(store.clone(), live.clone(), index.clone(), config.worker),
-            agents: AgentService::new(store.clone(), live, index, catalog, config.fleet),
+            agents: AgentService::new(
+                store.clone(),
+                live,
+                index,
+                catalog,
+                config.fleet,
+                provisioning.clone(),
+            ),
+            provisioning,
+            ledger: LedgerService::new(store.clone()),
             store,
         }))
     }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
-use domain::agent_protocol::Utilisation;
+use domain::agent_protocol::{Utilisation, WorkloadAssignment, WorkloadState};
 use domain::fleet::{DeviceKind, DeviceStatus};
 use domain::proof_of_work::Challenge;
 use domain::worker::HourlyUptime;
@@ -54,6 +54,10 @@ pub(crate) struct LiveDevice {
     /// Heartbeat time and utilisation credited per UTC hour and not yet written; `heartbeat_dirty` says `last_heartbeat` moved.
     pub unflushed: Vec<HourlyUptime>,
     pub heartbeat_dirty: bool,
+    /// The cluster workload the device must run while hired (shared with the cluster's
+    /// other devices' heartbeat replies), and what its agent last reported for it.
+    pub assignment: Option<Arc<WorkloadAssignment>>,
+    pub workload_state: Option<WorkloadState>,
 }
 
 impl LiveDevice {
@@ -85,6 +89,8 @@ impl LiveDevice {
             speed_test_started_at: 0,
             unflushed: Vec::new(),
             heartbeat_dirty: false,
+            assignment: None,
+            workload_state: None,
         }
     }
 

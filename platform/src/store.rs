@@ -121,6 +121,17 @@ impl Store {
         &self.pool
     }
 
+    /// A transaction that reads and then writes. SQLite takes its write lock at the start
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that upgrades from reading fails at once
+    /// with "database is locked" when another connection wrote meanwhile, where this one
+    /// waits its turn under the busy timeout. PostgreSQL locks rows as it writes them.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, Error> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// How many rows of `columns` parameters one multi-row statement should carry. sqlx binds
     /// SQLite parameters by name, and SQLite finds each name by walking the statement's list,
     /// so binding costs grow with the square of the parameters per statement: SQLite gets

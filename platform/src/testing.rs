@@ -157,3 +157,31 @@ pub async fn drop_postgres_database(url: &str) -> Result<(), crate::Error> {
         .await?;
     Ok(())
 }
+
+/// One BIGINT from `sql` with `$1` bound to `arg` (when it has a `$1`), for tests that check
+/// what was stored.
+pub async fn stored_number(
+    store: &crate::store::Store,
+    sql: &str,
+    arg: &str,
+) -> Result<i64, crate::Error> {
+    let query = sqlx::query_scalar::<_, i64>(sql);
+    let query = if sql.contains("$1") {
+        query.bind(arg)
+    } else {
+        query
+    };
+    Ok(query.fetch_one(store.pool()).await?)
+}
+
+/// One TEXT from `sql` with `$1` bound to `arg`.
+pub async fn stored_text(
+    store: &crate::store::Store,
+    sql: &str,
+    arg: &str,
+) -> Result<String, crate::Error> {
+    Ok(sqlx::query_scalar::<_, String>(sql)
+        .bind(arg)
+        .fetch_one(store.pool())
+        .await?)
+}

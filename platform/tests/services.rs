@@ -1,9 +1,15 @@
 //! The platform services against both real backends: every test here runs once on a fresh
 //! SQLite file and once on a fresh PostgreSQL database.
 
-use domain::agent_protocol::{Heartbeat, RegisterRequest, Utilisation};
+use domain::agent_protocol::{Heartbeat, RegisterRequest, Utilisation, WorkloadState};
+use domain::cluster::{
+    ClusterKind, ClusterStatus, DeployRequest, DurationUnit, ExtendRequest, PaymentMethod, Purpose,
+    SecurityCompliance, Workload,
+};
 use domain::fleet::{DeviceKind, DeviceStatus, OperatingSystem};
 use domain::hardware::{GpuReport, HardwareReport};
+use domain::ledger::Account;
+use domain::money::MicroUsd;
 use domain::siws::SignInMessage;
 use domain::time::UnixMillis;
 use domain::wallet::WalletAddress;
@@ -11,7 +17,9 @@ use domain::worker::NewDevice;
 use ed25519_dalek::{Signer, SigningKey};
 use platform::agents::{FleetConfig, Flush};
 use platform::auth::{AuthConfig, SessionToken};
+use platform::provisioning::ProvisioningConfig;
 use platform::store::Store;
+use platform::testing::{stored_number, stored_text};
 use platform::worker::WorkerConfig;
 use platform::{AgentRefusal, Error, Platform, PlatformConfig, SignInRefusal};
 
@@ -26,6 +34,7 @@ fn config() -> PlatformConfig {
             nonce_ttl_secs: 300,
             session_idle_secs: 3600,
             session_max_secs: 86_400,
+            welcome_credit: MicroUsd::ZERO,
         },
         worker: WorkerConfig {
             agent_server_url: "http://gpu.test:3000/".into(),
@@ -37,6 +46,7 @@ fn config() -> PlatformConfig {
             cpu_challenge_size: 16,
             ..FleetConfig::default()
         },
+        provisioning: ProvisioningConfig::default(),
     }
 }
 
@@ -675,6 +685,393 @@ async fn unsupported_hardware_is_kept_with_what_was_reported(p: Platform) {
     assert!(reply.challenge.is_none());
 }
 
+/// Signs `wallet` in and returns its account id.
+async fn account_of(p: &Platform, wallet: &Wallet) -> i64 {
+    let challenge = p.auth.challenge(&wallet.address(), T0).await.unwrap();
+    let (_, signed_in) = p
+        .auth
+        .sign_in(&challenge.message, &wallet.sign(&challenge.message), T0)
+        .await
+        .unwrap();
+    signed_in.user_id
+}
+
+/// A seeded, verified, measured agent-run fleet: every 23rd device is an H200, with 1, 8, 4
+/// and 2 GPUs in turn (30 H200 GPUs on 8 devices in 184).
+async fn hireable_fleet(p: &Platform) {
+    platform::testing::seed_agent_fleet(&p.store, 184, T0)
+        .await
+        .unwrap();
+    p.agents.rebuild(T0).await.unwrap();
+}
+
+fn h200_request(name: &str, quantity: u32) -> DeployRequest {
+    DeployRequest {
+        name: name.into(),
+        kind: ClusterKind::BareMetal,
+        purpose: Purpose::Train,
+        hardware: "H200 141GB".into(),
+        quantity,
+        countries: Vec::new(),
+        min_tier: None,
+        compliance: SecurityCompliance::E2eEncrypted,
+        duration_unit: DurationUnit::Hourly,
+        duration_count: 2,
+        payment: PaymentMethod::Usdc,
+        workload: Workload {
+            command: "python train.py".into(),
+            ..Workload::default()
+        },
+    }
+}
+
+fn usd(dollars: i64) -> MicroUsd {
+    MicroUsd::from_micros(dollars * 1_000_000)
+}
+
+async fn available(p: &Platform, user: i64) -> MicroUsd {
+    p.ledger
+        .balance(&Account::UserAvailable(user))
+        .await
+        .unwrap()
+}
+
+/// The ledger sums to zero and every active device's budget adds up to its cluster's escrow.
+async fn assert_books_balance(p: &Platform, cluster: &str) {
+    assert_eq!(p.ledger.totals().await.unwrap(), (0, 0));
+    let escrow = p
+        .ledger
+        .balance(&Account::ClusterEscrow(cluster.into()))
+        .await
+        .unwrap();
+    let budgets = stored_number(
+        &p.store,
+        "SELECT CAST(COALESCE(SUM(budget), 0) AS BIGINT) FROM cluster_devices \
+         WHERE cluster_id = $1 AND left_at IS NULL",
+        cluster,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        escrow.micros(),
+        budgets,
+        "escrow of {cluster} vs its devices' budgets"
+    );
+}
+
+async fn device_status(p: &Platform, device: &str) -> String {
+    stored_text(&p.store, "SELECT status FROM devices WHERE id = $1", device)
+        .await
+        .unwrap()
+}
+
+async fn clusters_are_paid_placed_extended_and_settled(p: Platform) {
+    hireable_fleet(&p).await;
+    let renter = Wallet::new();
+    let me = account_of(&p, &renter).await;
+    assert!(p
+        .ledger
+        .operator_credit(me, usd(100), "promo-1", "promotion", T0)
+        .await
+        .unwrap());
+    assert!(!p
+        .ledger
+        .operator_credit(me, usd(100), "promo-1", "promotion", T0)
+        .await
+        .unwrap());
+    assert_eq!(available(&p, me).await, usd(100));
+
+    // The quote: 3 H200 × 2 h at the catalog price, fillable now from the free supply.
+    let request = h200_request("trainer", 3);
+    let answer = p.provisioning.quote(&request).unwrap();
+    assert!(answer.fillability.fillable, "{:?}", answer.fillability);
+    let expected =
+        domain::pricing::quote(MicroUsd::from_micros(3_490_000), 3, 2, PaymentMethod::Usdc)
+            .unwrap();
+    assert_eq!(answer.quote, expected);
+    let too_many = p.provisioning.quote(&h200_request("big", 31)).unwrap();
+    assert!(!too_many.fillability.fillable);
+    assert!(
+        !too_many.fillability.alternatives.is_empty(),
+        "{:?}",
+        too_many.fillability
+    );
+
+    // Deploy charges the balance once; the same idempotency key returns the same cluster.
+    let cluster = p
+        .provisioning
+        .deploy(me, &request, Some("click-1"), T0)
+        .await
+        .unwrap();
+    assert_eq!(cluster.status, ClusterStatus::Deploying);
+    assert_eq!(cluster.units, 3);
+    let again = p
+        .provisioning
+        .deploy(me, &request, Some("click-1"), T0)
+        .await
+        .unwrap();
+    assert_eq!(again.id, cluster.id);
+    let after_deploy = MicroUsd::from_micros(usd(100).micros() - expected.total.micros());
+    assert_eq!(available(&p, me).await, after_deploy);
+    assert!(matches!(
+        p.provisioning.deploy(me, &request, Some("click-2"), T0).await,
+        Err(Error::Conflict(m)) if m.contains("already have a cluster named 'trainer'")
+    ));
+    assert!(!p
+        .provisioning
+        .name_available(me, " trainer ")
+        .await
+        .unwrap());
+    assert_books_balance(&p, &cluster.id).await;
+
+    // Another renter neither sees it nor can act on it.
+    let other = account_of(&p, &Wallet::new()).await;
+    assert!(matches!(
+        p.provisioning.cluster(other, &cluster.id, T0).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        p.provisioning.terminate(other, &cluster.id, T0).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(p
+        .provisioning
+        .clusters_of(other, None, "")
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The devices are hired (2 + 1 GPUs); it runs once every agent reports running.
+    let detail = p.provisioning.cluster(me, &cluster.id, T0).await.unwrap();
+    let mut members: Vec<(String, u32)> = detail
+        .members
+        .iter()
+        .map(|m| (m.device_id.clone(), m.units))
+        .collect();
+    members.sort_by_key(|(_, units)| *units);
+    assert_eq!(members.iter().map(|(_, u)| *u).collect::<Vec<_>>(), [1, 2]);
+    for (device, _) in &members {
+        assert_eq!(device_status(&p, device).await, "hired");
+    }
+    let t1 = T0.plus_seconds(10);
+    p.provisioning
+        .workload_reported(&members[0].0, &cluster.id, WorkloadState::Running, "", t1)
+        .await
+        .unwrap();
+    let half = p.provisioning.cluster(me, &cluster.id, t1).await.unwrap();
+    assert_eq!(half.summary.status, ClusterStatus::Deploying);
+    p.provisioning
+        .workload_reported(&members[1].0, &cluster.id, WorkloadState::Running, "", t1)
+        .await
+        .unwrap();
+    let running = p.provisioning.cluster(me, &cluster.id, t1).await.unwrap();
+    assert_eq!(running.summary.status, ClusterStatus::Running);
+    assert_eq!(running.summary.running_at, Some(t1.0));
+    assert_eq!(running.summary.ends_at, Some(t1.0 + 2 * 3_600_000));
+    assert_eq!(running.remaining, expected.escrow());
+
+    // Extend by an hour: charged like a new order, once per key.
+    let t2 = t1.plus_seconds(1_800);
+    let hour = ExtendRequest {
+        duration_unit: DurationUnit::Hourly,
+        duration_count: 1,
+    };
+    let extended = p
+        .provisioning
+        .extend(me, &cluster.id, &hour, Some("more-1"), t2)
+        .await
+        .unwrap();
+    p.provisioning
+        .extend(me, &cluster.id, &hour, Some("more-1"), t2)
+        .await
+        .unwrap();
+    let extra = domain::pricing::quote(MicroUsd::from_micros(3_490_000), 3, 1, PaymentMethod::Usdc)
+        .unwrap();
+    assert_eq!(extended.hours, 3);
+    assert_eq!(
+        extended.charged.micros(),
+        expected.total.micros() + extra.total.micros()
+    );
+    assert_eq!(extended.ends_at, Some(t1.0 + 3 * 3_600_000));
+    assert_books_balance(&p, &cluster.id).await;
+
+    // The 1-GPU device fails an hour in: its provider is paid for that hour, and the other
+    // free 1-GPU H200 takes its place with the rest of its budget.
+    let t3 = t1.plus_seconds(3_600);
+    let lost = &members[0].0;
+    p.provisioning
+        .workload_reported(
+            lost,
+            &cluster.id,
+            WorkloadState::Failed,
+            "out of memory",
+            t3,
+        )
+        .await
+        .unwrap();
+    let after_loss = p.provisioning.cluster(me, &cluster.id, t3).await.unwrap();
+    assert_eq!(after_loss.summary.status, ClusterStatus::Running);
+    let active: Vec<_> = after_loss
+        .members
+        .iter()
+        .filter(|m| m.left_at.is_none())
+        .collect();
+    assert_eq!(active.len(), 2);
+    assert!(active.iter().all(|m| &m.device_id != lost));
+    assert!(
+        after_loss
+            .events
+            .iter()
+            .any(|e| e.detail.contains(&format!("device {lost} lost"))
+                && e.detail.contains("replaced by")),
+        "{:?}",
+        after_loss.events
+    );
+    assert_eq!(device_status(&p, lost).await, "idle");
+    assert_books_balance(&p, &cluster.id).await;
+    let lost_owner = stored_text(
+        &p.store,
+        "SELECT owner_wallet FROM devices WHERE id = $1",
+        lost,
+    )
+    .await
+    .unwrap();
+    let earned = p
+        .ledger
+        .balance(&Account::ProviderEarned(lost_owner))
+        .await
+        .unwrap();
+    // One third of the escrow is the 1-GPU device's; it served 1 of its 3 hours, less 0.25%.
+    let its_budget = (expected.escrow().micros() + extra.escrow().micros()) / 3;
+    let served = its_budget / 3;
+    assert!(
+        (earned.micros() - (served - (served * 25 + 5_000) / 10_000)).abs() <= 2,
+        "{earned}"
+    );
+
+    // Terminated half-way through the rest: the unused half comes back.
+    let t4 = t3.plus_seconds(3_600);
+    let ended = p.provisioning.terminate(me, &cluster.id, t4).await.unwrap();
+    assert_eq!(ended.status, ClusterStatus::Terminated);
+    assert!(matches!(
+        p.provisioning.terminate(me, &cluster.id, t4).await,
+        Err(Error::Conflict(_))
+    ));
+    let done = p.provisioning.cluster(me, &cluster.id, t4).await.unwrap();
+    assert_eq!(done.remaining, MicroUsd::ZERO);
+    assert_books_balance(&p, &cluster.id).await;
+    let escrow_total = expected.escrow().micros() + extra.escrow().micros();
+    let refunded = available(&p, me).await.micros()
+        - (usd(100).micros() - expected.total.micros() - extra.total.micros());
+    assert!(
+        (refunded - escrow_total / 3).abs() <= 3,
+        "refunded {refunded} of {escrow_total}"
+    );
+    for m in &done.members {
+        assert!(m.left_at.is_some());
+        assert_eq!(device_status(&p, &m.device_id).await, "idle");
+    }
+    let listed = p
+        .provisioning
+        .clusters_of(me, Some(ClusterStatus::Terminated), "TRAIN")
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(p
+        .provisioning
+        .clusters_of(me, Some(ClusterStatus::Running), "")
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A cluster whose agents never start fails at its deadline, every cent returned.
+    let before = available(&p, me).await;
+    let stuck = p
+        .provisioning
+        .deploy(me, &h200_request("stuck", 2), None, t4)
+        .await
+        .unwrap();
+    assert!(available(&p, me).await < before);
+    p.provisioning.sweep(t4.plus_seconds(181)).await.unwrap();
+    let failed = p.provisioning.cluster(me, &stuck.id, t4).await.unwrap();
+    assert_eq!(failed.summary.status, ClusterStatus::Failed);
+    assert!(
+        failed.summary.status_reason.contains("fully refunded"),
+        "{}",
+        failed.summary.status_reason
+    );
+    assert_eq!(available(&p, me).await, before);
+    assert_books_balance(&p, &stuck.id).await;
+
+    // Too little money: refused with both figures, nothing charged or hired.
+    let poor = account_of(&p, &Wallet::new()).await;
+    assert!(matches!(
+        p.provisioning.deploy(poor, &h200_request("cheap", 1), None, t4).await,
+        Err(Error::Conflict(m)) if m.contains("your balance is $0.00")
+    ));
+    assert!(p
+        .provisioning
+        .clusters_of(poor, None, "")
+        .await
+        .unwrap()
+        .is_empty());
+    // Bad fields are named one by one.
+    let mut bad = h200_request("", 0);
+    bad.hardware = "Voodoo 2".into();
+    match p.provisioning.quote(&bad) {
+        Err(Error::InvalidFields(fields)) => {
+            let names: Vec<_> = fields.iter().map(|f| f.field.as_str()).collect();
+            assert_eq!(names, ["name", "hardware", "quantity"]);
+        }
+        other => panic!("expected field errors, got {other:?}"),
+    }
+}
+
+/// Two server processes (two platforms, each with its own fleet index) race for the same
+/// devices: the conditional claims let exactly one order have each device.
+async fn concurrent_deploys_never_share_a_device(p: Platform, url: String) {
+    hireable_fleet(&p).await;
+    let replica = Platform::new(Store::open(&url).await.unwrap(), config());
+    replica.agents.rebuild(T0).await.unwrap();
+    let (alice, bob) = (
+        account_of(&p, &Wallet::new()).await,
+        account_of(&p, &Wallet::new()).await,
+    );
+    for user in [alice, bob] {
+        p.ledger
+            .operator_credit(user, usd(1_000), &format!("grant-{user}"), "grant", T0)
+            .await
+            .unwrap();
+    }
+    // 20 of the 30 H200 GPUs each: both fit alone, not together.
+    let (for_alice, for_bob) = (h200_request("alice", 20), h200_request("bob", 20));
+    let (a, b) = tokio::join!(
+        p.provisioning.deploy(alice, &for_alice, None, T0),
+        replica.provisioning.deploy(bob, &for_bob, None, T0),
+    );
+    let (won, lost, loser) = match (a, b) {
+        (Ok(won), Err(lost)) => (won, lost, bob),
+        (Err(lost), Ok(won)) => (won, lost, alice),
+        other => panic!("exactly one deploy should win: {other:?}"),
+    };
+    assert!(matches!(lost, Error::Conflict(_)), "{lost:?}");
+    assert_eq!(
+        available(&p, loser).await,
+        usd(1_000),
+        "the loser pays nothing"
+    );
+    let count = |sql: &'static str| stored_number(&p.store, sql, "");
+    let hired = count("SELECT CAST(COUNT(*) AS BIGINT) FROM devices WHERE status = 'hired'")
+        .await
+        .unwrap();
+    let members = count("SELECT CAST(COUNT(DISTINCT device_id) AS BIGINT) FROM cluster_devices")
+        .await
+        .unwrap();
+    assert_eq!(hired, members);
+    assert_eq!(won.units, 20);
+    assert_books_balance(&p, &won.id).await;
+}
+
 async fn sqlite_platform() -> Option<(Platform, String)> {
     let url = platform::testing::fresh_sqlite_url();
     Some((
@@ -692,26 +1089,26 @@ async fn postgres_platform() -> Option<(Platform, String)> {
 }
 
 macro_rules! on_both_backends {
-    ($($case:ident),+ $(,)?) => {
+    ($($case:ident),+ ; with_url: $($url_case:ident),+ $(,)?) => {
         mod sqlite {
             $(#[tokio::test] async fn $case() {
                 let (p, _url) = super::sqlite_platform().await.unwrap();
                 super::$case(p).await
             })+
-            #[tokio::test] async fn a_store_reopens_with_its_data() {
+            $(#[tokio::test] async fn $url_case() {
                 let (p, url) = super::sqlite_platform().await.unwrap();
-                super::a_store_reopens_with_its_data(p, url).await
-            }
+                super::$url_case(p, url).await
+            })+
         }
         mod postgres {
             $(#[tokio::test] async fn $case() {
                 let Some((p, _url)) = super::postgres_platform().await else { return };
                 super::$case(p).await
             })+
-            #[tokio::test] async fn a_store_reopens_with_its_data() {
+            $(#[tokio::test] async fn $url_case() {
                 let Some((p, url)) = super::postgres_platform().await else { return };
-                super::a_store_reopens_with_its_data(p, url).await
-            }
+                super::$url_case(p, url).await
+            })+
         }
     };
 }
@@ -733,4 +1130,7 @@ on_both_backends!(
     owners_pause_resume_revoke_and_remove,
     owners_rename_their_devices_with_checked_names,
     unsupported_hardware_is_kept_with_what_was_reported,
+    clusters_are_paid_placed_extended_and_settled;
+    with_url: a_store_reopens_with_its_data,
+    concurrent_deploys_never_share_a_device,
 );

@@ -8,7 +8,11 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use domain::cluster::{
+    ClusterDetail, ClusterStatus, ClusterSummary, DeployRequest, ExtendRequest, QuoteAnswer,
+};
 use domain::fleet::OwnerAction;
+use domain::money::MicroUsd;
 use domain::network::NetworkSummary;
 use domain::siws::SignedIn;
 use domain::worker::{DeviceDetail, DeviceFilter, NewDevice, RegistrationTicket, WorkerDevices};
@@ -32,6 +36,13 @@ pub fn routes() -> Router<Platform> {
         .route("/worker/devices/{id}", get(device_detail))
         .route("/worker/devices/{id}/rename", post(rename_device))
         .route("/worker/devices/{id}/{action}", post(device_action))
+        .route("/cloud/balance", get(balance))
+        .route("/cloud/quote", post(quote))
+        .route("/cloud/name-available", get(name_available))
+        .route("/cloud/clusters", get(my_clusters).post(deploy))
+        .route("/cloud/clusters/{id}", get(cluster_detail))
+        .route("/cloud/clusters/{id}/extend", post(extend_cluster))
+        .route("/cloud/clusters/{id}/terminate", post(terminate_cluster))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
@@ -204,4 +215,160 @@ async fn device_action(
         .act(&session.wallet, &id, action, platform::now())
         .await?;
     Ok(Json(ActionOutcome { outcome }))
+}
+
+/// The `Idempotency-Key` header; without one each request counts once on its own.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, Error> {
+    headers
+        .get("idempotency-key")
+        .map(|value| {
+            value.to_str().map_err(|_| {
+                platform::Error::Invalid("the Idempotency-Key header must be plain text".into())
+                    .into()
+            })
+        })
+        .transpose()
+}
+
+#[derive(serde::Serialize)]
+struct Balance {
+    available: MicroUsd,
+}
+
+async fn balance(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+) -> Result<Json<Balance>, Error> {
+    let session = signed_in(&platform, &headers).await?;
+    let available = platform
+        .ledger
+        .balance(&domain::ledger::Account::UserAvailable(session.user_id))
+        .await?;
+    Ok(Json(Balance { available }))
+}
+
+/// The price and fillability of a deploy request; needs no sign-in.
+async fn quote(
+    State(platform): State<Platform>,
+    body: Result<Json<DeployRequest>, JsonRejection>,
+) -> Result<Json<QuoteAnswer>, Error> {
+    let Json(request) = body?;
+    Ok(Json(platform.provisioning.quote(&request)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NameQuery {
+    name: String,
+}
+
+#[derive(serde::Serialize)]
+struct NameAvailability {
+    available: bool,
+}
+
+async fn name_available(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+    query: Result<Query<NameQuery>, QueryRejection>,
+) -> Result<Json<NameAvailability>, Error> {
+    let Query(query) = query?;
+    let session = signed_in(&platform, &headers).await?;
+    let available = platform
+        .provisioning
+        .name_available(session.user_id, &query.name)
+        .await?;
+    Ok(Json(NameAvailability { available }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClusterQuery {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    search: String,
+}
+
+async fn my_clusters(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+    query: Result<Query<ClusterQuery>, QueryRejection>,
+) -> Result<Json<Vec<ClusterSummary>>, Error> {
+    let Query(query) = query?;
+    let status = query
+        .status
+        .filter(|s| !s.is_empty())
+        .map(|s| ClusterStatus::parse(&s))
+        .transpose()
+        .map_err(|e| platform::Error::Invalid(e.to_string()))?;
+    let session = signed_in(&platform, &headers).await?;
+    Ok(Json(
+        platform
+            .provisioning
+            .clusters_of(session.user_id, status, &query.search)
+            .await?,
+    ))
+}
+
+/// Pays from the balance and hires the devices; an `Idempotency-Key` header makes a retry
+/// return the same cluster.
+async fn deploy(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+    body: Result<Json<DeployRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<ClusterSummary>), Error> {
+    let session = signed_in(&platform, &headers).await?;
+    let Json(request) = body?;
+    let key = idempotency_key(&headers)?;
+    let cluster = platform
+        .provisioning
+        .deploy(session.user_id, &request, key, platform::now())
+        .await?;
+    Ok((StatusCode::CREATED, Json(cluster)))
+}
+
+async fn cluster_detail(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<ClusterDetail>, Error> {
+    let session = signed_in(&platform, &headers).await?;
+    Ok(Json(
+        platform
+            .provisioning
+            .cluster(session.user_id, &id, platform::now())
+            .await?,
+    ))
+}
+
+async fn extend_cluster(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<ExtendRequest>, JsonRejection>,
+) -> Result<Json<ClusterSummary>, Error> {
+    let session = signed_in(&platform, &headers).await?;
+    let Json(request) = body?;
+    let key = idempotency_key(&headers)?;
+    Ok(Json(
+        platform
+            .provisioning
+            .extend(session.user_id, &id, &request, key, platform::now())
+            .await?,
+    ))
+}
+
+async fn terminate_cluster(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<ClusterSummary>, Error> {
+    let session = signed_in(&platform, &headers).await?;
+    Ok(Json(
+        platform
+            .provisioning
+            .terminate(session.user_id, &id, platform::now())
+            .await?,
+    ))
 }

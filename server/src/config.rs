@@ -91,6 +91,16 @@ pub struct Settings {
     #[arg(long, env = "GC_FLUSH_INTERVAL_SECS", value_name = "SECS")]
     pub flush_interval_secs: Option<u64>,
 
+    /// Dollars credited once to every new account, e.g. for a demo network or a promotion.
+    /// [default: 500 with --demo, else 0]
+    #[arg(long, env = "GC_WELCOME_CREDIT_USD", value_name = "USD")]
+    pub welcome_credit_usd: Option<String>,
+
+    /// Seconds a new cluster's agents have to start its workload before it fails and is
+    /// refunded in full. [default: 180]
+    #[arg(long, env = "GC_START_DEADLINE_SECS", value_name = "SECS")]
+    pub start_deadline_secs: Option<i64>,
+
     /// Log filter, e.g. info or server=debug,sqlx=warn. [default: info]
     #[arg(long, env = "GC_LOG", value_name = "FILTER")]
     pub log: Option<String>,
@@ -113,6 +123,8 @@ pub struct Config {
     pub fleet: platform::agents::FleetConfig,
     pub registration_ttl_secs: i64,
     pub flush_interval: Duration,
+    pub welcome_credit: domain::money::MicroUsd,
+    pub provisioning: platform::provisioning::ProvisioningConfig,
     pub log: String,
 }
 
@@ -139,6 +151,8 @@ impl Settings {
             registration_ttl_secs: self.registration_ttl_secs.or(lower.registration_ttl_secs),
             speed_test_bytes: self.speed_test_bytes.or(lower.speed_test_bytes),
             flush_interval_secs: self.flush_interval_secs.or(lower.flush_interval_secs),
+            welcome_credit_usd: self.welcome_credit_usd.or(lower.welcome_credit_usd),
+            start_deadline_secs: self.start_deadline_secs.or(lower.start_deadline_secs),
             log: self.log.or(lower.log),
         }
     }
@@ -279,6 +293,20 @@ impl Settings {
                 "must be 1–300",
             ));
         }
+        let default_credit = if demo_devices > 0 { "500" } else { "0" };
+        let credit_text = self
+            .welcome_credit_usd
+            .unwrap_or_else(|| default_credit.into());
+        let welcome_credit = domain::money::MicroUsd::parse_decimal(&credit_text)
+            .map_err(|e| bad("welcome-credit-usd", &credit_text, &e.to_string()))?;
+        if welcome_credit < domain::money::MicroUsd::ZERO {
+            return Err(bad(
+                "welcome-credit-usd",
+                &credit_text,
+                "must not be negative",
+            ));
+        }
+        let start_deadline_secs = positive("start-deadline-secs", self.start_deadline_secs, 180)?;
         let log = self.log.unwrap_or_else(|| "info".into());
         tracing_subscriber::EnvFilter::try_new(&log)
             .map_err(|e| bad("log", &log, &e.to_string()))?;
@@ -304,6 +332,10 @@ impl Settings {
             },
             registration_ttl_secs,
             flush_interval: Duration::from_secs(flush_interval_secs),
+            welcome_credit,
+            provisioning: platform::provisioning::ProvisioningConfig {
+                start_deadline_secs,
+            },
             log,
         })
     }

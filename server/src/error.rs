@@ -69,6 +69,14 @@ impl IntoResponse for Error {
             Error::Platform(P::Invalid(message)) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
             }
+            Error::Platform(P::InvalidFields(fields)) => {
+                let message = P::InvalidFields(fields.clone()).to_string();
+                return (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Json(json!({ "error": { "code": "invalid", "message": message, "fields": fields } })),
+                )
+                    .into_response();
+            }
             Error::Platform(P::SignInRefused(refusal)) => (
                 StatusCode::UNAUTHORIZED,
                 "sign_in_refused",

@@ -108,6 +108,7 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
                 registration_ttl_secs: config.registration_ttl_secs,
             },
             fleet: config.fleet.clone(),
+            provisioning: config.provisioning.clone(),
         },
     );
     platform.agents.rebuild(platform::now()).await?;
@@ -166,6 +167,7 @@ fn auth_config(config: &Config, public_url: &Url) -> AuthConfig {
         nonce_ttl_secs: config.sign_in_ttl_secs,
         session_idle_secs: config.session_idle_secs,
         session_max_secs: config.session_max_secs,
+        welcome_credit: config.welcome_credit,
     }
 }
 
@@ -185,10 +187,9 @@ fn spawn_expiry_sweeper(platform: Platform) {
     });
 }
 
-/// Marks silent devices down (checking several times per down window) and writes merged
-/// heartbeats every `flush_interval`.
-/// Sweeps the fleet (silent devices down, unanswered challenges settled) and writes merged
-/// heartbeats every `flush_interval`, until `stop` turns true; it stops only between passes.
+/// Sweeps the fleet (silent devices down, unanswered challenges settled) and the clusters
+/// (start deadlines, expiry, lost devices), and writes merged heartbeats every
+/// `flush_interval`, until `stop` turns true; it stops only between passes.
 fn spawn_fleet_monitor(
     platform: Platform,
     flush_interval: Duration,
@@ -207,6 +208,9 @@ fn spawn_fleet_monitor(
             }
             if let Err(e) = platform.agents.sweep(platform::now()).await {
                 tracing::warn!(error = %e, "fleet sweep failed; retrying on the next tick");
+            }
+            if let Err(e) = platform.provisioning.sweep(platform::now()).await {
+                tracing::warn!(error = %e, "cluster sweep failed; retrying on the next tick");
             }
             if last_flush.elapsed() >= flush_interval {
                 last_flush = tokio::time::Instant::now();

@@ -1,0 +1,223 @@
+//! Runs the workloads of the clusters this device is hired into, as the server's heartbeat
+//! replies list them, and reports each one's state on the next heartbeat.
+//!
+//! Runtimes: `process` runs the cluster's command through the system shell (bare metal,
+//! Kubernetes and Ray clusters with a command); `docker` runs a container cluster's image when
+//! Docker is installed; Ray clusters without a command run `ray start` when Ray is installed.
+//! A missing runtime is reported as a failure that says what to install. A cluster without a
+//! command holds the device for the renter and reports running.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+
+use domain::agent_protocol::{WorkloadAssignment, WorkloadReport, WorkloadState};
+use domain::cluster::{ClusterKind, ClusterRole};
+use tokio::process::{Child, Command};
+
+struct Running {
+    child: Option<Child>,
+    /// The container to stop when the cluster ends (docker runtime).
+    container: Option<String>,
+    state: WorkloadState,
+    detail: String,
+}
+
+#[derive(Default)]
+pub struct Workloads {
+    device_id: String,
+    running: HashMap<String, Running>,
+}
+
+/// Where a program is on PATH, if anywhere.
+fn installed(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+fn shell(command: &str) -> Command {
+    if cfg!(windows) {
+        let mut c = Command::new("cmd");
+        c.arg("/C").arg(command);
+        c
+    } else {
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(command);
+        c
+    }
+}
+
+impl Workloads {
+    pub fn new(device_id: &str) -> Workloads {
+        Workloads {
+            device_id: device_id.to_owned(),
+            running: HashMap::new(),
+        }
+    }
+
+    /// Starts what is newly assigned and stops what no longer is. Returns whether anything
+    /// changed (the caller then reports soon instead of after a full interval).
+    pub fn reconcile(&mut self, assignments: &[WorkloadAssignment]) -> bool {
+        let mut changed = false;
+        let ended: Vec<String> = self
+            .running
+            .keys()
+            .filter(|id| !assignments.iter().any(|a| &a.cluster_id == *id))
+            .cloned()
+            .collect();
+        for id in ended {
+            if let Some(mut workload) = self.running.remove(&id) {
+                println!("cluster {id} ended; stopping its workload");
+                stop(&mut workload);
+                changed = true;
+            }
+        }
+        for assignment in assignments {
+            if !self.running.contains_key(&assignment.cluster_id) {
+                let started = self.start(assignment);
+                println!(
+                    "cluster {}: workload {} {}",
+                    assignment.cluster_id,
+                    started.state.as_str(),
+                    started.detail
+                );
+                self.running.insert(assignment.cluster_id.clone(), started);
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    fn start(&self, assignment: &WorkloadAssignment) -> Running {
+        let workload = &assignment.workload;
+        let failed = |detail: String| Running {
+            child: None,
+            container: None,
+            state: WorkloadState::Failed,
+            detail,
+        };
+        let role = assignment.role.as_str();
+        let (mut command, container) = match assignment.kind {
+            ClusterKind::Container => {
+                if !installed("docker") {
+                    return failed("Docker is not installed on this device".into());
+                }
+                let name = format!("gc-{}", assignment.cluster_id);
+                let mut c = Command::new("docker");
+                c.args(["run", "--rm", "--name", &name]);
+                for (key, value) in &workload.env {
+                    c.arg("-e").arg(format!("{key}={value}"));
+                }
+                if let Some(port) = workload.port {
+                    c.arg("-p").arg(format!("{port}:{port}"));
+                }
+                c.arg(&workload.image);
+                if !workload.command.is_empty() {
+                    c.args(["sh", "-c", &workload.command]);
+                }
+                (c, Some(name))
+            }
+            ClusterKind::Ray | ClusterKind::MegaRay if workload.command.is_empty() => {
+                if !installed("ray") {
+                    return failed("Ray is not installed on this device (pip install ray)".into());
+                }
+                if assignment.role != ClusterRole::Head {
+                    return failed(
+                        "Ray workers need the head's address, which this agent cannot reach yet"
+                            .into(),
+                    );
+                }
+                let mut c = Command::new("ray");
+                c.args(["start", "--head", "--block"]);
+                (c, None)
+            }
+            _ if workload.command.is_empty() => {
+                return Running {
+                    child: None,
+                    container: None,
+                    state: WorkloadState::Running,
+                    detail: "holding the device for the renter".into(),
+                }
+            }
+            _ => (shell(&workload.command), None),
+        };
+        command
+            .envs(&workload.env)
+            .env("GC_CLUSTER_ID", &assignment.cluster_id)
+            .env("GC_DEVICE_ID", &self.device_id)
+            .env("GC_ROLE", role)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        #[cfg(unix)]
+        command.process_group(0);
+        match command.spawn() {
+            Ok(child) => Running {
+                child: Some(child),
+                container,
+                state: WorkloadState::Running,
+                detail: String::new(),
+            },
+            Err(e) => failed(format!("could not start the workload: {e}")),
+        }
+    }
+
+    /// Each workload's state now, for the heartbeat.
+    pub fn reports(&mut self) -> Vec<WorkloadReport> {
+        for (id, workload) in &mut self.running {
+            let Some(child) = &mut workload.child else {
+                continue;
+            };
+            if let Ok(Some(status)) = child.try_wait() {
+                workload.child = None;
+                (workload.state, workload.detail) = if status.success() {
+                    (WorkloadState::Stopped, "the command finished".into())
+                } else {
+                    (
+                        WorkloadState::Failed,
+                        format!("the command ended with {status}"),
+                    )
+                };
+                println!(
+                    "cluster {id}: workload {} ({})",
+                    workload.state.as_str(),
+                    workload.detail
+                );
+            }
+        }
+        self.running
+            .iter()
+            .map(|(id, w)| WorkloadReport {
+                cluster_id: id.clone(),
+                state: w.state,
+                detail: w.detail.clone(),
+            })
+            .collect()
+    }
+}
+
+fn stop(workload: &mut Running) {
+    if let Some(name) = &workload.container {
+        let _ = std::process::Command::new("docker")
+            .args(["stop", name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+    }
+    if let Some(child) = &mut workload.child {
+        // The shell's whole process group, so commands it started stop too.
+        #[cfg(unix)]
+        if let Some(pid) = child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", "--", &format!("-{pid}")])
+                .status();
+        }
+        let _ = child.start_kill();
+    }
+}
+
+impl Drop for Workloads {
+    fn drop(&mut self) {
+        for workload in self.running.values_mut() {
+            stop(workload);
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The harness the agent tests share: the real server on loopback with short timings, and
+//! the real agent binary run with simulated hardware.
+// Each test binary uses part of it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use domain::fleet::{DeviceKind, OperatingSystem};
+use domain::wallet::WalletAddress;
+use domain::worker::{DeviceDetail, NewDevice};
+use server::{start, Config, RunningServer};
+use tokio::process::{Child, Command};
+
+pub const AGENT: &str = env!("CARGO_BIN_EXE_gpu-commons-agent");
+
+pub struct Fleet {
+    pub server: RunningServer,
+    pub dir: PathBuf,
+    pub owner: WalletAddress,
+}
+
+pub fn machine_file(dir: &Path, name: &str, gpu: &str, count: usize, gpu_percent: u8) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "os = \"linux\"\ncpu_model = \"AMD EPYC 9654\"\ncpu_cores = 96\nram_gb = 512\ndisk_gb = 2000\n\
+             [utilisation]\ngpu_percent = {gpu_percent}\ncpu_percent = 2\nmemory_percent = 10\n\
+             [[gpus]]\nname = \"{gpu}\"\nmemory_mb = 81559\ncount = {count}\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+impl Fleet {
+    pub async fn start(database_url: String) -> Fleet {
+        let mut config = Config::for_database(&database_url).unwrap();
+        config.fleet.heartbeat_interval_secs = 1;
+        config.fleet.down_after_secs = 3;
+        config.fleet.speed_test_bytes = 256 * 1024;
+        config.fleet.gpu_challenge_size = 128;
+        config.flush_interval = Duration::from_secs(1);
+        let server = start(config).await.unwrap();
+        let dir = std::env::temp_dir().join(format!(
+            "gc-agent-fleet-{}-{}",
+            std::process::id(),
+            server.addr.port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Fleet {
+            server,
+            dir,
+            owner: WalletAddress::from_public_key(&[42; 32]),
+        }
+    }
+
+    /// What the Worker tab's wizard does: reserve a device and get its one-line command.
+    pub async fn add_device(&self, name: &str) -> Vec<String> {
+        let ticket = self
+            .server
+            .platform
+            .worker
+            .add_device(
+                &self.owner,
+                NewDevice {
+                    name: name.into(),
+                    os: OperatingSystem::Linux,
+                    kind: DeviceKind::Gpu,
+                    country: "FI".into(),
+                },
+                platform::now(),
+            )
+            .await
+            .unwrap();
+        let words: Vec<String> = ticket
+            .command
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(words[0], "gpu-commons-agent");
+        words[1..].to_vec()
+    }
+
+    pub fn agent(&self, name: &str, args: &[String], machine: &Path) -> Child {
+        let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
+        Command::new(AGENT)
+            .args(args)
+            .arg("--credentials")
+            .arg(self.dir.join(format!("{name}.json")))
+            .arg("--simulate")
+            .arg(machine)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    pub async fn detail(&self, device_id: &str) -> DeviceDetail {
+        self.server
+            .platform
+            .worker
+            .device_detail(&self.owner, device_id, platform::now())
+            .await
+            .unwrap()
+    }
+
+    /// Polls the device until `done` holds, failing with the agent's log after `secs`.
+    pub async fn wait_for(
+        &self,
+        agent: &str,
+        device_id: &str,
+        secs: u64,
+        what: &str,
+        done: impl Fn(&DeviceDetail) -> bool,
+    ) -> DeviceDetail {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let detail = self.detail(device_id).await;
+            if done(&detail) {
+                return detail;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "device never became {what}: {:?} ({})\nagent log:\n{}",
+                    detail.summary.status,
+                    detail.status_reason,
+                    self.log(agent)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn device_id_of(&self, name: &str) -> String {
+        let devices = self
+            .server
+            .platform
+            .worker
+            .devices_of(&self.owner, platform::now())
+            .await
+            .unwrap();
+        devices
+            .devices
+            .iter()
+            .find(|d| d.name == name)
+            .unwrap_or_else(|| panic!("{name} did not register:\n{}", self.log(name)))
+            .id
+            .clone()
+    }
+
+    pub async fn stop(self) {
+        self.server.stop().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub async fn wait_exit(child: &mut Child, secs: u64) -> std::process::ExitStatus {
+    tokio::time::timeout(Duration::from_secs(secs), child.wait())
+        .await
+        .expect("the agent did not stop")
+        .unwrap()
+}

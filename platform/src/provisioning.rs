@@ -1,0 +1,1408 @@
+//! Provisioning: quotes with honest fillability, deploys that pay from the renter's balance and
+//! hire devices in one transaction, and the cluster lifecycle (running once every agent runs the
+//! workload, extend, terminate with a pro-rata refund, expiry, failure with a full refund, a
+//! device lost while running).
+//!
+//! Money: a deploy moves the order's escrow part from `user:<id>:available` to
+//! `cluster:<id>:escrow` and the fees to `platform:fees`. The escrow covers the active devices
+//! from `running_at` to `ends_at`, spread evenly over time and over units; settling a device
+//! (lost, or the end) pays its providers for the time served (less the provider fee) and
+//! returns the rest to the renter.
+
+use std::sync::Arc;
+
+use domain::agent_protocol::{WorkloadAssignment, WorkloadState};
+use domain::allocator::{self, Asked, Filters, Want};
+use domain::catalog::GpuCatalog;
+use domain::cluster::{
+    parse_duration, ClusterDetail, ClusterEvent, ClusterEventLine, ClusterKind, ClusterMember,
+    ClusterRole, ClusterStatus, ClusterSummary, DeployOrder, DeployRequest, ExtendRequest,
+    Hardware, PaymentMethod, Purpose, QuoteAnswer, SecurityCompliance, Workload,
+};
+use domain::device_status::{DeviceEvent, Transition};
+use domain::fleet::{ConnectivityTier, DeviceStatus};
+use domain::ledger::{Account, Posting};
+use domain::money::MicroUsd;
+use domain::pricing::{self, basis_points, split_by_units, Quote, PROVIDER_FEE_BPS};
+use domain::time::UnixMillis;
+use rustc_hash::FxHashSet;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use crate::index::FleetIndex;
+use crate::ledger::{balance_in, post};
+use crate::live::{LiveFleet, HOUR_MS};
+use crate::secret::random_hex;
+use crate::store::Store;
+use crate::worker::{apply_event, mirror, status_of};
+use crate::Error;
+
+#[derive(Debug, Clone)]
+pub struct ProvisioningConfig {
+    /// A deploying cluster whose agents do not all run the workload by then fails, refunded.
+    pub start_deadline_secs: i64,
+}
+
+impl Default for ProvisioningConfig {
+    fn default() -> ProvisioningConfig {
+        ProvisioningConfig {
+            start_deadline_secs: 180,
+        }
+    }
+}
+
+/// Deploy attempts when devices are taken by a concurrent order between choice and claim.
+const CLAIM_ATTEMPTS: usize = 4;
+
+#[derive(Clone)]
+pub struct ProvisioningService {
+    store: Store,
+    live: Arc<LiveFleet>,
+    index: Arc<FleetIndex>,
+    catalog: GpuCatalog,
+    config: Arc<ProvisioningConfig>,
+}
+
+/// Why one deploy attempt did not commit.
+enum Attempt {
+    /// Another order claimed this device first: choose again without it.
+    Taken(String),
+    Failed(Error),
+}
+
+impl From<Error> for Attempt {
+    fn from(e: Error) -> Attempt {
+        Attempt::Failed(e)
+    }
+}
+
+impl From<sqlx::Error> for Attempt {
+    fn from(e: sqlx::Error) -> Attempt {
+        Attempt::Failed(e.into())
+    }
+}
+
+const SUMMARY_COLUMNS: &str = "id, name, kind, hardware, units, status, status_reason, hours, \
+     charged, created_at, running_at, ends_at, finished_at, user_id, escrowed, refunded, rate, \
+     purpose, countries, min_tier, payment, workload";
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Corrupt(format!("{what}: {e}"))
+}
+
+fn summary_of(row: &AnyRow) -> Result<ClusterSummary, Error> {
+    let number = |i: usize| -> Result<u32, Error> {
+        u32::try_from(row.try_get::<i64, _>(i)?).map_err(|e| corrupt("cluster size", e))
+    };
+    Ok(ClusterSummary {
+        id: row.try_get(0)?,
+        name: row.try_get(1)?,
+        kind: ClusterKind::parse(row.try_get(2)?).map_err(|e| corrupt("cluster kind", e))?,
+        hardware: row.try_get(3)?,
+        units: number(4)?,
+        status: ClusterStatus::parse(row.try_get(5)?).map_err(|e| corrupt("cluster status", e))?,
+        status_reason: row.try_get(6)?,
+        hours: number(7)?,
+        charged: MicroUsd::from_micros(row.try_get(8)?),
+        created_at: row.try_get(9)?,
+        running_at: row.try_get(10)?,
+        ends_at: row.try_get(11)?,
+        finished_at: row.try_get(12)?,
+    })
+}
+
+impl ProvisioningService {
+    pub(crate) fn new(
+        store: Store,
+        live: Arc<LiveFleet>,
+        index: Arc<FleetIndex>,
+        catalog: GpuCatalog,
+        config: ProvisioningConfig,
+    ) -> ProvisioningService {
+        ProvisioningService {
+            store,
+            live,
+            index,
+            catalog,
+            config: Arc::new(config),
+        }
+    }
+
+    fn rate(&self, hardware: &Hardware) -> MicroUsd {
+        match hardware {
+            Hardware::Cpu => pricing::CPU_DEVICE_PRICE_PER_HOUR,
+            Hardware::Gpu(name) => self
+                .catalog
+                .by_name(name)
+                .map_or(MicroUsd::ZERO, |m| m.default_price_per_hour),
+        }
+    }
+
+    fn order(&self, request: &DeployRequest) -> Result<DeployOrder, Error> {
+        request
+            .validate(&self.catalog)
+            .map_err(Error::InvalidFields)
+    }
+
+    /// The price of `request` and whether it can be placed now, from the fleet index alone.
+    pub fn quote(&self, request: &DeployRequest) -> Result<QuoteAnswer, Error> {
+        let order = self.order(request)?;
+        let cells = self.index.free_supply(&order.hardware);
+        let want = match order.kind {
+            ClusterKind::MegaRay => Want::Everything,
+            _ => Want::Exactly(order.quantity),
+        };
+        let mut fillability = allocator::fillability(
+            &cells,
+            &Asked {
+                hardware: order.hardware.as_str(),
+                unit_name: order.hardware.unit_name(),
+                want,
+                countries: &order.countries,
+                min_tier: order.min_tier,
+            },
+        );
+        if let Some(why) = compliance_gap(order.compliance) {
+            fillability.fillable = false;
+            fillability.reasons.push(why);
+            fillability.alternatives.clear();
+        }
+        let units = match want {
+            Want::Exactly(n) => n,
+            Want::Everything => fillability.placeable,
+        };
+        let quote = pricing::quote(
+            self.rate(&order.hardware),
+            units,
+            order.hours(),
+            order.payment,
+        )
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+        Ok(QuoteAnswer { quote, fillability })
+    }
+
+    /// Whether the renter can still use `name` for a new cluster.
+    pub async fn name_available(&self, user_id: i64, name: &str) -> Result<bool, Error> {
+        let name = domain::cluster::parse_cluster_name(name).map_err(Error::Invalid)?;
+        let mut conn = self.store.pool().acquire().await?;
+        Ok(!name_taken(&mut conn, user_id, &name).await?)
+    }
+
+    /// Pays for `request` from the renter's balance and hires its devices, in one transaction.
+    /// The same `idempotency_key` again returns the cluster it created; without one, every
+    /// call is a new order.
+    pub async fn deploy(
+        &self,
+        user_id: i64,
+        request: &DeployRequest,
+        idempotency_key: Option<&str>,
+        now: UnixMillis,
+    ) -> Result<ClusterSummary, Error> {
+        let order = self.order(request)?;
+        let key = idempotency(idempotency_key)?;
+        let key = key.as_str();
+        if let Some(existing) = self.by_key(user_id, key).await? {
+            return Ok(existing);
+        }
+        if order.payment == PaymentMethod::Token {
+            return Err(Error::Invalid(
+                "paying in the network token needs a token balance, which token deposits will \
+                 provide; pay in USDC for now"
+                    .into(),
+            ));
+        }
+        if let Some(why) = compliance_gap(order.compliance) {
+            return Err(Error::Conflict(why));
+        }
+        let seed = {
+            use std::hash::BuildHasher;
+            rustc_hash::FxBuildHasher.hash_one((user_id, key))
+        };
+        let mut excluded = FxHashSet::default();
+        for _ in 0..CLAIM_ATTEMPTS {
+            let (ids, candidates) = self.candidates(
+                &order.hardware,
+                &order.countries,
+                order.min_tier,
+                &excluded,
+                now,
+            );
+            let want = match order.kind {
+                ClusterKind::MegaRay => Want::Everything,
+                _ => Want::Exactly(order.quantity),
+            };
+            let placement = match allocator::allocate(&candidates, &Filters::default(), want, seed)
+            {
+                Ok(placement) => placement,
+                Err(_) => {
+                    let answer = self.quote(request)?;
+                    return Err(Error::Conflict(format!(
+                        "this cluster cannot be placed now: {}",
+                        answer.fillability.reasons.join("; ")
+                    )));
+                }
+            };
+            let chosen: Vec<(&str, u32)> = placement
+                .devices
+                .iter()
+                .map(|&i| (ids[i].as_str(), candidates[i].units))
+                .collect();
+            let quote = pricing::quote(
+                self.rate(&order.hardware),
+                placement.units,
+                order.hours(),
+                order.payment,
+            )
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+            match self.claim(user_id, &order, key, &quote, &chosen, now).await {
+                Ok((summary, transitions)) => {
+                    for (position, ((device, _), t)) in chosen.iter().zip(&transitions).enumerate()
+                    {
+                        mirror(&self.live, &self.index, device, t, now);
+                        self.assign(
+                            device,
+                            &summary.id,
+                            order.kind,
+                            role_of(order.kind, position),
+                            &order.workload,
+                        );
+                    }
+                    tracing::info!(cluster = %summary.id, devices = chosen.len(), total = %quote.total, "cluster deployed");
+                    return Ok(summary);
+                }
+                Err(Attempt::Taken(device)) => {
+                    tracing::info!(device = %device, "device taken by a concurrent order; choosing again");
+                    excluded.insert(device);
+                }
+                Err(Attempt::Failed(e)) => {
+                    // A double submit racing this one may have created the cluster.
+                    if let Some(existing) = self.by_key(user_id, key).await? {
+                        return Ok(existing);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Err(Error::Conflict(
+            "the chosen devices were hired by other orders at the same moment; try again".into(),
+        ))
+    }
+
+    /// The free devices of `hardware` that the filters admit, as allocator candidates (with
+    /// hours of unbroken availability as reliability), and their ids in the same order.
+    fn candidates(
+        &self,
+        hardware: &Hardware,
+        countries: &[String],
+        min_tier: Option<ConnectivityTier>,
+        excluded: &FxHashSet<String>,
+        now: UnixMillis,
+    ) -> (Vec<String>, Vec<allocator::Candidate>) {
+        let (ids, mut candidates): (Vec<String>, Vec<_>) = self
+            .index
+            .free_devices(hardware, countries, min_tier, excluded)
+            .into_iter()
+            .unzip();
+        for (id, candidate) in ids.iter().zip(candidates.iter_mut()) {
+            candidate.reliability = self
+                .live
+                .with(id, |d| {
+                    ((now.0 - d.status_changed_at).max(0) / HOUR_MS) as u32
+                })
+                .unwrap_or(0);
+        }
+        (ids, candidates)
+    }
+
+    /// Hands a hired device its workload; its agent gets it with the next heartbeat reply.
+    fn assign(
+        &self,
+        device: &str,
+        cluster_id: &str,
+        kind: ClusterKind,
+        role: ClusterRole,
+        workload: &Workload,
+    ) {
+        let assignment = Arc::new(WorkloadAssignment {
+            cluster_id: cluster_id.to_owned(),
+            kind,
+            role,
+            workload: workload.clone(),
+        });
+        self.live.with(device, |d| {
+            d.assignment = Some(assignment);
+            d.workload_state = Some(WorkloadState::Assigned);
+        });
+    }
+
+    async fn claim(
+        &self,
+        user_id: i64,
+        order: &DeployOrder,
+        key: &str,
+        quote: &Quote,
+        devices: &[(&str, u32)],
+        now: UnixMillis,
+    ) -> Result<(ClusterSummary, Vec<Transition>), Attempt> {
+        let id = format!("cl-{}", random_hex(8));
+        let mut tx = self.store.begin_write().await?;
+        if name_taken(&mut tx, user_id, &order.name).await? {
+            return Err(Error::Conflict(format!(
+                "you already have a cluster named '{}'",
+                order.name
+            ))
+            .into());
+        }
+        let available = Account::UserAvailable(user_id);
+        let have = balance_in(&mut tx, &available.to_string()).await?;
+        if have < quote.total {
+            return Err(Error::Conflict(format!(
+                "your balance is {have}; this cluster costs {}",
+                quote.total
+            ))
+            .into());
+        }
+        let workload = serde_json::to_string(&order.workload)
+            .map_err(|e| Error::Invalid(format!("workload: {e}")))?;
+        sqlx::query(
+            "INSERT INTO clusters (id, user_id, name, kind, purpose, hardware, units, countries, \
+               min_tier, compliance, payment, workload, status, status_reason, rate, hours, charged, \
+               escrowed, idempotency_key, created_at, deadline_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'deploying', $13, $14, $15, \
+               $16, $17, $18, $19, $20)",
+        )
+        .bind(&id)
+        .bind(user_id)
+        .bind(&order.name)
+        .bind(order.kind.as_str())
+        .bind(order.purpose.as_str())
+        .bind(order.hardware.as_str())
+        .bind(i64::from(quote.units))
+        .bind(order.countries.join(","))
+        .bind(order.min_tier.map(ConnectivityTier::as_str))
+        .bind(order.compliance.as_str())
+        .bind(order.payment.as_str())
+        .bind(&workload)
+        .bind("paid; waiting for every device to start the workload")
+        .bind(quote.rate_per_unit_hour.micros())
+        .bind(i64::from(quote.hours))
+        .bind(quote.total.micros())
+        .bind(quote.escrow().micros())
+        .bind(key)
+        .bind(now.0)
+        .bind(now.0 + self.config.start_deadline_secs * 1000)
+        .execute(&mut *tx)
+        .await?;
+        let posting = Posting::new(
+            format!("deploy:{id}"),
+            format!("cluster {id}: {}", order.name),
+        )
+        .transfer(
+            available.clone(),
+            Account::ClusterEscrow(id.clone()),
+            quote.escrow(),
+        )
+        .and_then(|p| p.transfer(available, Account::PlatformFees, quote.fees()))
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+        post(&mut tx, &posting, now).await?;
+        let units: Vec<u32> = devices.iter().map(|(_, units)| *units).collect();
+        let budgets = split_by_units(quote.escrow(), &units);
+        let mut transitions = Vec::with_capacity(devices.len());
+        for (position, ((device, units), budget)) in devices.iter().zip(budgets).enumerate() {
+            let role = role_of(order.kind, position);
+            match hire(&mut tx, &id, device, role, *units, budget, now).await {
+                Ok(t) => transitions.push(t),
+                Err(Error::Conflict(_)) | Err(Error::NotFound(_)) => {
+                    return Err(Attempt::Taken(device.to_string()))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let unit = order.hardware.unit_name();
+        record(
+            &mut tx,
+            &id,
+            now,
+            &format!(
+                "paid {} ({} {unit}s × {} h at {}/h, {} discount, {} fees); hired {} device(s)",
+                quote.total,
+                quote.units,
+                quote.hours,
+                quote.rate_per_unit_hour,
+                quote.discount,
+                quote.fees(),
+                devices.len()
+            ),
+        )
+        .await?;
+        let summary = self.summary_in(&mut tx, user_id, &id).await?;
+        tx.commit().await?;
+        Ok((summary, transitions))
+    }
+
+    async fn by_key(&self, user_id: i64, key: &str) -> Result<Option<ClusterSummary>, Error> {
+        let row = sqlx::query(&format!(
+            "SELECT {SUMMARY_COLUMNS} FROM clusters WHERE user_id = $1 AND idempotency_key = $2"
+        ))
+        .bind(user_id)
+        .bind(key)
+        .fetch_optional(self.store.pool())
+        .await?;
+        row.as_ref().map(summary_of).transpose()
+    }
+
+    async fn summary_in(
+        &self,
+        conn: &mut AnyConnection,
+        user_id: i64,
+        id: &str,
+    ) -> Result<ClusterSummary, Error> {
+        summary_of(&cluster_row(conn, user_id, id).await?)
+    }
+
+    /// The renter's clusters, newest first, optionally with one status and a name/id search.
+    pub async fn clusters_of(
+        &self,
+        user_id: i64,
+        status: Option<ClusterStatus>,
+        search: &str,
+    ) -> Result<Vec<ClusterSummary>, Error> {
+        let search = search.trim().to_lowercase();
+        let rows = sqlx::query(&format!(
+            "SELECT {SUMMARY_COLUMNS} FROM clusters WHERE user_id = $1 \
+               AND ($2 = '' OR status = $2) \
+               AND ($3 = '' OR lower(name) LIKE $4 OR id = $3) \
+             ORDER BY created_at DESC, id LIMIT 500"
+        ))
+        .bind(user_id)
+        .bind(status.map_or("", ClusterStatus::as_str))
+        .bind(&search)
+        .bind(format!("%{search}%"))
+        .fetch_all(self.store.pool())
+        .await?;
+        rows.iter().map(summary_of).collect()
+    }
+
+    /// Everything the cluster page shows; other renters' clusters are not found.
+    pub async fn cluster(
+        &self,
+        user_id: i64,
+        id: &str,
+        now: UnixMillis,
+    ) -> Result<ClusterDetail, Error> {
+        let mut conn = self.store.pool().acquire().await?;
+        let row = cluster_row(&mut conn, user_id, id).await?;
+        let summary = summary_of(&row)?;
+        let refunded = MicroUsd::from_micros(row.try_get(15)?);
+        let escrow = balance_in(
+            &mut conn,
+            &Account::ClusterEscrow(id.to_owned()).to_string(),
+        )
+        .await?;
+        let accrued = match (summary.status, summary.running_at, summary.ends_at) {
+            (ClusterStatus::Running, Some(start), Some(end)) => active_members(&mut conn, id)
+                .await?
+                .iter()
+                .map(|m| m.accrued(start, now.0, end).micros())
+                .sum(),
+            _ => 0,
+        };
+        let accrued = MicroUsd::from_micros(accrued);
+        // Fees, settled pay of lost devices and the escrow earned so far.
+        let spent =
+            summary.charged.micros() - refunded.micros() - escrow.micros() + accrued.micros();
+        let members = sqlx::query(
+            "SELECT cd.device_id, cd.role, cd.units, d.country, d.tier, d.status, cd.state, \
+               cd.joined_at, cd.left_at \
+             FROM cluster_devices cd JOIN devices d ON d.id = cd.device_id \
+             WHERE cd.cluster_id = $1 ORDER BY cd.left_at IS NOT NULL, cd.role, cd.device_id",
+        )
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(ClusterMember {
+                device_id: r.try_get(0)?,
+                role: ClusterRole::parse(r.try_get(1)?).map_err(|e| corrupt("role", e))?,
+                units: u32::try_from(r.try_get::<i64, _>(2)?).map_err(|e| corrupt("units", e))?,
+                country: r.try_get(3)?,
+                tier: r
+                    .try_get::<Option<&str>, _>(4)?
+                    .map(ConnectivityTier::parse)
+                    .transpose()
+                    .map_err(|e| corrupt("tier", e))?,
+                device_status: status_of(r.try_get(5)?)?,
+                workload_state: r.try_get(6)?,
+                joined_at: r.try_get(7)?,
+                left_at: r.try_get(8)?,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+        let events =
+            sqlx::query("SELECT at, detail FROM cluster_events WHERE cluster_id = $1 ORDER BY id")
+                .bind(id)
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(ClusterEventLine {
+                        at: r.try_get(0)?,
+                        detail: r.try_get(1)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+        Ok(ClusterDetail {
+            purpose: Purpose::parse(row.try_get(17)?).map_err(|e| corrupt("purpose", e))?,
+            countries: split_countries(row.try_get(18)?),
+            min_tier: row
+                .try_get::<Option<&str>, _>(19)?
+                .map(ConnectivityTier::parse)
+                .transpose()
+                .map_err(|e| corrupt("tier", e))?,
+            payment: PaymentMethod::parse(row.try_get(20)?).map_err(|e| corrupt("payment", e))?,
+            rate_per_unit_hour: MicroUsd::from_micros(row.try_get(16)?),
+            workload: serde_json::from_str::<Workload>(row.try_get(21)?)
+                .map_err(|e| corrupt("workload", e))?,
+            members,
+            events,
+            cost_so_far: MicroUsd::from_micros(spent),
+            remaining: MicroUsd::from_micros(escrow.micros() - accrued.micros()),
+            summary,
+        })
+    }
+
+    /// Buys `request`'s hours more on the same devices, charged like a new order; the same
+    /// `idempotency_key` again changes nothing.
+    pub async fn extend(
+        &self,
+        user_id: i64,
+        id: &str,
+        request: &ExtendRequest,
+        idempotency_key: Option<&str>,
+        now: UnixMillis,
+    ) -> Result<ClusterSummary, Error> {
+        let hours =
+            parse_duration(request.duration_unit, request.duration_count).map_err(|message| {
+                Error::InvalidFields(vec![domain::cluster::FieldError {
+                    field: "duration_count".into(),
+                    message,
+                }])
+            })?;
+        let key = idempotency(idempotency_key)?;
+        let mut tx = self.store.begin_write().await?;
+        let row = cluster_row(&mut tx, user_id, id).await?;
+        let summary = summary_of(&row)?;
+        let posting_key = format!("extend:{id}:{key}");
+        let already: Option<i64> =
+            sqlx::query("SELECT id FROM ledger_transactions WHERE idempotency_key = $1")
+                .bind(&posting_key)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?;
+        if already.is_some() {
+            return Ok(summary);
+        }
+        summary
+            .status
+            .apply(&ClusterEvent::Extended)
+            .map_err(|e| Error::Conflict(e.to_string()))?;
+        let payment = PaymentMethod::parse(row.try_get(20)?).map_err(|e| corrupt("payment", e))?;
+        let quote = pricing::quote(
+            MicroUsd::from_micros(row.try_get(16)?),
+            summary.units,
+            hours,
+            payment,
+        )
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+        let available = Account::UserAvailable(user_id);
+        let have = balance_in(&mut tx, &available.to_string()).await?;
+        if have < quote.total {
+            return Err(Error::Conflict(format!(
+                "your balance is {have}; {hours} more hours cost {}",
+                quote.total
+            )));
+        }
+        let posting = Posting::new(posting_key, format!("cluster {id}: {hours} h more"))
+            .transfer(
+                available.clone(),
+                Account::ClusterEscrow(id.to_owned()),
+                quote.escrow(),
+            )
+            .and_then(|p| p.transfer(available, Account::PlatformFees, quote.fees()))
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        post(&mut tx, &posting, now).await?;
+        let members = active_members(&mut tx, id).await?;
+        let units: Vec<u32> = members.iter().map(|m| m.units).collect();
+        for (member, more) in members.iter().zip(split_by_units(quote.escrow(), &units)) {
+            sqlx::query(
+                "UPDATE cluster_devices SET budget = budget + $1 WHERE cluster_id = $2 AND device_id = $3",
+            )
+            .bind(more.micros())
+            .bind(id)
+            .bind(&member.device_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "UPDATE clusters SET hours = hours + $1, charged = charged + $2, escrowed = escrowed + $3, \
+               ends_at = ends_at + $4 WHERE id = $5",
+        )
+        .bind(i64::from(hours))
+        .bind(quote.total.micros())
+        .bind(quote.escrow().micros())
+        .bind(i64::from(hours) * HOUR_MS)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        record(
+            &mut tx,
+            id,
+            now,
+            &format!("extended by {hours} h for {}", quote.total),
+        )
+        .await?;
+        let summary = self.summary_in(&mut tx, user_id, id).await?;
+        tx.commit().await?;
+        Ok(summary)
+    }
+
+    /// Ends the renter's cluster now: providers are paid for the time served and the unused
+    /// escrow comes back (all of it, fees included, if it never ran).
+    pub async fn terminate(
+        &self,
+        user_id: i64,
+        id: &str,
+        now: UnixMillis,
+    ) -> Result<ClusterSummary, Error> {
+        let mut conn = self.store.pool().acquire().await?;
+        cluster_row(&mut conn, user_id, id).await?;
+        drop(conn);
+        self.finish(id, ClusterEvent::TerminatedByRenter, now)
+            .await?;
+        let mut conn = self.store.pool().acquire().await?;
+        self.summary_in(&mut conn, user_id, id).await
+    }
+
+    /// Moves a cluster to a finished status, settles its escrow and releases its devices.
+    async fn finish(&self, id: &str, event: ClusterEvent, now: UnixMillis) -> Result<(), Error> {
+        let mut tx = self.store.begin_write().await?;
+        let cluster = Settling::load(&mut tx, id).await?;
+        let to = cluster
+            .status
+            .apply(&event)
+            .map_err(|e| Error::Conflict(e.to_string()))?;
+        let reason = match &event {
+            ClusterEvent::StartFailed { why } => format!("failed to start: {why}; fully refunded"),
+            ClusterEvent::TerminatedByRenter => "terminated by the renter".to_owned(),
+            ClusterEvent::Expired => "completed its paid time".to_owned(),
+            ClusterEvent::Lost { why } => format!("failed: {why}"),
+            _ => to.to_string(),
+        };
+        cluster.change_status(&mut tx, to, &reason, now).await?;
+        let members = active_members(&mut tx, id).await?;
+        let escrow = balance_in(&mut tx, &cluster.escrow_account().to_string()).await?;
+        let mut posting = Posting::new(format!("finish:{id}"), format!("cluster {id} {to}"));
+        let (unused, fees_back) = match cluster.running_at {
+            Some(running_at) => {
+                let mut paid = MicroUsd::ZERO;
+                for member in &members {
+                    let used = member.accrued(running_at, now.0, cluster.ends_at);
+                    posting = cluster.pay(posting, member, used)?;
+                    paid = MicroUsd::from_micros(paid.micros() + used.micros());
+                }
+                // The budgets add up to the escrow, so the rest was not used.
+                (
+                    MicroUsd::from_micros(escrow.micros() - paid.micros()),
+                    MicroUsd::ZERO,
+                )
+            }
+            // Never ran: everything back, the fees too.
+            None => (
+                escrow,
+                MicroUsd::from_micros(cluster.charged.micros() - cluster.escrowed.micros()),
+            ),
+        };
+        posting = posting
+            .transfer(cluster.escrow_account(), cluster.renter(), unused)
+            .and_then(|p| p.transfer(Account::PlatformFees, cluster.renter(), fees_back))
+            .map_err(invalid_posting)?;
+        let refund = MicroUsd::from_micros(unused.micros() + fees_back.micros());
+        post(&mut tx, &posting, now).await?;
+        cluster.refunded(&mut tx, refund).await?;
+        let transitions = release(&mut tx, id, &members, now).await?;
+        record(
+            &mut tx,
+            id,
+            now,
+            &format!("{reason}; {refund} returned to the balance"),
+        )
+        .await?;
+        tx.commit().await?;
+        self.released(&transitions, now);
+        tracing::info!(cluster = id, status = %to, refund = %refund, "cluster finished");
+        Ok(())
+    }
+
+    /// A device of a running cluster that went down (at `down_at`) or failed: its provider is
+    /// paid for the time it served, the renter gets back the time it was down, and the rest of
+    /// its budget hires a replacement of the same hardware under the same filters if the free
+    /// supply has one (or comes back to the renter too). A cluster left with no device fails.
+    async fn lose(
+        &self,
+        id: &str,
+        device_id: &str,
+        why: &str,
+        down_at: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<(), Error> {
+        let mut tx = self.store.begin_write().await?;
+        let cluster = Settling::load(&mut tx, id).await?;
+        let (ClusterStatus::Running, Some(running_at)) = (cluster.status, cluster.running_at)
+        else {
+            return Ok(());
+        };
+        let members = active_members(&mut tx, id).await?;
+        let Some(lost) = members.iter().find(|m| m.device_id == device_id) else {
+            return Ok(());
+        };
+        let served = lost.accrued(running_at, down_at.0.min(now.0), cluster.ends_at);
+        let through_now = lost.accrued(running_at, now.0, cluster.ends_at);
+        let unused = MicroUsd::from_micros(lost.budget.micros() - through_now.micros());
+        let mut posting = cluster.pay(
+            Posting::new(
+                format!("lose:{id}:{device_id}:{}", lost.joined_at),
+                format!("cluster {id} lost {device_id}"),
+            ),
+            lost,
+            served,
+        )?;
+        let mut refund = MicroUsd::from_micros(through_now.micros() - served.micros());
+        let released = release(&mut tx, id, std::slice::from_ref(lost), now).await?;
+        let replacement = if now.0 < cluster.ends_at {
+            self.replace(&mut tx, &cluster, lost, unused, now).await?
+        } else {
+            None
+        };
+        let mut hired = Vec::new();
+        let line = match replacement {
+            Some(devices) => {
+                let names: Vec<&str> = devices.iter().map(|(d, _)| d.as_str()).collect();
+                let line = format!(
+                    "device {device_id} lost ({why}); {refund} for the time it was down returned; \
+                     replaced by {}",
+                    names.join(", ")
+                );
+                hired = devices;
+                line
+            }
+            None => {
+                refund = MicroUsd::from_micros(refund.micros() + unused.micros());
+                format!(
+                    "device {device_id} lost ({why}); no replacement in the free supply; {refund} \
+                     of its unused time returned"
+                )
+            }
+        };
+        let last = members.len() == 1 && hired.is_empty();
+        if last {
+            // Nothing runs any more: rounding dust left in escrow goes back as well.
+            let escrow = balance_in(&mut tx, &cluster.escrow_account().to_string()).await?;
+            refund = MicroUsd::from_micros(escrow.micros() - served.micros());
+        }
+        posting = posting
+            .transfer(cluster.escrow_account(), cluster.renter(), refund)
+            .map_err(invalid_posting)?;
+        post(&mut tx, &posting, now).await?;
+        cluster.refunded(&mut tx, refund).await?;
+        record(&mut tx, id, now, &line).await?;
+        if last {
+            let why = format!("its last device was lost ({why})");
+            let to = cluster
+                .status
+                .apply(&ClusterEvent::Lost { why: why.clone() })
+                .map_err(|e| Error::Conflict(e.to_string()))?;
+            cluster
+                .change_status(&mut tx, to, &format!("failed: {why}"), now)
+                .await?;
+        }
+        tx.commit().await?;
+        self.released(&released, now);
+        for (device, t) in &hired {
+            mirror(&self.live, &self.index, device, t, now);
+            self.assign(device, id, cluster.kind, lost.role, &cluster.workload);
+        }
+        tracing::info!(cluster = id, device = device_id, replaced = !hired.is_empty(), refund = %refund, "cluster device lost");
+        Ok(())
+    }
+
+    /// Hires devices for `lost`'s units inside the caller's transaction, funded by `budget`.
+    /// None when the free supply has no exact fit or a chosen device was taken meanwhile.
+    async fn replace(
+        &self,
+        tx: &mut AnyConnection,
+        cluster: &Settling,
+        lost: &Member,
+        budget: MicroUsd,
+        now: UnixMillis,
+    ) -> Result<Option<Vec<(String, Transition)>>, Error> {
+        let (ids, candidates) = self.candidates(
+            &cluster.hardware,
+            &cluster.countries,
+            cluster.min_tier,
+            &FxHashSet::default(),
+            now,
+        );
+        let seed = {
+            use std::hash::BuildHasher;
+            rustc_hash::FxBuildHasher.hash_one((&cluster.id, &lost.device_id))
+        };
+        let Ok(placement) = allocator::allocate(
+            &candidates,
+            &Filters::default(),
+            Want::Exactly(lost.units),
+            seed,
+        ) else {
+            return Ok(None);
+        };
+        let units: Vec<u32> = placement
+            .devices
+            .iter()
+            .map(|&i| candidates[i].units)
+            .collect();
+        let budgets = split_by_units(budget, &units);
+        let mut hired = Vec::with_capacity(units.len());
+        for ((&i, &units), budget) in placement.devices.iter().zip(&units).zip(budgets) {
+            // Savepoint-free: a device taken meanwhile fails the whole loss, retried next sweep.
+            let t = hire(tx, &cluster.id, &ids[i], lost.role, units, budget, now).await?;
+            hired.push((ids[i].clone(), t));
+        }
+        Ok(Some(hired))
+    }
+
+    fn released(&self, transitions: &[(String, Option<Transition>)], now: UnixMillis) {
+        for (device, t) in transitions {
+            if let Some(t) = t {
+                mirror(&self.live, &self.index, device, t, now);
+            }
+            self.live.with(device, |d| {
+                d.assignment = None;
+                d.workload_state = None;
+            });
+        }
+    }
+
+    /// What an agent reported for a cluster's workload: the cluster runs once every device runs
+    /// it; a device that fails while starting fails the cluster, while running loses it.
+    pub async fn workload_reported(
+        &self,
+        device_id: &str,
+        cluster_id: &str,
+        state: WorkloadState,
+        detail: &str,
+        now: UnixMillis,
+    ) -> Result<(), Error> {
+        let mut tx = self.store.begin_write().await?;
+        let changed = sqlx::query(
+            "UPDATE cluster_devices SET state = $1 \
+             WHERE cluster_id = $2 AND device_id = $3 AND left_at IS NULL AND state <> $1",
+        )
+        .bind(state.as_str())
+        .bind(cluster_id)
+        .bind(device_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Ok(());
+        }
+        let row = sqlx::query("SELECT status, hours FROM clusters WHERE id = $1")
+            .bind(cluster_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let status =
+            ClusterStatus::parse(row.try_get(0)?).map_err(|e| corrupt("cluster status", e))?;
+        let hours: i64 = row.try_get(1)?;
+        let detail = detail.chars().take(300).collect::<String>();
+        let said = if detail.is_empty() {
+            String::new()
+        } else {
+            format!(": {detail}")
+        };
+        record(
+            &mut tx,
+            cluster_id,
+            now,
+            &format!("device {device_id} reports {}{said}", state.as_str()),
+        )
+        .await?;
+        // A command that already finished cleanly has started, too.
+        let started = matches!(state, WorkloadState::Running | WorkloadState::Stopped);
+        if started && status == ClusterStatus::Deploying {
+            let waiting: i64 = sqlx::query(
+                "SELECT COUNT(*) FROM cluster_devices \
+                 WHERE cluster_id = $1 AND left_at IS NULL AND state NOT IN ('running', 'stopped')",
+            )
+            .bind(cluster_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+            if waiting == 0 {
+                let to = status
+                    .apply(&ClusterEvent::AllRunning)
+                    .map_err(|e| Error::Conflict(e.to_string()))?;
+                let ends_at = now.0 + hours * HOUR_MS;
+                sqlx::query(
+                    "UPDATE clusters SET status = $1, status_reason = $2, running_at = $3, ends_at = $4 \
+                     WHERE id = $5 AND status = 'deploying'",
+                )
+                .bind(to.as_str())
+                .bind("every device runs the workload")
+                .bind(now.0)
+                .bind(ends_at)
+                .bind(cluster_id)
+                .execute(&mut *tx)
+                .await?;
+                record(
+                    &mut tx,
+                    cluster_id,
+                    now,
+                    &format!(
+                        "running on every device; paid time ends at {}",
+                        UnixMillis(ends_at).to_rfc3339()
+                    ),
+                )
+                .await?;
+                tracing::info!(cluster = cluster_id, "cluster running");
+            }
+        }
+        tx.commit().await?;
+        if state == WorkloadState::Failed {
+            let why = format!("device {device_id} could not run the workload{said}");
+            match status {
+                ClusterStatus::Deploying => {
+                    self.finish(cluster_id, ClusterEvent::StartFailed { why }, now)
+                        .await?
+                }
+                ClusterStatus::Running => self.lose(cluster_id, device_id, &why, now, now).await?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails deploying clusters past their start deadline, completes running ones past their
+    /// paid time, and handles hired devices that went down. Returns how many changed.
+    pub async fn sweep(&self, now: UnixMillis) -> Result<usize, Error> {
+        let mut changed = 0;
+        let late = self
+            .ids_due(
+                "SELECT id FROM clusters WHERE status = 'deploying' AND deadline_at <= $1",
+                now,
+            )
+            .await?;
+        for id in late {
+            let why = format!(
+                "not every device ran the workload within {} s",
+                self.config.start_deadline_secs
+            );
+            changed += self.tolerate(
+                self.finish(&id, ClusterEvent::StartFailed { why }, now)
+                    .await,
+            )?;
+        }
+        let due = self
+            .ids_due(
+                "SELECT id FROM clusters WHERE status = 'running' AND ends_at <= $1",
+                now,
+            )
+            .await?;
+        for id in due {
+            changed += self.tolerate(self.finish(&id, ClusterEvent::Expired, now).await)?;
+        }
+        let gone = sqlx::query(
+            "SELECT c.id, c.status, cd.device_id, d.status, d.status_changed_at FROM cluster_devices cd \
+             JOIN clusters c ON c.id = cd.cluster_id JOIN devices d ON d.id = cd.device_id \
+             WHERE c.status IN ('deploying', 'running') AND cd.left_at IS NULL AND d.status <> 'hired'",
+        )
+        .fetch_all(self.store.pool())
+        .await?;
+        for row in gone {
+            let (id, status, device): (String, String, String) =
+                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            let why = format!("device {device} is {}", row.try_get::<String, _>(3)?);
+            let outcome = if status == "deploying" {
+                self.finish(&id, ClusterEvent::StartFailed { why }, now)
+                    .await
+            } else {
+                let down_at = UnixMillis(row.try_get(4)?);
+                self.lose(&id, &device, &why, down_at, now).await
+            };
+            changed += self.tolerate(outcome)?;
+        }
+        Ok(changed)
+    }
+
+    /// The clusters `sql` selects with `now` as `$1`.
+    async fn ids_due(&self, sql: &str, now: UnixMillis) -> Result<Vec<String>, Error> {
+        Ok(sqlx::query_scalar::<_, String>(sql)
+            .bind(now.0)
+            .fetch_all(self.store.pool())
+            .await?)
+    }
+
+    /// A concurrent change (another replica, a report) got there first: not an error.
+    fn tolerate(&self, outcome: Result<(), Error>) -> Result<usize, Error> {
+        match outcome {
+            Ok(()) => Ok(1),
+            Err(Error::Conflict(why)) => {
+                tracing::debug!(%why, "cluster changed concurrently");
+                Ok(0)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Gives every device of an active cluster its assignment in the live fleet (start-up).
+    pub(crate) async fn load_assignments(&self) -> Result<usize, Error> {
+        let rows = sqlx::query(
+            "SELECT cd.device_id, c.id, c.kind, cd.role, c.workload, cd.state \
+             FROM cluster_devices cd JOIN clusters c ON c.id = cd.cluster_id \
+             WHERE cd.left_at IS NULL AND c.status IN ('deploying', 'running')",
+        )
+        .fetch_all(self.store.pool())
+        .await?;
+        for row in &rows {
+            let device: String = row.try_get(0)?;
+            let assignment = Arc::new(WorkloadAssignment {
+                cluster_id: row.try_get(1)?,
+                kind: ClusterKind::parse(row.try_get(2)?)
+                    .map_err(|e| corrupt("cluster kind", e))?,
+                role: ClusterRole::parse(row.try_get(3)?).map_err(|e| corrupt("role", e))?,
+                workload: serde_json::from_str(row.try_get(4)?)
+                    .map_err(|e| corrupt("workload", e))?,
+            });
+            let state = workload_state(row.try_get(5)?)?;
+            self.live.with(&device, |d| {
+                d.assignment = Some(assignment);
+                d.workload_state = Some(state);
+            });
+        }
+        Ok(rows.len())
+    }
+}
+
+/// The caller's idempotency key, checked, or a fresh one.
+fn idempotency(key: Option<&str>) -> Result<String, Error> {
+    match key.map(str::trim) {
+        None => Ok(format!("auto-{}", random_hex(16))),
+        Some(key) if key.is_empty() || key.len() > 128 => Err(Error::Invalid(
+            "an idempotency key is 1–128 characters".into(),
+        )),
+        Some(key) => Ok(key.to_owned()),
+    }
+}
+
+fn workload_state(text: &str) -> Result<WorkloadState, Error> {
+    [
+        WorkloadState::Assigned,
+        WorkloadState::Starting,
+        WorkloadState::Running,
+        WorkloadState::Stopped,
+        WorkloadState::Failed,
+    ]
+    .into_iter()
+    .find(|s| s.as_str() == text)
+    .ok_or_else(|| corrupt("workload state", text))
+}
+
+/// Whether any device can meet `compliance` today: attested facilities are not listed yet.
+fn compliance_gap(compliance: SecurityCompliance) -> Option<String> {
+    compliance.needs_attestation().then(|| {
+        format!(
+            "no device in the network is attested for {compliance} yet (operators attest \
+             certified facilities); choose e2e_encrypted"
+        )
+    })
+}
+
+fn role_of(kind: ClusterKind, position: usize) -> ClusterRole {
+    let headed = matches!(
+        kind,
+        ClusterKind::Ray | ClusterKind::MegaRay | ClusterKind::Kubernetes
+    );
+    if headed && position == 0 {
+        ClusterRole::Head
+    } else {
+        ClusterRole::Worker
+    }
+}
+
+async fn name_taken(conn: &mut AnyConnection, user_id: i64, name: &str) -> Result<bool, Error> {
+    Ok(
+        sqlx::query("SELECT 1 FROM clusters WHERE user_id = $1 AND name = $2")
+            .bind(user_id)
+            .bind(name)
+            .fetch_optional(conn)
+            .await?
+            .is_some(),
+    )
+}
+
+async fn cluster_row(conn: &mut AnyConnection, user_id: i64, id: &str) -> Result<AnyRow, Error> {
+    sqlx::query(&format!(
+        "SELECT {SUMMARY_COLUMNS} FROM clusters WHERE id = $1 AND user_id = $2"
+    ))
+    .bind(id)
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| Error::NotFound(format!("no cluster '{id}'")))
+}
+
+async fn record(
+    conn: &mut AnyConnection,
+    cluster_id: &str,
+    at: UnixMillis,
+    detail: &str,
+) -> Result<(), Error> {
+    sqlx::query("INSERT INTO cluster_events (cluster_id, at, detail) VALUES ($1, $2, $3)")
+        .bind(cluster_id)
+        .bind(at.0)
+        .bind(detail)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A device still in a cluster, with its provider and the escrow still held for it.
+struct Member {
+    device_id: String,
+    role: ClusterRole,
+    units: u32,
+    owner: String,
+    joined_at: i64,
+    budget: MicroUsd,
+}
+
+impl Member {
+    /// What the device has earned of its budget by `until`: its hire runs from the cluster's
+    /// start (or its own joining, for a replacement) to the cluster's end.
+    fn accrued(&self, running_at: i64, until: i64, ends_at: i64) -> MicroUsd {
+        pricing::accrued(self.budget, self.joined_at.max(running_at), until, ends_at)
+    }
+}
+
+async fn active_members(conn: &mut AnyConnection, cluster_id: &str) -> Result<Vec<Member>, Error> {
+    sqlx::query(
+        "SELECT cd.device_id, cd.role, cd.units, d.owner_wallet, cd.joined_at, cd.budget \
+         FROM cluster_devices cd JOIN devices d ON d.id = cd.device_id \
+         WHERE cd.cluster_id = $1 AND cd.left_at IS NULL ORDER BY cd.device_id",
+    )
+    .bind(cluster_id)
+    .fetch_all(conn)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(Member {
+            device_id: r.try_get(0)?,
+            role: ClusterRole::parse(r.try_get(1)?).map_err(|e| corrupt("role", e))?,
+            units: u32::try_from(r.try_get::<i64, _>(2)?).map_err(|e| corrupt("units", e))?,
+            owner: r.try_get(3)?,
+            joined_at: r.try_get(4)?,
+            budget: MicroUsd::from_micros(r.try_get(5)?),
+        })
+    })
+    .collect()
+}
+
+/// Claims an idle device for the cluster (a conditional update: a device another order took
+/// first is a conflict) and adds it with its share of the escrow.
+async fn hire(
+    conn: &mut AnyConnection,
+    cluster_id: &str,
+    device_id: &str,
+    role: ClusterRole,
+    units: u32,
+    budget: MicroUsd,
+    now: UnixMillis,
+) -> Result<Transition, Error> {
+    let hired = DeviceEvent::Hired {
+        cluster_id: cluster_id.to_owned(),
+    };
+    let t = apply_event(conn, device_id, &hired, now).await?;
+    sqlx::query(
+        "INSERT INTO cluster_devices (cluster_id, device_id, role, units, budget, state, joined_at) \
+         VALUES ($1, $2, $3, $4, $5, 'assigned', $6)",
+    )
+    .bind(cluster_id)
+    .bind(device_id)
+    .bind(role.as_str())
+    .bind(i64::from(units))
+    .bind(budget.micros())
+    .bind(now.0)
+    .execute(conn)
+    .await?;
+    Ok(t)
+}
+
+fn invalid_posting(e: domain::ledger::PostingError) -> Error {
+    Error::Invalid(e.to_string())
+}
+
+/// What settling a cluster's money needs to know about it.
+struct Settling {
+    id: String,
+    status: ClusterStatus,
+    user_id: i64,
+    kind: ClusterKind,
+    hardware: Hardware,
+    countries: Vec<String>,
+    min_tier: Option<ConnectivityTier>,
+    workload: Workload,
+    running_at: Option<i64>,
+    ends_at: i64,
+    charged: MicroUsd,
+    escrowed: MicroUsd,
+}
+
+impl Settling {
+    async fn load(conn: &mut AnyConnection, id: &str) -> Result<Settling, Error> {
+        let row = sqlx::query(
+            "SELECT status, user_id, kind, hardware, countries, min_tier, workload, running_at, \
+               ends_at, charged, escrowed FROM clusters WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no cluster '{id}'")))?;
+        let hardware: &str = row.try_get(3)?;
+        Ok(Settling {
+            id: id.to_owned(),
+            status: ClusterStatus::parse(row.try_get(0)?)
+                .map_err(|e| corrupt("cluster status", e))?,
+            user_id: row.try_get(1)?,
+            kind: ClusterKind::parse(row.try_get(2)?).map_err(|e| corrupt("cluster kind", e))?,
+            hardware: if hardware == "cpu" {
+                Hardware::Cpu
+            } else {
+                Hardware::Gpu(hardware.to_owned())
+            },
+            countries: split_countries(row.try_get(4)?),
+            min_tier: row
+                .try_get::<Option<&str>, _>(5)?
+                .map(ConnectivityTier::parse)
+                .transpose()
+                .map_err(|e| corrupt("tier", e))?,
+            workload: serde_json::from_str(row.try_get(6)?).map_err(|e| corrupt("workload", e))?,
+            running_at: row.try_get(7)?,
+            ends_at: row.try_get::<Option<i64>, _>(8)?.unwrap_or(0),
+            charged: MicroUsd::from_micros(row.try_get(9)?),
+            escrowed: MicroUsd::from_micros(row.try_get(10)?),
+        })
+    }
+
+    fn escrow_account(&self) -> Account {
+        Account::ClusterEscrow(self.id.clone())
+    }
+
+    fn renter(&self) -> Account {
+        Account::UserAvailable(self.user_id)
+    }
+
+    /// Pays `member`'s provider `used` from escrow, less the provider fee.
+    fn pay(&self, posting: Posting, member: &Member, used: MicroUsd) -> Result<Posting, Error> {
+        let fee = basis_points(used, PROVIDER_FEE_BPS);
+        posting
+            .transfer(
+                self.escrow_account(),
+                Account::ProviderEarned(member.owner.clone()),
+                MicroUsd::from_micros(used.micros() - fee.micros()),
+            )
+            .and_then(|p| p.transfer(self.escrow_account(), Account::PlatformFees, fee))
+            .map_err(invalid_posting)
+    }
+
+    /// Moves the cluster on from the status it was read in; a concurrent change is a conflict.
+    async fn change_status(
+        &self,
+        conn: &mut AnyConnection,
+        to: ClusterStatus,
+        reason: &str,
+        now: UnixMillis,
+    ) -> Result<(), Error> {
+        let changed = sqlx::query(
+            "UPDATE clusters SET status = $1, status_reason = $2, finished_at = $3 \
+             WHERE id = $4 AND status = $5",
+        )
+        .bind(to.as_str())
+        .bind(reason)
+        .bind(now.0)
+        .bind(&self.id)
+        .bind(self.status.as_str())
+        .execute(conn)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Err(Error::Conflict(
+                "the cluster changed at the same moment; try again".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn refunded(&self, conn: &mut AnyConnection, refund: MicroUsd) -> Result<(), Error> {
+        sqlx::query("UPDATE clusters SET refunded = refunded + $1 WHERE id = $2")
+            .bind(refund.micros())
+            .bind(&self.id)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+}
+
+fn split_countries(text: &str) -> Vec<String> {
+    text.split(',')
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Releases `members` from the cluster: hired devices go back to idle; devices that are no
+/// longer hired (down, say) just leave. Returns the transitions to mirror after commit.
+async fn release(
+    conn: &mut AnyConnection,
+    cluster_id: &str,
+    members: &[Member],
+    now: UnixMillis,
+) -> Result<Vec<(String, Option<Transition>)>, Error> {
+    let mut transitions = Vec::with_capacity(members.len());
+    for member in members {
+        let released = DeviceEvent::Released {
+            cluster_id: cluster_id.to_owned(),
+        };
+        let status: String = sqlx::query("SELECT status FROM devices WHERE id = $1")
+            .bind(&member.device_id)
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
+        let t = if status_of(&status)? == DeviceStatus::Hired {
+            Some(apply_event(conn, &member.device_id, &released, now).await?)
+        } else {
+            None
+        };
+        sqlx::query(
+            "UPDATE cluster_devices SET left_at = $1, budget = 0, \
+               state = CASE WHEN state = 'failed' THEN state ELSE 'stopped' END \
+             WHERE cluster_id = $2 AND device_id = $3",
+        )
+        .bind(now.0)
+        .bind(cluster_id)
+        .bind(&member.device_id)
+        .execute(&mut *conn)
+        .await?;
+        transitions.push((member.device_id.clone(), t));
+    }
+    Ok(transitions)
+}
