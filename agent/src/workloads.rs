@@ -67,7 +67,7 @@ impl Workloads {
         for id in ended {
             if let Some(mut workload) = self.running.remove(&id) {
                 println!("cluster {id} ended; stopping its workload");
-                stop(&mut workload);
+                stop(&mut workload, true);
                 changed = true;
             }
         }
@@ -194,7 +194,13 @@ impl Workloads {
     }
 }
 
-fn stop(workload: &mut Running) {
+/// How long a stopped workload gets to exit on SIGTERM before it is killed.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Asks the workload to stop (SIGTERM to the shell's whole process group, so commands it
+/// started stop too; `docker stop` for a container) and kills it if it has not exited after
+/// [`STOP_GRACE`]. `graceful: false` kills at once (the agent itself is exiting).
+fn stop(workload: &mut Running, graceful: bool) {
     if let Some(name) = &workload.container {
         let _ = std::process::Command::new("docker")
             .args(["stop", name])
@@ -202,22 +208,33 @@ fn stop(workload: &mut Running) {
             .stderr(Stdio::null())
             .spawn();
     }
-    if let Some(child) = &mut workload.child {
-        // The shell's whole process group, so commands it started stop too.
-        #[cfg(unix)]
-        if let Some(pid) = child.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", "--", &format!("-{pid}")])
-                .status();
-        }
-        let _ = child.start_kill();
+    let Some(mut child) = workload.child.take() else {
+        return;
+    };
+    #[cfg(unix)]
+    if let Some(pid) = child.id() {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", "--", &format!("-{pid}")])
+            .status();
     }
+    if !graceful {
+        let _ = child.start_kill();
+        return;
+    }
+    tokio::spawn(async move {
+        if tokio::time::timeout(STOP_GRACE, child.wait())
+            .await
+            .is_err()
+        {
+            let _ = child.kill().await;
+        }
+    });
 }
 
 impl Drop for Workloads {
     fn drop(&mut self) {
         for workload in self.running.values_mut() {
-            stop(workload);
+            stop(workload, false);
         }
     }
 }

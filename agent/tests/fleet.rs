@@ -10,10 +10,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use domain::fleet::DeviceStatus;
-use support::{machine_file, wait_exit, Fleet};
+use support::{machine_file, wait_exit, Fleet, AGENT};
 use tokio::process::Command;
-
-const AGENT: &str = env!("CARGO_BIN_EXE_gpu-commons-agent");
 
 async fn agents_register_verify_heartbeat_and_recover(fleet: Fleet) {
     let h100 = machine_file(&fleet.dir, "h100", "NVIDIA H100 80GB HBM3", 2, 0);

@@ -591,6 +591,7 @@ impl ProvisioningService {
             })?;
         let key = idempotency(idempotency_key)?;
         let mut tx = self.store.begin_write().await?;
+        lock_cluster(&mut tx, id).await?;
         let row = cluster_row(&mut tx, user_id, id).await?;
         let summary = summary_of(&row)?;
         let posting_key = format!("extend:{id}:{key}");
@@ -904,6 +905,7 @@ impl ProvisioningService {
         now: UnixMillis,
     ) -> Result<(), Error> {
         let mut tx = self.store.begin_write().await?;
+        lock_cluster(&mut tx, cluster_id).await?;
         let changed = sqlx::query(
             "UPDATE cluster_devices SET state = $1 \
              WHERE cluster_id = $2 AND device_id = $3 AND left_at IS NULL AND state <> $1",
@@ -1139,6 +1141,18 @@ fn role_of(kind: ClusterKind, position: usize) -> ClusterRole {
     }
 }
 
+/// Takes the cluster's row lock for the rest of the transaction, so changes to one cluster
+/// (agents' reports, a loss, an extension, the end) happen one after another. Without it, on
+/// PostgreSQL two devices reporting "running" at once each count the other as still starting
+/// and neither moves the cluster on. (SQLite's write transactions are serial anyway.)
+async fn lock_cluster(conn: &mut AnyConnection, id: &str) -> Result<(), Error> {
+    sqlx::query("UPDATE clusters SET status = status WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 async fn name_taken(conn: &mut AnyConnection, user_id: i64, name: &str) -> Result<bool, Error> {
     Ok(
         sqlx::query("SELECT 1 FROM clusters WHERE user_id = $1 AND name = $2")
@@ -1268,7 +1282,9 @@ struct Settling {
 }
 
 impl Settling {
+    /// Locks the cluster (see [`lock_cluster`]) and reads it.
     async fn load(conn: &mut AnyConnection, id: &str) -> Result<Settling, Error> {
+        lock_cluster(conn, id).await?;
         let row = sqlx::query(
             "SELECT status, user_id, kind, hardware, countries, min_tier, workload, running_at, \
                ends_at, charged, escrowed FROM clusters WHERE id = $1",

@@ -39,7 +39,8 @@ impl Fleet {
         let mut config = Config::for_database(&database_url).unwrap();
         config.fleet.heartbeat_interval_secs = 1;
         config.fleet.down_after_secs = 3;
-        config.fleet.speed_test_bytes = 256 * 1024;
+        // Large enough that loopback measures above the lowest tier even on a busy machine.
+        config.fleet.speed_test_bytes = 4 * 1024 * 1024;
         config.fleet.gpu_challenge_size = 128;
         config.flush_interval = Duration::from_secs(1);
         let server = start(config).await.unwrap();
@@ -135,6 +136,29 @@ impl Fleet {
                 );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until the agent called `name` has registered; returns its device id.
+    pub async fn wait_registered(&self, name: &str, secs: u64) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let devices = self
+                .server
+                .platform
+                .worker
+                .devices_of(&self.owner, platform::now())
+                .await
+                .unwrap();
+            if let Some(device) = devices.devices.iter().find(|d| d.name == name) {
+                return device.id.clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} did not register:\n{}",
+                self.log(name)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 

@@ -1,0 +1,309 @@
+//! Clusters on real agents: the real server hires devices run by the real agent binary, every
+//! agent runs the renter's command for real, the cluster runs, is extended, loses a device when
+//! its agent is killed (refund of the down time, a spare device takes its place and runs the
+//! command too) and is terminated with a refund, its commands stopped and its devices freed.
+//! Runs on SQLite and, where available, PostgreSQL.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use domain::cluster::{
+    ClusterDetail, ClusterKind, ClusterStatus, DeployRequest, DurationUnit, ExtendRequest,
+    PaymentMethod, Purpose, SecurityCompliance, Workload,
+};
+use domain::fleet::DeviceStatus;
+use domain::ledger::Account;
+use domain::money::MicroUsd;
+use ed25519_dalek::{Signer, SigningKey};
+use support::{machine_file, Fleet};
+
+/// Signs a new wallet in and credits its account with `dollars`; returns the account id.
+async fn funded_renter(fleet: &Fleet, dollars: i64) -> i64 {
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let address =
+        domain::wallet::WalletAddress::from_public_key(&key.verifying_key().to_bytes()).to_string();
+    let platform = &fleet.server.platform;
+    let challenge = platform
+        .auth
+        .challenge(&address, platform::now())
+        .await
+        .unwrap();
+    let signature = bs58::encode(key.sign(challenge.message.as_bytes()).to_bytes()).into_string();
+    let (_, signed_in) = platform
+        .auth
+        .sign_in(&challenge.message, &signature, platform::now())
+        .await
+        .unwrap();
+    let amount = MicroUsd::from_micros(dollars * 1_000_000);
+    platform
+        .ledger
+        .operator_credit(
+            signed_in.user_id,
+            amount,
+            "test-grant",
+            "test grant",
+            platform::now(),
+        )
+        .await
+        .unwrap();
+    signed_in.user_id
+}
+
+/// A shell command that marks the file `ran-<device>` with the device's role and an env value,
+/// runs until stopped, and marks `stopped-<device>` when the agent stops it. `pid-<device>`
+/// lets the test end a command whose agent it killed.
+fn marking_command(dir: &Path) -> String {
+    let dir = dir.display();
+    format!(
+        "trap 'echo stopped > {dir}/stopped-$GC_DEVICE_ID; exit 0' TERM; \
+         echo $$ > {dir}/pid-$GC_DEVICE_ID; \
+         echo \"$GC_ROLE $GREETING\" > {dir}/ran-$GC_DEVICE_ID; \
+         while true; do sleep 0.2; done"
+    )
+}
+
+async fn wait_for_cluster(
+    fleet: &Fleet,
+    renter: i64,
+    id: &str,
+    secs: u64,
+    what: &str,
+    done: impl Fn(&ClusterDetail) -> bool,
+) -> ClusterDetail {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let detail = fleet
+            .server
+            .platform
+            .provisioning
+            .cluster(renter, id, platform::now())
+            .await
+            .unwrap();
+        if done(&detail) {
+            return detail;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cluster never became {what}: {:?}\ntimeline: {:#?}",
+            detail.summary.status,
+            detail.events
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Ends the commands the agents started when the test ends, passed or not: a killed agent
+/// cannot stop what it started.
+struct Commands(PathBuf);
+
+impl Drop for Commands {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(&self.0) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with("pid-") {
+                let pid = read(&entry.path());
+                let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+            }
+        }
+    }
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+async fn clusters_run_on_real_agents(fleet: Fleet) {
+    // Three one-GPU H100 machines: two to hire, one spare.
+    let commands = Commands(fleet.dir.clone());
+    let names = ["a", "b", "spare"];
+    let mut agents = BTreeMap::new();
+    for name in names {
+        let machine = machine_file(&fleet.dir, name, "NVIDIA H100 80GB HBM3", 1, 0);
+        let args = fleet.add_device(name).await;
+        agents.insert(name, fleet.agent(name, &args, &machine));
+    }
+    let mut ids = BTreeMap::new();
+    for name in names {
+        let id = fleet.wait_registered(name, 30).await;
+        fleet
+            .wait_for(name, &id, 60, "ready for hire", |d| {
+                d.summary.readiness().is_ok()
+            })
+            .await;
+        ids.insert(id, name);
+    }
+    // Park the spare so the deploy takes the other two; it comes back for the replacement.
+    let spare = ids.iter().find(|(_, n)| **n == "spare").unwrap().0.clone();
+    let worker = &fleet.server.platform.worker;
+    worker
+        .pause(&fleet.owner, &spare, platform::now())
+        .await
+        .unwrap();
+
+    let renter = funded_renter(&fleet, 1_000).await;
+    let request = DeployRequest {
+        name: "real-work".into(),
+        kind: ClusterKind::BareMetal,
+        purpose: Purpose::General,
+        hardware: "H100 80GB SXM".into(),
+        quantity: 2,
+        countries: vec!["FI".into()],
+        min_tier: None,
+        compliance: SecurityCompliance::E2eEncrypted,
+        duration_unit: DurationUnit::Hourly,
+        duration_count: 1,
+        payment: PaymentMethod::Usdc,
+        workload: Workload {
+            command: marking_command(&fleet.dir),
+            env: [("GREETING".to_owned(), "hello".to_owned())].into(),
+            ..Workload::default()
+        },
+    };
+    let provisioning = &fleet.server.platform.provisioning;
+    let asked = Instant::now();
+    let cluster = provisioning
+        .deploy(renter, &request, Some("deploy-1"), platform::now())
+        .await
+        .unwrap();
+    let running = wait_for_cluster(&fleet, renter, &cluster.id, 20, "running", |d| {
+        d.summary.status == ClusterStatus::Running
+    })
+    .await;
+    println!("deploy → running on 2 agents: {:?}", asked.elapsed());
+    let hired: Vec<String> = running
+        .members
+        .iter()
+        .map(|m| m.device_id.clone())
+        .collect();
+    assert_eq!(hired.len(), 2);
+    assert!(!hired.contains(&spare));
+    for device in &hired {
+        assert_eq!(
+            read(&fleet.dir.join(format!("ran-{device}"))).trim(),
+            "worker hello",
+            "the agent of {device} ran the command with the cluster's env"
+        );
+    }
+
+    // An hour more, on the same devices.
+    let hour = ExtendRequest {
+        duration_unit: DurationUnit::Hourly,
+        duration_count: 1,
+    };
+    let extended = provisioning
+        .extend(renter, &cluster.id, &hour, Some("more"), platform::now())
+        .await
+        .unwrap();
+    assert_eq!(extended.hours, 2);
+    assert_eq!(
+        extended.ends_at,
+        running.summary.ends_at.map(|t| t + 3_600_000)
+    );
+
+    // One agent dies: its device goes down, the spare (resumed) replaces it and runs the
+    // command; the down time comes back to the renter.
+    worker
+        .resume(&fleet.owner, &spare, platform::now())
+        .await
+        .unwrap();
+    let victim = hired[0].clone();
+    agents.get_mut(ids[&victim]).unwrap().kill().await.unwrap();
+    let replaced = wait_for_cluster(&fleet, renter, &cluster.id, 30, "repaired", |d| {
+        d.members
+            .iter()
+            .any(|m| m.device_id == spare && m.left_at.is_none() && m.workload_state == "running")
+    })
+    .await;
+    assert_eq!(replaced.summary.status, ClusterStatus::Running);
+    let lost = replaced
+        .members
+        .iter()
+        .find(|m| m.device_id == victim)
+        .unwrap();
+    assert!(lost.left_at.is_some());
+    assert!(
+        replaced
+            .events
+            .iter()
+            .any(|e| e.detail.contains(&format!("device {victim} lost"))
+                && e.detail.contains(&format!("replaced by {spare}"))),
+        "{:#?}",
+        replaced.events
+    );
+    assert!(replaced.summary.charged > MicroUsd::ZERO);
+    assert_eq!(
+        read(&fleet.dir.join(format!("ran-{spare}"))).trim(),
+        "worker hello"
+    );
+
+    // Terminated: the commands are stopped, the devices free again, the unused time back.
+    let before = fleet
+        .server
+        .platform
+        .ledger
+        .balance(&Account::UserAvailable(renter))
+        .await
+        .unwrap();
+    let ended = provisioning
+        .terminate(renter, &cluster.id, platform::now())
+        .await
+        .unwrap();
+    assert_eq!(ended.status, ClusterStatus::Terminated);
+    let after = fleet
+        .server
+        .platform
+        .ledger
+        .balance(&Account::UserAvailable(renter))
+        .await
+        .unwrap();
+    assert!(
+        after > before,
+        "terminating returned nothing: {before} → {after}"
+    );
+    let survivor = hired[1].clone();
+    for device in [&survivor, &spare] {
+        let name = ids[device];
+        fleet
+            .wait_for(name, device, 15, "idle after the cluster", |d| {
+                d.summary.status == DeviceStatus::Idle
+            })
+            .await;
+        let stopped = fleet.dir.join(format!("stopped-{device}"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while read(&stopped).trim() != "stopped" {
+            assert!(
+                Instant::now() < deadline,
+                "the agent of {device} never stopped its command:\n{}",
+                fleet.log(name)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(
+        fleet.server.platform.ledger.totals().await.unwrap(),
+        (0, 0),
+        "the ledger balances"
+    );
+    drop(agents);
+    drop(commands);
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_clusters_run_on_real_agents() {
+    let fleet = Fleet::start(platform::testing::fresh_sqlite_url()).await;
+    clusters_run_on_real_agents(fleet).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_clusters_run_on_real_agents() {
+    let Some(url) = platform::testing::fresh_postgres_url().await else {
+        return;
+    };
+    clusters_run_on_real_agents(Fleet::start(url).await).await;
+}
