@@ -35,7 +35,7 @@ module.exports = defineConfig({
     },
   },
   webServer: {
-    command: `"${server}" --listen 127.0.0.1:${port} --database-url sqlite://${database} --demo --demo-devices 200 --heartbeat-interval-secs 1 --down-after-secs 5 --speed-test-bytes 262144 --site-root "${path.join(root, 'target', 'site')}" --log warn`,
+    command: `"${server}" --listen 127.0.0.1:${port} --database-url sqlite://${database} --demo --demo-devices 200 --heartbeat-interval-secs 1 --down-after-secs 5 --speed-test-bytes 4194304 --site-root "${path.join(root, 'target', 'site')}" --log warn`,
     url: `http://127.0.0.1:${port}/readyz`,
     reuseExistingServer: false,
     timeout: 60_000,

@@ -16,7 +16,7 @@ use leptos_router::path;
 
 use components::nav::TopNav;
 use components::session::provide_session;
-use routes::cloud::CloudPage;
+use routes::cloud::{CloudPage, ClusterPage, DeployPage};
 use routes::explorer::ExplorerPage;
 use routes::not_found::NotFound;
 use routes::worker::{DevicePage, NewDevicePage, WorkerPage};
@@ -61,6 +61,8 @@ pub fn App() -> impl IntoView {
                     <Routes fallback=NotFound>
                         <Route path=path!("/explorer") view=ExplorerPage />
                         <Route path=path!("/cloud") view=CloudPage />
+                        <Route path=path!("/cloud/deploy") view=DeployPage />
+                        <Route path=path!("/cloud/clusters/:id") view=ClusterPage />
                         <Route path=path!("/worker") view=WorkerPage />
                         <Route path=path!("/worker/devices/new") view=NewDevicePage />
                         <Route path=path!("/worker/devices/:id") view=DevicePage />

@@ -231,6 +231,28 @@ pub fn parse_cluster_name(text: &str) -> Result<String, String> {
     Ok(name.to_owned())
 }
 
+/// Environment variables as the wizard takes them: one `KEY=value` a line, blank lines
+/// skipped. The keys themselves are checked by [`DeployRequest::validate`].
+pub fn parse_env_lines(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut env = BTreeMap::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(format!("line {}: write KEY=value", number + 1));
+        };
+        if env
+            .insert(key.trim().to_owned(), value.to_owned())
+            .is_some()
+        {
+            return Err(format!("line {}: {} is set twice", number + 1, key.trim()));
+        }
+    }
+    Ok(env)
+}
+
 /// The duration of an order or an extension, in hours.
 pub fn parse_duration(unit: DurationUnit, count: u32) -> Result<u32, String> {
     if count == 0 || count > unit.max_count() {
@@ -411,6 +433,32 @@ pub struct QuoteAnswer {
     pub fillability: Fillability,
 }
 
+/// One kind of hardware a cluster can be made of, with its free supply and price.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HardwareOffer {
+    /// A canonical GPU model name, or `cpu`.
+    pub hardware: String,
+    /// GPUs, or CPU devices.
+    pub free_units: u64,
+    pub rate_per_unit_hour: MicroUsd,
+}
+
+/// Free units of the chosen hardware in one country.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountrySupply {
+    pub code: String,
+    pub name: String,
+    pub free_units: u64,
+}
+
+/// What the deploy wizard offers: every catalog model and CPU with what is free now, and the
+/// countries with free units of the chosen hardware.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployOptions {
+    pub hardware: Vec<HardwareOffer>,
+    pub countries: Vec<CountrySupply>,
+}
+
 /// Buying more time for a running cluster, on the same devices.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -479,6 +527,21 @@ pub struct ClusterDetail {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_lines_become_variables_or_say_which_line_is_wrong() {
+        let env = parse_env_lines("A=1\n\n B = x=y \n").unwrap();
+        assert_eq!(env.get("A").map(String::as_str), Some("1"));
+        assert_eq!(env.get("B").map(String::as_str), Some(" x=y"));
+        assert_eq!(
+            parse_env_lines("A=1\nnope"),
+            Err("line 2: write KEY=value".into())
+        );
+        assert_eq!(
+            parse_env_lines("A=1\nA=2"),
+            Err("line 2: A is set twice".into())
+        );
+    }
 
     fn request() -> DeployRequest {
         DeployRequest {

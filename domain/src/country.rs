@@ -45,10 +45,12 @@ pub fn is_known(code: &str) -> bool {
 
 /// The English name of an ISO alpha-2 code, if known.
 pub fn name_of(code: &str) -> Option<String> {
-    all()
-        .into_iter()
-        .find(|c| c.code.eq_ignore_ascii_case(code))
-        .map(|c| c.name)
+    // A scan of the text, without parsing every row: callers look up one code at a time.
+    COUNTRIES_CSV.lines().skip(1).find_map(|line| {
+        let mut fields = line.split(',');
+        let found = fields.next()?.eq_ignore_ascii_case(code);
+        found.then(|| fields.nth(1).map(str::to_owned)).flatten()
+    })
 }
 
 #[cfg(test)]

@@ -343,6 +343,29 @@ impl FleetIndex {
             .collect()
     }
 
+    /// Free units (GPUs, or CPU devices) per hardware clusters can be made of now.
+    pub fn free_units_by_hardware(&self) -> Vec<(Hardware, u64)> {
+        let state = self.read();
+        let models = self.catalog.models();
+        let mut units: FxHashMap<Offer, u64> = FxHashMap::default();
+        for (&((kind, model), _, _, size), &devices) in &state.free_counts {
+            *units.entry((kind, model)).or_default() += devices * u64::from(size);
+        }
+        units
+            .into_iter()
+            .filter_map(|((kind, model), units)| {
+                let hardware = match (kind, model) {
+                    (DeviceKind::Cpu, _) => Hardware::Cpu,
+                    (DeviceKind::Gpu, Some(m)) => {
+                        Hardware::Gpu(models[usize::from(m)].name.clone())
+                    }
+                    (DeviceKind::Gpu, None) => return None,
+                };
+                Some((hardware, units))
+            })
+            .collect()
+    }
+
     /// The network totals and supply by model and country, from the counts alone.
     pub fn summary(&self, country_name: impl Fn(&str) -> Option<String>) -> NetworkSummary {
         let state = self.read();

@@ -16,8 +16,9 @@ use domain::allocator::{self, Asked, Filters, Want};
 use domain::catalog::GpuCatalog;
 use domain::cluster::{
     parse_duration, ClusterDetail, ClusterEvent, ClusterEventLine, ClusterKind, ClusterMember,
-    ClusterRole, ClusterStatus, ClusterSummary, DeployOrder, DeployRequest, ExtendRequest,
-    Hardware, PaymentMethod, Purpose, QuoteAnswer, SecurityCompliance, Workload,
+    ClusterRole, ClusterStatus, ClusterSummary, CountrySupply, DeployOptions, DeployOrder,
+    DeployRequest, ExtendRequest, Hardware, HardwareOffer, PaymentMethod, Purpose, QuoteAnswer,
+    SecurityCompliance, Workload,
 };
 use domain::device_status::{DeviceEvent, Transition};
 use domain::fleet::{ConnectivityTier, DeviceStatus};
@@ -25,7 +26,7 @@ use domain::ledger::{Account, Posting};
 use domain::money::MicroUsd;
 use domain::pricing::{self, basis_points, split_by_units, Quote, PROVIDER_FEE_BPS};
 use domain::time::UnixMillis;
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
@@ -181,6 +182,51 @@ impl ProvisioningService {
         Ok(QuoteAnswer { quote, fillability })
     }
 
+    /// Every catalog model and CPU with its free units and price (most free first), and the
+    /// countries that have free units of `hardware` (none while it is empty).
+    pub fn deploy_options(&self, hardware: &str) -> Result<DeployOptions, Error> {
+        let free: FxHashMap<Hardware, u64> =
+            self.index.free_units_by_hardware().into_iter().collect();
+        let mut offers: Vec<HardwareOffer> = self
+            .catalog
+            .models()
+            .iter()
+            .map(|m| Hardware::Gpu(m.name.clone()))
+            .chain([Hardware::Cpu])
+            .map(|h| HardwareOffer {
+                free_units: free.get(&h).copied().unwrap_or(0),
+                rate_per_unit_hour: self.rate(&h),
+                hardware: h.as_str().to_owned(),
+            })
+            .collect();
+        offers.sort_by_key(|o| std::cmp::Reverse(o.free_units));
+        let mut by_country: FxHashMap<String, u64> = FxHashMap::default();
+        let cells = match hardware.trim() {
+            // Nothing chosen yet: the hardware list alone.
+            "" => Vec::new(),
+            text => {
+                let chosen = Hardware::parse(text, &self.catalog).map_err(Error::Invalid)?;
+                self.index.free_supply(&chosen)
+            }
+        };
+        for cell in cells {
+            *by_country.entry(cell.country).or_default() += cell.devices * u64::from(cell.units);
+        }
+        let mut countries: Vec<CountrySupply> = by_country
+            .into_iter()
+            .map(|(code, free_units)| CountrySupply {
+                name: domain::country::name_of(&code).unwrap_or_else(|| code.clone()),
+                code,
+                free_units,
+            })
+            .collect();
+        countries.sort_by(|a, b| b.free_units.cmp(&a.free_units).then(a.name.cmp(&b.name)));
+        Ok(DeployOptions {
+            hardware: offers,
+            countries,
+        })
+    }
+
     /// Whether the renter can still use `name` for a new cluster.
     pub async fn name_available(&self, user_id: i64, name: &str) -> Result<bool, Error> {
         let name = domain::cluster::parse_cluster_name(name).map_err(Error::Invalid)?;
@@ -213,6 +259,10 @@ impl ProvisioningService {
         }
         if let Some(why) = compliance_gap(order.compliance) {
             return Err(Error::Conflict(why));
+        }
+        // Said before anything is chosen; the transaction checks again (and the unique index).
+        if !self.name_available(user_id, &order.name).await? {
+            return Err(name_conflict(&order.name));
         }
         let seed = {
             use std::hash::BuildHasher;
@@ -347,11 +397,7 @@ impl ProvisioningService {
         let id = format!("cl-{}", random_hex(8));
         let mut tx = self.store.begin_write().await?;
         if name_taken(&mut tx, user_id, &order.name).await? {
-            return Err(Error::Conflict(format!(
-                "you already have a cluster named '{}'",
-                order.name
-            ))
-            .into());
+            return Err(name_conflict(&order.name).into());
         }
         let available = Account::UserAvailable(user_id);
         let have = balance_in(&mut tx, &available.to_string()).await?;
@@ -1151,6 +1197,10 @@ async fn lock_cluster(conn: &mut AnyConnection, id: &str) -> Result<(), Error> {
         .execute(conn)
         .await?;
     Ok(())
+}
+
+fn name_conflict(name: &str) -> Error {
+    Error::Conflict(format!("you already have a cluster named '{name}'"))
 }
 
 async fn name_taken(conn: &mut AnyConnection, user_id: i64, name: &str) -> Result<bool, Error> {

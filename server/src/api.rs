@@ -9,7 +9,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use domain::cluster::{
-    ClusterDetail, ClusterStatus, ClusterSummary, DeployRequest, ExtendRequest, QuoteAnswer,
+    ClusterDetail, ClusterStatus, ClusterSummary, DeployOptions, DeployRequest, ExtendRequest,
+    QuoteAnswer,
 };
 use domain::fleet::OwnerAction;
 use domain::money::MicroUsd;
@@ -37,6 +38,7 @@ pub fn routes() -> Router<Platform> {
         .route("/worker/devices/{id}/rename", post(rename_device))
         .route("/worker/devices/{id}/{action}", post(device_action))
         .route("/cloud/balance", get(balance))
+        .route("/cloud/options", get(deploy_options))
         .route("/cloud/quote", post(quote))
         .route("/cloud/name-available", get(name_available))
         .route("/cloud/clusters", get(my_clusters).post(deploy))
@@ -245,6 +247,22 @@ async fn balance(
         .balance(&domain::ledger::Account::UserAvailable(session.user_id))
         .await?;
     Ok(Json(Balance { available }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptionsQuery {
+    #[serde(default)]
+    hardware: String,
+}
+
+/// Hardware with free supply and prices, and the countries with `?hardware=` free.
+async fn deploy_options(
+    State(platform): State<Platform>,
+    query: Result<Query<OptionsQuery>, QueryRejection>,
+) -> Result<Json<DeployOptions>, Error> {
+    let Query(query) = query?;
+    Ok(Json(platform.provisioning.deploy_options(&query.hardware)?))
 }
 
 /// The price and fillability of a deploy request; needs no sign-in.

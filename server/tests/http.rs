@@ -464,6 +464,136 @@ async fn the_worker_api_filters_sorts_renames_and_charts(app: TestApp) {
     app.server.stop().await;
 }
 
+/// Sign-in messages that expire in a second, and $100 for every new account.
+fn short_sign_in(config: &mut Config) {
+    config.sign_in_ttl_secs = 1;
+    config.welcome_credit = domain::money::MicroUsd::from_micros(100_000_000);
+}
+
+async fn the_cloud_api_quotes_deploys_extends_and_terminates(app: TestApp) {
+    let platform = &app.server.platform;
+    platform::testing::seed_agent_fleet(&platform.store, 92, platform::now())
+        .await
+        .unwrap();
+    platform.agents.rebuild(platform::now()).await.unwrap();
+    let options = app
+        .get_json("/api/v1/cloud/options?hardware=H200%20141GB")
+        .await;
+    let h200 = options["hardware"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["hardware"] == "H200 141GB")
+        .unwrap()
+        .clone();
+    // Every 23rd seeded device is an H200, with 1, 8, 4 and 2 GPUs.
+    assert_eq!(h200["free_units"], 15);
+    assert_eq!(h200["rate_per_unit_hour"], 3_490_000);
+    assert_eq!(options["countries"].as_array().unwrap().len(), 4);
+
+    let order = json!({
+        "name": "api-cluster", "kind": "bare_metal", "hardware": "H200 141GB", "quantity": 4,
+        "duration_unit": "hourly", "duration_count": 2, "payment": "usdc",
+        "workload": { "command": "python serve.py", "env": { "MODEL": "llama" } }
+    });
+    let quote = app.post("/api/v1/cloud/quote", order.clone()).await;
+    assert_eq!(quote.status(), StatusCode::OK);
+    let quote: Value = quote.json().await.unwrap();
+    assert_eq!(quote["fillability"]["fillable"], true);
+    assert_eq!(quote["quote"]["unit_hours"], 8);
+    let total = quote["quote"]["total"].as_i64().unwrap();
+    let bad = app
+        .post(
+            "/api/v1/cloud/quote",
+            json!({ "name": "", "kind": "ray", "hardware": "Voodoo", "quantity": 0,
+                    "duration_unit": "daily", "duration_count": 400, "payment": "usdc" }),
+        )
+        .await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let fields: Value = bad.json().await.unwrap();
+    let named: Vec<&str> = fields["error"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(named, ["name", "hardware", "quantity", "duration_count"]);
+
+    let deploy = |key: &'static str| {
+        app.client
+            .post(app.url("/api/v1/cloud/clusters"))
+            .header("Idempotency-Key", key)
+            .json(&order)
+            .send()
+    };
+    assert_eq!(
+        deploy("k1").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    app.sign_in(&new_wallet()).await;
+    let first = deploy("k1").await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+    let again: Value = deploy("k1").await.unwrap().json().await.unwrap();
+    assert_eq!(
+        first["id"], again["id"],
+        "a retry with the same key is the same cluster"
+    );
+    assert_eq!(first["status"], "deploying");
+    let balance = app.get_json("/api/v1/cloud/balance").await;
+    assert_eq!(balance["available"].as_i64().unwrap(), 100_000_000 - total);
+    let taken_name = deploy("k2").await.unwrap();
+    assert_eq!(taken_name.status(), StatusCode::CONFLICT);
+    assert!(error_message(taken_name)
+        .await
+        .contains("already have a cluster named"));
+
+    let id = first["id"].as_str().unwrap();
+    let listed = app
+        .get_json("/api/v1/cloud/clusters?status=deploying&search=API")
+        .await;
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let detail = app.get_json(&format!("/api/v1/cloud/clusters/{id}")).await;
+    let units: i64 = detail["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["units"].as_i64().unwrap())
+        .sum();
+    assert_eq!(units, 4);
+    assert_eq!(detail["workload"]["env"]["MODEL"], "llama");
+    let extended = app
+        .client
+        .post(app.url(&format!("/api/v1/cloud/clusters/{id}/extend")))
+        .header("Idempotency-Key", "more-1")
+        .json(&json!({ "duration_unit": "hourly", "duration_count": 3 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(extended.status(), StatusCode::OK);
+    assert_eq!(extended.json::<Value>().await.unwrap()["hours"], 5);
+    let ended = app
+        .post(&format!("/api/v1/cloud/clusters/{id}/terminate"), json!({}))
+        .await;
+    assert_eq!(ended.status(), StatusCode::OK);
+    assert_eq!(ended.json::<Value>().await.unwrap()["status"], "terminated");
+    // Never ran: everything back, fees included.
+    let balance = app.get_json("/api/v1/cloud/balance").await;
+    assert_eq!(balance["available"], 100_000_000);
+
+    // Another renter sees none of it; the wizard page renders on the server.
+    app.sign_in(&new_wallet()).await;
+    let hidden = app.get(&format!("/api/v1/cloud/clusters/{id}")).await;
+    assert_eq!(hidden.status(), StatusCode::NOT_FOUND);
+    let page = app.get("/cloud/deploy").await.text().await.unwrap();
+    assert!(page.contains("data-testid=\"deploy-form\""));
+    assert!(
+        page.contains("H200 141GB — 15 free at $3.49/GPU-hour"),
+        "{page}"
+    );
+    app.server.stop().await;
+}
+
 async fn data_survives_a_restart(app: TestApp, url: String) {
     let before = app.get_json("/api/v1/network/summary").await;
     app.server.stop().await;
@@ -509,7 +639,7 @@ macro_rules! on_both_backends {
     ($($case:ident),+ $(,)?) => {
         mod sqlite {
             $(#[tokio::test] async fn $case() {
-                super::$case(super::spawn(platform::testing::fresh_sqlite_url(), |c| c.sign_in_ttl_secs = 1).await).await
+                super::$case(super::spawn(platform::testing::fresh_sqlite_url(), super::short_sign_in).await).await
             })+
             #[tokio::test] async fn data_survives_a_restart() {
                 let url = platform::testing::fresh_sqlite_url();
@@ -519,7 +649,7 @@ macro_rules! on_both_backends {
         mod postgres {
             $(#[tokio::test] async fn $case() {
                 let Some(url) = platform::testing::fresh_postgres_url().await else { return };
-                super::$case(super::spawn(url, |c| c.sign_in_ttl_secs = 1).await).await
+                super::$case(super::spawn(url, super::short_sign_in).await).await
             })+
             #[tokio::test] async fn data_survives_a_restart() {
                 let Some(url) = platform::testing::fresh_postgres_url().await else { return };
@@ -540,4 +670,5 @@ on_both_backends!(
     an_expired_sign_in_message_is_refused,
     bad_api_input_gets_specific_errors,
     the_worker_api_filters_sorts_renames_and_charts,
+    the_cloud_api_quotes_deploys_extends_and_terminates,
 );

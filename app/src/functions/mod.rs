@@ -2,6 +2,7 @@
 //! session, call one service, map the error.
 
 pub mod auth;
+pub mod cloud;
 pub mod network;
 pub mod worker;
 

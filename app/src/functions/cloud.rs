@@ -1,0 +1,127 @@
+//! The Cloud console's server functions: each is the twin of a `/api/v1/cloud/…` endpoint.
+
+use domain::cluster::{
+    ClusterDetail, ClusterSummary, DeployOptions, DeployRequest, DurationUnit, QuoteAnswer,
+};
+use domain::money::MicroUsd;
+use leptos::prelude::*;
+use leptos::server_fn::codec::Json;
+use serde::{Deserialize, Serialize};
+
+use crate::errors::AppError;
+
+/// The renter's balance and clusters, as `/cloud` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloudOverview {
+    pub available: MicroUsd,
+    pub clusters: Vec<ClusterSummary>,
+}
+
+/// `status` is a cluster status or empty for all; `search` matches names and ids.
+#[server]
+pub async fn load_cloud_overview(
+    status: String,
+    search: String,
+) -> Result<CloudOverview, AppError> {
+    let status = (!status.is_empty())
+        .then(|| domain::cluster::ClusterStatus::parse(&status))
+        .transpose()
+        .map_err(|e| AppError::Invalid(e.to_string()))?;
+    let (platform, session) = super::context::signed_in_platform().await?;
+    let available = platform
+        .ledger
+        .balance(&domain::ledger::Account::UserAvailable(session.user_id))
+        .await?;
+    let clusters = platform
+        .provisioning
+        .clusters_of(session.user_id, status, &search)
+        .await?;
+    Ok(CloudOverview {
+        available,
+        clusters,
+    })
+}
+
+/// Hardware with free supply and prices, and the countries that have `hardware` free.
+#[server]
+pub async fn load_deploy_options(hardware: String) -> Result<DeployOptions, AppError> {
+    let platform = super::context::platform()?;
+    Ok(platform.provisioning.deploy_options(&hardware)?)
+}
+
+/// The live quote and fillability of the wizard's request; needs no sign-in.
+#[server(input = Json)]
+pub async fn quote_deploy(request: DeployRequest) -> Result<QuoteAnswer, AppError> {
+    let platform = super::context::platform()?;
+    Ok(platform.provisioning.quote(&request)?)
+}
+
+#[server]
+pub async fn cluster_name_available(name: String) -> Result<bool, AppError> {
+    let (platform, session) = super::context::signed_in_platform().await?;
+    Ok(platform
+        .provisioning
+        .name_available(session.user_id, &name)
+        .await?)
+}
+
+/// Pays from the balance and hires the devices. The wizard sends one idempotency key per
+/// filled-in form, so a double click or a retry makes one cluster.
+#[server(input = Json)]
+pub async fn deploy_cluster(
+    request: DeployRequest,
+    idempotency_key: String,
+) -> Result<ClusterSummary, AppError> {
+    let (platform, session) = super::context::signed_in_platform().await?;
+    Ok(platform
+        .provisioning
+        .deploy(
+            session.user_id,
+            &request,
+            Some(&idempotency_key),
+            platform::now(),
+        )
+        .await?)
+}
+
+#[server]
+pub async fn load_cluster(id: String) -> Result<ClusterDetail, AppError> {
+    let (platform, session) = super::context::signed_in_platform().await?;
+    Ok(platform
+        .provisioning
+        .cluster(session.user_id, &id, platform::now())
+        .await?)
+}
+
+#[server]
+pub async fn extend_cluster(
+    id: String,
+    duration_unit: DurationUnit,
+    duration_count: u32,
+    idempotency_key: String,
+) -> Result<ClusterSummary, AppError> {
+    let (platform, session) = super::context::signed_in_platform().await?;
+    let request = domain::cluster::ExtendRequest {
+        duration_unit,
+        duration_count,
+    };
+    Ok(platform
+        .provisioning
+        .extend(
+            session.user_id,
+            &id,
+            &request,
+            Some(&idempotency_key),
+            platform::now(),
+        )
+        .await?)
+}
+
+#[server]
+pub async fn terminate_cluster(id: String) -> Result<ClusterSummary, AppError> {
+    let (platform, session) = super::context::signed_in_platform().await?;
+    Ok(platform
+        .provisioning
+        .terminate(session.user_id, &id, platform::now())
+        .await?)
+}

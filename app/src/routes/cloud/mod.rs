@@ -1,0 +1,116 @@
+//! `/cloud`: the renter's console: balance, clusters with a status filter and search, and what
+//! can be rented right now. `/cloud/deploy` is the deploy wizard, `/cloud/clusters/:id` one
+//! cluster.
+
+mod cluster;
+mod deploy;
+
+pub use cluster::ClusterPage;
+pub use deploy::DeployPage;
+
+use domain::cluster::{ClusterStatus, ClusterSummary};
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use crate::components::session::use_session;
+use crate::components::supply::{ErrorNote, ModelSupplyTable};
+use crate::errors::AppError;
+use crate::functions::cloud::load_cloud_overview;
+use crate::functions::network::load_network_summary;
+
+#[component]
+pub fn CloudPage() -> impl IntoView {
+    let session = use_session();
+    let status = RwSignal::new(String::new());
+    let search = RwSignal::new(String::new());
+    let overview = Resource::new(
+        move || (session.version(), status.get(), search.get()),
+        |(_, status, search)| load_cloud_overview(status, search),
+    );
+    let summary = Resource::new(|| (), |_| load_network_summary());
+    view! {
+        <Title text="Cloud" />
+        <section class="hero">
+            <h1>"Cloud"</h1>
+            <p class="lede">"Rent GPU clusters by model, place and security level. You see the exact GPU model before you pay, and you get exactly that."</p>
+        </section>
+        <section class="panel">
+            <div class="panel-head">
+                <h2>"Your clusters"</h2>
+                <a class="btn btn-primary" href="/cloud/deploy" data-testid="deploy-cluster">"Deploy a cluster"</a>
+            </div>
+            <Transition fallback=|| view! { <p class="muted">"Loading your clusters…"</p> }>
+                {move || overview.get().map(|result| match result {
+                    Ok(o) => view! {
+                        <p class="balance">"Balance: " <strong data-testid="balance">{o.available.to_string()}</strong></p>
+                        <ClusterTable clusters=o.clusters status search />
+                    }.into_any(),
+                    Err(AppError::Unauthorized(_)) => view! {
+                        <p class="notice" data-testid="cloud-sign-in">"Connect a Solana wallet to deploy clusters and see your balance."</p>
+                    }.into_any(),
+                    Err(error) => view! { <ErrorNote error /> }.into_any(),
+                })}
+            </Transition>
+        </section>
+        <section class="panel">
+            <h2>"Available now"</h2>
+            <Suspense fallback=|| view! { <p class="muted">"Loading supply…"</p> }>
+                {move || summary.get().map(|result| match result {
+                    Ok(s) => {
+                        let models = s.by_model.into_iter().filter(|m| m.gpus_idle > 0).collect::<Vec<_>>();
+                        view! { <ModelSupplyTable models /> }.into_any()
+                    }
+                    Err(error) => view! { <ErrorNote error /> }.into_any(),
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
+/// When a cluster's paid time ends, or ended, as text.
+pub(crate) fn time_text(at: Option<i64>) -> String {
+    at.map_or_else(|| "—".into(), |t| domain::time::UnixMillis(t).to_rfc3339())
+}
+
+#[component]
+fn ClusterTable(
+    clusters: Vec<ClusterSummary>,
+    status: RwSignal<String>,
+    search: RwSignal<String>,
+) -> impl IntoView {
+    view! {
+        <div class="filters">
+            <label>"Status "
+                <select data-testid="cluster-status-filter" prop:value=move || status.get() on:change=move |ev| status.set(event_target_value(&ev))>
+                    <option value="">"any"</option>
+                    {ClusterStatus::ALL.iter().map(|s| view! { <option value=s.as_str()>{s.as_str()}</option> }).collect_view()}
+                </select>
+            </label>
+            <label>"Search "
+                <input type="search" placeholder="name or id" data-testid="cluster-search" prop:value=move || search.get() on:change=move |ev| search.set(event_target_value(&ev)) />
+            </label>
+        </div>
+        {if clusters.is_empty() {
+            view! { <p class="empty" data-testid="no-clusters">"No clusters here yet. Deploy one: you pay from your balance only once devices are hired."</p> }.into_any()
+        } else {
+            view! {
+                <table class="table">
+                    <thead><tr><th>"Name"</th><th>"Kind"</th><th>"Hardware"</th><th>"Status"</th><th>"Hours"</th><th>"Charged"</th><th>"Ends"</th></tr></thead>
+                    <tbody>
+                        {clusters.into_iter().map(|c| view! {
+                            <tr data-testid="cluster-row">
+                                <td><a href=format!("/cloud/clusters/{}", c.id)>{c.name}</a></td>
+                                <td>{c.kind.as_str()}</td>
+                                <td>{format!("{} × {}", c.units, c.hardware)}</td>
+                                <td><span class=format!("status status-{}", c.status.as_str())>{c.status.as_str()}</span></td>
+                                <td>{c.hours}</td>
+                                <td>{c.charged.to_string()}</td>
+                                <td>{time_text(c.finished_at.or(c.ends_at))}</td>
+                            </tr>
+                        }).collect_view()}
+                    </tbody>
+                </table>
+            }.into_any()
+        }}
+    }
+}

@@ -1,0 +1,125 @@
+// The renter flow: a provider's real agent makes one RTX 4090 rentable; the renter walks the
+// deploy wizard (live quote and fillability), pays from the balance, watches the cluster run
+// the command on the device, extends it and terminates it with a refund.
+const { test, expect } = require('@playwright/test');
+const { spawn } = require('child_process');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const { TEST_WALLET, watchPageErrors, hydrated } = require('./helpers');
+
+const root = path.resolve(__dirname, '..', '..');
+const AGENT_BIN = process.env.E2E_AGENT_BIN || path.join(root, 'target', 'debug', 'gpu-commons-agent');
+const MACHINE = path.join(__dirname, '..', 'fixtures', 'rtx4090.toml');
+
+/** Adds a device through the JSON API (the Worker tab's twin) and starts its real agent. */
+async function rentableDevice(page, name) {
+  const added = await page.request.post('/api/v1/worker/devices', {
+    data: { name, os: 'linux', kind: 'gpu', country: 'DE' },
+  });
+  expect(added.status(), await added.text()).toBe(201);
+  const ticket = await added.json();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gc-e2e-renter-'));
+  const [, ...args] = ticket.command.split(' ');
+  const agent = spawn(AGENT_BIN, [...args, '--credentials', path.join(dir, 'agent.json'), '--simulate', MACHINE]);
+  let log = '';
+  agent.stdout.on('data', (d) => (log += d));
+  agent.stderr.on('data', (d) => (log += d));
+  await expect
+    .poll(async () => {
+      const r = await page.request.get(`/api/v1/worker/devices/${ticket.device_id}`);
+      if (r.status() !== 200) return 'not registered';
+      const d = await r.json();
+      return d.summary.status === 'idle' && d.summary.verified && d.summary.tier ? 'ready' : d.summary.status;
+    }, { message: `the device never became rentable:\n${log}`, timeout: 45_000 })
+    .toBe('ready');
+  return { agent, id: ticket.device_id, log: () => log };
+}
+
+test('a renter deploys a cluster on a real agent, extends it and terminates it', async ({ page }) => {
+  const noErrors = watchPageErrors(page);
+  await page.addInitScript({ path: TEST_WALLET });
+  await page.goto('/cloud');
+  await hydrated(page);
+  await page.getByTestId('connect-wallet').click();
+  // The demo network credits every new account once.
+  await expect(page.getByTestId('balance')).toHaveText('$500.00');
+  await expect(page.getByTestId('no-clusters')).toBeVisible();
+
+  const device = await rentableDevice(page, 'e2e-rental');
+  try {
+    await page.getByTestId('deploy-cluster').click();
+    await expect(page).toHaveURL(/\/cloud\/deploy$/);
+    await hydrated(page);
+    await page.getByTestId('deploy-kind').selectOption('bare_metal');
+    await page.getByTestId('deploy-name').fill('e2e-cluster');
+    await expect(page.getByTestId('name-free')).toBeVisible();
+    await page.getByTestId('deploy-hardware').selectOption('RTX 4090 24GB');
+    await page.getByTestId('country-search').fill('germ');
+    await page.getByTestId('country-DE').check();
+    await expect(page.getByTestId('chosen-countries')).toContainText('DE');
+    await page.getByTestId('deploy-command').fill('echo started; sleep 300');
+
+    // Asking for more than exists: an honest no, with the reason and what can be placed.
+    await page.getByTestId('deploy-quantity').fill('3');
+    await expect(page.getByTestId('not-fillable')).toContainText('RTX 4090 24GB');
+    await expect(page.getByTestId('alternatives')).toContainText('1');
+    // Bad input is named by the same rules the server applies.
+    await page.getByTestId('deploy-quantity').fill('0');
+    await expect(page.getByTestId('error-quantity')).toContainText('choose 1 to');
+    await expect(page.getByTestId('deploy-submit')).toBeDisabled();
+
+    await page.getByTestId('deploy-quantity').fill('1');
+    await expect(page.getByTestId('fillable')).toBeVisible();
+    await expect(page.getByTestId('quote-rate')).toHaveText('$0.49');
+    await expect(page.getByTestId('quote-unit-hours')).toHaveText('1 × 1 h = 1');
+    // $0.49 + 0.25% reservation + 2% USDC = $0.501025.
+    await expect(page.getByTestId('quote-total')).toHaveText('$0.50');
+
+    await page.getByTestId('deploy-submit').click();
+    await expect(page).toHaveURL(/\/cloud\/clusters\/cl-[0-9a-f]+$/);
+    await expect(page.getByTestId('cluster-status'), device.log()).toHaveText('running', { timeout: 20_000 });
+    await expect(page.getByTestId('cluster-hardware')).toHaveText('1 × RTX 4090 24GB');
+    await expect(page.getByTestId('workload-state')).toHaveText('running');
+    await expect(page.getByTestId('cluster-devices')).toContainText(device.id);
+    await expect(page.getByTestId('cluster-timeline')).toContainText('paid $0.50');
+    expect(device.log()).toContain('workload running');
+
+    await page.getByTestId('extend-count').fill('2');
+    await page.getByTestId('extend-cluster').click();
+    await expect(page.getByTestId('cluster-outcome')).toContainText('extended: 3 h paid');
+    await expect(page.getByTestId('cluster-hours')).toHaveText('3');
+
+    await page.getByTestId('terminate-cluster').click();
+    await expect(page.getByTestId('cluster-status')).toHaveText('terminated');
+    await expect(page.getByTestId('cluster-timeline')).toContainText('returned to the balance');
+    await expect(page.getByTestId('terminate-cluster')).toHaveCount(0);
+    await expect
+      .poll(async () => (await (await page.request.get(`/api/v1/worker/devices/${device.id}`)).json()).summary.status)
+      .toBe('idle');
+
+    await page.goto('/cloud');
+    await hydrated(page);
+    const row = page.getByTestId('cluster-row').filter({ hasText: 'e2e-cluster' });
+    await expect(row).toContainText('terminated');
+    const balance = await page.getByTestId('balance').textContent();
+    // Paid $0.50 + $1.00 for the extension; most of it came back.
+    expect(Number(balance.replace('$', ''))).toBeGreaterThan(498.5);
+    expect(Number(balance.replace('$', ''))).toBeLessThan(500);
+    await page.getByTestId('cluster-status-filter').selectOption('running');
+    await expect(page.getByTestId('no-clusters')).toBeVisible();
+  } finally {
+    device.agent.kill();
+  }
+  noErrors();
+});
+
+test('the wizard says honestly when nothing can be placed', async ({ page }) => {
+  await page.goto('/cloud/deploy');
+  await hydrated(page);
+  await page.getByTestId('deploy-name').fill('big-train');
+  await page.getByTestId('deploy-hardware').selectOption('H100 80GB SXM');
+  await page.getByTestId('deploy-quantity').fill('64');
+  await expect(page.getByTestId('not-fillable')).toContainText('H100 80GB SXM');
+  await expect(page.getByTestId('quote-total')).toBeVisible();
+});
