@@ -28,6 +28,7 @@ use platform::testing;
 use tokio::net::TcpStream;
 
 use crate::http::Connection;
+use loadtest::percentile;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -316,15 +317,6 @@ impl Tally {
     }
 }
 
-/// The value below which a share `q` of the sorted samples fall.
-fn percentile(sorted: &[u32], q: f64) -> u32 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((sorted.len() - 1) as f64 * q).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
 async fn drive(args: &Args, addr: &str) -> Result<Tally> {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
@@ -406,18 +398,4 @@ async fn beat(
         }
     }
     Ok(tally)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::percentile;
-
-    #[test]
-    fn percentiles_pick_from_the_sorted_samples() {
-        let samples: Vec<u32> = (1..=100).collect();
-        assert_eq!(percentile(&samples, 0.5), 51);
-        assert_eq!(percentile(&samples, 0.99), 99);
-        assert_eq!(percentile(&samples, 1.0), 100);
-        assert_eq!(percentile(&[], 0.99), 0);
-    }
 }

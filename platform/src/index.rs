@@ -103,8 +103,8 @@ struct State {
     /// Owner wallets as first seen; `Entry::provider` is a position here.
     providers: Vec<String>,
     provider_positions: FxHashMap<String, u32>,
-    /// The devices clusters can hire now, by what they offer.
-    free: FxHashMap<Offer, FxHashMap<Box<str>, Free>>,
+    /// The devices clusters can hire now, by what they offer and where.
+    free: FxHashMap<(Offer, u16), FxHashMap<Box<str>, Free>>,
     /// How many of them per offer, country, tier and size: what fillability reads.
     free_counts: FxHashMap<(Offer, u16, ConnectivityTier, u32), u64>,
 }
@@ -119,7 +119,10 @@ impl State {
                 .free_counts
                 .entry((offer, free.country, free.tier, free.units))
                 .or_default() += 1;
-            self.free.entry(offer).or_default().insert(id.into(), free);
+            self.free
+                .entry((offer, free.country))
+                .or_default()
+                .insert(id.into(), free);
         }
     }
 
@@ -139,7 +142,7 @@ impl State {
                     self.free_counts.remove(&cell);
                 }
             }
-            if let Some(devices) = self.free.get_mut(&offer) {
+            if let Some(devices) = self.free.get_mut(&(offer, free.country)) {
                 devices.remove(id);
             }
         }
@@ -312,22 +315,25 @@ impl FleetIndex {
             return Vec::new();
         };
         let state = self.read();
-        let wanted: Vec<u16> = countries
-            .iter()
-            .filter_map(|c| state.country_positions.get(c).copied())
-            .collect();
-        if !countries.is_empty() && wanted.is_empty() {
-            return Vec::new();
-        }
-        let Some(devices) = state.free.get(&offer) else {
-            return Vec::new();
+        let places: Vec<u16> = if countries.is_empty() {
+            state
+                .free
+                .keys()
+                .filter(|(o, _)| *o == offer)
+                .map(|&(_, country)| country)
+                .collect()
+        } else {
+            countries
+                .iter()
+                .filter_map(|c| state.country_positions.get(c).copied())
+                .collect()
         };
-        devices
+        places
             .iter()
+            .filter_map(|&country| state.free.get(&(offer, country)))
+            .flat_map(|devices| devices.iter())
             .filter(|(id, free)| {
-                (wanted.is_empty() || wanted.contains(&free.country))
-                    && min_tier.is_none_or(|min| free.tier <= min)
-                    && !excluded.contains(&***id)
+                min_tier.is_none_or(|min| free.tier <= min) && !excluded.contains(&***id)
             })
             .map(|(id, free)| {
                 let candidate = Candidate {

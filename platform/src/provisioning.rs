@@ -64,6 +64,28 @@ pub struct ProvisioningService {
     config: Arc<ProvisioningConfig>,
 }
 
+/// What the allocator is asked to place: hardware under the filters, so many units.
+struct Placing<'a> {
+    hardware: &'a Hardware,
+    countries: &'a [String],
+    min_tier: Option<ConnectivityTier>,
+    want: Want,
+}
+
+impl<'a> Placing<'a> {
+    fn of(order: &'a DeployOrder) -> Placing<'a> {
+        Placing {
+            hardware: &order.hardware,
+            countries: &order.countries,
+            min_tier: order.min_tier,
+            want: match order.kind {
+                ClusterKind::MegaRay => Want::Everything,
+                _ => Want::Exactly(order.quantity),
+            },
+        }
+    }
+}
+
 /// Why one deploy attempt did not commit.
 enum Attempt {
     /// Another order claimed this device first: choose again without it.
@@ -149,10 +171,7 @@ impl ProvisioningService {
     pub fn quote(&self, request: &DeployRequest) -> Result<QuoteAnswer, Error> {
         let order = self.order(request)?;
         let cells = self.index.free_supply(&order.hardware);
-        let want = match order.kind {
-            ClusterKind::MegaRay => Want::Everything,
-            _ => Want::Exactly(order.quantity),
-        };
+        let want = Placing::of(&order).want;
         let mut fillability = allocator::fillability(
             &cells,
             &Asked {
@@ -270,36 +289,21 @@ impl ProvisioningService {
         };
         let mut excluded = FxHashSet::default();
         for _ in 0..CLAIM_ATTEMPTS {
-            let (ids, candidates) = self.candidates(
-                &order.hardware,
-                &order.countries,
-                order.min_tier,
-                &excluded,
-                now,
-            );
-            let want = match order.kind {
-                ClusterKind::MegaRay => Want::Everything,
-                _ => Want::Exactly(order.quantity),
+            let Ok(chosen) = self.place(&Placing::of(&order), &excluded, seed, now) else {
+                let answer = self.quote(request)?;
+                return Err(Error::Conflict(format!(
+                    "this cluster cannot be placed now: {}",
+                    answer.fillability.reasons.join("; ")
+                )));
             };
-            let placement = match allocator::allocate(&candidates, &Filters::default(), want, seed)
-            {
-                Ok(placement) => placement,
-                Err(_) => {
-                    let answer = self.quote(request)?;
-                    return Err(Error::Conflict(format!(
-                        "this cluster cannot be placed now: {}",
-                        answer.fillability.reasons.join("; ")
-                    )));
-                }
-            };
-            let chosen: Vec<(&str, u32)> = placement
-                .devices
+            let units = chosen.iter().map(|(_, units)| units).sum();
+            let chosen: Vec<(&str, u32)> = chosen
                 .iter()
-                .map(|&i| (ids[i].as_str(), candidates[i].units))
+                .map(|(id, units)| (id.as_str(), *units))
                 .collect();
             let quote = pricing::quote(
                 self.rate(&order.hardware),
-                placement.units,
+                units,
                 order.hours(),
                 order.payment,
             )
@@ -336,6 +340,79 @@ impl ProvisioningService {
         Err(Error::Conflict(
             "the chosen devices were hired by other orders at the same moment; try again".into(),
         ))
+    }
+
+    /// The devices (ids and units) the allocator picks for `placing` among the free ones now,
+    /// leaving out `excluded`; the head first. Exact orders look first only in the countries
+    /// with the most free units that admit them (the allocator prefers those anyway), so a
+    /// placement over a million devices reads a few thousand; the whole supply is read only
+    /// when those cannot fit the order exactly.
+    fn place(
+        &self,
+        placing: &Placing,
+        excluded: &FxHashSet<String>,
+        seed: u64,
+        now: UnixMillis,
+    ) -> Result<Vec<(String, u32)>, allocator::Shortfall> {
+        let narrowed = match placing.want {
+            Want::Exactly(wanted) => self.best_supplied(placing, wanted),
+            Want::Everything => None,
+        };
+        let attempt = |countries: &[String]| {
+            let (ids, candidates) =
+                self.candidates(placing.hardware, countries, placing.min_tier, excluded, now);
+            let placement =
+                allocator::allocate(&candidates, &Filters::default(), placing.want, seed)?;
+            Ok(placement
+                .devices
+                .iter()
+                .map(|&i| (ids[i].clone(), candidates[i].units))
+                .collect())
+        };
+        match narrowed {
+            Some(countries) => attempt(&countries).or_else(|_| attempt(placing.countries)),
+            None => attempt(placing.countries),
+        }
+    }
+
+    /// The admitted countries with the most free units of the hardware (on devices no larger
+    /// than the order), in that order, until they hold twice `wanted`; None when that is all.
+    fn best_supplied(&self, placing: &Placing, wanted: u32) -> Option<Vec<String>> {
+        let mut units: FxHashMap<String, u64> = FxHashMap::default();
+        for cell in self.index.free_supply(placing.hardware) {
+            // Devices larger than the order can never be part of it.
+            let admitted = cell.units <= wanted
+                && (placing.countries.is_empty() || placing.countries.contains(&cell.country))
+                && placing.min_tier.is_none_or(|min| cell.tier <= min);
+            if admitted {
+                *units.entry(cell.country).or_default() += cell.devices * u64::from(cell.units);
+            }
+        }
+        let mut ranked: Vec<(String, u64)> = units.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let mut held = 0;
+        let enough = ranked
+            .iter()
+            .position(|(_, u)| {
+                held += u;
+                held >= 2 * u64::from(wanted)
+            })
+            .map_or(ranked.len(), |at| at + 1);
+        (enough < ranked.len()).then(|| ranked.into_iter().take(enough).map(|(c, _)| c).collect())
+    }
+
+    /// The devices a deploy of `request` would hire now, without hiring them (empty when it
+    /// cannot be placed): what `cluster-bench` times.
+    pub fn plan(
+        &self,
+        request: &DeployRequest,
+        seed: u64,
+        now: UnixMillis,
+    ) -> Result<Vec<(String, u32)>, Error> {
+        let order = self.order(request)?;
+        Ok(self
+            .place(&Placing::of(&order), &FxHashSet::default(), seed, now)
+            .unwrap_or_default())
     }
 
     /// The free devices of `hardware` that the filters admit, as allocator candidates (with
@@ -894,36 +971,26 @@ impl ProvisioningService {
         budget: MicroUsd,
         now: UnixMillis,
     ) -> Result<Option<Vec<(String, Transition)>>, Error> {
-        let (ids, candidates) = self.candidates(
-            &cluster.hardware,
-            &cluster.countries,
-            cluster.min_tier,
-            &FxHashSet::default(),
-            now,
-        );
         let seed = {
             use std::hash::BuildHasher;
             rustc_hash::FxBuildHasher.hash_one((&cluster.id, &lost.device_id))
         };
-        let Ok(placement) = allocator::allocate(
-            &candidates,
-            &Filters::default(),
-            Want::Exactly(lost.units),
-            seed,
-        ) else {
+        let placing = Placing {
+            hardware: &cluster.hardware,
+            countries: &cluster.countries,
+            min_tier: cluster.min_tier,
+            want: Want::Exactly(lost.units),
+        };
+        let Ok(chosen) = self.place(&placing, &FxHashSet::default(), seed, now) else {
             return Ok(None);
         };
-        let units: Vec<u32> = placement
-            .devices
-            .iter()
-            .map(|&i| candidates[i].units)
-            .collect();
+        let units: Vec<u32> = chosen.iter().map(|(_, units)| *units).collect();
         let budgets = split_by_units(budget, &units);
         let mut hired = Vec::with_capacity(units.len());
-        for ((&i, &units), budget) in placement.devices.iter().zip(&units).zip(budgets) {
+        for ((device, units), budget) in chosen.into_iter().zip(budgets) {
             // Savepoint-free: a device taken meanwhile fails the whole loss, retried next sweep.
-            let t = hire(tx, &cluster.id, &ids[i], lost.role, units, budget, now).await?;
-            hired.push((ids[i].clone(), t));
+            let t = hire(tx, &cluster.id, &device, lost.role, units, budget, now).await?;
+            hired.push((device, t));
         }
         Ok(Some(hired))
     }
