@@ -83,6 +83,7 @@ impl AppError {
             fields @ E::InvalidFields(_) => AppError::Invalid(fields.to_string()),
             E::SignInRefused(refusal) => AppError::Unauthorized(refusal.to_string()),
             E::NotSignedIn => AppError::Unauthorized(E::NotSignedIn.to_string()),
+            E::ApiKeyRejected => AppError::Unauthorized(E::ApiKeyRejected.to_string()),
             E::NotFound(message) => AppError::NotFound(message),
             E::Conflict(message) => AppError::Conflict(message),
             // Agent refusals belong to the agent API; no page calls it.

@@ -3,6 +3,7 @@
 
 pub mod agent_protocol;
 pub mod allocator;
+pub mod api_key;
 pub mod catalog;
 pub mod cluster;
 pub mod country;

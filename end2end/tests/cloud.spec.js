@@ -123,3 +123,32 @@ test('the wizard says honestly when nothing can be placed', async ({ page }) => 
   await expect(page.getByTestId('not-fillable')).toContainText('H100 80GB SXM');
   await expect(page.getByTestId('quote-total')).toBeVisible();
 });
+
+test('a renter makes an API key, a script uses it, and revoking it locks the script out', async ({ page, baseURL }) => {
+  const noErrors = watchPageErrors(page);
+  await page.addInitScript({ path: TEST_WALLET });
+  await page.goto('/cloud');
+  await hydrated(page);
+  await page.getByTestId('connect-wallet').click();
+  await page.getByTestId('api-key-name').fill('nightly training');
+  await page.getByTestId('create-api-key').click();
+  const secret = (await page.getByTestId('api-key-secret').textContent()).trim();
+  expect(secret).toMatch(/^gck_[0-9a-f]{64}$/);
+  const row = page.getByTestId('api-key-row').filter({ hasText: 'nightly training' });
+  await expect(row).toContainText('works until');
+
+  // A script: no cookie, only the key.
+  const asScript = () => fetch(`${baseURL}/api/v1/cloud/balance`, { headers: { Authorization: `Bearer ${secret}` } });
+  const allowed = await asScript();
+  expect(allowed.status).toBe(200);
+  expect((await allowed.json()).available).toBeGreaterThan(0);
+
+  await row.getByTestId('revoke-api-key').click();
+  await expect(row).toContainText('revoked');
+  expect((await asScript()).status).toBe(401);
+
+  await page.getByTestId('api-key-name').fill('   ');
+  await page.getByTestId('create-api-key').click();
+  await expect(page.getByTestId('api-key-error')).toContainText('give the key a name');
+  noErrors();
+});

@@ -14,6 +14,8 @@ pub enum Error {
     SignInRefused(#[from] SignInRefusal),
     #[error("not signed in (or the session has ended)")]
     NotSignedIn,
+    #[error("this API key is unknown, revoked or expired; make a new one in the Cloud console")]
+    ApiKeyRejected,
     /// Nothing by that id, or it belongs to someone else (the two are not told apart).
     #[error("{0}")]
     NotFound(String),

@@ -4,6 +4,7 @@
 //! the `server` JSON API call these; neither writes SQL.
 
 pub mod agents;
+pub mod api_keys;
 pub mod auth;
 mod error;
 pub mod fleet;
@@ -22,6 +23,7 @@ pub use error::{AgentRefusal, Error, SignInRefusal};
 use std::sync::Arc;
 
 use agents::{AgentService, FleetConfig};
+use api_keys::ApiKeyService;
 use auth::{AuthConfig, AuthService};
 use fleet::FleetService;
 use ledger::LedgerService;
@@ -50,6 +52,7 @@ pub struct Services {
     pub agents: AgentService,
     pub provisioning: ProvisioningService,
     pub ledger: LedgerService,
+    pub api_keys: ApiKeyService,
 }
 
 impl Platform {
@@ -81,6 +84,7 @@ impl Platform {
             ),
             provisioning,
             ledger: LedgerService::new(store.clone()),
+            api_keys: ApiKeyService::new(store.clone()),
             store,
         }))
     }

@@ -8,6 +8,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use domain::api_key::{ApiKey, CreatedApiKey};
 use domain::cluster::{
     ClusterDetail, ClusterStatus, ClusterSummary, DeployOptions, DeployRequest, ExtendRequest,
     QuoteAnswer,
@@ -45,6 +46,9 @@ pub fn routes() -> Router<Platform> {
         .route("/cloud/clusters/{id}", get(cluster_detail))
         .route("/cloud/clusters/{id}/extend", post(extend_cluster))
         .route("/cloud/clusters/{id}/terminate", post(terminate_cluster))
+        .route("/keys", get(my_keys).post(create_key))
+        .route("/keys/{id}/revoke", post(revoke_key))
+        .route("/openapi.json", get(openapi))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
@@ -96,7 +100,25 @@ fn presented_token(headers: &HeaderMap) -> Option<SessionToken> {
     SessionToken::from_cookie_header(cookie)
 }
 
+/// The caller: an API key (`Authorization: Bearer gck_…`) or the browser's session cookie.
 async fn signed_in(platform: &Platform, headers: &HeaderMap) -> Result<SignedIn, Error> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    match bearer {
+        Some(secret) => Ok(platform
+            .api_keys
+            .authenticate(secret.trim(), platform::now())
+            .await?
+            .ok_or(platform::Error::ApiKeyRejected)?),
+        None => session_only(platform, headers).await,
+    }
+}
+
+/// The caller by session cookie alone: keys are made and revoked by a person signed in with
+/// the wallet, never by another key.
+async fn session_only(platform: &Platform, headers: &HeaderMap) -> Result<SignedIn, Error> {
     let token = presented_token(headers).ok_or(platform::Error::NotSignedIn)?;
     Ok(platform
         .auth
@@ -389,4 +411,51 @@ async fn terminate_cluster(
             .terminate(session.user_id, &id, platform::now())
             .await?,
     ))
+}
+
+async fn my_keys(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<ApiKey>>, Error> {
+    let session = session_only(&platform, &headers).await?;
+    Ok(Json(platform.api_keys.list(session.user_id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    name: String,
+}
+
+/// Makes a key; the answer carries its secret, which is never shown again.
+async fn create_key(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+    body: Result<Json<NewKey>, JsonRejection>,
+) -> Result<(StatusCode, Json<CreatedApiKey>), Error> {
+    let session = session_only(&platform, &headers).await?;
+    let Json(new) = body?;
+    let created = platform
+        .api_keys
+        .create(session.user_id, &new.name, platform::now())
+        .await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+async fn revoke_key(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<ApiKey>, Error> {
+    let session = session_only(&platform, &headers).await?;
+    Ok(Json(
+        platform
+            .api_keys
+            .revoke(session.user_id, &id, platform::now())
+            .await?,
+    ))
+}
+
+async fn openapi(State(platform): State<Platform>) -> Json<serde_json::Value> {
+    Json(crate::openapi::document(&platform.auth.config().uri))
 }

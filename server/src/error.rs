@@ -102,6 +102,11 @@ impl IntoResponse for Error {
                 "not_signed_in",
                 P::NotSignedIn.to_string(),
             ),
+            Error::Platform(P::ApiKeyRejected) => (
+                StatusCode::UNAUTHORIZED,
+                "api_key_rejected",
+                P::ApiKeyRejected.to_string(),
+            ),
             internal => {
                 tracing::error!(error = %internal, "request failed");
                 (

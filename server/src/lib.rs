@@ -5,6 +5,7 @@ pub mod agent_api;
 pub mod api;
 pub mod config;
 pub mod error;
+mod openapi;
 
 use std::net::SocketAddr;
 use std::time::Duration;

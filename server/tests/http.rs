@@ -594,6 +594,96 @@ async fn the_cloud_api_quotes_deploys_extends_and_terminates(app: TestApp) {
     app.server.stop().await;
 }
 
+async fn api_keys_open_the_api_until_revoked(app: TestApp) {
+    app.sign_in(&new_wallet()).await;
+    let made = app
+        .post("/api/v1/keys", json!({ "name": " ci deploys " }))
+        .await;
+    assert_eq!(made.status(), StatusCode::CREATED);
+    let made: Value = made.json().await.unwrap();
+    let secret = made["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("gck_") && secret.len() == 68, "{secret}");
+    assert_eq!(made["key"]["name"], "ci deploys");
+    assert!(secret.starts_with(made["key"]["prefix"].as_str().unwrap()));
+    let blank = app.post("/api/v1/keys", json!({ "name": "  " })).await;
+    assert_eq!(blank.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // A script with the key and no cookie.
+    let script = reqwest::Client::new();
+    let with_key = |path: &str| script.get(app.url(path)).bearer_auth(&secret).send();
+    let balance = with_key("/api/v1/cloud/balance").await.unwrap();
+    assert_eq!(balance.status(), StatusCode::OK);
+    assert_eq!(
+        balance.json::<Value>().await.unwrap()["available"],
+        100_000_000
+    );
+    // Keys cannot make or list keys: that takes the wallet's session.
+    assert_eq!(
+        with_key("/api/v1/keys").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let wrong = script
+        .get(app.url("/api/v1/cloud/balance"))
+        .bearer_auth("gck_0000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(error_message(wrong)
+        .await
+        .contains("API key is unknown, revoked or expired"));
+
+    let listed = app.get_json("/api/v1/keys").await;
+    assert!(listed[0]["last_used_at"].is_number(), "{listed}");
+    assert!(
+        listed.to_string().find(&secret).is_none(),
+        "the secret is never listed"
+    );
+    let id = made["key"]["id"].as_str().unwrap();
+    let revoked = app
+        .post(&format!("/api/v1/keys/{id}/revoke"), json!({}))
+        .await;
+    assert_eq!(revoked.status(), StatusCode::OK);
+    assert!(revoked.json::<Value>().await.unwrap()["revoked_at"].is_number());
+    assert_eq!(
+        with_key("/api/v1/cloud/balance").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // Someone else's key id is not found.
+    app.sign_in(&new_wallet()).await;
+    let foreign = app
+        .post(&format!("/api/v1/keys/{id}/revoke"), json!({}))
+        .await;
+    assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
+    app.server.stop().await;
+}
+
+async fn the_openapi_document_names_routes_that_answer(app: TestApp) {
+    let document = app.get_json("/api/v1/openapi.json").await;
+    assert_eq!(document["openapi"], "3.1.0");
+    let paths = document["paths"].as_object().unwrap();
+    assert!(paths.len() >= 20, "{}", paths.len());
+    for (path, operations) in paths {
+        for method in operations.as_object().unwrap().keys() {
+            let url = app.url(&path.replace("{id}", "nope").replace("{action}", "pause"));
+            let response = match method.as_str() {
+                "get" => app.client.get(url).send().await.unwrap(),
+                "post" => app.client.post(url).json(&json!({})).send().await.unwrap(),
+                other => panic!("{other} {path}: only GET and POST are served"),
+            };
+            // A route that exists answers for itself: a 404 from it names what is missing.
+            let status = response.status();
+            let body = response.text().await.unwrap();
+            assert!(
+                status != StatusCode::NOT_FOUND || body.contains("\"error\""),
+                "{method} {path}: no such route"
+            );
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        }
+    }
+    app.server.stop().await;
+}
+
 async fn data_survives_a_restart(app: TestApp, url: String) {
     let before = app.get_json("/api/v1/network/summary").await;
     app.server.stop().await;
@@ -671,4 +761,6 @@ on_both_backends!(
     bad_api_input_gets_specific_errors,
     the_worker_api_filters_sorts_renames_and_charts,
     the_cloud_api_quotes_deploys_extends_and_terminates,
+    api_keys_open_the_api_until_revoked,
+    the_openapi_document_names_routes_that_answer,
 );

@@ -125,3 +125,29 @@ pub async fn terminate_cluster(id: String) -> Result<ClusterSummary, AppError> {
         .terminate(session.user_id, &id, platform::now())
         .await?)
 }
+
+/// The account's API keys (never their secrets).
+#[server]
+pub async fn my_api_keys() -> Result<Vec<domain::api_key::ApiKey>, AppError> {
+    let (platform, session) = super::context::signed_in_platform().await?;
+    Ok(platform.api_keys.list(session.user_id).await?)
+}
+
+/// Makes an API key; the answer is the only time its secret is shown.
+#[server]
+pub async fn create_api_key(name: String) -> Result<domain::api_key::CreatedApiKey, AppError> {
+    let (platform, session) = super::context::signed_in_platform().await?;
+    Ok(platform
+        .api_keys
+        .create(session.user_id, &name, platform::now())
+        .await?)
+}
+
+#[server]
+pub async fn revoke_api_key(id: String) -> Result<domain::api_key::ApiKey, AppError> {
+    let (platform, session) = super::context::signed_in_platform().await?;
+    Ok(platform
+        .api_keys
+        .revoke(session.user_id, &id, platform::now())
+        .await?)
+}

@@ -2,6 +2,7 @@
 //! can be rented right now. `/cloud/deploy` is the deploy wizard, `/cloud/clusters/:id` one
 //! cluster.
 
+mod api_keys;
 mod cluster;
 mod deploy;
 
@@ -17,6 +18,7 @@ use crate::components::supply::{ErrorNote, ModelSupplyTable};
 use crate::errors::AppError;
 use crate::functions::cloud::load_cloud_overview;
 use crate::functions::network::load_network_summary;
+use api_keys::ApiKeysPanel;
 
 #[component]
 pub fn CloudPage() -> impl IntoView {
@@ -52,6 +54,11 @@ pub fn CloudPage() -> impl IntoView {
                 })}
             </Transition>
         </section>
+        <Transition fallback=|| ()>
+            <Show when=move || session.signed_in().is_some()>
+                <ApiKeysPanel />
+            </Show>
+        </Transition>
         <section class="panel">
             <h2>"Available now"</h2>
             <Suspense fallback=|| view! { <p class="muted">"Loading supply…"</p> }>

@@ -1,0 +1,232 @@
+//! The OpenAPI 3.1 document of the JSON API, served at `/api/v1/openapi.json`. Written by hand
+//! next to the routes it describes (`api.rs`, keep the two in step); the HTTP tests call every
+//! operation in it and check that a route answers.
+
+use serde_json::{json, Value};
+
+/// `(method, path, summary, needs sign-in)` of every `/api/v1` endpoint.
+const ENDPOINTS: &[(&str, &str, &str, bool)] = &[
+    (
+        "post",
+        "/auth/challenge",
+        "The Sign-In With Solana message to sign",
+        false,
+    ),
+    (
+        "post",
+        "/auth/sign-in",
+        "Verify the signed message; sets the session cookie",
+        false,
+    ),
+    ("get", "/auth/session", "Who is signed in", true),
+    ("post", "/auth/sign-out", "End the session", false),
+    (
+        "get",
+        "/network/summary",
+        "Network totals, supply by GPU model and by country",
+        false,
+    ),
+    (
+        "get",
+        "/worker/devices",
+        "The provider's devices (filters: status, model, tier, sort)",
+        true,
+    ),
+    (
+        "post",
+        "/worker/devices",
+        "Add a device: its id and the one-line agent command",
+        true,
+    ),
+    (
+        "get",
+        "/worker/devices/{id}",
+        "One device with its history, uptime and utilisation",
+        true,
+    ),
+    (
+        "post",
+        "/worker/devices/{id}/rename",
+        "Rename a device",
+        true,
+    ),
+    (
+        "post",
+        "/worker/devices/{id}/{action}",
+        "pause, resume, remove or revoke-credential",
+        true,
+    ),
+    (
+        "get",
+        "/cloud/balance",
+        "The renter's available balance",
+        true,
+    ),
+    (
+        "get",
+        "/cloud/options",
+        "Hardware with free units and prices; countries with free units of ?hardware=",
+        false,
+    ),
+    (
+        "post",
+        "/cloud/quote",
+        "Price and fillability of a deploy request",
+        false,
+    ),
+    (
+        "get",
+        "/cloud/name-available",
+        "Whether a cluster name (?name=) is still free for the renter",
+        true,
+    ),
+    (
+        "get",
+        "/cloud/clusters",
+        "The renter's clusters (?status=, ?search=)",
+        true,
+    ),
+    (
+        "post",
+        "/cloud/clusters",
+        "Pay from the balance and hire the devices (Idempotency-Key header)",
+        true,
+    ),
+    (
+        "get",
+        "/cloud/clusters/{id}",
+        "One cluster: devices, timeline, cost so far, remaining",
+        true,
+    ),
+    (
+        "post",
+        "/cloud/clusters/{id}/extend",
+        "More time on the same devices (Idempotency-Key header)",
+        true,
+    ),
+    (
+        "post",
+        "/cloud/clusters/{id}/terminate",
+        "End the cluster now; unused time is refunded",
+        true,
+    ),
+    (
+        "get",
+        "/keys",
+        "The account's API keys (session cookie only)",
+        true,
+    ),
+    (
+        "post",
+        "/keys",
+        "Make an API key; its secret is in this answer only (session cookie only)",
+        true,
+    ),
+    (
+        "post",
+        "/keys/{id}/revoke",
+        "Revoke an API key (session cookie only)",
+        true,
+    ),
+    ("get", "/openapi.json", "This document", false),
+];
+
+/// Request bodies, by `(method, path)`.
+fn request_schema(method: &str, path: &str) -> Option<Value> {
+    let reference = |name: &str| json!({ "$ref": format!("#/components/schemas/{name}") });
+    Some(match (method, path) {
+        ("post", "/auth/challenge") => {
+            json!({ "type": "object", "required": ["address"], "properties": { "address": { "type": "string" } } })
+        }
+        ("post", "/auth/sign-in") => {
+            json!({ "type": "object", "required": ["message", "signature"], "properties": { "message": { "type": "string" }, "signature": { "type": "string", "description": "base58 ed25519 signature" } } })
+        }
+        ("post", "/worker/devices") => {
+            json!({ "type": "object", "required": ["name", "os", "kind", "country"], "properties": { "name": { "type": "string" }, "os": { "enum": ["linux", "windows", "macos"] }, "kind": { "enum": ["gpu", "cpu"] }, "country": { "type": "string" } } })
+        }
+        ("post", "/worker/devices/{id}/rename") | ("post", "/keys") => {
+            json!({ "type": "object", "required": ["name"], "properties": { "name": { "type": "string" } } })
+        }
+        ("post", "/cloud/quote") | ("post", "/cloud/clusters") => reference("DeployRequest"),
+        ("post", "/cloud/clusters/{id}/extend") => {
+            json!({ "type": "object", "required": ["duration_unit", "duration_count"], "properties": { "duration_unit": { "enum": ["hourly", "daily", "weekly"] }, "duration_count": { "type": "integer", "minimum": 1 } } })
+        }
+        _ => return None,
+    })
+}
+
+/// The document, with `server` as its one server.
+pub fn document(server: &str) -> Value {
+    let mut paths = serde_json::Map::new();
+    for &(method, path, summary, signed_in) in ENDPOINTS {
+        let mut operation = json!({
+            "summary": summary,
+            "responses": {
+                "200": { "description": "OK (201 Created where something is made)" },
+                "default": { "description": "An error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
+            }
+        });
+        let parameters: Vec<Value> = path
+            .split('/')
+            .filter_map(|part| part.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .collect();
+        if !parameters.is_empty() {
+            operation["parameters"] = Value::Array(parameters);
+        }
+        if let Some(schema) = request_schema(method, path) {
+            operation["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema } } });
+        }
+        if signed_in {
+            operation["security"] = json!([{ "session": [] }, { "apiKey": [] }]);
+        }
+        let entry = paths
+            .entry(format!("/api/v1{path}"))
+            .or_insert_with(|| json!({}));
+        entry[method] = operation;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "GPU Commons API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Everything the console does, for scripts and agents. Money is integer micro-USD. Errors are {\"error\": {\"code\", \"message\"}} (422s add \"fields\")."
+        },
+        "servers": [{ "url": server }],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "session": { "type": "apiKey", "in": "cookie", "name": platform::auth::SESSION_COOKIE },
+                "apiKey": { "type": "http", "scheme": "bearer", "description": "An API key (gck_…) made in the Cloud console" }
+            },
+            "schemas": {
+                "Error": { "type": "object", "properties": { "error": { "type": "object", "properties": {
+                    "code": { "type": "string" }, "message": { "type": "string" },
+                    "fields": { "type": "array", "items": { "type": "object", "properties": { "field": { "type": "string" }, "message": { "type": "string" } } } }
+                } } } },
+                "DeployRequest": {
+                    "type": "object",
+                    "required": ["name", "kind", "hardware", "quantity", "duration_unit", "duration_count", "payment"],
+                    "properties": {
+                        "name": { "type": "string", "maxLength": 48 },
+                        "kind": { "enum": ["ray", "mega_ray", "kubernetes", "bare_metal", "container"] },
+                        "purpose": { "enum": ["general", "inference", "train"] },
+                        "hardware": { "type": "string", "description": "A GPU model of the catalog, or cpu" },
+                        "quantity": { "type": "integer", "minimum": 1, "maximum": 1024 },
+                        "countries": { "type": "array", "items": { "type": "string", "description": "ISO 3166-1 alpha-2" } },
+                        "min_tier": { "enum": ["ultra", "high", "medium", "low", null] },
+                        "compliance": { "enum": ["e2e_encrypted", "soc2", "hipaa"] },
+                        "duration_unit": { "enum": ["hourly", "daily", "weekly"] },
+                        "duration_count": { "type": "integer", "minimum": 1 },
+                        "payment": { "enum": ["usdc", "token"] },
+                        "workload": { "type": "object", "properties": {
+                            "image": { "type": "string" }, "command": { "type": "string" },
+                            "port": { "type": ["integer", "null"] },
+                            "env": { "type": "object", "additionalProperties": { "type": "string" } }
+                        } }
+                    }
+                }
+            }
+        }
+    })
+}
