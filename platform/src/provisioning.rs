@@ -476,15 +476,19 @@ impl ProvisioningService {
         if name_taken(&mut tx, user_id, &order.name).await? {
             return Err(name_conflict(&order.name).into());
         }
-        let available = Account::UserAvailable(user_id);
-        let have = balance_in(&mut tx, &available.to_string()).await?;
-        if have < quote.total {
-            return Err(Error::Conflict(format!(
-                "your balance is {have}; this cluster costs {}",
-                quote.total
-            ))
-            .into());
-        }
+        charge(
+            &mut tx,
+            user_id,
+            &id,
+            Posting::new(
+                format!("deploy:{id}"),
+                format!("cluster {id}: {}", order.name),
+            ),
+            quote,
+            "this cluster costs",
+            now,
+        )
+        .await?;
         let workload = serde_json::to_string(&order.workload)
             .map_err(|e| Error::Invalid(format!("workload: {e}")))?;
         sqlx::query(
@@ -516,18 +520,6 @@ impl ProvisioningService {
         .bind(now.0 + self.config.start_deadline_secs * 1000)
         .execute(&mut *tx)
         .await?;
-        let posting = Posting::new(
-            format!("deploy:{id}"),
-            format!("cluster {id}: {}", order.name),
-        )
-        .transfer(
-            available.clone(),
-            Account::ClusterEscrow(id.clone()),
-            quote.escrow(),
-        )
-        .and_then(|p| p.transfer(available, Account::PlatformFees, quote.fees()))
-        .map_err(|e| Error::Invalid(e.to_string()))?;
-        post(&mut tx, &posting, now).await?;
         let units: Vec<u32> = devices.iter().map(|(_, units)| *units).collect();
         let budgets = split_by_units(quote.escrow(), &units);
         let mut transitions = Vec::with_capacity(devices.len());
@@ -740,23 +732,16 @@ impl ProvisioningService {
             payment,
         )
         .map_err(|e| Error::Invalid(e.to_string()))?;
-        let available = Account::UserAvailable(user_id);
-        let have = balance_in(&mut tx, &available.to_string()).await?;
-        if have < quote.total {
-            return Err(Error::Conflict(format!(
-                "your balance is {have}; {hours} more hours cost {}",
-                quote.total
-            )));
-        }
-        let posting = Posting::new(posting_key, format!("cluster {id}: {hours} h more"))
-            .transfer(
-                available.clone(),
-                Account::ClusterEscrow(id.to_owned()),
-                quote.escrow(),
-            )
-            .and_then(|p| p.transfer(available, Account::PlatformFees, quote.fees()))
-            .map_err(|e| Error::Invalid(e.to_string()))?;
-        post(&mut tx, &posting, now).await?;
+        charge(
+            &mut tx,
+            user_id,
+            id,
+            Posting::new(posting_key, format!("cluster {id}: {hours} h more")),
+            &quote,
+            &format!("{hours} more hours cost"),
+            now,
+        )
+        .await?;
         let members = active_members(&mut tx, id).await?;
         let units: Vec<u32> = members.iter().map(|m| m.units).collect();
         for (member, more) in members.iter().zip(split_by_units(quote.escrow(), &units)) {
@@ -1252,6 +1237,38 @@ fn role_of(kind: ClusterKind, position: usize) -> ClusterRole {
     } else {
         ClusterRole::Worker
     }
+}
+
+/// Charges `quote` to the renter inside the caller's transaction, as `posting`: the escrow part
+/// into the cluster's escrow, the fees to the platform. Refuses with both figures when the
+/// balance is short (`costs` says what for).
+async fn charge(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    cluster_id: &str,
+    posting: Posting,
+    quote: &Quote,
+    costs: &str,
+    now: UnixMillis,
+) -> Result<(), Error> {
+    let available = Account::UserAvailable(user_id);
+    let have = balance_in(&mut *conn, &available.to_string()).await?;
+    if have < quote.total {
+        return Err(Error::Conflict(format!(
+            "your balance is {have}; {costs} {}",
+            quote.total
+        )));
+    }
+    let posting = posting
+        .transfer(
+            available.clone(),
+            Account::ClusterEscrow(cluster_id.to_owned()),
+            quote.escrow(),
+        )
+        .and_then(|p| p.transfer(available, Account::PlatformFees, quote.fees()))
+        .map_err(invalid_posting)?;
+    post(conn, &posting, now).await?;
+    Ok(())
 }
 
 /// Takes the cluster's row lock for the rest of the transaction, so changes to one cluster
