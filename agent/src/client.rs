@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use domain::agent_protocol::{
-    Heartbeat, HeartbeatReply, RegisterRequest, Registered, SpeedTestResult, SpeedTestStarted,
-    VerificationOutcome,
+    AssignmentChange, AssignmentWait, Heartbeat, HeartbeatReply, RegisterRequest, Registered,
+    SpeedTestResult, SpeedTestStarted, VerificationOutcome, MAX_ASSIGNMENT_WAIT_SECS,
 };
 use domain::proof_of_work::Answer;
 use serde::de::DeserializeOwned;
@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::AgentError;
 
+#[derive(Clone)]
 pub struct ApiClient {
     http: reqwest::Client,
     base: String,
@@ -114,6 +115,22 @@ impl ApiClient {
                 .json(heartbeat),
         )
         .await
+    }
+
+    /// Waits (up to the server's limit) until the server has other cluster work for this
+    /// device than `known`; true when it has.
+    pub async fn wait_for_assignment(&self, known: &[String]) -> Result<bool, AgentError> {
+        let wait = AssignmentWait {
+            known: known.to_vec(),
+            wait_secs: MAX_ASSIGNMENT_WAIT_SECS,
+        };
+        let change: AssignmentChange = self
+            .json(
+                self.request(reqwest::Method::POST, "/assignments/wait")
+                    .json(&wait),
+            )
+            .await?;
+        Ok(change.changed)
     }
 
     pub async fn answer(&self, answer: &Answer) -> Result<VerificationOutcome, AgentError> {

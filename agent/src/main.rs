@@ -11,6 +11,7 @@ mod workloads;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
@@ -19,6 +20,7 @@ use domain::fleet::DeviceStatus;
 use domain::hardware::HardwareReport;
 use domain::proof_of_work::Challenge;
 use rand::Rng;
+use tokio::sync::Notify;
 
 use client::ApiClient;
 use credentials::Credentials;
@@ -129,7 +131,43 @@ async fn run(args: Args) -> Result<(), AgentError> {
     let client = ApiClient::new(&saved.server)?.with_credential(saved.credential.clone());
     println!("device {} reporting to {}", saved.device_id, saved.server);
     let mut workloads = workloads::Workloads::new(&saved.device_id);
-    heartbeat_loop(&client, &mut machine, &mut workloads).await
+    let assignments = Arc::new(AssignmentWatch::default());
+    let watcher = tokio::spawn(watch_assignments(client.clone(), assignments.clone()));
+    let result = heartbeat_loop(&client, &mut machine, &mut workloads, &assignments).await;
+    watcher.abort();
+    result
+}
+
+/// What the heartbeat loop and the assignment long poll share.
+#[derive(Default)]
+struct AssignmentWatch {
+    /// The clusters whose workloads run here, as of the last heartbeat.
+    known: Mutex<Vec<String>>,
+    /// Rung when the server has other work for the device: heartbeat now.
+    changed: Notify,
+}
+
+/// Long-polls the server for new cluster work so a hired device starts within a round trip,
+/// not a heartbeat interval later. Failures only slow it down: heartbeats carry the same work.
+async fn watch_assignments(client: ApiClient, watch: Arc<AssignmentWatch>) {
+    let mut failures = 0u32;
+    loop {
+        let known = watch.known.lock().map(|k| k.clone()).unwrap_or_default();
+        match client.wait_for_assignment(&known).await {
+            Ok(changed) => {
+                failures = 0;
+                if changed {
+                    watch.changed.notify_one();
+                    // Give the heartbeat time to fetch the work before asking again.
+                    tokio::time::sleep(REPORT_CHANGE_AFTER).await;
+                }
+            }
+            Err(_) => {
+                failures += 1;
+                tokio::time::sleep(backoff(failures)).await;
+            }
+        }
+    }
 }
 
 async fn register(
@@ -196,6 +234,7 @@ async fn heartbeat_loop(
     client: &ApiClient,
     machine: &mut Machine,
     workloads: &mut workloads::Workloads,
+    assignments: &AssignmentWatch,
 ) -> Result<(), AgentError> {
     let mut interval = Duration::from_secs(10);
     let mut failures = 0u32;
@@ -221,6 +260,9 @@ async fn heartbeat_loop(
                     last_status = Some(status);
                 }
                 let changed = workloads.reconcile(&reply.workloads);
+                if let Ok(mut known) = assignments.known.lock() {
+                    *known = workloads.cluster_ids();
+                }
                 follow_up(client, &reply, &mut last_challenge).await?;
                 let reported = heartbeat.workloads;
                 let next = if changed || reported != workloads.reports() {
@@ -228,7 +270,10 @@ async fn heartbeat_loop(
                 } else {
                     interval
                 };
-                tokio::time::sleep(next).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(next) => {}
+                    _ = assignments.changed.notified() => {}
+                }
             }
             Err(e) if e.is_final() => return Err(e),
             Err(e) => {

@@ -160,6 +160,11 @@ impl Workloads {
         }
     }
 
+    /// The clusters whose workloads run here (what the server's long poll compares with).
+    pub fn cluster_ids(&self) -> Vec<String> {
+        self.running.keys().cloned().collect()
+    }
+
     /// Each workload's state now, for the heartbeat.
     pub fn reports(&mut self) -> Vec<WorkloadReport> {
         for (id, workload) in &mut self.running {

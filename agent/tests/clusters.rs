@@ -2,7 +2,8 @@
 //! agent runs the renter's command for real, the cluster runs, is extended, loses a device when
 //! its agent is killed (refund of the down time, a spare device takes its place and runs the
 //! command too) and is terminated with a refund, its commands stopped and its devices freed.
-//! Runs on SQLite and, where available, PostgreSQL.
+//! The server sets the default 10 s heartbeat interval: agents learn of new work from their
+//! long poll, not their next heartbeat. Runs on SQLite and, where available, PostgreSQL.
 
 mod support;
 
@@ -107,10 +108,19 @@ impl Drop for Commands {
         for entry in entries.flatten() {
             if entry.file_name().to_string_lossy().starts_with("pid-") {
                 let pid = read(&entry.path());
-                let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+                let _ = std::process::Command::new("kill")
+                    .arg(pid.trim())
+                    .stderr(std::process::Stdio::null())
+                    .status();
             }
         }
     }
+}
+
+/// The default heartbeat interval (10 s), so starting a cluster cannot lean on heartbeats.
+fn production_pace(config: &mut server::Config) {
+    config.fleet.heartbeat_interval_secs = 10;
+    config.fleet.down_after_secs = 20;
 }
 
 fn read(path: &Path) -> String {
@@ -174,7 +184,13 @@ async fn clusters_run_on_real_agents(fleet: Fleet) {
         d.summary.status == ClusterStatus::Running
     })
     .await;
-    println!("deploy → running on 2 agents: {:?}", asked.elapsed());
+    // The agents heartbeat every 10 s; they learn of the cluster from their long poll at once.
+    let took = asked.elapsed();
+    println!("deploy → running on 2 agents: {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "the agents waited for a heartbeat: {took:?}"
+    );
     let hired: Vec<String> = running
         .members
         .iter()
@@ -213,7 +229,7 @@ async fn clusters_run_on_real_agents(fleet: Fleet) {
         .unwrap();
     let victim = hired[0].clone();
     agents.get_mut(ids[&victim]).unwrap().kill().await.unwrap();
-    let replaced = wait_for_cluster(&fleet, renter, &cluster.id, 30, "repaired", |d| {
+    let replaced = wait_for_cluster(&fleet, renter, &cluster.id, 45, "repaired", |d| {
         d.members
             .iter()
             .any(|m| m.device_id == spare && m.left_at.is_none() && m.workload_state == "running")
@@ -296,7 +312,7 @@ async fn clusters_run_on_real_agents(fleet: Fleet) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_clusters_run_on_real_agents() {
-    let fleet = Fleet::start(platform::testing::fresh_sqlite_url()).await;
+    let fleet = Fleet::start_with(platform::testing::fresh_sqlite_url(), production_pace).await;
     clusters_run_on_real_agents(fleet).await;
 }
 
@@ -305,5 +321,78 @@ async fn postgres_clusters_run_on_real_agents() {
     let Some(url) = platform::testing::fresh_postgres_url().await else {
         return;
     };
-    clusters_run_on_real_agents(Fleet::start(url).await).await;
+    clusters_run_on_real_agents(Fleet::start_with(url, production_pace).await).await;
+}
+
+/// Deploy → every agent running, for an 8-device cluster of real agents on loopback at the
+/// default 10 s heartbeat interval, `ROUNDS` times (each cluster terminated before the next).
+/// A measurement, not a check: run it with
+/// `cargo test --release -p agent --test clusters -- --ignored --nocapture deploy_latency`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: prints deploy-to-running latencies for docs/BENCHMARKS.md"]
+async fn deploy_latency_of_an_8_device_cluster() {
+    const ROUNDS: usize = 30;
+    let fleet = Fleet::start_with(platform::testing::fresh_sqlite_url(), production_pace).await;
+    let _commands = Commands(fleet.dir.clone());
+    let mut agents = Vec::new();
+    for n in 0..8 {
+        let name = format!("node-{n}");
+        let machine = machine_file(&fleet.dir, &name, "NVIDIA H100 80GB HBM3", 1, 0);
+        let args = fleet.add_device(&name).await;
+        agents.push(fleet.agent(&name, &args, &machine));
+        let id = fleet.wait_registered(&name, 30).await;
+        fleet
+            .wait_for(&name, &id, 60, "ready for hire", |d| {
+                d.summary.readiness().is_ok()
+            })
+            .await;
+    }
+    let renter = funded_renter(&fleet, 10_000).await;
+    let provisioning = &fleet.server.platform.provisioning;
+    let mut latencies = Vec::new();
+    for round in 0..ROUNDS {
+        let request = DeployRequest {
+            name: format!("round-{round}"),
+            kind: ClusterKind::Ray,
+            purpose: Purpose::Train,
+            hardware: "H100 80GB SXM".into(),
+            quantity: 8,
+            countries: Vec::new(),
+            min_tier: None,
+            compliance: SecurityCompliance::E2eEncrypted,
+            duration_unit: DurationUnit::Hourly,
+            duration_count: 1,
+            payment: PaymentMethod::Usdc,
+            workload: Workload {
+                command: "sleep 600".into(),
+                ..Workload::default()
+            },
+        };
+        let asked = Instant::now();
+        let cluster = provisioning
+            .deploy(renter, &request, None, platform::now())
+            .await
+            .unwrap();
+        wait_for_cluster(&fleet, renter, &cluster.id, 30, "running", |d| {
+            d.summary.status == ClusterStatus::Running
+        })
+        .await;
+        latencies.push(asked.elapsed());
+        provisioning
+            .terminate(renter, &cluster.id, platform::now())
+            .await
+            .unwrap();
+        // The devices are free again once the agents have stopped the workload.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "deploy → running, 8 devices, {ROUNDS} rounds: p50 {:?}, p99 {:?}, max {:?}",
+        at(0.5),
+        at(0.99),
+        latencies[latencies.len() - 1]
+    );
+    drop(agents);
+    fleet.stop().await;
 }

@@ -130,6 +130,24 @@ pub struct WorkloadAssignment {
     pub workload: Workload,
 }
 
+/// The agent's long poll for new work: the server answers when its workloads for the device
+/// differ from `known` (then the agent heartbeats at once to get them), or after `wait_secs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignmentWait {
+    /// The clusters whose workloads the agent runs now.
+    pub known: Vec<String>,
+    pub wait_secs: u32,
+}
+
+/// The longest an assignment wait is held, under every proxy's and the server's time limit.
+pub const MAX_ASSIGNMENT_WAIT_SECS: u32 = 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignmentChange {
+    pub changed: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatReply {

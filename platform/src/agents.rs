@@ -7,11 +7,12 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use domain::agent_protocol::{
-    Heartbeat, HeartbeatReply, RegisterRequest, Registered, SpeedTestResult, SpeedTestStarted,
-    VerificationOutcome, WorkloadState, MAX_CLOCK_SKEW_MS,
+    AssignmentWait, Heartbeat, HeartbeatReply, RegisterRequest, Registered, SpeedTestResult,
+    SpeedTestStarted, VerificationOutcome, WorkloadState, MAX_ASSIGNMENT_WAIT_SECS,
+    MAX_CLOCK_SKEW_MS,
 };
 use domain::catalog::GpuCatalog;
 use domain::device_status::DeviceEvent;
@@ -103,6 +104,8 @@ pub struct AgentService {
     catalog: GpuCatalog,
     speed_tests: Arc<Mutex<HashMap<String, SpeedTest>>>,
     provisioning: ProvisioningService,
+    /// Turns true when the server stops: agents' long polls answer at once.
+    stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// Something the heartbeat decided to do after releasing the shard lock.
@@ -136,6 +139,7 @@ impl AgentService {
             catalog,
             speed_tests: Arc::new(Mutex::new(HashMap::new())),
             provisioning,
+            stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
     }
 
@@ -480,6 +484,49 @@ impl AgentService {
             .upsert(&id, &indexed_device(&row, &device, true)?);
         self.live.insert(id, device);
         Ok(())
+    }
+
+    /// Answers every agent's long poll now and any later one at once: the server is stopping.
+    pub fn release_waits(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Holds an agent's long poll until the server's workloads for the device differ from the
+    /// clusters it knows, or `wait` passes (at most [`MAX_ASSIGNMENT_WAIT_SECS`]). Returns
+    /// whether they differ. A hired device's agent learns of its cluster within a round trip
+    /// instead of a heartbeat interval.
+    pub async fn wait_for_assignment(
+        &self,
+        device_id: &str,
+        wait: &AssignmentWait,
+    ) -> Result<bool, Error> {
+        let waiting = self.live.with(device_id, |d| {
+            if d.assignment_differs(&wait.known) {
+                return None;
+            }
+            Some(
+                d.assignment_changed
+                    .get_or_insert_with(Default::default)
+                    .clone(),
+            )
+        });
+        let changed = match waiting {
+            None => return Err(AgentRefusal::UnknownDevice(device_id.to_owned()).into()),
+            Some(None) => return Ok(true),
+            Some(Some(changed)) => changed,
+        };
+        let secs = wait.wait_secs.min(MAX_ASSIGNMENT_WAIT_SECS);
+        let mut stopping = self.stopping.subscribe();
+        tokio::select! {
+            _ = changed.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(u64::from(secs))) => {}
+            // A stopping server waits for requests in flight: do not hold it up.
+            _ = stopping.wait_for(|stopping| *stopping) => {}
+        }
+        Ok(self
+            .live
+            .with(device_id, |d| d.assignment_differs(&wait.known))
+            .unwrap_or(false))
     }
 
     /// Takes one heartbeat: merges it in memory and answers with the device's status, any open

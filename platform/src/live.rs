@@ -58,9 +58,34 @@ pub(crate) struct LiveDevice {
     /// other devices' heartbeat replies), and what its agent last reported for it.
     pub assignment: Option<Arc<WorkloadAssignment>>,
     pub workload_state: Option<WorkloadState>,
+    /// Rung when the assignment changes, for an agent long-polling for it (made when one
+    /// first waits; most devices never need one).
+    pub assignment_changed: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl LiveDevice {
+    /// Gives the device its cluster workload (or none) and wakes its agent if it is waiting.
+    pub fn assign(
+        &mut self,
+        assignment: Option<Arc<WorkloadAssignment>>,
+        state: Option<WorkloadState>,
+    ) {
+        self.assignment = assignment;
+        self.workload_state = state;
+        if let Some(changed) = &self.assignment_changed {
+            // A permit is kept if the agent is between two waits, so no change is missed.
+            changed.notify_one();
+        }
+    }
+
+    /// Whether the server's workloads for the device differ from the clusters `known` to its agent.
+    pub fn assignment_differs(&self, known: &[String]) -> bool {
+        match &self.assignment {
+            Some(a) => known.len() != 1 || known[0] != a.cluster_id,
+            None => !known.is_empty(),
+        }
+    }
+
     /// A device as first seen: nothing merged, no challenge, never measured or violating.
     pub fn new(
         status: DeviceStatus,
@@ -91,6 +116,7 @@ impl LiveDevice {
             heartbeat_dirty: false,
             assignment: None,
             workload_state: None,
+            assignment_changed: None,
         }
     }
 

@@ -457,8 +457,7 @@ impl ProvisioningService {
             workload: workload.clone(),
         });
         self.live.with(device, |d| {
-            d.assignment = Some(assignment);
-            d.workload_state = Some(WorkloadState::Assigned);
+            d.assign(Some(assignment), Some(WorkloadState::Assigned))
         });
     }
 
@@ -985,10 +984,7 @@ impl ProvisioningService {
             if let Some(t) = t {
                 mirror(&self.live, &self.index, device, t, now);
             }
-            self.live.with(device, |d| {
-                d.assignment = None;
-                d.workload_state = None;
-            });
+            self.live.with(device, |d| d.assign(None, None));
         }
     }
 
@@ -1184,10 +1180,8 @@ impl ProvisioningService {
                     .map_err(|e| corrupt("workload", e))?,
             });
             let state = workload_state(row.try_get(5)?)?;
-            self.live.with(&device, |d| {
-                d.assignment = Some(assignment);
-                d.workload_state = Some(state);
-            });
+            self.live
+                .with(&device, |d| d.assign(Some(assignment), Some(state)));
         }
         Ok(rows.len())
     }

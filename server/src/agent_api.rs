@@ -13,8 +13,8 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use domain::agent_protocol::{
-    Heartbeat, HeartbeatReply, RegisterRequest, Registered, SpeedTestResult, SpeedTestStarted,
-    VerificationOutcome,
+    AssignmentChange, AssignmentWait, Heartbeat, HeartbeatReply, RegisterRequest, Registered,
+    SpeedTestResult, SpeedTestStarted, VerificationOutcome,
 };
 use domain::proof_of_work::Answer;
 use futures_util::StreamExt;
@@ -34,6 +34,7 @@ pub fn routes() -> Router<Platform> {
     Router::new()
         .route("/register", post(register))
         .route("/heartbeat", post(heartbeat))
+        .route("/assignments/wait", post(wait_for_assignment))
         .route("/speed-tests", post(start_speed_test))
         .route("/speed-tests/{id}/download", get(speed_test_download))
         .route("/speed-tests/{id}/upload", post(speed_test_upload))
@@ -88,6 +89,20 @@ async fn heartbeat(
             .heartbeat(&device_id, heartbeat, platform::now())
             .await?,
     ))
+}
+
+/// The agent's long poll for new cluster work (see `AgentService::wait_for_assignment`).
+async fn wait_for_assignment(
+    State(platform): State<Platform>,
+    Device(device_id): Device,
+    body: Result<Json<AssignmentWait>, JsonRejection>,
+) -> Result<Json<AssignmentChange>, Error> {
+    let Json(wait) = body?;
+    let changed = platform
+        .agents
+        .wait_for_assignment(&device_id, &wait)
+        .await?;
+    Ok(Json(AssignmentChange { changed }))
 }
 
 async fn answer_challenge(

@@ -52,6 +52,7 @@ impl RunningServer {
     /// Stops accepting, lets in-flight requests finish, writes the merged heartbeats, and
     /// closes the database.
     pub async fn stop(self) {
+        self.platform.agents.release_waits();
         let _ = self.shutdown.send(());
         if let Ok(Err(e)) = self.task.await {
             tracing::error!(error = %e, "server ended with an error");

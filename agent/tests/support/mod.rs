@@ -36,6 +36,11 @@ pub fn machine_file(dir: &Path, name: &str, gpu: &str, count: usize, gpu_percent
 
 impl Fleet {
     pub async fn start(database_url: String) -> Fleet {
+        Fleet::start_with(database_url, |_| {}).await
+    }
+
+    /// [`Fleet::start`] with `tweak` applied to the server's configuration last.
+    pub async fn start_with(database_url: String, tweak: impl FnOnce(&mut Config)) -> Fleet {
         let mut config = Config::for_database(&database_url).unwrap();
         config.fleet.heartbeat_interval_secs = 1;
         config.fleet.down_after_secs = 3;
@@ -43,6 +48,7 @@ impl Fleet {
         config.fleet.speed_test_bytes = 4 * 1024 * 1024;
         config.fleet.gpu_challenge_size = 128;
         config.flush_interval = Duration::from_secs(1);
+        tweak(&mut config);
         let server = start(config).await.unwrap();
         let dir = std::env::temp_dir().join(format!(
             "gc-agent-fleet-{}-{}",
