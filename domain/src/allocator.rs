@@ -4,6 +4,7 @@
 //! [`fillability`] answers "can this be placed now, and if not, why and what can" from supply
 //! counts alone, with the same feasibility rule, so a "yes" is a placement the allocator finds.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
@@ -102,15 +103,18 @@ pub fn allocate(
     if eligible.is_empty() {
         return Err(Shortfall::NothingMatches);
     }
-    let better = |a: usize, b: usize| {
-        let (x, y) = (&candidates[a], &candidates[b]);
-        x.tier
-            .cmp(&y.tier)
-            .then(y.reliability.cmp(&x.reliability))
-            .then(y.units.cmp(&x.units))
-            .then(mix(x.key, seed).cmp(&mix(y.key, seed)))
-            .then(x.key.cmp(&y.key))
-            .then(a.cmp(&b))
+    // The device order every preference ends with, as a sortable key: better tier, more
+    // reliable, larger, then a seeded tie-break.
+    let better = |i: usize| {
+        let c = &candidates[i];
+        (
+            c.tier,
+            Reverse(c.reliability),
+            Reverse(c.units),
+            mix(c.key, seed),
+            c.key,
+            i,
+        )
     };
     let mut chosen = match want {
         Want::Everything => eligible,
@@ -132,11 +136,11 @@ pub fn allocate(
         }
     };
     let head = (0..chosen.len())
-        .min_by(|&a, &b| {
-            let (x, y) = (&candidates[chosen[a]], &candidates[chosen[b]]);
-            y.reliability
-                .cmp(&x.reliability)
-                .then(better(chosen[a], chosen[b]))
+        .min_by_key(|&a| {
+            (
+                Reverse(candidates[chosen[a]].reliability),
+                better(chosen[a]),
+            )
         })
         .unwrap_or(0);
     chosen.swap(0, head);
@@ -149,12 +153,12 @@ pub fn allocate(
 
 /// Fewest countries, then fewest providers: countries and providers with the most units come
 /// first. None when that order cannot reach the exact count.
-fn preferred(
+fn preferred<K: Ord>(
     candidates: &[Candidate],
     eligible: &[usize],
     wanted: u32,
     seed: u64,
-    better: &impl Fn(usize, usize) -> std::cmp::Ordering,
+    better: &impl Fn(usize) -> K,
 ) -> Option<Vec<usize>> {
     let mut country_units: HashMap<u16, u64> = HashMap::new();
     let mut provider_units: HashMap<u32, u64> = HashMap::new();
@@ -163,38 +167,43 @@ fn preferred(
         *country_units.entry(c.country).or_default() += u64::from(c.units);
         *provider_units.entry(c.provider).or_default() += u64::from(c.units);
     }
-    let mut order = eligible.to_vec();
-    order.sort_by(|&a, &b| {
-        let (x, y) = (&candidates[a], &candidates[b]);
-        country_units[&y.country]
-            .cmp(&country_units[&x.country])
-            .then(mix(u64::from(x.country), seed).cmp(&mix(u64::from(y.country), seed)))
-            .then(x.country.cmp(&y.country))
-            .then(provider_units[&y.provider].cmp(&provider_units[&x.provider]))
-            .then(x.provider.cmp(&y.provider))
-            .then(better(a, b))
-    });
-    let chosen = take_fitting(candidates, order, wanted);
+    // Keys computed once per device, not once per comparison.
+    let mut ranked: Vec<_> = eligible
+        .iter()
+        .map(|&i| {
+            let c = &candidates[i];
+            (
+                Reverse(country_units[&c.country]),
+                mix(u64::from(c.country), seed),
+                c.country,
+                Reverse(provider_units[&c.provider]),
+                c.provider,
+                better(i),
+            )
+        })
+        .zip(eligible.iter().copied())
+        .collect();
+    ranked.sort_unstable();
+    let chosen = take_fitting(candidates, ranked.into_iter().map(|(_, i)| i), wanted);
     (chosen.iter().map(|&i| candidates[i].units).sum::<u32>() == wanted).then_some(chosen)
 }
 
 /// The feasibility rule's own order: largest devices first, then the best.
-fn largest_first(
+fn largest_first<K: Ord>(
     candidates: &[Candidate],
     mut order: Vec<usize>,
     wanted: u32,
-    better: &impl Fn(usize, usize) -> std::cmp::Ordering,
+    better: &impl Fn(usize) -> K,
 ) -> Vec<usize> {
-    order.sort_by(|&a, &b| {
-        candidates[b]
-            .units
-            .cmp(&candidates[a].units)
-            .then(better(a, b))
-    });
+    order.sort_by_cached_key(|&i| (Reverse(candidates[i].units), better(i)));
     take_fitting(candidates, order, wanted)
 }
 
-fn take_fitting(candidates: &[Candidate], order: Vec<usize>, wanted: u32) -> Vec<usize> {
+fn take_fitting(
+    candidates: &[Candidate],
+    order: impl IntoIterator<Item = usize>,
+    wanted: u32,
+) -> Vec<usize> {
     let mut remaining = wanted;
     let mut chosen = Vec::new();
     for i in order {

@@ -422,6 +422,7 @@ impl AgentService {
                 verified: false,
                 owner: &owner,
                 agent_run: true,
+                status_changed_at: now.0,
             },
         );
         self.live.insert(
@@ -1242,6 +1243,7 @@ fn indexed_device<'r>(
         verified: device.verified,
         owner: row.try_get(16)?,
         agent_run,
+        status_changed_at: device.status_changed_at,
     })
 }
 

@@ -110,6 +110,7 @@ impl FleetService {
                     verified: d.verified,
                     owner: &d.owner,
                     agent_run: false,
+                    status_changed_at: d.created_at,
                 },
             );
         }

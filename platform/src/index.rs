@@ -4,7 +4,7 @@
 //! scanning a million rows. A cache rebuilt from the database at start-up and updated after
 //! every committed change, never the source of truth (DESIGN.md §4).
 
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use rustc_hash::FxHashMap;
 
@@ -13,6 +13,8 @@ use domain::catalog::GpuCatalog;
 use domain::cluster::Hardware;
 use domain::fleet::{ConnectivityTier, DeviceKind, DeviceStatus};
 use domain::network::{NetworkSummary, SupplyCount};
+
+use crate::live::HOUR_MS;
 
 /// What the index holds of one device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +31,8 @@ pub(crate) struct IndexedDevice<'a> {
     pub owner: &'a str,
     /// Whether an agent runs the device (demo devices have none and are never hired).
     pub agent_run: bool,
+    /// When the device entered its status (UTC ms): how long an idle one has been available.
+    pub status_changed_at: i64,
 }
 
 /// One combination of the keys; models and countries are small integers so a key is a few
@@ -49,6 +53,8 @@ struct Entry {
     gpus: i64,
     provider: u32,
     agent_run: bool,
+    /// When it entered its status (UTC ms).
+    since: i64,
 }
 
 /// Which hardware a device offers: its kind and catalog model.
@@ -61,6 +67,8 @@ struct Free {
     tier: ConnectivityTier,
     units: u32,
     provider: u32,
+    /// Idle since (UTC ms): the allocator's reliability.
+    since: i64,
 }
 
 impl Entry {
@@ -80,6 +88,7 @@ impl Entry {
                     tier,
                     units,
                     provider: self.provider,
+                    since: self.since,
                 },
             )
         })
@@ -104,7 +113,8 @@ struct State {
     providers: Vec<String>,
     provider_positions: FxHashMap<String, u32>,
     /// The devices clusters can hire now, by what they offer and where.
-    free: FxHashMap<(Offer, u16), FxHashMap<Box<str>, Free>>,
+    /// Ids are shared with the candidates handed out, so a placement copies no strings.
+    free: FxHashMap<(Offer, u16), FxHashMap<Arc<str>, Free>>,
     /// How many of them per offer, country, tier and size: what fillability reads.
     free_counts: FxHashMap<(Offer, u16, ConnectivityTier, u32), u64>,
 }
@@ -247,6 +257,7 @@ impl FleetIndex {
             gpus: device.gpu_count,
             provider: state.provider(device.owner),
             agent_run: device.agent_run,
+            since: device.status_changed_at,
         };
         if let Some(old) = state.devices.insert(id.into(), entry) {
             state.subtract(id, old);
@@ -254,8 +265,12 @@ impl FleetIndex {
         state.add(id, entry);
     }
 
-    pub fn set_status(&self, id: &str, status: DeviceStatus, verified: bool) {
+    /// A device's new status, entered `at` (UTC ms).
+    pub fn set_status(&self, id: &str, status: DeviceStatus, verified: bool, at: i64) {
         self.write().replace(id, |e| {
+            if e.key.status != status {
+                e.since = at;
+            }
             e.key.status = status;
             e.key.verified = verified;
         });
@@ -302,14 +317,16 @@ impl FleetIndex {
     }
 
     /// The free devices of `hardware` in `countries` (all when empty) at `min_tier` or better,
-    /// leaving out `excluded`, as allocator candidates with their ids.
+    /// leaving out `excluded`, as allocator candidates (reliability: hours idle by `now`) with
+    /// their ids.
     pub fn free_devices(
         &self,
         hardware: &Hardware,
         countries: &[String],
         min_tier: Option<ConnectivityTier>,
         excluded: &rustc_hash::FxHashSet<String>,
-    ) -> Vec<(String, Candidate)> {
+        now: i64,
+    ) -> Vec<(Arc<str>, Candidate)> {
         use std::hash::BuildHasher;
         let Some(offer) = self.offer(hardware) else {
             return Vec::new();
@@ -342,9 +359,10 @@ impl FleetIndex {
                     provider: free.provider,
                     tier: free.tier,
                     units: free.units,
-                    reliability: 0,
+                    // Hours of unbroken availability: longer is more reliable.
+                    reliability: ((now - free.since).max(0) / HOUR_MS) as u32,
                 };
-                (id.to_string(), candidate)
+                (id.clone(), candidate)
             })
             .collect()
     }
@@ -409,6 +427,7 @@ mod tests {
             verified: true,
             owner: "owner",
             agent_run: true,
+            status_changed_at: 0,
         }
     }
 
@@ -421,7 +440,7 @@ mod tests {
         let t = index.summary(|_| None).totals;
         assert_eq!((t.devices, t.gpus_idle, t.gpus_hired), (3, 12, 1));
 
-        index.set_status("a", DeviceStatus::Hired, true);
+        index.set_status("a", DeviceStatus::Hired, true, 0);
         index.set_tier("b", None);
         index.upsert("b", &gpu("H100 80GB SXM", 2, "US", DeviceStatus::Idle));
         let s = index.summary(|_| None);
@@ -430,7 +449,7 @@ mod tests {
 
         index.remove("a");
         index.remove("a");
-        index.set_status("missing", DeviceStatus::Idle, true);
+        index.set_status("missing", DeviceStatus::Idle, true, 0);
         let s = index.summary(|_| None);
         assert_eq!((s.totals.devices, s.totals.gpus), (2, 3));
         assert_eq!(index.read().devices.len(), 2);
@@ -441,7 +460,7 @@ mod tests {
     fn an_emptied_combination_disappears() {
         let index = FleetIndex::new(GpuCatalog::builtin());
         index.upsert("a", &gpu("H100 80GB SXM", 8, "DE", DeviceStatus::Pending));
-        index.set_status("a", DeviceStatus::Idle, true);
+        index.set_status("a", DeviceStatus::Idle, true, 0);
         assert_eq!(index.read().counts.len(), 1);
         index.remove("a");
         assert!(index.read().counts.is_empty());
@@ -463,23 +482,26 @@ mod tests {
         );
         index.upsert("d", &gpu("H100 80GB SXM", 4, "US", DeviceStatus::Paused));
         let none = rustc_hash::FxHashSet::default();
-        assert_eq!(index.free_devices(&h100, &[], None, &none).len(), 2);
-        index.set_status("a", DeviceStatus::Hired, true);
-        index.set_status("d", DeviceStatus::Idle, true);
+        assert_eq!(index.free_devices(&h100, &[], None, &none, 0).len(), 2);
+        index.set_status("a", DeviceStatus::Hired, true, 0);
+        index.set_status("d", DeviceStatus::Idle, true, 0);
         let cells = index.free_supply(&h100);
         let total: u64 = cells.iter().map(|c| c.devices * u64::from(c.units)).sum();
         assert_eq!(total, 12);
-        let in_us = index.free_devices(&h100, &["US".into()], Some(ConnectivityTier::High), &none);
-        assert_eq!(
-            in_us.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
-            ["d"]
+        let in_us = index.free_devices(
+            &h100,
+            &["US".into()],
+            Some(ConnectivityTier::High),
+            &none,
+            0,
         );
+        assert_eq!(in_us.iter().map(|(id, _)| &**id).collect::<Vec<_>>(), ["d"]);
         assert!(index
-            .free_devices(&h100, &["FR".into()], None, &none)
+            .free_devices(&h100, &["FR".into()], None, &none, 0)
             .is_empty());
         index.set_tier("b", None);
         index.remove("d");
         assert!(index.free_supply(&h100).is_empty());
-        assert!(index.free_devices(&h100, &[], None, &none).is_empty());
+        assert!(index.free_devices(&h100, &[], None, &none, 0).is_empty());
     }
 }

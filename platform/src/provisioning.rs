@@ -366,7 +366,7 @@ impl ProvisioningService {
             Ok(placement
                 .devices
                 .iter()
-                .map(|&i| (ids[i].clone(), candidates[i].units))
+                .map(|&i| (ids[i].to_string(), candidates[i].units))
                 .collect())
         };
         match narrowed {
@@ -416,7 +416,7 @@ impl ProvisioningService {
     }
 
     /// The free devices of `hardware` that the filters admit, as allocator candidates (with
-    /// hours of unbroken availability as reliability), and their ids in the same order.
+    /// hours idle as reliability), and their ids in the same order.
     fn candidates(
         &self,
         hardware: &Hardware,
@@ -424,21 +424,11 @@ impl ProvisioningService {
         min_tier: Option<ConnectivityTier>,
         excluded: &FxHashSet<String>,
         now: UnixMillis,
-    ) -> (Vec<String>, Vec<allocator::Candidate>) {
-        let (ids, mut candidates): (Vec<String>, Vec<_>) = self
-            .index
-            .free_devices(hardware, countries, min_tier, excluded)
+    ) -> (Vec<Arc<str>>, Vec<allocator::Candidate>) {
+        self.index
+            .free_devices(hardware, countries, min_tier, excluded, now.0)
             .into_iter()
-            .unzip();
-        for (id, candidate) in ids.iter().zip(candidates.iter_mut()) {
-            candidate.reliability = self
-                .live
-                .with(id, |d| {
-                    ((now.0 - d.status_changed_at).max(0) / HOUR_MS) as u32
-                })
-                .unwrap_or(0);
-        }
-        (ids, candidates)
+            .unzip()
     }
 
     /// Hands a hired device its workload; its agent gets it with the next heartbeat reply.

@@ -145,7 +145,7 @@ pub(crate) fn mirror(
         index.remove(device_id);
         return;
     }
-    index.set_status(device_id, t.to.status, t.to.verified);
+    index.set_status(device_id, t.to.status, t.to.verified, now.0);
     live.with(device_id, |d| {
         if d.status != t.to.status {
             d.status_changed_at = now.0;
