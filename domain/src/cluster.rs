@@ -522,6 +522,8 @@ pub struct ClusterDetail {
     pub cost_so_far: MicroUsd,
     /// Escrow still unspent: what terminating now would refund.
     pub remaining: MicroUsd,
+    /// Mean utilisation of its devices per hour, over the last 48 hours.
+    pub utilisation_hours: Vec<crate::worker::UtilisationHour>,
 }
 
 #[cfg(test)]

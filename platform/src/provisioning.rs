@@ -26,6 +26,7 @@ use domain::ledger::{Account, Posting};
 use domain::money::MicroUsd;
 use domain::pricing::{self, basis_points, split_by_units, Quote, PROVIDER_FEE_BPS};
 use domain::time::UnixMillis;
+use domain::worker::{utilisation_by_hour, HourlyUptime, UtilisationHour};
 use rustc_hash::{FxHashMap, FxHashSet};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -54,6 +55,9 @@ impl Default for ProvisioningConfig {
 
 /// Deploy attempts when devices are taken by a concurrent order between choice and claim.
 const CLAIM_ATTEMPTS: usize = 4;
+
+/// Hours of utilisation the cluster page charts.
+const UTILISATION_HOURS: i64 = 48;
 
 #[derive(Clone)]
 pub struct ProvisioningService {
@@ -656,7 +660,9 @@ impl ProvisioningService {
                     })
                 })
                 .collect::<Result<Vec<_>, Error>>()?;
+        let utilisation_hours = self.utilisation(&mut conn, &members, now).await?;
         Ok(ClusterDetail {
+            utilisation_hours,
             purpose: Purpose::parse(row.try_get(17)?).map_err(|e| corrupt("purpose", e))?,
             countries: split_countries(row.try_get(18)?),
             min_tier: row
@@ -674,6 +680,48 @@ impl ProvisioningService {
             remaining: MicroUsd::from_micros(escrow.micros() - accrued.micros()),
             summary,
         })
+    }
+
+    /// Mean GPU and CPU utilisation of the cluster's devices per hour over the last
+    /// [`UTILISATION_HOURS`], counting each device only for the hours it was in the cluster
+    /// (what is still only in memory included).
+    async fn utilisation(
+        &self,
+        conn: &mut AnyConnection,
+        members: &[ClusterMember],
+        now: UnixMillis,
+    ) -> Result<Vec<UtilisationHour>, Error> {
+        let since = now.0 - UTILISATION_HOURS * HOUR_MS;
+        let mut hours: Vec<HourlyUptime> = Vec::new();
+        for member in members {
+            let first = member.joined_at.div_euclid(HOUR_MS) * HOUR_MS;
+            let last = member.left_at.unwrap_or(now.0);
+            let served = |h: &HourlyUptime| h.hour >= first && h.hour <= last;
+            let rows = sqlx::query(
+                "SELECT hour, online_ms, samples, gpu_util_sum, cpu_util_sum FROM device_uptime \
+                 WHERE device_id = $1 AND hour >= $2",
+            )
+            .bind(&member.device_id)
+            .bind(since.max(first))
+            .fetch_all(&mut *conn)
+            .await?;
+            for r in &rows {
+                let h = HourlyUptime {
+                    hour: r.try_get(0)?,
+                    online_ms: r.try_get(1)?,
+                    samples: r.try_get(2)?,
+                    gpu_util_sum: r.try_get(3)?,
+                    cpu_util_sum: r.try_get(4)?,
+                };
+                if served(&h) {
+                    hours.push(h);
+                }
+            }
+            self.live.with(&member.device_id, |d| {
+                hours.extend(d.unflushed.iter().filter(|h| served(h)));
+            });
+        }
+        Ok(utilisation_by_hour(&hours, now, UTILISATION_HOURS))
     }
 
     /// Buys `request`'s hours more on the same devices, charged like a new order; the same

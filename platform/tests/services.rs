@@ -1003,6 +1003,44 @@ async fn clusters_are_paid_placed_extended_and_settled(p: Platform) {
     assert_eq!(available(&p, me).await, before);
     assert_books_balance(&p, &stuck.id).await;
 
+    // A cluster that runs its whole paid time completes: its provider earns all of its escrow
+    // (less the provider fee), nothing comes back, and its device is free again.
+    let short = p
+        .provisioning
+        .deploy(me, &h200_request("short", 1), None, t4)
+        .await
+        .unwrap();
+    let before_expiry = available(&p, me).await;
+    let device = p
+        .provisioning
+        .cluster(me, &short.id, t4)
+        .await
+        .unwrap()
+        .members[0]
+        .device_id
+        .clone();
+    p.provisioning
+        .workload_reported(&device, &short.id, WorkloadState::Running, "", t4)
+        .await
+        .unwrap();
+    let ends = t4.plus_seconds(2 * 3_600);
+    assert_eq!(
+        p.provisioning.sweep(ends.plus_seconds(-1)).await.unwrap(),
+        0
+    );
+    assert_eq!(p.provisioning.sweep(ends).await.unwrap(), 1);
+    let completed = p.provisioning.cluster(me, &short.id, ends).await.unwrap();
+    assert_eq!(completed.summary.status, ClusterStatus::Completed);
+    assert_eq!(completed.remaining, MicroUsd::ZERO);
+    assert_eq!(
+        available(&p, me).await,
+        before_expiry,
+        "nothing comes back from a full run"
+    );
+    assert_eq!(device_status(&p, &device).await, "idle");
+    assert!(completed.utilisation_hours.len() == 48);
+    assert_books_balance(&p, &short.id).await;
+
     // Too little money: refused with both figures, nothing charged or hired.
     let poor = account_of(&p, &Wallet::new()).await;
     assert!(matches!(

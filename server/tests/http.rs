@@ -562,6 +562,7 @@ async fn the_cloud_api_quotes_deploys_extends_and_terminates(app: TestApp) {
         .sum();
     assert_eq!(units, 4);
     assert_eq!(detail["workload"]["env"]["MODEL"], "llama");
+    assert_eq!(detail["utilisation_hours"].as_array().unwrap().len(), 48);
     let extended = app
         .client
         .post(app.url(&format!("/api/v1/cloud/clusters/{id}/extend")))

@@ -84,13 +84,30 @@ pub async fn deploy_cluster(
         .await?)
 }
 
+/// One cluster with its utilisation chart, drawn on the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterWithChart {
+    pub detail: ClusterDetail,
+    /// SVG: mean GPU and CPU utilisation of its devices per hour over 48 hours.
+    pub utilisation_chart: String,
+}
+
 #[server]
-pub async fn load_cluster(id: String) -> Result<ClusterDetail, AppError> {
+pub async fn load_cluster(id: String) -> Result<ClusterWithChart, AppError> {
     let (platform, session) = super::context::signed_in_platform().await?;
-    Ok(platform
+    let detail = platform
         .provisioning
         .cluster(session.user_id, &id, platform::now())
-        .await?)
+        .await?;
+    let utilisation_chart =
+        crate::charts::utilisation_svg(&detail.utilisation_hours).map_err(|e| {
+            tracing::error!(cluster = %id, error = %e, "could not draw a chart");
+            AppError::Internal
+        })?;
+    Ok(ClusterWithChart {
+        detail,
+        utilisation_chart,
+    })
 }
 
 #[server]

@@ -4,14 +4,14 @@
 
 use std::time::Duration;
 
-use domain::cluster::{ClusterDetail, ClusterKind, DurationUnit};
+use domain::cluster::{ClusterKind, DurationUnit};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
 use crate::components::supply::ErrorNote;
 use crate::errors::AppError;
-use crate::functions::cloud::{extend_cluster, load_cluster, terminate_cluster};
+use crate::functions::cloud::{extend_cluster, load_cluster, terminate_cluster, ClusterWithChart};
 use crate::routes::cloud::time_text;
 use crate::routes::set_page_status;
 
@@ -83,13 +83,13 @@ pub fn ClusterPage() -> impl IntoView {
         detail
             .get()
             .and_then(Result::ok)
-            .is_some_and(|d| d.summary.status.is_active())
+            .is_some_and(|c| c.detail.summary.status.is_active())
     };
     view! {
         <Title text="Cluster" />
         <Transition fallback=|| view! { <p class="muted">"Loading the cluster…"</p> }>
             {move || detail.get().map(|result| match result {
-                Ok(d) => view! { <ClusterView d /> }.into_any(),
+                Ok(c) => view! { <ClusterView c /> }.into_any(),
                 Err(error) => {
                     match &error {
                         AppError::NotFound(_) => set_page_status(404),
@@ -125,7 +125,9 @@ pub fn ClusterPage() -> impl IntoView {
 }
 
 #[component]
-fn ClusterView(d: ClusterDetail) -> impl IntoView {
+fn ClusterView(c: ClusterWithChart) -> impl IntoView {
+    let d = c.detail;
+    let utilisation_chart = c.utilisation_chart;
     let s = d.summary;
     let access = access_lines(s.kind, &d.workload, &d.members);
     view! {
@@ -151,6 +153,11 @@ fn ClusterView(d: ClusterDetail) -> impl IntoView {
                 <dt>"Running since"</dt><dd>{time_text(s.running_at)}</dd>
                 <dt>"Paid until"</dt><dd data-testid="cluster-ends">{time_text(s.ends_at)}</dd>
             </dl>
+        </section>
+        <section class="panel">
+            <h2>"Utilisation"</h2>
+            <p class="muted">"Mean GPU and CPU use of the cluster's devices per hour, over 48 hours, from their agents' heartbeats."</p>
+            <div class="chart" data-testid="cluster-utilisation-chart" inner_html=utilisation_chart></div>
         </section>
         <section class="panel">
             <h2>"Access"</h2>
