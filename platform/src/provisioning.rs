@@ -36,7 +36,7 @@ use crate::ledger::{balance_in, post};
 use crate::live::{LiveFleet, HOUR_MS};
 use crate::secret::random_hex;
 use crate::store::Store;
-use crate::worker::{apply_event, mirror, status_of};
+use crate::worker::{apply_event, mirror, status_of, uptime_hours};
 use crate::Error;
 
 #[derive(Debug, Clone)]
@@ -697,26 +697,8 @@ impl ProvisioningService {
             let first = member.joined_at.div_euclid(HOUR_MS) * HOUR_MS;
             let last = member.left_at.unwrap_or(now.0);
             let served = |h: &HourlyUptime| h.hour >= first && h.hour <= last;
-            let rows = sqlx::query(
-                "SELECT hour, online_ms, samples, gpu_util_sum, cpu_util_sum FROM device_uptime \
-                 WHERE device_id = $1 AND hour >= $2",
-            )
-            .bind(&member.device_id)
-            .bind(since.max(first))
-            .fetch_all(&mut *conn)
-            .await?;
-            for r in &rows {
-                let h = HourlyUptime {
-                    hour: r.try_get(0)?,
-                    online_ms: r.try_get(1)?,
-                    samples: r.try_get(2)?,
-                    gpu_util_sum: r.try_get(3)?,
-                    cpu_util_sum: r.try_get(4)?,
-                };
-                if served(&h) {
-                    hours.push(h);
-                }
-            }
+            let written = uptime_hours(&mut *conn, &member.device_id, since.max(first)).await?;
+            hours.extend(written.into_iter().filter(|h| served(h)));
             self.live.with(&member.device_id, |d| {
                 hours.extend(d.unflushed.iter().filter(|h| served(h)));
             });

@@ -52,6 +52,33 @@ pub(crate) fn status_of(text: &str) -> Result<DeviceStatus, Error> {
     stored("device status", DeviceStatus::parse(text))
 }
 
+/// A device's merged heartbeats per UTC hour from `since` (UTC ms), as written so far.
+pub(crate) async fn uptime_hours(
+    conn: &mut AnyConnection,
+    device_id: &str,
+    since: i64,
+) -> Result<Vec<HourlyUptime>, Error> {
+    sqlx::query(
+        "SELECT hour, online_ms, samples, gpu_util_sum, cpu_util_sum FROM device_uptime \
+         WHERE device_id = $1 AND hour >= $2",
+    )
+    .bind(device_id)
+    .bind(since)
+    .fetch_all(conn)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(HourlyUptime {
+            hour: r.try_get(0)?,
+            online_ms: r.try_get(1)?,
+            samples: r.try_get(2)?,
+            gpu_util_sum: r.try_get(3)?,
+            cpu_util_sum: r.try_get(4)?,
+        })
+    })
+    .collect()
+}
+
 /// Appends one line to a device's history.
 pub(crate) async fn record_event(
     conn: &mut AnyConnection,
@@ -342,25 +369,12 @@ impl WorkerService {
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;
-        let mut hours = sqlx::query(
-            "SELECT hour, online_ms, samples, gpu_util_sum, cpu_util_sum FROM device_uptime \
-             WHERE device_id = $1 AND hour >= $2",
+        let mut hours = uptime_hours(
+            &mut *pool.acquire().await?,
+            device_id,
+            now.0 - UPTIME_WINDOW_MS,
         )
-        .bind(device_id)
-        .bind(now.0 - UPTIME_WINDOW_MS)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(HourlyUptime {
-                hour: r.try_get(0)?,
-                online_ms: r.try_get(1)?,
-                samples: r.try_get(2)?,
-                gpu_util_sum: r.try_get(3)?,
-                cpu_util_sum: r.try_get(4)?,
-            })
-        })
-        .collect::<Result<Vec<_>, Error>>()?;
+        .await?;
         // What is still only in memory counts too.
         let last_heartbeat = self
             .live
