@@ -21,22 +21,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use domain::agent_protocol::{Heartbeat, Utilisation};
 use platform::store::Store;
 use platform::testing;
 use tokio::net::TcpStream;
 
 use crate::http::Connection;
-use loadtest::percentile;
-
-type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Database {
-    Sqlite,
-    Postgres,
-}
+use loadtest::{percentile, seeded_fleet, Database, Result};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -107,26 +99,8 @@ async fn run(args: Args) -> Result<()> {
         )
         .into());
     }
-    let database_url = match (&args.reuse_database, args.database) {
-        (Some(url), _) => url.clone(),
-        (None, Database::Sqlite) => testing::fresh_sqlite_url(),
-        (None, Database::Postgres) => testing::fresh_postgres_url()
-            .await
-            .ok_or("PostgreSQL is unreachable (set TEST_POSTGRES_URL)")?,
-    };
-
-    if args.reuse_database.is_none() {
-        let seeding = Instant::now();
-        let store = Store::open(&database_url).await?;
-        testing::seed_agent_fleet(&store, args.devices, platform::now()).await?;
-        store.close().await;
-        println!(
-            "seeded {} devices on {:?} in {:.1} s",
-            args.devices,
-            args.database,
-            seeding.elapsed().as_secs_f64()
-        );
-    }
+    let database_url =
+        seeded_fleet(args.database, args.reuse_database.as_deref(), args.devices).await?;
     let recorded_before = {
         let store = Store::open(&database_url).await?;
         let recorded = testing::heartbeats_recorded(&store).await?;

@@ -12,22 +12,12 @@
 
 use std::time::Instant;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use domain::cluster::{
     ClusterKind, DeployRequest, DurationUnit, PaymentMethod, Purpose, SecurityCompliance,
 };
 use domain::fleet::ConnectivityTier;
-use loadtest::percentile;
-use platform::store::Store;
-use platform::testing;
-
-type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Database {
-    Sqlite,
-    Postgres,
-}
+use loadtest::{percentile, seeded_fleet, Database, Result};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -95,24 +85,7 @@ fn summary(mut samples: Vec<u32>) -> String {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let url = match (&args.reuse_database, args.database) {
-        (Some(url), _) => url.clone(),
-        (None, Database::Sqlite) => testing::fresh_sqlite_url(),
-        (None, Database::Postgres) => testing::fresh_postgres_url()
-            .await
-            .ok_or("PostgreSQL is unreachable (set TEST_POSTGRES_URL)")?,
-    };
-    if args.reuse_database.is_none() {
-        let seeding = Instant::now();
-        let store = Store::open(&url).await?;
-        testing::seed_agent_fleet(&store, args.devices, platform::now()).await?;
-        store.close().await;
-        println!(
-            "seeded {} devices in {:.1} s",
-            args.devices,
-            seeding.elapsed().as_secs_f64()
-        );
-    }
+    let url = seeded_fleet(args.database, args.reuse_database.as_deref(), args.devices).await?;
     let started = Instant::now();
     let server = server::start(server::Config::for_database(&url)?).await?;
     println!("server ready in {:.2} s", started.elapsed().as_secs_f64());
