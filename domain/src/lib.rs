@@ -15,6 +15,7 @@ pub mod money;
 pub mod network;
 pub mod pricing;
 pub mod proof_of_work;
+pub mod rewards;
 pub mod siws;
 pub mod time;
 pub mod wallet;

@@ -1,4 +1,5 @@
-//! Money as integer micro-USD (6 decimals, like USDC). Never floats.
+//! Money as integer micro-USD (6 decimals, like USDC) and the network token in base units
+//! (also 6 decimals). Never floats.
 
 use std::fmt;
 
@@ -21,6 +22,10 @@ pub enum MoneyError {
     Malformed(String),
     #[error("amount is too large")]
     Overflow,
+    #[error("'{0}' is not an amount of {TOKEN_SYMBOL} (expected digits with at most 6 decimals, e.g. 12.5)")]
+    MalformedTokens(String),
+    #[error("'{0}' is not an asset (expected usdc or token)")]
+    UnknownAsset(String),
 }
 
 impl MicroUsd {
@@ -79,6 +84,97 @@ impl fmt::Display for MicroUsd {
     }
 }
 
+/// What the ledger counts: each account holds a balance per asset, and every transfer moves
+/// one asset, so each asset's accounts sum to zero on their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Asset {
+    /// US dollars as USDC, in micro-USD ([`MicroUsd`]).
+    Usdc,
+    /// The network token, in base units ([`Tokens`]): block rewards and token payments.
+    Token,
+}
+
+impl Asset {
+    pub const ALL: [Asset; 2] = [Asset::Usdc, Asset::Token];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Asset::Usdc => "usdc",
+            Asset::Token => "token",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Asset, MoneyError> {
+        Asset::ALL
+            .into_iter()
+            .find(|a| a.as_str() == text)
+            .ok_or_else(|| MoneyError::UnknownAsset(text.to_owned()))
+    }
+
+    /// Shows `units` of this asset the way people read it (`$2.49`, `12.5 GCT`).
+    pub fn show(self, units: i64) -> String {
+        match self {
+            Asset::Usdc => MicroUsd::from_micros(units).to_string(),
+            Asset::Token => Tokens::from_units(units).to_string(),
+        }
+    }
+}
+
+/// The network token's symbol, as wallets show it.
+pub const TOKEN_SYMBOL: &str = "GCT";
+pub const TOKEN_UNITS_PER_TOKEN: i64 = 1_000_000;
+
+/// An amount of the network token in base units (6 decimals).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Tokens(i64);
+
+impl Tokens {
+    pub const ZERO: Tokens = Tokens(0);
+
+    pub const fn from_units(units: i64) -> Tokens {
+        Tokens(units)
+    }
+
+    pub const fn units(self) -> i64 {
+        self.0
+    }
+
+    /// Parses a decimal token amount such as `1000` or `0.5` exactly.
+    pub fn parse_decimal(text: &str) -> Result<Tokens, MoneyError> {
+        // Same digits and scale as dollars; only the unit differs.
+        MicroUsd::parse_decimal(text)
+            .map(|m| Tokens(m.micros()))
+            .map_err(|e| match e {
+                MoneyError::Malformed(t) => MoneyError::MalformedTokens(t),
+                other => other,
+            })
+    }
+}
+
+/// Every decimal that matters, without trailing zeros (`12.5 GCT`, `0.000001 GCT`).
+impl fmt::Display for Tokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        let whole = abs / TOKEN_UNITS_PER_TOKEN as u64;
+        let fraction = abs % TOKEN_UNITS_PER_TOKEN as u64;
+        if fraction == 0 {
+            write!(f, "{sign}{whole} {TOKEN_SYMBOL}")
+        } else {
+            let digits = format!("{fraction:06}");
+            write!(
+                f,
+                "{sign}{whole}.{} {TOKEN_SYMBOL}",
+                digits.trim_end_matches('0')
+            )
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +205,24 @@ mod tests {
         assert_eq!(MicroUsd::from_micros(2_490_000).to_string(), "$2.49");
         assert_eq!(MicroUsd::from_micros(-1_005_000).to_string(), "-$1.01");
         assert_eq!(MicroUsd::ZERO.to_string(), "$0.00");
+    }
+
+    #[test]
+    fn token_amounts_show_every_decimal_that_matters() {
+        assert_eq!(Tokens::from_units(12_500_000).to_string(), "12.5 GCT");
+        assert_eq!(Tokens::from_units(1).to_string(), "0.000001 GCT");
+        assert_eq!(Tokens::from_units(-3_000_000).to_string(), "-3 GCT");
+        assert_eq!(Tokens::parse_decimal("0.5").unwrap().units(), 500_000);
+        assert!(Tokens::parse_decimal("x")
+            .unwrap_err()
+            .to_string()
+            .contains("GCT"));
+        assert_eq!(Asset::parse("token").unwrap(), Asset::Token);
+        assert!(Asset::parse("sol")
+            .unwrap_err()
+            .to_string()
+            .contains("'sol'"));
+        assert_eq!(Asset::Usdc.show(2_490_000), "$2.49");
     }
 
     proptest! {

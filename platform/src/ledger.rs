@@ -1,9 +1,11 @@
-//! The ledger: records balanced postings once per idempotency key, keeps each account's
-//! balance in the same transaction, and refuses any movement that would take an internal
-//! account below zero (a database check backs that up under races).
+//! The ledger: records balanced postings once per idempotency key, as append-only transfers
+//! (one debit, one credit, one positive amount of one asset: an unbalanced transaction cannot
+//! be stored), keeps each account's balance per asset in the same transaction, and refuses any
+//! movement that would take an internal account below zero (a database check backs that up
+//! under races).
 
-use domain::ledger::{Account, Posting, OPERATOR_CREDITS};
-use domain::money::MicroUsd;
+use domain::ledger::{Account, MovementKind, Posting, StatementLine, OPERATOR_CREDITS};
+use domain::money::{Asset, MicroUsd, Tokens};
 use domain::time::UnixMillis;
 use sqlx::{AnyConnection, Row};
 
@@ -16,12 +18,15 @@ pub struct LedgerService {
 }
 
 /// Records `posting` inside the caller's transaction. Returns false (and changes nothing) when
-/// a posting with the same key was recorded before.
+/// a posting with the same key was recorded before, or it moves nothing.
 pub(crate) async fn post(
     conn: &mut AnyConnection,
     posting: &Posting,
     now: UnixMillis,
 ) -> Result<bool, Error> {
+    if posting.is_empty() {
+        return Ok(false);
+    }
     let entries = posting
         .entries()
         .map_err(|e| Error::Invalid(e.to_string()))?;
@@ -39,43 +44,52 @@ pub(crate) async fn post(
     let Some(id) = id else {
         return Ok(false);
     };
-    for (account, amount) in entries {
-        let name = account.to_string();
+    for transfer in posting.transfers() {
         sqlx::query(
-            "INSERT INTO ledger_entries (transaction_id, account, amount) VALUES ($1, $2, $3)",
+            "INSERT INTO ledger_transfers (transaction_id, asset, debit, credit, amount) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(id)
-        .bind(&name)
-        .bind(amount.micros())
+        .bind(transfer.asset.as_str())
+        .bind(transfer.from.to_string())
+        .bind(transfer.to.to_string())
+        .bind(transfer.units)
         .execute(&mut *conn)
         .await?;
-        if account.must_stay_positive() && amount < MicroUsd::ZERO {
+    }
+    for (account, asset, units) in entries {
+        let name = account.to_string();
+        if account.must_stay_positive() && units < 0 {
             // One conditional update: a concurrent spend of the same money (even on another
             // server process) finds the balance already lower and is refused here.
             let debited = sqlx::query(
-                "UPDATE account_balances SET balance = balance + $2 \
-                 WHERE account = $1 AND balance >= $3",
+                "UPDATE ledger_balances SET balance = balance + $3 \
+                 WHERE account = $1 AND asset = $2 AND balance >= $4",
             )
             .bind(&name)
-            .bind(amount.micros())
-            .bind(-amount.micros())
+            .bind(asset.as_str())
+            .bind(units)
+            .bind(-units)
             .execute(&mut *conn)
             .await?
             .rows_affected();
             if debited == 0 {
-                let have = balance_in(&mut *conn, &name).await?;
+                let have = balance_in(&mut *conn, &account, asset).await?;
                 return Err(Error::Conflict(format!(
-                    "{name} holds {have}, less than the {} this needs",
-                    MicroUsd::from_micros(-amount.micros())
+                    "{name} holds {}, less than the {} this needs",
+                    asset.show(have),
+                    asset.show(-units)
                 )));
             }
         } else {
             sqlx::query(
-                "INSERT INTO account_balances (account, balance) VALUES ($1, $2) \
-                 ON CONFLICT (account) DO UPDATE SET balance = account_balances.balance + excluded.balance",
+                "INSERT INTO ledger_balances (account, asset, balance) VALUES ($1, $2, $3) \
+                 ON CONFLICT (account, asset) DO UPDATE \
+                 SET balance = ledger_balances.balance + excluded.balance",
             )
             .bind(&name)
-            .bind(amount.micros())
+            .bind(asset.as_str())
+            .bind(units)
             .execute(&mut *conn)
             .await?;
         }
@@ -83,15 +97,31 @@ pub(crate) async fn post(
     Ok(true)
 }
 
-pub(crate) async fn balance_in(conn: &mut AnyConnection, account: &str) -> Result<MicroUsd, Error> {
+/// `account`'s balance of `asset`, in base units.
+pub(crate) async fn balance_in(
+    conn: &mut AnyConnection,
+    account: &Account,
+    asset: Asset,
+) -> Result<i64, Error> {
     let balance: Option<i64> =
-        sqlx::query("SELECT balance FROM account_balances WHERE account = $1")
-            .bind(account)
+        sqlx::query("SELECT balance FROM ledger_balances WHERE account = $1 AND asset = $2")
+            .bind(account.to_string())
+            .bind(asset.as_str())
             .fetch_optional(conn)
             .await?
             .map(|row| row.try_get(0))
             .transpose()?;
-    Ok(MicroUsd::from_micros(balance.unwrap_or(0)))
+    Ok(balance.unwrap_or(0))
+}
+
+/// `account`'s USDC balance.
+pub(crate) async fn usdc_in(
+    conn: &mut AnyConnection,
+    account: &Account,
+) -> Result<MicroUsd, Error> {
+    balance_in(conn, account, Asset::Usdc)
+        .await
+        .map(MicroUsd::from_micros)
 }
 
 impl LedgerService {
@@ -99,9 +129,65 @@ impl LedgerService {
         LedgerService { store }
     }
 
+    /// `account`'s USDC balance.
     pub async fn balance(&self, account: &Account) -> Result<MicroUsd, Error> {
         let mut conn = self.store.pool().acquire().await?;
-        balance_in(&mut conn, &account.to_string()).await
+        usdc_in(&mut conn, account).await
+    }
+
+    /// `account`'s balance of the network token.
+    pub async fn tokens(&self, account: &Account) -> Result<Tokens, Error> {
+        let mut conn = self.store.pool().acquire().await?;
+        balance_in(&mut conn, account, Asset::Token)
+            .await
+            .map(Tokens::from_units)
+    }
+
+    /// The transactions that moved `account`'s money, newest first, at most `limit`.
+    pub async fn statement(
+        &self,
+        account: &Account,
+        limit: u32,
+    ) -> Result<Vec<StatementLine>, Error> {
+        let name = account.to_string();
+        let fees = Account::PlatformFees.to_string();
+        // Per transaction and asset: the account's net change, and the part of it that went
+        // to (or came back from) the platform's fees.
+        let rows = sqlx::query(
+            "SELECT t.id, t.at, t.idempotency_key, t.memo, x.asset, \
+               CAST(SUM(CASE WHEN x.credit = $1 THEN x.amount ELSE -x.amount END) AS BIGINT), \
+               CAST(SUM(CASE WHEN x.credit = $2 THEN -x.amount WHEN x.debit = $2 THEN x.amount \
+                             ELSE 0 END) AS BIGINT) \
+             FROM ledger_transfers x JOIN ledger_transactions t ON t.id = x.transaction_id \
+             WHERE x.transaction_id IN ( \
+               SELECT transaction_id FROM ledger_transfers WHERE debit = $1 \
+               UNION SELECT transaction_id FROM ledger_transfers WHERE credit = $1 \
+               ORDER BY transaction_id DESC LIMIT $3) \
+               AND (x.debit = $1 OR x.credit = $1) \
+             GROUP BY t.id, t.at, t.idempotency_key, t.memo, x.asset \
+             ORDER BY t.id DESC, x.asset",
+        )
+        .bind(&name)
+        .bind(&fees)
+        .bind(i64::from(limit))
+        .fetch_all(self.store.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let key: &str = row.try_get(2)?;
+                let (kind, cluster) = MovementKind::classify(key, account);
+                Ok(StatementLine {
+                    at_ms: row.try_get(1)?,
+                    kind,
+                    cluster_id: cluster.map(str::to_owned),
+                    memo: row.try_get(3)?,
+                    asset: Asset::parse(row.try_get(4)?)
+                        .map_err(|e| Error::Corrupt(e.to_string()))?,
+                    amount: row.try_get(5)?,
+                    fees: row.try_get(6)?,
+                })
+            })
+            .collect()
     }
 
     /// An operator's credit to a renter (a promotion or a goodwill refund), once per `key`.
@@ -128,14 +214,51 @@ impl LedgerService {
         Ok(recorded)
     }
 
-    /// The sum of every account's balance and of every entry: both zero in a sound ledger.
-    pub async fn totals(&self) -> Result<(i64, i64), Error> {
-        let row = sqlx::query(
-            "SELECT CAST((SELECT COALESCE(SUM(balance), 0) FROM account_balances) AS BIGINT), \
-                    CAST((SELECT COALESCE(SUM(amount), 0) FROM ledger_entries) AS BIGINT)",
+    /// Checks the ledger against itself: every kept balance equals what the transfers add up
+    /// to, and each asset's balances sum to zero. Returns what disagrees (nothing when sound).
+    pub async fn audit(&self) -> Result<Vec<String>, Error> {
+        let rows = sqlx::query(
+            "WITH derived AS ( \
+               SELECT account, asset, CAST(SUM(amount) AS BIGINT) AS balance FROM ( \
+                 SELECT credit AS account, asset, amount FROM ledger_transfers \
+                 UNION ALL SELECT debit, asset, -amount FROM ledger_transfers) m \
+               GROUP BY account, asset) \
+             SELECT d.account, d.asset, d.balance, b.balance FROM derived d \
+               LEFT JOIN ledger_balances b ON b.account = d.account AND b.asset = d.asset \
+             WHERE b.balance IS NULL AND d.balance <> 0 OR b.balance <> d.balance \
+             UNION ALL \
+             SELECT b.account, b.asset, 0, b.balance FROM ledger_balances b \
+             WHERE b.balance <> 0 AND NOT EXISTS (SELECT 1 FROM derived d \
+               WHERE d.account = b.account AND d.asset = b.asset)",
         )
-        .fetch_one(self.store.pool())
+        .fetch_all(self.store.pool())
         .await?;
-        Ok((row.try_get(0)?, row.try_get(1)?))
+        let mut problems: Vec<String> = rows
+            .iter()
+            .map(|row| {
+                Ok::<_, Error>(format!(
+                    "{} ({}): transfers say {}, the balance says {}",
+                    row.try_get::<String, _>(0)?,
+                    row.try_get::<String, _>(1)?,
+                    row.try_get::<i64, _>(2)?,
+                    row.try_get::<Option<i64>, _>(3)?.unwrap_or(0)
+                ))
+            })
+            .collect::<Result<_, _>>()?;
+        let sums = sqlx::query(
+            "SELECT asset, CAST(SUM(balance) AS BIGINT) FROM ledger_balances GROUP BY asset",
+        )
+        .fetch_all(self.store.pool())
+        .await?;
+        for row in sums {
+            let sum: i64 = row.try_get(1)?;
+            if sum != 0 {
+                problems.push(format!(
+                    "{} balances sum to {sum}, not zero",
+                    row.try_get::<String, _>(0)?
+                ));
+            }
+        }
+        Ok(problems)
     }
 }

@@ -12,6 +12,7 @@ mod index;
 pub mod ledger;
 mod live;
 pub mod provisioning;
+pub mod rewards;
 mod secret;
 pub mod store;
 #[cfg(feature = "test-support")]
@@ -28,6 +29,7 @@ use auth::{AuthConfig, AuthService};
 use fleet::FleetService;
 use ledger::LedgerService;
 use provisioning::{ProvisioningConfig, ProvisioningService};
+use rewards::{RewardsConfig, RewardsService};
 use store::Store;
 use worker::{WorkerConfig, WorkerService};
 
@@ -37,6 +39,7 @@ pub struct PlatformConfig {
     pub worker: WorkerConfig,
     pub fleet: FleetConfig,
     pub provisioning: ProvisioningConfig,
+    pub rewards: RewardsConfig,
 }
 
 /// All services behind one shared pointer: the web framework clones this for every request
@@ -52,6 +55,7 @@ pub struct Services {
     pub agents: AgentService,
     pub provisioning: ProvisioningService,
     pub ledger: LedgerService,
+    pub rewards: RewardsService,
     pub api_keys: ApiKeyService,
 }
 
@@ -78,12 +82,13 @@ impl Platform {
                 store.clone(),
                 live,
                 index,
-                catalog,
+                catalog.clone(),
                 config.fleet,
                 provisioning.clone(),
             ),
             provisioning,
             ledger: LedgerService::new(store.clone()),
+            rewards: RewardsService::new(store.clone(), catalog, config.rewards),
             api_keys: ApiKeyService::new(store.clone()),
             store,
         }))

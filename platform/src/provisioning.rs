@@ -32,7 +32,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use crate::index::FleetIndex;
-use crate::ledger::{balance_in, post};
+use crate::ledger::{post, usdc_in};
 use crate::live::{LiveFleet, HOUR_MS};
 use crate::secret::random_hex;
 use crate::store::Store;
@@ -43,12 +43,15 @@ use crate::Error;
 pub struct ProvisioningConfig {
     /// A deploying cluster whose agents do not all run the workload by then fails, refunded.
     pub start_deadline_secs: i64,
+    /// Hire earnings of running clusters are paid to providers at least this often.
+    pub settle_every_secs: i64,
 }
 
 impl Default for ProvisioningConfig {
     fn default() -> ProvisioningConfig {
         ProvisioningConfig {
             start_deadline_secs: 180,
+            settle_every_secs: 3_600,
         }
     }
 }
@@ -602,21 +605,17 @@ impl ProvisioningService {
         let row = cluster_row(&mut conn, user_id, id).await?;
         let summary = summary_of(&row)?;
         let refunded = MicroUsd::from_micros(row.try_get(15)?);
-        let escrow = balance_in(
-            &mut conn,
-            &Account::ClusterEscrow(id.to_owned()).to_string(),
-        )
-        .await?;
+        let escrow = usdc_in(&mut conn, &Account::ClusterEscrow(id.to_owned())).await?;
         let accrued = match (summary.status, summary.running_at, summary.ends_at) {
             (ClusterStatus::Running, Some(start), Some(end)) => active_members(&mut conn, id)
                 .await?
                 .iter()
-                .map(|m| m.accrued(start, now.0, end).micros())
+                .map(|m| m.due(start, now.0, end).micros())
                 .sum(),
             _ => 0,
         };
         let accrued = MicroUsd::from_micros(accrued);
-        // Fees, settled pay of lost devices and the escrow earned so far.
+        // Fees, settled pay and what the devices earned since they were last settled.
         let spent =
             summary.charged.micros() - refunded.micros() - escrow.micros() + accrued.micros();
         let members = sqlx::query(
@@ -830,17 +829,17 @@ impl ProvisioningService {
         };
         cluster.change_status(&mut tx, to, &reason, now).await?;
         let members = active_members(&mut tx, id).await?;
-        let escrow = balance_in(&mut tx, &cluster.escrow_account().to_string()).await?;
+        let escrow = usdc_in(&mut tx, &cluster.escrow_account()).await?;
         let mut posting = Posting::new(format!("finish:{id}"), format!("cluster {id} {to}"));
         let (unused, fees_back) = match cluster.running_at {
             Some(running_at) => {
                 let mut paid = MicroUsd::ZERO;
                 for member in &members {
-                    let used = member.accrued(running_at, now.0, cluster.ends_at);
-                    posting = cluster.pay(posting, member, used)?;
-                    paid = MicroUsd::from_micros(paid.micros() + used.micros());
+                    let due = member.due(running_at, now.0, cluster.ends_at);
+                    posting = cluster.pay(&mut tx, posting, member, due, now).await?;
+                    paid = MicroUsd::from_micros(paid.micros() + due.micros());
                 }
-                // The budgets add up to the escrow, so the rest was not used.
+                // The budgets less what was earned add up to the escrow: the rest was not used.
                 (
                     MicroUsd::from_micros(escrow.micros() - paid.micros()),
                     MicroUsd::ZERO,
@@ -895,17 +894,25 @@ impl ProvisioningService {
         let Some(lost) = members.iter().find(|m| m.device_id == device_id) else {
             return Ok(());
         };
-        let served = lost.accrued(running_at, down_at.0.min(now.0), cluster.ends_at);
-        let through_now = lost.accrued(running_at, now.0, cluster.ends_at);
+        // What was settled already stays paid, even if it ran into the down time.
+        let served = lost
+            .accrued(running_at, down_at.0.min(now.0), cluster.ends_at)
+            .max(lost.earned);
+        let through_now = lost.accrued(running_at, now.0, cluster.ends_at).max(served);
         let unused = MicroUsd::from_micros(lost.budget.micros() - through_now.micros());
-        let mut posting = cluster.pay(
-            Posting::new(
-                format!("lose:{id}:{device_id}:{}", lost.joined_at),
-                format!("cluster {id} lost {device_id}"),
-            ),
-            lost,
-            served,
-        )?;
+        let due = MicroUsd::from_micros(served.micros() - lost.earned.micros());
+        let mut posting = cluster
+            .pay(
+                &mut tx,
+                Posting::new(
+                    format!("lose:{id}:{device_id}:{}", lost.joined_at),
+                    format!("cluster {id} lost {device_id}"),
+                ),
+                lost,
+                due,
+                now,
+            )
+            .await?;
         let mut refund = MicroUsd::from_micros(through_now.micros() - served.micros());
         let released = release(&mut tx, id, std::slice::from_ref(lost), now).await?;
         let replacement = if now.0 < cluster.ends_at {
@@ -936,8 +943,8 @@ impl ProvisioningService {
         let last = members.len() == 1 && hired.is_empty();
         if last {
             // Nothing runs any more: rounding dust left in escrow goes back as well.
-            let escrow = balance_in(&mut tx, &cluster.escrow_account().to_string()).await?;
-            refund = MicroUsd::from_micros(escrow.micros() - served.micros());
+            let escrow = usdc_in(&mut tx, &cluster.escrow_account()).await?;
+            refund = MicroUsd::from_micros(escrow.micros() - due.micros());
         }
         posting = posting
             .transfer(cluster.escrow_account(), cluster.renter(), refund)
@@ -1157,7 +1164,62 @@ impl ProvisioningService {
             };
             changed += self.tolerate(outcome)?;
         }
+        let unsettled = self
+            .ids_due(
+                "SELECT DISTINCT cd.cluster_id FROM cluster_devices cd \
+                 JOIN clusters c ON c.id = cd.cluster_id JOIN devices d ON d.id = cd.device_id \
+                 WHERE c.status = 'running' AND cd.left_at IS NULL AND d.status = 'hired' \
+                   AND COALESCE(cd.settled_at, cd.joined_at) <= $1",
+                UnixMillis(now.0 - self.config.settle_every_secs * 1_000),
+            )
+            .await?;
+        for id in unsettled {
+            changed += self.tolerate(self.settle(&id, now).await)?;
+        }
         Ok(changed)
+    }
+
+    /// Pays the providers of a running cluster what its devices (those still hired) earned
+    /// since they were last settled, less the provider fee.
+    async fn settle(&self, id: &str, now: UnixMillis) -> Result<(), Error> {
+        let mut tx = self.store.begin_write().await?;
+        let cluster = Settling::load(&mut tx, id).await?;
+        let (ClusterStatus::Running, Some(running_at)) = (cluster.status, cluster.running_at)
+        else {
+            return Ok(());
+        };
+        // A device that went down is settled by `lose`, up to when it went down.
+        let hired: Vec<String> = sqlx::query_scalar(
+            "SELECT cd.device_id FROM cluster_devices cd JOIN devices d ON d.id = cd.device_id \
+             WHERE cd.cluster_id = $1 AND cd.left_at IS NULL AND d.status = 'hired'",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let until = now.0.min(cluster.ends_at);
+        let mut paid = MicroUsd::ZERO;
+        for member in active_members(&mut tx, id).await? {
+            if !hired.contains(&member.device_id) {
+                continue;
+            }
+            let due = member.due(running_at, until, cluster.ends_at);
+            let settled_through = MicroUsd::from_micros(member.earned.micros() + due.micros());
+            let posting = Posting::new(
+                format!(
+                    "settle:{id}:{}:{}:{}",
+                    member.device_id,
+                    member.joined_at,
+                    settled_through.micros()
+                ),
+                format!("cluster {id}: hire earnings of {}", member.device_id),
+            );
+            let posting = cluster.pay(&mut tx, posting, &member, due, now).await?;
+            post(&mut tx, &posting, now).await?;
+            paid = MicroUsd::from_micros(paid.micros() + due.micros());
+        }
+        tx.commit().await?;
+        tracing::debug!(cluster = id, paid = %paid, "hire earnings settled");
+        Ok(())
     }
 
     /// The clusters `sql` selects with `now` as `$1`.
@@ -1266,7 +1328,7 @@ async fn charge(
     now: UnixMillis,
 ) -> Result<(), Error> {
     let available = Account::UserAvailable(user_id);
-    let have = balance_in(&mut *conn, &available.to_string()).await?;
+    let have = usdc_in(&mut *conn, &available).await?;
     if have < quote.total {
         return Err(Error::Conflict(format!(
             "your balance is {have}; {costs} {}",
@@ -1346,6 +1408,8 @@ struct Member {
     owner: String,
     joined_at: i64,
     budget: MicroUsd,
+    /// What was settled of the budget so far (gross, provider fee included).
+    earned: MicroUsd,
 }
 
 impl Member {
@@ -1354,11 +1418,17 @@ impl Member {
     fn accrued(&self, running_at: i64, until: i64, ends_at: i64) -> MicroUsd {
         pricing::accrued(self.budget, self.joined_at.max(running_at), until, ends_at)
     }
+
+    /// What it earned by `until` and was not settled yet.
+    fn due(&self, running_at: i64, until: i64, ends_at: i64) -> MicroUsd {
+        let accrued = self.accrued(running_at, until, ends_at);
+        MicroUsd::from_micros((accrued.micros() - self.earned.micros()).max(0))
+    }
 }
 
 async fn active_members(conn: &mut AnyConnection, cluster_id: &str) -> Result<Vec<Member>, Error> {
     sqlx::query(
-        "SELECT cd.device_id, cd.role, cd.units, d.owner_wallet, cd.joined_at, cd.budget \
+        "SELECT cd.device_id, cd.role, cd.units, d.owner_wallet, cd.joined_at, cd.budget, cd.earned \
          FROM cluster_devices cd JOIN devices d ON d.id = cd.device_id \
          WHERE cd.cluster_id = $1 AND cd.left_at IS NULL ORDER BY cd.device_id",
     )
@@ -1374,6 +1444,7 @@ async fn active_members(conn: &mut AnyConnection, cluster_id: &str) -> Result<Ve
             owner: r.try_get(3)?,
             joined_at: r.try_get(4)?,
             budget: MicroUsd::from_micros(r.try_get(5)?),
+            earned: MicroUsd::from_micros(r.try_get(6)?),
         })
     })
     .collect()
@@ -1475,14 +1546,32 @@ impl Settling {
         Account::UserAvailable(self.user_id)
     }
 
-    /// Pays `member`'s provider `used` from escrow, less the provider fee.
-    fn pay(&self, posting: Posting, member: &Member, used: MicroUsd) -> Result<Posting, Error> {
-        let fee = basis_points(used, PROVIDER_FEE_BPS);
+    /// Adds to `posting` the payment of `due` from escrow to `member`'s provider, less the
+    /// provider fee, and records it as settled for the device.
+    async fn pay(
+        &self,
+        conn: &mut AnyConnection,
+        posting: Posting,
+        member: &Member,
+        due: MicroUsd,
+        now: UnixMillis,
+    ) -> Result<Posting, Error> {
+        sqlx::query(
+            "UPDATE cluster_devices SET earned = earned + $1, settled_at = $2 \
+             WHERE cluster_id = $3 AND device_id = $4",
+        )
+        .bind(due.micros())
+        .bind(now.0)
+        .bind(&self.id)
+        .bind(&member.device_id)
+        .execute(conn)
+        .await?;
+        let fee = basis_points(due, PROVIDER_FEE_BPS);
         posting
             .transfer(
                 self.escrow_account(),
-                Account::ProviderEarned(member.owner.clone()),
-                MicroUsd::from_micros(used.micros() - fee.micros()),
+                Account::ProviderClaimable(member.owner.clone()),
+                MicroUsd::from_micros(due.micros() - fee.micros()),
             )
             .and_then(|p| p.transfer(self.escrow_account(), Account::PlatformFees, fee))
             .map_err(invalid_posting)

@@ -185,3 +185,23 @@ pub async fn stored_text(
         .fetch_one(store.pool())
         .await?)
 }
+
+/// Writes `online_ms` of uptime for `device_id` in the UTC hour starting at `hour_ms`, as the
+/// heartbeat flush would: for reward tests that need hours of history in an instant.
+pub async fn record_uptime(
+    store: &crate::store::Store,
+    device_id: &str,
+    hour_ms: i64,
+    online_ms: i64,
+) -> Result<(), crate::Error> {
+    sqlx::query(
+        "INSERT INTO device_uptime (device_id, hour, online_ms, samples, gpu_util_sum, cpu_util_sum) \
+         VALUES ($1, $2, $3, 1, 0, 0)",
+    )
+    .bind(device_id)
+    .bind(hour_ms)
+    .bind(online_ms)
+    .execute(store.pool())
+    .await?;
+    Ok(())
+}

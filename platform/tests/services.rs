@@ -18,6 +18,7 @@ use ed25519_dalek::{Signer, SigningKey};
 use platform::agents::{FleetConfig, Flush};
 use platform::auth::{AuthConfig, SessionToken};
 use platform::provisioning::ProvisioningConfig;
+use platform::rewards::RewardsConfig;
 use platform::store::Store;
 use platform::testing::{stored_number, stored_text};
 use platform::worker::WorkerConfig;
@@ -47,6 +48,7 @@ fn config() -> PlatformConfig {
             ..FleetConfig::default()
         },
         provisioning: ProvisioningConfig::default(),
+        rewards: RewardsConfig::default(),
     }
 }
 
@@ -736,9 +738,10 @@ async fn available(p: &Platform, user: i64) -> MicroUsd {
         .unwrap()
 }
 
-/// The ledger sums to zero and every active device's budget adds up to its cluster's escrow.
+/// The ledger agrees with itself and sums to zero, and the active devices' budgets less what
+/// they earned add up to their cluster's escrow.
 async fn assert_books_balance(p: &Platform, cluster: &str) {
-    assert_eq!(p.ledger.totals().await.unwrap(), (0, 0));
+    assert_eq!(p.ledger.audit().await.unwrap(), Vec::<String>::new());
     let escrow = p
         .ledger
         .balance(&Account::ClusterEscrow(cluster.into()))
@@ -746,7 +749,7 @@ async fn assert_books_balance(p: &Platform, cluster: &str) {
         .unwrap();
     let budgets = stored_number(
         &p.store,
-        "SELECT CAST(COALESCE(SUM(budget), 0) AS BIGINT) FROM cluster_devices \
+        "SELECT CAST(COALESCE(SUM(budget - earned), 0) AS BIGINT) FROM cluster_devices \
          WHERE cluster_id = $1 AND left_at IS NULL",
         cluster,
     )
@@ -755,7 +758,7 @@ async fn assert_books_balance(p: &Platform, cluster: &str) {
     assert_eq!(
         escrow.micros(),
         budgets,
-        "escrow of {cluster} vs its devices' budgets"
+        "escrow of {cluster} vs its devices' unearned budgets"
     );
 }
 
@@ -938,7 +941,7 @@ async fn clusters_are_paid_placed_extended_and_settled(p: Platform) {
     .unwrap();
     let earned = p
         .ledger
-        .balance(&Account::ProviderEarned(lost_owner))
+        .balance(&Account::ProviderClaimable(lost_owner))
         .await
         .unwrap();
     // One third of the escrow is the 1-GPU device's; it served 1 of its 3 hours, less 0.25%.
@@ -1024,10 +1027,10 @@ async fn clusters_are_paid_placed_extended_and_settled(p: Platform) {
         .await
         .unwrap();
     let ends = t4.plus_seconds(2 * 3_600);
-    assert_eq!(
-        p.provisioning.sweep(ends.plus_seconds(-1)).await.unwrap(),
-        0
-    );
+    // A second before its end it is still running (its first hour settled meanwhile).
+    p.provisioning.sweep(ends.plus_seconds(-1)).await.unwrap();
+    let last_second = p.provisioning.cluster(me, &short.id, ends).await.unwrap();
+    assert_eq!(last_second.summary.status, ClusterStatus::Running);
     assert_eq!(p.provisioning.sweep(ends).await.unwrap(), 1);
     let completed = p.provisioning.cluster(me, &short.id, ends).await.unwrap();
     assert_eq!(completed.summary.status, ClusterStatus::Completed);
@@ -1067,6 +1070,201 @@ async fn clusters_are_paid_placed_extended_and_settled(p: Platform) {
 
 /// Two server processes (two platforms, each with its own fleet index) race for the same
 /// devices: the conditional claims let exactly one order have each device.
+async fn hire_earnings_settle_hourly_and_statements_show_every_movement(p: Platform) {
+    use domain::ledger::{statement_csv, MovementKind};
+    use domain::pricing::{basis_points, PROVIDER_FEE_BPS};
+    hireable_fleet(&p).await;
+    let me = account_of(&p, &Wallet::new()).await;
+    p.ledger
+        .operator_credit(me, usd(50), "promo", "promotion", T0)
+        .await
+        .unwrap();
+    let cluster = p
+        .provisioning
+        .deploy(me, &h200_request("hourly", 1), Some("k"), T0)
+        .await
+        .unwrap();
+    let device = p
+        .provisioning
+        .cluster(me, &cluster.id, T0)
+        .await
+        .unwrap()
+        .members[0]
+        .device_id
+        .clone();
+    p.provisioning
+        .workload_reported(&device, &cluster.id, WorkloadState::Running, "", T0)
+        .await
+        .unwrap();
+    let owner = stored_text(
+        &p.store,
+        "SELECT owner_wallet FROM devices WHERE id = $1",
+        &device,
+    )
+    .await
+    .unwrap();
+    let provider = Account::ProviderClaimable(owner);
+    let claimable = || async { p.ledger.balance(&provider).await.unwrap() };
+    let quote = domain::pricing::quote(MicroUsd::from_micros(3_490_000), 1, 2, PaymentMethod::Usdc)
+        .unwrap();
+    let escrow = quote.escrow().micros();
+    let less_fee =
+        |gross: i64| gross - basis_points(MicroUsd::from_micros(gross), PROVIDER_FEE_BPS).micros();
+
+    // Half an hour in nothing is due; an hour in, the first hour is paid, once.
+    p.provisioning.sweep(T0.plus_seconds(1_800)).await.unwrap();
+    assert_eq!(claimable().await, MicroUsd::ZERO);
+    let t1 = T0.plus_seconds(3_600);
+    p.provisioning.sweep(t1).await.unwrap();
+    p.provisioning.sweep(t1).await.unwrap();
+    let first_hour = escrow / 2;
+    assert_eq!(claimable().await.micros(), less_fee(first_hour));
+    assert_books_balance(&p, &cluster.id).await;
+    let page = p.provisioning.cluster(me, &cluster.id, t1).await.unwrap();
+    assert_eq!(page.remaining.micros(), escrow - first_hour);
+
+    // At the end the rest is paid and the escrow is empty.
+    let t2 = T0.plus_seconds(7_200);
+    p.provisioning.sweep(t2).await.unwrap();
+    let done = p.provisioning.cluster(me, &cluster.id, t2).await.unwrap();
+    assert_eq!(done.summary.status, ClusterStatus::Completed);
+    assert_eq!(
+        claimable().await.micros(),
+        less_fee(first_hour) + less_fee(escrow - first_hour)
+    );
+    assert_eq!(
+        p.ledger
+            .balance(&Account::ClusterEscrow(cluster.id.clone()))
+            .await
+            .unwrap(),
+        MicroUsd::ZERO
+    );
+    assert_books_balance(&p, &cluster.id).await;
+
+    // The renter's statement: the charge (with its fees) and the credit, newest first.
+    let renter = p
+        .ledger
+        .statement(&Account::UserAvailable(me), 50)
+        .await
+        .unwrap();
+    let kinds: Vec<MovementKind> = renter.iter().map(|l| l.kind).collect();
+    assert_eq!(kinds, [MovementKind::Charge, MovementKind::Credit]);
+    assert_eq!(renter[0].amount, -quote.total.micros());
+    assert_eq!(renter[0].fees, -quote.fees().micros());
+    assert_eq!(renter[0].cluster_id.as_deref(), Some(cluster.id.as_str()));
+    assert_eq!(renter[1].amount, usd(50).micros());
+    // The provider's: two settlements of this cluster that add up to the balance.
+    let earned = p.ledger.statement(&provider, 50).await.unwrap();
+    assert_eq!(earned.len(), 2);
+    assert!(earned
+        .iter()
+        .all(|l| l.kind == MovementKind::Earning && l.cluster_id.as_deref() == Some(&*cluster.id)));
+    assert_eq!(
+        earned.iter().map(|l| l.amount).sum::<i64>(),
+        claimable().await.micros()
+    );
+    assert!(statement_csv(&renter).contains(&format!("charge,\"{}\"", cluster.id)));
+}
+
+/// Writes `hours` hours of full uptime ending with `block`'s hour for `device`.
+async fn online_for(p: &Platform, device: &str, block: i64, hours: i64) {
+    for back in 0..hours {
+        platform::testing::record_uptime(&p.store, device, (block - back) * 3_600_000, 3_600_000)
+            .await
+            .unwrap();
+    }
+}
+
+async fn blocks_close_once_and_reward_eligible_devices_by_score(p: Platform, url: String) {
+    use domain::money::Tokens;
+    hireable_fleet(&p).await;
+    let block = domain::rewards::block_of(T0.0) - 1;
+    // Seeded devices 0 and 1 are an A100 (1 GPU) and an H100 (2 GPUs) at tiers ultra and high;
+    // device 2 has been online only 3 hours; device 3 is not verified.
+    let ids: Vec<String> = (0..4)
+        .map(|n| {
+            platform::testing::seeded_credential(n)
+                .split_once('.')
+                .unwrap()
+                .0
+                .to_owned()
+        })
+        .collect();
+    online_for(&p, &ids[0], block, 6).await;
+    online_for(&p, &ids[1], block, 5).await;
+    online_for(&p, &ids[2], block, 3).await;
+    online_for(&p, &ids[3], block, 5).await;
+    stored_number(
+        &p.store,
+        "UPDATE devices SET verified = FALSE WHERE id = $1 RETURNING 0",
+        &ids[3],
+    )
+    .await
+    .unwrap();
+
+    // Two servers run the scheduler at once: the block closes exactly once.
+    let replica = Platform::new(Store::open(&url).await.unwrap(), config());
+    let closing_at = UnixMillis((block + 1) * 3_600_000 + 15 * 60_000);
+    let (a, b) = tokio::join!(
+        p.rewards.close_due(closing_at),
+        replica.rewards.close_due(closing_at)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.len() + b.len(), 1, "{a:?} {b:?}");
+    assert!(p.rewards.close_due(closing_at).await.unwrap().is_empty());
+    assert!(!p.rewards.close(block, closing_at).await.unwrap());
+
+    let blocks = p.rewards.blocks(10).await.unwrap();
+    assert_eq!(blocks.len(), 1);
+    let closed = &blocks[0];
+    assert_eq!(closed.number, block);
+    assert_eq!((closed.devices_scored, closed.devices_rewarded), (4, 2));
+    // No CPU device was online: their 5% stays in the pool, with the GPU pool's rounding dust.
+    let gpu_pool = closed.emission.units() / 100 * 95;
+    assert!(
+        (gpu_pool - 2..=gpu_pool).contains(&closed.paid.units()),
+        "{closed:?}"
+    );
+
+    let catalog = domain::catalog::GpuCatalog::builtin();
+    let weight = |n: usize, count: u64, tier_percent: u64| {
+        let price = catalog.models()[n % catalog.models().len()].default_price_per_hour;
+        (price.micros() as u64 / 10_000) * count * tier_percent
+    };
+    let (w0, w1) = (weight(0, 1, 100), weight(1, 2, 90));
+    let pool = closed.emission.units() as u128 / 100 * 95;
+    let owner = stored_text(
+        &p.store,
+        "SELECT owner_wallet FROM devices WHERE id = $1",
+        &ids[0],
+    )
+    .await
+    .unwrap();
+    let lines = p.rewards.rewards_of(&owner, 10).await.unwrap();
+    let reward = |id: &str| lines.iter().find(|l| l.device_id == id).unwrap().clone();
+    assert_eq!(
+        reward(&ids[0]).reward.units() as u128,
+        pool * u128::from(w0) / u128::from(w0 + w1)
+    );
+    assert_eq!(
+        reward(&ids[2]).ineligible.as_deref(),
+        Some("online 3 h in a row; rewards start after 5 h")
+    );
+    assert_eq!(reward(&ids[3]).ineligible.as_deref(), Some("not verified"));
+    // The seeded owners hold 8 devices each: all four are this owner's.
+    let tokens = p
+        .ledger
+        .tokens(&Account::ProviderClaimable(owner))
+        .await
+        .unwrap();
+    assert_eq!(tokens, closed.paid);
+    assert_eq!(
+        p.ledger.tokens(&Account::RewardsPool).await.unwrap(),
+        Tokens::from_units(closed.emission.units() - closed.paid.units())
+    );
+    assert_eq!(p.ledger.audit().await.unwrap(), Vec::<String>::new());
+}
+
 async fn concurrent_deploys_never_share_a_device(p: Platform, url: String) {
     hireable_fleet(&p).await;
     let replica = Platform::new(Store::open(&url).await.unwrap(), config());
@@ -1108,6 +1306,146 @@ async fn concurrent_deploys_never_share_a_device(p: Platform, url: String) {
     assert_eq!(hired, members);
     assert_eq!(won.units, 20);
     assert_books_balance(&p, &won.id).await;
+}
+
+/// A database at `url` with only the migrations before the ledger's second step, holding
+/// ledger rows in the first step's form (net entries per account), then opened by the store.
+async fn ledger_of_the_first_step_migrates(url: String, backend: &str) {
+    let dir = std::env::temp_dir()
+        .join(format!("gc_first_step_{}", std::process::id()))
+        .join(backend);
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../migrations")
+        .join(backend);
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.as_str() < "20261126" {
+            std::fs::copy(&path, dir.join(name)).unwrap();
+        }
+    }
+    sqlx::any::install_default_drivers();
+    let raw_url = if backend == "sqlite" {
+        format!("{url}?mode=rwc")
+    } else {
+        url.clone()
+    };
+    let pool = sqlx::AnyPool::connect(&raw_url).await.unwrap();
+    sqlx::migrate::Migrator::new(dir.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    // A credit, a charge into escrow with a fee, and a settlement paying a provider, the fee
+    // and a refund out of that escrow.
+    type OldEntries<'a> = &'a [(&'a str, i64)];
+    let rows: [(i64, &str, OldEntries); 3] = [
+        (
+            1,
+            "credit:a",
+            &[
+                ("external:operator", -100_000_000),
+                ("user:1:available", 100_000_000),
+            ],
+        ),
+        (
+            2,
+            "deploy:cl-x",
+            &[
+                ("user:1:available", -50_000_000),
+                ("cluster:cl-x:escrow", 49_000_000),
+                ("platform:fees", 1_000_000),
+            ],
+        ),
+        (
+            3,
+            "finish:cl-x",
+            &[
+                ("cluster:cl-x:escrow", -49_000_000),
+                ("provider:W1:earned", 30_000_000),
+                ("platform:fees", 75_000),
+                ("user:1:available", 18_925_000),
+            ],
+        ),
+    ];
+    let mut balances = std::collections::BTreeMap::<&str, i64>::new();
+    for (n, key, entries) in rows {
+        let id: i64 = sqlx::query_scalar("INSERT INTO ledger_transactions (idempotency_key, at, memo) VALUES ($1, $2, 'old') RETURNING id")
+            .bind(key).bind(T0.0 + n).fetch_one(&pool).await.unwrap();
+        for (account, amount) in entries {
+            sqlx::query(
+                "INSERT INTO ledger_entries (transaction_id, account, amount) VALUES ($1, $2, $3)",
+            )
+            .bind(id)
+            .bind(*account)
+            .bind(*amount)
+            .execute(&pool)
+            .await
+            .unwrap();
+            *balances.entry(account).or_default() += amount;
+        }
+    }
+    for (account, balance) in &balances {
+        sqlx::query("INSERT INTO account_balances (account, balance) VALUES ($1, $2)")
+            .bind(*account)
+            .bind(*balance)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+
+    let p = Platform::new(Store::open(&url).await.unwrap(), config());
+    assert_eq!(p.ledger.audit().await.unwrap(), Vec::<String>::new());
+    assert_eq!(available(&p, 1).await.micros(), 68_925_000);
+    assert_eq!(
+        p.ledger
+            .balance(&Account::ProviderClaimable("W1".into()))
+            .await
+            .unwrap()
+            .micros(),
+        30_000_000
+    );
+    assert_eq!(
+        p.ledger
+            .balance(&Account::PlatformFees)
+            .await
+            .unwrap()
+            .micros(),
+        1_075_000
+    );
+    let statement = p
+        .ledger
+        .statement(&Account::UserAvailable(1), 10)
+        .await
+        .unwrap();
+    let amounts: Vec<(i64, i64)> = statement.iter().map(|l| (l.amount, l.fees)).collect();
+    assert_eq!(
+        amounts,
+        [(18_925_000, 0), (-50_000_000, -1_000_000), (100_000_000, 0)]
+    );
+    // The transfers are append-only.
+    let tampering = stored_number(
+        &p.store,
+        "UPDATE ledger_transfers SET amount = amount + $1 RETURNING 0",
+        "1",
+    )
+    .await;
+    assert!(tampering.is_err(), "{tampering:?}");
+}
+
+#[tokio::test]
+async fn sqlite_ledger_of_the_first_step_migrates() {
+    ledger_of_the_first_step_migrates(platform::testing::fresh_sqlite_url(), "sqlite").await;
+}
+
+#[tokio::test]
+async fn postgres_ledger_of_the_first_step_migrates() {
+    if let Some(url) = platform::testing::fresh_postgres_url().await {
+        ledger_of_the_first_step_migrates(url, "postgres").await;
+    }
 }
 
 async fn sqlite_platform() -> Option<(Platform, String)> {
@@ -1168,7 +1506,9 @@ on_both_backends!(
     owners_pause_resume_revoke_and_remove,
     owners_rename_their_devices_with_checked_names,
     unsupported_hardware_is_kept_with_what_was_reported,
-    clusters_are_paid_placed_extended_and_settled;
+    clusters_are_paid_placed_extended_and_settled,
+    hire_earnings_settle_hourly_and_statements_show_every_movement;
     with_url: a_store_reopens_with_its_data,
     concurrent_deploys_never_share_a_device,
+    blocks_close_once_and_reward_eligible_devices_by_score,
 );

@@ -101,6 +101,20 @@ pub struct Settings {
     #[arg(long, env = "GC_START_DEADLINE_SECS", value_name = "SECS")]
     pub start_deadline_secs: Option<i64>,
 
+    /// Seconds between settlements of running clusters' hire earnings to their providers.
+    /// [default: 3600]
+    #[arg(long, env = "GC_SETTLE_EVERY_SECS", value_name = "SECS")]
+    pub settle_every_secs: Option<i64>,
+
+    /// Network tokens each hourly reward block emits. [default: 10000]
+    #[arg(long, env = "GC_BLOCK_EMISSION", value_name = "TOKENS")]
+    pub block_emission: Option<String>,
+
+    /// Seconds after its hour ends that a block closes, so every server has written the
+    /// uptime of that hour first. [default: 900]
+    #[arg(long, env = "GC_BLOCK_CLOSE_DELAY_SECS", value_name = "SECS")]
+    pub block_close_delay_secs: Option<i64>,
+
     /// Log filter, e.g. info or server=debug,sqlx=warn. [default: info]
     #[arg(long, env = "GC_LOG", value_name = "FILTER")]
     pub log: Option<String>,
@@ -125,6 +139,7 @@ pub struct Config {
     pub flush_interval: Duration,
     pub welcome_credit: domain::money::MicroUsd,
     pub provisioning: platform::provisioning::ProvisioningConfig,
+    pub rewards: platform::rewards::RewardsConfig,
     pub log: String,
 }
 
@@ -153,6 +168,9 @@ impl Settings {
             flush_interval_secs: self.flush_interval_secs.or(lower.flush_interval_secs),
             welcome_credit_usd: self.welcome_credit_usd.or(lower.welcome_credit_usd),
             start_deadline_secs: self.start_deadline_secs.or(lower.start_deadline_secs),
+            settle_every_secs: self.settle_every_secs.or(lower.settle_every_secs),
+            block_emission: self.block_emission.or(lower.block_emission),
+            block_close_delay_secs: self.block_close_delay_secs.or(lower.block_close_delay_secs),
             log: self.log.or(lower.log),
         }
     }
@@ -307,6 +325,25 @@ impl Settings {
             ));
         }
         let start_deadline_secs = positive("start-deadline-secs", self.start_deadline_secs, 180)?;
+        let settle_every_secs = positive("settle-every-secs", self.settle_every_secs, 3_600)?;
+        let emission_text = self.block_emission.unwrap_or_else(|| "10000".into());
+        let emission_per_block = domain::money::Tokens::parse_decimal(&emission_text)
+            .map_err(|e| bad("block-emission", &emission_text, &e.to_string()))?;
+        if emission_per_block < domain::money::Tokens::ZERO {
+            return Err(bad(
+                "block-emission",
+                &emission_text,
+                "must not be negative",
+            ));
+        }
+        let block_close_delay_secs = self.block_close_delay_secs.unwrap_or(900);
+        if !(0..=3_600).contains(&block_close_delay_secs) {
+            return Err(bad(
+                "block-close-delay-secs",
+                &block_close_delay_secs,
+                "must be between 0 and 3600",
+            ));
+        }
         let log = self.log.unwrap_or_else(|| "info".into());
         tracing_subscriber::EnvFilter::try_new(&log)
             .map_err(|e| bad("log", &log, &e.to_string()))?;
@@ -335,6 +372,11 @@ impl Settings {
             welcome_credit,
             provisioning: platform::provisioning::ProvisioningConfig {
                 start_deadline_secs,
+                settle_every_secs,
+            },
+            rewards: platform::rewards::RewardsConfig {
+                emission_per_block,
+                close_delay_secs: block_close_delay_secs,
             },
             log,
         })
@@ -399,6 +441,10 @@ mod tests {
         );
         assert!(message(&["--speed-test-bytes", "10"]).contains("1 KiB–1 GiB"));
         assert!(message(&["--flush-interval-secs", "0"]).contains("1–300"));
+        assert!(message(&["--settle-every-secs", "0"]).contains("positive"));
+        assert!(message(&["--block-emission", "lots"]).contains("--block-emission 'lots'"));
+        assert!(message(&["--block-emission=-1"]).contains("must not be negative"));
+        assert!(message(&["--block-close-delay-secs", "7200"]).contains("between 0 and 3600"));
     }
 
     #[test]

@@ -111,6 +111,7 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
             },
             fleet: config.fleet.clone(),
             provisioning: config.provisioning.clone(),
+            rewards: config.rewards.clone(),
         },
     );
     platform.agents.rebuild(platform::now()).await?;
@@ -190,8 +191,9 @@ fn spawn_expiry_sweeper(platform: Platform) {
 }
 
 /// Sweeps the fleet (silent devices down, unanswered challenges settled) and the clusters
-/// (start deadlines, expiry, lost devices), and writes merged heartbeats every
-/// `flush_interval`, until `stop` turns true; it stops only between passes.
+/// (start deadlines, expiry, lost devices, hourly settlement), writes merged heartbeats every
+/// `flush_interval`, and closes reward blocks as they fall due, until `stop` turns true; it
+/// stops only between passes.
 fn spawn_fleet_monitor(
     platform: Platform,
     flush_interval: Duration,
@@ -219,6 +221,9 @@ fn spawn_fleet_monitor(
                 if let Err(e) = platform.agents.flush(Flush::Due, platform::now()).await {
                     tracing::warn!(error = %e, "could not write merged heartbeats; keeping them for the next flush");
                 }
+            }
+            if let Err(e) = platform.rewards.close_due(platform::now()).await {
+                tracing::warn!(error = %e, "could not close the due reward blocks; retrying on the next tick");
             }
         }
     })
