@@ -2,6 +2,8 @@
 //! its WASM. They travel to the browser inside server-function results, which keeps hydration
 //! identical on both sides.
 
+use domain::ledger::DailyAmount;
+use domain::money::Asset;
 use domain::time::UnixMillis;
 use domain::worker::{UptimeDay, UtilisationHour};
 use plotters::coord::types::RangedCoordi32;
@@ -35,21 +37,27 @@ fn hour_of_day(at: UnixMillis) -> String {
     format!("{}:00", at.to_rfc3339().get(11..13).unwrap_or_default())
 }
 
+fn percent(v: i32) -> String {
+    format!("{v}%")
+}
+
 type Frame<'b, DB> = ChartContext<'b, DB, Cartesian2d<RangedCoordi32, RangedCoordi32>>;
 
-/// What both charts share: 0–100 % up the side, `slots` slots along the bottom, `x_labels` of
-/// them labelled by `label`, in the theme's colours.
+/// What every chart shares: `0..y_max` up the side labelled by `y_label`, `slots` slots along
+/// the bottom, `x_labels` of them labelled by `label`, in the theme's colours.
 fn frame<'b, DB: DrawingBackend>(
     root: &'b DrawingArea<DB, Shift>,
     slots: usize,
     x_labels: usize,
     label: &dyn Fn(usize) -> String,
+    y_max: i32,
+    y_label: &dyn Fn(i32) -> String,
 ) -> Result<Frame<'b, DB>, ChartError> {
     let mut chart = ChartBuilder::on(root)
         .margin(8)
         .x_label_area_size(22)
-        .y_label_area_size(42)
-        .build_cartesian_2d(0..slots.max(1) as i32, 0..100)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0..slots.max(1) as i32, 0..y_max.max(1))
         .map_err(failed)?;
     chart
         .configure_mesh()
@@ -57,7 +65,7 @@ fn frame<'b, DB: DrawingBackend>(
         .x_labels(x_labels)
         .y_labels(5)
         .x_label_formatter(&|i| label(*i as usize))
-        .y_label_formatter(&|v| format!("{v}%"))
+        .y_label_formatter(&|v| y_label(*v))
         .label_style(("sans-serif", 12).into_font().color(&TEXT))
         .axis_style(GRID)
         .bold_line_style(GRID)
@@ -73,12 +81,43 @@ pub fn uptime_svg(days: &[UptimeDay]) -> Result<String, ChartError> {
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
         let label = |i: usize| days.get(i).map(|d| month_day(d.day)).unwrap_or_default();
-        let mut chart = frame(&root, days.len(), 6, &label)?;
+        let mut chart = frame(&root, days.len(), 6, &label, 100, &percent)?;
         chart
             .draw_series(days.iter().enumerate().map(|(i, d)| {
                 let x = i as i32;
                 let top = i32::from(d.permille() / 10);
                 let mut bar = Rectangle::new([(x, 0), (x + 1, top)], ACCENT.filled());
+                bar.set_margin(0, 0, 2, 2);
+                bar
+            }))
+            .map_err(failed)?;
+        root.present().map_err(failed)?;
+    }
+    Ok(svg)
+}
+
+/// Bars of what an account received per day in `asset`, oldest day first.
+pub fn daily_amounts_svg(days: &[DailyAmount], asset: Asset) -> Result<String, ChartError> {
+    // Bars are drawn in steps of 1/10,000 of the largest day (at least one base unit), which
+    // keeps plotters' i32 axis exact for any amount.
+    let largest = days.iter().map(|d| d.units).max().unwrap_or(0).max(1);
+    let step = (largest / 10_000).max(1);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        let label = |i: usize| {
+            days.get(i)
+                .map(|d| month_day(UnixMillis(d.day_ms)))
+                .unwrap_or_default()
+        };
+        let y_label = |v: i32| asset.show(i64::from(v) * step);
+        let y_max = (largest / step) as i32 + 1;
+        let mut chart = frame(&root, days.len(), 6, &label, y_max, &y_label)?;
+        chart
+            .draw_series(days.iter().enumerate().map(|(i, d)| {
+                let x = i as i32;
+                let mut bar =
+                    Rectangle::new([(x, 0), (x + 1, (d.units / step) as i32)], ACCENT.filled());
                 bar.set_margin(0, 0, 2, 2);
                 bar
             }))
@@ -99,7 +138,7 @@ pub fn utilisation_svg(hours: &[UtilisationHour]) -> Result<String, ChartError> 
                 .map(|h| hour_of_day(h.hour))
                 .unwrap_or_default()
         };
-        let mut chart = frame(&root, hours.len(), 8, &label)?;
+        let mut chart = frame(&root, hours.len(), 8, &label, 100, &percent)?;
         for (name, color, value) in [
             (
                 "GPU",
@@ -202,5 +241,26 @@ mod tests {
             .collect();
         let svg = utilisation_svg(&hours).unwrap();
         assert!(svg.contains("GPU") && svg.contains("CPU") && svg.contains("<polyline"));
+    }
+
+    #[test]
+    fn daily_amounts_are_labelled_in_their_asset() {
+        let days: Vec<DailyAmount> = (0..30)
+            .map(|i| DailyAmount {
+                day_ms: 1_795_600_000_000 + i * 86_400_000,
+                units: i * 1_500_000,
+            })
+            .collect();
+        let svg = daily_amounts_svg(&days, Asset::Usdc).unwrap();
+        assert!(svg.contains("$") && svg.contains("<rect"));
+        let empty = vec![
+            DailyAmount {
+                day_ms: 0,
+                units: 0
+            };
+            30
+        ];
+        let svg = daily_amounts_svg(&empty, Asset::Token).unwrap();
+        assert!(svg.contains("GCT"));
     }
 }

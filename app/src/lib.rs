@@ -16,10 +16,10 @@ use leptos_router::path;
 
 use components::nav::TopNav;
 use components::session::provide_session;
-use routes::cloud::{CloudPage, ClusterPage, DeployPage};
+use routes::cloud::{BillingPage, CloudPage, ClusterPage, DeployPage};
 use routes::explorer::ExplorerPage;
 use routes::not_found::NotFound;
-use routes::worker::{DevicePage, NewDevicePage, WorkerPage};
+use routes::worker::{DevicePage, EarningsPage, NewDevicePage, WorkerPage};
 
 /// Name of the hydrate bundle under `/pkg` (`gpu_commons.js`, `gpu_commons_bg.wasm`, `gpu_commons.css`).
 pub const BUNDLE_NAME: &str = "gpu_commons";
@@ -63,9 +63,11 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/cloud") view=CloudPage />
                         <Route path=path!("/cloud/deploy") view=DeployPage />
                         <Route path=path!("/cloud/clusters/:id") view=ClusterPage />
+                        <Route path=path!("/cloud/billing") view=BillingPage />
                         <Route path=path!("/worker") view=WorkerPage />
                         <Route path=path!("/worker/devices/new") view=NewDevicePage />
                         <Route path=path!("/worker/devices/:id") view=DevicePage />
+                        <Route path=path!("/worker/earnings") view=EarningsPage />
                     </Routes>
                 </ErrorBoundary>
             </main>

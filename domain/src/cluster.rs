@@ -526,6 +526,20 @@ pub struct ClusterDetail {
     pub utilisation_hours: Vec<crate::worker::UtilisationHour>,
 }
 
+/// What one device earned in one cluster, as the provider's earnings page and the device page
+/// list it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HireEarning {
+    pub cluster_id: String,
+    pub device_id: String,
+    pub device_name: String,
+    pub joined_at: i64,
+    /// None while the device is still in the cluster.
+    pub left_at: Option<i64>,
+    /// Settled so far, before the 0.25% provider fee.
+    pub earned: MicroUsd,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

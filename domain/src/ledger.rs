@@ -246,6 +246,42 @@ pub fn statement_csv(lines: &[StatementLine]) -> String {
     out
 }
 
+/// What an account received on one UTC day, in one asset's base units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DailyAmount {
+    /// Start of the day, UTC milliseconds.
+    pub day_ms: i64,
+    pub units: i64,
+}
+
+/// One entry per day for the `days` days ending with `now`'s, oldest first, from sparse
+/// `(day start, units)` sums; days without any count zero.
+pub fn daily_series(sums: &[(i64, i64)], now_ms: i64, days: i64) -> Vec<DailyAmount> {
+    const DAY_MS: i64 = 86_400_000;
+    let today = now_ms.div_euclid(DAY_MS) * DAY_MS;
+    (0..days)
+        .rev()
+        .map(|back| {
+            let day_ms = today - back * DAY_MS;
+            let units = sums
+                .iter()
+                .filter(|(day, _)| *day == day_ms)
+                .map(|(_, units)| units)
+                .sum();
+            DailyAmount { day_ms, units }
+        })
+        .collect()
+}
+
+/// A renter's money, as `/cloud/billing` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Billing {
+    pub available: MicroUsd,
+    pub available_tokens: Tokens,
+    /// Newest first.
+    pub lines: Vec<StatementLine>,
+}
+
 /// Base units with six decimals, exactly (`-1.500000`).
 fn decimal(units: i64) -> String {
     let sign = if units < 0 { "-" } else { "" };
@@ -338,6 +374,19 @@ mod tests {
             "time_utc_ms,kind,cluster,description,asset,amount,fees\r\n\
              1000,charge,\"cl-1\",\"cluster \"\"big\"\", 8 GPUs\",usdc,-20.051250,-0.051250\r\n"
         );
+    }
+
+    #[test]
+    fn daily_series_fill_missing_days_with_zero() {
+        let day = 86_400_000;
+        let now = 10 * day + 5;
+        let series = daily_series(
+            &[(9 * day, 7), (10 * day, 3), (10 * day, 2), (2 * day, 99)],
+            now,
+            3,
+        );
+        let units: Vec<(i64, i64)> = series.iter().map(|d| (d.day_ms / day, d.units)).collect();
+        assert_eq!(units, [(8, 0), (9, 7), (10, 5)]);
     }
 
     proptest! {

@@ -241,6 +241,24 @@ pub struct DeviceBlockReward {
     pub ineligible: Option<String>,
 }
 
+/// A provider's money, as `/worker/earnings` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderEarnings {
+    /// Hire earnings settled and not yet claimed.
+    pub claimable: MicroUsd,
+    /// Block rewards not yet claimed.
+    pub claimable_tokens: Tokens,
+    /// Per device and cluster, newest first.
+    pub hires: Vec<crate::cluster::HireEarning>,
+    /// The devices' lines in the newest blocks.
+    pub rewards: Vec<DeviceBlockReward>,
+    /// Every movement of the provider's claimable balance, newest first.
+    pub payments: Vec<crate::ledger::StatementLine>,
+    /// Hire earnings and block rewards received per day, oldest first.
+    pub daily_hire: Vec<crate::ledger::DailyAmount>,
+    pub daily_rewards: Vec<crate::ledger::DailyAmount>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

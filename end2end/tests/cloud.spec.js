@@ -110,6 +110,30 @@ test('a renter deploys a cluster on a real agent, extends it and terminates it',
     expect(Number(balance.replace('$', ''))).toBeLessThan(500);
     await page.getByTestId('cluster-status-filter').selectOption('running');
     await expect(page.getByTestId('no-clusters')).toBeVisible();
+
+    // Billing: the refund, the two charges and the welcome credit, newest first, and a CSV.
+    await page.getByTestId('billing-link').click();
+    await expect(page).toHaveURL(/\/cloud\/billing$/);
+    await expect(page.getByTestId('movement')).toHaveCount(4);
+    await expect(page.getByTestId('movement').first()).toHaveAttribute('data-kind', 'refund');
+    await expect(page.getByTestId('billing-balance')).toHaveText(balance);
+    const csv = await (await page.request.get('/api/v1/cloud/billing.csv')).text();
+    expect(csv.split('\r\n').filter(Boolean)).toHaveLength(5);
+
+    // The same wallet runs the device: its earnings show the hire, settled at termination.
+    await page.goto('/worker');
+    await hydrated(page);
+    await page.getByTestId('earnings-link').click();
+    await expect(page).toHaveURL(/\/worker\/earnings$/);
+    await hydrated(page);
+    await expect(page.getByTestId('hire-row')).toContainText('e2e-rental');
+    await expect(page.getByTestId('hire-chart').locator('svg')).toBeVisible();
+    await expect(page.getByTestId('movement')).toHaveCount(1);
+    await page.getByTestId('payments-search').fill('no such payment');
+    await expect(page.getByTestId('no-movements')).toBeVisible();
+    await page.getByTestId('payments-search').fill('terminated');
+    await expect(page.getByTestId('movement')).toHaveCount(1);
+    await expect(page.getByTestId('movement')).toHaveAttribute('data-kind', 'earning');
   } finally {
     device.agent.kill();
   }

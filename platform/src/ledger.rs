@@ -214,6 +214,31 @@ impl LedgerService {
         Ok(recorded)
     }
 
+    /// What `account` received of `asset` per UTC day since `since`, as `(day start, units)`.
+    pub async fn daily_credits(
+        &self,
+        account: &Account,
+        asset: Asset,
+        since: UnixMillis,
+    ) -> Result<Vec<(i64, i64)>, Error> {
+        const DAY_MS: i64 = 86_400_000;
+        sqlx::query(
+            "SELECT CAST(t.at / $3 AS BIGINT) * $3, CAST(SUM(x.amount) AS BIGINT) \
+             FROM ledger_transfers x JOIN ledger_transactions t ON t.id = x.transaction_id \
+             WHERE x.credit = $1 AND x.asset = $2 AND t.at >= $4 \
+             GROUP BY CAST(t.at / $3 AS BIGINT)",
+        )
+        .bind(account.to_string())
+        .bind(asset.as_str())
+        .bind(DAY_MS)
+        .bind(since.0)
+        .fetch_all(self.store.pool())
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
+    }
+
     /// Checks the ledger against itself: every kept balance equals what the transfers add up
     /// to, and each asset's balances sum to zero. Returns what disagrees (nothing when sound).
     pub async fn audit(&self) -> Result<Vec<String>, Error> {

@@ -95,6 +95,50 @@ impl Platform {
     }
 }
 
+/// Rows the money pages list at most.
+const STATEMENT_LINES: u32 = 500;
+/// Days the earnings charts cover.
+const EARNINGS_DAYS: i64 = 30;
+
+impl Services {
+    /// A renter's balances and movements (`/cloud/billing`).
+    pub async fn billing(&self, user_id: i64) -> Result<domain::ledger::Billing, Error> {
+        let account = domain::ledger::Account::UserAvailable(user_id);
+        Ok(domain::ledger::Billing {
+            available: self.ledger.balance(&account).await?,
+            available_tokens: self.ledger.tokens(&account).await?,
+            lines: self.ledger.statement(&account, STATEMENT_LINES).await?,
+        })
+    }
+
+    /// A provider's balances, hire earnings, block rewards and movements (`/worker/earnings`).
+    pub async fn earnings(
+        &self,
+        owner: &domain::wallet::WalletAddress,
+        now: domain::time::UnixMillis,
+    ) -> Result<domain::rewards::ProviderEarnings, Error> {
+        let wallet = owner.as_str();
+        use domain::ledger::{daily_series, Account};
+        use domain::money::Asset;
+        let account = Account::ProviderClaimable(wallet.to_owned());
+        let since = domain::time::UnixMillis(now.0 - EARNINGS_DAYS * 86_400_000);
+        let daily = |asset| self.ledger.daily_credits(&account, asset, since);
+        let (hire_days, reward_days) = (daily(Asset::Usdc).await?, daily(Asset::Token).await?);
+        Ok(domain::rewards::ProviderEarnings {
+            claimable: self.ledger.balance(&account).await?,
+            claimable_tokens: self.ledger.tokens(&account).await?,
+            hires: self
+                .provisioning
+                .hires_of(wallet, None, STATEMENT_LINES)
+                .await?,
+            rewards: self.rewards.rewards_of(wallet, STATEMENT_LINES).await?,
+            payments: self.ledger.statement(&account, STATEMENT_LINES).await?,
+            daily_hire: daily_series(&hire_days, now.0, EARNINGS_DAYS),
+            daily_rewards: daily_series(&reward_days, now.0, EARNINGS_DAYS),
+        })
+    }
+}
+
 impl std::ops::Deref for Platform {
     type Target = Services;
 

@@ -17,8 +17,8 @@ use domain::catalog::GpuCatalog;
 use domain::cluster::{
     parse_duration, ClusterDetail, ClusterEvent, ClusterEventLine, ClusterKind, ClusterMember,
     ClusterRole, ClusterStatus, ClusterSummary, CountrySupply, DeployOptions, DeployOrder,
-    DeployRequest, ExtendRequest, Hardware, HardwareOffer, PaymentMethod, Purpose, QuoteAnswer,
-    SecurityCompliance, Workload,
+    DeployRequest, ExtendRequest, Hardware, HardwareOffer, HireEarning, PaymentMethod, Purpose,
+    QuoteAnswer, SecurityCompliance, Workload,
 };
 use domain::device_status::{DeviceEvent, Transition};
 use domain::fleet::{ConnectivityTier, DeviceStatus};
@@ -1240,6 +1240,38 @@ impl ProvisioningService {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// What `owner_wallet`'s devices (or just `device_id`) earned per cluster, newest first.
+    pub async fn hires_of(
+        &self,
+        owner_wallet: &str,
+        device_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<HireEarning>, Error> {
+        sqlx::query(
+            "SELECT cd.cluster_id, cd.device_id, d.name, cd.joined_at, cd.left_at, cd.earned \
+             FROM cluster_devices cd JOIN devices d ON d.id = cd.device_id \
+             WHERE d.owner_wallet = $1 AND ($2 = '' OR cd.device_id = $2) \
+             ORDER BY cd.joined_at DESC, cd.device_id LIMIT $3",
+        )
+        .bind(owner_wallet)
+        .bind(device_id.unwrap_or_default())
+        .bind(i64::from(limit))
+        .fetch_all(self.store.pool())
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(HireEarning {
+                cluster_id: row.try_get(0)?,
+                device_id: row.try_get(1)?,
+                device_name: row.try_get(2)?,
+                joined_at: row.try_get(3)?,
+                left_at: row.try_get(4)?,
+                earned: MicroUsd::from_micros(row.try_get(5)?),
+            })
+        })
+        .collect()
     }
 
     /// Gives every device of an active cluster its assignment in the live fleet (start-up).

@@ -14,8 +14,10 @@ use domain::cluster::{
     QuoteAnswer,
 };
 use domain::fleet::OwnerAction;
+use domain::ledger::{statement_csv, Billing};
 use domain::money::MicroUsd;
 use domain::network::NetworkSummary;
+use domain::rewards::ProviderEarnings;
 use domain::siws::SignedIn;
 use domain::worker::{DeviceDetail, DeviceFilter, NewDevice, RegistrationTicket, WorkerDevices};
 use platform::auth::{Challenge, SessionToken};
@@ -39,6 +41,9 @@ pub fn routes() -> Router<Platform> {
         .route("/worker/devices/{id}/rename", post(rename_device))
         .route("/worker/devices/{id}/{action}", post(device_action))
         .route("/cloud/balance", get(balance))
+        .route("/cloud/billing", get(billing))
+        .route("/cloud/billing.csv", get(billing_csv))
+        .route("/worker/earnings", get(earnings))
         .route("/cloud/options", get(deploy_options))
         .route("/cloud/quote", post(quote))
         .route("/cloud/name-available", get(name_available))
@@ -269,6 +274,44 @@ async fn balance(
         .balance(&domain::ledger::Account::UserAvailable(session.user_id))
         .await?;
     Ok(Json(Balance { available }))
+}
+
+async fn billing(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+) -> Result<Json<Billing>, Error> {
+    let session = signed_in(&platform, &headers).await?;
+    Ok(Json(platform.billing(session.user_id).await?))
+}
+
+/// The billing movements as a CSV download.
+async fn billing_csv(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let session = signed_in(&platform, &headers).await?;
+    let billing = platform.billing(session.user_id).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"billing.csv\"",
+            ),
+        ],
+        statement_csv(&billing.lines),
+    )
+        .into_response())
+}
+
+async fn earnings(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+) -> Result<Json<ProviderEarnings>, Error> {
+    let session = signed_in(&platform, &headers).await?;
+    Ok(Json(
+        platform.earnings(&session.wallet, platform::now()).await?,
+    ))
 }
 
 #[derive(Deserialize)]

@@ -64,6 +64,24 @@ const ENDPOINTS: &[(&str, &str, &str, bool)] = &[
     ),
     (
         "get",
+        "/cloud/billing",
+        "The renter's balances and every movement of them, newest first",
+        true,
+    ),
+    (
+        "get",
+        "/cloud/billing.csv",
+        "The same movements as CSV",
+        true,
+    ),
+    (
+        "get",
+        "/worker/earnings",
+        "The provider's claimable balances, hire earnings, block rewards and movements",
+        true,
+    ),
+    (
+        "get",
         "/cloud/options",
         "Hardware with free units and prices; countries with free units of ?hardware=",
         false,

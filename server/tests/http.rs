@@ -581,9 +581,39 @@ async fn the_cloud_api_quotes_deploys_extends_and_terminates(app: TestApp) {
     // Never ran: everything back, fees included.
     let balance = app.get_json("/api/v1/cloud/balance").await;
     assert_eq!(balance["available"], 100_000_000);
+    // Billing: the welcome credit, the two charges and the refund, newest first, as JSON,
+    // CSV and a page rendered on the server.
+    let billing = app.get_json("/api/v1/cloud/billing").await;
+    let kinds: Vec<&str> = billing["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["refund", "charge", "charge", "credit"], "{billing}");
+    assert_eq!(billing["lines"][1]["cluster_id"], id);
+    let csv = app.get("/api/v1/cloud/billing.csv").await;
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = csv.text().await.unwrap();
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    assert!(csv.contains(&format!("refund,\"{id}\"")), "{csv}");
+    let page = app.get("/cloud/billing").await.text().await.unwrap();
+    assert_eq!(
+        page.matches("data-testid=\"movement\"").count(),
+        4,
+        "{page}"
+    );
 
     // Another renter sees none of it; the wizard page renders on the server.
     app.sign_in(&new_wallet()).await;
+    let empty = app.get_json("/api/v1/worker/earnings").await;
+    assert_eq!(empty["claimable"], 0);
+    assert_eq!(empty["daily_hire"].as_array().unwrap().len(), 30);
+    let page = app.get("/worker/earnings").await.text().await.unwrap();
+    assert!(
+        page.contains("data-testid=\"no-hires\"") && page.contains("<svg"),
+        "{page}"
+    );
     let hidden = app.get(&format!("/api/v1/cloud/clusters/{id}")).await;
     assert_eq!(hidden.status(), StatusCode::NOT_FOUND);
     let page = app.get("/cloud/deploy").await.text().await.unwrap();

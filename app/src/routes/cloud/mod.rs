@@ -1,11 +1,14 @@
 //! `/cloud`: the renter's console: balance, clusters with a status filter and search, and what
 //! can be rented right now. `/cloud/deploy` is the deploy wizard, `/cloud/clusters/:id` one
-//! cluster.
+//! cluster, `/cloud/billing` the movements of the balance.
 
 mod api_keys;
+mod billing;
 mod cluster;
 mod deploy;
 
+pub use billing::BillingPage;
+pub(crate) use billing::StatementTable;
 pub use cluster::ClusterPage;
 pub use deploy::DeployPage;
 
@@ -44,7 +47,8 @@ pub fn CloudPage() -> impl IntoView {
             <Transition fallback=|| view! { <p class="muted">"Loading your clusters…"</p> }>
                 {move || overview.get().map(|result| match result {
                     Ok(o) => view! {
-                        <p class="balance">"Balance: " <strong data-testid="balance">{o.available.to_string()}</strong></p>
+                        <p class="balance">"Balance: " <strong data-testid="balance">{o.available.to_string()}</strong>
+                            " " <a href="/cloud/billing" data-testid="billing-link">"Billing"</a></p>
                         <ClusterTable clusters=o.clusters status search />
                     }.into_any(),
                     Err(AppError::Unauthorized(_)) => view! {

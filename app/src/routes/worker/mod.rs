@@ -1,10 +1,13 @@
 //! `/worker`: the provider's tab: their devices once signed in, and what GPUs earn here.
-//! `/worker/devices/new` adds a device; `/worker/devices/:id` shows one.
+//! `/worker/devices/new` adds a device; `/worker/devices/:id` shows one; `/worker/earnings`
+//! shows what they earned.
 
 mod device;
+mod earnings;
 mod new_device;
 
 pub use device::DevicePage;
+pub use earnings::EarningsPage;
 pub use new_device::NewDevicePage;
 
 use domain::fleet::{ConnectivityTier, DeviceStatus};
@@ -46,6 +49,7 @@ pub fn WorkerPage() -> impl IntoView {
         <section class="panel">
             <div class="panel-head">
                 <h2>"Your devices"</h2>
+                <a class="btn" href="/worker/earnings" data-testid="earnings-link">"Earnings"</a>
                 <a class="btn btn-primary" href="/worker/devices/new" data-testid="add-device">"Add a device"</a>
             </div>
             <Transition fallback=|| view! { <p class="muted">"Loading your devices…"</p> }>
