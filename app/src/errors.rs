@@ -19,6 +19,9 @@ pub enum AppError {
     /// Refused in the thing's current state; the message says why.
     #[error("{0}")]
     Conflict(String),
+    /// Something the request needs outside GPU Commons (Solana) did not answer; retry later.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("something went wrong on our side; please try again in a moment")]
     Internal,
     /// The request did not reach the server or its answer could not be read.
@@ -42,6 +45,7 @@ impl AppError {
             AppError::Unauthorized(_) => http::StatusCode::UNAUTHORIZED,
             AppError::NotFound(_) => http::StatusCode::NOT_FOUND,
             AppError::Conflict(_) => http::StatusCode::CONFLICT,
+            AppError::Unavailable(_) => http::StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal | AppError::Transport(_) => http::StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -86,6 +90,9 @@ impl AppError {
             E::ApiKeyRejected => AppError::Unauthorized(E::ApiKeyRejected.to_string()),
             E::NotFound(message) => AppError::NotFound(message),
             E::Conflict(message) => AppError::Conflict(message),
+            E::Chain(message) => {
+                AppError::Unavailable(format!("Solana: {message}; please try again in a moment"))
+            }
             // Agent refusals belong to the agent API; no page calls it.
             E::AgentRefused(refusal) => AppError::Invalid(refusal.to_string()),
             internal @ (E::Unreachable { .. }

@@ -23,6 +23,8 @@ pub enum Account {
     PlatformFees,
     /// Each block's emission passes through here; what no eligible device earned stays.
     RewardsPool,
+    /// What a payout holds from its claim until it lands (or fails and goes back).
+    PayoutHeld(String),
     /// Where money enters or leaves the platform: a payment rail, operator credits, emission.
     External(&'static str),
 }
@@ -31,6 +33,8 @@ pub enum Account {
 pub const OPERATOR_CREDITS: Account = Account::External("operator");
 /// The network token's block emission comes from here.
 pub const EMISSION: Account = Account::External("emission");
+/// Payouts that landed leave to the chain.
+pub const SOLANA: Account = Account::External("solana");
 
 impl fmt::Display for Account {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -40,6 +44,7 @@ impl fmt::Display for Account {
             Account::ProviderClaimable(wallet) => write!(f, "provider:{wallet}:claimable"),
             Account::PlatformFees => f.write_str("platform:fees"),
             Account::RewardsPool => f.write_str("platform:rewards_pool"),
+            Account::PayoutHeld(id) => write!(f, "payout:{id}:held"),
             Account::External(rail) => write!(f, "external:{rail}"),
         }
     }
@@ -98,9 +103,7 @@ impl Posting {
         to: Account,
         amount: MicroUsd,
     ) -> Result<Posting, PostingError> {
-        self.move_units(Asset::Usdc, from, to, amount.micros(), || {
-            amount.to_string()
-        })
+        self.transfer_units(Asset::Usdc, from, to, amount.micros())
     }
 
     /// Moves `amount` of the network token; zero amounts are left out.
@@ -110,21 +113,19 @@ impl Posting {
         to: Account,
         amount: Tokens,
     ) -> Result<Posting, PostingError> {
-        self.move_units(Asset::Token, from, to, amount.units(), || {
-            amount.to_string()
-        })
+        self.transfer_units(Asset::Token, from, to, amount.units())
     }
 
-    fn move_units(
+    /// Moves `units` base units of `asset`; zero amounts are left out.
+    pub fn transfer_units(
         mut self,
         asset: Asset,
         from: Account,
         to: Account,
         units: i64,
-        shown: impl Fn() -> String,
     ) -> Result<Posting, PostingError> {
         if units < 0 {
-            return Err(PostingError::Negative(shown()));
+            return Err(PostingError::Negative(asset.show(units)));
         }
         if from == to {
             return Err(PostingError::ToItself(from));
@@ -180,6 +181,8 @@ pub enum MovementKind {
     Earning,
     /// A block's reward.
     Reward,
+    /// A claim to the wallet, or its funds coming back when it could not be paid.
+    Payout,
 }
 
 impl MovementKind {
@@ -196,6 +199,7 @@ impl MovementKind {
                 _ => (MovementKind::Refund, cluster),
             },
             "block" => (MovementKind::Reward, None),
+            "payout" | "unpaid" => (MovementKind::Payout, None),
             _ => (MovementKind::Credit, None),
         }
     }
@@ -207,6 +211,7 @@ impl MovementKind {
             MovementKind::Credit => "credit",
             MovementKind::Earning => "earning",
             MovementKind::Reward => "reward",
+            MovementKind::Payout => "payout",
         }
     }
 }

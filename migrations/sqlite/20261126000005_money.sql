@@ -104,3 +104,39 @@ CREATE TABLE block_rewards (
 );
 CREATE INDEX block_rewards_owner ON block_rewards (owner_wallet, block_number);
 CREATE INDEX block_rewards_device ON block_rewards (device_id, block_number);
+
+-- Claims of claimable balance to the provider's wallet. The signed transaction is stored
+-- (with the last block height at which it can land) before it is first sent, so a worker
+-- that stops at any point leaves a payout the next one finishes without paying twice.
+CREATE TABLE payouts (
+    id                 TEXT    PRIMARY KEY,
+    owner_wallet       TEXT    NOT NULL,
+    asset              TEXT    NOT NULL CHECK (asset IN ('usdc', 'token')),
+    amount             BIGINT  NOT NULL CHECK (amount > 0),
+    idempotency_key    TEXT    NOT NULL,
+    status             TEXT    NOT NULL CHECK (status IN ('requested', 'submitted', 'confirmed', 'failed')),
+    status_reason      TEXT    NOT NULL DEFAULT '',
+    requested_at       BIGINT  NOT NULL,
+    -- The transaction in flight: its signature, wire bytes (base64) and expiry height.
+    signature          TEXT,
+    wire               TEXT,
+    last_valid_height  BIGINT,
+    sends              BIGINT  NOT NULL DEFAULT 0,
+    -- A worker holds the payout until then; another leaves it alone meanwhile.
+    lease_until        BIGINT  NOT NULL DEFAULT 0,
+    finished_at        BIGINT,
+    UNIQUE (owner_wallet, idempotency_key),
+    CHECK (status = 'requested' OR signature IS NOT NULL)
+);
+CREATE INDEX payouts_owner ON payouts (owner_wallet, requested_at);
+CREATE INDEX payouts_open ON payouts (lease_until) WHERE status IN ('requested', 'submitted');
+
+-- Every transaction a payout was signed as: a new one is made only once the previous one can
+-- no longer land, and all of them are checked before a payout is called failed.
+CREATE TABLE payout_signatures (
+    signature          TEXT    PRIMARY KEY,
+    payout_id          TEXT    NOT NULL REFERENCES payouts (id),
+    last_valid_height  BIGINT  NOT NULL,
+    signed_at          BIGINT  NOT NULL
+);
+CREATE INDEX payout_signatures_payout ON payout_signatures (payout_id);

@@ -35,6 +35,9 @@ pub enum Error {
     /// A stored row breaks the domain's rules (a bug or a hand edit), never the caller's fault.
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// Solana could not be reached or refused a call; the operation can be retried.
+    #[error("Solana: {0}")]
+    Chain(String),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     /// Work handed to another task or thread panicked or was cancelled.

@@ -11,6 +11,7 @@ pub mod fleet;
 mod index;
 pub mod ledger;
 mod live;
+pub mod payouts;
 pub mod provisioning;
 pub mod rewards;
 mod secret;
@@ -28,6 +29,7 @@ use api_keys::ApiKeyService;
 use auth::{AuthConfig, AuthService};
 use fleet::FleetService;
 use ledger::LedgerService;
+use payouts::{PayoutChain, PayoutService};
 use provisioning::{ProvisioningConfig, ProvisioningService};
 use rewards::{RewardsConfig, RewardsService};
 use store::Store;
@@ -40,6 +42,8 @@ pub struct PlatformConfig {
     pub fleet: FleetConfig,
     pub provisioning: ProvisioningConfig,
     pub rewards: RewardsConfig,
+    /// What payouts are paid with; None runs without payouts (claims are refused).
+    pub payout_chain: Option<Arc<PayoutChain>>,
 }
 
 /// All services behind one shared pointer: the web framework clones this for every request
@@ -56,6 +60,7 @@ pub struct Services {
     pub provisioning: ProvisioningService,
     pub ledger: LedgerService,
     pub rewards: RewardsService,
+    pub payouts: PayoutService,
     pub api_keys: ApiKeyService,
 }
 
@@ -89,6 +94,7 @@ impl Platform {
             provisioning,
             ledger: LedgerService::new(store.clone()),
             rewards: RewardsService::new(store.clone(), catalog, config.rewards),
+            payouts: PayoutService::new(store.clone(), config.payout_chain),
             api_keys: ApiKeyService::new(store.clone()),
             store,
         }))
@@ -144,6 +150,17 @@ impl std::ops::Deref for Platform {
 
     fn deref(&self) -> &Services {
         &self.0
+    }
+}
+
+/// The caller's idempotency key (1–128 characters), or a fresh one when there is none.
+pub(crate) fn idempotency(key: Option<&str>) -> Result<String, Error> {
+    match key.map(str::trim) {
+        None => Ok(format!("auto-{}", secret::random_hex(16))),
+        Some(key) if key.is_empty() || key.len() > 128 => Err(Error::Invalid(
+            "an idempotency key is 1–128 characters".into(),
+        )),
+        Some(key) => Ok(key.to_owned()),
     }
 }
 

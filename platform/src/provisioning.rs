@@ -271,7 +271,7 @@ impl ProvisioningService {
         now: UnixMillis,
     ) -> Result<ClusterSummary, Error> {
         let order = self.order(request)?;
-        let key = idempotency(idempotency_key)?;
+        let key = crate::idempotency(idempotency_key)?;
         let key = key.as_str();
         if let Some(existing) = self.by_key(user_id, key).await? {
             return Ok(existing);
@@ -722,7 +722,7 @@ impl ProvisioningService {
                     message,
                 }])
             })?;
-        let key = idempotency(idempotency_key)?;
+        let key = crate::idempotency(idempotency_key)?;
         let mut tx = self.store.begin_write().await?;
         lock_cluster(&mut tx, id).await?;
         let row = cluster_row(&mut tx, user_id, id).await?;
@@ -1302,16 +1302,6 @@ impl ProvisioningService {
 }
 
 /// The caller's idempotency key, checked, or a fresh one.
-fn idempotency(key: Option<&str>) -> Result<String, Error> {
-    match key.map(str::trim) {
-        None => Ok(format!("auto-{}", random_hex(16))),
-        Some(key) if key.is_empty() || key.len() > 128 => Err(Error::Invalid(
-            "an idempotency key is 1–128 characters".into(),
-        )),
-        Some(key) => Ok(key.to_owned()),
-    }
-}
-
 fn workload_state(text: &str) -> Result<WorkloadState, Error> {
     [
         WorkloadState::Assigned,

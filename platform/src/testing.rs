@@ -205,3 +205,27 @@ pub async fn record_uptime(
     .await?;
     Ok(())
 }
+
+/// Credits `units` of `asset` to `wallet`'s claimable balance from the operator's account, as
+/// earnings would: for payout tests that need a balance to claim without running clusters.
+pub async fn grant_claimable(
+    store: &crate::store::Store,
+    wallet: &str,
+    asset: domain::money::Asset,
+    units: i64,
+    key: &str,
+) -> Result<(), crate::Error> {
+    use domain::ledger::{Account, Posting, OPERATOR_CREDITS};
+    let posting = Posting::new(format!("grant:{key}"), "granted for a test")
+        .transfer_units(
+            asset,
+            OPERATOR_CREDITS,
+            Account::ProviderClaimable(wallet.to_owned()),
+            units,
+        )
+        .map_err(|e| crate::Error::Invalid(e.to_string()))?;
+    let mut tx = store.begin_write().await?;
+    crate::ledger::post(&mut tx, &posting, domain::time::UnixMillis(0)).await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -49,6 +49,7 @@ fn config() -> PlatformConfig {
         },
         provisioning: ProvisioningConfig::default(),
         rewards: RewardsConfig::default(),
+        payout_chain: None,
     }
 }
 
@@ -1306,6 +1307,405 @@ async fn concurrent_deploys_never_share_a_device(p: Platform, url: String) {
     assert_eq!(hired, members);
     assert_eq!(won.units, 20);
     assert_books_balance(&p, &won.id).await;
+}
+
+/// A platform at `url` paying through an in-process Solana runtime (real SPL token program):
+/// a treasury with SOL for fees and 1,000,000 of each asset.
+struct Paying {
+    p: Platform,
+    rpc: std::sync::Arc<chain::litesvm::LiteSvmRpc>,
+    usdc: chain::TokenMint,
+    token: chain::TokenMint,
+    payout_chain: std::sync::Arc<platform::payouts::PayoutChain>,
+}
+
+async fn paying_platform(url: &str, rpc: std::sync::Arc<chain::litesvm::LiteSvmRpc>) -> Paying {
+    use chain::Signer;
+    let treasury = chain::Keypair::new();
+    rpc.airdrop(&treasury.pubkey(), 100_000_000_000);
+    let (usdc, token) = (rpc.create_mint(6), rpc.create_mint(6));
+    rpc.mint_to(&treasury.pubkey(), &usdc, 1_000_000_000_000);
+    rpc.mint_to(&treasury.pubkey(), &token, 1_000_000_000_000);
+    let payout_chain = std::sync::Arc::new(platform::payouts::PayoutChain {
+        rpc: rpc.clone(),
+        treasury,
+        usdc,
+        token,
+    });
+    Paying {
+        p: replica_paying(url, &payout_chain).await,
+        rpc,
+        usdc,
+        token,
+        payout_chain,
+    }
+}
+
+/// Another server process on the same database and chain.
+async fn replica_paying(
+    url: &str,
+    chain: &std::sync::Arc<platform::payouts::PayoutChain>,
+) -> Platform {
+    Platform::new(
+        Store::open(url).await.unwrap(),
+        PlatformConfig {
+            payout_chain: Some(chain.clone()),
+            ..config()
+        },
+    )
+}
+
+fn recipient(wallet: &WalletAddress) -> chain::Pubkey {
+    chain::parse_address(wallet.as_str()).unwrap()
+}
+
+async fn payouts_pay_real_tokens_once_and_return_what_cannot_land(url: String) {
+    use chain::litesvm::{Faults, LiteSvmRpc};
+    use domain::money::Asset;
+    use domain::payout::PayoutStatus;
+    let rpc = std::sync::Arc::new(LiteSvmRpc::default());
+    let Paying {
+        p,
+        rpc,
+        usdc,
+        token,
+        ..
+    } = paying_platform(&url, rpc).await;
+    let owner = WalletAddress::parse(&Wallet::new().address()).unwrap();
+    let claimable = Account::ProviderClaimable(owner.as_str().to_owned());
+    platform::testing::grant_claimable(
+        &p.store,
+        owner.as_str(),
+        Asset::Usdc,
+        usd(50).micros(),
+        "u",
+    )
+    .await
+    .unwrap();
+    platform::testing::grant_claimable(&p.store, owner.as_str(), Asset::Token, 20_000_000, "t")
+        .await
+        .unwrap();
+
+    // Claims below the minimum or above the balance are refused with the figures.
+    let refused = p
+        .payouts
+        .request(&owner, Asset::Usdc, 500_000, None, T0)
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("smallest claim is $1.00"),
+        "{refused}"
+    );
+    let refused = p
+        .payouts
+        .request(&owner, Asset::Usdc, usd(51).micros(), None, T0)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("up to $50.00"), "{refused}");
+
+    // A claim holds the funds once per key, and the worker pays it on chain.
+    let claim = p
+        .payouts
+        .request(&owner, Asset::Usdc, usd(10).micros(), Some("c1"), T0)
+        .await
+        .unwrap();
+    let again = p
+        .payouts
+        .request(&owner, Asset::Usdc, usd(10).micros(), Some("c1"), T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        (claim.id.clone(), claim.status),
+        (again.id, PayoutStatus::Requested)
+    );
+    assert_eq!(p.ledger.balance(&claimable).await.unwrap(), usd(40));
+    p.payouts.work(T0).await.unwrap();
+    p.payouts.work(T0).await.unwrap();
+    let paid = &p.payouts.payouts_of(&owner, 10).await.unwrap()[0];
+    assert_eq!(paid.status, PayoutStatus::Confirmed, "{paid:?}");
+    assert!(paid
+        .explorer_url("devnet")
+        .unwrap()
+        .contains(paid.signature.as_deref().unwrap()));
+    assert_eq!(rpc.token_balance(&recipient(&owner), &usdc), 10_000_000);
+
+    // The answer to the send is lost: the transfer landed anyway and is found, not repeated.
+    rpc.set_faults(Faults {
+        lost_answer_permille: 1000,
+        ..Faults::default()
+    });
+    p.payouts
+        .request(&owner, Asset::Token, 5_000_000, None, T0)
+        .await
+        .unwrap();
+    p.payouts.work(T0).await.unwrap();
+    rpc.set_faults(Faults::default());
+    p.payouts.work(T0).await.unwrap();
+    assert_eq!(rpc.token_balance(&recipient(&owner), &token), 5_000_000);
+
+    // The send never arrives and the blockhash expires: signed anew, landed once.
+    let landed_before = rpc.landed();
+    rpc.set_faults(Faults {
+        lost_send_permille: 1000,
+        ..Faults::default()
+    });
+    let expired = p
+        .payouts
+        .request(&owner, Asset::Usdc, usd(3).micros(), None, T0)
+        .await
+        .unwrap();
+    p.payouts.work(T0).await.unwrap();
+    p.payouts.work(T0).await.unwrap();
+    rpc.set_faults(Faults::default());
+    rpc.advance_blocks(200);
+    p.payouts.work(T0).await.unwrap();
+    p.payouts.work(T0).await.unwrap();
+    assert_eq!(rpc.token_balance(&recipient(&owner), &usdc), 13_000_000);
+    assert_eq!(rpc.landed() - landed_before, 1);
+    let signed = stored_number(
+        &p.store,
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM payout_signatures WHERE payout_id = $1",
+        &expired.id,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        signed, 2,
+        "signed once, and once more after the first expired"
+    );
+
+    // More than the treasury holds fails on chain: the funds come back to the claimable balance.
+    let whale = WalletAddress::parse(&Wallet::new().address()).unwrap();
+    platform::testing::grant_claimable(
+        &p.store,
+        whale.as_str(),
+        Asset::Token,
+        2_000_000_000_000,
+        "w",
+    )
+    .await
+    .unwrap();
+    let too_big = p
+        .payouts
+        .request(&whale, Asset::Token, 2_000_000_000_000, None, T0)
+        .await
+        .unwrap();
+    p.payouts.work(T0).await.unwrap();
+    p.payouts.work(T0).await.unwrap();
+    let failed = p.payouts.payouts_of(&whale, 1).await.unwrap().remove(0);
+    assert_eq!(
+        (failed.id, failed.status),
+        (too_big.id, PayoutStatus::Failed)
+    );
+    assert!(
+        failed.status_reason.contains("claimable again"),
+        "{}",
+        failed.status_reason
+    );
+    assert_eq!(
+        p.ledger
+            .tokens(&Account::ProviderClaimable(whale.as_str().to_owned()))
+            .await
+            .unwrap()
+            .units(),
+        2_000_000_000_000
+    );
+    assert_eq!(rpc.token_balance(&recipient(&whale), &token), 0);
+
+    // Settled and balanced: everything claimed either left for the chain or is claimable.
+    assert_eq!(p.ledger.balance(&claimable).await.unwrap(), usd(37));
+    assert_eq!(
+        p.ledger.tokens(&claimable).await.unwrap().units(),
+        15_000_000
+    );
+    assert_eq!(p.ledger.audit().await.unwrap(), Vec::<String>::new());
+
+    // A server without a treasury refuses claims and says why.
+    let unpaid = Platform::new(Store::open(&url).await.unwrap(), config());
+    let off = unpaid
+        .payouts
+        .request(&owner, Asset::Usdc, usd(1).micros(), None, T0)
+        .await
+        .unwrap_err();
+    assert!(off.to_string().contains("not enabled"), "{off}");
+}
+
+#[tokio::test]
+async fn sqlite_payouts_pay_real_tokens_once_and_return_what_cannot_land() {
+    payouts_pay_real_tokens_once_and_return_what_cannot_land(platform::testing::fresh_sqlite_url())
+        .await;
+}
+
+#[tokio::test]
+async fn postgres_payouts_pay_real_tokens_once_and_return_what_cannot_land() {
+    if let Some(url) = platform::testing::fresh_postgres_url().await {
+        payouts_pay_real_tokens_once_and_return_what_cannot_land(url).await;
+    }
+}
+
+/// A small seeded sequence (splitmix64) for the fault runs: a failing seed replays exactly.
+struct Seeded(u64);
+
+impl Seeded {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) % below.max(1)
+    }
+}
+
+/// `runs` seeded runs against one database and one chain. Each run claims a few payouts for a
+/// new wallet and runs two workers (two server processes) against a chain that loses requests,
+/// sends and answers, delays transactions to a later block, lets blockhashes expire, and crashes
+/// the worker before or after a send or a status check; then, with the faults gone, the workers finish every payout. After each run:
+/// every payout confirmed or failed, the wallet holds on chain exactly what was confirmed, the
+/// rest is claimable again, one transfer landed per confirmed payout, and the ledger balances.
+async fn payout_fault_runs(runs: u64) {
+    use chain::litesvm::{Faults, LiteSvmRpc};
+    use domain::money::Asset;
+    use domain::payout::PayoutStatus;
+    let url = platform::testing::fresh_sqlite_url();
+    let rpc = std::sync::Arc::new(LiteSvmRpc::default());
+    let Paying {
+        p,
+        rpc,
+        usdc,
+        token,
+        payout_chain,
+    } = paying_platform(&url, rpc).await;
+    let workers = [p.clone(), replica_paying(&url, &payout_chain).await];
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !info.to_string().contains("injected crash") {
+            default_hook(info);
+        }
+    }));
+    let mut now = T0;
+    let mut crashes = 0;
+    for seed in 0..runs {
+        let mut random = Seeded(seed);
+        let owner = WalletAddress::parse(&Wallet::new().address()).unwrap();
+        for asset in [Asset::Usdc, Asset::Token] {
+            platform::testing::grant_claimable(
+                &p.store,
+                owner.as_str(),
+                asset,
+                100_000_000,
+                &format!("{seed}-{asset:?}"),
+            )
+            .await
+            .unwrap();
+        }
+        let landed_before = rpc.landed();
+        let mut claims = Vec::new();
+        for n in 0..1 + random.next(3) {
+            let asset = if random.next(2) == 0 {
+                Asset::Usdc
+            } else {
+                Asset::Token
+            };
+            let amount = 1_000_000 * (1 + random.next(30) as i64);
+            let via = &workers[random.next(2) as usize];
+            let claim = via
+                .payouts
+                .request(&owner, asset, amount, Some(&format!("k{n}")), now)
+                .await
+                .unwrap();
+            claims.push(claim.id);
+        }
+        rpc.set_faults(Faults {
+            lost_request_permille: random.next(300) as u32,
+            lost_send_permille: random.next(500) as u32,
+            lost_answer_permille: random.next(300) as u32,
+            crash_permille: random.next(200) as u32,
+            delayed_permille: random.next(500) as u32,
+        });
+        for _ in 0..12 {
+            let worker = workers[random.next(2) as usize].clone();
+            if tokio::spawn(async move { worker.payouts.work(now).await })
+                .await
+                .is_err()
+            {
+                crashes += 1;
+            }
+            if random.next(4) == 0 {
+                rpc.advance_blocks(random.next(200));
+            }
+            // Past the lease of a crashed worker.
+            now = now.plus_seconds(61);
+        }
+        rpc.set_faults(Faults::default());
+        for pass in 0..40 {
+            let open = stored_number(
+                &p.store,
+                "SELECT CAST(COUNT(*) AS BIGINT) FROM payouts WHERE owner_wallet = $1 AND status IN ('requested', 'submitted')",
+                owner.as_str(),
+            )
+            .await
+            .unwrap();
+            if open == 0 {
+                break;
+            }
+            assert!(
+                pass < 39,
+                "seed {seed}: payouts still open after the faults stopped"
+            );
+            workers[pass % 2].payouts.work(now).await.unwrap();
+            rpc.advance_blocks(if pass % 3 == 2 { 200 } else { 1 });
+            now = now.plus_seconds(61);
+        }
+        let payouts = p.payouts.payouts_of(&owner, 10).await.unwrap();
+        assert_eq!(payouts.len(), claims.len(), "seed {seed}");
+        let mut confirmed = 0;
+        for (asset, mint) in [(Asset::Usdc, &usdc), (Asset::Token, &token)] {
+            let paid: i64 = payouts
+                .iter()
+                .filter(|x| x.asset == asset && x.status == PayoutStatus::Confirmed)
+                .map(|x| x.amount)
+                .sum();
+            assert!(payouts
+                .iter()
+                .all(|x| matches!(x.status, PayoutStatus::Confirmed | PayoutStatus::Failed)));
+            confirmed += payouts
+                .iter()
+                .filter(|x| x.asset == asset && x.status == PayoutStatus::Confirmed)
+                .count();
+            assert_eq!(
+                rpc.token_balance(&recipient(&owner), mint) as i64,
+                paid,
+                "seed {seed}: paid on chain"
+            );
+            let claimable = Account::ProviderClaimable(owner.as_str().to_owned());
+            let left = match asset {
+                Asset::Usdc => p.ledger.balance(&claimable).await.unwrap().micros(),
+                Asset::Token => p.ledger.tokens(&claimable).await.unwrap().units(),
+            };
+            assert_eq!(
+                left,
+                100_000_000 - paid,
+                "seed {seed}: claimable after the run"
+            );
+        }
+        assert_eq!(
+            rpc.landed() - landed_before,
+            confirmed,
+            "seed {seed}: one transfer per payout"
+        );
+    }
+    assert_eq!(p.ledger.audit().await.unwrap(), Vec::<String>::new());
+    eprintln!("{runs} seeded payout fault runs, {crashes} worker crashes injected");
+}
+
+/// Runs in CI; `PAYOUT_FAULT_RUNS` sets how many (docs/BENCHMARKS.md has a long run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payouts_survive_seeded_faults() {
+    let runs = std::env::var("PAYOUT_FAULT_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    payout_fault_runs(runs).await;
 }
 
 /// A database at `url` with only the migrations before the ledger's second step, holding

@@ -97,6 +97,14 @@ impl IntoResponse for Error {
                 };
                 (status, refusal.code(), refusal.to_string())
             }
+            Error::Platform(P::Chain(message)) => {
+                tracing::warn!(%message, "Solana call failed");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "chain_unavailable",
+                    format!("Solana: {message}; please try again in a moment"),
+                )
+            }
             Error::Platform(P::NotSignedIn) => (
                 StatusCode::UNAUTHORIZED,
                 "not_signed_in",

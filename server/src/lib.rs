@@ -112,6 +112,7 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
             fleet: config.fleet.clone(),
             provisioning: config.provisioning.clone(),
             rewards: config.rewards.clone(),
+            payout_chain: None,
         },
     );
     platform.agents.rebuild(platform::now()).await?;

@@ -95,5 +95,6 @@ fn kind_text(kind: MovementKind) -> &'static str {
         MovementKind::Credit => "credit",
         MovementKind::Earning => "hire earnings",
         MovementKind::Reward => "block reward",
+        MovementKind::Payout => "payout",
     }
 }

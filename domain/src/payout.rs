@@ -1,0 +1,136 @@
+//! Payouts (DESIGN.md §2): a provider's claim of claimable balance to their Solana wallet, as a
+//! signed SPL token transfer tracked `requested → submitted → confirmed` (or `failed`, funds
+//! returned). The rules a claim must meet live here, shared by the form and the service.
+
+use serde::{Deserialize, Serialize};
+
+use crate::fleet::named_enum;
+use crate::money::{Asset, MicroUsd, Tokens};
+
+named_enum!(
+    /// Where a payout is.
+    PayoutStatus, "payout status", {
+        /// Recorded with the funds held; not signed yet.
+        Requested => "requested",
+        /// Signed (the transaction stored before it was first sent) and sent; waiting to land.
+        Submitted => "submitted",
+        /// Landed on chain: the provider has the tokens.
+        Confirmed => "confirmed",
+        /// Could not be paid; the funds went back to the claimable balance.
+        Failed => "failed",
+    }
+);
+
+/// The smallest claim per asset: a transfer costs the treasury a fee and possibly a token
+/// account's rent, which dust claims would not cover.
+pub fn minimum_claim(asset: Asset) -> i64 {
+    match asset {
+        Asset::Usdc => MicroUsd::from_micros(1_000_000).micros(),
+        Asset::Token => Tokens::from_units(1_000_000).units(),
+    }
+}
+
+/// Claims one wallet may make in an hour, and may have in flight at once.
+pub const CLAIMS_PER_HOUR: i64 = 10;
+pub const CLAIMS_IN_FLIGHT: i64 = 3;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimError {
+    #[error("the smallest claim is {minimum}; {asked} was asked")]
+    BelowMinimum { asked: String, minimum: String },
+    #[error("you can claim up to {claimable}; {asked} was asked")]
+    MoreThanClaimable { asked: String, claimable: String },
+    #[error("{CLAIMS_PER_HOUR} claims an hour at most; try again after {retry_after_secs} s")]
+    TooMany { retry_after_secs: i64 },
+    #[error("{CLAIMS_IN_FLIGHT} claims are still on their way; wait for one to land")]
+    TooManyInFlight,
+}
+
+/// Checks a claim of `amount` base units of `asset` against what the wallet can claim.
+pub fn check_claim(asset: Asset, amount: i64, claimable: i64) -> Result<(), ClaimError> {
+    let minimum = minimum_claim(asset);
+    if amount < minimum {
+        return Err(ClaimError::BelowMinimum {
+            asked: asset.show(amount),
+            minimum: asset.show(minimum),
+        });
+    }
+    if amount > claimable {
+        return Err(ClaimError::MoreThanClaimable {
+            asked: asset.show(amount),
+            claimable: asset.show(claimable),
+        });
+    }
+    Ok(())
+}
+
+/// A payout as the provider sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payout {
+    pub id: String,
+    pub asset: Asset,
+    pub amount: i64,
+    pub status: PayoutStatus,
+    pub status_reason: String,
+    pub requested_at: i64,
+    /// The transaction's signature once signed (the one that landed, once confirmed).
+    pub signature: Option<String>,
+    pub finished_at: Option<i64>,
+}
+
+impl Payout {
+    /// Where anyone can check the transfer, on the given cluster (`mainnet`, `devnet`, …).
+    pub fn explorer_url(&self, cluster: &str) -> Option<String> {
+        let signature = self.signature.as_ref()?;
+        Some(match cluster {
+            "mainnet" | "mainnet-beta" => format!("https://explorer.solana.com/tx/{signature}"),
+            other => format!("https://explorer.solana.com/tx/{signature}?cluster={other}"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_must_be_at_least_the_minimum_and_at_most_what_is_claimable() {
+        assert_eq!(check_claim(Asset::Usdc, 1_000_000, 5_000_000), Ok(()));
+        assert_eq!(
+            check_claim(Asset::Usdc, 500_000, 5_000_000)
+                .unwrap_err()
+                .to_string(),
+            "the smallest claim is $1.00; $0.50 was asked"
+        );
+        assert_eq!(
+            check_claim(Asset::Token, 7_000_000, 2_500_000)
+                .unwrap_err()
+                .to_string(),
+            "you can claim up to 2.5 GCT; 7 GCT was asked"
+        );
+    }
+
+    #[test]
+    fn confirmed_payouts_link_to_the_explorer_of_their_cluster() {
+        let mut payout = Payout {
+            id: "po-1".into(),
+            asset: Asset::Usdc,
+            amount: 1,
+            status: PayoutStatus::Confirmed,
+            status_reason: String::new(),
+            requested_at: 0,
+            signature: None,
+            finished_at: None,
+        };
+        assert_eq!(payout.explorer_url("devnet"), None);
+        payout.signature = Some("5ig".into());
+        assert_eq!(
+            payout.explorer_url("devnet").unwrap(),
+            "https://explorer.solana.com/tx/5ig?cluster=devnet"
+        );
+        assert_eq!(
+            payout.explorer_url("mainnet").unwrap(),
+            "https://explorer.solana.com/tx/5ig"
+        );
+    }
+}
