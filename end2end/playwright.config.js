@@ -8,7 +8,14 @@ const fs = require('fs');
 const port = Number(process.env.E2E_PORT || 3917);
 const root = path.resolve(__dirname, '..');
 const server = process.env.E2E_SERVER_BIN || path.join(root, 'target', 'debug', 'gpu-commons');
-const database = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'gc-e2e-')), 'e2e.db');
+const localSolana = process.env.E2E_SOLANA_BIN || path.join(root, 'target', 'debug', 'local-solana');
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'gc-e2e-'));
+const database = path.join(scratch, 'e2e.db');
+// Payouts land on a local Solana endpoint (litesvm running the real SPL token program) with
+// these two mints; local-solana makes the treasury key file the server then reads.
+const solanaPort = Number(process.env.E2E_SOLANA_PORT || 3918);
+const treasuryKey = path.join(scratch, 'treasury.json');
+const mints = '--usdc-mint CNhiw7naLWn5r7xUoYY6L3XNsK6W6fwW17GAjHKfi2Yv --token-mint EzavvU4p7nThs6nG2tHHTUcs14QvptJKcELF9vfUyjuE';
 
 module.exports = defineConfig({
   testDir: './tests',
@@ -34,12 +41,23 @@ module.exports = defineConfig({
       ],
     },
   },
-  webServer: {
-    command: `"${server}" --listen 127.0.0.1:${port} --database-url sqlite://${database} --demo --demo-devices 200 --heartbeat-interval-secs 1 --down-after-secs 5 --speed-test-bytes 4194304 --site-root "${path.join(root, 'target', 'site')}" --log warn`,
-    url: `http://127.0.0.1:${port}/readyz`,
-    reuseExistingServer: false,
-    timeout: 60_000,
-    stdout: 'pipe',
-    stderr: 'pipe',
-  },
+  webServer: [
+    {
+      command: `"${localSolana}" --listen 127.0.0.1:${solanaPort} --treasury-key "${treasuryKey}" ${mints}`,
+      url: `http://127.0.0.1:${solanaPort}/health`,
+      reuseExistingServer: false,
+      timeout: 60_000,
+      stdout: 'pipe',
+      stderr: 'pipe',
+    },
+    {
+      // Waits for local-solana's key file in case both start at once.
+      command: `sh -c 'while [ ! -s "${treasuryKey}" ]; do sleep 0.1; done; exec "${server}" --listen 127.0.0.1:${port} --database-url sqlite://${database} --demo --demo-devices 200 --heartbeat-interval-secs 1 --down-after-secs 5 --speed-test-bytes 4194304 --solana-rpc-url http://127.0.0.1:${solanaPort}/ --treasury-key "${treasuryKey}" ${mints} --site-root "${path.join(root, 'target', 'site')}" --log warn'`,
+      url: `http://127.0.0.1:${port}/readyz`,
+      reuseExistingServer: false,
+      timeout: 60_000,
+      stdout: 'pipe',
+      stderr: 'pipe',
+    },
+  ],
 });

@@ -193,7 +193,11 @@ impl LiteSvmRpc {
 
     /// A new token mint with `decimals` (no mint authority: supply comes from [`Self::mint_to`]).
     pub fn create_mint(&self, decimals: u8) -> TokenMint {
-        let address = Pubkey::new_unique();
+        self.create_mint_at(Pubkey::new_unique(), decimals)
+    }
+
+    /// A new token mint at `address` (to match a server configured with that mint).
+    pub fn create_mint_at(&self, address: Pubkey, decimals: u8) -> TokenMint {
         self.write_mint(address, decimals, 0);
         TokenMint { address, decimals }
     }
@@ -359,6 +363,79 @@ impl SolanaRpc for LiteSvmRpc {
     }
 }
 
+/// Serves `rpc` as a Solana JSON-RPC endpoint (the four methods of [`SolanaRpc`]) on
+/// `listener` until the task is dropped, so the platform's HTTP client talks to it as to a
+/// cluster.
+pub async fn serve_json_rpc(
+    rpc: std::sync::Arc<LiteSvmRpc>,
+    listener: tokio::net::TcpListener,
+) -> std::io::Result<()> {
+    let app = axum::Router::new()
+        .route("/", axum::routing::post(answer_json_rpc))
+        .route("/health", axum::routing::get(|| async { "ok" }))
+        .with_state(rpc);
+    axum::serve(listener, app).await
+}
+
+async fn answer_json_rpc(
+    axum::extract::State(rpc): axum::extract::State<std::sync::Arc<LiteSvmRpc>>,
+    axum::Json(call): axum::Json<serde_json::Value>,
+) -> axum::Json<serde_json::Value> {
+    use base64::Engine;
+    use serde_json::json;
+    let id = call["id"].clone();
+    let params = &call["params"];
+    let slot = rpc.state().block_height;
+    let result: Result<serde_json::Value, ChainError> = match call["method"].as_str() {
+        Some("getLatestBlockhash") => rpc.latest_blockhash().await.map(|b| {
+            json!({ "context": { "slot": slot }, "value": {
+                "blockhash": b.hash.to_string(), "lastValidBlockHeight": b.last_valid_block_height } })
+        }),
+        Some("getBlockHeight") => rpc.block_height().await.map(|h| json!(h)),
+        Some("sendTransaction") => {
+            match params[0]
+                .as_str()
+                .and_then(|text| base64::engine::general_purpose::STANDARD.decode(text).ok())
+            {
+                Some(wire) => rpc.send_transaction(&wire).await.map(|s| json!(s.to_string())),
+                None => Err(ChainError::Rejected("expected a base64 transaction".into())),
+            }
+        }
+        Some("getSignatureStatuses") => {
+            let signatures: Option<Vec<Signature>> = params[0].as_array().and_then(|list| {
+                list.iter()
+                    .map(|s| s.as_str().and_then(|s| s.parse().ok()))
+                    .collect()
+            });
+            match signatures {
+                Some(signatures) => rpc.signature_statuses(&signatures).await.map(|statuses| {
+                    let value: Vec<serde_json::Value> = statuses
+                        .into_iter()
+                        .map(|status| match status {
+                            None => serde_json::Value::Null,
+                            Some(s) => json!({ "slot": s.slot, "confirmations": null,
+                                "err": s.err, "confirmationStatus": "finalized" }),
+                        })
+                        .collect();
+                    json!({ "context": { "slot": slot }, "value": value })
+                }),
+                None => Err(ChainError::Rejected("expected a list of signatures".into())),
+            }
+        }
+        other => {
+            return axum::Json(json!({ "jsonrpc": "2.0", "id": id,
+                "error": { "code": -32601, "message": format!("Method not found: {other:?}") } }))
+        }
+    };
+    axum::Json(match result {
+        Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
+        Err(ChainError::Rejected(message)) => json!({ "jsonrpc": "2.0", "id": id,
+            "error": { "code": -32002, "message": message } }),
+        Err(other) => json!({ "jsonrpc": "2.0", "id": id,
+            "error": { "code": -32603, "message": other.to_string() } }),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,5 +490,41 @@ mod tests {
         let failed = rpc.signature_statuses(&[too_much.signature]).await.unwrap();
         assert!(failed[0].as_ref().unwrap().err.is_some());
         assert_eq!(rpc.token_balance(&provider, &usdc), 2_500_000);
+    }
+
+    #[tokio::test]
+    async fn the_http_client_pays_through_the_json_rpc_endpoint() {
+        use crate::rpc::HttpRpc;
+        let chain = std::sync::Arc::new(LiteSvmRpc::default());
+        let treasury = Keypair::new();
+        chain.airdrop(&treasury.pubkey(), 1_000_000_000);
+        let usdc = chain.create_mint(6);
+        chain.mint_to(&treasury.pubkey(), &usdc, 5_000_000);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(serve_json_rpc(chain.clone(), listener));
+
+        let rpc = HttpRpc::new(&url).unwrap();
+        let provider = Pubkey::new_unique();
+        let blockhash = rpc.latest_blockhash().await.unwrap();
+        assert!(blockhash.last_valid_block_height > rpc.block_height().await.unwrap());
+        let payout =
+            payout_transfer(&treasury, &usdc, &provider, 1_500_000, blockhash.hash).unwrap();
+        assert_eq!(
+            rpc.send_transaction(&payout.wire).await,
+            Ok(payout.signature)
+        );
+        let statuses = rpc
+            .signature_statuses(&[payout.signature, Signature::default()])
+            .await
+            .unwrap();
+        assert_eq!(
+            statuses[0].as_ref().unwrap().confirmation,
+            Confirmation::Finalized
+        );
+        assert_eq!(statuses[1], None);
+        assert_eq!(chain.token_balance(&provider, &usdc), 1_500_000);
+        let again = rpc.send_transaction(&payout.wire).await.unwrap_err();
+        assert!(matches!(again, ChainError::Rejected(_)), "{again}");
     }
 }

@@ -112,6 +112,14 @@ impl Asset {
             .ok_or_else(|| MoneyError::UnknownAsset(text.to_owned()))
     }
 
+    /// Parses a decimal amount of this asset (`12.5`) into base units, exactly.
+    pub fn parse_amount(self, text: &str) -> Result<i64, MoneyError> {
+        match self {
+            Asset::Usdc => MicroUsd::parse_decimal(text).map(MicroUsd::micros),
+            Asset::Token => Tokens::parse_decimal(text).map(Tokens::units),
+        }
+    }
+
     /// Shows `units` of this asset the way people read it (`$2.49`, `12.5 GCT`).
     pub fn show(self, units: i64) -> String {
         match self {

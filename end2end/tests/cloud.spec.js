@@ -134,6 +134,14 @@ test('a renter deploys a cluster on a real agent, extends it and terminates it',
     await page.getByTestId('payments-search').fill('terminated');
     await expect(page.getByTestId('movement')).toHaveCount(1);
     await expect(page.getByTestId('movement')).toHaveAttribute('data-kind', 'earning');
+    // This server pays out (to a local Solana endpoint); a few seconds of hire is below the
+    // smallest claim, and the form says so with the exact figures.
+    await expect(page.getByTestId('payouts-off')).toHaveCount(0);
+    await page.getByTestId('claim-all').click();
+    await expect(page.getByTestId('claim-amount')).toHaveValue(/^0\.\d{6}$/);
+    await page.getByTestId('claim-submit').click();
+    await expect(page.getByTestId('claim-error')).toContainText('the smallest claim is $1.00');
+    await expect(page.getByTestId('payouts')).toHaveCount(0);
   } finally {
     device.agent.kill();
   }

@@ -18,7 +18,7 @@ use chain::{
 use domain::ledger::{Account, Posting, SOLANA};
 use domain::money::Asset;
 use domain::payout::{
-    check_claim, ClaimError, Payout, PayoutStatus, CLAIMS_IN_FLIGHT, CLAIMS_PER_HOUR,
+    check_claim, explorer_url, ClaimError, Payout, PayoutStatus, CLAIMS_IN_FLIGHT, CLAIMS_PER_HOUR,
 };
 use domain::time::UnixMillis;
 use domain::wallet::WalletAddress;
@@ -39,6 +39,8 @@ const MAX_SIGNINGS: i64 = 5;
 
 /// What the worker pays with: a Solana RPC, the treasury key and the mints of both assets.
 pub struct PayoutChain {
+    /// The Solana cluster's name (`mainnet`, `devnet`, …), for explorer links.
+    pub cluster: String,
     pub rpc: Arc<dyn SolanaRpc>,
     pub treasury: Keypair,
     pub usdc: TokenMint,
@@ -100,6 +102,7 @@ fn read_row(row: &AnyRow) -> Result<Stored, Error> {
             requested_at: row.try_get(6)?,
             signature: row.try_get(7)?,
             finished_at: row.try_get(10)?,
+            explorer_url: None,
         },
         owner: row.try_get(1)?,
         wire: wire
@@ -113,6 +116,11 @@ fn read_row(row: &AnyRow) -> Result<Stored, Error> {
 impl PayoutService {
     pub(crate) fn new(store: Store, chain: Option<Arc<PayoutChain>>) -> PayoutService {
         PayoutService { store, chain }
+    }
+
+    /// Whether this server pays out (it has a treasury key).
+    pub fn enabled(&self) -> bool {
+        self.chain.is_some()
     }
 
     fn chain(&self) -> Result<&Arc<PayoutChain>, Error> {
@@ -225,7 +233,15 @@ impl PayoutService {
         .fetch_all(self.store.pool())
         .await?
         .iter()
-        .map(|row| Ok(read_row(row)?.payout))
+        .map(|row| {
+            let mut payout = read_row(row)?.payout;
+            if let (PayoutStatus::Confirmed, Some(signature), Some(chain)) =
+                (payout.status, &payout.signature, &self.chain)
+            {
+                payout.explorer_url = Some(explorer_url(signature, &chain.cluster));
+            }
+            Ok(payout)
+        })
         .collect()
     }
 

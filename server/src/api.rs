@@ -15,8 +15,9 @@ use domain::cluster::{
 };
 use domain::fleet::OwnerAction;
 use domain::ledger::{statement_csv, Billing};
-use domain::money::MicroUsd;
+use domain::money::{Asset, MicroUsd};
 use domain::network::NetworkSummary;
+use domain::payout::Payout;
 use domain::rewards::ProviderEarnings;
 use domain::siws::SignedIn;
 use domain::worker::{DeviceDetail, DeviceFilter, NewDevice, RegistrationTicket, WorkerDevices};
@@ -44,6 +45,7 @@ pub fn routes() -> Router<Platform> {
         .route("/cloud/billing", get(billing))
         .route("/cloud/billing.csv", get(billing_csv))
         .route("/worker/earnings", get(earnings))
+        .route("/worker/payouts", get(my_payouts).post(claim))
         .route("/cloud/options", get(deploy_options))
         .route("/cloud/quote", post(quote))
         .route("/cloud/name-available", get(name_available))
@@ -312,6 +314,44 @@ async fn earnings(
     Ok(Json(
         platform.earnings(&session.wallet, platform::now()).await?,
     ))
+}
+
+async fn my_payouts(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<Payout>>, Error> {
+    let session = signed_in(&platform, &headers).await?;
+    Ok(Json(
+        platform.payouts.payouts_of(&session.wallet, 100).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimRequest {
+    asset: String,
+    /// A decimal amount of the asset, e.g. "12.5".
+    amount: String,
+}
+
+/// Claims claimable balance to the signed-in wallet; an `Idempotency-Key` header makes a
+/// retry return the same payout.
+async fn claim(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+    body: Result<Json<ClaimRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<Payout>), Error> {
+    let session = signed_in(&platform, &headers).await?;
+    let Json(request) = body?;
+    let invalid = |e: domain::money::MoneyError| platform::Error::Invalid(e.to_string());
+    let asset = Asset::parse(&request.asset).map_err(invalid)?;
+    let amount = asset.parse_amount(&request.amount).map_err(invalid)?;
+    let key = idempotency_key(&headers)?;
+    let payout = platform
+        .payouts
+        .request(&session.wallet, asset, amount, key, platform::now())
+        .await?;
+    Ok((StatusCode::CREATED, Json(payout)))
 }
 
 #[derive(Deserialize)]

@@ -115,9 +115,45 @@ pub struct Settings {
     #[arg(long, env = "GC_BLOCK_CLOSE_DELAY_SECS", value_name = "SECS")]
     pub block_close_delay_secs: Option<i64>,
 
+    /// Solana JSON-RPC endpoint payouts are sent to. [default: the public endpoint of
+    /// --solana-cluster]
+    #[arg(long, env = "GC_SOLANA_RPC_URL", value_name = "URL")]
+    pub solana_rpc_url: Option<String>,
+
+    /// The treasury's key file (Solana CLI format, mode 0600) that signs payouts. Without it
+    /// the server runs without payouts: providers' balances stay claimable.
+    #[arg(long, env = "GC_TREASURY_KEY", value_name = "FILE")]
+    pub treasury_key: Option<PathBuf>,
+
+    /// USDC mint hire earnings are paid in. [default: Circle's USDC on --solana-cluster]
+    #[arg(long, env = "GC_USDC_MINT", value_name = "ADDRESS")]
+    pub usdc_mint: Option<String>,
+
+    /// The network token's mint block rewards are paid in (6 decimals). Needed with
+    /// --treasury-key.
+    #[arg(long, env = "GC_TOKEN_MINT", value_name = "ADDRESS")]
+    pub token_mint: Option<String>,
+
     /// Log filter, e.g. info or server=debug,sqlx=warn. [default: info]
     #[arg(long, env = "GC_LOG", value_name = "FILTER")]
     pub log: Option<String>,
+}
+
+/// Where and with what payouts are paid.
+#[derive(Debug, Clone)]
+pub struct PayoutSettings {
+    pub rpc_url: Url,
+    pub treasury_key: PathBuf,
+    pub usdc_mint: chain::Pubkey,
+    pub token_mint: chain::Pubkey,
+}
+
+/// Circle's USDC mint on each Solana cluster.
+fn usdc_mint_of(cluster: &str) -> &'static str {
+    match cluster {
+        "mainnet" => "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v",
+        _ => "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU",
+    }
 }
 
 /// The validated configuration the server runs with.
@@ -140,6 +176,8 @@ pub struct Config {
     pub welcome_credit: domain::money::MicroUsd,
     pub provisioning: platform::provisioning::ProvisioningConfig,
     pub rewards: platform::rewards::RewardsConfig,
+    /// None runs without payouts.
+    pub payouts: Option<PayoutSettings>,
     pub log: String,
 }
 
@@ -171,6 +209,10 @@ impl Settings {
             settle_every_secs: self.settle_every_secs.or(lower.settle_every_secs),
             block_emission: self.block_emission.or(lower.block_emission),
             block_close_delay_secs: self.block_close_delay_secs.or(lower.block_close_delay_secs),
+            solana_rpc_url: self.solana_rpc_url.or(lower.solana_rpc_url),
+            treasury_key: self.treasury_key.or(lower.treasury_key),
+            usdc_mint: self.usdc_mint.or(lower.usdc_mint),
+            token_mint: self.token_mint.or(lower.token_mint),
             log: self.log.or(lower.log),
         }
     }
@@ -344,6 +386,44 @@ impl Settings {
                 "must be between 0 and 3600",
             ));
         }
+        let payouts = match self.treasury_key {
+            None => None,
+            Some(treasury_key) => {
+                let rpc_text = self.solana_rpc_url.unwrap_or_else(|| {
+                    let name = if cluster == "mainnet" {
+                        "mainnet-beta"
+                    } else {
+                        cluster.as_str()
+                    };
+                    format!("https://api.{name}.solana.com")
+                });
+                let rpc_url = Url::parse(&rpc_text)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .ok_or_else(|| {
+                        bad(
+                            "solana-rpc-url",
+                            &rpc_text,
+                            "expected http(s)://host[:port]",
+                        )
+                    })?;
+                let mint = |flag: &str, text: String| {
+                    chain::parse_address(&text).map_err(|e| bad(flag, &text, &e.to_string()))
+                };
+                let usdc_text = self
+                    .usdc_mint
+                    .unwrap_or_else(|| usdc_mint_of(&cluster).to_owned());
+                let token_text = self.token_mint.ok_or_else(|| {
+                    Error::Config("--token-mint is needed with --treasury-key".into())
+                })?;
+                Some(PayoutSettings {
+                    rpc_url,
+                    treasury_key,
+                    usdc_mint: mint("usdc-mint", usdc_text)?,
+                    token_mint: mint("token-mint", token_text)?,
+                })
+            }
+        };
         let log = self.log.unwrap_or_else(|| "info".into());
         tracing_subscriber::EnvFilter::try_new(&log)
             .map_err(|e| bad("log", &log, &e.to_string()))?;
@@ -378,6 +458,7 @@ impl Settings {
                 emission_per_block,
                 close_delay_secs: block_close_delay_secs,
             },
+            payouts,
             log,
         })
     }
@@ -445,6 +526,20 @@ mod tests {
         assert!(message(&["--block-emission", "lots"]).contains("--block-emission 'lots'"));
         assert!(message(&["--block-emission=-1"]).contains("must not be negative"));
         assert!(message(&["--block-close-delay-secs", "7200"]).contains("between 0 and 3600"));
+        assert!(message(&["--treasury-key", "k.json"]).contains("--token-mint is needed"));
+        assert!(
+            message(&["--treasury-key", "k.json", "--token-mint", "nope"])
+                .contains("--token-mint 'nope': 'nope' is not a Solana address")
+        );
+        assert!(message(&[
+            "--treasury-key",
+            "k.json",
+            "--token-mint",
+            "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU",
+            "--solana-rpc-url",
+            "ftp://x"
+        ])
+        .contains("expected http(s)://host"));
     }
 
     #[test]

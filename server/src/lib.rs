@@ -8,6 +8,7 @@ pub mod error;
 mod openapi;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use app::{shell, App, BUNDLE_NAME};
@@ -21,6 +22,7 @@ use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use platform::agents::Flush;
 use platform::auth::AuthConfig;
+use platform::payouts::PayoutChain;
 use platform::store::Store;
 use platform::worker::WorkerConfig;
 use platform::{Platform, PlatformConfig};
@@ -34,7 +36,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use url::Url;
 
-pub use config::{Config, Settings};
+pub use config::{Config, PayoutSettings, Settings};
 pub use error::Error;
 
 /// A server that is listening. Dropping it does not stop it; call [`RunningServer::stop`].
@@ -112,7 +114,7 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
             fleet: config.fleet.clone(),
             provisioning: config.provisioning.clone(),
             rewards: config.rewards.clone(),
-            payout_chain: None,
+            payout_chain: payout_chain(&config)?,
         },
     );
     platform.agents.rebuild(platform::now()).await?;
@@ -191,10 +193,36 @@ fn spawn_expiry_sweeper(platform: Platform) {
     });
 }
 
+/// The chain side of payouts, when the configuration enables them: reads the treasury key.
+fn payout_chain(config: &Config) -> Result<Option<Arc<PayoutChain>>, Error> {
+    let Some(settings) = &config.payouts else {
+        return Ok(None);
+    };
+    let treasury = chain::read_treasury_key(&settings.treasury_key)
+        .map_err(|e| Error::Config(e.to_string()))?;
+    let rpc =
+        chain::HttpRpc::new(settings.rpc_url.as_str()).map_err(|e| Error::Config(e.to_string()))?;
+    let mint = |address| chain::TokenMint {
+        address,
+        decimals: 6,
+    };
+    {
+        use chain::Signer;
+        tracing::info!(treasury = %treasury.pubkey(), rpc = %settings.rpc_url, "payouts enabled");
+    }
+    Ok(Some(Arc::new(PayoutChain {
+        cluster: config.chain_id.trim_start_matches("solana:").to_owned(),
+        rpc: Arc::new(rpc),
+        treasury,
+        usdc: mint(settings.usdc_mint),
+        token: mint(settings.token_mint),
+    })))
+}
+
 /// Sweeps the fleet (silent devices down, unanswered challenges settled) and the clusters
 /// (start deadlines, expiry, lost devices, hourly settlement), writes merged heartbeats every
-/// `flush_interval`, and closes reward blocks as they fall due, until `stop` turns true; it
-/// stops only between passes.
+/// `flush_interval`, closes reward blocks as they fall due and moves payouts on, until `stop`
+/// turns true; it stops only between passes.
 fn spawn_fleet_monitor(
     platform: Platform,
     flush_interval: Duration,
@@ -225,6 +253,9 @@ fn spawn_fleet_monitor(
             }
             if let Err(e) = platform.rewards.close_due(platform::now()).await {
                 tracing::warn!(error = %e, "could not close the due reward blocks; retrying on the next tick");
+            }
+            if let Err(e) = platform.payouts.work(platform::now()).await {
+                tracing::warn!(error = %e, "payout pass failed; retrying on the next tick");
             }
         }
     })

@@ -82,6 +82,18 @@ const ENDPOINTS: &[(&str, &str, &str, bool)] = &[
     ),
     (
         "get",
+        "/worker/payouts",
+        "The provider's payouts with their status and explorer links",
+        true,
+    ),
+    (
+        "post",
+        "/worker/payouts",
+        "Claim an amount of \"usdc\" or \"token\" to the wallet (Idempotency-Key header)",
+        true,
+    ),
+    (
+        "get",
         "/cloud/options",
         "Hardware with free units and prices; countries with free units of ?hardware=",
         false,

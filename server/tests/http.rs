@@ -756,6 +756,118 @@ async fn an_unreachable_database_is_reported_clearly() {
     );
 }
 
+/// A server paying through a Solana JSON-RPC endpoint on loopback (litesvm with the real SPL
+/// token program behind it): the HTTP client, the worker and the ledger end to end.
+#[tokio::test]
+async fn claims_are_paid_over_json_rpc_to_the_wallet() {
+    use chain::litesvm::{serve_json_rpc, LiteSvmRpc};
+    use chain::Signer;
+    let chain_rpc = std::sync::Arc::new(LiteSvmRpc::default());
+    let treasury = chain::Keypair::new();
+    chain_rpc.airdrop(&treasury.pubkey(), 10_000_000_000);
+    let (usdc, token) = (chain_rpc.create_mint(6), chain_rpc.create_mint(6));
+    chain_rpc.mint_to(&treasury.pubkey(), &usdc, 1_000_000_000);
+    let dir = std::env::temp_dir().join(format!("gc-treasury-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_path = dir.join("treasury.json");
+    std::fs::write(
+        &key_path,
+        serde_json::to_string(&treasury.to_bytes().to_vec()).unwrap(),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rpc_url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(serve_json_rpc(chain_rpc.clone(), listener));
+    let app = spawn(platform::testing::fresh_sqlite_url(), |config| {
+        short_sign_in(config);
+        config.payouts = Some(server::PayoutSettings {
+            rpc_url: rpc_url.parse().unwrap(),
+            treasury_key: key_path.clone(),
+            usdc_mint: usdc.address,
+            token_mint: token.address,
+        });
+    })
+    .await;
+    let wallet = new_wallet();
+    app.sign_in(&wallet).await;
+    platform::testing::grant_claimable(
+        &app.server.platform.store,
+        &address(&wallet),
+        domain::money::Asset::Usdc,
+        10_000_000,
+        "earned",
+    )
+    .await
+    .unwrap();
+
+    for (body, expected) in [
+        (
+            json!({ "asset": "usdc", "amount": "lots" }),
+            "not an amount in dollars",
+        ),
+        (
+            json!({ "asset": "sol", "amount": "1" }),
+            "'sol' is not an asset",
+        ),
+        (
+            json!({ "asset": "usdc", "amount": "0.5" }),
+            "the smallest claim is $1.00",
+        ),
+        (
+            json!({ "asset": "usdc", "amount": "11" }),
+            "you can claim up to $10.00",
+        ),
+    ] {
+        let refused = app.post("/api/v1/worker/payouts", body).await;
+        assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            error_message(refused).await.contains(expected),
+            "{expected}"
+        );
+    }
+    let claim = |key: &'static str| {
+        app.client
+            .post(app.url("/api/v1/worker/payouts"))
+            .header("Idempotency-Key", key)
+            .json(&json!({ "asset": "usdc", "amount": "2.5" }))
+            .send()
+    };
+    let made = claim("claim-1").await.unwrap();
+    assert_eq!(made.status(), StatusCode::CREATED);
+    let made: Value = made.json().await.unwrap();
+    assert_eq!(made["status"], "requested");
+    let again: Value = claim("claim-1").await.unwrap().json().await.unwrap();
+    assert_eq!(again["id"], made["id"]);
+
+    // The server's own monitor moves it on; wait for it to land.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let paid = loop {
+        let listed = app.get_json("/api/v1/worker/payouts").await;
+        if listed[0]["status"] == "confirmed" {
+            break listed[0].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "never paid: {listed}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(paid["explorer_url"]
+        .as_str()
+        .unwrap()
+        .contains(paid["signature"].as_str().unwrap()));
+    let owner = chain::parse_address(&address(&wallet)).unwrap();
+    assert_eq!(chain_rpc.token_balance(&owner, &usdc), 2_500_000);
+    let earnings = app.get_json("/api/v1/worker/earnings").await;
+    assert_eq!(earnings["claimable"], 7_500_000);
+    assert_eq!(
+        app.server.platform.ledger.audit().await.unwrap(),
+        Vec::<String>::new()
+    );
+    app.server.stop().await;
+}
+
 macro_rules! on_both_backends {
     ($($case:ident),+ $(,)?) => {
         mod sqlite {

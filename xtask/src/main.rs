@@ -343,8 +343,17 @@ fn test_everything() -> Result {
     ]))?;
 
     build_site(false)?;
-    step("Server and agent binaries for the browser tests");
+    step("Server, agent and local Solana binaries for the browser tests");
     run(cargo().args(["build", "--package", "server", "--package", "agent"]))?;
+    run(cargo().args([
+        "build",
+        "--package",
+        "chain",
+        "--features",
+        "litesvm",
+        "--bin",
+        "local-solana",
+    ]))?;
     step("Browser end-to-end tests (Chromium)");
     let root = workspace_root();
     let binaries = root.join("target").join("debug");
@@ -352,7 +361,8 @@ fn test_everything() -> Result {
         .args(["playwright", "test"])
         .current_dir(root.join("end2end"))
         .env("E2E_SERVER_BIN", binaries.join("gpu-commons"))
-        .env("E2E_AGENT_BIN", binaries.join("gpu-commons-agent")))?;
+        .env("E2E_AGENT_BIN", binaries.join("gpu-commons-agent"))
+        .env("E2E_SOLANA_BIN", binaries.join("local-solana")))?;
     println!("\nAll tests passed.");
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! `/api/v1/cloud/billing` and `/api/v1/worker/earnings`.
 
 use domain::ledger::Billing;
+use domain::payout::Payout;
 use domain::rewards::ProviderEarnings;
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,9 @@ pub struct EarningsWithCharts {
     pub hire_chart: String,
     /// SVG: block rewards per day over 30 days.
     pub rewards_chart: String,
+    pub payouts: Vec<Payout>,
+    /// Whether this server pays claims out (it runs with a treasury key).
+    pub payouts_enabled: bool,
 }
 
 #[server]
@@ -45,6 +49,32 @@ pub async fn load_earnings() -> Result<EarningsWithCharts, AppError> {
             &earnings.daily_rewards,
             Asset::Token,
         ))?,
+        payouts: platform.payouts.payouts_of(&session.wallet, 100).await?,
+        payouts_enabled: platform.payouts.enabled(),
         earnings,
     })
+}
+
+/// Claims `amount` (a decimal, e.g. "12.5") of `asset` ("usdc" or "token") to the signed-in
+/// wallet. The form sends one idempotency key per filled-in claim, so a double click pays once.
+#[server]
+pub async fn claim_payout(
+    asset: String,
+    amount: String,
+    idempotency_key: String,
+) -> Result<Payout, AppError> {
+    let invalid = |e: domain::money::MoneyError| AppError::Invalid(e.to_string());
+    let asset = domain::money::Asset::parse(&asset).map_err(invalid)?;
+    let amount = asset.parse_amount(&amount).map_err(invalid)?;
+    let (platform, session) = super::context::signed_in_platform().await?;
+    Ok(platform
+        .payouts
+        .request(
+            &session.wallet,
+            asset,
+            amount,
+            Some(&idempotency_key),
+            platform::now(),
+        )
+        .await?)
 }

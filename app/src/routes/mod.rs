@@ -18,3 +18,20 @@ fn set_page_status(status: u16) {
     #[cfg(not(feature = "ssr"))]
     let _ = status;
 }
+
+/// A key the browser makes once per filled-in form (a deploy, a claim): a double click or a
+/// retry of the same request counts once.
+pub(crate) fn new_idempotency_key() -> String {
+    #[cfg(feature = "hydrate")]
+    {
+        format!(
+            "web-{}-{:016x}",
+            js_sys::Date::now() as u64,
+            (js_sys::Math::random() * u64::MAX as f64) as u64
+        )
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        String::new()
+    }
+}

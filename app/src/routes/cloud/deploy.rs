@@ -16,6 +16,7 @@ use crate::components::supply::ErrorNote;
 use crate::functions::cloud::{
     cluster_name_available, deploy_cluster, load_deploy_options, quote_deploy,
 };
+use crate::routes::new_idempotency_key;
 
 /// The wizard's fields as typed; [`Form::request`] turns them into a request.
 #[derive(Clone, Copy)]
@@ -123,23 +124,6 @@ impl Form {
         } else {
             Err(errors)
         }
-    }
-}
-
-/// A key the browser makes once per visit of the wizard: a double click or a retry of the
-/// same deploy makes one cluster.
-fn new_idempotency_key() -> String {
-    #[cfg(feature = "hydrate")]
-    {
-        format!(
-            "web-{}-{:016x}",
-            js_sys::Date::now() as u64,
-            (js_sys::Math::random() * u64::MAX as f64) as u64
-        )
-    }
-    #[cfg(not(feature = "hydrate"))]
-    {
-        String::new()
     }
 }
 
