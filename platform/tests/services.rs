@@ -1309,6 +1309,174 @@ async fn concurrent_deploys_never_share_a_device(p: Platform, url: String) {
     assert_books_balance(&p, &won.id).await;
 }
 
+/// Seeded sequences of money operations (credits, deploys, running reports, extensions,
+/// terminations, failed devices and their replacement, sweeps that settle, expire and fail) keep
+/// every invariant after every step: the ledger audits clean, each cluster's escrow equals its
+/// active devices' unearned budgets (so a finished cluster's is empty), no balance goes negative
+/// (a database check), and replaying an operation with its key moves nothing.
+async fn money_operations_keep_the_books(p: Platform) {
+    hireable_fleet(&p).await;
+    let mut random = Seeded(11);
+    let mut renters = Vec::new();
+    for n in 0..3 {
+        let user = account_of(&p, &Wallet::new()).await;
+        p.ledger
+            .operator_credit(user, usd(2_000), &format!("seed-{n}"), "seed", T0)
+            .await
+            .unwrap();
+        renters.push(user);
+    }
+    let mut clusters: Vec<(i64, String)> = Vec::new();
+    let mut now = T0;
+    for step in 0..120 {
+        now = now.plus_seconds(1 + random.next(1_800) as i64);
+        let user = renters[random.next(3) as usize];
+        let before = available(&p, user).await;
+        let picked = (!clusters.is_empty())
+            .then(|| clusters[random.next(clusters.len() as u64) as usize].clone());
+        match random.next(7) {
+            0 => {
+                let key = format!("credit-{step}");
+                assert!(p
+                    .ledger
+                    .operator_credit(user, usd(5), &key, "promo", now)
+                    .await
+                    .unwrap());
+                assert!(!p
+                    .ledger
+                    .operator_credit(user, usd(5), &key, "promo", now)
+                    .await
+                    .unwrap());
+                assert_eq!(
+                    available(&p, user).await,
+                    MicroUsd::from_micros(before.micros() + usd(5).micros())
+                );
+            }
+            1 => {
+                let request = h200_request(&format!("c{step}"), 1 + random.next(3) as u32);
+                let key = format!("deploy-{step}");
+                match p.provisioning.deploy(user, &request, Some(&key), now).await {
+                    Ok(made) => {
+                        let after = available(&p, user).await;
+                        let again = p
+                            .provisioning
+                            .deploy(user, &request, Some(&key), now)
+                            .await
+                            .unwrap();
+                        assert_eq!(
+                            (again.id.clone(), available(&p, user).await),
+                            (made.id.clone(), after)
+                        );
+                        clusters.push((user, made.id));
+                    }
+                    // No supply left for it: nothing moved.
+                    Err(Error::Conflict(_)) => assert_eq!(available(&p, user).await, before),
+                    Err(e) => panic!("step {step}: {e}"),
+                }
+            }
+            2 => {
+                if let Some((owner, id)) = &picked {
+                    for m in p
+                        .provisioning
+                        .cluster(*owner, id, now)
+                        .await
+                        .unwrap()
+                        .members
+                    {
+                        if m.left_at.is_none() {
+                            p.provisioning
+                                .workload_reported(
+                                    &m.device_id,
+                                    id,
+                                    WorkloadState::Running,
+                                    "",
+                                    now,
+                                )
+                                .await
+                                .unwrap();
+                        }
+                    }
+                }
+            }
+            3 => {
+                if let Some((owner, id)) = &picked {
+                    let hour = ExtendRequest {
+                        duration_unit: DurationUnit::Hourly,
+                        duration_count: 1,
+                    };
+                    let key = format!("extend-{step}");
+                    let owner_before = available(&p, *owner).await;
+                    if p.provisioning
+                        .extend(*owner, id, &hour, Some(&key), now)
+                        .await
+                        .is_ok()
+                    {
+                        let charged = available(&p, *owner).await;
+                        assert!(charged < owner_before);
+                        p.provisioning
+                            .extend(*owner, id, &hour, Some(&key), now)
+                            .await
+                            .unwrap();
+                        assert_eq!(
+                            available(&p, *owner).await,
+                            charged,
+                            "step {step}: replayed extension"
+                        );
+                    }
+                }
+            }
+            4 => {
+                if let Some((owner, id)) = &picked {
+                    // Refused (409) once it has finished; otherwise it ends now.
+                    let _ = p.provisioning.terminate(*owner, id, now).await;
+                }
+            }
+            5 => {
+                if let Some((owner, id)) = &picked {
+                    let detail = p.provisioning.cluster(*owner, id, now).await.unwrap();
+                    if let Some(m) = detail.members.iter().find(|m| m.left_at.is_none()) {
+                        p.provisioning
+                            .workload_reported(
+                                &m.device_id,
+                                id,
+                                WorkloadState::Failed,
+                                "crashed",
+                                now,
+                            )
+                            .await
+                            .unwrap();
+                    }
+                }
+            }
+            _ => {
+                p.provisioning.sweep(now).await.unwrap();
+            }
+        }
+        for (_, id) in &clusters {
+            assert_books_balance(&p, id).await;
+        }
+    }
+    // In the end every cluster finishes and leaves nothing in escrow.
+    p.provisioning
+        .sweep(now.plus_seconds(30 * 86_400))
+        .await
+        .unwrap();
+    for (owner, id) in &clusters {
+        let done = p.provisioning.cluster(*owner, id, now).await.unwrap();
+        assert!(
+            !done.summary.status.is_active(),
+            "{id}: {:?}",
+            done.summary.status
+        );
+        assert_books_balance(&p, id).await;
+    }
+    assert!(
+        clusters.len() >= 5,
+        "the sequence deployed {} clusters",
+        clusters.len()
+    );
+}
+
 /// A platform at `url` paying through an in-process Solana runtime (real SPL token program):
 /// a treasury with SOL for fees and 1,000,000 of each asset.
 struct Paying {
@@ -1909,7 +2077,8 @@ on_both_backends!(
     owners_rename_their_devices_with_checked_names,
     unsupported_hardware_is_kept_with_what_was_reported,
     clusters_are_paid_placed_extended_and_settled,
-    hire_earnings_settle_hourly_and_statements_show_every_movement;
+    hire_earnings_settle_hourly_and_statements_show_every_movement,
+    money_operations_keep_the_books;
     with_url: a_store_reopens_with_its_data,
     concurrent_deploys_never_share_a_device,
     blocks_close_once_and_reward_eligible_devices_by_score,
