@@ -91,6 +91,8 @@ pub struct OwnedDevice {
     pub last_heartbeat_at: Option<UnixMillis>,
     /// Share of the last 30 days (or of its life, if younger) the device was online, in 0.1 %.
     pub uptime_30d_permille: u16,
+    /// Hire earnings settled for it so far, before the 0.25% provider fee.
+    pub earned: crate::money::MicroUsd,
 }
 
 impl OwnedDevice {
@@ -256,6 +258,8 @@ pub struct DeviceDetail {
     pub uptime_days: Vec<UptimeDay>,
     /// The last 48 UTC hours, oldest first: online time and mean utilisation reported.
     pub utilisation_hours: Vec<UtilisationHour>,
+    /// The clusters it served (or serves), newest first, with what it earned in each.
+    pub clusters_served: Vec<crate::cluster::HireEarning>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -410,6 +414,7 @@ mod tests {
             simulated: false,
             last_heartbeat_at: Some(UnixMillis(i64::from(uptime))),
             uptime_30d_permille: uptime,
+            earned: crate::money::MicroUsd::ZERO,
         }
     }
 

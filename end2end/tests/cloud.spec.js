@@ -142,6 +142,10 @@ test('a renter deploys a cluster on a real agent, extends it and terminates it',
     await page.getByTestId('claim-submit').click();
     await expect(page.getByTestId('claim-error')).toContainText('the smallest claim is $1.00');
     await expect(page.getByTestId('payouts')).toHaveCount(0);
+    // The device's page lists the cluster it served and what it earned there.
+    await page.getByTestId('hire-row').getByRole('link').click();
+    await expect(page).toHaveURL(new RegExp(`/worker/devices/${device.id}$`));
+    await expect(page.getByTestId('clusters-served')).toContainText('cl-');
   } finally {
     device.agent.kill();
   }

@@ -266,6 +266,7 @@ impl WorkerService {
         .iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
         .collect::<Result<_, Error>>()?;
+        let earned = crate::provisioning::earned_per_device(&self.store, owner.as_str()).await?;
         let devices = rows
             .iter()
             .map(|row| {
@@ -274,6 +275,7 @@ impl WorkerService {
                 let (unflushed, last_heartbeat) = self.unwritten(&id);
                 let mut device = owned_device(row, flushed + unflushed, now)?;
                 device.last_heartbeat_at = last_heartbeat.or(device.last_heartbeat_at);
+                device.earned = earned.get(&id).copied().unwrap_or_default();
                 Ok::<_, Error>(device)
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -388,7 +390,14 @@ impl WorkerService {
         let changed_at: i64 = row.try_get(at + 2)?;
         let mut summary = owned_device(&row, online_ms, now)?;
         summary.last_heartbeat_at = last_heartbeat.or(summary.last_heartbeat_at);
+        summary.earned = crate::provisioning::earned_per_device(&self.store, owner.as_str())
+            .await?
+            .remove(&summary.id)
+            .unwrap_or_default();
+        let clusters_served =
+            crate::provisioning::hires(&self.store, owner.as_str(), Some(&summary.id), 100).await?;
         Ok(DeviceDetail {
+            clusters_served,
             created_at: UnixMillis(row.try_get(SUMMARY_COLUMN_COUNT - 1)?),
             summary,
             os: stored("os", OperatingSystem::parse(&row.try_get::<String, _>(at)?))?,
@@ -604,5 +613,6 @@ fn owned_device(row: &AnyRow, online_ms: i64, now: UnixMillis) -> Result<OwnedDe
         simulated: flag(row, 9)?,
         last_heartbeat_at: row.try_get::<Option<i64>, _>(10)?.map(UnixMillis),
         uptime_30d_permille: uptime_permille(online_ms, UnixMillis(row.try_get(11)?), now),
+        earned: domain::money::MicroUsd::ZERO,
     })
 }

@@ -162,6 +162,31 @@ fn DeviceView(
                 <div class="chart" data-testid="utilisation-chart" inner_html=utilisation_chart></div>
             </section>
         </div>
+        <section class="panel">
+            <h2>"Clusters served: " <span data-testid="device-earned">{s.earned.to_string()}</span>
+                <span class="muted">" earned before the 0.25% fee"</span></h2>
+            {if d.clusters_served.is_empty() {
+                view! { <p class="muted" data-testid="no-clusters-served">"No cluster has hired it yet."</p> }.into_any()
+            } else {
+                view! {
+                    <div class="table-wrap">
+                        <table class="data" data-testid="clusters-served">
+                            <thead><tr><th>"Cluster"</th><th>"From (UTC)"</th><th>"Until"</th><th class="num">"Earned"</th></tr></thead>
+                            <tbody>
+                                {d.clusters_served.into_iter().map(|h| view! {
+                                    <tr>
+                                        <td><code>{h.cluster_id}</code></td>
+                                        <td>{domain::time::UnixMillis(h.joined_at).to_rfc3339()}</td>
+                                        <td>{h.left_at.map_or_else(|| "serving".to_owned(), |t| domain::time::UnixMillis(t).to_rfc3339())}</td>
+                                        <td class="num">{h.earned.to_string()}</td>
+                                    </tr>
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    </div>
+                }.into_any()
+            }}
+        </section>
         <div class="columns">
             <section class="panel">
                 <h2>"Verification"</h2>

@@ -151,12 +151,12 @@ fn DeviceTable(devices: Vec<OwnedDevice>) -> impl IntoView {
         </div>
         <div class="table-wrap">
             <table class="data" data-testid="my-devices">
-                <thead><tr><th>"Name"</th><th>"Status"</th><th>"Ready for hire"</th><th>"Hardware"</th><th>"Country"</th><th>"Tier"</th><th>"Uptime (30 d)"</th><th>"Last heartbeat"</th></tr></thead>
+                <thead><tr><th>"Name"</th><th>"Status"</th><th>"Ready for hire"</th><th>"Hardware"</th><th>"Country"</th><th>"Tier"</th><th>"Uptime (30 d)"</th><th class="num">"Earned"</th><th>"Last heartbeat"</th></tr></thead>
                 <tbody>
                     {move || {
                         let rows = shown();
                         if rows.is_empty() {
-                            return view! { <tr><td colspan="8" class="muted" data-testid="no-matching-devices">"No device matches these filters."</td></tr> }.into_any();
+                            return view! { <tr><td colspan="9" class="muted" data-testid="no-matching-devices">"No device matches these filters."</td></tr> }.into_any();
                         }
                         rows.into_iter().map(|d| {
                             let readiness = d.readiness();
@@ -178,6 +178,7 @@ fn DeviceTable(devices: Vec<OwnedDevice>) -> impl IntoView {
                                     <td>{d.country.clone()}</td>
                                     <td>{d.tier.map_or("not measured", |t| t.as_str())}</td>
                                     <td>{permille_text(d.uptime_30d_permille)}</td>
+                                    <td class="num" data-testid="device-earned">{d.earned.to_string()}</td>
                                     <td>{d.last_heartbeat_at.map_or_else(|| "never".to_owned(), |t| t.to_rfc3339())}</td>
                                 </tr>
                             }
