@@ -17,7 +17,10 @@ pub use solana_keypair::Keypair;
 pub use solana_pubkey::Pubkey;
 pub use solana_signature::Signature;
 pub use solana_signer::Signer;
-pub use transfer::{associated_token_address, payout_transfer, SignedTransfer, TokenMint};
+pub use transfer::{
+    associated_token_address, check_signed, deposit_transfer, payout_transfer, wallet_sign,
+    SignedTransfer, TokenMint, UnsignedTransfer,
+};
 
 /// Everything talking to Solana can fail with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

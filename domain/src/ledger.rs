@@ -183,6 +183,8 @@ pub enum MovementKind {
     Reward,
     /// A claim to the wallet, or its funds coming back when it could not be paid.
     Payout,
+    /// Money in from the renter's wallet, confirmed on chain.
+    Deposit,
 }
 
 impl MovementKind {
@@ -200,6 +202,7 @@ impl MovementKind {
             },
             "block" => (MovementKind::Reward, None),
             "payout" | "unpaid" => (MovementKind::Payout, None),
+            "deposit" => (MovementKind::Deposit, None),
             _ => (MovementKind::Credit, None),
         }
     }
@@ -212,6 +215,7 @@ impl MovementKind {
             MovementKind::Earning => "earning",
             MovementKind::Reward => "reward",
             MovementKind::Payout => "payout",
+            MovementKind::Deposit => "deposit",
         }
     }
 }

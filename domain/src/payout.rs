@@ -1,6 +1,7 @@
-//! Payouts (DESIGN.md §2): a provider's claim of claimable balance to their Solana wallet, as a
-//! signed SPL token transfer tracked `requested → submitted → confirmed` (or `failed`, funds
-//! returned). The rules a claim must meet live here, shared by the form and the service.
+//! Money over Solana (DESIGN.md §2). Payouts: a provider's claim of claimable balance to their
+//! wallet, as a signed SPL token transfer tracked `requested → submitted → confirmed` (or
+//! `failed`, funds returned). Deposits: a renter's transfer from their wallet, credited once it
+//! is confirmed on chain. The rules both must meet live here.
 
 use serde::{Deserialize, Serialize};
 
@@ -86,6 +87,43 @@ pub fn explorer_url(signature: &str, cluster: &str) -> String {
         "mainnet" | "mainnet-beta" => format!("https://explorer.solana.com/tx/{signature}"),
         other => format!("https://explorer.solana.com/tx/{signature}?cluster={other}"),
     }
+}
+
+named_enum!(
+    /// Where a deposit is.
+    DepositStatus, "deposit status", {
+        /// Built by the server; waiting for the wallet's signature.
+        AwaitingSignature => "awaiting_signature",
+        /// Signed by the wallet and sent; waiting to land.
+        Submitted => "submitted",
+        /// Landed: the balance was credited (once).
+        Confirmed => "confirmed",
+        /// Landed but failed on chain (too few tokens, say): nothing moved.
+        Failed => "failed",
+        /// Its blockhash expired before it landed: nothing moved; deposit again.
+        Expired => "expired",
+    }
+);
+
+/// A deposit as the renter sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deposit {
+    pub id: String,
+    pub asset: Asset,
+    pub amount: i64,
+    pub status: DepositStatus,
+    pub status_reason: String,
+    pub created_at: i64,
+    pub signature: Option<String>,
+    pub finished_at: Option<i64>,
+}
+
+/// A deposit to sign: the transaction in wire format, base64, for the wallet's
+/// `signTransaction`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DepositToSign {
+    pub deposit: Deposit,
+    pub transaction: String,
 }
 
 #[cfg(test)]

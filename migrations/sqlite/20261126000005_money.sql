@@ -140,3 +140,26 @@ CREATE TABLE payout_signatures (
     signed_at          BIGINT  NOT NULL
 );
 CREATE INDEX payout_signatures_payout ON payout_signatures (payout_id);
+
+-- Deposits from a renter's wallet: the server builds the transfer, the wallet signs it, the
+-- server sends it and credits the balance once it is confirmed, once per signature (the
+-- ledger key is the signature).
+CREATE TABLE deposits (
+    id                 TEXT    PRIMARY KEY,
+    user_id            BIGINT  NOT NULL REFERENCES users (id),
+    wallet             TEXT    NOT NULL,
+    asset              TEXT    NOT NULL CHECK (asset IN ('usdc', 'token')),
+    amount             BIGINT  NOT NULL CHECK (amount > 0),
+    status             TEXT    NOT NULL CHECK (status IN ('awaiting_signature', 'submitted', 'confirmed', 'failed', 'expired')),
+    status_reason      TEXT    NOT NULL DEFAULT '',
+    -- The message the wallet must sign (base64) and the last block height it can land at.
+    message            TEXT    NOT NULL,
+    last_valid_height  BIGINT  NOT NULL,
+    signature          TEXT    UNIQUE,
+    wire               TEXT,
+    lease_until        BIGINT  NOT NULL DEFAULT 0,
+    created_at         BIGINT  NOT NULL,
+    finished_at        BIGINT
+);
+CREATE INDEX deposits_user ON deposits (user_id, created_at);
+CREATE INDEX deposits_open ON deposits (lease_until) WHERE status IN ('awaiting_signature', 'submitted');

@@ -6,6 +6,7 @@
 pub mod agents;
 pub mod api_keys;
 pub mod auth;
+pub mod deposits;
 mod error;
 pub mod fleet;
 mod index;
@@ -27,9 +28,10 @@ use std::sync::Arc;
 use agents::{AgentService, FleetConfig};
 use api_keys::ApiKeyService;
 use auth::{AuthConfig, AuthService};
+use deposits::DepositService;
 use fleet::FleetService;
 use ledger::LedgerService;
-use payouts::{PayoutChain, PayoutService};
+use payouts::{PayoutService, SolanaAccess};
 use provisioning::{ProvisioningConfig, ProvisioningService};
 use rewards::{RewardsConfig, RewardsService};
 use store::Store;
@@ -43,7 +45,7 @@ pub struct PlatformConfig {
     pub provisioning: ProvisioningConfig,
     pub rewards: RewardsConfig,
     /// What payouts are paid with; None runs without payouts (claims are refused).
-    pub payout_chain: Option<Arc<PayoutChain>>,
+    pub solana_access: Option<Arc<SolanaAccess>>,
 }
 
 /// All services behind one shared pointer: the web framework clones this for every request
@@ -61,6 +63,7 @@ pub struct Services {
     pub ledger: LedgerService,
     pub rewards: RewardsService,
     pub payouts: PayoutService,
+    pub deposits: DepositService,
     pub api_keys: ApiKeyService,
 }
 
@@ -94,7 +97,8 @@ impl Platform {
             provisioning,
             ledger: LedgerService::new(store.clone()),
             rewards: RewardsService::new(store.clone(), catalog, config.rewards),
-            payouts: PayoutService::new(store.clone(), config.payout_chain),
+            payouts: PayoutService::new(store.clone(), config.solana_access.clone()),
+            deposits: DepositService::new(store.clone(), config.solana_access),
             api_keys: ApiKeyService::new(store.clone()),
             store,
         }))

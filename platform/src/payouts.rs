@@ -30,15 +30,16 @@ use crate::secret::random_hex;
 use crate::store::Store;
 use crate::Error;
 
-/// How long a worker holds a payout it is moving on (longer than any RPC call may take).
+/// How long a worker holds a payout or deposit it is moving on (longer than any RPC call).
 const LEASE_MS: i64 = 60_000;
 /// Payouts one pass of the worker moves on at most.
 const PAYOUTS_PER_PASS: i64 = 50;
 /// Transfers a payout is signed as before it is given up (each expired without landing).
 const MAX_SIGNINGS: i64 = 5;
 
-/// What the worker pays with: a Solana RPC, the treasury key and the mints of both assets.
-pub struct PayoutChain {
+/// What payouts are paid with and deposits are received by: a Solana RPC, the treasury key
+/// and the mints of both assets.
+pub struct SolanaAccess {
     /// The Solana cluster's name (`mainnet`, `devnet`, …), for explorer links.
     pub cluster: String,
     pub rpc: Arc<dyn SolanaRpc>,
@@ -47,11 +48,11 @@ pub struct PayoutChain {
     pub token: TokenMint,
 }
 
-impl std::fmt::Debug for PayoutChain {
+impl std::fmt::Debug for SolanaAccess {
     // Never the key.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use chain::Signer;
-        f.debug_struct("PayoutChain")
+        f.debug_struct("SolanaAccess")
             .field("treasury", &self.treasury.pubkey())
             .field("usdc", &self.usdc.address)
             .field("token", &self.token.address)
@@ -59,8 +60,8 @@ impl std::fmt::Debug for PayoutChain {
     }
 }
 
-impl PayoutChain {
-    fn mint(&self, asset: Asset) -> &TokenMint {
+impl SolanaAccess {
+    pub(crate) fn mint(&self, asset: Asset) -> &TokenMint {
         match asset {
             Asset::Usdc => &self.usdc,
             Asset::Token => &self.token,
@@ -71,7 +72,7 @@ impl PayoutChain {
 #[derive(Clone)]
 pub struct PayoutService {
     store: Store,
-    chain: Option<Arc<PayoutChain>>,
+    chain: Option<Arc<SolanaAccess>>,
 }
 
 const COLUMNS: &str = "id, owner_wallet, asset, amount, status, status_reason, requested_at, \
@@ -114,7 +115,7 @@ fn read_row(row: &AnyRow) -> Result<Stored, Error> {
 }
 
 impl PayoutService {
-    pub(crate) fn new(store: Store, chain: Option<Arc<PayoutChain>>) -> PayoutService {
+    pub(crate) fn new(store: Store, chain: Option<Arc<SolanaAccess>>) -> PayoutService {
         PayoutService { store, chain }
     }
 
@@ -123,7 +124,7 @@ impl PayoutService {
         self.chain.is_some()
     }
 
-    fn chain(&self) -> Result<&Arc<PayoutChain>, Error> {
+    fn chain(&self) -> Result<&Arc<SolanaAccess>, Error> {
         self.chain.as_ref().ok_or_else(|| {
             Error::Conflict(
                 "payouts are not enabled on this server (it runs without a treasury key); \
@@ -262,34 +263,19 @@ impl PayoutService {
         .await?;
         let mut taken = 0;
         for id in open {
-            let leased = sqlx::query(
-                "UPDATE payouts SET lease_until = $1 WHERE id = $2 AND lease_until <= $3 \
-                   AND status IN ('requested', 'submitted')",
-            )
-            .bind(now.0 + LEASE_MS)
-            .bind(&id)
-            .bind(now.0)
-            .execute(self.store.pool())
-            .await?
-            .rows_affected();
-            if leased == 0 {
+            let Some(lease) = Lease::take(&self.store, "payouts", &id, now).await? else {
                 continue;
-            }
+            };
             taken += 1;
             if let Err(e) = self.advance(&chain, &id, now).await {
                 tracing::warn!(payout = %id, error = %e, "payout not moved on; retrying next pass");
             }
-            // Done with it for this pass: the next pass (of any worker) may take it up.
-            sqlx::query("UPDATE payouts SET lease_until = 0 WHERE id = $1 AND lease_until = $2")
-                .bind(&id)
-                .bind(now.0 + LEASE_MS)
-                .execute(self.store.pool())
-                .await?;
+            lease.release(&self.store).await?;
         }
         Ok(taken)
     }
 
-    async fn advance(&self, chain: &PayoutChain, id: &str, now: UnixMillis) -> Result<(), Error> {
+    async fn advance(&self, chain: &SolanaAccess, id: &str, now: UnixMillis) -> Result<(), Error> {
         let mut conn = self.store.pool().acquire().await?;
         let row = self.row_in(&mut conn, id).await?;
         drop(conn);
@@ -309,7 +295,7 @@ impl PayoutService {
     /// transaction is sent again, or, once it can no longer land, signed anew.
     async fn follow(
         &self,
-        chain: &PayoutChain,
+        chain: &SolanaAccess,
         row: &Stored,
         now: UnixMillis,
     ) -> Result<(), Error> {
@@ -375,7 +361,7 @@ impl PayoutService {
     /// anything is sent. None when another worker changed the payout meanwhile.
     async fn sign(
         &self,
-        chain: &PayoutChain,
+        chain: &SolanaAccess,
         row: &Stored,
         now: UnixMillis,
     ) -> Result<Option<Vec<u8>>, Error> {
@@ -429,7 +415,7 @@ impl PayoutService {
     }
 
     /// Sends the stored transaction; what the RPC answered is kept as the payout's reason.
-    async fn send(&self, chain: &PayoutChain, id: &str, wire: &[u8]) -> Result<(), Error> {
+    async fn send(&self, chain: &SolanaAccess, id: &str, wire: &[u8]) -> Result<(), Error> {
         let reason = match chain.rpc.send_transaction(wire).await {
             Ok(_) => "sent; waiting for it to land".to_owned(),
             Err(e) => format!("sent; the RPC answered: {e}"),
@@ -494,6 +480,53 @@ impl PayoutService {
     }
 }
 
-fn chain_error(e: chain::ChainError) -> Error {
+pub(crate) fn chain_error(e: chain::ChainError) -> Error {
     Error::Chain(e.to_string())
+}
+
+/// A worker's hold on one row of `payouts` or `deposits` (its `lease_until`), so workers on
+/// several server processes do not move the same one at once.
+pub(crate) struct Lease {
+    table: &'static str,
+    id: String,
+    until: i64,
+}
+
+impl Lease {
+    /// Takes the row's lease if it is free; None when another worker holds it.
+    pub(crate) async fn take(
+        store: &Store,
+        table: &'static str,
+        id: &str,
+        now: UnixMillis,
+    ) -> Result<Option<Lease>, Error> {
+        let until = now.0 + LEASE_MS;
+        let taken = sqlx::query(&format!(
+            "UPDATE {table} SET lease_until = $1 WHERE id = $2 AND lease_until <= $3"
+        ))
+        .bind(until)
+        .bind(id)
+        .bind(now.0)
+        .execute(store.pool())
+        .await?
+        .rows_affected();
+        Ok((taken == 1).then(|| Lease {
+            table,
+            id: id.to_owned(),
+            until,
+        }))
+    }
+
+    /// Done for this pass: the next pass of any worker may take the row up.
+    pub(crate) async fn release(self, store: &Store) -> Result<(), Error> {
+        sqlx::query(&format!(
+            "UPDATE {} SET lease_until = 0 WHERE id = $1 AND lease_until = $2",
+            self.table
+        ))
+        .bind(&self.id)
+        .bind(self.until)
+        .execute(store.pool())
+        .await?;
+        Ok(())
+    }
 }

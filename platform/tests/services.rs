@@ -49,7 +49,7 @@ fn config() -> PlatformConfig {
         },
         provisioning: ProvisioningConfig::default(),
         rewards: RewardsConfig::default(),
-        payout_chain: None,
+        solana_access: None,
     }
 }
 
@@ -1484,7 +1484,7 @@ struct Paying {
     rpc: std::sync::Arc<chain::litesvm::LiteSvmRpc>,
     usdc: chain::TokenMint,
     token: chain::TokenMint,
-    payout_chain: std::sync::Arc<platform::payouts::PayoutChain>,
+    solana_access: std::sync::Arc<platform::payouts::SolanaAccess>,
 }
 
 async fn paying_platform(url: &str, rpc: std::sync::Arc<chain::litesvm::LiteSvmRpc>) -> Paying {
@@ -1494,7 +1494,7 @@ async fn paying_platform(url: &str, rpc: std::sync::Arc<chain::litesvm::LiteSvmR
     let (usdc, token) = (rpc.create_mint(6), rpc.create_mint(6));
     rpc.mint_to(&treasury.pubkey(), &usdc, 1_000_000_000_000);
     rpc.mint_to(&treasury.pubkey(), &token, 1_000_000_000_000);
-    let payout_chain = std::sync::Arc::new(platform::payouts::PayoutChain {
+    let solana_access = std::sync::Arc::new(platform::payouts::SolanaAccess {
         cluster: "devnet".into(),
         rpc: rpc.clone(),
         treasury,
@@ -1502,23 +1502,23 @@ async fn paying_platform(url: &str, rpc: std::sync::Arc<chain::litesvm::LiteSvmR
         token,
     });
     Paying {
-        p: replica_paying(url, &payout_chain).await,
+        p: replica_paying(url, &solana_access).await,
         rpc,
         usdc,
         token,
-        payout_chain,
+        solana_access,
     }
 }
 
 /// Another server process on the same database and chain.
 async fn replica_paying(
     url: &str,
-    chain: &std::sync::Arc<platform::payouts::PayoutChain>,
+    chain: &std::sync::Arc<platform::payouts::SolanaAccess>,
 ) -> Platform {
     Platform::new(
         Store::open(url).await.unwrap(),
         PlatformConfig {
-            payout_chain: Some(chain.clone()),
+            solana_access: Some(chain.clone()),
             ..config()
         },
     )
@@ -1700,6 +1700,154 @@ async fn payouts_pay_real_tokens_once_and_return_what_cannot_land(url: String) {
     assert!(off.to_string().contains("not enabled"), "{off}");
 }
 
+async fn deposits_credit_once_confirmed_on_chain(url: String) {
+    use base64::Engine;
+    use chain::Signer;
+    use domain::ledger::MovementKind;
+    use domain::money::Asset;
+    use domain::payout::DepositStatus;
+    let rpc = std::sync::Arc::new(chain::litesvm::LiteSvmRpc::default());
+    let Paying {
+        p,
+        rpc,
+        usdc,
+        solana_access: solana,
+        ..
+    } = paying_platform(&url, rpc).await;
+    let wallet = Wallet::new();
+    let user = account_of(&p, &wallet).await;
+    let address = WalletAddress::parse(&wallet.address()).unwrap();
+    let keypair = chain::Keypair::new_from_array(wallet.0.to_bytes());
+    rpc.airdrop(&keypair.pubkey(), 1_000_000_000);
+    rpc.mint_to(&keypair.pubkey(), &usdc, 50_000_000);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let sign = |transaction: &str, signer: &chain::Keypair| {
+        b64.encode(chain::wallet_sign(&b64.decode(transaction).unwrap(), signer).unwrap())
+    };
+
+    let small = p
+        .deposits
+        .prepare(user, &address, Asset::Usdc, 500_000, T0)
+        .await
+        .unwrap_err();
+    assert!(
+        small.to_string().contains("smallest deposit is $1.00"),
+        "{small}"
+    );
+
+    // Built by the server, signed by the wallet, credited once confirmed, once.
+    let to_sign = p
+        .deposits
+        .prepare(user, &address, Asset::Usdc, 20_000_000, T0)
+        .await
+        .unwrap();
+    let forged = p
+        .deposits
+        .submit(
+            user,
+            &to_sign.deposit.id,
+            &sign(&to_sign.transaction, &chain::Keypair::new()),
+        )
+        .await;
+    assert!(forged
+        .unwrap_err()
+        .to_string()
+        .contains("not signed by your wallet"));
+    let signed = sign(&to_sign.transaction, &keypair);
+    let sent = p
+        .deposits
+        .submit(user, &to_sign.deposit.id, &signed)
+        .await
+        .unwrap();
+    assert_eq!(sent.status, DepositStatus::Submitted);
+    assert_eq!(
+        available(&p, user).await,
+        MicroUsd::ZERO,
+        "nothing before it is confirmed"
+    );
+    p.deposits.work(T0).await.unwrap();
+    p.deposits
+        .submit(user, &to_sign.deposit.id, &signed)
+        .await
+        .unwrap();
+    p.deposits.work(T0).await.unwrap();
+    assert_eq!(available(&p, user).await, usd(20));
+    assert_eq!(rpc.token_balance(&keypair.pubkey(), &usdc), 30_000_000);
+    assert_eq!(
+        rpc.token_balance(&solana.treasury.pubkey(), &usdc),
+        1_000_020_000_000
+    );
+    let listed = p.deposits.deposits_of(user, 10).await.unwrap();
+    assert_eq!(listed[0].status, DepositStatus::Confirmed);
+    // Another user cannot see or submit it.
+    let stranger = account_of(&p, &Wallet::new()).await;
+    assert!(matches!(
+        p.deposits
+            .submit(stranger, &to_sign.deposit.id, &signed)
+            .await,
+        Err(Error::NotFound(_))
+    ));
+
+    // More than the wallet holds fails on chain; an unsigned one expires. Nothing moves.
+    let too_much = p
+        .deposits
+        .prepare(user, &address, Asset::Usdc, 40_000_000, T0)
+        .await
+        .unwrap();
+    let _ = p
+        .deposits
+        .submit(
+            user,
+            &too_much.deposit.id,
+            &sign(&too_much.transaction, &keypair),
+        )
+        .await
+        .unwrap();
+    let never_signed = p
+        .deposits
+        .prepare(user, &address, Asset::Usdc, 2_000_000, T0)
+        .await
+        .unwrap();
+    rpc.advance_blocks(200);
+    p.deposits.work(T0).await.unwrap();
+    let listed = p.deposits.deposits_of(user, 10).await.unwrap();
+    let status_of = |id: &str| listed.iter().find(|d| d.id == id).unwrap().status;
+    assert_eq!(status_of(&too_much.deposit.id), DepositStatus::Failed);
+    assert_eq!(status_of(&never_signed.deposit.id), DepositStatus::Expired);
+    assert_eq!(available(&p, user).await, usd(20));
+    let late = p
+        .deposits
+        .submit(
+            user,
+            &never_signed.deposit.id,
+            &sign(&never_signed.transaction, &keypair),
+        )
+        .await;
+    assert!(matches!(late, Err(Error::Conflict(_))), "{late:?}");
+    let lines = p
+        .ledger
+        .statement(&Account::UserAvailable(user), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        lines.iter().map(|l| l.kind).collect::<Vec<_>>(),
+        [MovementKind::Deposit]
+    );
+    assert_eq!(p.ledger.audit().await.unwrap(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn sqlite_deposits_credit_once_confirmed_on_chain() {
+    deposits_credit_once_confirmed_on_chain(platform::testing::fresh_sqlite_url()).await;
+}
+
+#[tokio::test]
+async fn postgres_deposits_credit_once_confirmed_on_chain() {
+    if let Some(url) = platform::testing::fresh_postgres_url().await {
+        deposits_credit_once_confirmed_on_chain(url).await;
+    }
+}
+
 #[tokio::test]
 async fn sqlite_payouts_pay_real_tokens_once_and_return_what_cannot_land() {
     payouts_pay_real_tokens_once_and_return_what_cannot_land(platform::testing::fresh_sqlite_url())
@@ -1743,9 +1891,9 @@ async fn payout_fault_runs(runs: u64) {
         rpc,
         usdc,
         token,
-        payout_chain,
+        solana_access,
     } = paying_platform(&url, rpc).await;
-    let workers = [p.clone(), replica_paying(&url, &payout_chain).await];
+    let workers = [p.clone(), replica_paying(&url, &solana_access).await];
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if !info.to_string().contains("injected crash") {

@@ -17,7 +17,7 @@ use domain::fleet::OwnerAction;
 use domain::ledger::{statement_csv, Billing};
 use domain::money::{Asset, MicroUsd};
 use domain::network::NetworkSummary;
-use domain::payout::Payout;
+use domain::payout::{Deposit, DepositToSign, Payout};
 use domain::rewards::ProviderEarnings;
 use domain::siws::SignedIn;
 use domain::worker::{DeviceDetail, DeviceFilter, NewDevice, RegistrationTicket, WorkerDevices};
@@ -43,6 +43,8 @@ pub fn routes() -> Router<Platform> {
         .route("/worker/devices/{id}/{action}", post(device_action))
         .route("/cloud/balance", get(balance))
         .route("/cloud/billing", get(billing))
+        .route("/cloud/deposits", get(my_deposits).post(prepare_deposit))
+        .route("/cloud/deposits/{id}/submit", post(submit_deposit))
         .route("/cloud/billing.csv", get(billing_csv))
         .route("/worker/earnings", get(earnings))
         .route("/worker/payouts", get(my_payouts).post(claim))
@@ -326,12 +328,76 @@ async fn my_payouts(
     ))
 }
 
+async fn my_deposits(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<Deposit>>, Error> {
+    let session = signed_in(&platform, &headers).await?;
+    Ok(Json(
+        platform.deposits.deposits_of(session.user_id, 100).await?,
+    ))
+}
+
+/// Builds the transfer from the signed-in wallet for its `signTransaction` (base64).
+async fn prepare_deposit(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+    body: Result<Json<AssetAmount>, JsonRejection>,
+) -> Result<(StatusCode, Json<DepositToSign>), Error> {
+    let session = signed_in(&platform, &headers).await?;
+    let Json(request) = body?;
+    let (asset, amount) = request.parsed()?;
+    let prepared = platform
+        .deposits
+        .prepare(
+            session.user_id,
+            &session.wallet,
+            asset,
+            amount,
+            platform::now(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(prepared)))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ClaimRequest {
+struct SignedDeposit {
+    /// The transaction the wallet signed, base64 wire format.
+    signed_transaction: String,
+}
+
+async fn submit_deposit(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<SignedDeposit>, JsonRejection>,
+) -> Result<Json<Deposit>, Error> {
+    let session = signed_in(&platform, &headers).await?;
+    let Json(signed) = body?;
+    Ok(Json(
+        platform
+            .deposits
+            .submit(session.user_id, &id, &signed.signed_transaction)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssetAmount {
     asset: String,
     /// A decimal amount of the asset, e.g. "12.5".
     amount: String,
+}
+
+impl AssetAmount {
+    /// The asset and the amount in its base units.
+    fn parsed(&self) -> Result<(Asset, i64), platform::Error> {
+        let invalid = |e: domain::money::MoneyError| platform::Error::Invalid(e.to_string());
+        let asset = Asset::parse(&self.asset).map_err(invalid)?;
+        Ok((asset, asset.parse_amount(&self.amount).map_err(invalid)?))
+    }
 }
 
 /// Claims claimable balance to the signed-in wallet; an `Idempotency-Key` header makes a
@@ -339,13 +405,11 @@ struct ClaimRequest {
 async fn claim(
     State(platform): State<Platform>,
     headers: HeaderMap,
-    body: Result<Json<ClaimRequest>, JsonRejection>,
+    body: Result<Json<AssetAmount>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Payout>), Error> {
     let session = signed_in(&platform, &headers).await?;
     let Json(request) = body?;
-    let invalid = |e: domain::money::MoneyError| platform::Error::Invalid(e.to_string());
-    let asset = Asset::parse(&request.asset).map_err(invalid)?;
-    let amount = asset.parse_amount(&request.amount).map_err(invalid)?;
+    let (asset, amount) = request.parsed()?;
     let key = idempotency_key(&headers)?;
     let payout = platform
         .payouts

@@ -22,7 +22,7 @@ use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use platform::agents::Flush;
 use platform::auth::AuthConfig;
-use platform::payouts::PayoutChain;
+use platform::payouts::SolanaAccess;
 use platform::store::Store;
 use platform::worker::WorkerConfig;
 use platform::{Platform, PlatformConfig};
@@ -114,7 +114,7 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
             fleet: config.fleet.clone(),
             provisioning: config.provisioning.clone(),
             rewards: config.rewards.clone(),
-            payout_chain: payout_chain(&config)?,
+            solana_access: solana_access(&config)?,
         },
     );
     platform.agents.rebuild(platform::now()).await?;
@@ -194,7 +194,7 @@ fn spawn_expiry_sweeper(platform: Platform) {
 }
 
 /// The chain side of payouts, when the configuration enables them: reads the treasury key.
-fn payout_chain(config: &Config) -> Result<Option<Arc<PayoutChain>>, Error> {
+fn solana_access(config: &Config) -> Result<Option<Arc<SolanaAccess>>, Error> {
     let Some(settings) = &config.payouts else {
         return Ok(None);
     };
@@ -210,7 +210,7 @@ fn payout_chain(config: &Config) -> Result<Option<Arc<PayoutChain>>, Error> {
         use chain::Signer;
         tracing::info!(treasury = %treasury.pubkey(), rpc = %settings.rpc_url, "payouts enabled");
     }
-    Ok(Some(Arc::new(PayoutChain {
+    Ok(Some(Arc::new(SolanaAccess {
         cluster: config.chain_id.trim_start_matches("solana:").to_owned(),
         rpc: Arc::new(rpc),
         treasury,
@@ -221,8 +221,8 @@ fn payout_chain(config: &Config) -> Result<Option<Arc<PayoutChain>>, Error> {
 
 /// Sweeps the fleet (silent devices down, unanswered challenges settled) and the clusters
 /// (start deadlines, expiry, lost devices, hourly settlement), writes merged heartbeats every
-/// `flush_interval`, closes reward blocks as they fall due and moves payouts on, until `stop`
-/// turns true; it stops only between passes.
+/// `flush_interval`, closes reward blocks as they fall due and moves payouts and deposits on,
+/// until `stop` turns true; it stops only between passes.
 fn spawn_fleet_monitor(
     platform: Platform,
     flush_interval: Duration,
@@ -256,6 +256,9 @@ fn spawn_fleet_monitor(
             }
             if let Err(e) = platform.payouts.work(platform::now()).await {
                 tracing::warn!(error = %e, "payout pass failed; retrying on the next tick");
+            }
+            if let Err(e) = platform.deposits.work(platform::now()).await {
+                tracing::warn!(error = %e, "deposit pass failed; retrying on the next tick");
             }
         }
     })

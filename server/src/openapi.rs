@@ -82,6 +82,24 @@ const ENDPOINTS: &[(&str, &str, &str, bool)] = &[
     ),
     (
         "get",
+        "/cloud/deposits",
+        "The renter's deposits with their status",
+        true,
+    ),
+    (
+        "post",
+        "/cloud/deposits",
+        "Build a deposit of \"usdc\" or \"token\" from the wallet: the transaction to sign (base64)",
+        true,
+    ),
+    (
+        "post",
+        "/cloud/deposits/{id}/submit",
+        "Send the wallet-signed deposit transaction; credited once confirmed on chain",
+        true,
+    ),
+    (
+        "get",
         "/worker/payouts",
         "The provider's payouts with their status and explorer links",
         true,

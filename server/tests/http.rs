@@ -102,6 +102,18 @@ fn sign(wallet: &SigningKey, message: &str) -> String {
     bs58::encode(wallet.sign(message.as_bytes()).to_bytes()).into_string()
 }
 
+fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 fn new_wallet() -> SigningKey {
     SigningKey::generate(&mut rand::rngs::OsRng)
 }
@@ -861,6 +873,43 @@ async fn claims_are_paid_over_json_rpc_to_the_wallet() {
     assert_eq!(chain_rpc.token_balance(&owner, &usdc), 2_500_000);
     let earnings = app.get_json("/api/v1/worker/earnings").await;
     assert_eq!(earnings["claimable"], 7_500_000);
+
+    // A deposit: built by the server, signed by the wallet, credited once it lands.
+    let keypair = chain::Keypair::new_from_array(wallet.to_bytes());
+    chain_rpc.airdrop(&keypair.pubkey(), 1_000_000_000);
+    chain_rpc.mint_to(&keypair.pubkey(), &usdc, 5_000_000);
+    let prepared = app
+        .post(
+            "/api/v1/cloud/deposits",
+            json!({ "asset": "usdc", "amount": "3" }),
+        )
+        .await;
+    assert_eq!(prepared.status(), StatusCode::CREATED);
+    let prepared: Value = prepared.json().await.unwrap();
+    let id = prepared["deposit"]["id"].as_str().unwrap().to_owned();
+    let unsigned = base64_decode(prepared["transaction"].as_str().unwrap());
+    let signed = base64_encode(&chain::wallet_sign(&unsigned, &keypair).unwrap());
+    let sent = app
+        .post(
+            &format!("/api/v1/cloud/deposits/{id}/submit"),
+            json!({ "signed_transaction": signed }),
+        )
+        .await;
+    assert_eq!(sent.status(), StatusCode::OK);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while app.get_json("/api/v1/cloud/deposits").await[0]["status"] != "confirmed" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deposit never landed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        app.get_json("/api/v1/cloud/balance").await["available"],
+        103_000_000
+    );
+    // 2.5 paid out earlier + 5 minted - 3 deposited.
+    assert_eq!(chain_rpc.token_balance(&keypair.pubkey(), &usdc), 4_500_000);
     assert_eq!(
         app.server.platform.ledger.audit().await.unwrap(),
         Vec::<String>::new()

@@ -96,5 +96,6 @@ fn kind_text(kind: MovementKind) -> &'static str {
         MovementKind::Earning => "hire earnings",
         MovementKind::Reward => "block reward",
         MovementKind::Payout => "payout",
+        MovementKind::Deposit => "deposit",
     }
 }
