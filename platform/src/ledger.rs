@@ -125,7 +125,7 @@ pub(crate) async fn usdc_in(
 }
 
 impl LedgerService {
-    pub(crate) fn new(store: Store) -> LedgerService {
+    pub fn new(store: Store) -> LedgerService {
         LedgerService { store }
     }
 
@@ -237,6 +237,28 @@ impl LedgerService {
         .iter()
         .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
         .collect()
+    }
+
+    /// An operator's credit to the account of `wallet` (which must have signed in once), once
+    /// per `key`. Returns whether this call recorded it.
+    pub async fn operator_credit_wallet(
+        &self,
+        wallet: &domain::wallet::WalletAddress,
+        amount: MicroUsd,
+        key: &str,
+        memo: &str,
+        now: UnixMillis,
+    ) -> Result<bool, Error> {
+        let user_id: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE wallet = $1")
+            .bind(wallet.as_str())
+            .fetch_optional(self.store.pool())
+            .await?;
+        let user_id = user_id.ok_or_else(|| {
+            Error::NotFound(format!(
+                "no account for wallet {wallet}: it has to sign in once first"
+            ))
+        })?;
+        self.operator_credit(user_id, amount, key, memo, now).await
     }
 
     /// Checks the ledger against itself: every kept balance equals what the transfers add up

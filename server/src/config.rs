@@ -17,6 +17,11 @@ use crate::error::Error;
 #[command(name = "gpu-commons", version)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// An operator task to run instead of the server.
+    #[command(subcommand)]
+    #[serde(skip)]
+    pub command: Option<Command>,
+
     /// TOML file with any of the settings below (keys in snake_case, e.g. database_url = "…").
     /// Flags and environment variables override it.
     #[arg(long, env = "GC_CONFIG", value_name = "FILE")]
@@ -139,6 +144,26 @@ pub struct Settings {
     pub log: Option<String>,
 }
 
+/// Operator tasks, run against the configured database instead of starting the server.
+#[derive(clap::Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Credit a renter's balance (a promotion or a goodwill refund), once per --key.
+    Credit {
+        /// The renter's wallet address (the account must have signed in once).
+        #[arg(long)]
+        wallet: String,
+        /// Dollars to credit, e.g. 25 or 12.50.
+        #[arg(long)]
+        usd: String,
+        /// Makes the credit happen once: the same key again changes nothing.
+        #[arg(long)]
+        key: String,
+        /// Shown in the renter's billing.
+        #[arg(long, default_value = "operator credit")]
+        memo: String,
+    },
+}
+
 /// Where and with what payouts are paid.
 #[derive(Debug, Clone)]
 pub struct PayoutSettings {
@@ -186,6 +211,7 @@ impl Settings {
     fn or(self, lower: Settings) -> Settings {
         Settings {
             config: self.config.or(lower.config),
+            command: self.command,
             listen: self.listen.or(lower.listen),
             database_url: self.database_url.or(lower.database_url),
             public_url: self.public_url.or(lower.public_url),

@@ -36,7 +36,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use url::Url;
 
-pub use config::{Config, PayoutSettings, Settings};
+pub use config::{Command, Config, PayoutSettings, Settings};
 pub use error::Error;
 
 /// A server that is listening. Dropping it does not stop it; call [`RunningServer::stop`].
@@ -191,6 +191,34 @@ fn spawn_expiry_sweeper(platform: Platform) {
             }
         }
     });
+}
+
+/// Runs an operator task against the configured database; returns what it did, in words.
+pub async fn run_command(config: &Config, command: Command) -> Result<String, Error> {
+    match command {
+        Command::Credit {
+            wallet,
+            usd,
+            key,
+            memo,
+        } => {
+            let invalid = |e: String| Error::Config(e);
+            let wallet = domain::wallet::WalletAddress::parse(&wallet)
+                .map_err(|e| invalid(format!("--wallet '{wallet}': {e}")))?;
+            let amount = domain::money::MicroUsd::parse_decimal(&usd)
+                .map_err(|e| invalid(format!("--usd '{usd}': {e}")))?;
+            let ledger =
+                platform::ledger::LedgerService::new(Store::open(&config.database_url).await?);
+            let recorded = ledger
+                .operator_credit_wallet(&wallet, amount, &key, &memo, platform::now())
+                .await?;
+            Ok(if recorded {
+                format!("credited {amount} to {wallet}")
+            } else {
+                format!("a credit with key '{key}' was recorded before; nothing changed")
+            })
+        }
+    }
 }
 
 /// The chain side of payouts, when the configuration enables them: reads the treasury key.

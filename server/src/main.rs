@@ -8,7 +8,9 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let config = match Settings::parse().resolve() {
+    let mut settings = Settings::parse();
+    let command = settings.command.take();
+    let config = match settings.resolve() {
         Ok(config) => config,
         Err(e) => {
             eprintln!("gpu-commons: {e}");
@@ -18,6 +20,18 @@ async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(&config.log))
         .init();
+    if let Some(command) = command {
+        return match server::run_command(&config, command).await {
+            Ok(done) => {
+                println!("{done}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("gpu-commons: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let mut running = match start(config).await {
         Ok(running) => running,
         Err(e) => {

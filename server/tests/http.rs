@@ -768,6 +768,47 @@ async fn an_unreachable_database_is_reported_clearly() {
     );
 }
 
+/// `gpu-commons credit`: the operator's credit, once per key, to an account that exists.
+#[tokio::test]
+async fn operators_credit_renters_once_per_key() {
+    use server::{run_command, Command};
+    let url = platform::testing::fresh_sqlite_url();
+    let app = spawn(url.clone(), short_sign_in).await;
+    let wallet = new_wallet();
+    app.sign_in(&wallet).await;
+    let config = Config::for_database(&url).unwrap();
+    let credit = |wallet: String, usd: &str| Command::Credit {
+        wallet,
+        usd: usd.into(),
+        key: "goodwill-7".into(),
+        memo: "sorry for the outage".into(),
+    };
+    let done = run_command(&config, credit(address(&wallet), "12.50"))
+        .await
+        .unwrap();
+    assert!(done.contains("credited $12.50"), "{done}");
+    let again = run_command(&config, credit(address(&wallet), "12.50"))
+        .await
+        .unwrap();
+    assert!(again.contains("recorded before"), "{again}");
+    assert_eq!(
+        app.get_json("/api/v1/cloud/balance").await["available"],
+        112_500_000
+    );
+    let stranger = run_command(&config, credit(address(&new_wallet()), "1"))
+        .await
+        .unwrap_err();
+    assert!(
+        stranger.to_string().contains("has to sign in once first"),
+        "{stranger}"
+    );
+    let bad = run_command(&config, credit(address(&wallet), "ten"))
+        .await
+        .unwrap_err();
+    assert!(bad.to_string().contains("--usd 'ten'"), "{bad}");
+    app.server.stop().await;
+}
+
 /// A server paying through a Solana JSON-RPC endpoint on loopback (litesvm with the real SPL
 /// token program behind it): the HTTP client, the worker and the ledger end to end.
 #[tokio::test]
