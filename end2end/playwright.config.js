@@ -1,6 +1,7 @@
 // Browser tests against the real server binary on loopback, in Debian's Chromium (Playwright's
 // own browser downloads are not available here, and never needed).
 const { defineConfig } = require('@playwright/test');
+const { SOLANA } = require('./tests/helpers');
 const path = require('path');
 const os = require('os');
 const fs = require('fs');
@@ -13,9 +14,9 @@ const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'gc-e2e-'));
 const database = path.join(scratch, 'e2e.db');
 // Payouts land on a local Solana endpoint (litesvm running the real SPL token program) with
 // these two mints; local-solana makes the treasury key file the server then reads.
-const solanaPort = Number(process.env.E2E_SOLANA_PORT || 3918);
+const solanaPort = SOLANA.port;
 const treasuryKey = path.join(scratch, 'treasury.json');
-const mints = '--usdc-mint CNhiw7naLWn5r7xUoYY6L3XNsK6W6fwW17GAjHKfi2Yv --token-mint EzavvU4p7nThs6nG2tHHTUcs14QvptJKcELF9vfUyjuE';
+const mints = `--usdc-mint ${SOLANA.usdcMint} --token-mint ${SOLANA.tokenMint}`;
 
 module.exports = defineConfig({
   testDir: './tests',

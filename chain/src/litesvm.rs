@@ -422,6 +422,33 @@ async fn answer_json_rpc(
                 None => Err(ChainError::Rejected("expected a list of signatures".into())),
             }
         }
+        // A faucet, as devnet's: SOL for fees.
+        Some("requestAirdrop") => match (
+            params[0].as_str().and_then(|a| a.parse::<Pubkey>().ok()),
+            params[1].as_u64(),
+        ) {
+            (Some(address), Some(lamports)) => {
+                rpc.airdrop(&address, lamports);
+                Ok(json!(Signature::default().to_string()))
+            }
+            _ => Err(ChainError::Rejected("expected an address and lamports".into())),
+        },
+        // Local only: tokens of an existing mint for a wallet, so demos and tests can deposit.
+        Some("localMintTo") => match (
+            params[0].as_str().and_then(|a| a.parse::<Pubkey>().ok()),
+            params[1].as_str().and_then(|a| a.parse::<Pubkey>().ok()),
+            params[2].as_u64(),
+        ) {
+            (Some(owner), Some(mint), Some(amount)) => match rpc.read::<Mint>(&mint) {
+                Some(m) => {
+                    let mint = TokenMint { address: mint, decimals: m.decimals };
+                    rpc.mint_to(&owner, &mint, amount);
+                    Ok(json!(rpc.token_balance(&owner, &mint)))
+                }
+                None => Err(ChainError::Rejected(format!("no mint {mint}"))),
+            },
+            _ => Err(ChainError::Rejected("expected an owner, a mint and an amount".into())),
+        },
         other => {
             return axum::Json(json!({ "jsonrpc": "2.0", "id": id,
                 "error": { "code": -32601, "message": format!("Method not found: {other:?}") } }))

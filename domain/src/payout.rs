@@ -119,11 +119,12 @@ pub struct Deposit {
 }
 
 /// A deposit to sign: the transaction in wire format, base64, for the wallet's
-/// `signTransaction`.
+/// `signTransaction` on `chain` (`solana:devnet`, …).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DepositToSign {
     pub deposit: Deposit,
     pub transaction: String,
+    pub chain: String,
 }
 
 #[cfg(test)]

@@ -15,8 +15,25 @@ async function hydrated(page) {
   await expect(page.getByTestId('topbar')).toHaveAttribute('data-hydrated', 'true');
 }
 
+/** The local Solana endpoint the e2e server pays to and takes deposits from, and its mints. */
+const SOLANA = {
+  port: Number(process.env.E2E_SOLANA_PORT || 3918),
+  usdcMint: 'CNhiw7naLWn5r7xUoYY6L3XNsK6W6fwW17GAjHKfi2Yv',
+  tokenMint: 'EzavvU4p7nThs6nG2tHHTUcs14QvptJKcELF9vfUyjuE',
+};
+
+/** One JSON-RPC call to the local Solana endpoint; fails the test on an error answer. */
+async function solanaCall(request, method, params) {
+  const response = await request.post(`http://127.0.0.1:${SOLANA.port}/`, {
+    data: { jsonrpc: '2.0', id: 1, method, params },
+  });
+  const body = await response.json();
+  expect(body.error, `${method}: ${JSON.stringify(body.error)}`).toBeUndefined();
+  return body.result;
+}
+
 function short(address) {
   return `${address.slice(0, 4)}…${address.slice(-4)}`;
 }
 
-module.exports = { TEST_WALLET, watchPageErrors, hydrated, short };
+module.exports = { TEST_WALLET, SOLANA, solanaCall, watchPageErrors, hydrated, short };

@@ -83,6 +83,11 @@ impl DepositService {
         DepositService { store, solana }
     }
 
+    /// Whether this server takes deposits (it has a treasury).
+    pub fn enabled(&self) -> bool {
+        self.solana.is_some()
+    }
+
     fn solana(&self) -> Result<&Arc<SolanaAccess>, Error> {
         self.solana.as_ref().ok_or_else(|| {
             Error::Conflict(
@@ -143,6 +148,7 @@ impl DepositService {
         Ok(DepositToSign {
             deposit: self.row(user_id, &id).await?.deposit,
             transaction: base64().encode(&unsigned.wire),
+            chain: format!("solana:{}", solana.cluster),
         })
     }
 

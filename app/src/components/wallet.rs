@@ -116,6 +116,24 @@ async fn sign_in_with(wallet_name: &str) -> Result<SignedIn, String> {
     }
 }
 
+/// Has the wallet in this browser that holds `address` sign `transaction` (wire format) for
+/// `chain`, through its Wallet-Standard `signTransaction`; the signed bytes come back.
+pub async fn sign_transaction(
+    address: &str,
+    chain: &str,
+    transaction: &[u8],
+) -> Result<Vec<u8>, String> {
+    #[cfg(feature = "hydrate")]
+    {
+        browser::sign_transaction(address, chain, transaction).await
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = (address, chain, transaction);
+        Err("wallets can only be reached from the browser".into())
+    }
+}
+
 #[cfg(feature = "hydrate")]
 mod browser {
     use std::cell::RefCell;
@@ -155,6 +173,28 @@ mod browser {
         if let Ok(handle) = started {
             DISCOVERY.with(|d| *d.borrow_mut() = Some(handle));
         }
+    }
+
+    pub async fn sign_transaction(
+        address: &str,
+        chain: &str,
+        transaction: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        let wallets = FOUND.with(|found| found.borrow().clone());
+        for wallet in wallets {
+            // Silent: a wallet this page is already connected to answers without a prompt.
+            let Ok(accounts) = features::connect(&wallet, true).await else {
+                continue;
+            };
+            if let Some(account) = accounts.into_iter().find(|a| a.address() == address) {
+                return features::sign_transaction(&wallet, &account, chain, transaction)
+                    .await
+                    .map_err(|e| format!("{} did not sign the deposit: {e}", wallet.name()));
+            }
+        }
+        Err(format!(
+            "no wallet in this browser holds {address}; connect it and try again"
+        ))
     }
 
     pub async fn sign_in_with(name: &str) -> Result<SignedIn, String> {

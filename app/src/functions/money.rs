@@ -2,18 +2,60 @@
 //! `/api/v1/cloud/billing` and `/api/v1/worker/earnings`.
 
 use domain::ledger::Billing;
-use domain::payout::Payout;
+use domain::payout::{Deposit, DepositToSign, Payout};
 use domain::rewards::ProviderEarnings;
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::errors::AppError;
 
-/// The signed-in renter's balances and movements.
+/// The renter's balances and movements, with their deposits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillingWithDeposits {
+    pub billing: Billing,
+    pub deposits: Vec<Deposit>,
+    /// Whether this server takes deposits (it runs with a treasury).
+    pub deposits_enabled: bool,
+}
+
 #[server]
-pub async fn load_billing() -> Result<Billing, AppError> {
+pub async fn load_billing() -> Result<BillingWithDeposits, AppError> {
     let (platform, session) = super::context::signed_in_platform().await?;
-    Ok(platform.billing(session.user_id).await?)
+    Ok(BillingWithDeposits {
+        billing: platform.billing(session.user_id).await?,
+        deposits: platform.deposits.deposits_of(session.user_id, 50).await?,
+        deposits_enabled: platform.deposits.enabled(),
+    })
+}
+
+/// Builds a deposit of `amount` (a decimal) of `asset` from the signed-in wallet: the
+/// transaction for the wallet to sign.
+#[server]
+pub async fn prepare_deposit(asset: String, amount: String) -> Result<DepositToSign, AppError> {
+    let invalid = |e: domain::money::MoneyError| AppError::Invalid(e.to_string());
+    let asset = domain::money::Asset::parse(&asset).map_err(invalid)?;
+    let amount = asset.parse_amount(&amount).map_err(invalid)?;
+    let (platform, session) = super::context::signed_in_platform().await?;
+    Ok(platform
+        .deposits
+        .prepare(
+            session.user_id,
+            &session.wallet,
+            asset,
+            amount,
+            platform::now(),
+        )
+        .await?)
+}
+
+/// Sends the wallet-signed deposit (base64 wire format); credited once confirmed on chain.
+#[server]
+pub async fn submit_deposit(id: String, signed_transaction: String) -> Result<Deposit, AppError> {
+    let (platform, session) = super::context::signed_in_platform().await?;
+    Ok(platform
+        .deposits
+        .submit(session.user_id, &id, &signed_transaction)
+        .await?)
 }
 
 /// A provider's earnings with their daily charts, drawn on the server.

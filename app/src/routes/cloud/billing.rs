@@ -1,19 +1,57 @@
-//! `/cloud/billing`: the renter's balances and every movement of their money (credits,
-//! charges with their fees, refunds), each with its cluster and time, and a CSV export.
+//! `/cloud/billing`: the renter's balances, deposits from the connected wallet (the server builds
+//! the transfer, the wallet signs it, the balance is credited once it is confirmed on chain),
+//! and every movement of their money (deposits, credits, charges with their fees, refunds),
+//! each with its cluster and time, with a CSV export.
+
+use std::time::Duration;
 
 use domain::ledger::{MovementKind, StatementLine};
+use domain::money::Asset;
+use domain::payout::{Deposit, DepositStatus};
 use domain::time::UnixMillis;
 use leptos::prelude::*;
 use leptos_meta::Title;
 
+use crate::components::session::use_session;
 use crate::components::supply::ErrorNote;
 use crate::errors::AppError;
-use crate::functions::money::load_billing;
+use crate::functions::money::{load_billing, prepare_deposit, submit_deposit, BillingWithDeposits};
 use crate::routes::set_page_status;
+
+/// How often the page re-reads while a deposit is on its way.
+const REFRESH: Duration = Duration::from_secs(2);
 
 #[component]
 pub fn BillingPage() -> impl IntoView {
-    let billing = Resource::new(|| (), |_| load_billing());
+    let session = use_session();
+    let version = RwSignal::new(0u32);
+    let billing = Resource::new(
+        move || (session.version(), version.get()),
+        |_| load_billing(),
+    );
+    Effect::new(move |_| {
+        // In the browser only: keep an open deposit's status current.
+        if let Ok(handle) = set_interval_with_handle(
+            move || {
+                let open = billing.get_untracked().is_some_and(|r| {
+                    r.is_ok_and(|b| {
+                        b.deposits.iter().any(|d| {
+                            matches!(
+                                d.status,
+                                DepositStatus::AwaitingSignature | DepositStatus::Submitted
+                            )
+                        })
+                    })
+                });
+                if open {
+                    version.update(|v| *v += 1);
+                }
+            },
+            REFRESH,
+        ) {
+            on_cleanup(move || handle.clear());
+        }
+    });
     view! {
         <Title text="Billing" />
         <section class="hero">
@@ -23,13 +61,15 @@ pub fn BillingPage() -> impl IntoView {
         <section class="panel">
             <Transition fallback=|| view! { <p class="muted">"Loading your billing…"</p> }>
                 {move || billing.get().map(|result| match result {
-                    Ok(b) => view! {
+                    Ok(BillingWithDeposits { billing: b, deposits, deposits_enabled }) => view! {
                         <div class="stats">
                             <div class="stat"><span class="stat-label">"USDC balance"</span>
                                 <strong data-testid="billing-balance">{b.available.to_string()}</strong></div>
                             <div class="stat"><span class="stat-label">"Token balance"</span>
                                 <strong data-testid="billing-tokens">{b.available_tokens.to_string()}</strong></div>
                         </div>
+                        {deposits_enabled.then(|| view! { <DepositForm version /> })}
+                        <DepositTable deposits />
                         <div class="panel-head">
                             <h2>"Movements"</h2>
                             <a class="btn" href="/api/v1/cloud/billing.csv" download="billing.csv" data-testid="billing-csv">"Export CSV"</a>
@@ -86,6 +126,95 @@ pub(crate) fn StatementTable(
         </table>
     }
     .into_any()
+}
+
+/// A deposit from the connected wallet: the server builds the transfer, the wallet signs it,
+/// the server sends it; the table below shows it until it is credited.
+#[component]
+fn DepositForm(version: RwSignal<u32>) -> impl IntoView {
+    let session = use_session();
+    let asset = RwSignal::new(Asset::Usdc);
+    let amount = RwSignal::new(String::new());
+    let busy = RwSignal::new(false);
+    let outcome = RwSignal::new(None::<Result<String, String>>);
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let Some(wallet) = session.signed_in().map(|s| s.wallet.to_string()) else {
+            outcome.set(Some(Err("connect your wallet first".into())));
+            return;
+        };
+        let (asset, amount) = (asset.get_untracked(), amount.get_untracked());
+        busy.set(true);
+        leptos::task::spawn_local(async move {
+            let result = deposit(wallet, asset, amount).await;
+            if result.is_ok() {
+                version.update(|v| *v += 1);
+            }
+            outcome.set(Some(result));
+            busy.set(false);
+        });
+    };
+    view! {
+        <form class="claim" on:submit=submit data-testid="deposit-form">
+            <label>"Deposit "
+                <select data-testid="deposit-asset" on:change=move |ev| {
+                    asset.set(if event_target_value(&ev) == "token" { Asset::Token } else { Asset::Usdc });
+                }>
+                    <option value="usdc">"USDC"</option>
+                    <option value="token">"GCT"</option>
+                </select>
+            </label>
+            <input aria-label="Amount to deposit" placeholder="amount" inputmode="decimal" data-testid="deposit-amount"
+                prop:value=move || amount.get() on:input=move |ev| amount.set(event_target_value(&ev)) />
+            <button type="submit" class="btn btn-primary" data-testid="deposit-submit" disabled=move || busy.get()>
+                {move || if busy.get() { "Check your wallet…" } else { "Deposit from my wallet" }}
+            </button>
+        </form>
+        {move || outcome.get().map(|o| match o {
+            Ok(text) => view! { <p class="ok" data-testid="deposit-outcome">{text}</p> }.into_any(),
+            Err(text) => view! { <p class="error" data-testid="deposit-error">{text}</p> }.into_any(),
+        })}
+    }
+}
+
+/// Prepares, signs (in the wallet) and submits one deposit; says what happened.
+async fn deposit(wallet: String, asset: Asset, amount: String) -> Result<String, String> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let to_sign = prepare_deposit(asset.as_str().to_owned(), amount)
+        .await
+        .map_err(|e| e.to_string())?;
+    let unsigned = b64
+        .decode(&to_sign.transaction)
+        .map_err(|e| format!("the server's transaction is not base64: {e}"))?;
+    let signed =
+        crate::components::wallet::sign_transaction(&wallet, &to_sign.chain, &unsigned).await?;
+    let sent = submit_deposit(to_sign.deposit.id, b64.encode(signed))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "deposit of {} sent; it is credited once it lands",
+        asset.show(sent.amount)
+    ))
+}
+
+#[component]
+fn DepositTable(deposits: Vec<Deposit>) -> impl IntoView {
+    (!deposits.is_empty()).then(|| view! {
+        <table class="table" data-testid="deposits">
+            <thead><tr><th>"Started (UTC)"</th><th class="num">"Amount"</th><th>"Status"</th></tr></thead>
+            <tbody>
+                {deposits.into_iter().map(|d| view! {
+                    <tr data-testid="deposit-row">
+                        <td>{UnixMillis(d.created_at).to_rfc3339()}</td>
+                        <td class="num">{d.asset.show(d.amount)}</td>
+                        <td><span class=format!("status status-{}", d.status.as_str()) data-testid="deposit-status">{d.status.as_str()}</span>
+                            " " <span class="muted">{d.status_reason}</span></td>
+                    </tr>
+                }).collect_view()}
+            </tbody>
+        </table>
+    })
 }
 
 fn kind_text(kind: MovementKind) -> &'static str {
