@@ -39,6 +39,9 @@ use url::Url;
 pub use config::{Command, Config, PayoutSettings, Settings};
 pub use error::Error;
 
+/// How long a stop waits for open requests, and then for database connections, to finish.
+const STOP_GRACE: Duration = Duration::from_secs(15);
+
 /// A server that is listening. Dropping it does not stop it; call [`RunningServer::stop`].
 pub struct RunningServer {
     pub addr: SocketAddr,
@@ -52,12 +55,22 @@ pub struct RunningServer {
 
 impl RunningServer {
     /// Stops accepting, lets in-flight requests finish, writes the merged heartbeats, and
-    /// closes the database.
+    /// closes the database. Requests that do not finish within [`STOP_GRACE`] are cut off, and
+    /// database connections not handed back by then are left to the process's end: a stop
+    /// never hangs.
     pub async fn stop(self) {
         self.platform.agents.release_waits();
         let _ = self.shutdown.send(());
-        if let Ok(Err(e)) = self.task.await {
-            tracing::error!(error = %e, "server ended with an error");
+        let task = self.task.abort_handle();
+        match tokio::time::timeout(STOP_GRACE, self.task).await {
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "server ended with an error"),
+            Err(_) => {
+                tracing::warn!(
+                    "requests still open after the stop's grace period; cutting them off"
+                );
+                task.abort();
+            }
+            _ => {}
         }
         // Let a flush in progress finish: aborting it would drop the heartbeats it had taken.
         let _ = self.stop_monitor.send(true);
@@ -72,7 +85,12 @@ impl RunningServer {
         {
             tracing::error!(error = %e, "could not write the last heartbeats");
         }
-        self.platform.store.close().await;
+        if tokio::time::timeout(STOP_GRACE, self.platform.store.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("database connections still in use after the stop's grace period");
+        }
     }
 
     /// Waits until the server ends on its own (it does not, short of an I/O failure).
