@@ -58,6 +58,12 @@ pub fn BillingPage() -> impl IntoView {
             <h1>"Billing"</h1>
             <p class="lede">"Your balance and every movement of it. Clusters are paid from the balance; what a cluster does not use comes back to it."</p>
         </section>
+        // Outside the part that re-reads, so what the form says survives the refresh it causes.
+        <Show when=move || session.signed_in().is_some()>
+            <section class="panel">
+                <DepositForm version />
+            </section>
+        </Show>
         <section class="panel">
             <Transition fallback=|| view! { <p class="muted">"Loading your billing…"</p> }>
                 {move || billing.get().map(|result| match result {
@@ -68,7 +74,9 @@ pub fn BillingPage() -> impl IntoView {
                             <div class="stat"><span class="stat-label">"Token balance"</span>
                                 <strong data-testid="billing-tokens">{b.available_tokens.to_string()}</strong></div>
                         </div>
-                        {deposits_enabled.then(|| view! { <DepositForm version /> })}
+                        {(!deposits_enabled).then(|| view! {
+                            <p class="notice" data-testid="deposits-off">"This server runs without a treasury, so it takes no deposits."</p>
+                        })}
                         <DepositTable deposits />
                         <div class="panel-head">
                             <h2>"Movements"</h2>
