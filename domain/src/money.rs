@@ -120,6 +120,13 @@ impl Asset {
         }
     }
 
+    /// An asset by name (`usdc`, `token`) and a decimal amount of it, in base units: what the
+    /// claim and deposit forms and their API twins send.
+    pub fn parse_with_amount(asset: &str, amount: &str) -> Result<(Asset, i64), MoneyError> {
+        let asset = Asset::parse(asset)?;
+        Ok((asset, asset.parse_amount(amount)?))
+    }
+
     /// Shows `units` of this asset the way people read it (`$2.49`, `12.5 GCT`).
     pub fn show(self, units: i64) -> String {
         match self {

@@ -394,9 +394,8 @@ struct AssetAmount {
 impl AssetAmount {
     /// The asset and the amount in its base units.
     fn parsed(&self) -> Result<(Asset, i64), platform::Error> {
-        let invalid = |e: domain::money::MoneyError| platform::Error::Invalid(e.to_string());
-        let asset = Asset::parse(&self.asset).map_err(invalid)?;
-        Ok((asset, asset.parse_amount(&self.amount).map_err(invalid)?))
+        Asset::parse_with_amount(&self.asset, &self.amount)
+            .map_err(|e| platform::Error::Invalid(e.to_string()))
     }
 }
 

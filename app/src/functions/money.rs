@@ -32,9 +32,8 @@ pub async fn load_billing() -> Result<BillingWithDeposits, AppError> {
 /// transaction for the wallet to sign.
 #[server]
 pub async fn prepare_deposit(asset: String, amount: String) -> Result<DepositToSign, AppError> {
-    let invalid = |e: domain::money::MoneyError| AppError::Invalid(e.to_string());
-    let asset = domain::money::Asset::parse(&asset).map_err(invalid)?;
-    let amount = asset.parse_amount(&amount).map_err(invalid)?;
+    let (asset, amount) = domain::money::Asset::parse_with_amount(&asset, &amount)
+        .map_err(|e| AppError::Invalid(e.to_string()))?;
     let (platform, session) = super::context::signed_in_platform().await?;
     Ok(platform
         .deposits
@@ -105,9 +104,8 @@ pub async fn claim_payout(
     amount: String,
     idempotency_key: String,
 ) -> Result<Payout, AppError> {
-    let invalid = |e: domain::money::MoneyError| AppError::Invalid(e.to_string());
-    let asset = domain::money::Asset::parse(&asset).map_err(invalid)?;
-    let amount = asset.parse_amount(&amount).map_err(invalid)?;
+    let (asset, amount) = domain::money::Asset::parse_with_amount(&asset, &amount)
+        .map_err(|e| AppError::Invalid(e.to_string()))?;
     let (platform, session) = super::context::signed_in_platform().await?;
     Ok(platform
         .payouts
