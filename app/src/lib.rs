@@ -13,11 +13,15 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, Link, Meta, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::path;
+use leptos_router::SsrMode;
 
 use components::nav::TopNav;
 use components::session::provide_session;
 use routes::cloud::{BillingPage, CloudPage, ClusterPage, DeployPage};
-use routes::explorer::ExplorerPage;
+use routes::explorer::{
+    BlockPage, BlocksPage, ExplorerPage, FleetPage, PublicClusterPage, PublicClustersPage,
+    PublicDevicePage, SearchPage, WalletPage,
+};
 use routes::not_found::NotFound;
 use routes::worker::{DevicePage, EarningsPage, NewDevicePage, WorkerPage};
 
@@ -59,7 +63,15 @@ pub fn App() -> impl IntoView {
             <main class="page">
                 <ErrorBoundary fallback=|_errors| view! { <routes::error::ErrorPage /> }>
                     <Routes fallback=NotFound>
-                        <Route path=path!("/explorer") view=ExplorerPage />
+                        <Route path=path!("/explorer") view=ExplorerPage ssr=SsrMode::Async />
+                        <Route path=path!("/explorer/devices") view=FleetPage ssr=SsrMode::Async />
+                        <Route path=path!("/explorer/devices/:id") view=PublicDevicePage ssr=SsrMode::Async />
+                        <Route path=path!("/explorer/clusters") view=PublicClustersPage ssr=SsrMode::Async />
+                        <Route path=path!("/explorer/clusters/:id") view=PublicClusterPage ssr=SsrMode::Async />
+                        <Route path=path!("/explorer/blocks") view=BlocksPage ssr=SsrMode::Async />
+                        <Route path=path!("/explorer/blocks/:number") view=BlockPage ssr=SsrMode::Async />
+                        <Route path=path!("/explorer/wallets/:address") view=WalletPage ssr=SsrMode::Async />
+                        <Route path=path!("/explorer/search") view=SearchPage ssr=SsrMode::Async />
                         <Route path=path!("/cloud") view=CloudPage />
                         <Route path=path!("/cloud/deploy") view=DeployPage />
                         <Route path=path!("/cloud/clusters/:id") view=ClusterPage />

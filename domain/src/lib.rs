@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod cluster;
 pub mod country;
 pub mod device_status;
+pub mod explorer;
 pub mod fleet;
 pub mod hardware;
 pub mod ledger;

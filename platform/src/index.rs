@@ -4,6 +4,9 @@
 //! scanning a million rows. A cache rebuilt from the database at start-up and updated after
 //! every committed change, never the source of truth (DESIGN.md §4).
 
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::ops::Bound;
 use std::sync::{Arc, RwLock};
 
 use rustc_hash::FxHashMap;
@@ -11,8 +14,10 @@ use rustc_hash::FxHashMap;
 use domain::allocator::{Candidate, SupplyCell};
 use domain::catalog::GpuCatalog;
 use domain::cluster::Hardware;
+use domain::explorer::{FleetDevice, FleetFilter, Page, PageAt};
 use domain::fleet::{ConnectivityTier, DeviceKind, DeviceStatus};
 use domain::network::{NetworkSummary, SupplyCount};
+use domain::time::UnixMillis;
 
 use crate::live::HOUR_MS;
 
@@ -101,10 +106,21 @@ struct Count {
     gpus: i64,
 }
 
+/// The devices in id order, for the explorer's list: all of them, and per combination of keys,
+/// so a page with a filter reads only the devices it shows (plus a few), at any depth.
+#[derive(Default)]
+struct Lists {
+    ordered: BTreeMap<Arc<str>, Key>,
+    by_key: FxHashMap<Key, BTreeSet<Arc<str>>>,
+}
+
 // Device ids are made by the server, never chosen by a caller, so a fast non-keyed hash is safe.
 #[derive(Default)]
 struct State {
-    devices: FxHashMap<Box<str>, Entry>,
+    devices: FxHashMap<Arc<str>, Entry>,
+    /// Made on the first list request rather than at start-up, which it would slow by a
+    /// second at a million devices; kept up to date from then on.
+    lists: Option<Lists>,
     counts: FxHashMap<Key, Count>,
     /// Country codes as first seen; `Key::country` is a position here.
     countries: Vec<String>,
@@ -120,7 +136,15 @@ struct State {
 }
 
 impl State {
-    fn add(&mut self, id: &str, entry: Entry) {
+    fn add(&mut self, id: &Arc<str>, entry: Entry) {
+        if let Some(lists) = &mut self.lists {
+            lists.ordered.insert(id.clone(), entry.key);
+            lists
+                .by_key
+                .entry(entry.key)
+                .or_default()
+                .insert(id.clone());
+        }
         let count = self.counts.entry(entry.key).or_default();
         count.devices += 1;
         count.gpus += entry.gpus;
@@ -132,11 +156,20 @@ impl State {
             self.free
                 .entry((offer, free.country))
                 .or_default()
-                .insert(id.into(), free);
+                .insert(id.clone(), free);
         }
     }
 
     fn subtract(&mut self, id: &str, entry: Entry) {
+        if let Some(lists) = &mut self.lists {
+            lists.ordered.remove(id);
+            if let Some(ids) = lists.by_key.get_mut(&entry.key) {
+                ids.remove(id);
+                if ids.is_empty() {
+                    lists.by_key.remove(&entry.key);
+                }
+            }
+        }
         if let Some(count) = self.counts.get_mut(&entry.key) {
             count.devices -= 1;
             count.gpus -= entry.gpus;
@@ -179,14 +212,36 @@ impl State {
     }
 
     fn replace(&mut self, id: &str, change: impl FnOnce(&mut Entry)) {
-        if let Some(mut entry) = self.devices.get(id).copied() {
-            self.subtract(id, entry);
+        if let Some((id, mut entry)) = self.devices.get_key_value(id).map(|(k, e)| (k.clone(), *e))
+        {
+            self.subtract(&id, entry);
             change(&mut entry);
-            self.add(id, entry);
-            if let Some(stored) = self.devices.get_mut(id) {
+            self.add(&id, entry);
+            if let Some(stored) = self.devices.get_mut(&id) {
                 *stored = entry;
             }
         }
+    }
+
+    fn build_lists(&mut self) {
+        let mut ids: Vec<(Arc<str>, Key)> = self
+            .devices
+            .iter()
+            .map(|(id, e)| (id.clone(), e.key))
+            .collect();
+        ids.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut by_key: FxHashMap<Key, Vec<Arc<str>>> = FxHashMap::default();
+        for (id, key) in &ids {
+            by_key.entry(*key).or_default().push(id.clone());
+        }
+        // Both are built from sorted input, which the standard collections load in bulk.
+        self.lists = Some(Lists {
+            ordered: ids.into_iter().collect(),
+            by_key: by_key
+                .into_iter()
+                .map(|(key, ids)| (key, ids.into_iter().collect()))
+                .collect(),
+        });
     }
 }
 
@@ -259,10 +314,19 @@ impl FleetIndex {
             agent_run: device.agent_run,
             since: device.status_changed_at,
         };
-        if let Some(old) = state.devices.insert(id.into(), entry) {
-            state.subtract(id, old);
-        }
-        state.add(id, entry);
+        let id: Arc<str> = match state
+            .devices
+            .get_key_value(id)
+            .map(|(k, e)| (k.clone(), *e))
+        {
+            Some((known, old)) => {
+                state.subtract(&known, old);
+                known
+            }
+            None => Arc::from(id),
+        };
+        state.devices.insert(id.clone(), entry);
+        state.add(&id, entry);
     }
 
     /// A device's new status, entered `at` (UTC ms).
@@ -405,6 +469,239 @@ impl FleetIndex {
         });
         NetworkSummary::tally(counts, &self.catalog, country_name)
     }
+
+    /// Makes the explorer's ordered lists now (they are otherwise made on the first request).
+    pub fn prepare_lists(&self) {
+        let mut state = self.write();
+        if state.lists.is_none() {
+            state.build_lists();
+        }
+    }
+
+    /// One page of the devices that match `filter`, in id order, at `at`: `rows` of them at most.
+    pub fn page(&self, filter: &FleetFilter, at: &PageAt, rows: usize) -> Page<FleetDevice> {
+        if self.read().lists.is_none() {
+            self.prepare_lists();
+        }
+        let empty = Page {
+            rows: Vec::new(),
+            matching: 0,
+            previous: None,
+            next: None,
+        };
+        let state = self.read();
+        let Some(lists) = &state.lists else {
+            return empty;
+        };
+        let wanted_offer: Option<Offer> = match filter.hardware.as_deref() {
+            None => None,
+            Some(h) if h.eq_ignore_ascii_case("cpu") => Some((DeviceKind::Cpu, None)),
+            Some(model) => match self.model_positions.get(model) {
+                Some(&m) => Some((DeviceKind::Gpu, Some(m))),
+                None => return empty,
+            },
+        };
+        let wanted_country = match &filter.country {
+            None => None,
+            Some(code) => match state.country_positions.get(code) {
+                Some(&position) => Some(position),
+                None => return empty,
+            },
+        };
+        let matches = |k: &Key| {
+            wanted_offer.is_none_or(|o| (k.kind, k.model) == o)
+                && wanted_country.is_none_or(|c| k.country == c)
+                && filter.tier.is_none_or(|t| k.tier == Some(t))
+                && filter.status.is_none_or(|s| k.status == s)
+        };
+        let mut keys = Vec::new();
+        let mut matching = 0;
+        for (key, count) in &state.counts {
+            if matches(key) {
+                keys.push(*key);
+                matching += count.devices;
+            }
+        }
+        // Walking every device and skipping the others costs about (rows / share matching);
+        // merging the matching combinations' own lists costs a seek in each. Take the cheaper.
+        let total = state.devices.len().max(1) as i64;
+        let scan_cost = (rows as i64 + 1) * total / matching.max(1);
+        let merge_cost = keys.len() as i64 * 8;
+        let walk = |from: Bound<&str>, forward: bool, limit: usize| -> Vec<Arc<str>> {
+            if scan_cost <= merge_cost {
+                let found = |(id, key): (&Arc<str>, &Key)| matches(key).then(|| id.clone());
+                if forward {
+                    lists
+                        .ordered
+                        .range::<str, _>((from, Bound::Unbounded))
+                        .filter_map(found)
+                        .take(limit)
+                        .collect()
+                } else {
+                    lists
+                        .ordered
+                        .range::<str, _>((Bound::Unbounded, from))
+                        .rev()
+                        .filter_map(found)
+                        .take(limit)
+                        .collect()
+                }
+            } else {
+                let sets = keys.iter().filter_map(|k| lists.by_key.get(k));
+                if forward {
+                    merge(
+                        sets.map(|ids| ids.range::<str, _>((from, Bound::Unbounded)))
+                            .collect(),
+                        limit,
+                        true,
+                    )
+                } else {
+                    merge(
+                        sets.map(|ids| ids.range::<str, _>((Bound::Unbounded, from)).rev())
+                            .collect(),
+                        limit,
+                        false,
+                    )
+                }
+            }
+        };
+        let (mut ids, more_before, more_after) = match at {
+            PageAt::First => {
+                let ids = walk(Bound::Unbounded, true, rows + 1);
+                let more = ids.len() > rows;
+                (ids, false, more)
+            }
+            PageAt::After(key) => {
+                let ids = walk(Bound::Excluded(key), true, rows + 1);
+                let more = ids.len() > rows;
+                let before = ids
+                    .first()
+                    .is_some_and(|first| !walk(Bound::Excluded(first), false, 1).is_empty());
+                (ids, before, more)
+            }
+            PageAt::Before(key) => {
+                let mut ids = walk(Bound::Excluded(key), false, rows + 1);
+                let more = ids.len() > rows;
+                ids.truncate(rows);
+                ids.reverse();
+                let after = ids
+                    .last()
+                    .is_some_and(|last| !walk(Bound::Excluded(last), true, 1).is_empty());
+                (ids, more, after)
+            }
+            PageAt::Last => {
+                let mut ids = walk(Bound::Unbounded, false, rows + 1);
+                let more = ids.len() > rows;
+                ids.truncate(rows);
+                ids.reverse();
+                (ids, more, false)
+            }
+        };
+        ids.truncate(rows);
+        let rows = self.rows_locked(&state, &ids);
+        Page {
+            previous: more_before
+                .then(|| rows.first().map(|r| r.id.clone()))
+                .flatten(),
+            next: more_after
+                .then(|| rows.last().map(|r| r.id.clone()))
+                .flatten(),
+            rows,
+            matching,
+        }
+    }
+
+    /// The list rows of these devices (those the index holds), in this order.
+    pub fn rows(&self, ids: &[impl AsRef<str>]) -> Vec<FleetDevice> {
+        self.rows_locked(&self.read(), ids)
+    }
+
+    fn rows_locked(&self, state: &State, ids: &[impl AsRef<str>]) -> Vec<FleetDevice> {
+        let models = self.catalog.models();
+        ids.iter()
+            .filter_map(|id| {
+                let id = id.as_ref();
+                let e = state.devices.get(id)?;
+                Some(FleetDevice {
+                    id: id.to_owned(),
+                    kind: e.key.kind,
+                    gpu_model: e.key.model.map(|m| models[usize::from(m)].name.clone()),
+                    gpu_count: e.gpus,
+                    country: state.countries[usize::from(e.key.country)].clone(),
+                    tier: e.key.tier,
+                    status: e.key.status,
+                    verified: e.key.verified,
+                    provider: state.providers[e.provider as usize].clone(),
+                    status_since: UnixMillis(e.since),
+                })
+            })
+            .collect()
+    }
+}
+
+/// The head of one sorted source in a merge: the next id it offers.
+struct Head<'a> {
+    id: &'a Arc<str>,
+    source: usize,
+    forward: bool,
+}
+
+impl Ord for Head<'_> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // The heap pops its greatest: the smallest id going forward, the largest going back.
+        let by_id = if self.forward {
+            other.id.cmp(self.id)
+        } else {
+            self.id.cmp(other.id)
+        };
+        by_id.then(other.source.cmp(&self.source))
+    }
+}
+
+impl PartialOrd for Head<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Head<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Head<'_> {}
+
+/// The first `limit` ids of several sorted (ascending if `forward`, else descending) sources,
+/// in that order.
+fn merge<'a, I: Iterator<Item = &'a Arc<str>>>(
+    mut sources: Vec<I>,
+    limit: usize,
+    forward: bool,
+) -> Vec<Arc<str>> {
+    let mut heap = BinaryHeap::with_capacity(sources.len());
+    for (source, ids) in sources.iter_mut().enumerate() {
+        if let Some(id) = ids.next() {
+            heap.push(Head {
+                id,
+                source,
+                forward,
+            });
+        }
+    }
+    let mut out = Vec::with_capacity(limit);
+    while out.len() < limit {
+        let Some(head) = heap.pop() else { break };
+        out.push(head.id.clone());
+        if let Some(id) = sources[head.source].next() {
+            heap.push(Head {
+                id,
+                source: head.source,
+                forward,
+            });
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -428,6 +725,156 @@ mod tests {
             owner: "owner",
             agent_run: true,
             status_changed_at: 0,
+        }
+    }
+
+    /// A small deterministic fleet of mixed devices: (id, model, country, status, tier).
+    fn mixed_fleet(
+        index: &FleetIndex,
+        n: u64,
+    ) -> Vec<(
+        String,
+        &'static str,
+        &'static str,
+        DeviceStatus,
+        ConnectivityTier,
+    )> {
+        let models = ["H100 80GB SXM", "RTX 4090 24GB", "A100 80GB PCIe"];
+        let countries = ["DE", "US", "FR", "IS"];
+        let statuses = [DeviceStatus::Idle, DeviceStatus::Hired, DeviceStatus::Down];
+        let mut x = 0x9e3779b97f4a7c15_u64;
+        (0..n)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let id = format!("dev-{:016x}", x);
+                // Iceland is rare, so filters on it are sparse and use the merge.
+                let country = if i % 97 == 0 {
+                    "IS"
+                } else {
+                    countries[(x % 3) as usize]
+                };
+                let d = (
+                    id,
+                    models[(x >> 8) as usize % 3],
+                    country,
+                    statuses[(x >> 16) as usize % 3],
+                    ConnectivityTier::ALL[(x >> 24) as usize % 4],
+                );
+                index.upsert(
+                    &d.0,
+                    &IndexedDevice {
+                        tier: Some(d.4),
+                        ..gpu(d.1, 1, d.2, d.3)
+                    },
+                );
+                d
+            })
+            .collect()
+    }
+
+    #[test]
+    fn device_pages_walk_the_filtered_fleet_in_id_order_both_ways() {
+        let index = FleetIndex::new(GpuCatalog::builtin());
+        let mut fleet = mixed_fleet(&index, 1200);
+        // Changes before and after the lists are made must both show.
+        index.set_status(&fleet[0].0, DeviceStatus::Paused, true, 5);
+        fleet[0].3 = DeviceStatus::Paused;
+        let _ = index.page(&FleetFilter::default(), &PageAt::First, 1);
+        index.set_status(&fleet[1].0, DeviceStatus::Paused, true, 5);
+        fleet[1].3 = DeviceStatus::Paused;
+        index.remove(&fleet[2].0);
+        fleet.remove(2);
+        let filters = [
+            FleetFilter::default(),
+            FleetFilter {
+                country: Some("IS".into()),
+                ..FleetFilter::default()
+            },
+            FleetFilter {
+                hardware: Some("H100 80GB SXM".into()),
+                status: Some(DeviceStatus::Idle),
+                ..FleetFilter::default()
+            },
+            FleetFilter {
+                country: Some("IS".into()),
+                tier: Some(ConnectivityTier::Ultra),
+                hardware: Some("RTX 4090 24GB".into()),
+                status: Some(DeviceStatus::Hired),
+            },
+            FleetFilter {
+                status: Some(DeviceStatus::Paused),
+                ..FleetFilter::default()
+            },
+            FleetFilter {
+                hardware: Some("cpu".into()),
+                ..FleetFilter::default()
+            },
+            FleetFilter {
+                country: Some("JP".into()),
+                ..FleetFilter::default()
+            },
+        ];
+        for filter in &filters {
+            let mut expected: Vec<&str> = fleet
+                .iter()
+                .filter(|d| {
+                    filter.hardware.as_deref().is_none_or(|h| h == d.1)
+                        && filter.country.as_deref().is_none_or(|c| c == d.2)
+                        && filter.status.is_none_or(|s| s == d.3)
+                        && filter.tier.is_none_or(|t| t == d.4)
+                })
+                .map(|d| d.0.as_str())
+                .collect();
+            expected.sort();
+            let rows = 7;
+            // Forward from the first page to the end.
+            let mut seen = Vec::new();
+            let mut at = PageAt::First;
+            loop {
+                let page = index.page(filter, &at, rows);
+                assert_eq!(page.matching, expected.len() as i64, "{filter:?}");
+                assert!(page.rows.len() <= rows);
+                assert_eq!(
+                    page.previous.is_some(),
+                    !seen.is_empty() && !page.rows.is_empty(),
+                    "{filter:?}"
+                );
+                seen.extend(page.rows.iter().map(|r| r.id.clone()));
+                match page.next {
+                    Some(next) => at = PageAt::After(next),
+                    None => break,
+                }
+            }
+            assert_eq!(seen, expected, "{filter:?} forward");
+            // Backward from the last page to the start.
+            let mut seen = Vec::new();
+            let mut at = PageAt::Last;
+            loop {
+                let page = index.page(filter, &at, rows);
+                assert_eq!(
+                    page.next.is_some(),
+                    !seen.is_empty() && !page.rows.is_empty(),
+                    "{filter:?}"
+                );
+                let mut ids: Vec<String> = page.rows.iter().map(|r| r.id.clone()).collect();
+                ids.extend(seen);
+                seen = ids;
+                match page.previous {
+                    Some(previous) => at = PageAt::Before(previous),
+                    None => break,
+                }
+            }
+            assert_eq!(seen, expected, "{filter:?} backward");
+            if let Some(first) = expected.first() {
+                let page = index.page(filter, &PageAt::First, rows);
+                assert_eq!(page.rows[0].id, *first);
+                let d = fleet.iter().find(|d| d.0 == *first).unwrap();
+                assert_eq!(page.rows[0].country, d.2);
+                assert_eq!(page.rows[0].gpu_model.as_deref(), Some(d.1));
+                assert_eq!(page.rows[0].provider, "owner");
+            }
         }
     }
 

@@ -8,6 +8,7 @@ pub mod api_keys;
 pub mod auth;
 pub mod deposits;
 mod error;
+pub mod explorer;
 pub mod fleet;
 mod index;
 pub mod ledger;
@@ -29,6 +30,7 @@ use agents::{AgentService, FleetConfig};
 use api_keys::ApiKeyService;
 use auth::{AuthConfig, AuthService};
 use deposits::DepositService;
+use explorer::ExplorerService;
 use fleet::FleetService;
 use ledger::LedgerService;
 use payouts::{PayoutService, SolanaAccess};
@@ -64,6 +66,7 @@ pub struct Services {
     pub rewards: RewardsService,
     pub payouts: PayoutService,
     pub deposits: DepositService,
+    pub explorer: ExplorerService,
     pub api_keys: ApiKeyService,
 }
 
@@ -82,10 +85,19 @@ impl Platform {
             catalog.clone(),
             config.provisioning,
         );
+        let worker = WorkerService::new(store.clone(), live.clone(), index.clone(), config.worker);
+        let rewards = RewardsService::new(store.clone(), catalog.clone(), config.rewards);
         Platform(Arc::new(Services {
             auth: AuthService::new(store.clone(), config.auth),
             fleet: FleetService::new(store.clone(), index.clone(), catalog.clone()),
-            worker: WorkerService::new(store.clone(), live.clone(), index.clone(), config.worker),
+            explorer: ExplorerService::new(
+                store.clone(),
+                index.clone(),
+                worker.clone(),
+                rewards.clone(),
+                catalog.clone(),
+            ),
+            worker,
             agents: AgentService::new(
                 store.clone(),
                 live,
@@ -96,7 +108,7 @@ impl Platform {
             ),
             provisioning,
             ledger: LedgerService::new(store.clone()),
-            rewards: RewardsService::new(store.clone(), catalog, config.rewards),
+            rewards,
             payouts: PayoutService::new(store.clone(), config.solana_access.clone()),
             deposits: DepositService::new(store.clone(), config.solana_access),
             api_keys: ApiKeyService::new(store.clone()),

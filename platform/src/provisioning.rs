@@ -1664,7 +1664,7 @@ impl Settling {
     }
 }
 
-fn split_countries(text: &str) -> Vec<String> {
+pub(crate) fn split_countries(text: &str) -> Vec<String> {
     text.split(',')
         .filter(|c| !c.is_empty())
         .map(str::to_owned)

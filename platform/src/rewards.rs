@@ -249,12 +249,17 @@ impl RewardsService {
         Ok(())
     }
 
-    /// The newest closed blocks, at most `limit`.
-    pub async fn blocks(&self, limit: u32) -> Result<Vec<BlockSummary>, Error> {
+    /// The newest closed blocks numbered below `before` (all when None), at most `limit`.
+    pub async fn blocks(
+        &self,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<BlockSummary>, Error> {
         sqlx::query(
             "SELECT number, closed_at, emission, paid, devices_scored, devices_rewarded \
-             FROM reward_blocks ORDER BY number DESC LIMIT $1",
+             FROM reward_blocks WHERE number < $1 ORDER BY number DESC LIMIT $2",
         )
+        .bind(before.unwrap_or(i64::MAX))
         .bind(i64::from(limit))
         .fetch_all(self.store.pool())
         .await?

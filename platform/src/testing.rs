@@ -186,6 +186,18 @@ pub async fn stored_text(
         .await?)
 }
 
+/// Every TEXT of the first column of `sql` with `$1` bound to `arg`.
+pub async fn stored_texts(
+    store: &crate::store::Store,
+    sql: &str,
+    arg: &str,
+) -> Result<Vec<String>, crate::Error> {
+    Ok(sqlx::query_scalar::<_, String>(sql)
+        .bind(arg)
+        .fetch_all(store.pool())
+        .await?)
+}
+
 /// Writes `online_ms` of uptime for `device_id` in the UTC hour starting at `hour_ms`, as the
 /// heartbeat flush would: for reward tests that need hours of history in an instant.
 pub async fn record_uptime(

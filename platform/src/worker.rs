@@ -313,6 +313,17 @@ impl WorkerService {
         device_id: &str,
         now: UnixMillis,
     ) -> Result<DeviceDetail, Error> {
+        self.detail_of(owner.as_str(), device_id, now).await
+    }
+
+    /// [`WorkerService::device_detail`] for the owner as stored (the explorer reads it from the
+    /// device itself).
+    pub(crate) async fn detail_of(
+        &self,
+        owner: &str,
+        device_id: &str,
+        now: UnixMillis,
+    ) -> Result<DeviceDetail, Error> {
         let pool = self.store.pool();
         let row = sqlx::query(&format!(
             "SELECT {SUMMARY_COLUMNS}, os, status_reason, status_changed_at, reported_gpus, \
@@ -322,7 +333,7 @@ impl WorkerService {
              FROM devices WHERE id = $1 AND owner_wallet = $2"
         ))
         .bind(device_id)
-        .bind(owner.as_str())
+        .bind(owner)
         .fetch_optional(pool)
         .await?
         .ok_or_else(|| not_yours(device_id))?;
@@ -390,12 +401,12 @@ impl WorkerService {
         let changed_at: i64 = row.try_get(at + 2)?;
         let mut summary = owned_device(&row, online_ms, now)?;
         summary.last_heartbeat_at = last_heartbeat.or(summary.last_heartbeat_at);
-        summary.earned = crate::provisioning::earned_per_device(&self.store, owner.as_str())
+        summary.earned = crate::provisioning::earned_per_device(&self.store, owner)
             .await?
             .remove(&summary.id)
             .unwrap_or_default();
         let clusters_served =
-            crate::provisioning::hires(&self.store, owner.as_str(), Some(&summary.id), 100).await?;
+            crate::provisioning::hires(&self.store, owner, Some(&summary.id), 100).await?;
         Ok(DeviceDetail {
             clusters_served,
             created_at: UnixMillis(row.try_get(SUMMARY_COLUMN_COUNT - 1)?),

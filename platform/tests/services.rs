@@ -1215,7 +1215,7 @@ async fn blocks_close_once_and_reward_eligible_devices_by_score(p: Platform, url
     assert!(p.rewards.close_due(closing_at).await.unwrap().is_empty());
     assert!(!p.rewards.close(block, closing_at).await.unwrap());
 
-    let blocks = p.rewards.blocks(10).await.unwrap();
+    let blocks = p.rewards.blocks(None, 10).await.unwrap();
     assert_eq!(blocks.len(), 1);
     let closed = &blocks[0];
     assert_eq!(closed.number, block);
@@ -1264,6 +1264,242 @@ async fn blocks_close_once_and_reward_eligible_devices_by_score(p: Platform, url
         Tokens::from_units(closed.emission.units() - closed.paid.units())
     );
     assert_eq!(p.ledger.audit().await.unwrap(), Vec::<String>::new());
+}
+
+/// Every id of a device-list walk with `filter`, page after page from the first.
+fn walk_device_list(p: &Platform, filter: &domain::explorer::FleetFilter) -> Vec<String> {
+    use domain::explorer::PageAt;
+    let mut ids = Vec::new();
+    let mut at = PageAt::First;
+    loop {
+        let page = p.explorer.devices(filter, &at);
+        ids.extend(page.rows.iter().map(|r| r.id.clone()));
+        match page.next {
+            Some(next) => at = PageAt::After(next),
+            None => return ids,
+        }
+    }
+}
+
+async fn ids_of(p: &Platform, sql: &str, arg: &str) -> Vec<String> {
+    let mut ids = platform::testing::stored_texts(&p.store, sql, arg)
+        .await
+        .unwrap();
+    ids.sort();
+    ids
+}
+
+/// The explorer shows what the database holds after registering, hiring, pausing, ending a
+/// cluster and closing a block; and nothing private.
+async fn the_explorer_shows_what_the_database_holds(p: Platform) {
+    use domain::explorer::{FleetFilter, PageAt, SearchOutcome};
+    hireable_fleet(&p).await;
+    let provider = owner(7);
+    let (new_device, credential) =
+        registered_device(&p, &provider, &["NVIDIA H100 80GB HBM3"]).await;
+    let renter = Wallet::new();
+    let me = account_of(&p, &renter).await;
+    p.ledger
+        .operator_credit(me, usd(100), "promo-x", "promotion", T0)
+        .await
+        .unwrap();
+    let cluster = p
+        .provisioning
+        .deploy(me, &h200_request("secret-trainer", 3), Some("x-1"), T0)
+        .await
+        .unwrap();
+    let paused = platform::testing::seeded_credential(5)
+        .split_once('.')
+        .unwrap()
+        .0
+        .to_owned();
+    p.worker.pause(&provider, &new_device, T0).await.unwrap();
+    let block = domain::rewards::block_of(T0.0) - 1;
+    online_for(&p, &paused, block, 6).await;
+    p.rewards
+        .close(block, UnixMillis((block + 1) * 3_600_000 + 60_000))
+        .await
+        .unwrap();
+    let t1 = T0.plus_seconds(2 * 3600 + 60);
+
+    // The device list: counts and every page agree with the table, for several filters.
+    let everyone = FleetFilter::default();
+    let listed = walk_device_list(&p, &everyone);
+    assert_eq!(
+        listed,
+        ids_of(
+            &p,
+            "SELECT id FROM devices WHERE status <> $1",
+            "terminated"
+        )
+        .await
+    );
+    assert_eq!(p.explorer.devices(&everyone, &PageAt::First).matching, 185);
+    let hired = p.explorer.filter("", "", "", "hired").unwrap();
+    assert_eq!(
+        walk_device_list(&p, &hired),
+        ids_of(&p, "SELECT id FROM devices WHERE status = $1", "hired").await
+    );
+    let h200_in_us = p.explorer.filter("H200 141GB", "us", "", "").unwrap();
+    assert_eq!(
+        walk_device_list(&p, &h200_in_us),
+        ids_of(
+            &p,
+            "SELECT id FROM devices WHERE gpu_model = 'H200 141GB' AND country = $1",
+            "US"
+        )
+        .await
+    );
+    let last = p.explorer.devices(&everyone, &PageAt::Last);
+    assert_eq!(
+        last.rows.last().map(|r| r.id.clone()),
+        listed.last().cloned()
+    );
+    assert!(matches!(
+        p.explorer.filter("", "", "warp", ""),
+        Err(Error::Invalid(m)) if m.contains("connectivity tier 'warp'")
+    ));
+
+    // The paused device's page: its status and history as stored, its provider.
+    let page = p.explorer.device(&new_device, t1).await.unwrap();
+    assert_eq!(page.status, DeviceStatus::Paused);
+    assert_eq!(page.provider, provider.as_str());
+    assert_eq!(page.gpu_model.as_deref(), Some("H100 80GB SXM"));
+    assert!(page
+        .history
+        .iter()
+        .any(|h| h.to_status == Some(DeviceStatus::Paused)));
+    assert!(page.history.iter().all(|h| h.kind != "credential"));
+
+    // The cluster: its devices are the hired ones; it ends, and its compute hours show.
+    let public = p.explorer.cluster(&cluster.id, T0).await.unwrap();
+    let mut members: Vec<String> = public.devices.iter().map(|d| d.device_id.clone()).collect();
+    members.sort();
+    assert_eq!(
+        members,
+        ids_of(
+            &p,
+            "SELECT device_id AS id FROM cluster_devices WHERE cluster_id = $1",
+            &cluster.id
+        )
+        .await
+    );
+    p.provisioning
+        .terminate(me, &cluster.id, T0.plus_seconds(3600))
+        .await
+        .unwrap();
+    let ended = p.explorer.cluster(&cluster.id, t1).await.unwrap();
+    assert_eq!(ended.cluster.status, ClusterStatus::Terminated);
+    let list = p.explorer.clusters("", "", t1).await.unwrap();
+    assert_eq!(list.matching, 1);
+    assert_eq!(list.rows[0].id, cluster.id);
+    assert_eq!(
+        list.rows[0].compute_hours,
+        stored_number(
+            &p.store,
+            "SELECT CAST(SUM(units * (left_at - joined_at)) / 3600000 AS BIGINT) \
+             FROM cluster_devices WHERE cluster_id = $1",
+            &cluster.id
+        )
+        .await
+        .unwrap()
+    );
+    assert!(p
+        .explorer
+        .clusters("running", "", t1)
+        .await
+        .unwrap()
+        .rows
+        .is_empty());
+    let hired_device = &members[0];
+    let served = p.explorer.device(hired_device, t1).await.unwrap();
+    assert_eq!(served.clusters_served[0].cluster_id, cluster.id);
+
+    // The block: its lines are the stored ones, its CSV has one row each.
+    let detail = p.explorer.block(&block.to_string(), "").await.unwrap();
+    let stored_lines = stored_number(
+        &p.store,
+        "SELECT COUNT(*) FROM block_rewards WHERE block_number = CAST($1 AS BIGINT)",
+        &block.to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(detail.lines.rows.len() as i64, stored_lines);
+    assert_eq!(detail.lines.matching, stored_lines);
+    let csv = p.explorer.block_csv(&block.to_string()).await.unwrap();
+    assert_eq!(csv.lines().count() as i64, stored_lines + 1);
+    let rewarded = p.explorer.device(&paused, t1).await.unwrap();
+    assert_eq!(rewarded.rewards[0].block, block);
+    assert!(rewarded.rewards[0].reward.units() > 0);
+    assert_eq!(p.explorer.blocks("").await.unwrap().rows[0].number, block);
+    assert!(matches!(
+        p.explorer.block(&(block + 1).to_string(), "").await,
+        Err(Error::NotFound(_))
+    ));
+
+    // The provider page of the new device's owner.
+    let wallet = p.explorer.wallet(provider.as_str()).await.unwrap();
+    assert_eq!(wallet.devices.matching, 1);
+    assert_eq!(wallet.devices.rows[0].id, new_device);
+
+    // Search goes straight to what exists and suggests otherwise.
+    let found = |path: &str| SearchOutcome::Found(path.to_owned());
+    assert_eq!(
+        p.explorer.search(&new_device.to_uppercase()).await.unwrap(),
+        found(&format!("/explorer/devices/{new_device}"))
+    );
+    assert_eq!(
+        p.explorer.search(&cluster.id).await.unwrap(),
+        found(&format!("/explorer/clusters/{}", cluster.id))
+    );
+    assert_eq!(
+        p.explorer.search(&format!("#{block}")).await.unwrap(),
+        found(&format!("/explorer/blocks/{block}"))
+    );
+    assert_eq!(
+        p.explorer.search(provider.as_str()).await.unwrap(),
+        found(&format!("/explorer/wallets/{}", provider.as_str()))
+    );
+    let prefix = &new_device[..8];
+    match p.explorer.search(prefix).await.unwrap() {
+        SearchOutcome::NotFound { suggestions, .. } => assert!(
+            suggestions.iter().any(|s| s.label == new_device),
+            "{suggestions:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    match p.explorer.search("H200").await.unwrap() {
+        SearchOutcome::NotFound { suggestions, .. } => {
+            assert!(
+                suggestions[0].path.contains("hardware=H200"),
+                "{suggestions:?}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Nothing private in any of it: no renter, cluster name, workload, device name or secret.
+    let everything = serde_json::to_string(&(
+        p.explorer.devices(&everyone, &PageAt::First),
+        p.explorer.device(&new_device, t1).await.unwrap(),
+        p.explorer.device(hired_device, t1).await.unwrap(),
+        p.explorer.cluster(&cluster.id, t1).await.unwrap(),
+        p.explorer.clusters("", "", t1).await.unwrap(),
+        p.explorer.block(&block.to_string(), "").await.unwrap(),
+        p.explorer.wallet(provider.as_str()).await.unwrap(),
+    ))
+    .unwrap();
+    for private in [
+        renter.address(),
+        "secret-trainer".to_owned(),
+        "python train.py".to_owned(),
+        "\"node\"".to_owned(),
+        "seeded-5\"".to_owned(),
+        credential.clone(),
+        credential.split_once('.').unwrap().1.to_owned(),
+    ] {
+        assert!(!everything.contains(&private), "{private} is shown");
+    }
 }
 
 async fn concurrent_deploys_never_share_a_device(p: Platform, url: String) {
@@ -2226,7 +2462,8 @@ on_both_backends!(
     unsupported_hardware_is_kept_with_what_was_reported,
     clusters_are_paid_placed_extended_and_settled,
     hire_earnings_settle_hourly_and_statements_show_every_movement,
-    money_operations_keep_the_books;
+    money_operations_keep_the_books,
+    the_explorer_shows_what_the_database_holds;
     with_url: a_store_reopens_with_its_data,
     concurrent_deploys_never_share_a_device,
     blocks_close_once_and_reward_eligible_devices_by_score,

@@ -30,8 +30,9 @@ use crate::error::Error;
 /// Requests here are small; anything larger is refused before it is read.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
-pub fn routes() -> Router<Platform> {
+pub fn routes(explorer_limiter: crate::explorer_api::ClientLimiter) -> Router<Platform> {
     Router::new()
+        .nest("/explorer", crate::explorer_api::routes(explorer_limiter))
         .route("/auth/challenge", post(challenge))
         .route("/auth/sign-in", post(sign_in))
         .route("/auth/session", get(session))

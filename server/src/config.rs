@@ -74,6 +74,10 @@ pub struct Settings {
     #[arg(long, env = "GC_REQUEST_TIMEOUT_SECS", value_name = "SECS")]
     pub request_timeout_secs: Option<u64>,
 
+    /// Requests a second each client address may make to the public explorer API. [default: 20]
+    #[arg(long, env = "GC_EXPLORER_REQUESTS_PER_SEC", value_name = "N")]
+    pub explorer_requests_per_sec: Option<u32>,
+
     /// Seconds between an agent's heartbeats (the server tells agents). [default: 10]
     #[arg(long, env = "GC_HEARTBEAT_INTERVAL_SECS", value_name = "SECS")]
     pub heartbeat_interval_secs: Option<u32>,
@@ -195,6 +199,7 @@ pub struct Config {
     pub session_idle_secs: i64,
     pub session_max_secs: i64,
     pub request_timeout: Duration,
+    pub explorer_requests_per_sec: u32,
     pub fleet: platform::agents::FleetConfig,
     pub registration_ttl_secs: i64,
     pub flush_interval: Duration,
@@ -223,6 +228,9 @@ impl Settings {
             session_idle_secs: self.session_idle_secs.or(lower.session_idle_secs),
             session_max_secs: self.session_max_secs.or(lower.session_max_secs),
             request_timeout_secs: self.request_timeout_secs.or(lower.request_timeout_secs),
+            explorer_requests_per_sec: self
+                .explorer_requests_per_sec
+                .or(lower.explorer_requests_per_sec),
             heartbeat_interval_secs: self
                 .heartbeat_interval_secs
                 .or(lower.heartbeat_interval_secs),
@@ -325,6 +333,14 @@ impl Settings {
         let timeout = self.request_timeout_secs.unwrap_or(30);
         if timeout == 0 {
             return Err(bad("request-timeout-secs", &timeout, "must be at least 1"));
+        }
+        let explorer_requests_per_sec = self.explorer_requests_per_sec.unwrap_or(20);
+        if explorer_requests_per_sec == 0 {
+            return Err(bad(
+                "explorer-requests-per-sec",
+                &explorer_requests_per_sec,
+                "must be at least 1",
+            ));
         }
         let demo_devices = match (self.demo.unwrap_or(false), self.demo_devices.unwrap_or(500)) {
             (false, _) => 0,
@@ -467,6 +483,7 @@ impl Settings {
             session_idle_secs,
             session_max_secs,
             request_timeout: Duration::from_secs(timeout),
+            explorer_requests_per_sec,
             fleet: platform::agents::FleetConfig {
                 heartbeat_interval_secs,
                 down_after_secs,

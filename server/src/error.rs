@@ -21,6 +21,12 @@ pub enum Error {
     /// A request the API could not read (bad JSON, wrong fields, too large).
     #[error("{message}")]
     BadRequest { status: StatusCode, message: String },
+    /// A public API client asked more often than its share.
+    #[error("more than {per_second} requests a second from this address; slow down and retry in a second")]
+    RateLimited { per_second: u32 },
+    /// An answer that could not be written as JSON (a bug).
+    #[error("cannot write the answer as JSON: {0}")]
+    Encode(#[from] serde_json::Error),
     /// An agent call without a bearer credential.
     #[error("this call needs the device credential as 'Authorization: Bearer <credential>'")]
     CredentialMissing,
@@ -61,6 +67,16 @@ impl IntoResponse for Error {
         use platform::Error as P;
         let (status, code, message) = match self {
             Error::BadRequest { status, message } => (status, "bad_request", message),
+            limited @ Error::RateLimited { .. } => {
+                let body =
+                    json!({ "error": { "code": "rate_limited", "message": limited.to_string() } });
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(axum::http::header::RETRY_AFTER, "1")],
+                    Json(body),
+                )
+                    .into_response();
+            }
             missing @ Error::CredentialMissing => (
                 StatusCode::UNAUTHORIZED,
                 "credential_missing",

@@ -5,6 +5,7 @@ pub mod agent_api;
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod explorer_api;
 mod openapi;
 
 use std::net::SocketAddr;
@@ -153,6 +154,12 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
             "the site has not been built here: pages render but will not hydrate (run `cargo xtask run`)"
         );
     }
+    // The explorer's ordered device list is made beside serving, not before it: at a million
+    // devices it takes about a second that a restart need not wait for.
+    tokio::task::spawn_blocking({
+        let platform = platform.clone();
+        move || platform.explorer.prepare()
+    });
     spawn_expiry_sweeper(platform.clone());
     let (stop_monitor, monitor_stopped) = tokio::sync::watch::channel(false);
     let monitor = spawn_fleet_monitor(platform.clone(), config.flush_interval, monitor_stopped);
@@ -160,11 +167,15 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
     let router = router(platform.clone(), &config, addr);
     let (shutdown, stop_signal) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stop_signal.await;
-            })
-            .await
+        // Peer addresses let the public explorer API limit each client.
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop_signal.await;
+        })
+        .await
     });
     tracing::info!(%addr, %public_url, database = %platform::store::redact(&config.database_url), "serving");
     Ok(RunningServer {
@@ -334,7 +345,11 @@ pub fn router(platform: Platform, config: &Config, addr: SocketAddr) -> Router {
         .fallback(leptos_axum::file_and_error_handler_with_context(
             context, shell,
         ))
-        .with_state(leptos_options);
+        .with_state(leptos_options)
+        .layer(axum::middleware::from_fn_with_state(
+            platform.clone(),
+            explorer_api::search_redirect,
+        ));
 
     let operational = Router::new()
         // The explorer is the public front page; a plain redirect, decided before any page streams.
@@ -344,7 +359,12 @@ pub fn router(platform: Platform, config: &Config, addr: SocketAddr) -> Router {
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .nest("/api/v1", api::routes())
+        .nest(
+            "/api/v1",
+            api::routes(explorer_api::ClientLimiter::new(
+                config.explorer_requests_per_sec,
+            )),
+        )
         .with_state(platform.clone());
     // The agents' calls are the hot path (tens of thousands of heartbeats a second): small JSON
     // that needs neither compression nor the pages' security headers, only a time limit and

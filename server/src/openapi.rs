@@ -177,7 +177,104 @@ const ENDPOINTS: &[(&str, &str, &str, bool)] = &[
         true,
     ),
     ("get", "/openapi.json", "This document", false),
+    (
+        "get",
+        "/explorer/summary",
+        "Public: network totals, supply by GPU model and by country (max-age 5 s)",
+        false,
+    ),
+    (
+        "get",
+        "/explorer/devices",
+        "Public: one page of the device list, in id order (max-age 5 s)",
+        false,
+    ),
+    (
+        "get",
+        "/explorer/devices/{id}",
+        "Public: a device's hardware, status history, uptime, verifications, clusters and rewards",
+        false,
+    ),
+    (
+        "get",
+        "/explorer/clusters",
+        "Public: clusters, newest first (no renter, name or workload)",
+        false,
+    ),
+    (
+        "get",
+        "/explorer/clusters/{id}",
+        "Public: a cluster's hardware, devices and compute hours",
+        false,
+    ),
+    ("get", "/explorer/blocks", "Public: reward blocks, newest first", false),
+    (
+        "get",
+        "/explorer/blocks/{number}",
+        "Public: a closed block with one page of its per-device lines (immutable)",
+        false,
+    ),
+    (
+        "get",
+        "/explorer/blocks/{number}/lines.csv",
+        "Public: every line of a closed block as CSV",
+        false,
+    ),
+    (
+        "get",
+        "/explorer/wallets/{address}",
+        "Public: a provider's devices and what the network paid them",
+        false,
+    ),
+    (
+        "get",
+        "/explorer/search",
+        "Public: where a device id, cluster id, block number or wallet leads, or suggestions",
+        false,
+    ),
 ];
+
+/// Query parameters, by path: `(name, schema type, description)`.
+fn query_parameters(path: &str) -> &'static [(&'static str, &'static str, &'static str)] {
+    match path {
+        "/explorer/devices" => &[
+            ("hardware", "string", "cpu or a catalog GPU model"),
+            ("country", "string", "ISO 3166-1 alpha-2"),
+            ("tier", "string", "ultra, high, medium or low"),
+            ("status", "string", "a device status"),
+            (
+                "after",
+                "string",
+                "the page after this device id (a page's `next`)",
+            ),
+            (
+                "before",
+                "string",
+                "the page before this device id (a page's `previous`)",
+            ),
+            ("last", "boolean", "the last page"),
+        ],
+        "/explorer/clusters" => &[
+            ("status", "string", "a cluster status"),
+            (
+                "after",
+                "string",
+                "the page after this cluster id (a page's `next`)",
+            ),
+        ],
+        "/explorer/blocks" | "/explorer/blocks/{number}" => &[(
+            "after",
+            "string",
+            "the page after this key (a page's `next`)",
+        )],
+        "/explorer/search" => &[(
+            "q",
+            "string",
+            "a device id, cluster id, block number or wallet",
+        )],
+        _ => &[],
+    }
+}
 
 /// Request bodies, by `(method, path)`.
 fn request_schema(method: &str, path: &str) -> Option<Value> {
@@ -218,6 +315,9 @@ pub fn document(server: &str) -> Value {
             .split('/')
             .filter_map(|part| part.strip_prefix('{')?.strip_suffix('}'))
             .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .chain(query_parameters(path).iter().map(|(name, kind, description)| {
+                json!({ "name": name, "in": "query", "required": false, "description": description, "schema": { "type": kind } })
+            }))
             .collect();
         if !parameters.is_empty() {
             operation["parameters"] = Value::Array(parameters);

@@ -727,6 +727,154 @@ async fn the_openapi_document_names_routes_that_answer(app: TestApp) {
     app.server.stop().await;
 }
 
+/// The explorer's pages render whole on the server (no JavaScript needed) and its JSON twins
+/// answer with caching headers and specific errors.
+async fn the_explorer_serves_pages_and_cached_json(app: TestApp) {
+    // The device list: 60 demo devices, 50 a page.
+    let first = app.get("/api/v1/explorer/devices").await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(first.headers()[header::CACHE_CONTROL], "public, max-age=5");
+    let etag = first.headers()[header::ETAG].clone();
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["matching"], 60);
+    assert_eq!(first["rows"].as_array().unwrap().len(), 50);
+    assert!(first["previous"].is_null());
+    let next = first["next"].as_str().unwrap();
+    let second = app
+        .get_json(&format!("/api/v1/explorer/devices?after={next}"))
+        .await;
+    assert_eq!(second["rows"].as_array().unwrap().len(), 10);
+    assert!(second["next"].is_null());
+    // The last page is the last 50 rows, keyed like any other.
+    let last = app.get_json("/api/v1/explorer/devices?last=true").await;
+    let last_rows = last["rows"].as_array().unwrap();
+    assert_eq!(last_rows.len(), 50);
+    assert_eq!(last_rows[40..], second["rows"].as_array().unwrap()[..]);
+    assert!(last["next"].is_null() && last["previous"].is_string());
+    let unchanged = app
+        .client
+        .get(app.url("/api/v1/explorer/devices"))
+        .header(header::IF_NONE_MATCH, etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unchanged.status(), StatusCode::NOT_MODIFIED);
+    let bad = app.get("/api/v1/explorer/devices?tier=warp").await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(error_message(bad)
+        .await
+        .contains("connectivity tier 'warp'"));
+    let bad = app.get("/api/v1/explorer/devices?after=a&last=true").await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // The same list as a page, filtered by a GET form's fields, with links to the next page.
+    let device = first["rows"][0]["id"].as_str().unwrap().to_owned();
+    let provider = first["rows"][0]["provider"].as_str().unwrap().to_owned();
+    let country = first["rows"][0]["country"].as_str().unwrap().to_owned();
+    let html = app
+        .get(&format!("/explorer/devices?country={country}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains(&format!("href=\"/explorer/devices/{device}\"")));
+    let in_country = app
+        .get_json(&format!("/api/v1/explorer/devices?country={country}"))
+        .await;
+    assert_eq!(
+        html.matches("data-testid=\"device-row\"").count(),
+        in_country["rows"].as_array().unwrap().len()
+    );
+    let html = app.get("/explorer/devices").await.text().await.unwrap();
+    assert!(html.contains(&format!("href=\"/explorer/devices?after={next}\"")));
+
+    // A device's page, its JSON twin, a provider's page; unknown ids are 404 pages.
+    let page = app.get(&format!("/explorer/devices/{device}")).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Uptime, last 30 days") && html.contains("<svg"));
+    // Rendered whole before it is sent: nothing waits for JavaScript to swap it in.
+    assert!(
+        !html.contains("Loading the device"),
+        "the page streamed a placeholder"
+    );
+    let json = app
+        .get_json(&format!("/api/v1/explorer/devices/{device}"))
+        .await;
+    assert_eq!(json["provider"], provider.as_str());
+    assert_eq!(json["simulated"], true);
+    let html = app
+        .get(&format!("/explorer/wallets/{provider}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains(&format!("href=\"/explorer/devices/{device}\"")));
+    assert_eq!(
+        app.get("/explorer/devices/dev-nope").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/api/v1/explorer/devices/dev-nope").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    // Blocks: the demo fleet's uptime may already have closed some; the page lists what the
+    // API does.
+    let blocks = app.get("/explorer/blocks").await.text().await.unwrap();
+    let listed = app.get_json("/api/v1/explorer/blocks").await;
+    match listed["rows"].as_array().unwrap().first() {
+        None => assert!(blocks.contains("No block has closed yet.")),
+        Some(newest) => {
+            let number = newest["number"].as_i64().unwrap();
+            assert!(blocks.contains(&format!("href=\"/explorer/blocks/{number}\"")));
+            let block = app.get(&format!("/explorer/blocks/{number}")).await;
+            assert!(block
+                .text()
+                .await
+                .unwrap()
+                .contains(&format!("Block {number}")));
+            let json = app.get(&format!("/api/v1/explorer/blocks/{number}")).await;
+            assert_eq!(
+                json.headers()[header::CACHE_CONTROL],
+                "public, max-age=86400, immutable"
+            );
+        }
+    }
+    let clusters = app.get_json("/api/v1/explorer/clusters").await;
+    assert_eq!(clusters["matching"], 0);
+
+    // Search: an exact id goes straight to its page before anything renders; anything else
+    // gets suggestions.
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let found = no_redirects
+        .get(app.url(&format!("/explorer/search?q={}", device.to_uppercase())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(found.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        found.headers()[header::LOCATION],
+        format!("/explorer/devices/{device}").as_str()
+    );
+    let found = no_redirects
+        .get(app.url(&format!("/explorer/search?q={provider}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        found.headers()[header::LOCATION],
+        format!("/explorer/wallets/{provider}").as_str()
+    );
+    let nothing = app.get("/explorer/search?q=germany").await;
+    assert_eq!(nothing.status(), StatusCode::OK);
+    let html = nothing.text().await.unwrap();
+    assert!(html.contains("Nothing found") && html.contains("/explorer/devices?country=DE"));
+    app.server.stop().await;
+}
+
 async fn data_survives_a_restart(app: TestApp, url: String) {
     let before = app.get_json("/api/v1/network/summary").await;
     app.server.stop().await;
@@ -742,6 +890,31 @@ async fn data_survives_a_restart(app: TestApp, url: String) {
         "restart neither loses nor re-seeds the fleet"
     );
     again.server.stop().await;
+}
+
+#[tokio::test]
+async fn each_explorer_api_client_is_limited_to_its_share() {
+    let app = spawn(platform::testing::fresh_sqlite_url(), |config| {
+        config.explorer_requests_per_sec = 3;
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(app.get("/api/v1/explorer/summary").await);
+    }
+    let limited = statuses
+        .into_iter()
+        .filter(|r| r.status() == StatusCode::TOO_MANY_REQUESTS)
+        .collect::<Vec<_>>();
+    assert!(limited.len() >= 2, "{} of 6 limited", limited.len());
+    assert_eq!(limited[0].headers()[header::RETRY_AFTER], "1");
+    // Pages and the rest of the API are not counted.
+    assert_eq!(app.get("/explorer").await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get("/api/v1/network/summary").await.status(),
+        StatusCode::OK
+    );
+    app.server.stop().await;
 }
 
 #[tokio::test]
@@ -996,4 +1169,5 @@ on_both_backends!(
     the_cloud_api_quotes_deploys_extends_and_terminates,
     api_keys_open_the_api_until_revoked,
     the_openapi_document_names_routes_that_answer,
+    the_explorer_serves_pages_and_cached_json,
 );

@@ -1,0 +1,79 @@
+//! The explorer's read models for the pages: public, so none needs a session.
+
+use domain::explorer::{
+    BlockDetail, DeviceListQuery, FleetDevice, Page, PublicCluster, PublicClusterDetail,
+    PublicDevice, PublicWallet, SearchOutcome,
+};
+use domain::rewards::BlockSummary;
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::errors::AppError;
+
+#[server]
+pub async fn load_fleet_page(query: DeviceListQuery) -> Result<Page<FleetDevice>, AppError> {
+    Ok(super::context::platform()?.explorer.device_list(&query)?)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicDeviceWithChart {
+    pub device: PublicDevice,
+    /// SVG: uptime per day over 30 days.
+    pub uptime_chart: String,
+}
+
+#[server]
+pub async fn load_public_device(id: String) -> Result<PublicDeviceWithChart, AppError> {
+    let platform = super::context::platform()?;
+    let device = platform.explorer.device(&id, platform::now()).await?;
+    let uptime_chart = crate::charts::uptime_svg(&device.uptime_days).map_err(|e| {
+        tracing::error!(device = %id, error = %e, "could not draw the uptime chart");
+        AppError::Internal
+    })?;
+    Ok(PublicDeviceWithChart {
+        device,
+        uptime_chart,
+    })
+}
+
+#[server]
+pub async fn load_public_clusters(
+    status: String,
+    after: String,
+) -> Result<Page<PublicCluster>, AppError> {
+    let platform = super::context::platform()?;
+    Ok(platform
+        .explorer
+        .clusters(&status, &after, platform::now())
+        .await?)
+}
+
+#[server]
+pub async fn load_public_cluster(id: String) -> Result<PublicClusterDetail, AppError> {
+    let platform = super::context::platform()?;
+    Ok(platform.explorer.cluster(&id, platform::now()).await?)
+}
+
+#[server]
+pub async fn load_blocks(after: String) -> Result<Page<BlockSummary>, AppError> {
+    let platform = super::context::platform()?;
+    Ok(platform.explorer.blocks(&after).await?)
+}
+
+#[server]
+pub async fn load_block(number: String, after: String) -> Result<BlockDetail, AppError> {
+    let platform = super::context::platform()?;
+    Ok(platform.explorer.block(&number, &after).await?)
+}
+
+#[server]
+pub async fn load_wallet(address: String) -> Result<PublicWallet, AppError> {
+    let platform = super::context::platform()?;
+    Ok(platform.explorer.wallet(&address).await?)
+}
+
+#[server]
+pub async fn explorer_search(query: String) -> Result<SearchOutcome, AppError> {
+    let platform = super::context::platform()?;
+    Ok(platform.explorer.search(&query).await?)
+}

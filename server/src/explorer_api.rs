@@ -1,0 +1,369 @@
+//! The explorer's JSON twins (`/api/v1/explorer/…`): public, so every client is limited to a
+//! number of requests per second, and every answer carries an ETag and a max-age that match how
+//! fresh its figures are (a closed block never changes; the fleet changes by the second).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+use domain::explorer::{DeviceListQuery, SearchOutcome};
+use platform::Platform;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+
+/// How long clients and caches may keep an answer: live fleet figures briefly, history longer.
+#[derive(Debug, Clone, Copy)]
+enum Freshness {
+    /// Totals, device lists, search: the fleet changes every second.
+    Live,
+    /// A device's or cluster's page: status changes within a heartbeat or two.
+    Recent,
+    /// A closed block: final.
+    Final,
+}
+
+impl Freshness {
+    fn cache_control(self) -> &'static str {
+        match self {
+            Freshness::Live => "public, max-age=5",
+            Freshness::Recent => "public, max-age=15",
+            Freshness::Final => "public, max-age=86400, immutable",
+        }
+    }
+}
+
+/// A JSON answer with its ETag (a digest of the body) and max-age; a request that already holds
+/// this version (`If-None-Match`) gets 304 and no body.
+fn cached(
+    headers: &HeaderMap,
+    freshness: Freshness,
+    body: Vec<u8>,
+    content_type: &'static str,
+) -> Response {
+    let digest = Sha256::digest(&body);
+    let etag = format!("\"{}\"", hex_prefix(&digest));
+    let cache_control = (
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(freshness.cache_control()),
+    );
+    let etag_header = (
+        header::ETAG,
+        HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\"")),
+    );
+    let held = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|tag| tag.trim().trim_start_matches("W/") == etag)
+        });
+    if held {
+        return (StatusCode::NOT_MODIFIED, [cache_control, etag_header]).into_response();
+    }
+    (
+        [
+            cache_control,
+            etag_header,
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn hex_prefix(digest: &[u8]) -> String {
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn json(
+    headers: &HeaderMap,
+    freshness: Freshness,
+    value: &impl Serialize,
+) -> Result<Response, Error> {
+    let body = serde_json::to_vec(value)?;
+    Ok(cached(headers, freshness, body, "application/json"))
+}
+
+/// Requests per second each client (by IP address) may make to the explorer API.
+#[derive(Clone)]
+pub struct ClientLimiter {
+    per_second: u32,
+    windows: Arc<Mutex<HashMap<IpAddr, (Instant, u32)>>>,
+}
+
+/// Clients remembered at most before the idle ones are forgotten.
+const REMEMBERED_CLIENTS: usize = 100_000;
+
+impl ClientLimiter {
+    pub fn new(per_second: u32) -> ClientLimiter {
+        ClientLimiter {
+            per_second,
+            windows: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Whether `client` may make one more request now (a fixed one-second window each).
+    fn admit(&self, client: IpAddr, now: Instant) -> bool {
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        if windows.len() >= REMEMBERED_CLIENTS {
+            windows.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(1));
+        }
+        let (start, used) = windows.entry(client).or_insert((now, 0));
+        if now.duration_since(*start) >= Duration::from_secs(1) {
+            *start = now;
+            *used = 0;
+        }
+        *used += 1;
+        *used <= self.per_second
+    }
+}
+
+async fn limit(State(limiter): State<ClientLimiter>, request: Request, next: Next) -> Response {
+    // Served without the peer's address (in-process tests), every caller shares one window.
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(peer)| peer.ip());
+    if limiter.admit(client, Instant::now()) {
+        return next.run(request).await;
+    }
+    Error::RateLimited {
+        per_second: limiter.per_second,
+    }
+    .into_response()
+}
+
+pub fn routes(limiter: ClientLimiter) -> Router<Platform> {
+    Router::new()
+        .route("/summary", get(summary))
+        .route("/devices", get(devices))
+        .route("/devices/{id}", get(device))
+        .route("/clusters", get(clusters))
+        .route("/clusters/{id}", get(cluster))
+        .route("/blocks", get(blocks))
+        .route("/blocks/{number}", get(block))
+        .route("/blocks/{number}/lines.csv", get(block_csv))
+        .route("/wallets/{address}", get(wallet))
+        .route("/search", get(search))
+        .layer(axum::middleware::from_fn_with_state(limiter, limit))
+}
+
+async fn summary(State(platform): State<Platform>, headers: HeaderMap) -> Result<Response, Error> {
+    json(
+        &headers,
+        Freshness::Live,
+        &platform.fleet.network_summary().await?,
+    )
+}
+
+async fn devices(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+    query: Result<Query<DeviceListQuery>, QueryRejection>,
+) -> Result<Response, Error> {
+    let Query(q) = query?;
+    json(
+        &headers,
+        Freshness::Live,
+        &platform.explorer.device_list(&q)?,
+    )
+}
+
+async fn device(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    json(
+        &headers,
+        Freshness::Recent,
+        &platform.explorer.device(&id, platform::now()).await?,
+    )
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct ClusterListQuery {
+    status: String,
+    after: String,
+}
+
+async fn clusters(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+    query: Result<Query<ClusterListQuery>, QueryRejection>,
+) -> Result<Response, Error> {
+    let Query(q) = query?;
+    let page = platform
+        .explorer
+        .clusters(&q.status, &q.after, platform::now())
+        .await?;
+    json(&headers, Freshness::Live, &page)
+}
+
+async fn cluster(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    let cluster = platform.explorer.cluster(&id, platform::now()).await?;
+    json(&headers, Freshness::Recent, &cluster)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct AfterQuery {
+    after: String,
+}
+
+async fn blocks(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+    query: Result<Query<AfterQuery>, QueryRejection>,
+) -> Result<Response, Error> {
+    let Query(q) = query?;
+    json(
+        &headers,
+        Freshness::Live,
+        &platform.explorer.blocks(&q.after).await?,
+    )
+}
+
+async fn block(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+    Path(number): Path<String>,
+    query: Result<Query<AfterQuery>, QueryRejection>,
+) -> Result<Response, Error> {
+    let Query(q) = query?;
+    json(
+        &headers,
+        Freshness::Final,
+        &platform.explorer.block(&number, &q.after).await?,
+    )
+}
+
+async fn block_csv(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+    Path(number): Path<String>,
+) -> Result<Response, Error> {
+    let csv = platform.explorer.block_csv(&number).await?;
+    Ok(cached(
+        &headers,
+        Freshness::Final,
+        csv.into_bytes(),
+        "text/csv; charset=utf-8",
+    ))
+}
+
+async fn wallet(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+    Path(address): Path<String>,
+) -> Result<Response, Error> {
+    json(
+        &headers,
+        Freshness::Recent,
+        &platform.explorer.wallet(&address).await?,
+    )
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct SearchQuery {
+    q: String,
+}
+
+async fn search(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+    query: Result<Query<SearchQuery>, QueryRejection>,
+) -> Result<Response, Error> {
+    let Query(q) = query?;
+    json(
+        &headers,
+        Freshness::Live,
+        &platform.explorer.search(&q.q).await?,
+    )
+}
+
+/// A search typed into an explorer page goes straight to what it names (303), decided before
+/// the page renders, so it works without JavaScript; anything else renders the search page
+/// with its suggestions.
+pub async fn search_redirect(
+    State(platform): State<Platform>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.method() == axum::http::Method::GET && request.uri().path() == "/explorer/search" {
+        if let Ok(Query(q)) = Query::<SearchQuery>::try_from_uri(request.uri()) {
+            match platform.explorer.search(&q.q).await {
+                Ok(SearchOutcome::Found(path)) => return Redirect::to(&path).into_response(),
+                Ok(SearchOutcome::NotFound { .. }) => {}
+                // The page asks again and shows the error.
+                Err(e) => tracing::warn!(error = %e, "explorer search failed"),
+            }
+        }
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_client_gets_its_own_window_of_requests() {
+        let limiter = ClientLimiter::new(3);
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let t0 = Instant::now();
+        assert!((0..3).all(|_| limiter.admit(a, t0)));
+        assert!(!limiter.admit(a, t0 + Duration::from_millis(500)));
+        assert!(limiter.admit(b, t0), "another client is not held back");
+        assert!(
+            limiter.admit(a, t0 + Duration::from_millis(1000)),
+            "a new second, a new window"
+        );
+    }
+
+    #[test]
+    fn a_client_holding_the_current_version_gets_304() {
+        let body = b"{\"a\":1}".to_vec();
+        let first = cached(
+            &HeaderMap::new(),
+            Freshness::Final,
+            body.clone(),
+            "application/json",
+        );
+        assert_eq!(first.status(), StatusCode::OK);
+        assert_eq!(
+            first.headers()[header::CACHE_CONTROL],
+            "public, max-age=86400, immutable"
+        );
+        let etag = first.headers()[header::ETAG].clone();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::IF_NONE_MATCH, etag);
+        let again = cached(&headers, Freshness::Final, body, "application/json");
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+        let mut stale = HeaderMap::new();
+        stale.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"old\""));
+        let changed = cached(
+            &stale,
+            Freshness::Live,
+            b"{\"a\":2}".to_vec(),
+            "application/json",
+        );
+        assert_eq!(changed.status(), StatusCode::OK);
+    }
+}
