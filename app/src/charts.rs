@@ -3,7 +3,6 @@
 //! identical on both sides.
 
 use domain::ledger::DailyAmount;
-use domain::money::Asset;
 use domain::time::UnixMillis;
 use domain::worker::{UptimeDay, UtilisationHour};
 use plotters::coord::types::RangedCoordi32;
@@ -25,6 +24,14 @@ pub struct ChartError(String);
 
 fn failed(e: impl std::fmt::Display) -> ChartError {
     ChartError(e.to_string())
+}
+
+/// A chart that cannot be drawn is our bug: logged, and shown as the generic error.
+impl From<ChartError> for crate::errors::AppError {
+    fn from(e: ChartError) -> Self {
+        tracing::error!(error = %e, "could not draw a chart");
+        crate::errors::AppError::Internal
+    }
 }
 
 /// `MM-DD` of a UTC instant.
@@ -97,7 +104,10 @@ pub fn uptime_svg(days: &[UptimeDay]) -> Result<String, ChartError> {
 }
 
 /// Bars of what an account received per day in `asset`, oldest day first.
-pub fn daily_amounts_svg(days: &[DailyAmount], asset: Asset) -> Result<String, ChartError> {
+pub fn daily_bars_svg(
+    days: &[DailyAmount],
+    show: &dyn Fn(i64) -> String,
+) -> Result<String, ChartError> {
     // Bars are drawn in steps of 1/10,000 of the largest day (at least one base unit), which
     // keeps plotters' i32 axis exact for any amount.
     let largest = days.iter().map(|d| d.units).max().unwrap_or(0).max(1);
@@ -110,7 +120,7 @@ pub fn daily_amounts_svg(days: &[DailyAmount], asset: Asset) -> Result<String, C
                 .map(|d| month_day(UnixMillis(d.day_ms)))
                 .unwrap_or_default()
         };
-        let y_label = |v: i32| asset.show(i64::from(v) * step);
+        let y_label = |v: i32| show(i64::from(v) * step);
         let y_max = (largest / step) as i32 + 1;
         let mut chart = frame(&root, days.len(), 6, &label, y_max, &y_label)?;
         chart
@@ -200,9 +210,63 @@ fn runs(
     runs
 }
 
+/// A country on the supply map: where it is and how many GPUs it has.
+pub struct MapPoint<'a> {
+    pub code: &'a str,
+    pub lon: f64,
+    pub lat: f64,
+    pub gpus: i64,
+}
+
+/// The world as an equirectangular grid with a circle per country, its area proportional to
+/// the country's GPUs; the largest are labelled with their code.
+pub fn world_map_svg(points: &[MapPoint]) -> Result<String, ChartError> {
+    const LABELLED: usize = 12;
+    let largest = points.iter().map(|p| p.gpus).max().unwrap_or(0).max(1) as f64;
+    let mut by_size: Vec<&MapPoint> = points.iter().filter(|p| p.gpus > 0).collect();
+    by_size.sort_by(|a, b| b.gpus.cmp(&a.gpus).then_with(|| a.code.cmp(b.code)));
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, 360)).into_drawing_area();
+        let mut chart = ChartBuilder::on(&root)
+            .margin(8)
+            .build_cartesian_2d(-180f64..180f64, -58f64..84f64)
+            .map_err(failed)?;
+        chart
+            .configure_mesh()
+            .x_labels(13)
+            .y_labels(7)
+            .disable_x_axis()
+            .disable_y_axis()
+            .bold_line_style(GRID)
+            .light_line_style(TRANSPARENT)
+            .draw()
+            .map_err(failed)?;
+        // Smallest last would hide under the largest; draw the largest first.
+        chart
+            .draw_series(by_size.iter().map(|p| {
+                let radius = 3.0 + 22.0 * (p.gpus as f64 / largest).sqrt();
+                Circle::new((p.lon, p.lat), radius as i32, ACCENT.mix(0.45).filled())
+            }))
+            .map_err(failed)?;
+        chart
+            .draw_series(by_size.iter().take(LABELLED).map(|p| {
+                Text::new(
+                    p.code.to_owned(),
+                    (p.lon, p.lat),
+                    ("sans-serif", 11).into_font().color(&WHITE),
+                )
+            }))
+            .map_err(failed)?;
+        root.present().map_err(failed)?;
+    }
+    Ok(svg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use domain::money::Asset;
 
     fn hour(i: i64, gpu: Option<u8>) -> UtilisationHour {
         UtilisationHour {
@@ -244,14 +308,14 @@ mod tests {
     }
 
     #[test]
-    fn daily_amounts_are_labelled_in_their_asset() {
+    fn daily_bars_are_labelled_in_their_unit() {
         let days: Vec<DailyAmount> = (0..30)
             .map(|i| DailyAmount {
                 day_ms: 1_795_600_000_000 + i * 86_400_000,
                 units: i * 1_500_000,
             })
             .collect();
-        let svg = daily_amounts_svg(&days, Asset::Usdc).unwrap();
+        let svg = daily_bars_svg(&days, &|u| Asset::Usdc.show(u)).unwrap();
         assert!(svg.contains("$") && svg.contains("<rect"));
         let empty = vec![
             DailyAmount {
@@ -260,7 +324,47 @@ mod tests {
             };
             30
         ];
-        let svg = daily_amounts_svg(&empty, Asset::Token).unwrap();
+        let svg = daily_bars_svg(&empty, &|u| Asset::Token.show(u)).unwrap();
         assert!(svg.contains("GCT"));
+    }
+
+    #[test]
+    fn the_map_has_a_circle_per_country_with_supply_and_labels_the_largest() {
+        let points = [
+            MapPoint {
+                code: "US",
+                lon: -98.0,
+                lat: 39.0,
+                gpus: 900,
+            },
+            MapPoint {
+                code: "DE",
+                lon: 10.0,
+                lat: 51.0,
+                gpus: 100,
+            },
+            MapPoint {
+                code: "IS",
+                lon: -18.0,
+                lat: 65.0,
+                gpus: 0,
+            },
+        ];
+        let svg = world_map_svg(&points).unwrap();
+        assert_eq!(
+            svg.matches("<circle").count(),
+            2,
+            "none for a country without GPUs"
+        );
+        let labels: Vec<&str> = svg
+            .split("</text>")
+            .filter_map(|t| t.rsplit('>').next())
+            .map(str::trim)
+            .collect();
+        assert!(
+            labels.contains(&"US") && labels.contains(&"DE"),
+            "{labels:?}"
+        );
+        assert!(world_map_svg(&[]).unwrap().starts_with("<svg"));
     }
 }

@@ -7,9 +7,12 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::GpuCatalog;
 use crate::cluster::{ClusterKind, ClusterStatus, Hardware, Purpose};
 use crate::fleet::{ConnectivityTier, DeviceKind, DeviceStatus, OperatingSystem};
+use crate::ledger::DailyAmount;
 use crate::money::{MicroUsd, Tokens};
 use crate::time::UnixMillis;
-use crate::worker::{DeviceDetail, DeviceHistoryEntry, UptimeDay, VerificationRecord};
+use crate::worker::{
+    DeviceDetail, DeviceHistoryEntry, UptimeDay, VerificationRecord, DAY_MS, HOUR_MS,
+};
 
 /// Rows per page of every explorer list.
 pub const PAGE_ROWS: usize = 50;
@@ -345,6 +348,65 @@ pub struct PublicWallet {
     pub blocks_rewarded: i64,
 }
 
+/// What the network earned its providers: hire earnings settled and block rewards paid.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkEarnings {
+    pub hire_earned: MicroUsd,
+    pub rewards_paid: Tokens,
+    pub blocks: i64,
+}
+
+/// The explorer's front page beyond the live supply: what was recently hired and rewarded.
+/// Figures that need the database are read at most once a minute, never per request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkActivity {
+    /// Newest first.
+    pub recent_clusters: Vec<PublicCluster>,
+    /// The devices rewarded most in the newest block, most first.
+    pub trending: Vec<DeviceBlockLine>,
+    /// Unit-hours (GPU-hours, or CPU-device-hours) served per UTC day, oldest first.
+    pub daily_compute_hours: Vec<DailyAmount>,
+    pub earnings: NetworkEarnings,
+    /// When these figures were read.
+    pub as_of: UnixMillis,
+}
+
+/// A stretch of time a device served a cluster with `units`: joined, and left (None: still).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServedSpan {
+    pub units: i64,
+    pub joined_at: i64,
+    pub left_at: Option<i64>,
+}
+
+/// Unit-hours served on each of the `days` UTC days ending with `now`'s, oldest first: each
+/// span is split at midnight and counted in whole hours per day, rounded down.
+pub fn daily_unit_hours(spans: &[ServedSpan], now: i64, days: i64) -> Vec<DailyAmount> {
+    let today = now.div_euclid(DAY_MS) * DAY_MS;
+    let first = today - (days - 1) * DAY_MS;
+    let mut unit_ms = vec![0i64; days.max(0) as usize];
+    for s in spans {
+        let start = s.joined_at.max(first);
+        let end = s.left_at.unwrap_or(now).min(now);
+        let mut at = start;
+        while at < end {
+            let day = (at - first) / DAY_MS;
+            let day_end = first + (day + 1) * DAY_MS;
+            let until = end.min(day_end);
+            unit_ms[day as usize] += s.units * (until - at);
+            at = until;
+        }
+    }
+    unit_ms
+        .into_iter()
+        .enumerate()
+        .map(|(i, ms)| DailyAmount {
+            day_ms: first + i as i64 * DAY_MS,
+            units: ms / HOUR_MS,
+        })
+        .collect()
+}
+
 /// What a search box entry can be, by its shape alone; whether it exists is the server's job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SearchShape {
@@ -403,7 +465,7 @@ pub struct Suggestion {
 pub fn text_suggestions(
     query: &str,
     catalog: &GpuCatalog,
-    countries: &[(String, String)],
+    countries: &[crate::country::Country],
 ) -> Vec<Suggestion> {
     let needle = query.trim().to_lowercase();
     let mut out = Vec::new();
@@ -416,11 +478,11 @@ pub fn text_suggestions(
                 });
             }
         }
-        for (code, name) in countries {
-            if name.to_lowercase().contains(&needle) || code.to_lowercase() == needle {
+        for c in countries {
+            if c.name.to_lowercase().contains(&needle) || c.code.to_lowercase() == needle {
                 out.push(Suggestion {
-                    label: format!("Devices in {name}"),
-                    path: format!("/explorer/devices?country={code}"),
+                    label: format!("Devices in {}", c.name),
+                    path: format!("/explorer/devices?country={}", c.code),
                 });
             }
         }
@@ -524,6 +586,42 @@ mod tests {
     }
 
     #[test]
+    fn compute_hours_are_split_at_midnight_and_counted_per_day() {
+        let day = DAY_MS;
+        let today = 20_000 * day;
+        let now = today + 10 * HOUR_MS;
+        let spans = [
+            // 8 GPUs from 22:00 yesterday until 02:00 today: 16 GPU-hours each day.
+            ServedSpan {
+                units: 8,
+                joined_at: today - 2 * HOUR_MS,
+                left_at: Some(today + 2 * HOUR_MS),
+            },
+            // One GPU since 06:30 today, still serving: 3.5 hours, counted with the rest.
+            ServedSpan {
+                units: 1,
+                joined_at: today + 6 * HOUR_MS + HOUR_MS / 2,
+                left_at: None,
+            },
+            // Long before the window: nothing.
+            ServedSpan {
+                units: 4,
+                joined_at: today - 10 * day,
+                left_at: Some(today - 9 * day),
+            },
+        ];
+        let days = daily_unit_hours(&spans, now, 2);
+        assert_eq!(days.len(), 2);
+        assert_eq!((days[0].day_ms, days[0].units), (today - day, 16));
+        assert_eq!(
+            (days[1].day_ms, days[1].units),
+            (today, 19),
+            "16 + 3.5 rounded down"
+        );
+        assert!(daily_unit_hours(&[], now, 30).iter().all(|d| d.units == 0));
+    }
+
+    #[test]
     fn links_keep_the_filter() {
         let pairs = [
             ("hardware", "RTX 4090 24GB".to_owned()),
@@ -570,7 +668,10 @@ mod tests {
     #[test]
     fn text_suggests_models_and_countries_and_always_a_way_on() {
         let catalog = GpuCatalog::builtin();
-        let countries = vec![("DE".to_owned(), "Germany".to_owned())];
+        let countries: Vec<_> = crate::country::all()
+            .into_iter()
+            .filter(|c| c.code == "DE")
+            .collect();
         let s = text_suggestions("h100", &catalog, &countries);
         assert!(s
             .iter()

@@ -2,14 +2,16 @@
 //! device, cluster, block and provider pages, and search. Everything here is public, so each
 //! query selects only public columns (see `domain::explorer`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use domain::catalog::GpuCatalog;
 use domain::cluster::{ClusterKind, ClusterStatus, Purpose};
+use domain::country::Country;
 use domain::explorer::{
-    text_suggestions, BlockDetail, DeviceBlockLine, DeviceListQuery, FleetDevice, FleetFilter,
-    Page, PageAt, PublicCluster, PublicClusterDetail, PublicClusterDevice, PublicDevice,
-    PublicWallet, SearchOutcome, SearchShape, Suggestion, PAGE_ROWS,
+    daily_unit_hours, text_suggestions, BlockDetail, DeviceBlockLine, DeviceListQuery, FleetDevice,
+    FleetFilter, NetworkActivity, NetworkEarnings, Page, PageAt, PublicCluster,
+    PublicClusterDetail, PublicClusterDevice, PublicDevice, PublicWallet, SearchOutcome,
+    SearchShape, ServedSpan, Suggestion, PAGE_ROWS,
 };
 use domain::fleet::DeviceKind;
 use domain::money::{MicroUsd, Tokens};
@@ -27,6 +29,12 @@ use crate::Error;
 
 /// Reward lines a device page shows (two days of hourly blocks).
 const DEVICE_BLOCK_LINES: u32 = 48;
+/// How long the front page's database figures are reused: they sum whole tables.
+const ACTIVITY_TTL_MS: i64 = 60_000;
+/// Clusters and devices the front page lists, and the days its compute chart covers.
+const RECENT_CLUSTERS: usize = 8;
+const TRENDING_DEVICES: u32 = 10;
+const ACTIVITY_DAYS: i64 = 30;
 
 macro_rules! block_line_select {
     () => {
@@ -42,8 +50,10 @@ pub struct ExplorerService {
     worker: WorkerService,
     rewards: RewardsService,
     catalog: GpuCatalog,
-    /// (ISO code, English name) of every country, for filters and suggestions.
-    countries: Arc<Vec<(String, String)>>,
+    /// Every country (code, name, where it is), for filters, suggestions and the map.
+    countries: Arc<Vec<Country>>,
+    /// The front page's database figures as last read.
+    activity: Arc<Mutex<Option<Arc<NetworkActivity>>>>,
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
@@ -58,10 +68,7 @@ impl ExplorerService {
         rewards: RewardsService,
         catalog: GpuCatalog,
     ) -> ExplorerService {
-        let countries = domain::country::all()
-            .into_iter()
-            .map(|c| (c.code, c.name))
-            .collect();
+        let countries = domain::country::all();
         ExplorerService {
             store,
             index,
@@ -69,6 +76,7 @@ impl ExplorerService {
             rewards,
             catalog,
             countries: Arc::new(countries),
+            activity: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -76,9 +84,12 @@ impl ExplorerService {
         &self.catalog
     }
 
-    /// Every country as (ISO code, English name).
-    pub fn countries(&self) -> &[(String, String)] {
-        &self.countries
+    /// Where a country is on the map, as (longitude, latitude).
+    pub fn place(&self, code: &str) -> Option<(f64, f64)> {
+        self.countries
+            .iter()
+            .find(|c| c.code == code)
+            .map(|c| (c.lon, c.lat))
     }
 
     /// A device-list filter from raw query values, with a specific error per field.
@@ -90,7 +101,7 @@ impl ExplorerService {
         status: &str,
     ) -> Result<FleetFilter, Error> {
         FleetFilter::parse(hardware, country, tier, status, &self.catalog, |code| {
-            self.countries.iter().any(|(c, _)| c == code)
+            self.countries.iter().any(|c| c.code == code)
         })
         .map_err(Error::Invalid)
     }
@@ -110,6 +121,66 @@ impl ExplorerService {
     /// One page of the public device list.
     pub fn devices(&self, filter: &FleetFilter, at: &PageAt) -> Page<FleetDevice> {
         self.index.page(filter, at, PAGE_ROWS)
+    }
+
+    /// Recent clusters, the most rewarded devices of the newest block, compute hours per day
+    /// and what the network paid: read from the database at most once a minute.
+    pub async fn activity(&self, now: UnixMillis) -> Result<Arc<NetworkActivity>, Error> {
+        let cached = self
+            .activity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(activity) =
+            cached.filter(|a| (0..ACTIVITY_TTL_MS).contains(&(now.0 - a.as_of.0)))
+        {
+            return Ok(activity);
+        }
+        let pool = self.store.pool();
+        let mut recent_clusters = self.clusters("", "", now).await?.rows;
+        recent_clusters.truncate(RECENT_CLUSTERS);
+        let trending = match self.rewards.blocks(None, 1).await?.first() {
+            Some(newest) => {
+                self.block_lines(BlockLines::TopOfBlock(newest.number))
+                    .await?
+            }
+            None => Vec::new(),
+        };
+        let since = now.0 - ACTIVITY_DAYS * domain::worker::DAY_MS;
+        let spans: Vec<ServedSpan> = sqlx::query_as::<_, (i64, i64, Option<i64>)>(
+            "SELECT units, joined_at, left_at FROM cluster_devices \
+             WHERE left_at IS NULL OR left_at >= $1",
+        )
+        .bind(since)
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(|(units, joined_at, left_at)| ServedSpan {
+            units,
+            joined_at,
+            left_at,
+        })
+        .collect();
+        let (hire_earned, rewards_paid, blocks): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT CAST(COALESCE(SUM(earned), 0) AS BIGINT) FROM cluster_devices), \
+                    (SELECT CAST(COALESCE(SUM(paid), 0) AS BIGINT) FROM reward_blocks), \
+                    (SELECT COUNT(*) FROM reward_blocks)",
+        )
+        .fetch_one(pool)
+        .await?;
+        let activity = Arc::new(NetworkActivity {
+            recent_clusters,
+            trending,
+            daily_compute_hours: daily_unit_hours(&spans, now.0, ACTIVITY_DAYS),
+            earnings: NetworkEarnings {
+                hire_earned: MicroUsd::from_micros(hire_earned),
+                rewards_paid: Tokens::from_units(rewards_paid),
+                blocks,
+            },
+            as_of: now,
+        });
+        *self.activity.lock().unwrap_or_else(|p| p.into_inner()) = Some(activity.clone());
+        Ok(activity)
     }
 
     /// A device's public page.
@@ -291,6 +362,12 @@ impl ExplorerService {
             ))
             .bind(id.to_owned())
             .bind(i64::from(DEVICE_BLOCK_LINES)),
+            BlockLines::TopOfBlock(number) => sqlx::query(concat!(
+                block_line_select!(),
+                "WHERE block_number = $1 AND reward > 0 ORDER BY reward DESC, device_id LIMIT $2"
+            ))
+            .bind(number)
+            .bind(i64::from(TRENDING_DEVICES)),
             BlockLines::OfBlock {
                 number,
                 after,
@@ -466,6 +543,8 @@ fn block_number(text: &str) -> Result<i64, Error> {
 enum BlockLines<'a> {
     /// A device's newest.
     OfDevice(&'a str),
+    /// A block's most rewarded.
+    TopOfBlock(i64),
     /// A block's, in device id order after `after`.
     OfBlock {
         number: i64,

@@ -1437,6 +1437,31 @@ async fn the_explorer_shows_what_the_database_holds(p: Platform) {
         Err(Error::NotFound(_))
     ));
 
+    // The front page's activity: the cluster, the block's best device, what was paid.
+    let activity = p.explorer.activity(t1).await.unwrap();
+    assert_eq!(activity.recent_clusters[0].id, cluster.id);
+    assert_eq!(activity.trending[0].device_id, paused);
+    assert_eq!(
+        activity.earnings.rewards_paid.units(),
+        stored_number(
+            &p.store,
+            "SELECT CAST(SUM(paid) AS BIGINT) FROM reward_blocks",
+            ""
+        )
+        .await
+        .unwrap()
+    );
+    assert_eq!(
+        activity
+            .daily_compute_hours
+            .iter()
+            .map(|d| d.units)
+            .sum::<i64>(),
+        list.rows[0].compute_hours,
+        "one terminated cluster: the chart's hours are its hours"
+    );
+    assert_eq!(activity.daily_compute_hours.len(), 30);
+
     // The provider page of the new device's owner.
     let wallet = p.explorer.wallet(provider.as_str()).await.unwrap();
     assert_eq!(wallet.devices.matching, 1);

@@ -28,6 +28,8 @@ enum Freshness {
     Live,
     /// A device's or cluster's page: status changes within a heartbeat or two.
     Recent,
+    /// Figures the server itself re-reads once a minute (recent activity, earnings).
+    Minute,
     /// A closed block: final.
     Final,
 }
@@ -37,6 +39,7 @@ impl Freshness {
         match self {
             Freshness::Live => "public, max-age=5",
             Freshness::Recent => "public, max-age=15",
+            Freshness::Minute => "public, max-age=60",
             Freshness::Final => "public, max-age=86400, immutable",
         }
     }
@@ -146,6 +149,7 @@ async fn limit(State(limiter): State<ClientLimiter>, request: Request, next: Nex
 pub fn routes(limiter: ClientLimiter) -> Router<Platform> {
     Router::new()
         .route("/summary", get(summary))
+        .route("/activity", get(activity))
         .route("/devices", get(devices))
         .route("/devices/{id}", get(device))
         .route("/clusters", get(clusters))
@@ -189,6 +193,11 @@ async fn device(
         Freshness::Recent,
         &platform.explorer.device(&id, platform::now()).await?,
     )
+}
+
+async fn activity(State(platform): State<Platform>, headers: HeaderMap) -> Result<Response, Error> {
+    let activity = platform.explorer.activity(platform::now()).await?;
+    json(&headers, Freshness::Minute, &*activity)
 }
 
 #[derive(Deserialize, Default)]

@@ -160,6 +160,14 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         let platform = platform.clone();
         move || platform.explorer.prepare()
     });
+    tokio::spawn({
+        let platform = platform.clone();
+        async move {
+            if let Err(e) = platform.explorer.activity(platform::now()).await {
+                tracing::warn!(error = %e, "could not read the explorer's activity figures yet");
+            }
+        }
+    });
     spawn_expiry_sweeper(platform.clone());
     let (stop_monitor, monitor_stopped) = tokio::sync::watch::channel(false);
     let monitor = spawn_fleet_monitor(platform.clone(), config.flush_interval, monitor_stopped);

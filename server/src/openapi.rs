@@ -185,6 +185,12 @@ const ENDPOINTS: &[(&str, &str, &str, bool)] = &[
     ),
     (
         "get",
+        "/explorer/activity",
+        "Public: recent clusters, trending devices, compute hours per day, network earnings (max-age 60 s)",
+        false,
+    ),
+    (
+        "get",
         "/explorer/devices",
         "Public: one page of the device list, in id order (max-age 5 s)",
         false,

@@ -11,7 +11,16 @@ use server::{start, Config, RunningServer};
 struct TestApp {
     server: RunningServer,
     client: reqwest::Client,
+    /// Held while the server runs; see [`ONE_SERVER_AT_A_TIME`].
+    _turn: tokio::sync::OwnedMutexGuard<()>,
 }
+
+/// Each test runs its server on its own Tokio runtime, and two page-rendering servers on two
+/// runtimes in one process sometimes leave a server-rendered page unanswered until the request
+/// timeout (seen with the explorer's fully awaited pages; never with one server per process,
+/// as in production and the browser tests). The tests here take turns.
+static ONE_SERVER_AT_A_TIME: std::sync::LazyLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
+    std::sync::LazyLock::new(Default::default);
 
 impl TestApp {
     fn url(&self, path: &str) -> String {
@@ -127,6 +136,7 @@ async fn error_message(response: reqwest::Response) -> String {
 }
 
 async fn spawn(database_url: String, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let turn = ONE_SERVER_AT_A_TIME.clone().lock_owned().await;
     let mut config = Config::for_database(&database_url).unwrap();
     config.demo_devices = 60;
     tweak(&mut config);
@@ -135,7 +145,11 @@ async fn spawn(database_url: String, tweak: impl FnOnce(&mut Config)) -> TestApp
         .cookie_store(true)
         .build()
         .unwrap();
-    TestApp { server, client }
+    TestApp {
+        server,
+        client,
+        _turn: turn,
+    }
 }
 
 async fn health_and_readiness_answer(app: TestApp) {
@@ -843,6 +857,24 @@ async fn the_explorer_serves_pages_and_cached_json(app: TestApp) {
     let clusters = app.get_json("/api/v1/explorer/clusters").await;
     assert_eq!(clusters["matching"], 0);
 
+    // The front page draws the supply map and the activity its JSON twin reports.
+    let front = app.get("/explorer").await.text().await.unwrap();
+    assert!(front.contains("data-testid=\"supply-map\" class=\"chart\"><svg"));
+    let activity = app.get("/api/v1/explorer/activity").await;
+    assert_eq!(
+        activity.headers()[header::CACHE_CONTROL],
+        "public, max-age=60"
+    );
+    let activity: Value = activity.json().await.unwrap();
+    assert_eq!(
+        activity["daily_compute_hours"].as_array().unwrap().len(),
+        30
+    );
+    assert!(front.contains(&format!(
+        "in {} blocks",
+        activity["earnings"]["blocks"].as_i64().unwrap()
+    )));
+
     // Search: an exact id goes straight to its page before anything renders; anything else
     // gets suggestions.
     let no_redirects = reqwest::Client::builder()
@@ -877,7 +909,10 @@ async fn the_explorer_serves_pages_and_cached_json(app: TestApp) {
 
 async fn data_survives_a_restart(app: TestApp, url: String) {
     let before = app.get_json("/api/v1/network/summary").await;
-    app.server.stop().await;
+    // Stopped whole, so its turn passes to the restarted server.
+    let TestApp { server, _turn, .. } = app;
+    server.stop().await;
+    drop(_turn);
     let again = spawn(url, |_| {}).await;
     let after: Value = again
         .get("/api/v1/network/summary")

@@ -1,9 +1,10 @@
 //! The explorer's read models for the pages: public, so none needs a session.
 
 use domain::explorer::{
-    BlockDetail, DeviceListQuery, FleetDevice, Page, PublicCluster, PublicClusterDetail,
-    PublicDevice, PublicWallet, SearchOutcome,
+    BlockDetail, DeviceListQuery, FleetDevice, NetworkActivity, Page, PublicCluster,
+    PublicClusterDetail, PublicDevice, PublicWallet, SearchOutcome,
 };
+use domain::network::NetworkSummary;
 use domain::rewards::BlockSummary;
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -26,13 +27,48 @@ pub struct PublicDeviceWithChart {
 pub async fn load_public_device(id: String) -> Result<PublicDeviceWithChart, AppError> {
     let platform = super::context::platform()?;
     let device = platform.explorer.device(&id, platform::now()).await?;
-    let uptime_chart = crate::charts::uptime_svg(&device.uptime_days).map_err(|e| {
-        tracing::error!(device = %id, error = %e, "could not draw the uptime chart");
-        AppError::Internal
-    })?;
+    let uptime_chart = crate::charts::uptime_svg(&device.uptime_days)?;
     Ok(PublicDeviceWithChart {
         device,
         uptime_chart,
+    })
+}
+
+/// The front page: live supply from the fleet index, the recent activity, and its charts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExplorerFront {
+    pub summary: NetworkSummary,
+    pub activity: NetworkActivity,
+    /// SVG: a circle per country sized by its GPUs.
+    pub map: String,
+    /// SVG: unit-hours served per day over 30 days.
+    pub compute_chart: String,
+}
+
+#[server]
+pub async fn load_explorer_front() -> Result<ExplorerFront, AppError> {
+    use crate::charts::{daily_bars_svg, world_map_svg, MapPoint};
+    let platform = super::context::platform()?;
+    let summary = platform.fleet.network_summary().await?;
+    let activity = platform.explorer.activity(platform::now()).await?;
+    let points: Vec<MapPoint> = summary
+        .by_country
+        .iter()
+        .filter_map(|c| {
+            let place = platform.explorer.place(&c.code)?;
+            Some(MapPoint {
+                code: &c.code,
+                lon: place.0,
+                lat: place.1,
+                gpus: c.gpus,
+            })
+        })
+        .collect();
+    Ok(ExplorerFront {
+        map: world_map_svg(&points)?,
+        compute_chart: daily_bars_svg(&activity.daily_compute_hours, &|h| format!("{h} h"))?,
+        activity: (*activity).clone(),
+        summary,
     })
 }
 

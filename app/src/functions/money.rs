@@ -75,21 +75,11 @@ pub async fn load_earnings() -> Result<EarningsWithCharts, AppError> {
     use domain::money::Asset;
     let (platform, session) = super::context::signed_in_platform().await?;
     let earnings = platform.earnings(&session.wallet, platform::now()).await?;
-    let drawn = |chart: Result<String, crate::charts::ChartError>| {
-        chart.map_err(|e| {
-            tracing::error!(error = %e, "could not draw an earnings chart");
-            AppError::Internal
-        })
-    };
     Ok(EarningsWithCharts {
-        hire_chart: drawn(crate::charts::daily_amounts_svg(
-            &earnings.daily_hire,
-            Asset::Usdc,
-        ))?,
-        rewards_chart: drawn(crate::charts::daily_amounts_svg(
-            &earnings.daily_rewards,
-            Asset::Token,
-        ))?,
+        hire_chart: crate::charts::daily_bars_svg(&earnings.daily_hire, &|u| Asset::Usdc.show(u))?,
+        rewards_chart: crate::charts::daily_bars_svg(&earnings.daily_rewards, &|u| {
+            Asset::Token.show(u)
+        })?,
         payouts: platform.payouts.payouts_of(&session.wallet, 100).await?,
         payouts_enabled: platform.payouts.enabled(),
         earnings,

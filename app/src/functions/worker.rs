@@ -55,15 +55,9 @@ pub async fn load_device(id: String) -> Result<DeviceWithCharts, AppError> {
         .worker
         .device_detail(&session.wallet, &id, platform::now())
         .await?;
-    let drawn = |chart: Result<String, crate::charts::ChartError>| {
-        chart.map_err(|e| {
-            tracing::error!(device = %id, error = %e, "could not draw a chart");
-            AppError::Internal
-        })
-    };
     Ok(DeviceWithCharts {
-        uptime_chart: drawn(crate::charts::uptime_svg(&detail.uptime_days))?,
-        utilisation_chart: drawn(crate::charts::utilisation_svg(&detail.utilisation_hours))?,
+        uptime_chart: crate::charts::uptime_svg(&detail.uptime_days)?,
+        utilisation_chart: crate::charts::utilisation_svg(&detail.utilisation_hours)?,
         detail,
     })
 }

@@ -18,14 +18,14 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
-use crate::components::supply::{CountryTable, ErrorNote, ModelSupplyTable, TotalsGrid};
+use crate::components::supply::{CountryTable, ErrorNote, ModelSupplyTable, Stat, TotalsGrid};
 use crate::errors::AppError;
-use crate::functions::network::load_network_summary;
+use crate::functions::explorer::{load_explorer_front, ExplorerFront};
 use crate::routes::set_page_status;
 
 #[component]
 pub fn ExplorerPage() -> impl IntoView {
-    let summary = Resource::new(|| (), |_| load_network_summary());
+    let front = Resource::new(|| (), |_| load_explorer_front());
     view! {
         <Title text="Explorer" />
         <ExplorerNav />
@@ -36,23 +36,84 @@ pub fn ExplorerPage() -> impl IntoView {
             </p>
         </section>
         <Suspense fallback=|| view! { <p class="muted">"Loading the network…"</p> }>
-            {move || summary.get().map(|result| match result {
-                Ok(s) => view! {
-                    <TotalsGrid totals=s.totals />
-                    <div class="columns">
-                        <section class="panel">
-                            <h2>"Supply by GPU model"</h2>
-                            <ModelSupplyTable models=s.by_model />
-                        </section>
-                        <section class="panel">
-                            <h2>"Supply by country"</h2>
-                            <CountryTable countries=s.by_country limit=15 />
-                        </section>
-                    </div>
-                }.into_any(),
+            {move || front.get().map(|result| match result {
+                Ok(f) => view! { <Front f /> }.into_any(),
                 Err(error) => view! { <ErrorNote error /> }.into_any(),
             })}
         </Suspense>
+    }
+}
+
+#[component]
+fn Front(f: ExplorerFront) -> impl IntoView {
+    let ExplorerFront {
+        summary,
+        activity,
+        map,
+        compute_chart,
+    } = f;
+    let earnings = activity.earnings.clone();
+    view! {
+        <TotalsGrid totals=summary.totals />
+        <div class="stats" data-testid="network-earnings">
+            <Stat label="Hire earnings paid to providers" value=earnings.hire_earned.to_string() />
+            <Stat label="Block rewards paid" value=earnings.rewards_paid.to_string() note=format!("in {} blocks", earnings.blocks) />
+        </div>
+        <section class="panel">
+            <h2>"Where the GPUs are"</h2>
+            <div class="chart" data-testid="supply-map" inner_html=map></div>
+        </section>
+        <div class="columns">
+            <section class="panel">
+                <h2>"Supply by GPU model"</h2>
+                <ModelSupplyTable models=summary.by_model />
+            </section>
+            <section class="panel">
+                <h2>"Supply by country"</h2>
+                <CountryTable countries=summary.by_country limit=15 />
+            </section>
+        </div>
+        <section class="panel">
+            <h2>"Compute hours served, last 30 days"</h2>
+            <div class="chart" inner_html=compute_chart></div>
+        </section>
+        <div class="columns">
+            <section class="panel">
+                <div class="panel-head"><h2>"Recent clusters"</h2><a href="/explorer/clusters">"All clusters"</a></div>
+                {if activity.recent_clusters.is_empty() {
+                    view! { <p class="muted">"No clusters yet."</p> }.into_any()
+                } else {
+                    view! {
+                        <table class="data" data-testid="recent-clusters"><tbody>
+                            {activity.recent_clusters.into_iter().map(|c| view! {
+                                <tr>
+                                    <td><a href=format!("/explorer/clusters/{}", c.id)>{c.id.clone()}</a></td>
+                                    <td>{format!("{} × {}", c.units, c.hardware)}</td>
+                                    <td><span class=format!("status status-{}", c.status.as_str())>{c.status.as_str()}</span></td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody></table>
+                    }.into_any()
+                }}
+            </section>
+            <section class="panel">
+                <div class="panel-head"><h2>"Trending devices"</h2><a href="/explorer/blocks">"Blocks"</a></div>
+                {match activity.trending.first().map(|l| l.block) {
+                    None => view! { <p class="muted">"No device rewarded yet."</p> }.into_any(),
+                    Some(block) => view! {
+                        <p class="muted">{format!("Most rewarded in block {block}.")}</p>
+                        <table class="data" data-testid="trending-devices"><tbody>
+                            {activity.trending.into_iter().map(|l| view! {
+                                <tr>
+                                    <td><a href=format!("/explorer/devices/{}", l.device_id)>{l.device_id.clone()}</a></td>
+                                    <td class="num">{l.reward.to_string()}</td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody></table>
+                    }.into_any(),
+                }}
+            </section>
+        </div>
     }
 }
 
