@@ -1,6 +1,7 @@
-//! Just enough HTTP/1.1 for the simulator: one keep-alive connection, one request in flight,
-//! responses framed by Content-Length (what axum sends for JSON). A general client would spend
-//! the CPU this machine's two cores should give to the server under test.
+//! Just enough HTTP/1.1 for the load tools: one keep-alive connection, one request in flight,
+//! responses framed by Content-Length (what axum sends for JSON) or chunked (server-rendered
+//! pages). A general client would spend the CPU this machine's two cores should give to the
+//! server under test.
 
 use std::io::Write;
 
@@ -65,6 +66,7 @@ impl Connection {
             parse_status_line(&self.line)?
         };
         let mut length = 0usize;
+        let mut chunked = false;
         loop {
             self.next_line().await?;
             let line = self.line.trim_end();
@@ -74,10 +76,40 @@ impl Connection {
             if let Some(value) = content_length(line) {
                 length = value?;
             }
+            chunked |= is_chunked(line);
         }
-        self.body.resize(length, 0);
-        self.read.read_exact(&mut self.body).await?;
+        if chunked {
+            self.read_chunks().await?;
+        } else {
+            self.body.resize(length, 0);
+            self.read.read_exact(&mut self.body).await?;
+        }
         Ok(status)
+    }
+
+    /// A chunked body: hex size lines, each followed by that many bytes and a CRLF, until a
+    /// zero size and the (empty) trailer.
+    async fn read_chunks(&mut self) -> std::io::Result<()> {
+        self.body.clear();
+        loop {
+            self.next_line().await?;
+            let size_text = self.line.trim_end().split(';').next().unwrap_or_default();
+            let size = usize::from_str_radix(size_text, 16)
+                .map_err(|_| invalid(format!("bad chunk size line: {:?}", self.line)))?;
+            if size == 0 {
+                // Trailer fields (none expected), then the blank line that ends the body.
+                loop {
+                    self.next_line().await?;
+                    if self.line.trim_end().is_empty() {
+                        return Ok(());
+                    }
+                }
+            }
+            let start = self.body.len();
+            self.body.resize(start + size, 0);
+            self.read.read_exact(&mut self.body[start..]).await?;
+            self.next_line().await?;
+        }
     }
 
     async fn next_line(&mut self) -> std::io::Result<()> {
@@ -114,6 +146,14 @@ fn content_length(line: &str) -> Option<std::io::Result<usize>> {
     })
 }
 
+/// Whether a header line says the body comes in chunks.
+fn is_chunked(line: &str) -> bool {
+    line.split_once(':').is_some_and(|(name, value)| {
+        name.eq_ignore_ascii_case("transfer-encoding")
+            && value.to_ascii_lowercase().contains("chunked")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +167,8 @@ mod tests {
         assert_eq!(content_length("Content-Length:7").unwrap().unwrap(), 7);
         assert!(content_length("Content-Length: x").unwrap().is_err());
         assert!(content_length("content-type: application/json").is_none());
+        assert!(is_chunked("Transfer-Encoding: chunked"));
+        assert!(!is_chunked("content-type: text/html; charset=chunked-not"));
     }
 
     #[tokio::test]

@@ -13,10 +13,7 @@
 //!
 //! The figures go to `docs/BENCHMARKS.md` with the command line that produced them.
 
-mod http;
-
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,8 +24,11 @@ use platform::store::Store;
 use platform::testing;
 use tokio::net::TcpStream;
 
-use crate::http::Connection;
-use loadtest::{percentile, seeded_fleet, Database, Result};
+use loadtest::http::Connection;
+use loadtest::{
+    cpu_time, discard_database, percentile, rss_mib, seeded_fleet, server_binary, Database, Result,
+    ServerProcess,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -88,17 +88,7 @@ async fn run(args: Args) -> Result<()> {
     if args.devices == 0 || args.connections == 0 || args.connections > args.devices {
         return Err("need at least one device per connection".into());
     }
-    let server_bin = match &args.server_bin {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()?.with_file_name("gpu-commons"),
-    };
-    if !server_bin.exists() {
-        return Err(format!(
-            "no server binary at {} (build it: cargo build --release -p server)",
-            server_bin.display()
-        )
-        .into());
-    }
+    let server_bin = server_binary(args.server_bin.as_ref())?;
     let database_url =
         seeded_fleet(args.database, args.reuse_database.as_deref(), args.devices).await?;
     let recorded_before = {
@@ -108,26 +98,14 @@ async fn run(args: Args) -> Result<()> {
         recorded
     };
 
-    let port = free_port()?;
-    let addr = format!("127.0.0.1:{port}");
-    let site = std::env::temp_dir().join("fleet-sim-empty-site");
-    std::fs::create_dir_all(&site)?;
-    let spawned = Instant::now();
-    let mut server = tokio::process::Command::new(&server_bin)
-        .args(["--database-url", &database_url, "--listen", &addr])
-        .args(["--log", "warn", "--down-after-secs", "120"])
-        .args([
-            "--flush-interval-secs",
-            &args.flush_interval_secs.to_string(),
-        ])
-        .arg("--site-root")
-        .arg(&site)
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let pid = server.id().ok_or("the server exited at once")?;
-    wait_ready(&addr, Duration::from_secs(120)).await?;
-    let ready_after = spawned.elapsed();
+    let flush = args.flush_interval_secs.to_string();
+    let server = ServerProcess::start(
+        &server_bin,
+        &database_url,
+        &["--down-after-secs", "120", "--flush-interval-secs", &flush],
+    )
+    .await?;
+    let (pid, addr, ready_after) = (server.pid, server.addr.clone(), server.ready_after);
     let rss_ready = rss_mib(pid);
     println!(
         "server ready {:.2} s after start with {} devices; RSS {rss_ready} MiB",
@@ -140,27 +118,16 @@ async fn run(args: Args) -> Result<()> {
     let server_cpu = cpu_time(pid).saturating_sub(cpu_before);
     let rss_loaded = rss_mib(pid);
 
-    // SIGTERM: the server stops taking requests and writes what it merged.
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()?;
-    let exit = tokio::time::timeout(Duration::from_secs(120), server.wait()).await??;
-    if !exit.success() {
-        return Err(format!("the server exited with {exit}").into());
-    }
+    // The server writes what it merged as it stops.
+    server.stop().await?;
     let store = Store::open(&database_url).await?;
     let recorded = testing::heartbeats_recorded(&store).await? - recorded_before;
     store.close().await;
-    if args.keep_database || args.reuse_database.is_some() {
-        println!("database kept: {database_url}");
-    } else if args.database == Database::Sqlite {
-        let path = database_url.trim_start_matches("sqlite://");
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{path}{suffix}"));
-        }
-    } else {
-        testing::drop_postgres_database(&database_url).await?;
-    }
+    discard_database(
+        &database_url,
+        args.keep_database || args.reuse_database.is_some(),
+    )
+    .await?;
 
     load.report(&args, ready_after, rss_ready, rss_loaded, recorded);
     println!(
@@ -186,57 +153,6 @@ async fn run(args: Args) -> Result<()> {
         .into());
     }
     Ok(())
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// Polls `/readyz` until it answers 200. The server binds its port before it rebuilds the
-/// fleet, so an early request waits in the backlog and is answered once it serves.
-async fn wait_ready(addr: &str, limit: Duration) -> Result<()> {
-    let until = Instant::now() + limit;
-    while Instant::now() < until {
-        if let Ok(stream) = TcpStream::connect(addr).await {
-            let mut conn = Connection::new(stream)?;
-            if let Ok(200) = conn.send("GET", "/readyz", None, b"").await {
-                return Ok(());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Err(format!("the server at {addr} was not ready within {limit:?}").into())
-}
-
-/// CPU time (user + system) a process has used so far, from /proc (zero where it cannot tell).
-fn cpu_time(pid: u32) -> Duration {
-    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            // Fields after the command name, which is in parentheses and may contain spaces.
-            let rest = stat.rsplit_once(')')?.1;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            // utime and stime are fields 14 and 15 of the whole line, 12 and 13 here.
-            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-        })
-        .unwrap_or(0);
-    // Linux reports these in USER_HZ, 100 per second on every architecture it runs on.
-    Duration::from_millis(ticks * 10)
-}
-
-/// Resident memory of a process in MiB (0 where /proc cannot tell).
-fn rss_mib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb / 1024)
 }
 
 /// What one connection saw.

@@ -119,6 +119,59 @@ impl FleetService {
     }
 }
 
+/// One day, and one hour, in milliseconds.
+const DAY_MS: i64 = 86_400_000;
+const HOUR_MS: i64 = 3_600_000;
+
+impl FleetService {
+    /// Gives every simulated device in service (idle, hired, paused or down) an uptime history:
+    /// one merged row per UTC day for the `days` days before today (20–24 h online each), and one
+    /// per hour for the last `recent_hours` hours (55–60 min each, so each counts toward a reward
+    /// streak). Day charts and block rewards then have data. Generated inside the database (a
+    /// million devices write tens of millions of rows); returns how many it wrote.
+    pub async fn seed_uptime_history(
+        &self,
+        days: i64,
+        recent_hours: i64,
+        now: UnixMillis,
+    ) -> Result<u64, Error> {
+        // Each backend's pseudo-random integer in 0..n (SQL has no portable one).
+        let random_below = |n: i64| match self.store.backend() {
+            crate::store::Backend::Sqlite => format!("(abs(random()) % {n})"),
+            crate::store::Backend::Postgres => format!("CAST(floor(random() * {n}) AS BIGINT)"),
+        };
+        let today = now.0.div_euclid(DAY_MS) * DAY_MS;
+        let this_hour = now.0.div_euclid(HOUR_MS) * HOUR_MS;
+        let mut written = 0;
+        for (count, step, start, min_online, spread) in [
+            (days, DAY_MS, today, 20 * HOUR_MS, 4 * HOUR_MS),
+            (recent_hours, HOUR_MS, this_hour, 55 * 60_000, 5 * 60_000),
+        ] {
+            if count <= 0 {
+                continue;
+            }
+            let sql = format!(
+                "WITH RECURSIVE back(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM back WHERE n < $1) \
+                 INSERT INTO device_uptime (device_id, hour, online_ms, samples, gpu_util_sum, cpu_util_sum) \
+                 SELECT d.id, $2 - back.n * $3, $4 + {}, 1, 0, 0 FROM devices d CROSS JOIN back \
+                 WHERE d.simulated AND d.status IN ('idle', 'hired', 'paused', 'down') \
+                 ON CONFLICT (device_id, hour) DO NOTHING",
+                random_below(spread + 1)
+            );
+            written += sqlx::query(&sql)
+                .bind(count)
+                .bind(start)
+                .bind(step)
+                .bind(min_online)
+                .execute(self.store.pool())
+                .await?
+                .rows_affected();
+        }
+        tracing::info!(rows = written, "seeded the demo fleet's uptime history");
+        Ok(written)
+    }
+}
+
 /// The demo fleet's shape: a plausible mix of models, countries, tiers and states.
 mod demo {
     use super::*;

@@ -275,6 +275,35 @@ async fn the_demo_fleet_seeds_once_and_adds_up(p: Platform) {
     );
     assert_eq!(summary.by_country.len() as i64, t.countries);
     assert!(summary.by_country.iter().any(|c| c.name == "United States"));
+
+    // Its uptime history: a row per day and per recent hour for each device in service, enough
+    // for the next block to reward them.
+    let in_service = stored_number(
+        &p.store,
+        "SELECT COUNT(*) FROM devices WHERE simulated AND status IN ('idle', 'hired', 'paused', 'down') AND $1 = $1",
+        "x",
+    )
+    .await
+    .unwrap();
+    let rows = p.fleet.seed_uptime_history(3, 6, T0).await.unwrap();
+    assert_eq!(rows as i64, in_service * 9);
+    assert_eq!(
+        p.fleet.seed_uptime_history(3, 6, T0).await.unwrap(),
+        0,
+        "a second run adds nothing"
+    );
+    let block = domain::rewards::block_of(T0.0) - 1;
+    assert!(p.rewards.close(block, T0).await.unwrap());
+    let closed = &p.rewards.blocks(None, 1).await.unwrap()[0];
+    let verified_in_service = stored_number(
+        &p.store,
+        "SELECT COUNT(*) FROM devices WHERE simulated AND verified \
+         AND status IN ('idle', 'hired', 'paused', 'down') AND $1 = $1",
+        "x",
+    )
+    .await
+    .unwrap();
+    assert_eq!(closed.devices_rewarded, verified_in_service, "{closed:?}");
 }
 
 async fn a_store_reopens_with_its_data(p: Platform, url: String) {

@@ -151,6 +151,20 @@ pub struct Settings {
 /// Operator tasks, run against the configured database instead of starting the server.
 #[derive(clap::Subcommand, Debug, Clone, PartialEq, Eq)]
 pub enum Command {
+    /// Load a simulated network (devices with a realistic mix of models, countries, tiers and
+    /// states, their uptime history, and closed reward blocks) into an empty database, for
+    /// demos and benchmarks. Simulated devices are marked as such everywhere.
+    Seed {
+        /// Devices to make.
+        #[arg(long, default_value_t = 1_000_000)]
+        devices: usize,
+        /// Days of daily uptime history per device in service.
+        #[arg(long, default_value_t = 7)]
+        history_days: i64,
+        /// Reward blocks to close over the seeded uptime (the last hours).
+        #[arg(long, default_value_t = 3)]
+        blocks: i64,
+    },
     /// Credit a renter's balance (a promotion or a goodwill refund), once per --key.
     Credit {
         /// The renter's wallet address (the account must have signed in once).

@@ -103,6 +103,67 @@ impl RunningServer {
     }
 }
 
+/// Days of uptime history the demo fleet gets, so its charts and block rewards have data.
+const DEMO_HISTORY_DAYS: i64 = 30;
+/// Hours of recent hourly uptime a seeded fleet gets: enough for reward streaks (5 h) in the
+/// blocks closed just after.
+const SEEDED_RECENT_HOURS: i64 = 12;
+
+/// Opens and migrates the database and makes the services over it.
+async fn open_platform(config: &Config, public_url: &Url) -> Result<Platform, Error> {
+    let store = Store::open(&config.database_url).await?;
+    Ok(Platform::new(
+        store,
+        PlatformConfig {
+            auth: auth_config(config, public_url),
+            worker: WorkerConfig {
+                agent_server_url: public_url.as_str().trim_end_matches('/').to_owned(),
+                registration_ttl_secs: config.registration_ttl_secs,
+            },
+            fleet: config.fleet.clone(),
+            provisioning: config.provisioning.clone(),
+            rewards: config.rewards.clone(),
+            solana_access: solana_access(config)?,
+        },
+    ))
+}
+
+/// Seeds a simulated network of `devices` with `history_days` of uptime, then closes the last
+/// `blocks` reward blocks over it; nothing when simulated devices exist already. Returns what
+/// it did, in words.
+async fn seed_network(
+    platform: &Platform,
+    devices: usize,
+    history_days: i64,
+    blocks: i64,
+) -> Result<String, Error> {
+    let now = platform::now();
+    let started = std::time::Instant::now();
+    let seeded = platform.fleet.seed_demo_fleet(devices, 42, now).await?;
+    if seeded == 0 {
+        return Ok("the database already holds a simulated fleet; nothing seeded".into());
+    }
+    let at_devices = started.elapsed();
+    let rows = platform
+        .fleet
+        .seed_uptime_history(history_days, SEEDED_RECENT_HOURS, now)
+        .await?;
+    let at_history = started.elapsed();
+    let newest = domain::rewards::block_of(now.0) - 1;
+    let mut closed = 0;
+    for number in (newest + 1 - blocks.max(0))..=newest {
+        if platform.rewards.close(number, now).await? {
+            closed += 1;
+        }
+    }
+    Ok(format!(
+        "seeded {seeded} devices in {:.1} s, {rows} uptime rows in {:.1} s, closed {closed} blocks in {:.1} s",
+        at_devices.as_secs_f64(),
+        (at_history - at_devices).as_secs_f64(),
+        (started.elapsed() - at_history).as_secs_f64()
+    ))
+}
+
 /// Binds, opens and migrates the database, seeds the demo fleet if asked, and starts serving.
 pub async fn start(config: Config) -> Result<RunningServer, Error> {
     let listener = TcpListener::bind(config.listen)
@@ -121,27 +182,10 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
             .map_err(|e| Error::Config(format!("listen address {addr}: {e}")))?,
     };
 
-    let store = Store::open(&config.database_url).await?;
-    let platform = Platform::new(
-        store,
-        PlatformConfig {
-            auth: auth_config(&config, &public_url),
-            worker: WorkerConfig {
-                agent_server_url: public_url.as_str().trim_end_matches('/').to_owned(),
-                registration_ttl_secs: config.registration_ttl_secs,
-            },
-            fleet: config.fleet.clone(),
-            provisioning: config.provisioning.clone(),
-            rewards: config.rewards.clone(),
-            solana_access: solana_access(&config)?,
-        },
-    );
+    let platform = open_platform(&config, &public_url).await?;
     platform.agents.rebuild(platform::now()).await?;
     if config.demo_devices > 0 {
-        platform
-            .fleet
-            .seed_demo_fleet(config.demo_devices, 42, platform::now())
-            .await?;
+        seed_network(&platform, config.demo_devices, DEMO_HISTORY_DAYS, 0).await?;
     }
     if !config
         .site_root
@@ -233,6 +277,21 @@ fn spawn_expiry_sweeper(platform: Platform) {
 /// Runs an operator task against the configured database; returns what it did, in words.
 pub async fn run_command(config: &Config, command: Command) -> Result<String, Error> {
     match command {
+        Command::Seed {
+            devices,
+            history_days,
+            blocks,
+        } => {
+            let public_url = match &config.public_url {
+                Some(url) => url.clone(),
+                None => Url::parse(&format!("http://{}", config.listen))
+                    .map_err(|e| Error::Config(format!("listen address: {e}")))?,
+            };
+            let platform = open_platform(config, &public_url).await?;
+            let done = seed_network(&platform, devices, history_days, blocks).await;
+            platform.store.close().await;
+            done
+        }
         Command::Credit {
             wallet,
             usd,
