@@ -54,7 +54,12 @@ pub struct ExplorerService {
     countries: Arc<Vec<Country>>,
     /// The front page's database figures as last read.
     activity: Arc<Mutex<Option<Arc<NetworkActivity>>>>,
+    /// The front page as the UI last drew it (its charts take milliseconds), with what it was
+    /// drawn from: the fleet index version and the activity's time.
+    front: Arc<Mutex<Option<FrontMemo>>>,
 }
+
+type FrontMemo = ((u64, i64), Arc<dyn std::any::Any + Send + Sync>);
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Corrupt(format!("{what}: {e}"))
@@ -77,6 +82,7 @@ impl ExplorerService {
             catalog,
             countries: Arc::new(countries),
             activity: Arc::new(Mutex::new(None)),
+            front: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -181,6 +187,28 @@ impl ExplorerService {
         });
         *self.activity.lock().unwrap_or_else(|p| p.into_inner()) = Some(activity.clone());
         Ok(activity)
+    }
+
+    /// The front page drawn from the fleet at index version `key.0` and the activity read at
+    /// `key.1`: `draw` runs only when either moved since the last drawing.
+    pub fn front_page<T, E>(
+        &self,
+        key: (u64, i64),
+        draw: impl FnOnce() -> Result<T, E>,
+    ) -> Result<Arc<T>, E>
+    where
+        T: Send + Sync + 'static,
+    {
+        if let Some((at, drawn)) = &*self.front.lock().unwrap_or_else(|p| p.into_inner()) {
+            if *at == key {
+                if let Ok(page) = drawn.clone().downcast::<T>() {
+                    return Ok(page);
+                }
+            }
+        }
+        let page = Arc::new(draw()?);
+        *self.front.lock().unwrap_or_else(|p| p.into_inner()) = Some((key, page.clone()));
+        Ok(page)
     }
 
     /// A device's public page.

@@ -3,7 +3,7 @@
 //! in-memory fleet index, not from scanning `devices`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use domain::catalog::GpuCatalog;
 use domain::fleet::{ConnectivityTier, DeviceKind, DeviceStatus};
@@ -23,7 +23,14 @@ pub struct FleetService {
     catalog: GpuCatalog,
     /// ISO code → English name, parsed once rather than on every page render.
     country_names: Arc<HashMap<String, String>>,
+    /// The summary as last tallied, with the index version it was tallied at: tallying reads
+    /// every combination of the index's keys (tens of thousands at a million devices), so it
+    /// is done once per change of the fleet rather than once per request.
+    summary: Arc<Mutex<Option<TalliedSummary>>>,
 }
+
+/// A network summary and the fleet index version it was tallied at.
+type TalliedSummary = (u64, Arc<NetworkSummary>);
 
 impl FleetService {
     pub(crate) fn new(store: Store, index: Arc<FleetIndex>, catalog: GpuCatalog) -> FleetService {
@@ -36,13 +43,30 @@ impl FleetService {
             index,
             catalog,
             country_names: Arc::new(country_names),
+            summary: Arc::new(Mutex::new(None)),
         }
     }
 
     pub async fn network_summary(&self) -> Result<NetworkSummary, Error> {
-        Ok(self
-            .index
-            .summary(|code| self.country_names.get(code).cloned()))
+        Ok((*self.current_summary().1).clone())
+    }
+
+    /// The summary of the fleet as it is now, with the index version it was tallied at (what
+    /// is drawn from it can be kept under that version).
+    pub fn current_summary(&self) -> (u64, Arc<NetworkSummary>) {
+        let version = self.index.version();
+        let mut cached = self.summary.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, summary)) = &*cached {
+            if *at == version {
+                return (version, summary.clone());
+            }
+        }
+        let summary = Arc::new(
+            self.index
+                .summary(|code| self.country_names.get(code).cloned()),
+        );
+        *cached = Some((version, summary.clone()));
+        (version, summary)
     }
 
     /// Fills an empty network with `count` simulated devices (deterministic for a `seed`),

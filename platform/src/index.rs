@@ -249,6 +249,8 @@ pub(crate) struct FleetIndex {
     catalog: GpuCatalog,
     model_positions: FxHashMap<String, u16>,
     state: RwLock<State>,
+    /// Moves with every change, so what is derived from the counts can be kept until it does.
+    version: std::sync::atomic::AtomicU64,
 }
 
 impl FleetIndex {
@@ -263,6 +265,7 @@ impl FleetIndex {
             catalog,
             model_positions,
             state: RwLock::new(State::default()),
+            version: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -273,7 +276,16 @@ impl FleetIndex {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
         // Counts are plain integers: a panic elsewhere cannot leave them half-written.
-        self.state.write().unwrap_or_else(|p| p.into_inner())
+        let guard = self.state.write().unwrap_or_else(|p| p.into_inner());
+        // Moved while the lock is held: a reader that sees the old version read the old state.
+        self.version
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        guard
+    }
+
+    /// Changes with every write, so a summary made at one version holds until it moves.
+    pub fn version(&self) -> u64 {
+        self.version.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -887,7 +899,9 @@ mod tests {
         let t = index.summary(|_| None).totals;
         assert_eq!((t.devices, t.gpus_idle, t.gpus_hired), (3, 12, 1));
 
+        let before = index.version();
         index.set_status("a", DeviceStatus::Hired, true, 0);
+        assert!(index.version() > before, "every change moves the version");
         index.set_tier("b", None);
         index.upsert("b", &gpu("H100 80GB SXM", 2, "US", DeviceStatus::Idle));
         let s = index.summary(|_| None);

@@ -49,27 +49,34 @@ pub struct ExplorerFront {
 pub async fn load_explorer_front() -> Result<ExplorerFront, AppError> {
     use crate::charts::{daily_bars_svg, world_map_svg, MapPoint};
     let platform = super::context::platform()?;
-    let summary = platform.fleet.network_summary().await?;
+    let (version, summary) = platform.fleet.current_summary();
     let activity = platform.explorer.activity(platform::now()).await?;
-    let points: Vec<MapPoint> = summary
-        .by_country
-        .iter()
-        .filter_map(|c| {
-            let place = platform.explorer.place(&c.code)?;
-            Some(MapPoint {
-                code: &c.code,
-                lon: place.0,
-                lat: place.1,
-                gpus: c.gpus,
+    let front = platform
+        .explorer
+        .front_page((version, activity.as_of.0), || {
+            let points: Vec<MapPoint> = summary
+                .by_country
+                .iter()
+                .filter_map(|c| {
+                    let place = platform.explorer.place(&c.code)?;
+                    Some(MapPoint {
+                        code: &c.code,
+                        lon: place.0,
+                        lat: place.1,
+                        gpus: c.gpus,
+                    })
+                })
+                .collect();
+            Ok::<_, AppError>(ExplorerFront {
+                map: world_map_svg(&points)?,
+                compute_chart: daily_bars_svg(&activity.daily_compute_hours, &|h| {
+                    format!("{h} h")
+                })?,
+                activity: (*activity).clone(),
+                summary: (*summary).clone(),
             })
-        })
-        .collect();
-    Ok(ExplorerFront {
-        map: world_map_svg(&points)?,
-        compute_chart: daily_bars_svg(&activity.daily_compute_hours, &|h| format!("{h} h"))?,
-        activity: (*activity).clone(),
-        summary,
-    })
+        })?;
+    Ok((*front).clone())
 }
 
 #[server]
