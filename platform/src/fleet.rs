@@ -108,7 +108,7 @@ impl FleetService {
                     .bind(d.cpu_model)
                     .bind(d.cpu_cores)
                     .bind(d.ram_gb)
-                    .bind(d.country)
+                    .bind(d.country.clone())
                     .bind(d.tier.as_str())
                     .bind(d.status.as_str())
                     .bind(d.verified)
@@ -128,7 +128,7 @@ impl FleetService {
                     kind: d.kind,
                     gpu_model: d.gpu_model.as_deref(),
                     gpu_count: d.gpu_count,
-                    country: d.country,
+                    country: &d.country,
                     tier: Some(d.tier),
                     status: d.status,
                     verified: d.verified,
@@ -196,6 +196,109 @@ impl FleetService {
     }
 }
 
+impl FleetService {
+    /// Gives the simulated fleet a history of finished clusters: about one per `per` verified
+    /// GPU devices, each of 1–8 devices of one model, hired for 1–48 hours within the last 30
+    /// days, for the explorer's cluster pages and compute-hours chart. They belong to one demo
+    /// renter and moved no money (`charged` 0: the ledger holds only real movements). Returns how
+    /// many it made.
+    pub async fn seed_cluster_history(
+        &self,
+        per: usize,
+        seed: u64,
+        now: UnixMillis,
+    ) -> Result<usize, Error> {
+        let pool = self.store.pool();
+        let renter = WalletAddress::from_public_key(&[0xC1; 32]).to_string();
+        sqlx::query("INSERT INTO users (wallet, created_at) VALUES ($1, $2) ON CONFLICT (wallet) DO NOTHING")
+            .bind(&renter)
+            .bind(now.0)
+            .execute(pool)
+            .await?;
+        let user_id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE wallet = $1")
+            .bind(&renter)
+            .fetch_one(pool)
+            .await?;
+        let devices: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT id, gpu_model, gpu_count FROM devices \
+             WHERE simulated AND verified AND gpu_model IS NOT NULL ORDER BY gpu_model, id",
+        )
+        .fetch_all(pool)
+        .await?;
+        let plan = demo::cluster_history(&self.catalog, &devices, per.max(1), seed, now);
+        let mut tx = self.store.pool().begin().await?;
+        const CLUSTER_COLUMNS: usize = 23;
+        for chunk in plan.chunks(self.store.rows_per_statement(CLUSTER_COLUMNS)) {
+            let mut sql = String::from(
+                "INSERT INTO clusters (id, user_id, name, kind, purpose, hardware, units, countries, \
+                 compliance, payment, workload, status, status_reason, rate, hours, charged, escrowed, \
+                 idempotency_key, created_at, deadline_at, running_at, ends_at, finished_at) VALUES ",
+            );
+            sql.push_str(&values_list(chunk.len(), CLUSTER_COLUMNS));
+            let mut query = sqlx::query(&sql);
+            for c in chunk {
+                query = query
+                    .bind(c.id.clone())
+                    .bind(user_id)
+                    .bind(format!("demo-{}", c.id))
+                    .bind(c.kind)
+                    .bind("train")
+                    .bind(c.model.clone())
+                    .bind(c.units())
+                    .bind("")
+                    .bind("e2e_encrypted")
+                    .bind("usdc")
+                    .bind("{}")
+                    .bind("completed")
+                    .bind("simulated history: ran its paid time")
+                    .bind(c.rate)
+                    .bind(c.hours)
+                    .bind(0i64)
+                    .bind(0i64)
+                    .bind(c.id.clone())
+                    .bind(c.started_at)
+                    .bind(c.started_at)
+                    .bind(c.started_at)
+                    .bind(c.ended_at)
+                    .bind(c.ended_at);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        let members: Vec<(&demo::DemoCluster, usize)> = plan
+            .iter()
+            .flat_map(|c| (0..c.devices.len()).map(move |i| (c, i)))
+            .collect();
+        const MEMBER_COLUMNS: usize = 8;
+        for chunk in members.chunks(self.store.rows_per_statement(MEMBER_COLUMNS)) {
+            let mut sql = String::from(
+                "INSERT INTO cluster_devices (cluster_id, device_id, role, units, budget, state, \
+                 joined_at, left_at) VALUES ",
+            );
+            sql.push_str(&values_list(chunk.len(), MEMBER_COLUMNS));
+            let mut query = sqlx::query(&sql);
+            for (c, i) in chunk {
+                let (device, units) = &c.devices[*i];
+                query = query
+                    .bind(c.id.clone())
+                    .bind(device.clone())
+                    .bind(if *i == 0 { "head" } else { "worker" })
+                    .bind(*units)
+                    .bind(0i64)
+                    .bind("stopped")
+                    .bind(c.started_at)
+                    .bind(c.ended_at);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        tracing::info!(
+            clusters = plan.len(),
+            "seeded the demo fleet's cluster history"
+        );
+        Ok(plan.len())
+    }
+}
+
 /// The demo fleet's shape: a plausible mix of models, countries, tiers and states.
 mod demo {
     use super::*;
@@ -211,7 +314,7 @@ mod demo {
         pub cpu_model: &'static str,
         pub cpu_cores: i64,
         pub ram_gb: i64,
-        pub country: &'static str,
+        pub country: String,
         pub tier: ConnectivityTier,
         pub status: DeviceStatus,
         pub verified: bool,
@@ -250,6 +353,70 @@ mod demo {
         }
     }
 
+    /// A finished cluster of the demo history.
+    pub struct DemoCluster {
+        pub id: String,
+        pub kind: &'static str,
+        pub model: String,
+        /// (device id, its GPUs), the head first.
+        pub devices: Vec<(String, i64)>,
+        pub rate: i64,
+        pub hours: i64,
+        pub started_at: i64,
+        pub ended_at: i64,
+    }
+
+    impl DemoCluster {
+        pub fn units(&self) -> i64 {
+            self.devices.iter().map(|(_, gpus)| gpus).sum()
+        }
+    }
+
+    /// About one finished cluster per `per` of `devices` (id, model, GPUs; sorted by model),
+    /// each of 1–8 devices of one model in a row, hired for 1–48 h within the last 30 days.
+    pub fn cluster_history(
+        catalog: &GpuCatalog,
+        devices: &[(String, String, i64)],
+        per: usize,
+        seed: u64,
+        now: UnixMillis,
+    ) -> Vec<DemoCluster> {
+        const KINDS: &[&str] = &["ray", "kubernetes", "bare_metal", "container", "ray"];
+        let mut rng = Rng(seed ^ 0xC1C1);
+        let mut clusters = Vec::new();
+        let mut at = 0;
+        while at < devices.len() {
+            let size = 1 + rng.below(8);
+            let Some((_, model, _)) = devices.get(at) else {
+                break;
+            };
+            let members: Vec<(String, i64)> = devices[at..]
+                .iter()
+                .take_while(|(_, m, _)| m == model)
+                .take(size)
+                .map(|(id, _, gpus)| (id.clone(), *gpus))
+                .collect();
+            at += members.len();
+            let hours = 1 + rng.below(48) as i64;
+            let ended_at = now.0 - 3_600_000 - rng.below(29 * 24) as i64 * 3_600_000;
+            clusters.push(DemoCluster {
+                id: format!("cl-{:016x}", rng.next()),
+                kind: KINDS[rng.below(KINDS.len())],
+                rate: catalog
+                    .by_name(model)
+                    .map_or(0, |m| m.default_price_per_hour.micros()),
+                model: model.clone(),
+                devices: members,
+                hours,
+                started_at: ended_at - hours * 3_600_000,
+                ended_at,
+            });
+            // Skip ahead so that about one cluster is made per `per` devices.
+            at += rng.below(per * 2);
+        }
+        clusters
+    }
+
     pub fn fleet(
         catalog: &GpuCatalog,
         count: usize,
@@ -266,6 +433,7 @@ mod demo {
                 WalletAddress::from_public_key(&key).to_string()
             })
             .collect();
+        let everywhere: Vec<String> = domain::country::all().into_iter().map(|c| c.code).collect();
         let nvidia: Vec<_> = catalog
             .models()
             .iter()
@@ -331,7 +499,12 @@ mod demo {
                     cpu_model,
                     cpu_cores,
                     ram_gb: [32, 64, 128, 256, 512][rng.below(5)],
-                    country: COUNTRIES[rng.front_weighted(COUNTRIES.len())],
+                    // Most supply sits where data centres are; one device in five is anywhere.
+                    country: if rng.below(5) == 0 {
+                        everywhere[rng.below(everywhere.len())].clone()
+                    } else {
+                        COUNTRIES[rng.front_weighted(COUNTRIES.len())].to_owned()
+                    },
                     tier: ConnectivityTier::ALL[rng.below(ConnectivityTier::ALL.len())],
                     status,
                     verified,

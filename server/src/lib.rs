@@ -108,6 +108,8 @@ const DEMO_HISTORY_DAYS: i64 = 30;
 /// Hours of recent hourly uptime a seeded fleet gets: enough for reward streaks (5 h) in the
 /// blocks closed just after.
 const SEEDED_RECENT_HOURS: i64 = 12;
+/// Verified GPU devices per finished cluster in a seeded history.
+const SEEDED_DEVICES_PER_CLUSTER: usize = 20;
 
 /// Opens and migrates the database and makes the services over it.
 async fn open_platform(config: &Config, public_url: &Url) -> Result<Platform, Error> {
@@ -128,7 +130,8 @@ async fn open_platform(config: &Config, public_url: &Url) -> Result<Platform, Er
     ))
 }
 
-/// Seeds a simulated network of `devices` with `history_days` of uptime, then closes the last
+/// Seeds a simulated network of `devices` with `history_days` of uptime and a history of
+/// finished clusters, then closes the last
 /// `blocks` reward blocks over it; nothing when simulated devices exist already. Returns what
 /// it did, in words.
 async fn seed_network(
@@ -148,6 +151,10 @@ async fn seed_network(
         .fleet
         .seed_uptime_history(history_days, SEEDED_RECENT_HOURS, now)
         .await?;
+    let clusters = platform
+        .fleet
+        .seed_cluster_history(SEEDED_DEVICES_PER_CLUSTER, 42, now)
+        .await?;
     let at_history = started.elapsed();
     let newest = domain::rewards::block_of(now.0) - 1;
     let mut closed = 0;
@@ -157,7 +164,7 @@ async fn seed_network(
         }
     }
     Ok(format!(
-        "seeded {seeded} devices in {:.1} s, {rows} uptime rows in {:.1} s, closed {closed} blocks in {:.1} s",
+        "seeded {seeded} devices in {:.1} s, {rows} uptime rows and {clusters} finished clusters in {:.1} s, closed {closed} blocks in {:.1} s",
         at_devices.as_secs_f64(),
         (at_history - at_devices).as_secs_f64(),
         (started.elapsed() - at_history).as_secs_f64()

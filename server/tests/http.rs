@@ -854,8 +854,16 @@ async fn the_explorer_serves_pages_and_cached_json(app: TestApp) {
             );
         }
     }
+    // The demo fleet's finished clusters: listed newest first, each with its public page.
     let clusters = app.get_json("/api/v1/explorer/clusters").await;
-    assert_eq!(clusters["matching"], 0);
+    let listed = clusters["rows"].as_array().unwrap();
+    assert!(!listed.is_empty());
+    assert_eq!(clusters["matching"].as_i64().unwrap(), listed.len() as i64);
+    let newest = listed[0]["id"].as_str().unwrap();
+    let page = app.get(&format!("/explorer/clusters/{newest}")).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("public-cluster-devices") && !html.contains("demo-cl-"));
 
     // The front page draws the supply map and the activity its JSON twin reports.
     let front = app.get("/explorer").await.text().await.unwrap();
