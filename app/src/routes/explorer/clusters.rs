@@ -8,7 +8,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use super::{when, ExplorerNav, LoadError, Pager};
+use super::{when, ExplorerNav, LoadError, NameFilter, Pager};
 use crate::functions::explorer::{load_public_cluster, load_public_clusters};
 
 const LIST: &str = "/explorer/clusters";
@@ -31,14 +31,9 @@ pub fn PublicClustersPage() -> impl IntoView {
         </section>
         <section class="panel">
             <form class="filters" method="get" action=LIST>
-                <label>"Status "
-                    <select name="status" data-testid="cluster-filter-status">
-                        <option value="">"any"</option>
-                        {ClusterStatus::ALL.iter().map(|s| view! {
-                            <option value=s.as_str() selected=move || status() == s.as_str()>{s.as_str()}</option>
-                        }).collect_view()}
-                    </select>
-                </label>
+                <NameFilter label="Status" name="status" testid="cluster-filter-status"
+                    names=ClusterStatus::ALL.iter().map(|s| s.as_str()).collect()
+                    current=Signal::derive(status) />
                 <button class="btn" type="submit">"Show"</button>
             </form>
             <Suspense fallback=|| view! { <p class="muted">"Loading clusters…"</p> }>

@@ -8,7 +8,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use super::{short, when, ExplorerNav, LoadError, Pager};
+use super::{short, when, ExplorerNav, LoadError, NameFilter, Pager};
 use crate::functions::explorer::{load_fleet_page, load_public_device, PublicDeviceWithChart};
 use crate::functions::network::load_network_summary;
 use crate::routes::worker::permille_text;
@@ -66,22 +66,12 @@ pub fn FleetPage() -> impl IntoView {
                         </Suspense>
                     </select>
                 </label>
-                <label>"Tier "
-                    <select name="tier" data-testid="filter-tier">
-                        <option value="">"any"</option>
-                        {ConnectivityTier::ALL.iter().map(|t| view! {
-                            <option value=t.as_str() selected=move || read().tier == t.as_str()>{t.as_str()}</option>
-                        }).collect_view()}
-                    </select>
-                </label>
-                <label>"Status "
-                    <select name="status" data-testid="filter-status">
-                        <option value="">"any"</option>
-                        {DeviceStatus::ALL.iter().map(|s| view! {
-                            <option value=s.as_str() selected=move || read().status == s.as_str()>{s.as_str()}</option>
-                        }).collect_view()}
-                    </select>
-                </label>
+                <NameFilter label="Tier" name="tier" testid="filter-tier"
+                    names=ConnectivityTier::ALL.iter().map(|t| t.as_str()).collect()
+                    current=Signal::derive(move || read().tier) />
+                <NameFilter label="Status" name="status" testid="filter-status"
+                    names=DeviceStatus::ALL.iter().map(|s| s.as_str()).collect()
+                    current=Signal::derive(move || read().status) />
                 <button class="btn" type="submit" data-testid="apply-filters">"Show"</button>
             </form>
             <Suspense fallback=|| view! { <p class="muted">"Loading devices…"</p> }>

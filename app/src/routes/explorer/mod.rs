@@ -159,6 +159,27 @@ fn Pager(
     }
 }
 
+/// One select of a filter form: "any" and one option per name, `current` selected.
+#[component]
+fn NameFilter(
+    label: &'static str,
+    name: &'static str,
+    testid: &'static str,
+    names: Vec<&'static str>,
+    #[prop(into)] current: Signal<String>,
+) -> impl IntoView {
+    view! {
+        <label>{label} " "
+            <select name=name data-testid=testid>
+                <option value="">"any"</option>
+                {names.into_iter().map(|n| view! {
+                    <option value=n selected=move || current.get() == n>{n}</option>
+                }).collect_view()}
+            </select>
+        </label>
+    }
+}
+
 /// A failed explorer load as the page shows it, with the matching HTTP status.
 #[component]
 fn LoadError(error: AppError) -> impl IntoView {
