@@ -128,9 +128,11 @@ fn ExplorerNav() -> impl IntoView {
             <a href="/explorer/devices" data-testid="explorer-devices-link">"Devices"</a>
             <a href="/explorer/clusters">"Clusters"</a>
             <a href="/explorer/blocks">"Blocks"</a>
+            // The query as the box's initial value (an attribute, not the live property), so
+            // hydration never clears what someone typed before the WASM arrived.
             <form class="search" method="get" action="/explorer/search" role="search">
                 <input type="search" name="q" aria-label="Search the explorer" data-testid="explorer-search"
-                    placeholder="device id, cluster id, block or wallet" prop:value=q />
+                    placeholder="device id, cluster id, block or wallet" value=q />
                 <button class="btn" type="submit" data-testid="explorer-search-go">"Search"</button>
             </form>
         </nav>
