@@ -103,6 +103,31 @@ pub fn rss_mib(pid: u32) -> u64 {
         .map_or(0, |kb| kb / 1024)
 }
 
+/// Where a load tool runs the server: which backend, which database, which binary.
+#[derive(Debug, clap::Args)]
+pub struct ServerRun {
+    /// Which backend the server runs on (PostgreSQL: a new database on TEST_POSTGRES_URL).
+    #[arg(long, value_enum, default_value = "sqlite")]
+    pub database: Database,
+    /// Run on a database seeded by an earlier `--keep-database` run with the same `--devices`,
+    /// instead of seeding a new one.
+    #[arg(long, value_name = "URL")]
+    pub reuse_database: Option<String>,
+    /// Keep the database afterwards and print its URL, for `--reuse-database`.
+    #[arg(long)]
+    pub keep_database: bool,
+    /// The server binary; by default the `gpu-commons` beside this one.
+    #[arg(long)]
+    pub server_bin: Option<PathBuf>,
+}
+
+impl ServerRun {
+    /// Whether the database is to outlive the run.
+    pub fn keeps_database(&self) -> bool {
+        self.keep_database || self.reuse_database.is_some()
+    }
+}
+
 /// The `gpu-commons` binary: `given`, or the one built beside this tool.
 pub fn server_binary(given: Option<&PathBuf>) -> Result<PathBuf> {
     let path = match given {

@@ -13,7 +13,6 @@
 //!
 //! The figures go to `docs/BENCHMARKS.md` with the command line that produced them.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,8 +25,8 @@ use tokio::net::TcpStream;
 
 use loadtest::http::Connection;
 use loadtest::{
-    cpu_time, discard_database, percentile, rss_mib, seeded_fleet, server_binary, Database, Result,
-    ServerProcess,
+    cpu_time, discard_database, percentile, rss_mib, seeded_fleet, server_binary, Result,
+    ServerProcess, ServerRun,
 };
 
 #[derive(Debug, Parser)]
@@ -36,9 +35,8 @@ use loadtest::{
     about = "Heartbeat ingestion and restart time of the gpu-commons server with a simulated fleet"
 )]
 struct Args {
-    /// Which backend the server runs on (PostgreSQL: a new database on TEST_POSTGRES_URL).
-    #[arg(long, value_enum, default_value = "sqlite")]
-    database: Database,
+    #[command(flatten)]
+    run: ServerRun,
     /// Registered devices (each with its own credential).
     #[arg(long, default_value_t = 100_000)]
     devices: usize,
@@ -58,16 +56,6 @@ struct Args {
     /// How often the server writes merged heartbeats (its `--flush-interval-secs`).
     #[arg(long, default_value_t = 5)]
     flush_interval_secs: u64,
-    /// Run on a database seeded by an earlier `--keep-database` run with the same `--devices`
-    /// (seeding a million devices takes about a minute), instead of seeding a new one.
-    #[arg(long, value_name = "URL")]
-    reuse_database: Option<String>,
-    /// Keep the database afterwards and print its URL, for `--reuse-database`.
-    #[arg(long)]
-    keep_database: bool,
-    /// The server binary; by default the `gpu-commons` beside this one.
-    #[arg(long)]
-    server_bin: Option<PathBuf>,
 }
 
 // One thread: the simulator needs about half a core, and a second worker would only add wake-ups
@@ -88,9 +76,13 @@ async fn run(args: Args) -> Result<()> {
     if args.devices == 0 || args.connections == 0 || args.connections > args.devices {
         return Err("need at least one device per connection".into());
     }
-    let server_bin = server_binary(args.server_bin.as_ref())?;
-    let database_url =
-        seeded_fleet(args.database, args.reuse_database.as_deref(), args.devices).await?;
+    let server_bin = server_binary(args.run.server_bin.as_ref())?;
+    let database_url = seeded_fleet(
+        args.run.database,
+        args.run.reuse_database.as_deref(),
+        args.devices,
+    )
+    .await?;
     let recorded_before = {
         let store = Store::open(&database_url).await?;
         let recorded = testing::heartbeats_recorded(&store).await?;
@@ -123,11 +115,7 @@ async fn run(args: Args) -> Result<()> {
     let store = Store::open(&database_url).await?;
     let recorded = testing::heartbeats_recorded(&store).await? - recorded_before;
     store.close().await;
-    discard_database(
-        &database_url,
-        args.keep_database || args.reuse_database.is_some(),
-    )
-    .await?;
+    discard_database(&database_url, args.run.keeps_database()).await?;
 
     load.report(&args, ready_after, rss_ready, rss_loaded, recorded);
     println!(
@@ -193,7 +181,7 @@ impl Tally {
         println!("|---|---|---|---|---|---|---|---|---|---|---|");
         println!(
             "| {:?} | {} | {} | {} | {per_s:.0} | {:.2} | {:.2} | {:.1} | {:.2} s | {rss_ready} / {rss_loaded} MiB | {} / {recorded} |",
-            args.database,
+            args.run.database,
             args.devices,
             args.connections,
             args.rate

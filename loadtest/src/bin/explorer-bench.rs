@@ -11,14 +11,13 @@
 //!    seconds; every latency is kept. Any answer other than 200 fails the run.
 //! 4. Reports requests/s, p50/p99/max and the server's memory, as a Markdown table.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use loadtest::http::Connection;
 use loadtest::{
-    discard_database, fresh_database, percentile, rss_mib, server_binary, Database, Result,
-    ServerProcess,
+    discard_database, fresh_database, percentile, rss_mib, server_binary, Result, ServerProcess,
+    ServerRun,
 };
 use tokio::net::TcpStream;
 
@@ -28,8 +27,8 @@ use tokio::net::TcpStream;
     about = "Explorer pages and JSON under load on a seeded network"
 )]
 struct Args {
-    #[arg(long, value_enum, default_value = "sqlite")]
-    database: Database,
+    #[command(flatten)]
+    run: ServerRun,
     /// Simulated devices to seed.
     #[arg(long, default_value_t = 1_000_000)]
     devices: usize,
@@ -44,14 +43,6 @@ struct Args {
     seconds: u64,
     #[arg(long, default_value_t = 2)]
     warmup_seconds: u64,
-    /// Run on a database seeded by an earlier `--keep-database` run.
-    #[arg(long, value_name = "URL")]
-    reuse_database: Option<String>,
-    #[arg(long)]
-    keep_database: bool,
-    /// The server binary; by default the `gpu-commons` beside this one.
-    #[arg(long)]
-    server_bin: Option<PathBuf>,
 }
 
 /// What is measured: a name for the table and the path requested.
@@ -85,8 +76,8 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let server_bin = server_binary(args.server_bin.as_ref())?;
-    let database_url = match &args.reuse_database {
+    let server_bin = server_binary(args.run.server_bin.as_ref())?;
+    let database_url = match &args.run.reuse_database {
         Some(url) => url.clone(),
         None => seed(&args, &server_bin).await?,
     };
@@ -132,23 +123,19 @@ async fn run(args: Args) -> Result<()> {
     }
     println!(
         "\n{:?}, {} devices, {} connections: server RSS after the load {} MiB",
-        args.database,
+        args.run.database,
         args.devices,
         args.connections,
         rss_mib(pid)
     );
 
     server.stop().await?;
-    discard_database(
-        &database_url,
-        args.keep_database || args.reuse_database.is_some(),
-    )
-    .await
+    discard_database(&database_url, args.run.keeps_database()).await
 }
 
 /// A new database seeded by the server's own `seed` command; its URL.
 async fn seed(args: &Args, server_bin: &std::path::Path) -> Result<String> {
-    let url = fresh_database(args.database).await?;
+    let url = fresh_database(args.run.database).await?;
     let started = Instant::now();
     let output = tokio::process::Command::new(server_bin)
         .args(["--database-url", &url, "--log", "warn", "seed"])
@@ -167,7 +154,7 @@ async fn seed(args: &Args, server_bin: &std::path::Path) -> Result<String> {
         "`gpu-commons seed --devices {} --history-days {}` on {:?}: {:.1} s ({})",
         args.devices,
         args.history_days,
-        args.database,
+        args.run.database,
         started.elapsed().as_secs_f64(),
         String::from_utf8_lossy(&output.stdout).trim()
     );
