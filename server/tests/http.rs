@@ -832,10 +832,16 @@ async fn the_explorer_serves_pages_and_cached_json(app: TestApp) {
         app.get("/api/v1/explorer/devices/dev-nope").await.status(),
         StatusCode::NOT_FOUND
     );
-    // Blocks: the demo fleet's uptime may already have closed some; the page lists what the
-    // API does.
-    let blocks = app.get("/explorer/blocks").await.text().await.unwrap();
-    let listed = app.get_json("/api/v1/explorer/blocks").await;
+    // Blocks: the demo fleet's uptime may already have closed some, and the monitor may close
+    // one between two reads; the page lists what the API does, once both see the same blocks.
+    let (mut blocks, mut listed) = (String::new(), Value::Null);
+    for _ in 0..20 {
+        listed = app.get_json("/api/v1/explorer/blocks").await;
+        blocks = app.get("/explorer/blocks").await.text().await.unwrap();
+        if listed == app.get_json("/api/v1/explorer/blocks").await {
+            break;
+        }
+    }
     match listed["rows"].as_array().unwrap().first() {
         None => assert!(blocks.contains("No block has closed yet.")),
         Some(newest) => {
