@@ -1,6 +1,15 @@
-//! The GPU Commons UI: one Leptos app rendered on the server (`ssr`) and hydrated in the browser
-//! (`hydrate`). Pages live in `routes/`, reusable pieces in `components/`, server functions in
-//! `functions/` (thin: they take the `platform::Platform` from context and call it).
+#![recursion_limit = "256"]
+
+//! The GPU Commons UI: one Leptos app rendered on the server (`ssr`), with its interactive parts
+//! hydrated in the browser as islands (`hydrate`). Pages live in `routes/`, reusable pieces in
+//! `components/`, server functions in `functions/` (thin: they take the `platform::Platform`
+//! from context and call it).
+//!
+//! Pages are server components: their HTML is whole without JavaScript, and none of their code
+//! ships to the browser. What reacts to the user (the wallet button, the deploy wizard, a
+//! device's actions, …) is an `#[island]`; only islands and what they call are compiled to
+//! WASM. Islands get what they need from the server as serialisable props (an id, the signed-in
+//! wallet), since router and context live on the server only.
 
 #[cfg(feature = "ssr")]
 pub mod charts;
@@ -38,7 +47,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             <head>
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
-                <HydrationScripts options />
+                <HydrationScripts options islands=true />
                 <MetaTags />
             </head>
             <body>
@@ -48,6 +57,24 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
+/// The browser entry: hydrates the islands on the page, then marks `<html data-hydrated>`.
+/// The islands script hydrates them all within one run of microtasks, so a task queued here
+/// runs once every island (and its first effects) is live; browser tests wait for the mark.
+#[cfg(feature = "hydrate")]
+pub fn hydrate_islands() {
+    leptos::mount::hydrate_islands();
+    set_timeout(
+        || {
+            if let Some(root) = document().document_element() {
+                let _ = root.set_attribute("data-hydrated", "true");
+            }
+        },
+        std::time::Duration::ZERO,
+    );
+}
+
+/// Every page is rendered whole before it is sent (`SsrMode::Async`), so islands are in the
+/// HTML when the islands script walks it.
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
@@ -72,14 +99,14 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/explorer/blocks/:number") view=BlockPage ssr=SsrMode::Async />
                         <Route path=path!("/explorer/wallets/:address") view=WalletPage ssr=SsrMode::Async />
                         <Route path=path!("/explorer/search") view=SearchPage ssr=SsrMode::Async />
-                        <Route path=path!("/cloud") view=CloudPage />
-                        <Route path=path!("/cloud/deploy") view=DeployPage />
-                        <Route path=path!("/cloud/clusters/:id") view=ClusterPage />
-                        <Route path=path!("/cloud/billing") view=BillingPage />
-                        <Route path=path!("/worker") view=WorkerPage />
-                        <Route path=path!("/worker/devices/new") view=NewDevicePage />
-                        <Route path=path!("/worker/devices/:id") view=DevicePage />
-                        <Route path=path!("/worker/earnings") view=EarningsPage />
+                        <Route path=path!("/cloud") view=CloudPage ssr=SsrMode::Async />
+                        <Route path=path!("/cloud/deploy") view=DeployPage ssr=SsrMode::Async />
+                        <Route path=path!("/cloud/clusters/:id") view=ClusterPage ssr=SsrMode::Async />
+                        <Route path=path!("/cloud/billing") view=BillingPage ssr=SsrMode::Async />
+                        <Route path=path!("/worker") view=WorkerPage ssr=SsrMode::Async />
+                        <Route path=path!("/worker/devices/new") view=NewDevicePage ssr=SsrMode::Async />
+                        <Route path=path!("/worker/devices/:id") view=DevicePage ssr=SsrMode::Async />
+                        <Route path=path!("/worker/earnings") view=EarningsPage ssr=SsrMode::Async />
                     </Routes>
                 </ErrorBoundary>
             </main>

@@ -2,14 +2,14 @@
 // signs it (Wallet Standard signTransaction), the server sends it to the local Solana endpoint
 // (the real SPL token program), and the balance is credited once the transfer is confirmed.
 const { test, expect } = require('@playwright/test');
-const { TEST_WALLET, SOLANA, solanaCall, watchPageErrors, hydrated } = require('./helpers');
+const { TEST_WALLET, SOLANA, solanaCall, watchPageErrors, hydrated, signIn } = require('./helpers');
 
 test('a renter deposits USDC from the wallet and is credited once it lands', async ({ page }) => {
   const noErrors = watchPageErrors(page);
   await page.addInitScript({ path: TEST_WALLET });
   await page.goto('/cloud/billing');
   await hydrated(page);
-  await page.getByTestId('connect-wallet').click();
+  await signIn(page);
   await expect(page.getByTestId('billing-balance')).toHaveText('$500.00');
   const address = await page.getByTestId('wallet-address').getAttribute('title');
   // The wallet's own SOL for the fee and USDC to deposit, on the local chain.

@@ -6,7 +6,7 @@ const { spawn } = require('child_process');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { TEST_WALLET, watchPageErrors, hydrated } = require('./helpers');
+const { TEST_WALLET, watchPageErrors, hydrated, signIn } = require('./helpers');
 
 const root = path.resolve(__dirname, '..', '..');
 const AGENT_BIN = process.env.E2E_AGENT_BIN || path.join(root, 'target', 'debug', 'gpu-commons-agent');
@@ -41,7 +41,7 @@ test('a renter deploys a cluster on a real agent, extends it and terminates it',
   await page.addInitScript({ path: TEST_WALLET });
   await page.goto('/cloud');
   await hydrated(page);
-  await page.getByTestId('connect-wallet').click();
+  await signIn(page);
   // The demo network credits every new account once.
   await expect(page.getByTestId('balance')).toHaveText('$500.00');
   await expect(page.getByTestId('no-clusters')).toBeVisible();
@@ -78,6 +78,7 @@ test('a renter deploys a cluster on a real agent, extends it and terminates it',
 
     await page.getByTestId('deploy-submit').click();
     await expect(page).toHaveURL(/\/cloud\/clusters\/cl-[0-9a-f]+$/);
+    await hydrated(page);
     await expect(page.getByTestId('cluster-status'), device.log()).toHaveText('running', { timeout: 20_000 });
     await expect(page.getByTestId('cluster-hardware')).toHaveText('1 × RTX 4090 24GB');
     await expect(page.getByTestId('workload-state')).toHaveText('running');
@@ -167,7 +168,7 @@ test('a renter makes an API key, a script uses it, and revoking it locks the scr
   await page.addInitScript({ path: TEST_WALLET });
   await page.goto('/cloud');
   await hydrated(page);
-  await page.getByTestId('connect-wallet').click();
+  await signIn(page);
   await page.getByTestId('api-key-name').fill('nightly training');
   await page.getByTestId('create-api-key').click();
   const secret = (await page.getByTestId('api-key-secret').textContent()).trim();

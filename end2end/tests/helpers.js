@@ -10,9 +10,19 @@ function watchPageErrors(page) {
   return () => expect(errors, 'uncaught errors in the page').toEqual([]);
 }
 
-/** Waits until the WASM bundle has hydrated the page and attached its handlers. */
+/** Waits until the WASM bundle has hydrated the page's islands and attached their handlers. */
 async function hydrated(page) {
-  await expect(page.getByTestId('topbar')).toHaveAttribute('data-hydrated', 'true');
+  await expect(page.locator('html')).toHaveAttribute('data-hydrated', 'true');
+}
+
+/**
+ * Signs in with the page's wallet: a new session reloads the page, so this waits for the
+ * signed-in page (the address in the top bar) and for its islands to hydrate.
+ */
+async function signIn(page) {
+  await page.getByTestId('connect-wallet').click();
+  await expect(page.getByTestId('wallet-address')).toBeVisible();
+  await hydrated(page);
 }
 
 /** The local Solana endpoint the e2e server pays to and takes deposits from, and its mints. */
@@ -36,4 +46,4 @@ function short(address) {
   return `${address.slice(0, 4)}…${address.slice(-4)}`;
 }
 
-module.exports = { TEST_WALLET, SOLANA, solanaCall, watchPageErrors, hydrated, short };
+module.exports = { TEST_WALLET, SOLANA, solanaCall, watchPageErrors, hydrated, signIn, short };

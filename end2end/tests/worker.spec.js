@@ -5,7 +5,7 @@ const { spawn } = require('child_process');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { TEST_WALLET, watchPageErrors, hydrated } = require('./helpers');
+const { TEST_WALLET, watchPageErrors, hydrated, signIn } = require('./helpers');
 
 const root = path.resolve(__dirname, '..', '..');
 const AGENT_BIN = process.env.E2E_AGENT_BIN || path.join(root, 'target', 'debug', 'gpu-commons-agent');
@@ -17,11 +17,12 @@ test('a provider adds a device, runs the shown command, and sees it verified', a
   await page.addInitScript({ path: TEST_WALLET });
   await page.goto('/worker');
   await hydrated(page);
-  await page.getByTestId('connect-wallet').click();
+  await signIn(page);
   await expect(page.getByTestId('no-devices')).toBeVisible();
 
   await page.getByTestId('add-device').click();
   await expect(page).toHaveURL(/\/worker\/devices\/new$/);
+  await hydrated(page);
   await page.getByTestId('device-name').fill('e2e-rig');
   await page.getByTestId('device-country').selectOption('DE');
   await page.getByTestId('create-device').click();
@@ -42,6 +43,7 @@ test('a provider adds a device, runs the shown command, and sees it verified', a
   try {
     await page.getByTestId('watch-device').click();
     await expect(page.getByTestId('device-name')).toContainText('e2e-rig');
+    await hydrated(page);
     await expect(page.getByTestId('device-status'), log).toHaveText('idle', { timeout: 45_000 });
     await expect(page.getByTestId('device-verified')).toBeVisible();
     await expect(page.getByTestId('device-hardware')).toHaveText('1 × RTX 4090 24GB');
@@ -91,8 +93,7 @@ test('the wizard refuses a blank name with a specific message', async ({ page })
   await page.addInitScript({ path: TEST_WALLET });
   await page.goto('/worker/devices/new');
   await hydrated(page);
-  await page.getByTestId('connect-wallet').click();
-  await expect(page.getByTestId('wallet-address')).toBeVisible();
+  await signIn(page);
   await page.getByTestId('device-name').fill('   ');
   await page.getByTestId('create-device').click();
   await expect(page.getByTestId('new-device-error')).toContainText('give the device a name');

@@ -1,19 +1,20 @@
 //! "Connect wallet": finds Wallet-Standard Solana wallets in the page (Phantom, Solflare,
 //! Backpack, …) through `leptos-solana`, has the chosen one sign the server's Sign-In With Solana
-//! message, and shows the short address once the server has started a session.
+//! message, and reloads the page once the server has started a session, so that every part of
+//! it is rendered for the signed-in wallet.
 
 use domain::siws::SignedIn;
 use leptos::prelude::*;
 
-use super::session::use_session;
 use crate::functions::auth::sign_out;
+use crate::routes::reload_page;
 
 const NO_WALLET: &str =
     "No Solana wallet found in this browser. Install Phantom, Solflare or Backpack, then reload this page.";
 
-#[component]
-pub fn WalletButton() -> impl IntoView {
-    let session = use_session();
+/// The wallet control; `signed_in` is the session the server rendered the page for.
+#[island]
+pub fn WalletButton(signed_in: Option<SignedIn>) -> impl IntoView {
     let wallet_names = RwSignal::new(Vec::<String>::new());
     let picking = RwSignal::new(false);
     let busy = RwSignal::new(false);
@@ -29,11 +30,12 @@ pub fn WalletButton() -> impl IntoView {
         picking.set(false);
         error.set(None);
         leptos::task::spawn_local(async move {
-            let result = sign_in_with(&name).await;
-            busy.set(false);
-            match result {
-                Ok(_) => session.refresh(),
-                Err(message) => error.set(Some(message)),
+            match sign_in_with(&name).await {
+                Ok(_) => reload_page(),
+                Err(message) => {
+                    busy.set(false);
+                    error.set(Some(message));
+                }
             }
         });
     };
@@ -47,10 +49,10 @@ pub fn WalletButton() -> impl IntoView {
     };
     let on_sign_out = move |_| {
         leptos::task::spawn_local(async move {
-            if let Err(e) = sign_out().await {
-                error.set(Some(e.to_string()));
+            match sign_out().await {
+                Ok(()) => reload_page(),
+                Err(e) => error.set(Some(e.to_string())),
             }
-            session.refresh();
         });
     };
 
@@ -80,22 +82,18 @@ pub fn WalletButton() -> impl IntoView {
 
     view! {
         <div class="wallet">
-            <Transition fallback=|| view! { <span class="wallet-pending muted">"…"</span> }>
-                {move || match session.state.get() {
-                    Some(Ok(Some(signed_in))) => {
-                        view! {
-                            <span class="wallet-address" data-testid="wallet-address" title=signed_in.wallet.to_string()>
-                                {signed_in.wallet.short()}
-                            </span>
-                            <button class="btn btn-ghost" data-testid="sign-out" on:click=on_sign_out>
-                                "Sign out"
-                            </button>
-                        }
-                            .into_any()
-                    }
-                    _ => signed_out_view().into_any(),
-                }}
-            </Transition>
+            {match signed_in {
+                Some(signed_in) => view! {
+                    <span class="wallet-address" data-testid="wallet-address" title=signed_in.wallet.to_string()>
+                        {signed_in.wallet.short()}
+                    </span>
+                    <button class="btn btn-ghost" data-testid="sign-out" on:click=on_sign_out>
+                        "Sign out"
+                    </button>
+                }
+                .into_any(),
+                None => signed_out_view().into_any(),
+            }}
             {move || error.get().map(|message| view! {
                 <p class="wallet-error" role="alert" data-testid="wallet-error">{message}</p>
             })}

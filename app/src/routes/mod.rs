@@ -35,3 +35,21 @@ pub(crate) fn new_idempotency_key() -> String {
         String::new()
     }
 }
+
+/// Opens the page at `path` in the browser (islands cannot route: pages come from the server).
+pub(crate) fn go_to(path: &str) {
+    #[cfg(feature = "hydrate")]
+    {
+        let _ = leptos::prelude::window().location().set_href(path);
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = path;
+}
+
+/// Loads the page again from the server (after a sign-in or sign-out).
+pub(crate) fn reload_page() {
+    #[cfg(feature = "hydrate")]
+    {
+        let _ = leptos::prelude::window().location().reload();
+    }
+}

@@ -7,7 +7,7 @@ use crate::components::supply::ErrorNote;
 use crate::functions::cloud::{create_api_key, my_api_keys, revoke_api_key};
 use crate::routes::cloud::time_text;
 
-#[component]
+#[island]
 pub fn ApiKeysPanel() -> impl IntoView {
     let version = RwSignal::new(0u32);
     let keys = Resource::new(move || version.get(), |_| my_api_keys());

@@ -24,11 +24,27 @@ const REFRESH: Duration = Duration::from_secs(2);
 #[component]
 pub fn BillingPage() -> impl IntoView {
     let session = use_session();
+    view! {
+        <Title text="Billing" />
+        <section class="hero">
+            <h1>"Billing"</h1>
+            <p class="lede">"Your balance and every movement of it. Clusters are paid from the balance; what a cluster does not use comes back to it."</p>
+        </section>
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                let wallet = session.signed_in().await.map(|s| s.wallet.to_string());
+                view! { <BillingConsole wallet /> }
+            })}
+        </Suspense>
+    }
+}
+
+/// The deposit form (for the signed-in `wallet`) and the balances and movements, re-read while
+/// a deposit is on its way.
+#[island]
+fn BillingConsole(wallet: Option<String>) -> impl IntoView {
     let version = RwSignal::new(0u32);
-    let billing = Resource::new(
-        move || (session.version(), version.get()),
-        |_| load_billing(),
-    );
+    let billing = Resource::new(move || version.get(), |_| load_billing());
     Effect::new(move |_| {
         // In the browser only: keep an open deposit's status current.
         if let Ok(handle) = set_interval_with_handle(
@@ -53,17 +69,12 @@ pub fn BillingPage() -> impl IntoView {
         }
     });
     view! {
-        <Title text="Billing" />
-        <section class="hero">
-            <h1>"Billing"</h1>
-            <p class="lede">"Your balance and every movement of it. Clusters are paid from the balance; what a cluster does not use comes back to it."</p>
-        </section>
         // Outside the part that re-reads, so what the form says survives the refresh it causes.
-        <Show when=move || session.signed_in().is_some()>
+        {wallet.map(|wallet| view! {
             <section class="panel">
-                <DepositForm version />
+                <DepositForm wallet version />
             </section>
-        </Show>
+        })}
         <section class="panel">
             <Transition fallback=|| view! { <p class="muted">"Loading your billing…"</p> }>
                 {move || billing.get().map(|result| match result {
@@ -139,18 +150,14 @@ pub(crate) fn StatementTable(
 /// A deposit from the connected wallet: the server builds the transfer, the wallet signs it,
 /// the server sends it; the table below shows it until it is credited.
 #[component]
-fn DepositForm(version: RwSignal<u32>) -> impl IntoView {
-    let session = use_session();
+fn DepositForm(wallet: String, version: RwSignal<u32>) -> impl IntoView {
     let asset = RwSignal::new(Asset::Usdc);
     let amount = RwSignal::new(String::new());
     let busy = RwSignal::new(false);
     let outcome = RwSignal::new(None::<Result<String, String>>);
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        let Some(wallet) = session.signed_in().map(|s| s.wallet.to_string()) else {
-            outcome.set(Some(Err("connect your wallet first".into())));
-            return;
-        };
+        let wallet = wallet.clone();
         let (asset, amount) = (asset.get_untracked(), amount.get_untracked());
         busy.set(true);
         leptos::task::spawn_local(async move {

@@ -20,8 +20,21 @@ const REFRESH: Duration = Duration::from_secs(2);
 
 #[component]
 pub fn ClusterPage() -> impl IntoView {
-    let params = use_params_map();
-    let id = move || params.read().get("id").unwrap_or_default();
+    let id = use_params_map()
+        .read_untracked()
+        .get("id")
+        .unwrap_or_default();
+    view! {
+        <Title text="Cluster" />
+        <ClusterConsole id />
+    }
+}
+
+/// The cluster, re-read every few seconds while the page is open, with its actions.
+#[island]
+fn ClusterConsole(id: String) -> impl IntoView {
+    let id = StoredValue::new(id);
+    let id = move || id.get_value();
     let version = RwSignal::new(0u32);
     let detail = Resource::new(move || (id(), version.get()), |(id, _)| load_cluster(id));
     Effect::new(move |_| {
@@ -86,7 +99,6 @@ pub fn ClusterPage() -> impl IntoView {
             .is_some_and(|c| c.detail.summary.status.is_active())
     };
     view! {
-        <Title text="Cluster" />
         <Transition fallback=|| view! { <p class="muted">"Loading the cluster…"</p> }>
             {move || detail.get().map(|result| match result {
                 Ok(c) => view! { <ClusterView c /> }.into_any(),

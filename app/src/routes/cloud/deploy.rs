@@ -10,13 +10,12 @@ use domain::cluster::{
 use domain::fleet::ConnectivityTier;
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::use_navigate;
 
 use crate::components::supply::ErrorNote;
 use crate::functions::cloud::{
     cluster_name_available, deploy_cluster, load_deploy_options, quote_deploy,
 };
-use crate::routes::new_idempotency_key;
+use crate::routes::{go_to, new_idempotency_key};
 
 /// The wizard's fields as typed; [`Form::request`] turns them into a request.
 #[derive(Clone, Copy)]
@@ -129,6 +128,18 @@ impl Form {
 
 #[component]
 pub fn DeployPage() -> impl IntoView {
+    view! {
+        <Title text="Deploy a cluster" />
+        <section class="hero">
+            <h1>"Deploy a cluster"</h1>
+            <p class="lede">"Choose what you need; the price and whether it can be placed right now update as you go. You pay from your balance only when the devices are hired."</p>
+        </section>
+        <DeployWizard />
+    }
+}
+
+#[island]
+fn DeployWizard() -> impl IntoView {
     let catalog = StoredValue::new(GpuCatalog::builtin());
     let form = Form::new();
     let request = Memo::new(move |_| catalog.with_value(|c| form.request(c)));
@@ -164,7 +175,6 @@ pub fn DeployPage() -> impl IntoView {
     let key = StoredValue::new(String::new());
     let deploying = RwSignal::new(false);
     let outcome = RwSignal::new(None::<String>);
-    let navigate = use_navigate();
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let Ok(request) = request.get_untracked() else {
@@ -176,16 +186,14 @@ pub fn DeployPage() -> impl IntoView {
         }
         let idempotency_key = key.get_value();
         deploying.set(true);
-        let navigate = navigate.clone();
         leptos::task::spawn_local(async move {
             match deploy_cluster(request, idempotency_key).await {
-                Ok(cluster) => navigate(
-                    &format!("/cloud/clusters/{}", cluster.id),
-                    Default::default(),
-                ),
-                Err(e) => outcome.set(Some(e.to_string())),
+                Ok(cluster) => go_to(&format!("/cloud/clusters/{}", cluster.id)),
+                Err(e) => {
+                    outcome.set(Some(e.to_string()));
+                    deploying.set(false);
+                }
             }
-            deploying.set(false);
         });
     };
     let problem = move |field: &'static str| {
@@ -205,11 +213,6 @@ pub fn DeployPage() -> impl IntoView {
         view! { <span class="field-error" data-testid=format!("error-{field}")>{problem(field)}</span> }
     };
     view! {
-        <Title text="Deploy a cluster" />
-        <section class="hero">
-            <h1>"Deploy a cluster"</h1>
-            <p class="lede">"Choose what you need; the price and whether it can be placed right now update as you go. You pay from your balance only when the devices are hired."</p>
-        </section>
         <form class="wizard" on:submit=submit data-testid="deploy-form">
             <fieldset class="panel">
                 <legend>"1. Cluster"</legend>

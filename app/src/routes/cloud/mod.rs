@@ -26,12 +26,6 @@ use api_keys::ApiKeysPanel;
 #[component]
 pub fn CloudPage() -> impl IntoView {
     let session = use_session();
-    let status = RwSignal::new(String::new());
-    let search = RwSignal::new(String::new());
-    let overview = Resource::new(
-        move || (session.version(), status.get(), search.get()),
-        |(_, status, search)| load_cloud_overview(status, search),
-    );
     let summary = Resource::new(|| (), |_| load_network_summary());
     view! {
         <Title text="Cloud" />
@@ -44,25 +38,13 @@ pub fn CloudPage() -> impl IntoView {
                 <h2>"Your clusters"</h2>
                 <a class="btn btn-primary" href="/cloud/deploy" data-testid="deploy-cluster">"Deploy a cluster"</a>
             </div>
-            <Transition fallback=|| view! { <p class="muted">"Loading your clusters…"</p> }>
-                {move || overview.get().map(|result| match result {
-                    Ok(o) => view! {
-                        <p class="balance">"Balance: " <strong data-testid="balance">{o.available.to_string()}</strong>
-                            " " <a href="/cloud/billing" data-testid="billing-link">"Billing"</a></p>
-                        <ClusterTable clusters=o.clusters status search />
-                    }.into_any(),
-                    Err(AppError::Unauthorized(_)) => view! {
-                        <p class="notice" data-testid="cloud-sign-in">"Connect a Solana wallet to deploy clusters and see your balance."</p>
-                    }.into_any(),
-                    Err(error) => view! { <ErrorNote error /> }.into_any(),
-                })}
-            </Transition>
+            <YourClusters />
         </section>
-        <Transition fallback=|| ()>
-            <Show when=move || session.signed_in().is_some()>
-                <ApiKeysPanel />
-            </Show>
-        </Transition>
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                session.signed_in().await.map(|_| view! { <ApiKeysPanel /> })
+            })}
+        </Suspense>
         <section class="panel">
             <h2>"Available now"</h2>
             <Suspense fallback=|| view! { <p class="muted">"Loading supply…"</p> }>
@@ -75,6 +57,32 @@ pub fn CloudPage() -> impl IntoView {
                 })}
             </Suspense>
         </section>
+    }
+}
+
+/// The balance and the renter's clusters, narrowed by status and search as they change.
+#[island]
+fn YourClusters() -> impl IntoView {
+    let status = RwSignal::new(String::new());
+    let search = RwSignal::new(String::new());
+    let overview = Resource::new(
+        move || (status.get(), search.get()),
+        |(status, search)| load_cloud_overview(status, search),
+    );
+    view! {
+        <Transition fallback=|| view! { <p class="muted">"Loading your clusters…"</p> }>
+            {move || overview.get().map(|result| match result {
+                Ok(o) => view! {
+                    <p class="balance">"Balance: " <strong data-testid="balance">{o.available.to_string()}</strong>
+                        " " <a href="/cloud/billing" data-testid="billing-link">"Billing"</a></p>
+                    <ClusterTable clusters=o.clusters status search />
+                }.into_any(),
+                Err(AppError::Unauthorized(_)) => view! {
+                    <p class="notice" data-testid="cloud-sign-in">"Connect a Solana wallet to deploy clusters and see your balance."</p>
+                }.into_any(),
+                Err(error) => view! { <ErrorNote error /> }.into_any(),
+            })}
+        </Transition>
     }
 }
 

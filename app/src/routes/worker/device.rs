@@ -20,8 +20,21 @@ const REFRESH: Duration = Duration::from_secs(3);
 
 #[component]
 pub fn DevicePage() -> impl IntoView {
-    let params = use_params_map();
-    let id = move || params.read().get("id").unwrap_or_default();
+    let id = use_params_map()
+        .read_untracked()
+        .get("id")
+        .unwrap_or_default();
+    view! {
+        <Title text="Device" />
+        <DeviceConsole id />
+    }
+}
+
+/// The device, re-read every few seconds while the page is open, with its actions.
+#[island]
+fn DeviceConsole(id: String) -> impl IntoView {
+    let id = StoredValue::new(id);
+    let id = move || id.get_value();
     let version = RwSignal::new(0u32);
     let detail = Resource::new(move || (id(), version.get()), |(id, _)| load_device(id));
     let outcome = RwSignal::new(None::<Result<String, String>>);
@@ -56,7 +69,6 @@ pub fn DevicePage() -> impl IntoView {
     };
     let found = move || detail.get().is_some_and(|result| result.is_ok());
     view! {
-        <Title text="Device" />
         <Transition fallback=|| view! { <p class="muted">"Loading the device…"</p> }>
             {move || detail.get().map(|result| match result {
                 Ok(d) => view! { <DeviceView d act outcome /> }.into_any(),

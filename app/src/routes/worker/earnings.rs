@@ -20,14 +20,22 @@ use crate::routes::{new_idempotency_key, set_page_status};
 
 #[component]
 pub fn EarningsPage() -> impl IntoView {
-    let version = RwSignal::new(0u32);
-    let earnings = Resource::new(move || version.get(), |_| load_earnings());
     view! {
         <Title text="Earnings" />
         <section class="hero">
             <h1>"Earnings"</h1>
             <p class="lede">"Hire earnings are settled every hour a device serves a cluster (less the 0.25% fee); block rewards are paid every hour to verified devices online 5 hours in a row."</p>
         </section>
+        <EarningsConsole />
+    }
+}
+
+/// The earnings, read again after each claim, with the claim form and the payments search.
+#[island]
+fn EarningsConsole() -> impl IntoView {
+    let version = RwSignal::new(0u32);
+    let earnings = Resource::new(move || version.get(), |_| load_earnings());
+    view! {
         <Transition fallback=|| view! { <p class="muted">"Loading your earnings…"</p> }>
             {move || earnings.get().map(|result| match result {
                 Ok(e) => view! { <EarningsView e version /> }.into_any(),

@@ -17,7 +17,6 @@ use domain::worker::{models_of, AwaitingAgent, DeviceFilter, DeviceSort, OwnedDe
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use crate::components::session::use_session;
 use crate::components::supply::{ErrorNote, ModelSupplyTable};
 use crate::errors::AppError;
 use crate::functions::network::load_network_summary;
@@ -37,8 +36,6 @@ fn provider_rate(m: ModelSupply) -> ModelSupply {
 
 #[component]
 pub fn WorkerPage() -> impl IntoView {
-    let session = use_session();
-    let devices = Resource::new(move || session.version(), |_| my_devices());
     let summary = Resource::new(|| (), |_| load_network_summary());
     view! {
         <Title text="Worker" />
@@ -52,21 +49,7 @@ pub fn WorkerPage() -> impl IntoView {
                 <a class="btn" href="/worker/earnings" data-testid="earnings-link">"Earnings"</a>
                 <a class="btn btn-primary" href="/worker/devices/new" data-testid="add-device">"Add a device"</a>
             </div>
-            <Transition fallback=|| view! { <p class="muted">"Loading your devices…"</p> }>
-                {move || devices.get().map(|result| match result {
-                    Ok(list) if list.devices.is_empty() && list.awaiting_agent.is_empty() => view! {
-                        <p class="empty" data-testid="no-devices">"No devices yet for this wallet. Add one to get the command that starts its agent."</p>
-                    }.into_any(),
-                    Ok(list) => view! {
-                        <AwaitingAgentList awaiting=list.awaiting_agent />
-                        <DeviceTable devices=list.devices />
-                    }.into_any(),
-                    Err(AppError::Unauthorized(_)) => view! {
-                        <p class="notice" data-testid="worker-sign-in">"Connect your Solana wallet to see and manage your devices. Payouts go to the wallet you sign in with."</p>
-                    }.into_any(),
-                    Err(error) => view! { <ErrorNote error /> }.into_any(),
-                })}
-            </Transition>
+            <YourDevices />
         </section>
         <section class="panel">
             <h2>"What GPUs earn here"</h2>
@@ -78,6 +61,29 @@ pub fn WorkerPage() -> impl IntoView {
                 })}
             </Suspense>
         </section>
+    }
+}
+
+/// The provider's devices, filtered and sorted in the browser.
+#[island]
+fn YourDevices() -> impl IntoView {
+    let devices = Resource::new(|| (), |_| my_devices());
+    view! {
+        <Transition fallback=|| view! { <p class="muted">"Loading your devices…"</p> }>
+            {move || devices.get().map(|result| match result {
+                Ok(list) if list.devices.is_empty() && list.awaiting_agent.is_empty() => view! {
+                    <p class="empty" data-testid="no-devices">"No devices yet for this wallet. Add one to get the command that starts its agent."</p>
+                }.into_any(),
+                Ok(list) => view! {
+                    <AwaitingAgentList awaiting=list.awaiting_agent />
+                    <DeviceTable devices=list.devices />
+                }.into_any(),
+                Err(AppError::Unauthorized(_)) => view! {
+                    <p class="notice" data-testid="worker-sign-in">"Connect your Solana wallet to see and manage your devices. Payouts go to the wallet you sign in with."</p>
+                }.into_any(),
+                Err(error) => view! { <ErrorNote error /> }.into_any(),
+            })}
+        </Transition>
     }
 }
 

@@ -11,6 +11,19 @@ use crate::functions::worker::AddDevice;
 
 #[component]
 pub fn NewDevicePage() -> impl IntoView {
+    view! {
+        <Title text="Add a device" />
+        <section class="hero">
+            <h1>"Add a device"</h1>
+            <p class="lede">"Describe the machine, then run the command we give you on it. The agent detects the hardware, measures the connection and proves the GPUs with a short computation; the device is rentable once it passes, usually within minutes."</p>
+        </section>
+        <NewDeviceForm />
+    }
+}
+
+/// The form, then the ticket it gets: the device id and the agent command, shown once.
+#[island]
+fn NewDeviceForm() -> impl IntoView {
     let add = ServerAction::<AddDevice>::new();
     let mut countries: Vec<(String, String)> = domain::country::all()
         .into_iter()
@@ -18,11 +31,6 @@ pub fn NewDevicePage() -> impl IntoView {
         .collect();
     countries.sort_by(|a, b| a.1.cmp(&b.1));
     view! {
-        <Title text="Add a device" />
-        <section class="hero">
-            <h1>"Add a device"</h1>
-            <p class="lede">"Describe the machine, then run the command we give you on it. The agent detects the hardware, measures the connection and proves the GPUs with a short computation; the device is rentable once it passes, usually within minutes."</p>
-        </section>
         <section class="panel">
             {move || match add.value().get() {
                 Some(Ok(ticket)) => view! { <Ticket ticket /> }.into_any(),
