@@ -5,9 +5,10 @@ use domain::siws::SignedIn;
 use leptos::prelude::*;
 
 use crate::errors::AppError;
+use crate::functions::codec::JsonAnswer;
 
 /// The exact message the wallet must sign for `address`.
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn sign_in_challenge(address: String) -> Result<String, AppError> {
     let platform = super::context::platform()?;
     Ok(platform
@@ -18,7 +19,7 @@ pub async fn sign_in_challenge(address: String) -> Result<String, AppError> {
 }
 
 /// Verifies the signed message and starts a session (sets the session cookie).
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn sign_in(message: String, signature: String) -> Result<SignedIn, AppError> {
     let platform = super::context::platform()?;
     let (token, signed_in) = platform
@@ -29,14 +30,14 @@ pub async fn sign_in(message: String, signature: String) -> Result<SignedIn, App
     Ok(signed_in)
 }
 
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn current_session() -> Result<Option<SignedIn>, AppError> {
     let platform = super::context::platform()?;
     super::context::signed_in(&platform).await
 }
 
 /// Ends the session on the server (so the token is dead even if copied) and clears the cookie.
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn sign_out() -> Result<(), AppError> {
     let platform = super::context::platform()?;
     if let Some(token) = super::context::presented_token().await {

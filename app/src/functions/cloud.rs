@@ -9,6 +9,7 @@ use leptos::server_fn::codec::Json;
 use serde::{Deserialize, Serialize};
 
 use crate::errors::AppError;
+use crate::functions::codec::JsonAnswer;
 
 /// The renter's balance and clusters, as `/cloud` shows them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,7 +19,7 @@ pub struct CloudOverview {
 }
 
 /// `status` is a cluster status or empty for all; `search` matches names and ids.
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn load_cloud_overview(
     status: String,
     search: String,
@@ -43,20 +44,20 @@ pub async fn load_cloud_overview(
 }
 
 /// Hardware with free supply and prices, and the countries that have `hardware` free.
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn load_deploy_options(hardware: String) -> Result<DeployOptions, AppError> {
     let platform = super::context::platform()?;
     Ok(platform.provisioning.deploy_options(&hardware)?)
 }
 
 /// The live quote and fillability of the wizard's request; needs no sign-in.
-#[server(input = Json)]
+#[server(input = Json, output = JsonAnswer)]
 pub async fn quote_deploy(request: DeployRequest) -> Result<QuoteAnswer, AppError> {
     let platform = super::context::platform()?;
     Ok(platform.provisioning.quote(&request)?)
 }
 
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn cluster_name_available(name: String) -> Result<bool, AppError> {
     let (platform, session) = super::context::signed_in_platform().await?;
     Ok(platform
@@ -67,7 +68,7 @@ pub async fn cluster_name_available(name: String) -> Result<bool, AppError> {
 
 /// Pays from the balance and hires the devices. The wizard sends one idempotency key per
 /// filled-in form, so a double click or a retry makes one cluster.
-#[server(input = Json)]
+#[server(input = Json, output = JsonAnswer)]
 pub async fn deploy_cluster(
     request: DeployRequest,
     idempotency_key: String,
@@ -92,7 +93,7 @@ pub struct ClusterWithChart {
     pub utilisation_chart: String,
 }
 
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn load_cluster(id: String) -> Result<ClusterWithChart, AppError> {
     let (platform, session) = super::context::signed_in_platform().await?;
     let detail = platform
@@ -110,7 +111,7 @@ pub async fn load_cluster(id: String) -> Result<ClusterWithChart, AppError> {
     })
 }
 
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn extend_cluster(
     id: String,
     duration_unit: DurationUnit,
@@ -134,7 +135,7 @@ pub async fn extend_cluster(
         .await?)
 }
 
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn terminate_cluster(id: String) -> Result<ClusterSummary, AppError> {
     let (platform, session) = super::context::signed_in_platform().await?;
     Ok(platform
@@ -144,14 +145,14 @@ pub async fn terminate_cluster(id: String) -> Result<ClusterSummary, AppError> {
 }
 
 /// The account's API keys (never their secrets).
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn my_api_keys() -> Result<Vec<domain::api_key::ApiKey>, AppError> {
     let (platform, session) = super::context::signed_in_platform().await?;
     Ok(platform.api_keys.list(session.user_id).await?)
 }
 
 /// Makes an API key; the answer is the only time its secret is shown.
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn create_api_key(name: String) -> Result<domain::api_key::CreatedApiKey, AppError> {
     let (platform, session) = super::context::signed_in_platform().await?;
     Ok(platform
@@ -160,7 +161,7 @@ pub async fn create_api_key(name: String) -> Result<domain::api_key::CreatedApiK
         .await?)
 }
 
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn revoke_api_key(id: String) -> Result<domain::api_key::ApiKey, AppError> {
     let (platform, session) = super::context::signed_in_platform().await?;
     Ok(platform

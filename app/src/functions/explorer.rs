@@ -10,8 +10,9 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::errors::AppError;
+use crate::functions::codec::JsonAnswer;
 
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn load_fleet_page(query: DeviceListQuery) -> Result<Page<FleetDevice>, AppError> {
     Ok(super::context::platform()?.explorer.device_list(&query)?)
 }
@@ -23,7 +24,7 @@ pub struct PublicDeviceWithChart {
     pub uptime_chart: String,
 }
 
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn load_public_device(id: String) -> Result<PublicDeviceWithChart, AppError> {
     let platform = super::context::platform()?;
     let device = platform.explorer.device(&id, platform::now()).await?;
@@ -45,7 +46,7 @@ pub struct ExplorerFront {
     pub compute_chart: String,
 }
 
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn load_explorer_front() -> Result<ExplorerFront, AppError> {
     use crate::charts::{daily_bars_svg, world_map_svg, MapPoint};
     let platform = super::context::platform()?;
@@ -79,7 +80,7 @@ pub async fn load_explorer_front() -> Result<ExplorerFront, AppError> {
     Ok((*front).clone())
 }
 
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn load_public_clusters(
     status: String,
     after: String,
@@ -91,31 +92,31 @@ pub async fn load_public_clusters(
         .await?)
 }
 
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn load_public_cluster(id: String) -> Result<PublicClusterDetail, AppError> {
     let platform = super::context::platform()?;
     Ok(platform.explorer.cluster(&id, platform::now()).await?)
 }
 
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn load_blocks(after: String) -> Result<Page<BlockSummary>, AppError> {
     let platform = super::context::platform()?;
     Ok(platform.explorer.blocks(&after).await?)
 }
 
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn load_block(number: String, after: String) -> Result<BlockDetail, AppError> {
     let platform = super::context::platform()?;
     Ok(platform.explorer.block(&number, &after).await?)
 }
 
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn load_wallet(address: String) -> Result<PublicWallet, AppError> {
     let platform = super::context::platform()?;
     Ok(platform.explorer.wallet(&address).await?)
 }
 
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn explorer_search(query: String) -> Result<SearchOutcome, AppError> {
     let platform = super::context::platform()?;
     Ok(platform.explorer.search(&query).await?)

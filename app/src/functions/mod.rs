@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod cloud;
+pub mod codec;
 pub mod explorer;
 pub mod money;
 pub mod network;

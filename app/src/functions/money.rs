@@ -8,6 +8,7 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::errors::AppError;
+use crate::functions::codec::JsonAnswer;
 
 /// The renter's balances and movements, with their deposits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,7 +19,7 @@ pub struct BillingWithDeposits {
     pub deposits_enabled: bool,
 }
 
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn load_billing() -> Result<BillingWithDeposits, AppError> {
     let (platform, session) = super::context::signed_in_platform().await?;
     Ok(BillingWithDeposits {
@@ -30,7 +31,7 @@ pub async fn load_billing() -> Result<BillingWithDeposits, AppError> {
 
 /// Builds a deposit of `amount` (a decimal) of `asset` from the signed-in wallet: the
 /// transaction for the wallet to sign.
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn prepare_deposit(asset: String, amount: String) -> Result<DepositToSign, AppError> {
     let (asset, amount) = domain::money::Asset::parse_with_amount(&asset, &amount)
         .map_err(|e| AppError::Invalid(e.to_string()))?;
@@ -48,7 +49,7 @@ pub async fn prepare_deposit(asset: String, amount: String) -> Result<DepositToS
 }
 
 /// Sends the wallet-signed deposit (base64 wire format); credited once confirmed on chain.
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn submit_deposit(id: String, signed_transaction: String) -> Result<Deposit, AppError> {
     let (platform, session) = super::context::signed_in_platform().await?;
     Ok(platform
@@ -70,7 +71,7 @@ pub struct EarningsWithCharts {
     pub payouts_enabled: bool,
 }
 
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn load_earnings() -> Result<EarningsWithCharts, AppError> {
     use domain::money::Asset;
     let (platform, session) = super::context::signed_in_platform().await?;
@@ -88,7 +89,7 @@ pub async fn load_earnings() -> Result<EarningsWithCharts, AppError> {
 
 /// Claims `amount` (a decimal, e.g. "12.5") of `asset` ("usdc" or "token") to the signed-in
 /// wallet. The form sends one idempotency key per filled-in claim, so a double click pays once.
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn claim_payout(
     asset: String,
     amount: String,

@@ -4,8 +4,9 @@ use domain::network::NetworkSummary;
 use leptos::prelude::*;
 
 use crate::errors::AppError;
+use crate::functions::codec::JsonAnswer;
 
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn load_network_summary() -> Result<NetworkSummary, AppError> {
     Ok(super::context::platform()?.fleet.network_summary().await?)
 }

@@ -5,9 +5,10 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::errors::AppError;
+use crate::functions::codec::JsonAnswer;
 
 /// The signed-in provider's devices and those still waiting for their agent.
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn my_devices() -> Result<WorkerDevices, AppError> {
     let (platform, session) = super::context::signed_in_platform().await?;
     Ok(platform
@@ -17,7 +18,7 @@ pub async fn my_devices() -> Result<WorkerDevices, AppError> {
 }
 
 /// The "connect new device" form: returns the one-time registration ticket.
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn add_device(
     name: String,
     os: String,
@@ -48,7 +49,7 @@ pub struct DeviceWithCharts {
     pub utilisation_chart: String,
 }
 
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn load_device(id: String) -> Result<DeviceWithCharts, AppError> {
     let (platform, session) = super::context::signed_in_platform().await?;
     let detail = platform
@@ -63,7 +64,7 @@ pub async fn load_device(id: String) -> Result<DeviceWithCharts, AppError> {
 }
 
 /// Renames a device; returns the name as stored.
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn rename_device(id: String, name: String) -> Result<String, AppError> {
     let (platform, session) = super::context::signed_in_platform().await?;
     Ok(platform.worker.rename(&session.wallet, &id, &name).await?)
@@ -71,7 +72,7 @@ pub async fn rename_device(id: String, name: String) -> Result<String, AppError>
 
 /// An owner's action on a device: `pause`, `resume`, `remove` or `revoke-credential`.
 /// Returns what happened, in words.
-#[server]
+#[server(output = JsonAnswer)]
 pub async fn device_action(id: String, action: String) -> Result<String, AppError> {
     let action =
         domain::fleet::OwnerAction::parse(&action).map_err(|e| AppError::Invalid(e.to_string()))?;
