@@ -451,8 +451,9 @@ pub struct CountrySupply {
     pub free_units: u64,
 }
 
-/// What the deploy wizard offers: every catalog model and CPU with what is free now, and the
-/// countries with free units of the chosen hardware.
+/// What the deploy wizard offers: every catalog model and CPU with what is free now, and every
+/// country: those with free units of the chosen hardware first (most first), then the rest
+/// by name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeployOptions {
     pub hardware: Vec<HardwareOffer>,

@@ -247,6 +247,18 @@ impl ProvisioningService {
             })
             .collect();
         countries.sort_by(|a, b| b.free_units.cmp(&a.free_units).then(a.name.cmp(&b.name)));
+        // Then every other country, by name, so the wizard can offer any of them.
+        let mut others: Vec<CountrySupply> = domain::country::all()
+            .into_iter()
+            .filter(|c| !countries.iter().any(|free| free.code == c.code))
+            .map(|c| CountrySupply {
+                code: c.code,
+                name: c.name,
+                free_units: 0,
+            })
+            .collect();
+        others.sort_by(|a, b| a.name.cmp(&b.name));
+        countries.extend(others);
         Ok(DeployOptions {
             hardware: offers,
             countries,

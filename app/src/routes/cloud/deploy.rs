@@ -327,37 +327,21 @@ fn DeployWizard() -> impl IntoView {
 fn Supply(options: domain::cluster::DeployOptions, form: Form) -> impl IntoView {
     let search = RwSignal::new(String::new());
     let supply = StoredValue::new(options.countries);
-    let all_countries = StoredValue::new({
-        let mut all: Vec<(String, String)> = domain::country::all()
-            .into_iter()
-            .map(|c| (c.code, c.name))
-            .collect();
-        all.sort_by(|a, b| a.1.cmp(&b.1));
-        all
-    });
-    // Countries with free units first, then the rest; at most 40 shown, narrowed by search.
+    // The first 40 countries that match the search, free supply first. ASCII case folding is
+    // enough for names typed to find a country (and keeps Unicode tables out of the bundle).
     let shown = move || {
-        let needle = search.get().trim().to_lowercase();
-        let matches = |code: &str, name: &str| {
-            needle.is_empty()
-                || name.to_lowercase().contains(&needle)
-                || code.eq_ignore_ascii_case(&needle)
-        };
-        let mut rows: Vec<(String, String, u64)> = supply.with_value(|s| {
-            s.iter()
-                .filter(|c| matches(&c.code, &c.name))
+        let needle = search.get().trim().to_ascii_lowercase();
+        supply.with_value(|all| {
+            all.iter()
+                .filter(|c| {
+                    needle.is_empty()
+                        || c.name.to_ascii_lowercase().contains(&needle)
+                        || c.code.eq_ignore_ascii_case(&needle)
+                })
+                .take(40)
                 .map(|c| (c.code.clone(), c.name.clone(), c.free_units))
-                .collect()
-        });
-        all_countries.with_value(|all| {
-            for (code, name) in all {
-                if matches(code, name) && !rows.iter().any(|(c, ..)| c == code) {
-                    rows.push((code.clone(), name.clone(), 0));
-                }
-            }
-        });
-        rows.truncate(40);
-        rows
+                .collect::<Vec<_>>()
+        })
     };
     let toggle = move |code: String| {
         form.countries.update(|list| {
