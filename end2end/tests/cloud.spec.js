@@ -6,7 +6,7 @@ const { spawn } = require('child_process');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { TEST_WALLET, watchPageErrors, hydrated, signIn } = require('./helpers');
+const { TEST_WALLET, watchPageErrors, hydrated, signIn, chooseFilter } = require('./helpers');
 
 const root = path.resolve(__dirname, '..', '..');
 const AGENT_BIN = process.env.E2E_AGENT_BIN || path.join(root, 'target', 'debug', 'gpu-commons-agent');
@@ -109,7 +109,7 @@ test('a renter deploys a cluster on a real agent, extends it and terminates it',
     // Paid $0.50 + $1.00 for the extension; most of it came back.
     expect(Number(balance.replace('$', ''))).toBeGreaterThan(498.5);
     expect(Number(balance.replace('$', ''))).toBeLessThan(500);
-    await page.getByTestId('cluster-status-filter').selectOption('running');
+    await chooseFilter(page, 'cluster-status-filter', 'status', 'running');
     await expect(page.getByTestId('no-clusters')).toBeVisible();
 
     // Billing: the refund, the two charges and the welcome credit, newest first, and a CSV.
@@ -131,8 +131,10 @@ test('a renter deploys a cluster on a real agent, extends it and terminates it',
     await expect(page.getByTestId('hire-chart').locator('svg')).toBeVisible();
     await expect(page.getByTestId('movement')).toHaveCount(1);
     await page.getByTestId('payments-search').fill('no such payment');
+    await page.getByTestId('payments-search').press('Enter');
     await expect(page.getByTestId('no-movements')).toBeVisible();
     await page.getByTestId('payments-search').fill('terminated');
+    await page.getByTestId('payments-search').press('Enter');
     await expect(page.getByTestId('movement')).toHaveCount(1);
     await expect(page.getByTestId('movement')).toHaveAttribute('data-kind', 'earning');
     // This server pays out (to a local Solana endpoint); a few seconds of hire is below the

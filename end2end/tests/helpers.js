@@ -25,6 +25,16 @@ async function signIn(page) {
   await hydrated(page);
 }
 
+/**
+ * Picks `value` in the filter select `testId`: the choice submits its GET form, so this waits for
+ * the new page (its address holds `param=value`) and for its islands to hydrate.
+ */
+async function chooseFilter(page, testId, param, value) {
+  await page.getByTestId(testId).selectOption(value);
+  await expect(page).toHaveURL(new RegExp(`[?&]${param}=${encodeURIComponent(value).replace(/%20/g, '\\+')}(&|$)`));
+  await hydrated(page);
+}
+
 /** The local Solana endpoint the e2e server pays to and takes deposits from, and its mints. */
 const SOLANA = {
   port: Number(process.env.E2E_SOLANA_PORT || 3918),
@@ -46,4 +56,4 @@ function short(address) {
   return `${address.slice(0, 4)}…${address.slice(-4)}`;
 }
 
-module.exports = { TEST_WALLET, SOLANA, solanaCall, watchPageErrors, hydrated, signIn, short };
+module.exports = { TEST_WALLET, SOLANA, solanaCall, watchPageErrors, hydrated, signIn, chooseFilter, short };

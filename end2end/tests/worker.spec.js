@@ -5,7 +5,7 @@ const { spawn } = require('child_process');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { TEST_WALLET, watchPageErrors, hydrated, signIn } = require('./helpers');
+const { TEST_WALLET, watchPageErrors, hydrated, signIn, chooseFilter } = require('./helpers');
 
 const root = path.resolve(__dirname, '..', '..');
 const AGENT_BIN = process.env.E2E_AGENT_BIN || path.join(root, 'target', 'debug', 'gpu-commons-agent');
@@ -75,12 +75,14 @@ test('a provider adds a device, runs the shown command, and sees it verified', a
     await expect(row).toContainText('verified');
     await expect(row).toContainText('1 × RTX 4090 24GB');
     await expect(row).toContainText(/\d+\.\d%/);
-    await page.getByTestId('filter-status').selectOption('paused');
+    // Each choice applies at once (the filter form submits itself) and the page has its address.
+    await chooseFilter(page, 'filter-status', 'status', 'paused');
     await expect(page.getByTestId('no-matching-devices')).toBeVisible();
-    await page.getByTestId('filter-status').selectOption('idle');
-    await page.getByTestId('filter-model').selectOption('RTX 4090 24GB');
+    await chooseFilter(page, 'filter-status', 'status', 'idle');
+    await chooseFilter(page, 'filter-model', 'model', 'RTX 4090 24GB');
     await expect(row).toBeVisible();
-    await page.getByTestId('filter-model').selectOption('cpu');
+    await expect(page).toHaveURL(/status=idle/);
+    await chooseFilter(page, 'filter-model', 'model', 'cpu');
     await expect(page.getByTestId('no-matching-devices')).toBeVisible();
   } finally {
     agent.kill();

@@ -19,6 +19,20 @@ fn set_page_status(status: u16) {
     let _ = status;
 }
 
+/// A page whose main read failed: the error in a panel, and the HTTP status that says why
+/// (404 for an unknown id, 401 before sign-in).
+#[leptos::component]
+pub(crate) fn PageError(error: crate::errors::AppError) -> impl leptos::IntoView {
+    use crate::errors::AppError;
+    use leptos::prelude::*;
+    match &error {
+        AppError::NotFound(_) => set_page_status(404),
+        AppError::Unauthorized(_) => set_page_status(401),
+        _ => {}
+    }
+    view! { <section class="panel"><crate::components::supply::ErrorNote error /></section> }
+}
+
 /// A key the browser makes once per filled-in form (a deploy, a claim): a double click or a
 /// retry of the same request counts once.
 pub(crate) fn new_idempotency_key() -> String {

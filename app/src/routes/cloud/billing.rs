@@ -3,8 +3,6 @@
 //! and every movement of their money (deposits, credits, charges with their fees, refunds),
 //! each with its cluster and time, with a CSV export.
 
-use std::time::Duration;
-
 use domain::ledger::{MovementKind, StatementLine};
 use domain::money::Asset;
 use domain::payout::{Deposit, DepositStatus};
@@ -12,14 +10,13 @@ use domain::time::UnixMillis;
 use leptos::prelude::*;
 use leptos_meta::Title;
 
+use crate::components::live::{refresh_live_parts, LiveRefresh};
 use crate::components::session::use_session;
-use crate::components::supply::ErrorNote;
-use crate::errors::AppError;
 use crate::functions::money::{load_billing, prepare_deposit, submit_deposit, BillingWithDeposits};
-use crate::routes::set_page_status;
+use crate::routes::PageError;
 
-/// How often the page re-reads while a deposit is on its way.
-const REFRESH: Duration = Duration::from_secs(2);
+/// How often the page re-reads while a deposit is on its way, in milliseconds.
+const REFRESH_MS: u32 = 2_000;
 
 #[component]
 pub fn BillingPage() -> impl IntoView {
@@ -30,82 +27,44 @@ pub fn BillingPage() -> impl IntoView {
             <h1>"Billing"</h1>
             <p class="lede">"Your balance and every movement of it. Clusters are paid from the balance; what a cluster does not use comes back to it."</p>
         </section>
-        <Suspense fallback=|| ()>
+        <Suspense fallback=|| view! { <p class="muted">"Loading your billing…"</p> }>
             {move || Suspend::new(async move {
                 let wallet = session.signed_in().await.map(|s| s.wallet.to_string());
-                view! { <BillingConsole wallet /> }
+                match load_billing().await {
+                    Ok(BillingWithDeposits { billing: b, deposits, deposits_enabled }) => view! {
+                        {wallet.map(|wallet| view! {
+                            <section class="panel"><DepositForm wallet /></section>
+                        })}
+                        // Re-read from the server while a deposit is on its way.
+                        <section class="panel" data-live="billing">
+                            <div class="stats">
+                                <div class="stat"><span class="stat-label">"USDC balance"</span>
+                                    <strong data-testid="billing-balance">{b.available.to_string()}</strong></div>
+                                <div class="stat"><span class="stat-label">"Token balance"</span>
+                                    <strong data-testid="billing-tokens">{b.available_tokens.to_string()}</strong></div>
+                            </div>
+                            {(!deposits_enabled).then(|| view! {
+                                <p class="notice" data-testid="deposits-off">"This server runs without a treasury, so it takes no deposits."</p>
+                            })}
+                            <DepositTable deposits />
+                            <div class="panel-head">
+                                <h2>"Movements"</h2>
+                                <a class="btn" href="/api/v1/cloud/billing.csv" download="billing.csv" data-testid="billing-csv">"Export CSV"</a>
+                            </div>
+                            <StatementTable lines=b.lines link_clusters=true />
+                        </section>
+                        <LiveRefresh every_ms=REFRESH_MS while_present=OPEN_DEPOSIT.to_owned() />
+                    }
+                    .into_any(),
+                    Err(error) => view! { <PageError error /> }.into_any(),
+                }
             })}
         </Suspense>
     }
 }
 
-/// The deposit form (for the signed-in `wallet`) and the balances and movements, re-read while
-/// a deposit is on its way.
-#[island]
-fn BillingConsole(wallet: Option<String>) -> impl IntoView {
-    let version = RwSignal::new(0u32);
-    let billing = Resource::new(move || version.get(), |_| load_billing());
-    Effect::new(move |_| {
-        // In the browser only: keep an open deposit's status current.
-        if let Ok(handle) = set_interval_with_handle(
-            move || {
-                let open = billing.get_untracked().is_some_and(|r| {
-                    r.is_ok_and(|b| {
-                        b.deposits.iter().any(|d| {
-                            matches!(
-                                d.status,
-                                DepositStatus::AwaitingSignature | DepositStatus::Submitted
-                            )
-                        })
-                    })
-                });
-                if open {
-                    version.update(|v| *v += 1);
-                }
-            },
-            REFRESH,
-        ) {
-            on_cleanup(move || handle.clear());
-        }
-    });
-    view! {
-        // Outside the part that re-reads, so what the form says survives the refresh it causes.
-        {wallet.map(|wallet| view! {
-            <section class="panel">
-                <DepositForm wallet version />
-            </section>
-        })}
-        <section class="panel">
-            <Transition fallback=|| view! { <p class="muted">"Loading your billing…"</p> }>
-                {move || billing.get().map(|result| match result {
-                    Ok(BillingWithDeposits { billing: b, deposits, deposits_enabled }) => view! {
-                        <div class="stats">
-                            <div class="stat"><span class="stat-label">"USDC balance"</span>
-                                <strong data-testid="billing-balance">{b.available.to_string()}</strong></div>
-                            <div class="stat"><span class="stat-label">"Token balance"</span>
-                                <strong data-testid="billing-tokens">{b.available_tokens.to_string()}</strong></div>
-                        </div>
-                        {(!deposits_enabled).then(|| view! {
-                            <p class="notice" data-testid="deposits-off">"This server runs without a treasury, so it takes no deposits."</p>
-                        })}
-                        <DepositTable deposits />
-                        <div class="panel-head">
-                            <h2>"Movements"</h2>
-                            <a class="btn" href="/api/v1/cloud/billing.csv" download="billing.csv" data-testid="billing-csv">"Export CSV"</a>
-                        </div>
-                        <StatementTable lines=b.lines link_clusters=true />
-                    }.into_any(),
-                    Err(error) => {
-                        if matches!(error, AppError::Unauthorized(_)) {
-                            set_page_status(401);
-                        }
-                        view! { <ErrorNote error /> }.into_any()
-                    }
-                })}
-            </Transition>
-        </section>
-    }
-}
+/// Marks a deposit still on its way (the page keeps re-reading while one shows).
+const OPEN_DEPOSIT: &str = "[data-open-deposit]";
 
 /// Movements newest first: time, kind, cluster, what, amount and the fees within it. Clusters
 /// link to their console page for their renter (`link_clusters`).
@@ -149,8 +108,8 @@ pub(crate) fn StatementTable(
 
 /// A deposit from the connected wallet: the server builds the transfer, the wallet signs it,
 /// the server sends it; the table below shows it until it is credited.
-#[component]
-fn DepositForm(wallet: String, version: RwSignal<u32>) -> impl IntoView {
+#[island]
+fn DepositForm(wallet: String) -> impl IntoView {
     let asset = RwSignal::new(Asset::Usdc);
     let amount = RwSignal::new(String::new());
     let busy = RwSignal::new(false);
@@ -163,7 +122,7 @@ fn DepositForm(wallet: String, version: RwSignal<u32>) -> impl IntoView {
         leptos::task::spawn_local(async move {
             let result = deposit(wallet, asset, amount).await;
             if result.is_ok() {
-                version.update(|v| *v += 1);
+                refresh_live_parts();
             }
             outcome.set(Some(result));
             busy.set(false);
@@ -220,7 +179,7 @@ fn DepositTable(deposits: Vec<Deposit>) -> impl IntoView {
             <thead><tr><th>"Started (UTC)"</th><th class="num">"Amount"</th><th>"Status"</th></tr></thead>
             <tbody>
                 {deposits.into_iter().map(|d| view! {
-                    <tr data-testid="deposit-row">
+                    <tr data-testid="deposit-row" data-open-deposit=matches!(d.status, DepositStatus::AwaitingSignature | DepositStatus::Submitted).then_some("")>
                         <td>{UnixMillis(d.created_at).to_rfc3339()}</td>
                         <td class="num">{d.asset.show(d.amount)}</td>
                         <td><span class=format!("status status-{}", d.status.as_str()) data-testid="deposit-status">{d.status.as_str()}</span>

@@ -2,22 +2,21 @@
 //! their agents report, the timeline (payments, starts, losses and replacements, refunds),
 //! cost so far and what terminating now would return, access, extend and terminate.
 
-use std::time::Duration;
-
 use domain::cluster::{ClusterKind, DurationUnit};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
-use crate::components::supply::ErrorNote;
-use crate::errors::AppError;
+use crate::components::live::{on_live_refreshed, refresh_live_parts, LiveRefresh};
 use crate::functions::cloud::{extend_cluster, load_cluster, terminate_cluster, ClusterWithChart};
 use crate::routes::cloud::time_text;
-use crate::routes::set_page_status;
+use crate::routes::{new_idempotency_key, PageError};
 
-/// How often an open cluster page re-reads the cluster.
-const REFRESH: Duration = Duration::from_secs(2);
+/// How often an open cluster page re-reads the cluster, in milliseconds.
+const REFRESH_MS: u32 = 2_000;
 
+/// The cluster as the server renders it, kept current as a live part, with the controls
+/// island below it.
 #[component]
 pub fn ClusterPage() -> impl IntoView {
     let id = use_params_map()
@@ -26,27 +25,46 @@ pub fn ClusterPage() -> impl IntoView {
         .unwrap_or_default();
     view! {
         <Title text="Cluster" />
-        <ClusterConsole id />
+        <Suspense fallback=|| view! { <p class="muted">"Loading the cluster…"</p> }>
+            {
+                let id = id.clone();
+                move || {
+                    let id = id.clone();
+                    Suspend::new(async move {
+                        match load_cluster(id.clone()).await {
+                            Ok(c) => {
+                                let active = c.detail.summary.status.is_active();
+                                let id = c.detail.summary.id.clone();
+                                view! {
+                                    <div data-live="cluster"><ClusterView c /></div>
+                                    <ClusterControls id active />
+                                    <LiveRefresh every_ms=REFRESH_MS />
+                                }
+                                .into_any()
+                            }
+                            Err(error) => view! { <PageError error /> }.into_any(),
+                        }
+                    })
+                }
+            }
+        </Suspense>
     }
 }
 
-/// The cluster, re-read every few seconds while the page is open, with its actions.
+/// Extend and terminate, while the cluster (as the live part above last showed it) is active,
+/// and what the last change did.
 #[island]
-fn ClusterConsole(id: String) -> impl IntoView {
+fn ClusterControls(id: String, active: bool) -> impl IntoView {
     let id = StoredValue::new(id);
-    let id = move || id.get_value();
-    let version = RwSignal::new(0u32);
-    let detail = Resource::new(move || (id(), version.get()), |(id, _)| load_cluster(id));
-    Effect::new(move |_| {
-        if let Ok(handle) = set_interval_with_handle(move || version.update(|v| *v += 1), REFRESH) {
-            on_cleanup(move || handle.clear());
+    let active = RwSignal::new(active);
+    on_live_refreshed(move || {
+        if let Some(now) = shown_active() {
+            active.set(now);
         }
     });
     let outcome = RwSignal::new(None::<Result<String, String>>);
-    // Outside the refreshing part, so the choice is kept while the page updates.
     let extend_count = RwSignal::new("1".to_owned());
     let extend_unit = RwSignal::new(DurationUnit::Hourly);
-    let extend_key = StoredValue::new(0u32);
     let extend = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let Ok(count) = extend_count.get_untracked().trim().parse::<u32>() else {
@@ -56,16 +74,10 @@ fn ClusterConsole(id: String) -> impl IntoView {
             return;
         };
         // One key per click: a retry of the same click would charge once.
-        extend_key.update_value(|k| *k += 1);
-        let key = format!(
-            "{}-{}-{}",
-            id(),
-            version.get_untracked(),
-            extend_key.get_value()
-        );
-        let id = id();
+        let key = new_idempotency_key();
         leptos::task::spawn_local(async move {
-            let result = extend_cluster(id, extend_unit.get_untracked(), count, key).await;
+            let result =
+                extend_cluster(id.get_value(), extend_unit.get_untracked(), count, key).await;
             outcome.set(Some(
                 result
                     .map(|c| {
@@ -77,63 +89,57 @@ fn ClusterConsole(id: String) -> impl IntoView {
                     })
                     .map_err(|e| e.to_string()),
             ));
-            version.update(|v| *v += 1);
+            refresh_live_parts();
         });
     };
     let terminate = move |_| {
-        let id = id();
         leptos::task::spawn_local(async move {
-            let result = terminate_cluster(id).await;
+            let result = terminate_cluster(id.get_value()).await;
             outcome.set(Some(
                 result
                     .map(|c| format!("terminated: {}", c.status_reason))
                     .map_err(|e| e.to_string()),
             ));
-            version.update(|v| *v += 1);
+            refresh_live_parts();
         });
     };
-    let active = move || {
-        detail
-            .get()
-            .and_then(Result::ok)
-            .is_some_and(|c| c.detail.summary.status.is_active())
-    };
     view! {
-        <Transition fallback=|| view! { <p class="muted">"Loading the cluster…"</p> }>
-            {move || detail.get().map(|result| match result {
-                Ok(c) => view! { <ClusterView c /> }.into_any(),
-                Err(error) => {
-                    match &error {
-                        AppError::NotFound(_) => set_page_status(404),
-                        AppError::Unauthorized(_) => set_page_status(401),
-                        _ => {}
-                    }
-                    view! { <section class="panel"><ErrorNote error /></section> }.into_any()
-                }
-            })}
-        </Transition>
-        <Transition fallback=|| ()>
-            <Show when=active>
-                <section class="panel">
-                    <h2>"Change"</h2>
-                    <form class="inline" on:submit=extend>
-                        <input type="number" min="1" aria-label="How many more" data-testid="extend-count" prop:value=move || extend_count.get() on:input=move |ev| extend_count.set(event_target_value(&ev)) />
-                        <select aria-label="Unit" data-testid="extend-unit" on:change=move |ev| if let Ok(u) = DurationUnit::parse(&event_target_value(&ev)) { extend_unit.set(u) }>
-                            <option value="hourly">"hours"</option>
-                            <option value="daily">"days"</option>
-                            <option value="weekly">"weeks"</option>
-                        </select>
-                        <button class="btn btn-ghost" type="submit" data-testid="extend-cluster">"Extend (same devices)"</button>
-                    </form>
-                    <button class="btn btn-danger" data-testid="terminate-cluster" on:click=terminate>"Terminate now (unused time refunded)"</button>
-                </section>
-            </Show>
-        </Transition>
+        <Show when=move || active.get()>
+            <section class="panel">
+                <h2>"Change"</h2>
+                <form class="inline" on:submit=extend>
+                    <input type="number" min="1" aria-label="How many more" data-testid="extend-count" prop:value=move || extend_count.get() on:input=move |ev| extend_count.set(event_target_value(&ev)) />
+                    <select aria-label="Unit" data-testid="extend-unit" on:change=move |ev| if let Ok(u) = DurationUnit::parse(&event_target_value(&ev)) { extend_unit.set(u) }>
+                        <option value="hourly">"hours"</option>
+                        <option value="daily">"days"</option>
+                        <option value="weekly">"weeks"</option>
+                    </select>
+                    <button class="btn btn-ghost" type="submit" data-testid="extend-cluster">"Extend (same devices)"</button>
+                </form>
+                <button class="btn btn-danger" data-testid="terminate-cluster" on:click=terminate>"Terminate now (unused time refunded)"</button>
+            </section>
+        </Show>
         {move || outcome.get().map(|result| match result {
             Ok(message) => view! { <p class="notice" data-testid="cluster-outcome">{message}</p> }.into_any(),
             Err(message) => view! { <p class="notice error" data-testid="cluster-outcome">{message}</p> }.into_any(),
         })}
     }
+}
+
+/// Whether the live part shows the cluster active (`data-cluster-active`), once rendered.
+fn shown_active() -> Option<bool> {
+    #[cfg(feature = "hydrate")]
+    {
+        let marked = document()
+            .query_selector("[data-cluster-active]")
+            .ok()
+            .flatten()?;
+        marked
+            .get_attribute("data-cluster-active")
+            .map(|value| value == "true")
+    }
+    #[cfg(not(feature = "hydrate"))]
+    None
 }
 
 #[component]
@@ -142,8 +148,9 @@ fn ClusterView(c: ClusterWithChart) -> impl IntoView {
     let utilisation_chart = c.utilisation_chart;
     let s = d.summary;
     let access = access_lines(s.kind, &d.workload, &d.members);
+    let active = s.status.is_active().to_string();
     view! {
-        <section class="hero">
+        <section class="hero" data-cluster-active=active>
             <h1 data-testid="cluster-name">{s.name.clone()}</h1>
             <p class="lede">
                 <span class=format!("status status-{}", s.status.as_str()) data-testid="cluster-status">{s.status.as_str()}</span>

@@ -15,7 +15,9 @@ pub use deploy::DeployPage;
 use domain::cluster::{ClusterStatus, ClusterSummary};
 use leptos::prelude::*;
 use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
 
+use crate::components::live::SubmitOnChange;
 use crate::components::session::use_session;
 use crate::components::supply::{ErrorNote, ModelSupplyTable};
 use crate::errors::AppError;
@@ -26,6 +28,9 @@ use api_keys::ApiKeysPanel;
 #[component]
 pub fn CloudPage() -> impl IntoView {
     let session = use_session();
+    let query = use_query_map();
+    let status = query.read_untracked().get("status").unwrap_or_default();
+    let search = query.read_untracked().get("q").unwrap_or_default();
     let summary = Resource::new(|| (), |_| load_network_summary());
     view! {
         <Title text="Cloud" />
@@ -38,7 +43,27 @@ pub fn CloudPage() -> impl IntoView {
                 <h2>"Your clusters"</h2>
                 <a class="btn btn-primary" href="/cloud/deploy" data-testid="deploy-cluster">"Deploy a cluster"</a>
             </div>
-            <YourClusters />
+            <Suspense fallback=|| view! { <p class="muted">"Loading your clusters…"</p> }>
+                {
+                    let (status, search) = (status.clone(), search.clone());
+                    move || {
+                        let (status, search) = (status.clone(), search.clone());
+                        Suspend::new(async move {
+                            match load_cloud_overview(status.clone(), search.clone()).await {
+                                Ok(o) => view! {
+                                    <p class="balance">"Balance: " <strong data-testid="balance">{o.available.to_string()}</strong>
+                                        " " <a href="/cloud/billing" data-testid="billing-link">"Billing"</a></p>
+                                    <ClusterTable clusters=o.clusters status search />
+                                }.into_any(),
+                                Err(AppError::Unauthorized(_)) => view! {
+                                    <p class="notice" data-testid="cloud-sign-in">"Connect a Solana wallet to deploy clusters and see your balance."</p>
+                                }.into_any(),
+                                Err(error) => view! { <ErrorNote error /> }.into_any(),
+                            }
+                        })
+                    }
+                }
+            </Suspense>
         </section>
         <Suspense fallback=|| ()>
             {move || Suspend::new(async move {
@@ -60,55 +85,29 @@ pub fn CloudPage() -> impl IntoView {
     }
 }
 
-/// The balance and the renter's clusters, narrowed by status and search as they change.
-#[island]
-fn YourClusters() -> impl IntoView {
-    let status = RwSignal::new(String::new());
-    let search = RwSignal::new(String::new());
-    let overview = Resource::new(
-        move || (status.get(), search.get()),
-        |(status, search)| load_cloud_overview(status, search),
-    );
-    view! {
-        <Transition fallback=|| view! { <p class="muted">"Loading your clusters…"</p> }>
-            {move || overview.get().map(|result| match result {
-                Ok(o) => view! {
-                    <p class="balance">"Balance: " <strong data-testid="balance">{o.available.to_string()}</strong>
-                        " " <a href="/cloud/billing" data-testid="billing-link">"Billing"</a></p>
-                    <ClusterTable clusters=o.clusters status search />
-                }.into_any(),
-                Err(AppError::Unauthorized(_)) => view! {
-                    <p class="notice" data-testid="cloud-sign-in">"Connect a Solana wallet to deploy clusters and see your balance."</p>
-                }.into_any(),
-                Err(error) => view! { <ErrorNote error /> }.into_any(),
-            })}
-        </Transition>
-    }
-}
-
 /// When a cluster's paid time ends, or ended, as text.
 pub(crate) fn time_text(at: Option<i64>) -> String {
     at.map_or_else(|| "—".into(), |t| domain::time::UnixMillis(t).to_rfc3339())
 }
 
+/// The renter's clusters with `status` (any when empty) matching `search`, under the filter.
 #[component]
-fn ClusterTable(
-    clusters: Vec<ClusterSummary>,
-    status: RwSignal<String>,
-    search: RwSignal<String>,
-) -> impl IntoView {
+fn ClusterTable(clusters: Vec<ClusterSummary>, status: String, search: String) -> impl IntoView {
     view! {
-        <div class="filters">
-            <label>"Status "
-                <select data-testid="cluster-status-filter" prop:value=move || status.get() on:change=move |ev| status.set(event_target_value(&ev))>
-                    <option value="">"any"</option>
-                    {ClusterStatus::ALL.iter().map(|s| view! { <option value=s.as_str()>{s.as_str()}</option> }).collect_view()}
-                </select>
-            </label>
-            <label>"Search "
-                <input type="search" placeholder="name or id" data-testid="cluster-search" prop:value=move || search.get() on:change=move |ev| search.set(event_target_value(&ev)) />
-            </label>
-        </div>
+        <SubmitOnChange>
+            <form class="filters" method="get" action="/cloud">
+                <label>"Status "
+                    <select name="status" data-testid="cluster-status-filter">
+                        <option value="">"any"</option>
+                        {ClusterStatus::ALL.iter().map(|s| view! { <option value=s.as_str() selected=status == s.as_str()>{s.as_str()}</option> }).collect_view()}
+                    </select>
+                </label>
+                <label>"Search "
+                    <input type="search" name="q" value=search placeholder="name or id" data-testid="cluster-search" />
+                </label>
+                <button class="btn" type="submit" data-testid="apply-cluster-filters">"Show"</button>
+            </form>
+        </SubmitOnChange>
         {if clusters.is_empty() {
             view! { <p class="empty" data-testid="no-clusters">"No clusters here yet. Deploy one: you pay from your balance only once devices are hired."</p> }.into_any()
         } else {

@@ -1,23 +1,23 @@
 //! `/worker/devices/:id`: one device as its owner sees it: status and why, hardware,
 //! connectivity, agent, 30-day uptime and hourly utilisation charts, history and
-//! verifications, with rename, pause, resume, remove and revoke.
-
-use std::time::Duration;
+//! verifications, with rename, pause, resume, remove and revoke. Rendered on the server and
+//! kept current as live parts; only the controls are an island.
 
 use domain::fleet::DeviceStatus;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
-use crate::components::supply::ErrorNote;
-use crate::errors::AppError;
+use crate::components::live::{on_marked_click, refresh_live_parts, LiveRefresh};
 use crate::functions::worker::{device_action, load_device, rename_device, DeviceWithCharts};
-use crate::routes::set_page_status;
 use crate::routes::worker::permille_text;
+use crate::routes::PageError;
 
-/// How often an open device page re-reads the device.
-const REFRESH: Duration = Duration::from_secs(3);
+/// How often an open device page re-reads the device, in milliseconds.
+const REFRESH_MS: u32 = 3_000;
 
+/// The device as the server renders it, in two live parts (kept current from the server) with
+/// the controls island between them.
 #[component]
 pub fn DevicePage() -> impl IntoView {
     let id = use_params_map()
@@ -26,86 +26,72 @@ pub fn DevicePage() -> impl IntoView {
         .unwrap_or_default();
     view! {
         <Title text="Device" />
-        <DeviceConsole id />
+        <Suspense fallback=|| view! { <p class="muted">"Loading the device…"</p> }>
+            {
+                let id = id.clone();
+                move || {
+                    let id = id.clone();
+                    Suspend::new(async move {
+                        match load_device(id.clone()).await {
+                            Ok(d) => view! {
+                                <DeviceView d />
+                                <LiveRefresh every_ms=REFRESH_MS />
+                            }
+                            .into_any(),
+                            Err(error) => view! { <PageError error /> }.into_any(),
+                        }
+                    })
+                }
+            }
+        </Suspense>
     }
 }
 
-/// The device, re-read every few seconds while the page is open, with its actions.
+/// What the owner does to the device: the action buttons in the live part above (handled
+/// here), what the last action did, and renaming.
 #[island]
-fn DeviceConsole(id: String) -> impl IntoView {
+fn DeviceControls(id: String) -> impl IntoView {
     let id = StoredValue::new(id);
-    let id = move || id.get_value();
-    let version = RwSignal::new(0u32);
-    let detail = Resource::new(move || (id(), version.get()), |(id, _)| load_device(id));
     let outcome = RwSignal::new(None::<Result<String, String>>);
-    Effect::new(move |_| {
-        // Effects run only in the browser: keep the page live while it is open.
-        if let Ok(handle) = set_interval_with_handle(move || version.update(|v| *v += 1), REFRESH) {
-            on_cleanup(move || handle.clear());
-        }
-    });
-    let act = move |action: &'static str| {
-        let id = id();
+    on_marked_click("data-device-action", move |action| {
         leptos::task::spawn_local(async move {
-            let result = device_action(id, action.to_owned()).await;
+            let result = device_action(id.get_value(), action).await;
             outcome.set(Some(result.map_err(|e| e.to_string())));
-            version.update(|v| *v += 1);
+            refresh_live_parts();
         });
-    };
-    // Outside the part that refreshes every few seconds, so typing is never interrupted.
+    });
     let new_name = RwSignal::new(String::new());
     let rename = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        let id = id();
         let name = new_name.get_untracked();
         leptos::task::spawn_local(async move {
-            let result = rename_device(id, name).await.map(|name| {
+            let result = rename_device(id.get_value(), name).await.map(|name| {
                 new_name.set(String::new());
                 format!("renamed to {name}")
             });
             outcome.set(Some(result.map_err(|e| e.to_string())));
-            version.update(|v| *v += 1);
+            refresh_live_parts();
         });
     };
-    let found = move || detail.get().is_some_and(|result| result.is_ok());
     view! {
-        <Transition fallback=|| view! { <p class="muted">"Loading the device…"</p> }>
-            {move || detail.get().map(|result| match result {
-                Ok(d) => view! { <DeviceView d act outcome /> }.into_any(),
-                Err(error) => {
-                    match &error {
-                        AppError::NotFound(_) => set_page_status(404),
-                        AppError::Unauthorized(_) => set_page_status(401),
-                        _ => {}
-                    }
-                    view! { <section class="panel"><ErrorNote error /></section> }.into_any()
-                }
-            })}
-        </Transition>
-        // Its own Transition keeps it in place while the device refreshes; `Show` re-renders
-        // it only when the device appears or goes.
-        <Transition fallback=|| ()>
-            <Show when=found>
-                <section class="panel">
-                    <h2>"Rename"</h2>
-                    <form class="rename" on:submit=rename>
-                        <input aria-label="New device name" placeholder="new name" data-testid="rename-input"
-                            maxlength=domain::worker::MAX_DEVICE_NAME_CHARS
-                            prop:value=move || new_name.get() on:input=move |ev| new_name.set(event_target_value(&ev)) />
-                        <button class="btn" type="submit" data-testid="rename-device">"Rename"</button>
-                    </form>
-                </section>
-            </Show>
-        </Transition>
+        {move || outcome.get().map(|o| match o {
+            Ok(message) => view! { <p class="notice" data-testid="action-outcome">{message}</p> }.into_any(),
+            Err(message) => view! { <p class="notice error" data-testid="action-outcome">{message}</p> }.into_any(),
+        })}
+        <section class="panel">
+            <h2>"Rename"</h2>
+            <form class="rename" on:submit=rename>
+                <input aria-label="New device name" placeholder="new name" data-testid="rename-input"
+                    maxlength=domain::worker::MAX_DEVICE_NAME_CHARS
+                    prop:value=move || new_name.get() on:input=move |ev| new_name.set(event_target_value(&ev)) />
+                <button class="btn" type="submit" data-testid="rename-device">"Rename"</button>
+            </form>
+        </section>
     }
 }
 
 #[component]
-fn DeviceView(
-    d: DeviceWithCharts,
-    act: impl Fn(&'static str) + Copy + Send + Sync + 'static,
-    outcome: RwSignal<Option<Result<String, String>>>,
-) -> impl IntoView {
+fn DeviceView(d: DeviceWithCharts) -> impl IntoView {
     let DeviceWithCharts {
         detail: d,
         uptime_chart,
@@ -125,7 +111,9 @@ fn DeviceView(
         ),
         _ => "not measured yet".to_owned(),
     };
+    let id = s.id.clone();
     view! {
+        <div data-live="device-head">
         <section class="hero">
             <p class="muted"><a href="/worker">"← Your devices"</a></p>
             <h1 data-testid="device-name">{s.name.clone()}{s.simulated.then(|| view! { <span class="tag">"simulated"</span> })}</h1>
@@ -138,20 +126,21 @@ fn DeviceView(
         <section class="panel">
             <div class="actions">
                 {matches!(status, DeviceStatus::Idle | DeviceStatus::Pending | DeviceStatus::Down).then(|| view! {
-                    <button class="btn" data-testid="pause-device" on:click=move |_| act("pause")>"Pause"</button>
+                    <button type="button" class="btn" data-testid="pause-device" data-device-action="pause">"Pause"</button>
                 })}
                 {(status == DeviceStatus::Paused).then(|| view! {
-                    <button class="btn" data-testid="resume-device" on:click=move |_| act("resume")>"Resume"</button>
+                    <button type="button" class="btn" data-testid="resume-device" data-device-action="resume">"Resume"</button>
                 })}
                 {d.credential_active.then(|| view! {
-                    <button class="btn btn-ghost" data-testid="revoke-credential" on:click=move |_| act("revoke-credential")>"Revoke agent credential"</button>
+                    <button type="button" class="btn btn-ghost" data-testid="revoke-credential" data-device-action="revoke-credential">"Revoke agent credential"</button>
                 })}
-                <button class="btn btn-ghost" data-testid="remove-device" on:click=move |_| act("remove")>"Remove device"</button>
+                <button type="button" class="btn btn-ghost" data-testid="remove-device" data-device-action="remove">"Remove device"</button>
             </div>
-            {move || outcome.get().map(|o| match o {
-                Ok(message) => view! { <p class="notice" data-testid="action-outcome">{message}</p> }.into_any(),
-                Err(message) => view! { <p class="notice error" data-testid="action-outcome">{message}</p> }.into_any(),
-            })}
+        </section>
+        </div>
+        <DeviceControls id />
+        <div data-live="device-body">
+        <section class="panel">
             <dl class="facts">
                 <dt>"Device id"</dt><dd><code>{s.id.clone()}</code></dd>
                 <dt>"Hardware"</dt><dd data-testid="device-hardware">{hardware}</dd>
@@ -248,5 +237,8 @@ fn DeviceView(
                 </div>
             </section>
         </div>
+        </div>
     }
+    // Erased: the page's type is deep enough otherwise to reach the compiler's recursion limit.
+    .into_any()
 }

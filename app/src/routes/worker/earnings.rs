@@ -11,47 +11,50 @@ use domain::rewards::{DeviceBlockReward, ProviderEarnings};
 use domain::time::UnixMillis;
 use leptos::prelude::*;
 use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
 
-use crate::components::supply::ErrorNote;
-use crate::errors::AppError;
+use crate::components::live::{on_live_refreshed, refresh_live_parts, LiveRefresh};
 use crate::functions::money::{claim_payout, load_earnings, EarningsWithCharts};
 use crate::routes::cloud::StatementTable;
-use crate::routes::{new_idempotency_key, set_page_status};
+use crate::routes::{new_idempotency_key, PageError};
 
 #[component]
 pub fn EarningsPage() -> impl IntoView {
+    let search = use_query_map()
+        .read_untracked()
+        .get("q")
+        .unwrap_or_default();
     view! {
         <Title text="Earnings" />
         <section class="hero">
             <h1>"Earnings"</h1>
             <p class="lede">"Hire earnings are settled every hour a device serves a cluster (less the 0.25% fee); block rewards are paid every hour to verified devices online 5 hours in a row."</p>
         </section>
-        <EarningsConsole />
-    }
-}
-
-/// The earnings, read again after each claim, with the claim form and the payments search.
-#[island]
-fn EarningsConsole() -> impl IntoView {
-    let version = RwSignal::new(0u32);
-    let earnings = Resource::new(move || version.get(), |_| load_earnings());
-    view! {
-        <Transition fallback=|| view! { <p class="muted">"Loading your earnings…"</p> }>
-            {move || earnings.get().map(|result| match result {
-                Ok(e) => view! { <EarningsView e version /> }.into_any(),
-                Err(error) => {
-                    if matches!(error, AppError::Unauthorized(_)) {
-                        set_page_status(401);
-                    }
-                    view! { <section class="panel"><ErrorNote error /></section> }.into_any()
+        <Suspense fallback=|| view! { <p class="muted">"Loading your earnings…"</p> }>
+            {
+                let search = search.clone();
+                move || {
+                    let search = search.clone();
+                    Suspend::new(async move {
+                        match load_earnings().await {
+                            Ok(e) => view! {
+                                <EarningsView e search />
+                                <LiveRefresh every_ms=0 />
+                            }
+                            .into_any(),
+                            Err(error) => view! { <PageError error /> }.into_any(),
+                        }
+                    })
                 }
-            })}
-        </Transition>
+            }
+        </Suspense>
     }
 }
 
+/// Everything the provider earned, as live parts re-read after a claim, around the claim form;
+/// the payments narrowed to those matching `search`.
 #[component]
-fn EarningsView(e: EarningsWithCharts, version: RwSignal<u32>) -> impl IntoView {
+fn EarningsView(e: EarningsWithCharts, search: String) -> impl IntoView {
     let EarningsWithCharts {
         earnings,
         hire_chart,
@@ -69,19 +72,20 @@ fn EarningsView(e: EarningsWithCharts, version: RwSignal<u32>) -> impl IntoView 
     } = earnings;
     view! {
         <section class="panel">
-            <div class="stats">
+            <div class="stats" data-live="claimable" data-claimable-usdc=claimable.micros() data-claimable-tokens=claimable_tokens.units()>
                 <div class="stat"><span class="stat-label">"Claimable hire earnings"</span>
                     <strong data-testid="claimable-usdc">{claimable.to_string()}</strong></div>
                 <div class="stat"><span class="stat-label">"Claimable block rewards"</span>
                     <strong data-testid="claimable-tokens">{claimable_tokens.to_string()}</strong></div>
             </div>
             {if payouts_enabled {
-                view! { <ClaimForm usdc=claimable.micros() tokens=claimable_tokens.units() version /> }.into_any()
+                view! { <ClaimForm usdc=claimable.micros() tokens=claimable_tokens.units() /> }.into_any()
             } else {
                 view! { <p class="notice" data-testid="payouts-off">"This server runs without a treasury, so it cannot pay out; your balance stays claimable."</p> }.into_any()
             }}
-            <PayoutTable payouts />
+            <div data-live="payouts"><PayoutTable payouts /></div>
         </section>
+        <div data-live="earnings">
         <section class="panel">
             <h2>"Daily hire earnings"</h2>
             <div class="chart" data-testid="hire-chart" inner_html=hire_chart></div>
@@ -98,8 +102,9 @@ fn EarningsView(e: EarningsWithCharts, version: RwSignal<u32>) -> impl IntoView 
         </section>
         <section class="panel">
             <h2>"Payments"</h2>
-            <Payments payments />
+            <Payments payments search />
         </section>
+        </div>
     }
 }
 
@@ -153,45 +158,52 @@ fn RewardTable(rewards: Vec<DeviceBlockReward>) -> impl IntoView {
     .into_any()
 }
 
-/// The movements, filtered in place by what the search box holds (kind, cluster or text).
+/// The movements matching `search` (kind, cluster or text; all when empty), with the search
+/// box: a GET form, so it works without JavaScript and the result has its own address.
 #[component]
-fn Payments(payments: Vec<StatementLine>) -> impl IntoView {
-    let search = RwSignal::new(String::new());
-    let shown = move || {
-        let needle = search.get().to_lowercase();
-        payments
-            .iter()
-            .filter(|l| {
-                needle.is_empty()
-                    || l.memo.to_lowercase().contains(&needle)
-                    || l.kind.as_str().contains(&needle)
-                    || l.cluster_id.as_deref().is_some_and(|c| c.contains(&needle))
-            })
-            .cloned()
-            .collect::<Vec<_>>()
-    };
+fn Payments(payments: Vec<StatementLine>, search: String) -> impl IntoView {
+    let needle = search.trim().to_lowercase();
+    let shown: Vec<StatementLine> = payments
+        .into_iter()
+        .filter(|l| {
+            needle.is_empty()
+                || l.memo.to_lowercase().contains(&needle)
+                || l.kind.as_str().contains(&needle)
+                || l.cluster_id.as_deref().is_some_and(|c| c.contains(&needle))
+        })
+        .collect();
     view! {
-        <div class="filters">
+        <form class="filters" method="get" action="/worker/earnings">
             <label>"Search "
-                <input type="search" placeholder="cluster, kind or text" data-testid="payments-search"
-                    prop:value=move || search.get() on:input=move |ev| search.set(event_target_value(&ev)) />
+                <input type="search" name="q" value=search placeholder="cluster, kind or text" data-testid="payments-search" />
             </label>
-        </div>
-        {move || view! { <StatementTable lines=shown() /> }}
+            <button class="btn" type="submit" data-testid="payments-search-go">"Search"</button>
+        </form>
+        <StatementTable lines=shown />
     }
 }
 
 /// The claim: asset, amount (typed, or a share of what is claimable), one click pays once.
-#[component]
-fn ClaimForm(usdc: i64, tokens: i64, version: RwSignal<u32>) -> impl IntoView {
+/// What is claimable comes with the page and is read again from the live part after a claim.
+#[island]
+fn ClaimForm(usdc: i64, tokens: i64) -> impl IntoView {
+    let claimable_now = RwSignal::new((usdc, tokens));
+    on_live_refreshed(move || {
+        if let Some(now) = shown_claimable() {
+            claimable_now.set(now);
+        }
+    });
     let asset = RwSignal::new(Asset::Usdc);
     let amount = RwSignal::new(String::new());
     let outcome = RwSignal::new(None::<Result<String, String>>);
     let key = StoredValue::new(String::new());
     let claiming = RwSignal::new(false);
-    let claimable = move || match asset.get() {
-        Asset::Usdc => usdc,
-        Asset::Token => tokens,
+    let claimable = move || {
+        let (usdc, tokens) = claimable_now.get();
+        match asset.get() {
+            Asset::Usdc => usdc,
+            Asset::Token => tokens,
+        }
     };
     // Presets fill the field with an exact decimal of the chosen share.
     let preset = move |percent: i64| {
@@ -215,7 +227,7 @@ fn ClaimForm(usdc: i64, tokens: i64, version: RwSignal<u32>) -> impl IntoView {
             if result.is_ok() {
                 // The next claim is a new one.
                 key.set_value(String::new());
-                version.update(|v| *v += 1);
+                refresh_live_parts();
             }
             outcome.set(Some(
                 result
@@ -250,6 +262,21 @@ fn ClaimForm(usdc: i64, tokens: i64, version: RwSignal<u32>) -> impl IntoView {
             Err(text) => view! { <p class="error" data-testid="claim-error">{text}</p> }.into_any(),
         })}
     }
+}
+
+/// What the live part shows claimable (`data-claimable-usdc`, `data-claimable-tokens`).
+fn shown_claimable() -> Option<(i64, i64)> {
+    #[cfg(feature = "hydrate")]
+    {
+        let stats = document()
+            .query_selector("[data-claimable-usdc]")
+            .ok()
+            .flatten()?;
+        let read = |name: &str| stats.get_attribute(name)?.parse().ok();
+        Some((read("data-claimable-usdc")?, read("data-claimable-tokens")?))
+    }
+    #[cfg(not(feature = "hydrate"))]
+    None
 }
 
 #[component]

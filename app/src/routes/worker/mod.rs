@@ -16,7 +16,9 @@ use domain::network::ModelSupply;
 use domain::worker::{models_of, AwaitingAgent, DeviceFilter, DeviceSort, OwnedDevice};
 use leptos::prelude::*;
 use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
 
+use crate::components::live::SubmitOnChange;
 use crate::components::supply::{ErrorNote, ModelSupplyTable};
 use crate::errors::AppError;
 use crate::functions::network::load_network_summary;
@@ -36,6 +38,7 @@ fn provider_rate(m: ModelSupply) -> ModelSupply {
 
 #[component]
 pub fn WorkerPage() -> impl IntoView {
+    let filter = device_filter(&use_query_map().read_untracked());
     let summary = Resource::new(|| (), |_| load_network_summary());
     view! {
         <Title text="Worker" />
@@ -49,7 +52,29 @@ pub fn WorkerPage() -> impl IntoView {
                 <a class="btn" href="/worker/earnings" data-testid="earnings-link">"Earnings"</a>
                 <a class="btn btn-primary" href="/worker/devices/new" data-testid="add-device">"Add a device"</a>
             </div>
-            <YourDevices />
+            <Suspense fallback=|| view! { <p class="muted">"Loading your devices…"</p> }>
+                {
+                    let filter = filter.clone();
+                    move || {
+                        let filter = filter.clone();
+                        Suspend::new(async move {
+                            match my_devices().await {
+                                Ok(list) if list.devices.is_empty() && list.awaiting_agent.is_empty() => view! {
+                                    <p class="empty" data-testid="no-devices">"No devices yet for this wallet. Add one to get the command that starts its agent."</p>
+                                }.into_any(),
+                                Ok(list) => view! {
+                                    <AwaitingAgentList awaiting=list.awaiting_agent />
+                                    <DeviceTable devices=list.devices filter />
+                                }.into_any(),
+                                Err(AppError::Unauthorized(_)) => view! {
+                                    <p class="notice" data-testid="worker-sign-in">"Connect your Solana wallet to see and manage your devices. Payouts go to the wallet you sign in with."</p>
+                                }.into_any(),
+                                Err(error) => view! { <ErrorNote error /> }.into_any(),
+                            }
+                        })
+                    }
+                }
+            </Suspense>
         </section>
         <section class="panel">
             <h2>"What GPUs earn here"</h2>
@@ -64,26 +89,17 @@ pub fn WorkerPage() -> impl IntoView {
     }
 }
 
-/// The provider's devices, filtered and sorted in the browser.
-#[island]
-fn YourDevices() -> impl IntoView {
-    let devices = Resource::new(|| (), |_| my_devices());
-    view! {
-        <Transition fallback=|| view! { <p class="muted">"Loading your devices…"</p> }>
-            {move || devices.get().map(|result| match result {
-                Ok(list) if list.devices.is_empty() && list.awaiting_agent.is_empty() => view! {
-                    <p class="empty" data-testid="no-devices">"No devices yet for this wallet. Add one to get the command that starts its agent."</p>
-                }.into_any(),
-                Ok(list) => view! {
-                    <AwaitingAgentList awaiting=list.awaiting_agent />
-                    <DeviceTable devices=list.devices />
-                }.into_any(),
-                Err(AppError::Unauthorized(_)) => view! {
-                    <p class="notice" data-testid="worker-sign-in">"Connect your Solana wallet to see and manage your devices. Payouts go to the wallet you sign in with."</p>
-                }.into_any(),
-                Err(error) => view! { <ErrorNote error /> }.into_any(),
-            })}
-        </Transition>
+/// The device list's filter from the page's query (`?status=idle&model=…&tier=high&sort=…`);
+/// what does not parse is "any".
+fn device_filter(query: &leptos_router::params::ParamsMap) -> DeviceFilter {
+    let get = |key: &str| query.get(key).filter(|v| !v.is_empty());
+    DeviceFilter {
+        status: get("status").and_then(|s| DeviceStatus::parse(&s).ok()),
+        model: get("model"),
+        tier: get("tier").and_then(|t| ConnectivityTier::parse(&t).ok()),
+        sort: get("sort")
+            .and_then(|s| DeviceSort::parse(&s).ok())
+            .unwrap_or_default(),
     }
 }
 
@@ -106,64 +122,57 @@ pub(crate) fn permille_text(permille: u16) -> String {
     format!("{}.{}%", permille / 10, permille % 10)
 }
 
+/// The devices that pass `filter`, in its order, under the filter form.
 #[component]
-fn DeviceTable(devices: Vec<OwnedDevice>) -> impl IntoView {
+fn DeviceTable(devices: Vec<OwnedDevice>, filter: DeviceFilter) -> impl IntoView {
     if devices.is_empty() {
         return None;
     }
     let models = models_of(&devices);
-    let filter = RwSignal::new(DeviceFilter::default());
-    let shown = move || filter.with(|f| f.apply(&devices));
-    // An empty choice is "any".
-    let pick = |text: String| (!text.is_empty()).then_some(text);
+    let rows = filter.apply(&devices);
+    let status = filter.status.map(|s| s.as_str());
+    let tier = filter.tier.map(|t| t.as_str());
+    let model = filter.model.clone();
     Some(view! {
-        <div class="filters" data-testid="device-filters">
-            <label>"Status "
-                <select data-testid="filter-status" on:change=move |ev| {
-                    let status = pick(event_target_value(&ev)).and_then(|s| DeviceStatus::parse(&s).ok());
-                    filter.update(|f| f.status = status);
-                }>
-                    <option value="">"any"</option>
-                    {DeviceStatus::ALL.iter().map(|s| view! { <option value=s.as_str()>{s.as_str()}</option> }).collect_view()}
-                </select>
-            </label>
-            <label>"Model "
-                <select data-testid="filter-model" on:change=move |ev| {
-                    let model = pick(event_target_value(&ev));
-                    filter.update(|f| f.model = model);
-                }>
-                    <option value="">"any"</option>
-                    {models.into_iter().map(|m| view! { <option value=m.clone()>{m.clone()}</option> }).collect_view()}
-                    <option value="cpu">"CPU only"</option>
-                </select>
-            </label>
-            <label>"Tier "
-                <select data-testid="filter-tier" on:change=move |ev| {
-                    let tier = pick(event_target_value(&ev)).and_then(|t| ConnectivityTier::parse(&t).ok());
-                    filter.update(|f| f.tier = tier);
-                }>
-                    <option value="">"any"</option>
-                    {ConnectivityTier::ALL.iter().map(|t| view! { <option value=t.as_str()>{t.as_str()}</option> }).collect_view()}
-                </select>
-            </label>
-            <label>"Sort by "
-                <select data-testid="sort-devices" on:change=move |ev| {
-                    let sort = DeviceSort::parse(&event_target_value(&ev)).unwrap_or_default();
-                    filter.update(|f| f.sort = sort);
-                }>
-                    {DeviceSort::ALL.iter().map(|s| view! { <option value=s.as_str()>{s.as_str().replace('_', " ")}</option> }).collect_view()}
-                </select>
-            </label>
-        </div>
+        <SubmitOnChange>
+            <form class="filters" method="get" action="/worker" data-testid="device-filters">
+                <label>"Status "
+                    <select name="status" data-testid="filter-status">
+                        <option value="">"any"</option>
+                        {DeviceStatus::ALL.iter().map(|s| view! { <option value=s.as_str() selected=status == Some(s.as_str())>{s.as_str()}</option> }).collect_view()}
+                    </select>
+                </label>
+                <label>"Model "
+                    <select name="model" data-testid="filter-model">
+                        <option value="">"any"</option>
+                        {models.into_iter().map(|m| {
+                            let selected = model.as_deref() == Some(m.as_str());
+                            view! { <option value=m.clone() selected=selected>{m.clone()}</option> }
+                        }).collect_view()}
+                        <option value="cpu" selected=model.as_deref() == Some("cpu")>"CPU only"</option>
+                    </select>
+                </label>
+                <label>"Tier "
+                    <select name="tier" data-testid="filter-tier">
+                        <option value="">"any"</option>
+                        {ConnectivityTier::ALL.iter().map(|t| view! { <option value=t.as_str() selected=tier == Some(t.as_str())>{t.as_str()}</option> }).collect_view()}
+                    </select>
+                </label>
+                <label>"Sort by "
+                    <select name="sort" data-testid="sort-devices">
+                        {DeviceSort::ALL.iter().map(|s| view! { <option value=s.as_str() selected=filter.sort == *s>{s.as_str().replace('_', " ")}</option> }).collect_view()}
+                    </select>
+                </label>
+                <button class="btn" type="submit" data-testid="apply-device-filters">"Show"</button>
+            </form>
+        </SubmitOnChange>
         <div class="table-wrap">
             <table class="data" data-testid="my-devices">
                 <thead><tr><th>"Name"</th><th>"Status"</th><th>"Ready for hire"</th><th>"Hardware"</th><th>"Country"</th><th>"Tier"</th><th>"Uptime (30 d)"</th><th class="num">"Earned"</th><th>"Last heartbeat"</th></tr></thead>
                 <tbody>
-                    {move || {
-                        let rows = shown();
-                        if rows.is_empty() {
-                            return view! { <tr><td colspan="9" class="muted" data-testid="no-matching-devices">"No device matches these filters."</td></tr> }.into_any();
-                        }
+                    {if rows.is_empty() {
+                        view! { <tr><td colspan="9" class="muted" data-testid="no-matching-devices">"No device matches these filters."</td></tr> }.into_any()
+                    } else {
                         rows.into_iter().map(|d| {
                             let readiness = d.readiness();
                             view! {
