@@ -268,7 +268,33 @@ fn build_site(release: bool) -> Result<PathBuf> {
     }
     let size = fs::metadata(&bundle).map(|m| m.len()).unwrap_or(0);
     println!("    site at {} (WASM {} KiB)", site.display(), size / 1024);
+    if release {
+        report_compressed_size(&bundle)?;
+    }
     Ok(site)
+}
+
+/// The explorer issue's budget for the release hydrate bundle, brotli-compressed.
+const BUNDLE_BUDGET_BROTLI: u64 = 250_000;
+
+/// Prints the release bundle's brotli size (quality 11, as a server would send it) against the
+/// budget; node (already needed for wasm-opt) compresses it.
+fn report_compressed_size(bundle: &Path) -> Result {
+    const SCRIPT: &str = "const z=require('zlib');const b=require('fs').readFileSync(process.argv[1]);\
+        console.log(z.brotliCompressSync(b,{params:{[z.constants.BROTLI_PARAM_QUALITY]:11}}).length)";
+    let bundle = bundle.to_string_lossy();
+    let brotli: u64 = output_of("node", &["-e", SCRIPT, &bundle])
+        .and_then(|out| out.trim().parse().ok())
+        .ok_or("could not compress the bundle with node to measure it")?;
+    let verdict = if brotli <= BUNDLE_BUDGET_BROTLI {
+        "within"
+    } else {
+        "OVER"
+    };
+    println!(
+        "    hydrate bundle: {brotli} B brotli, {verdict} the {BUNDLE_BUDGET_BROTLI} B budget"
+    );
+    Ok(())
 }
 
 fn build_release() -> Result<PathBuf> {
