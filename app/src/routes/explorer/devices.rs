@@ -84,6 +84,52 @@ pub fn FleetPage() -> impl IntoView {
     }
 }
 
+/// The device list's rows as HTML, every value escaped.
+fn device_rows_html(rows: &[FleetDevice]) -> String {
+    use std::fmt::Write;
+    let mut html = String::with_capacity(rows.len() * 600);
+    for d in rows {
+        let hardware = match &d.gpu_model {
+            Some(model) => format!("{} × {model}", d.gpu_count),
+            None if d.gpu_count > 0 => format!("{} × unsupported GPU", d.gpu_count),
+            None => "CPU".to_owned(),
+        };
+        let status = d.status.as_str();
+        let _ = write!(
+            html,
+            "<tr data-testid=\"device-row\"><td><a href=\"/explorer/devices/{id}\">{id}</a></td>\
+             <td>{hardware}</td><td>{country}</td><td>{tier}</td>\
+             <td><span class=\"status status-{status}\">{status}</span>{verified}</td>\
+             <td>{since}</td><td><a href=\"/explorer/wallets/{provider}\">{provider_short}</a></td></tr>",
+            id = escape(&d.id),
+            hardware = escape(&hardware),
+            country = escape(&d.country),
+            tier = d.tier.map_or("—", |t| t.as_str()),
+            verified = if d.verified { "<span class=\"tag tag-ok\">verified</span>" } else { "" },
+            since = escape(&when(d.status_since.0)),
+            provider = escape(&d.provider),
+            provider_short = escape(&short(&d.provider)),
+        );
+    }
+    html
+}
+
+/// `text` safe inside HTML text and double-quoted attribute values.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[component]
 fn FleetTable(page: Page<FleetDevice>, query: DeviceListQuery) -> impl IntoView {
     let filter: Vec<(&str, String)> = [
@@ -125,26 +171,10 @@ fn FleetTable(page: Page<FleetDevice>, query: DeviceListQuery) -> impl IntoView 
                     <th>"Device"</th><th>"Hardware"</th><th>"Country"</th><th>"Tier"</th>
                     <th>"Status"</th><th>"Since"</th><th>"Provider"</th>
                 </tr></thead>
-                <tbody>
-                    {page.rows.into_iter().map(|d| view! {
-                        <tr data-testid="device-row">
-                            <td><a href=format!("/explorer/devices/{}", d.id)>{d.id.clone()}</a></td>
-                            <td>{match &d.gpu_model {
-                                Some(model) => format!("{} × {model}", d.gpu_count),
-                                None if d.gpu_count > 0 => format!("{} × unsupported GPU", d.gpu_count),
-                                None => "CPU".to_owned(),
-                            }}</td>
-                            <td>{d.country.clone()}</td>
-                            <td>{d.tier.map_or("—", |t| t.as_str())}</td>
-                            <td>
-                                <span class=format!("status status-{}", d.status)>{d.status.as_str()}</span>
-                                {d.verified.then(|| view! { <span class="tag tag-ok">"verified"</span> })}
-                            </td>
-                            <td>{when(d.status_since.0)}</td>
-                            <td><a href=format!("/explorer/wallets/{}", d.provider)>{short(&d.provider)}</a></td>
-                        </tr>
-                    }).collect_view()}
-                </tbody>
+                // The rows are the page's bulk (50 of them, ten elements each) and never change in
+                // the browser: written as one string, they render several times faster than as
+                // type-erased views (see docs/BENCHMARKS.md, explorer at a million devices).
+                <tbody inner_html=device_rows_html(&page.rows)></tbody>
             </table>
         </div>
         {pager}
@@ -298,5 +328,17 @@ fn PublicDeviceView(d: PublicDeviceWithChart) -> impl IntoView {
                 }}
             </section>
         </div>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn row_values_are_escaped() {
+        assert_eq!(
+            super::escape(r#"<a href="x">&'"#),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+        assert_eq!(super::escape("dev-0a1b × RTX 4090"), "dev-0a1b × RTX 4090");
     }
 }
