@@ -139,38 +139,49 @@ impl ApiClient {
             .await
     }
 
-    /// Downloads the server's payload, then uploads as many bytes with the payload's digest;
-    /// the server times both and answers with what it measured.
+    /// Runs the server's rounds: each downloads the server's payload, then uploads as many bytes
+    /// with the payload's digest; the server times both and answers, after the last round, with
+    /// each direction's best. The digest is taken as the bytes arrive and the upload is ready
+    /// before the download starts, so the agent's own work adds as little as it can to the
+    /// download time the server counts.
     pub async fn speed_test(&self) -> Result<SpeedTestResult, AgentError> {
         let started: SpeedTestStarted = self
             .json(self.request(reqwest::Method::POST, "/speed-tests"))
             .await?;
-        let response = self
-            .request(
-                reqwest::Method::GET,
-                &format!("/speed-tests/{}/download", started.id),
+        let upload = bytes::Bytes::from(vec![0u8; started.bytes as usize]);
+        loop {
+            let mut response = Self::answer_of(
+                self.request(
+                    reqwest::Method::GET,
+                    &format!("/speed-tests/{}/download", started.id),
+                )
+                .send()
+                .await
+                .map_err(transport)?,
             )
-            .send()
-            .await
-            .map_err(transport)?;
-        let payload = Self::answer_of(response)
-            .await?
-            .bytes()
-            .await
-            .map_err(transport)?;
-        let digest: String = Sha256::digest(&payload)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let upload = vec![0u8; started.bytes as usize];
-        self.json(
-            self.request(
-                reqwest::Method::POST,
-                &format!("/speed-tests/{}/upload", started.id),
-            )
-            .header("x-download-sha256", digest)
-            .body(upload),
-        )
-        .await
+            .await?;
+            let mut digest = Sha256::new();
+            while let Some(chunk) = response.chunk().await.map_err(transport)? {
+                digest.update(&chunk);
+            }
+            let digest: String = digest
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let result: SpeedTestResult = self
+                .json(
+                    self.request(
+                        reqwest::Method::POST,
+                        &format!("/speed-tests/{}/upload", started.id),
+                    )
+                    .header("x-download-sha256", digest)
+                    .body(upload.clone()),
+                )
+                .await?;
+            if result.rounds_left == 0 {
+                return Ok(result);
+            }
+        }
     }
 }

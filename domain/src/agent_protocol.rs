@@ -168,8 +168,11 @@ pub struct HeartbeatReply {
 #[serde(deny_unknown_fields)]
 pub struct SpeedTestStarted {
     pub id: String,
-    /// Bytes to download from, then upload to, the server.
+    /// Bytes to download from, then upload to, the server, in each round.
     pub bytes: u64,
+    /// Download-and-upload rounds to run; each direction keeps its best round, so a moment of
+    /// congestion does not set the device's tier for a day.
+    pub rounds: u32,
 }
 
 /// What the server measured, never what the agent claims.
@@ -181,6 +184,8 @@ pub struct SpeedTestResult {
     pub latency_ms: i64,
     /// None when below the lowest tier.
     pub tier: Option<ConnectivityTier>,
+    /// Rounds still to run: the figures are the best so far, recorded once this reaches 0.
+    pub rounds_left: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -102,9 +102,59 @@ impl ConnectivityTier {
     }
 }
 
+/// A connectivity measurement: throughput in MB/s each way and the round trip in ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpeedFigures {
+    pub download_mb_per_s: i64,
+    pub upload_mb_per_s: i64,
+    pub latency_ms: i64,
+}
+
+impl SpeedFigures {
+    /// Each direction's best of two rounds: the most throughput and the shortest round trip.
+    /// A round is slowed by anything else on the line or the machine, never sped up, so the
+    /// best round is the closest to what the device can do.
+    pub fn best_with(self, other: Option<SpeedFigures>) -> SpeedFigures {
+        match other {
+            None => self,
+            Some(o) => SpeedFigures {
+                download_mb_per_s: self.download_mb_per_s.max(o.download_mb_per_s),
+                upload_mb_per_s: self.upload_mb_per_s.max(o.upload_mb_per_s),
+                latency_ms: self.latency_ms.min(o.latency_ms),
+            },
+        }
+    }
+
+    pub fn tier(self) -> Option<ConnectivityTier> {
+        ConnectivityTier::from_measurement(self.download_mb_per_s, self.upload_mb_per_s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_best_rounds_of_each_direction_set_the_tier() {
+        let figures = |download_mb_per_s, upload_mb_per_s, latency_ms| SpeedFigures {
+            download_mb_per_s,
+            upload_mb_per_s,
+            latency_ms,
+        };
+        let congested_down = figures(60, 40, 9);
+        let congested_up = figures(450, 5, 30);
+        assert_eq!(congested_down.tier(), None);
+        assert_eq!(congested_up.tier(), None);
+        let best = congested_down.best_with(Some(congested_up));
+        assert_eq!(best, figures(450, 40, 9));
+        assert_eq!(best.tier(), Some(ConnectivityTier::Low));
+        assert_eq!(best.best_with(None), best);
+        assert_eq!(
+            congested_up.best_with(Some(congested_down)),
+            best,
+            "order does not matter"
+        );
+    }
 
     #[test]
     fn tiers_need_both_directions() {

@@ -16,7 +16,7 @@ use domain::agent_protocol::{
 };
 use domain::catalog::GpuCatalog;
 use domain::device_status::DeviceEvent;
-use domain::fleet::{ConnectivityTier, DeviceKind, DeviceStatus};
+use domain::fleet::{ConnectivityTier, DeviceKind, DeviceStatus, SpeedFigures};
 use domain::hardware::Classification;
 use domain::proof_of_work::{self, Answer, Challenge};
 use domain::time::UnixMillis;
@@ -86,13 +86,19 @@ const REBUILD_BATCH: usize = 1_024;
 const FLUSH_DEVICES_PER_TRANSACTION: usize = 2_000;
 /// Speed tests not finished within this are forgotten.
 const SPEED_TEST_TTL_MS: i64 = 300_000;
+/// Download-and-upload rounds in one speed test; each direction keeps its best round.
+const SPEED_TEST_ROUNDS: u32 = 3;
 
 struct SpeedTest {
     device_id: String,
     bytes: u64,
-    started: Instant,
     started_at: i64,
+    /// When the server last answered the agent (the start, or a round's upload): the wait for
+    /// the next download request is a round trip.
+    answered: Instant,
     download: Option<(Instant, String)>,
+    rounds_left: u32,
+    best: Option<SpeedFigures>,
 }
 
 #[derive(Clone)]
@@ -845,7 +851,8 @@ impl AgentService {
         })
     }
 
-    /// Starts a connectivity measurement: the agent downloads `bytes`, then uploads as many.
+    /// Starts a connectivity measurement: in each of `rounds` rounds the agent downloads
+    /// `bytes`, then uploads as many.
     pub fn start_speed_test(
         &self,
         device_id: &str,
@@ -876,14 +883,17 @@ impl AgentService {
             SpeedTest {
                 device_id: device_id.to_owned(),
                 bytes: self.config.speed_test_bytes,
-                started: Instant::now(),
                 started_at: now.0,
+                answered: Instant::now(),
                 download: None,
+                rounds_left: SPEED_TEST_ROUNDS,
+                best: None,
             },
         );
         Ok(SpeedTestStarted {
             id,
             bytes: self.config.speed_test_bytes,
+            rounds: SPEED_TEST_ROUNDS,
         })
     }
 
@@ -914,7 +924,8 @@ impl AgentService {
 
     /// The upload half, timed by the server: `upload_arrived` when the request came in,
     /// `upload_finished` when its body was read. Download time is from the download request to
-    /// the upload request, so it can only be over-, never under-estimated.
+    /// the upload request, so it can only be over-, never under-estimated. The device's figures
+    /// and tier are recorded after the last round, from each direction's best round.
     pub async fn finish_speed_test(
         &self,
         device_id: &str,
@@ -923,7 +934,7 @@ impl AgentService {
         upload: SpeedTestUpload,
         now: UnixMillis,
     ) -> Result<SpeedTestResult, Error> {
-        let test = {
+        let mut test = {
             let mut tests = self.speed_tests.lock().unwrap_or_else(|p| p.into_inner());
             match tests.get(test_id) {
                 Some(t) if t.device_id == device_id && t.download.is_some() => {
@@ -935,7 +946,7 @@ impl AgentService {
         .ok_or_else(|| {
             Error::NotFound(format!("no speed test '{test_id}' waiting for its upload"))
         })?;
-        let Some((download_started, digest)) = test.download else {
+        let Some((download_started, digest)) = test.download.take() else {
             return Err(Error::Invalid("the download half was not taken".into()));
         };
         if !same_digest(digest.as_bytes(), download_digest.trim().as_bytes()) {
@@ -954,19 +965,37 @@ impl AgentService {
             let micros = to.saturating_duration_since(from).as_micros().max(1);
             (u128::from(bytes) / micros) as i64
         };
-        let download_mb_per_s = per_s(test.bytes, download_started, upload.arrived);
-        let upload_mb_per_s = per_s(test.bytes, upload.arrived, upload.finished);
-        let latency_ms = download_started
-            .saturating_duration_since(test.started)
-            .as_millis() as i64;
-        let tier = ConnectivityTier::from_measurement(download_mb_per_s, upload_mb_per_s);
+        let round = SpeedFigures {
+            download_mb_per_s: per_s(test.bytes, download_started, upload.arrived),
+            upload_mb_per_s: per_s(test.bytes, upload.arrived, upload.finished),
+            latency_ms: download_started
+                .saturating_duration_since(test.answered)
+                .as_millis() as i64,
+        };
+        let best = round.best_with(test.best);
+        let tier = best.tier();
+        test.rounds_left -= 1;
+        let result = SpeedTestResult {
+            download_mb_per_s: best.download_mb_per_s,
+            upload_mb_per_s: best.upload_mb_per_s,
+            latency_ms: best.latency_ms,
+            tier,
+            rounds_left: test.rounds_left,
+        };
+        if test.rounds_left > 0 {
+            test.best = Some(best);
+            test.answered = Instant::now();
+            let mut tests = self.speed_tests.lock().unwrap_or_else(|p| p.into_inner());
+            tests.insert(test_id.to_owned(), test);
+            return Ok(result);
+        }
         sqlx::query(
             "UPDATE devices SET download_mb_per_s = $1, upload_mb_per_s = $2, latency_ms = $3, \
                measured_at = $4, tier = $5 WHERE id = $6",
         )
-        .bind(download_mb_per_s)
-        .bind(upload_mb_per_s)
-        .bind(latency_ms)
+        .bind(best.download_mb_per_s)
+        .bind(best.upload_mb_per_s)
+        .bind(best.latency_ms)
         .bind(now.0)
         .bind(tier.map(ConnectivityTier::as_str))
         .bind(device_id)
@@ -974,13 +1003,8 @@ impl AgentService {
         .await?;
         self.live.with(device_id, |d| d.measured_at = Some(now.0));
         self.index.set_tier(device_id, tier);
-        tracing::info!(device = device_id, download_mb_per_s, upload_mb_per_s, latency_ms, tier = ?tier, "connectivity measured");
-        Ok(SpeedTestResult {
-            download_mb_per_s,
-            upload_mb_per_s,
-            latency_ms,
-            tier,
-        })
+        tracing::info!(device = device_id, download_mb_per_s = best.download_mb_per_s, upload_mb_per_s = best.upload_mb_per_s, latency_ms = best.latency_ms, tier = ?tier, "connectivity measured");
+        Ok(result)
     }
 
     /// Visits every live device on a blocking thread: a pass over a large fleet takes tens of

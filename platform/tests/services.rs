@@ -612,6 +612,75 @@ async fn a_device_is_verified_by_proof_of_work_and_goes_down_when_silent(p: Plat
     );
 }
 
+/// The server times each round; the test sets when each upload "arrived" and "finished", so
+/// the upload rates are exact and the download rates only bounded (the clock counts the test's
+/// own hashing as download time).
+async fn speed_tests_keep_each_directions_best_round(p: Platform) {
+    use platform::agents::SpeedTestUpload;
+    use std::time::{Duration, Instant};
+    let me = owner(3);
+    let (id, _) = registered_device(&p, &me, &["NVIDIA H100 80GB HBM3"]).await;
+    let started = p.agents.start_speed_test(&id, T0).unwrap();
+    assert_eq!(started.rounds, 3);
+    let mut results = Vec::new();
+    // (download held back, upload taking): round 1 downloads slowly and uploads fast.
+    let rounds = [(1_000, 20), (0, 2_000), (500, 500)];
+    for (download_held_ms, upload_ms) in rounds {
+        let payload = p.agents.speed_test_payload(&id, &started.id).unwrap();
+        let digest: String = <sha2::Sha256 as sha2::Digest>::digest(&payload)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let arrived = Instant::now() + Duration::from_millis(download_held_ms);
+        let upload = SpeedTestUpload {
+            arrived,
+            finished: arrived + Duration::from_millis(upload_ms),
+            bytes: started.bytes,
+        };
+        let result = p
+            .agents
+            .finish_speed_test(&id, &started.id, &digest, upload, T0)
+            .await
+            .unwrap();
+        if result.rounds_left > 0 {
+            let detail = p.worker.device_detail(&me, &id, T0).await.unwrap();
+            assert_eq!(
+                detail.download_mb_per_s, None,
+                "recorded after the last round"
+            );
+        }
+        results.push(result);
+    }
+    let rounds_left: Vec<u32> = results.iter().map(|r| r.rounds_left).collect();
+    assert_eq!(rounds_left, [2, 1, 0]);
+    let upload_rate = |ms: u64| (started.bytes / (ms * 1000)) as i64;
+    let [first, second, last] = &results[..] else {
+        unreachable!()
+    };
+    assert_eq!(first.upload_mb_per_s, upload_rate(20));
+    assert!(first.download_mb_per_s <= (started.bytes / 1_000_000) as i64);
+    // Round 2's download (nothing held back) beats round 1's; round 1's upload stays the best.
+    assert!(
+        second.download_mb_per_s > first.download_mb_per_s,
+        "{results:?}"
+    );
+    assert_eq!(second.upload_mb_per_s, upload_rate(20));
+    assert_eq!(last.download_mb_per_s, second.download_mb_per_s);
+    assert_eq!(last.upload_mb_per_s, upload_rate(20));
+    let detail = p.worker.device_detail(&me, &id, T0).await.unwrap();
+    assert_eq!(detail.download_mb_per_s, Some(last.download_mb_per_s));
+    assert_eq!(detail.upload_mb_per_s, Some(last.upload_mb_per_s));
+    assert_eq!(detail.latency_ms, Some(last.latency_ms));
+    assert_eq!(detail.summary.tier, last.tier);
+    assert!(
+        matches!(
+            p.agents.speed_test_payload(&id, &started.id),
+            Err(Error::NotFound(_))
+        ),
+        "a finished test serves no more rounds"
+    );
+}
+
 async fn owners_pause_resume_revoke_and_remove(p: Platform) {
     let me = owner(3);
     let (id, credential) = registered_device(&p, &me, &["NVIDIA GeForce RTX 4090"]).await;
@@ -2511,6 +2580,7 @@ on_both_backends!(
     the_demo_fleet_seeds_once_and_adds_up,
     registration_tokens_work_once_and_expire,
     a_device_is_verified_by_proof_of_work_and_goes_down_when_silent,
+    speed_tests_keep_each_directions_best_round,
     owners_pause_resume_revoke_and_remove,
     owners_rename_their_devices_with_checked_names,
     unsupported_hardware_is_kept_with_what_was_reported,
