@@ -43,7 +43,8 @@ async fn funded_renter(fleet: &Fleet, dollars: i64) -> i64 {
         .ledger
         .operator_credit(
             signed_in.user_id,
-            amount,
+            domain::money::Asset::Usdc,
+            amount.micros(),
             "test-grant",
             "test grant",
             platform::now(),

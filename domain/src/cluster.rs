@@ -458,6 +458,8 @@ pub struct CountrySupply {
 pub struct DeployOptions {
     pub hardware: Vec<HardwareOffer>,
     pub countries: Vec<CountrySupply>,
+    /// The price clusters paid in the network token are paid at; none: USDC only.
+    pub token_price: Option<crate::money::TokenPrice>,
 }
 
 /// Buying more time for a running cluster, on the same devices.
@@ -515,6 +517,9 @@ pub struct ClusterDetail {
     pub countries: Vec<String>,
     pub min_tier: Option<ConnectivityTier>,
     pub payment: PaymentMethod,
+    /// Set when paid in the network token: the price fixed at the deploy, which also prices
+    /// the cluster's extensions and turns its refunds back into tokens.
+    pub token_price: Option<crate::money::TokenPrice>,
     pub rate_per_unit_hour: MicroUsd,
     pub workload: Workload,
     pub members: Vec<ClusterMember>,

@@ -35,6 +35,9 @@ pub const OPERATOR_CREDITS: Account = Account::External("operator");
 pub const EMISSION: Account = Account::External("emission");
 /// Payouts that landed leave to the chain.
 pub const SOLANA: Account = Account::External("solana");
+/// Where the platform takes the network token for dollars at the operator's price (clusters
+/// paid in the token) and gives it back for their refunds.
+pub const TOKEN_EXCHANGE: Account = Account::External("token_exchange");
 
 impl fmt::Display for Account {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -26,6 +26,8 @@ pub enum MoneyError {
     MalformedTokens(String),
     #[error("'{0}' is not an asset (expected usdc or token)")]
     UnknownAsset(String),
+    #[error("a token price must be more than zero (got {0} micro-USD)")]
+    NotAPrice(i64),
 }
 
 impl MicroUsd {
@@ -190,6 +192,64 @@ impl fmt::Display for Tokens {
     }
 }
 
+/// What one whole token is worth in US dollars, as the operator sets it: the rate at which the
+/// platform takes the token for a cluster and gives it back in that cluster's refunds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TokenPrice(MicroUsd);
+
+impl TokenPrice {
+    /// A price of more than zero.
+    pub fn new(per_token: MicroUsd) -> Result<TokenPrice, MoneyError> {
+        if per_token.micros() <= 0 {
+            return Err(MoneyError::NotAPrice(per_token.micros()));
+        }
+        Ok(TokenPrice(per_token))
+    }
+
+    /// Parses dollars per token (`0.5`).
+    pub fn parse_decimal(text: &str) -> Result<TokenPrice, MoneyError> {
+        TokenPrice::new(MicroUsd::parse_decimal(text)?)
+    }
+
+    pub fn per_token(self) -> MicroUsd {
+        self.0
+    }
+
+    /// The tokens that pay `usd`, rounded up: the platform never takes less than the price.
+    pub fn tokens_to_pay(self, usd: MicroUsd) -> Result<Tokens, MoneyError> {
+        let scaled = i128::from(usd.micros()) * i128::from(TOKEN_UNITS_PER_TOKEN);
+        let price = i128::from(self.0.micros());
+        let units = (scaled + price - 1).div_euclid(price);
+        i64::try_from(units)
+            .map(Tokens)
+            .map_err(|_| MoneyError::Overflow)
+    }
+
+    /// The tokens a refund of `usd` returns, rounded down: refunds of what was paid at this
+    /// price never add up to more tokens than were paid.
+    pub fn tokens_returned(self, usd: MicroUsd) -> Tokens {
+        let scaled = i128::from(usd.micros()) * i128::from(TOKEN_UNITS_PER_TOKEN);
+        // At most the tokens paid for `usd`, which fit an i64.
+        Tokens(scaled.div_euclid(i128::from(self.0.micros())) as i64)
+    }
+}
+
+/// Every decimal that matters (`$0.125 per GCT`): a price is not rounded to cents.
+impl fmt::Display for TokenPrice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let micros = self.0.micros();
+        let fraction = format!("{:06}", micros % MICROS_PER_USD);
+        let fraction = fraction.trim_end_matches('0');
+        let fraction = format!("{fraction:0<2}");
+        write!(
+            f,
+            "${}.{fraction} per {TOKEN_SYMBOL}",
+            micros / MICROS_PER_USD
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,7 +300,62 @@ mod tests {
         assert_eq!(Asset::Usdc.show(2_490_000), "$2.49");
     }
 
+    #[test]
+    fn token_prices_convert_dollars_without_losing_a_unit() {
+        let price = TokenPrice::parse_decimal("0.125").unwrap();
+        assert_eq!(price.to_string(), "$0.125 per GCT");
+        assert_eq!(
+            TokenPrice::parse_decimal("2").unwrap().to_string(),
+            "$2.00 per GCT"
+        );
+        // $1 buys 8 GCT at $0.125.
+        let dollar = MicroUsd::from_micros(1_000_000);
+        assert_eq!(
+            price.tokens_to_pay(dollar),
+            Ok(Tokens::from_units(8_000_000))
+        );
+        assert_eq!(price.tokens_returned(dollar), Tokens::from_units(8_000_000));
+        // A third of a unit is paid in full and never returned.
+        let odd = TokenPrice::parse_decimal("3").unwrap();
+        assert_eq!(
+            odd.tokens_to_pay(MicroUsd::from_micros(1)),
+            Ok(Tokens::from_units(1))
+        );
+        assert_eq!(odd.tokens_returned(MicroUsd::from_micros(1)), Tokens::ZERO);
+        assert_eq!(
+            TokenPrice::parse_decimal("0"),
+            Err(MoneyError::NotAPrice(0))
+        );
+        assert!(TokenPrice::parse_decimal("-1").is_err());
+        let tiny = TokenPrice::new(MicroUsd::from_micros(1)).unwrap();
+        assert_eq!(
+            tiny.tokens_to_pay(MicroUsd::from_micros(i64::MAX / 2)),
+            Err(MoneyError::Overflow)
+        );
+    }
+
     proptest! {
+        /// Whatever a cluster's refunds, they return no more tokens than its payment took, and
+        /// the tokens paid are worth at least the dollars asked.
+        #[test]
+        fn refunds_never_return_more_tokens_than_were_paid(
+            price in 1i64..100_000_000,
+            paid in 0i64..1_000_000_000_000,
+            cuts in proptest::collection::vec(0i64..1_000, 0..6),
+        ) {
+            let price = TokenPrice::new(MicroUsd::from_micros(price)).unwrap();
+            let tokens = price.tokens_to_pay(MicroUsd::from_micros(paid)).unwrap();
+            let worth = i128::from(tokens.units()) * i128::from(price.per_token().micros());
+            prop_assert!(worth >= i128::from(paid) * i128::from(TOKEN_UNITS_PER_TOKEN));
+            // Refunds are parts of what was paid, in dollars.
+            let total_cut: i64 = cuts.iter().sum::<i64>().max(1);
+            let returned: i64 = cuts
+                .iter()
+                .map(|c| price.tokens_returned(MicroUsd::from_micros(paid / total_cut * c)).units())
+                .sum();
+            prop_assert!(returned <= tokens.units());
+        }
+
         #[test]
         fn display_of_whole_cents_round_trips_through_parse(cents in -10_000_000_000i64..10_000_000_000) {
             let amount = MicroUsd::from_micros(cents * 10_000);

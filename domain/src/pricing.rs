@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::PaymentMethod;
-use crate::money::MicroUsd;
+use crate::money::{MicroUsd, TokenPrice, Tokens};
 
 /// 0.25% on every cluster order (DESIGN.md §3).
 pub const RESERVATION_FEE_BPS: i64 = 25;
@@ -31,9 +31,38 @@ pub struct Quote {
     pub payment_fee: MicroUsd,
     pub payment: PaymentMethod,
     pub total: MicroUsd,
+    /// When paying in the network token: the total in tokens and the price that made it.
+    pub in_tokens: Option<TokenTotal>,
+}
+
+/// A total paid in the network token: the dollars converted at the operator's price, rounded up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenTotal {
+    pub tokens: Tokens,
+    pub price: TokenPrice,
 }
 
 impl Quote {
+    /// What the renter pays, as they pay it: `$12.34`, or `24.68 GCT ($12.34 at $0.50 per GCT)`.
+    pub fn shown_total(&self) -> String {
+        match self.in_tokens {
+            None => self.total.to_string(),
+            Some(t) => format!("{} ({} at {})", t.tokens, self.total, t.price),
+        }
+    }
+
+    /// The same quote paid in the network token at `price` (unchanged for USDC).
+    pub fn priced_in_tokens(self, price: TokenPrice) -> Result<Quote, PriceOverflow> {
+        if self.payment != PaymentMethod::Token {
+            return Ok(self);
+        }
+        let tokens = price.tokens_to_pay(self.total).map_err(|_| PriceOverflow)?;
+        Ok(Quote {
+            in_tokens: Some(TokenTotal { tokens, price }),
+            ..self
+        })
+    }
+
     /// What the providers' time costs after the discount: the part held in escrow while the
     /// cluster runs (the fees go to the platform at once).
     pub fn escrow(&self) -> MicroUsd {
@@ -138,6 +167,7 @@ pub fn quote(
         payment_fee,
         payment,
         total,
+        in_tokens: None,
     })
 }
 
@@ -168,6 +198,17 @@ mod tests {
         );
         assert_eq!(q.total.micros(), 3_007_500);
         assert_eq!(discount_bps(168), 1_000);
+        // $3.0075 at $0.40 per GCT is 7.51875 GCT.
+        let price = TokenPrice::parse_decimal("0.4").unwrap();
+        let in_tokens = q.priced_in_tokens(price).unwrap().in_tokens.unwrap();
+        assert_eq!(in_tokens.tokens, Tokens::from_units(7_518_750));
+        assert_eq!(in_tokens.price, price);
+        assert_eq!(
+            q.priced_in_tokens(price).unwrap().shown_total(),
+            "7.51875 GCT ($3.01 at $0.40 per GCT)"
+        );
+        let usdc = quote(MicroUsd::from_micros(1_000_000), 1, 3, PaymentMethod::Usdc).unwrap();
+        assert_eq!(usdc.priced_in_tokens(price).unwrap().in_tokens, None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ const { spawn } = require('child_process');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { TEST_WALLET, watchPageErrors, hydrated, signIn, chooseFilter } = require('./helpers');
+const { TEST_WALLET, SOLANA, solanaCall, watchPageErrors, hydrated, signIn, chooseFilter } = require('./helpers');
 
 const root = path.resolve(__dirname, '..', '..');
 const AGENT_BIN = process.env.E2E_AGENT_BIN || path.join(root, 'target', 'debug', 'gpu-commons-agent');
@@ -149,6 +149,66 @@ test('a renter deploys a cluster on a real agent, extends it and terminates it',
     await page.getByTestId('hire-row').getByRole('link').click();
     await expect(page).toHaveURL(new RegExp(`/worker/devices/${device.id}$`));
     await expect(page.getByTestId('clusters-served')).toContainText('cl-');
+  } finally {
+    device.agent.kill();
+  }
+  noErrors();
+});
+
+test('a renter deposits GCT from the wallet and pays for a cluster in it', async ({ page }) => {
+  const noErrors = watchPageErrors(page);
+  await page.addInitScript({ path: TEST_WALLET });
+  await page.goto('/cloud/billing');
+  await hydrated(page);
+  await signIn(page);
+  const address = await page.getByTestId('wallet-address').getAttribute('title');
+  await solanaCall(page.request, 'requestAirdrop', [address, 1_000_000_000]);
+  await solanaCall(page.request, 'localMintTo', [address, SOLANA.tokenMint, 10_000_000]);
+  await page.getByTestId('deposit-asset').selectOption('token');
+  await page.getByTestId('deposit-amount').fill('4');
+  await page.getByTestId('deposit-submit').click();
+  await expect(page.getByTestId('deposit-outcome')).toContainText('deposit of 4 GCT sent');
+  await expect(page.getByTestId('billing-tokens')).toHaveText('4 GCT', { timeout: 20_000 });
+
+  const device = await rentableDevice(page, 'e2e-gct-rental');
+  try {
+    // Only this device is free (an earlier test's agent has stopped and been marked down).
+    await expect
+      .poll(async () => {
+        const options = await (await page.request.get('/api/v1/cloud/options?hardware=RTX%204090%2024GB')).json();
+        return options.hardware.find((o) => o.hardware === 'RTX 4090 24GB').free_units;
+      }, { timeout: 20_000 })
+      .toBe(1);
+    await page.goto('/cloud/deploy');
+    await hydrated(page);
+    await page.getByTestId('deploy-kind').selectOption('bare_metal');
+    await page.getByTestId('deploy-name').fill('paid-in-gct');
+    await page.getByTestId('deploy-hardware').selectOption('RTX 4090 24GB');
+    const gct = page.getByTestId('deploy-payment').locator('option[value=token]');
+    await expect(gct).toBeEnabled();
+    await expect(gct).toHaveText('GCT token balance at $0.50 per GCT (no fee)');
+    await page.getByTestId('deploy-payment').selectOption('token');
+    // $0.49 + 0.25% reservation and no payment fee: $0.491225, at $0.50 per GCT.
+    await expect(page.getByTestId('quote-total-tokens')).toHaveText('0.98245 GCT');
+    await page.getByTestId('deploy-submit').click();
+    await expect(page).toHaveURL(/\/cloud\/clusters\/cl-[0-9a-f]+$/);
+    await hydrated(page);
+    await expect(page.getByTestId('cluster-status'), device.log()).toHaveText('running', { timeout: 20_000 });
+    await expect(page.getByTestId('cluster-rate')).toContainText('paid in GCT at $0.50 per GCT');
+    await expect(page.getByTestId('cluster-timeline')).toContainText('paid 0.98245 GCT ($0.49 at $0.50 per GCT)');
+    await page.getByTestId('terminate-cluster').click();
+    await expect(page.getByTestId('cluster-status')).toHaveText('terminated');
+
+    // The unused time comes back in GCT (the reservation fee and a few seconds stay paid);
+    // the dollar balance was never touched.
+    await page.goto('/cloud/billing');
+    await expect(page.getByTestId('billing-balance')).toHaveText('$500.00');
+    await expect(page.getByTestId('billing-tokens')).toHaveText(/^3\.99\d* GCT$/);
+    const [refund, charge] = [page.getByTestId('movement').nth(0), page.getByTestId('movement').nth(1)];
+    await expect(refund).toHaveAttribute('data-kind', 'refund');
+    await expect(refund).toContainText('GCT');
+    await expect(charge).toHaveAttribute('data-kind', 'charge');
+    await expect(charge).toContainText('-0.98245 GCT');
   } finally {
     device.agent.kill();
   }

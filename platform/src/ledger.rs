@@ -124,6 +124,15 @@ pub(crate) async fn usdc_in(
         .map(MicroUsd::from_micros)
 }
 
+pub(crate) async fn tokens_in(
+    conn: &mut AnyConnection,
+    account: &Account,
+) -> Result<Tokens, Error> {
+    balance_in(conn, account, Asset::Token)
+        .await
+        .map(Tokens::from_units)
+}
+
 impl LedgerService {
     pub fn new(store: Store) -> LedgerService {
         LedgerService { store }
@@ -138,9 +147,7 @@ impl LedgerService {
     /// `account`'s balance of the network token.
     pub async fn tokens(&self, account: &Account) -> Result<Tokens, Error> {
         let mut conn = self.store.pool().acquire().await?;
-        balance_in(&mut conn, account, Asset::Token)
-            .await
-            .map(Tokens::from_units)
+        tokens_in(&mut conn, account).await
     }
 
     /// The transactions that moved `account`'s money, newest first, at most `limit`.
@@ -190,23 +197,30 @@ impl LedgerService {
             .collect()
     }
 
-    /// An operator's credit to a renter (a promotion or a goodwill refund), once per `key`.
-    /// Returns whether this call recorded it.
+    /// An operator's credit of `units` of `asset` to a renter (a promotion or a goodwill
+    /// refund), once per `key`. Returns whether this call recorded it.
     pub async fn operator_credit(
         &self,
         user_id: i64,
-        amount: MicroUsd,
+        asset: Asset,
+        units: i64,
         key: &str,
         memo: &str,
         now: UnixMillis,
     ) -> Result<bool, Error> {
-        if amount <= MicroUsd::ZERO {
+        if units <= 0 {
             return Err(Error::Invalid(format!(
-                "a credit must be positive, not {amount}"
+                "a credit must be positive, not {}",
+                asset.show(units)
             )));
         }
         let posting = Posting::new(format!("credit:{key}"), memo)
-            .transfer(OPERATOR_CREDITS, Account::UserAvailable(user_id), amount)
+            .transfer_units(
+                asset,
+                OPERATOR_CREDITS,
+                Account::UserAvailable(user_id),
+                units,
+            )
             .map_err(|e| Error::Invalid(e.to_string()))?;
         let mut tx = self.store.begin_write().await?;
         let recorded = post(&mut tx, &posting, now).await?;
@@ -244,7 +258,8 @@ impl LedgerService {
     pub async fn operator_credit_wallet(
         &self,
         wallet: &domain::wallet::WalletAddress,
-        amount: MicroUsd,
+        asset: Asset,
+        units: i64,
         key: &str,
         memo: &str,
         now: UnixMillis,
@@ -258,7 +273,8 @@ impl LedgerService {
                 "no account for wallet {wallet}: it has to sign in once first"
             ))
         })?;
-        self.operator_credit(user_id, amount, key, memo, now).await
+        self.operator_credit(user_id, asset, units, key, memo, now)
+            .await
     }
 
     /// Checks the ledger against itself: every kept balance equals what the transfers add up

@@ -22,8 +22,8 @@ use domain::cluster::{
 };
 use domain::device_status::{DeviceEvent, Transition};
 use domain::fleet::{ConnectivityTier, DeviceStatus};
-use domain::ledger::{Account, Posting};
-use domain::money::MicroUsd;
+use domain::ledger::{Account, Posting, TOKEN_EXCHANGE};
+use domain::money::{MicroUsd, TokenPrice, TOKEN_SYMBOL};
 use domain::pricing::{self, basis_points, split_by_units, Quote, PROVIDER_FEE_BPS};
 use domain::time::UnixMillis;
 use domain::worker::{utilisation_by_hour, HourlyUptime, UtilisationHour};
@@ -32,7 +32,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use crate::index::FleetIndex;
-use crate::ledger::{post, usdc_in};
+use crate::ledger::{post, tokens_in, usdc_in};
 use crate::live::{LiveFleet, HOUR_MS};
 use crate::secret::random_hex;
 use crate::store::Store;
@@ -45,6 +45,9 @@ pub struct ProvisioningConfig {
     pub start_deadline_secs: i64,
     /// Hire earnings of running clusters are paid to providers at least this often.
     pub settle_every_secs: i64,
+    /// What the platform takes the network token at for clusters; without it, clusters are paid
+    /// in USDC only.
+    pub token_price: Option<TokenPrice>,
 }
 
 impl Default for ProvisioningConfig {
@@ -52,6 +55,7 @@ impl Default for ProvisioningConfig {
         ProvisioningConfig {
             start_deadline_secs: 180,
             settle_every_secs: 3_600,
+            token_price: None,
         }
     }
 }
@@ -114,10 +118,18 @@ impl From<sqlx::Error> for Attempt {
 
 const SUMMARY_COLUMNS: &str = "id, name, kind, hardware, units, status, status_reason, hours, \
      charged, created_at, running_at, ends_at, finished_at, user_id, escrowed, refunded, rate, \
-     purpose, countries, min_tier, payment, workload";
+     purpose, countries, min_tier, payment, workload, token_price";
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Corrupt(format!("{what}: {e}"))
+}
+
+/// The token price a cluster was paid at, from column `i`; None for clusters paid in USDC.
+fn token_price_at(row: &AnyRow, i: usize) -> Result<Option<TokenPrice>, Error> {
+    row.try_get::<Option<i64>, _>(i)?
+        .map(|micros| TokenPrice::new(MicroUsd::from_micros(micros)))
+        .transpose()
+        .map_err(|e| corrupt("token price", e))
 }
 
 fn summary_of(row: &AnyRow) -> Result<ClusterSummary, Error> {
@@ -198,14 +210,41 @@ impl ProvisioningService {
             Want::Exactly(n) => n,
             Want::Everything => fillability.placeable,
         };
-        let quote = pricing::quote(
-            self.rate(&order.hardware),
-            units,
-            order.hours(),
-            order.payment,
-        )
-        .map_err(|e| Error::Invalid(e.to_string()))?;
+        let quote = self.priced(
+            pricing::quote(
+                self.rate(&order.hardware),
+                units,
+                order.hours(),
+                order.payment,
+            ),
+            self.config.token_price,
+        )?;
         Ok(QuoteAnswer { quote, fillability })
+    }
+
+    /// `quote` as the renter pays it: in tokens at `price` when paying in the token, which
+    /// needs a price.
+    fn priced(
+        &self,
+        quote: Result<Quote, pricing::PriceOverflow>,
+        price: Option<TokenPrice>,
+    ) -> Result<Quote, Error> {
+        let quote = quote.map_err(|e| Error::Invalid(e.to_string()))?;
+        match (quote.payment, price) {
+            (PaymentMethod::Usdc, _) => Ok(quote),
+            (PaymentMethod::Token, Some(price)) => quote
+                .priced_in_tokens(price)
+                .map_err(|e| Error::Invalid(e.to_string())),
+            (PaymentMethod::Token, None) => {
+                Err(Error::InvalidFields(vec![domain::cluster::FieldError {
+                    field: "payment".into(),
+                    message: format!(
+                        "paying in {TOKEN_SYMBOL} is not offered here: the operator has set no \
+                         token price; pay in USDC"
+                    ),
+                }]))
+            }
+        }
     }
 
     /// Every catalog model and CPU with its free units and price (most free first), and the
@@ -262,6 +301,7 @@ impl ProvisioningService {
         Ok(DeployOptions {
             hardware: offers,
             countries,
+            token_price: self.config.token_price,
         })
     }
 
@@ -288,13 +328,6 @@ impl ProvisioningService {
         if let Some(existing) = self.by_key(user_id, key).await? {
             return Ok(existing);
         }
-        if order.payment == PaymentMethod::Token {
-            return Err(Error::Invalid(
-                "paying in the network token needs a token balance, which token deposits will \
-                 provide; pay in USDC for now"
-                    .into(),
-            ));
-        }
         if let Some(why) = compliance_gap(order.compliance) {
             return Err(Error::Conflict(why));
         }
@@ -320,13 +353,15 @@ impl ProvisioningService {
                 .iter()
                 .map(|(id, units)| (id.as_str(), *units))
                 .collect();
-            let quote = pricing::quote(
-                self.rate(&order.hardware),
-                units,
-                order.hours(),
-                order.payment,
-            )
-            .map_err(|e| Error::Invalid(e.to_string()))?;
+            let quote = self.priced(
+                pricing::quote(
+                    self.rate(&order.hardware),
+                    units,
+                    order.hours(),
+                    order.payment,
+                ),
+                self.config.token_price,
+            )?;
             match self.claim(user_id, &order, key, &quote, &chosen, now).await {
                 Ok((summary, transitions)) => {
                     for (position, ((device, _), t)) in chosen.iter().zip(&transitions).enumerate()
@@ -340,7 +375,7 @@ impl ProvisioningService {
                             &order.workload,
                         );
                     }
-                    tracing::info!(cluster = %summary.id, devices = chosen.len(), total = %quote.total, "cluster deployed");
+                    tracing::info!(cluster = %summary.id, devices = chosen.len(), total = %quote.shown_total(), "cluster deployed");
                     return Ok(summary);
                 }
                 Err(Attempt::Taken(device)) => {
@@ -502,9 +537,9 @@ impl ProvisioningService {
         sqlx::query(
             "INSERT INTO clusters (id, user_id, name, kind, purpose, hardware, units, countries, \
                min_tier, compliance, payment, workload, status, status_reason, rate, hours, charged, \
-               escrowed, idempotency_key, created_at, deadline_at) \
+               escrowed, idempotency_key, created_at, deadline_at, token_price) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'deploying', $13, $14, $15, \
-               $16, $17, $18, $19, $20)",
+               $16, $17, $18, $19, $20, $21)",
         )
         .bind(&id)
         .bind(user_id)
@@ -526,6 +561,7 @@ impl ProvisioningService {
         .bind(key)
         .bind(now.0)
         .bind(now.0 + self.config.start_deadline_secs * 1000)
+        .bind(quote.in_tokens.map(|t| t.price.per_token().micros()))
         .execute(&mut *tx)
         .await?;
         let units: Vec<u32> = devices.iter().map(|(_, units)| *units).collect();
@@ -548,7 +584,7 @@ impl ProvisioningService {
             now,
             &format!(
                 "paid {} ({} {unit}s × {} h at {}/h, {} discount, {} fees); hired {} device(s)",
-                quote.total,
+                quote.shown_total(),
                 quote.units,
                 quote.hours,
                 quote.rate_per_unit_hour,
@@ -682,6 +718,7 @@ impl ProvisioningService {
                 .transpose()
                 .map_err(|e| corrupt("tier", e))?,
             payment: PaymentMethod::parse(row.try_get(20)?).map_err(|e| corrupt("payment", e))?,
+            token_price: token_price_at(&row, 22)?,
             rate_per_unit_hour: MicroUsd::from_micros(row.try_get(16)?),
             workload: serde_json::from_str::<Workload>(row.try_get(21)?)
                 .map_err(|e| corrupt("workload", e))?,
@@ -755,13 +792,16 @@ impl ProvisioningService {
             .apply(&ClusterEvent::Extended)
             .map_err(|e| Error::Conflict(e.to_string()))?;
         let payment = PaymentMethod::parse(row.try_get(20)?).map_err(|e| corrupt("payment", e))?;
-        let quote = pricing::quote(
-            MicroUsd::from_micros(row.try_get(16)?),
-            summary.units,
-            hours,
-            payment,
-        )
-        .map_err(|e| Error::Invalid(e.to_string()))?;
+        // At the price the cluster was paid at, so its refunds convert at one price.
+        let quote = self.priced(
+            pricing::quote(
+                MicroUsd::from_micros(row.try_get(16)?),
+                summary.units,
+                hours,
+                payment,
+            ),
+            token_price_at(&row, 22)?,
+        )?;
         charge(
             &mut tx,
             user_id,
@@ -799,7 +839,7 @@ impl ProvisioningService {
             &mut tx,
             id,
             now,
-            &format!("extended by {hours} h for {}", quote.total),
+            &format!("extended by {hours} h for {}", quote.shown_total()),
         )
         .await?;
         let summary = self.summary_in(&mut tx, user_id, id).await?;
@@ -863,10 +903,8 @@ impl ProvisioningService {
                 MicroUsd::from_micros(cluster.charged.micros() - cluster.escrowed.micros()),
             ),
         };
-        posting = posting
-            .transfer(cluster.escrow_account(), cluster.renter(), unused)
-            .and_then(|p| p.transfer(Account::PlatformFees, cluster.renter(), fees_back))
-            .map_err(invalid_posting)?;
+        posting = cluster.refund(posting, cluster.escrow_account(), unused)?;
+        posting = cluster.refund(posting, Account::PlatformFees, fees_back)?;
         let refund = MicroUsd::from_micros(unused.micros() + fees_back.micros());
         post(&mut tx, &posting, now).await?;
         cluster.refunded(&mut tx, refund).await?;
@@ -958,9 +996,7 @@ impl ProvisioningService {
             let escrow = usdc_in(&mut tx, &cluster.escrow_account()).await?;
             refund = MicroUsd::from_micros(escrow.micros() - due.micros());
         }
-        posting = posting
-            .transfer(cluster.escrow_account(), cluster.renter(), refund)
-            .map_err(invalid_posting)?;
+        posting = cluster.refund(posting, cluster.escrow_account(), refund)?;
         post(&mut tx, &posting, now).await?;
         cluster.refunded(&mut tx, refund).await?;
         record(&mut tx, id, now, &line).await?;
@@ -1328,8 +1364,9 @@ fn role_of(kind: ClusterKind, position: usize) -> ClusterRole {
 }
 
 /// Charges `quote` to the renter inside the caller's transaction, as `posting`: the escrow part
-/// into the cluster's escrow, the fees to the platform. Refuses with both figures when the
-/// balance is short (`costs` says what for).
+/// into the cluster's escrow, the fees to the platform; paid in the token, the renter's tokens
+/// go to the exchange, which puts in the dollars. Refuses with both figures when the balance is
+/// short (`costs` says what for).
 async fn charge(
     conn: &mut AnyConnection,
     user_id: i64,
@@ -1340,20 +1377,39 @@ async fn charge(
     now: UnixMillis,
 ) -> Result<(), Error> {
     let available = Account::UserAvailable(user_id);
-    let have = usdc_in(&mut *conn, &available).await?;
-    if have < quote.total {
-        return Err(Error::Conflict(format!(
-            "your balance is {have}; {costs} {}",
-            quote.total
-        )));
-    }
+    let (payer, posting) = match quote.in_tokens {
+        None => {
+            let have = usdc_in(&mut *conn, &available).await?;
+            if have < quote.total {
+                return Err(Error::Conflict(format!(
+                    "your balance is {have}; {costs} {}",
+                    quote.total
+                )));
+            }
+            (available, posting)
+        }
+        Some(paid) => {
+            let have = tokens_in(&mut *conn, &available).await?;
+            if have < paid.tokens {
+                return Err(Error::Conflict(format!(
+                    "your token balance is {have}; {costs} {}",
+                    quote.shown_total()
+                )));
+            }
+            let mut posting = posting
+                .transfer_tokens(available, TOKEN_EXCHANGE, paid.tokens)
+                .map_err(invalid_posting)?;
+            posting.memo = format!("{} ({} at {})", posting.memo, quote.total, paid.price);
+            (TOKEN_EXCHANGE, posting)
+        }
+    };
     let posting = posting
         .transfer(
-            available.clone(),
+            payer.clone(),
             Account::ClusterEscrow(cluster_id.to_owned()),
             quote.escrow(),
         )
-        .and_then(|p| p.transfer(available, Account::PlatformFees, quote.fees()))
+        .and_then(|p| p.transfer(payer, Account::PlatformFees, quote.fees()))
         .map_err(invalid_posting)?;
     post(conn, &posting, now).await?;
     Ok(())
@@ -1559,6 +1615,7 @@ struct Settling {
     ends_at: i64,
     charged: MicroUsd,
     escrowed: MicroUsd,
+    token_price: Option<TokenPrice>,
 }
 
 impl Settling {
@@ -1567,7 +1624,7 @@ impl Settling {
         lock_cluster(conn, id).await?;
         let row = sqlx::query(
             "SELECT status, user_id, kind, hardware, countries, min_tier, workload, running_at, \
-               ends_at, charged, escrowed FROM clusters WHERE id = $1",
+               ends_at, charged, escrowed, token_price FROM clusters WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(conn)
@@ -1596,6 +1653,7 @@ impl Settling {
             ends_at: row.try_get::<Option<i64>, _>(8)?.unwrap_or(0),
             charged: MicroUsd::from_micros(row.try_get(9)?),
             escrowed: MicroUsd::from_micros(row.try_get(10)?),
+            token_price: token_price_at(&row, 11)?,
         })
     }
 
@@ -1603,8 +1661,19 @@ impl Settling {
         Account::ClusterEscrow(self.id.clone())
     }
 
-    fn renter(&self) -> Account {
-        Account::UserAvailable(self.user_id)
+    /// Adds to `posting` the return of `amount` from `from` to the renter: as dollars, or,
+    /// for a cluster paid in the token, as tokens at the price it was paid at.
+    fn refund(&self, posting: Posting, from: Account, amount: MicroUsd) -> Result<Posting, Error> {
+        let renter = Account::UserAvailable(self.user_id);
+        match self.token_price {
+            None => posting.transfer(from, renter, amount),
+            Some(price) => posting
+                .transfer(from, TOKEN_EXCHANGE, amount)
+                .and_then(|p| {
+                    p.transfer_tokens(TOKEN_EXCHANGE, renter, price.tokens_returned(amount))
+                }),
+        }
+        .map_err(invalid_posting)
     }
 
     /// Adds to `posting` the payment of `due` from escrow to `member`'s provider, less the

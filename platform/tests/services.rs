@@ -9,7 +9,7 @@ use domain::cluster::{
 use domain::fleet::{DeviceKind, DeviceStatus, OperatingSystem};
 use domain::hardware::{GpuReport, HardwareReport};
 use domain::ledger::Account;
-use domain::money::MicroUsd;
+use domain::money::{Asset, MicroUsd, TokenPrice, Tokens};
 use domain::siws::SignInMessage;
 use domain::time::UnixMillis;
 use domain::wallet::WalletAddress;
@@ -47,7 +47,10 @@ fn config() -> PlatformConfig {
             cpu_challenge_size: 16,
             ..FleetConfig::default()
         },
-        provisioning: ProvisioningConfig::default(),
+        provisioning: ProvisioningConfig {
+            token_price: Some(TokenPrice::parse_decimal("0.25").unwrap()),
+            ..ProvisioningConfig::default()
+        },
         rewards: RewardsConfig::default(),
         solana_access: None,
     }
@@ -873,12 +876,26 @@ async fn clusters_are_paid_placed_extended_and_settled(p: Platform) {
     let me = account_of(&p, &renter).await;
     assert!(p
         .ledger
-        .operator_credit(me, usd(100), "promo-1", "promotion", T0)
+        .operator_credit(
+            me,
+            Asset::Usdc,
+            usd(100).micros(),
+            "promo-1",
+            "promotion",
+            T0
+        )
         .await
         .unwrap());
     assert!(!p
         .ledger
-        .operator_credit(me, usd(100), "promo-1", "promotion", T0)
+        .operator_credit(
+            me,
+            Asset::Usdc,
+            usd(100).micros(),
+            "promo-1",
+            "promotion",
+            T0
+        )
         .await
         .unwrap());
     assert_eq!(available(&p, me).await, usd(100));
@@ -1169,13 +1186,172 @@ async fn clusters_are_paid_placed_extended_and_settled(p: Platform) {
 
 /// Two server processes (two platforms, each with its own fleet index) race for the same
 /// devices: the conditional claims let exactly one order have each device.
+async fn tokens(p: &Platform, user: i64) -> Tokens {
+    p.ledger
+        .tokens(&Account::UserAvailable(user))
+        .await
+        .unwrap()
+}
+
+/// What a renter can spend, in dollars and in tokens.
+async fn holdings(p: &Platform, user: i64) -> (MicroUsd, Tokens) {
+    (available(p, user).await, tokens(p, user).await)
+}
+
+/// Paid in the token, a cluster takes the renter's tokens at the configured price ($0.25 per
+/// GCT here) and runs on dollars like any other; its refunds come back as tokens at the price
+/// it was paid at, and the renter's dollars are never touched.
+async fn clusters_paid_in_the_token_refund_in_the_token(p: Platform) {
+    hireable_fleet(&p).await;
+    let me = account_of(&p, &Wallet::new()).await;
+    let gct = |units: i64| Tokens::from_units(units * 1_000_000);
+    p.ledger
+        .operator_credit(
+            me,
+            Asset::Token,
+            gct(10).units(),
+            "airdrop-1",
+            "airdrop",
+            T0,
+        )
+        .await
+        .unwrap();
+    let request = DeployRequest {
+        payment: PaymentMethod::Token,
+        ..h200_request("token-paid", 1)
+    };
+    let answer = p.provisioning.quote(&request).unwrap();
+    let dollars =
+        domain::pricing::quote(MicroUsd::from_micros(3_490_000), 1, 2, PaymentMethod::Token)
+            .unwrap();
+    assert_eq!(answer.quote.total, dollars.total, "no payment fee");
+    let paid = answer.quote.in_tokens.expect("priced in tokens").tokens;
+    // $6.98 plus the 0.25% reservation fee, at 4 GCT to the dollar.
+    assert_eq!(paid, Tokens::from_units(dollars.total.micros() * 4));
+
+    // 10 GCT do not pay 27.9898 GCT: refused with both figures, nothing taken.
+    let short = p.provisioning.deploy(me, &request, Some("t-1"), T0).await;
+    assert!(
+        matches!(&short, Err(Error::Conflict(m)) if m.contains("your token balance is 10 GCT")
+            && m.contains("27.9898 GCT ($7.00 at $0.25 per GCT)")),
+        "{short:?}"
+    );
+    assert_eq!(tokens(&p, me).await, gct(10));
+    p.ledger
+        .operator_credit(
+            me,
+            Asset::Token,
+            gct(90).units(),
+            "airdrop-2",
+            "airdrop",
+            T0,
+        )
+        .await
+        .unwrap();
+
+    // Never ran: all of it back, the fees too, to the last base unit.
+    let first = p
+        .provisioning
+        .deploy(me, &request, Some("t-2"), T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        tokens(&p, me).await.units(),
+        gct(100).units() - paid.units()
+    );
+    assert_eq!(available(&p, me).await, MicroUsd::ZERO);
+    let detail = p.provisioning.cluster(me, &first.id, T0).await.unwrap();
+    assert_eq!(
+        detail.token_price,
+        Some(TokenPrice::parse_decimal("0.25").unwrap())
+    );
+    assert_books_balance(&p, &first.id).await;
+    p.provisioning.terminate(me, &first.id, T0).await.unwrap();
+    assert_eq!(tokens(&p, me).await, gct(100));
+    assert_books_balance(&p, &first.id).await;
+
+    // Runs, is extended by an hour at the same price, and ends half way: its provider is paid
+    // in dollars for the time served, the renter gets the rest back in tokens.
+    let second = p
+        .provisioning
+        .deploy(
+            me,
+            &DeployRequest {
+                name: "second".into(),
+                ..request.clone()
+            },
+            Some("t-3"),
+            T0,
+        )
+        .await
+        .unwrap();
+    let device = p
+        .provisioning
+        .cluster(me, &second.id, T0)
+        .await
+        .unwrap()
+        .members[0]
+        .device_id
+        .clone();
+    let t1 = T0.plus_seconds(10);
+    p.provisioning
+        .workload_reported(&device, &second.id, WorkloadState::Running, "", t1)
+        .await
+        .unwrap();
+    let hour = ExtendRequest {
+        duration_unit: DurationUnit::Hourly,
+        duration_count: 1,
+    };
+    p.provisioning
+        .extend(me, &second.id, &hour, Some("more"), t1)
+        .await
+        .unwrap();
+    let extra =
+        domain::pricing::quote(MicroUsd::from_micros(3_490_000), 1, 1, PaymentMethod::Token)
+            .unwrap();
+    let spent = paid.units() + extra.total.micros() * 4;
+    assert_eq!(tokens(&p, me).await.units(), gct(100).units() - spent);
+    let half_way = t1.plus_seconds(3 * 1_800);
+    let remaining = p
+        .provisioning
+        .cluster(me, &second.id, half_way)
+        .await
+        .unwrap()
+        .remaining;
+    assert!(remaining > MicroUsd::ZERO);
+    p.provisioning
+        .terminate(me, &second.id, half_way)
+        .await
+        .unwrap();
+    let price = TokenPrice::parse_decimal("0.25").unwrap();
+    assert_eq!(
+        tokens(&p, me).await.units(),
+        gct(100).units() - spent + price.tokens_returned(remaining).units()
+    );
+    assert_eq!(available(&p, me).await, MicroUsd::ZERO, "dollars untouched");
+    let owner = stored_text(
+        &p.store,
+        "SELECT owner_wallet FROM devices WHERE id = $1",
+        &device,
+    )
+    .await
+    .unwrap();
+    let earned = p
+        .ledger
+        .balance(&Account::ProviderClaimable(owner))
+        .await
+        .unwrap();
+    assert!(earned > MicroUsd::ZERO, "the provider is paid in dollars");
+    assert_books_balance(&p, &second.id).await;
+}
+
 async fn hire_earnings_settle_hourly_and_statements_show_every_movement(p: Platform) {
     use domain::ledger::{statement_csv, MovementKind};
     use domain::pricing::{basis_points, PROVIDER_FEE_BPS};
     hireable_fleet(&p).await;
     let me = account_of(&p, &Wallet::new()).await;
     p.ledger
-        .operator_credit(me, usd(50), "promo", "promotion", T0)
+        .operator_credit(me, Asset::Usdc, usd(50).micros(), "promo", "promotion", T0)
         .await
         .unwrap();
     let cluster = p
@@ -1398,7 +1574,14 @@ async fn the_explorer_shows_what_the_database_holds(p: Platform) {
     let renter = Wallet::new();
     let me = account_of(&p, &renter).await;
     p.ledger
-        .operator_credit(me, usd(100), "promo-x", "promotion", T0)
+        .operator_credit(
+            me,
+            Asset::Usdc,
+            usd(100).micros(),
+            "promo-x",
+            "promotion",
+            T0,
+        )
         .await
         .unwrap();
     let cluster = p
@@ -1635,7 +1818,14 @@ async fn concurrent_deploys_never_share_a_device(p: Platform, url: String) {
     );
     for user in [alice, bob] {
         p.ledger
-            .operator_credit(user, usd(1_000), &format!("grant-{user}"), "grant", T0)
+            .operator_credit(
+                user,
+                Asset::Usdc,
+                usd(1_000).micros(),
+                &format!("grant-{user}"),
+                "grant",
+                T0,
+            )
             .await
             .unwrap();
     }
@@ -1680,12 +1870,31 @@ async fn money_operations_keep_the_books(p: Platform) {
     for n in 0..3 {
         let user = account_of(&p, &Wallet::new()).await;
         p.ledger
-            .operator_credit(user, usd(2_000), &format!("seed-{n}"), "seed", T0)
+            .operator_credit(
+                user,
+                Asset::Usdc,
+                usd(2_000).micros(),
+                &format!("seed-{n}"),
+                "seed",
+                T0,
+            )
+            .await
+            .unwrap();
+        p.ledger
+            .operator_credit(
+                user,
+                Asset::Token,
+                8_000_000_000,
+                &format!("gct-{n}"),
+                "seed",
+                T0,
+            )
             .await
             .unwrap();
         renters.push(user);
     }
     let mut clusters: Vec<(i64, String)> = Vec::new();
+    let mut paid_in_tokens = 0;
     let mut now = T0;
     for step in 0..120 {
         now = now.plus_seconds(1 + random.next(1_800) as i64);
@@ -1698,12 +1907,12 @@ async fn money_operations_keep_the_books(p: Platform) {
                 let key = format!("credit-{step}");
                 assert!(p
                     .ledger
-                    .operator_credit(user, usd(5), &key, "promo", now)
+                    .operator_credit(user, Asset::Usdc, usd(5).micros(), &key, "promo", now)
                     .await
                     .unwrap());
                 assert!(!p
                     .ledger
-                    .operator_credit(user, usd(5), &key, "promo", now)
+                    .operator_credit(user, Asset::Usdc, usd(5).micros(), &key, "promo", now)
                     .await
                     .unwrap());
                 assert_eq!(
@@ -1712,24 +1921,35 @@ async fn money_operations_keep_the_books(p: Platform) {
                 );
             }
             1 => {
-                let request = h200_request(&format!("c{step}"), 1 + random.next(3) as u32);
+                let request = DeployRequest {
+                    // A third of the orders are paid in the token.
+                    payment: if random.next(3) == 0 {
+                        PaymentMethod::Token
+                    } else {
+                        PaymentMethod::Usdc
+                    },
+                    ..h200_request(&format!("c{step}"), 1 + random.next(3) as u32)
+                };
                 let key = format!("deploy-{step}");
+                let held = holdings(&p, user).await;
                 match p.provisioning.deploy(user, &request, Some(&key), now).await {
                     Ok(made) => {
-                        let after = available(&p, user).await;
+                        let after = holdings(&p, user).await;
+                        assert_ne!(after, held, "step {step}: a deploy is paid");
                         let again = p
                             .provisioning
                             .deploy(user, &request, Some(&key), now)
                             .await
                             .unwrap();
                         assert_eq!(
-                            (again.id.clone(), available(&p, user).await),
+                            (again.id.clone(), holdings(&p, user).await),
                             (made.id.clone(), after)
                         );
+                        paid_in_tokens += usize::from(request.payment == PaymentMethod::Token);
                         clusters.push((user, made.id));
                     }
                     // No supply left for it: nothing moved.
-                    Err(Error::Conflict(_)) => assert_eq!(available(&p, user).await, before),
+                    Err(Error::Conflict(_)) => assert_eq!(holdings(&p, user).await, held),
                     Err(e) => panic!("step {step}: {e}"),
                 }
             }
@@ -1764,20 +1984,20 @@ async fn money_operations_keep_the_books(p: Platform) {
                         duration_count: 1,
                     };
                     let key = format!("extend-{step}");
-                    let owner_before = available(&p, *owner).await;
+                    let owner_before = holdings(&p, *owner).await;
                     if p.provisioning
                         .extend(*owner, id, &hour, Some(&key), now)
                         .await
                         .is_ok()
                     {
-                        let charged = available(&p, *owner).await;
-                        assert!(charged < owner_before);
+                        let charged = holdings(&p, *owner).await;
+                        assert!(charged.0 < owner_before.0 || charged.1 < owner_before.1);
                         p.provisioning
                             .extend(*owner, id, &hour, Some(&key), now)
                             .await
                             .unwrap();
                         assert_eq!(
-                            available(&p, *owner).await,
+                            holdings(&p, *owner).await,
                             charged,
                             "step {step}: replayed extension"
                         );
@@ -1830,8 +2050,8 @@ async fn money_operations_keep_the_books(p: Platform) {
         assert_books_balance(&p, id).await;
     }
     assert!(
-        clusters.len() >= 5,
-        "the sequence deployed {} clusters",
+        clusters.len() >= 5 && paid_in_tokens >= 1,
+        "the sequence deployed {} clusters, {paid_in_tokens} paid in tokens",
         clusters.len()
     );
 }
@@ -2585,6 +2805,7 @@ on_both_backends!(
     owners_rename_their_devices_with_checked_names,
     unsupported_hardware_is_kept_with_what_was_reported,
     clusters_are_paid_placed_extended_and_settled,
+    clusters_paid_in_the_token_refund_in_the_token,
     hire_earnings_settle_hourly_and_statements_show_every_movement,
     money_operations_keep_the_books,
     the_explorer_shows_what_the_database_holds;

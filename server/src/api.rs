@@ -267,6 +267,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, Error> {
 #[derive(serde::Serialize)]
 struct Balance {
     available: MicroUsd,
+    available_tokens: domain::money::Tokens,
 }
 
 async fn balance(
@@ -274,11 +275,11 @@ async fn balance(
     headers: HeaderMap,
 ) -> Result<Json<Balance>, Error> {
     let session = signed_in(&platform, &headers).await?;
-    let available = platform
-        .ledger
-        .balance(&domain::ledger::Account::UserAvailable(session.user_id))
-        .await?;
-    Ok(Json(Balance { available }))
+    let account = domain::ledger::Account::UserAvailable(session.user_id);
+    Ok(Json(Balance {
+        available: platform.ledger.balance(&account).await?,
+        available_tokens: platform.ledger.tokens(&account).await?,
+    }))
 }
 
 async fn billing(

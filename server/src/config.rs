@@ -115,6 +115,12 @@ pub struct Settings {
     #[arg(long, env = "GC_SETTLE_EVERY_SECS", value_name = "SECS")]
     pub settle_every_secs: Option<i64>,
 
+    /// Dollars per network token at which renters may pay for clusters in the token (the
+    /// platform takes the token at this price and refunds at the price each cluster was paid
+    /// at). [default: 0.50 with --demo, else unset: clusters are paid in USDC only]
+    #[arg(long, env = "GC_TOKEN_PRICE_USD", value_name = "USD")]
+    pub token_price_usd: Option<String>,
+
     /// Network tokens each hourly reward block emits. [default: 10000]
     #[arg(long, env = "GC_BLOCK_EMISSION", value_name = "TOKENS")]
     pub block_emission: Option<String>,
@@ -171,8 +177,11 @@ pub enum Command {
         #[arg(long)]
         wallet: String,
         /// Dollars to credit, e.g. 25 or 12.50.
+        #[arg(long, required_unless_present = "tokens", conflicts_with = "tokens")]
+        usd: Option<String>,
+        /// Network tokens (GCT) to credit instead, e.g. 1000 or 0.5.
         #[arg(long)]
-        usd: String,
+        tokens: Option<String>,
         /// Makes the credit happen once: the same key again changes nothing.
         #[arg(long)]
         key: String,
@@ -255,6 +264,7 @@ impl Settings {
             welcome_credit_usd: self.welcome_credit_usd.or(lower.welcome_credit_usd),
             start_deadline_secs: self.start_deadline_secs.or(lower.start_deadline_secs),
             settle_every_secs: self.settle_every_secs.or(lower.settle_every_secs),
+            token_price_usd: self.token_price_usd.or(lower.token_price_usd),
             block_emission: self.block_emission.or(lower.block_emission),
             block_close_delay_secs: self.block_close_delay_secs.or(lower.block_close_delay_secs),
             solana_rpc_url: self.solana_rpc_url.or(lower.solana_rpc_url),
@@ -424,6 +434,14 @@ impl Settings {
         }
         let start_deadline_secs = positive("start-deadline-secs", self.start_deadline_secs, 180)?;
         let settle_every_secs = positive("settle-every-secs", self.settle_every_secs, 3_600)?;
+        let token_price = self
+            .token_price_usd
+            .or_else(|| (demo_devices > 0).then(|| "0.50".into()))
+            .map(|text| {
+                domain::money::TokenPrice::parse_decimal(&text)
+                    .map_err(|e| bad("token-price-usd", &text, &e.to_string()))
+            })
+            .transpose()?;
         let emission_text = self.block_emission.unwrap_or_else(|| "10000".into());
         let emission_per_block = domain::money::Tokens::parse_decimal(&emission_text)
             .map_err(|e| bad("block-emission", &emission_text, &e.to_string()))?;
@@ -510,6 +528,7 @@ impl Settings {
             provisioning: platform::provisioning::ProvisioningConfig {
                 start_deadline_secs,
                 settle_every_secs,
+                token_price,
             },
             rewards: platform::rewards::RewardsConfig {
                 emission_per_block,
@@ -557,6 +576,15 @@ mod tests {
         assert_eq!(config.chain_id, "solana:devnet");
         assert_eq!(config.demo_devices, 0);
         assert_eq!(parse(&["--demo"]).unwrap().demo_devices, 500);
+        assert_eq!(
+            config.provisioning.token_price, None,
+            "USDC only unless priced"
+        );
+        let demo = parse(&["--demo", "--token-price-usd", "0.125"]).unwrap();
+        assert_eq!(
+            demo.provisioning.token_price.map(|p| p.to_string()),
+            Some("$0.125 per GCT".into())
+        );
     }
 
     #[test]
@@ -580,6 +608,8 @@ mod tests {
         assert!(message(&["--speed-test-bytes", "10"]).contains("1 KiB–1 GiB"));
         assert!(message(&["--flush-interval-secs", "0"]).contains("1–300"));
         assert!(message(&["--settle-every-secs", "0"]).contains("positive"));
+        assert!(message(&["--token-price-usd", "0"]).contains("--token-price-usd '0'"));
+        assert!(message(&["--token-price-usd", "free"]).contains("not an amount in dollars"));
         assert!(message(&["--block-emission", "lots"]).contains("--block-emission 'lots'"));
         assert!(message(&["--block-emission=-1"]).contains("must not be negative"));
         assert!(message(&["--block-close-delay-secs", "7200"]).contains("between 0 and 3600"));

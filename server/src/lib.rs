@@ -302,21 +302,29 @@ pub async fn run_command(config: &Config, command: Command) -> Result<String, Er
         Command::Credit {
             wallet,
             usd,
+            tokens,
             key,
             memo,
         } => {
+            use domain::money::Asset;
             let invalid = |e: String| Error::Config(e);
             let wallet = domain::wallet::WalletAddress::parse(&wallet)
                 .map_err(|e| invalid(format!("--wallet '{wallet}': {e}")))?;
-            let amount = domain::money::MicroUsd::parse_decimal(&usd)
-                .map_err(|e| invalid(format!("--usd '{usd}': {e}")))?;
+            let (asset, flag, text) = match (usd, tokens) {
+                (Some(usd), None) => (Asset::Usdc, "usd", usd),
+                (None, Some(tokens)) => (Asset::Token, "tokens", tokens),
+                _ => return Err(invalid("give exactly one of --usd and --tokens".into())),
+            };
+            let units = asset
+                .parse_amount(&text)
+                .map_err(|e| invalid(format!("--{flag} '{text}': {e}")))?;
             let ledger =
                 platform::ledger::LedgerService::new(Store::open(&config.database_url).await?);
             let recorded = ledger
-                .operator_credit_wallet(&wallet, amount, &key, &memo, platform::now())
+                .operator_credit_wallet(&wallet, asset, units, &key, &memo, platform::now())
                 .await?;
             Ok(if recorded {
-                format!("credited {amount} to {wallet}")
+                format!("credited {} to {wallet}", asset.show(units))
             } else {
                 format!("a credit with key '{key}' was recorded before; nothing changed")
             })

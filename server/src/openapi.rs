@@ -59,7 +59,7 @@ const ENDPOINTS: &[(&str, &str, &str, bool)] = &[
     (
         "get",
         "/cloud/balance",
-        "The renter's available balance",
+        "The renter's available balances: dollars (micro-USD) and the network token (base units)",
         true,
     ),
     (

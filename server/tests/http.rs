@@ -557,6 +557,21 @@ async fn the_cloud_api_quotes_deploys_extends_and_terminates(app: TestApp) {
         .map(|f| f["field"].as_str().unwrap())
         .collect();
     assert_eq!(named, ["name", "hardware", "quantity", "duration_count"]);
+    // This server sets no token price: paying in the token is refused on its field.
+    assert_eq!(options["token_price"], Value::Null);
+    let mut in_tokens = order.clone();
+    in_tokens["payment"] = json!("token");
+    let refused = app.post("/api/v1/cloud/quote", in_tokens).await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let fields: Value = refused.json().await.unwrap();
+    assert_eq!(fields["error"]["fields"][0]["field"], "payment");
+    assert!(
+        fields["error"]["fields"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("paying in GCT is not offered here"),
+        "{fields}"
+    );
 
     let deploy = |key: &'static str| {
         app.client
@@ -657,6 +672,10 @@ async fn the_cloud_api_quotes_deploys_extends_and_terminates(app: TestApp) {
     assert_eq!(hidden.status(), StatusCode::NOT_FOUND);
     let page = app.get("/cloud/deploy").await.text().await.unwrap();
     assert!(page.contains("data-testid=\"deploy-form\""));
+    assert!(
+        page.contains("GCT token (not offered here)"),
+        "no token price here"
+    );
     assert!(
         page.contains("H200 141GB — 15 free at $3.49/GPU-hour"),
         "{page}"
@@ -1014,7 +1033,8 @@ async fn operators_credit_renters_once_per_key() {
     let config = Config::for_database(&url).unwrap();
     let credit = |wallet: String, usd: &str| Command::Credit {
         wallet,
-        usd: usd.into(),
+        usd: Some(usd.into()),
+        tokens: None,
         key: "goodwill-7".into(),
         memo: "sorry for the outage".into(),
     };
@@ -1041,6 +1061,19 @@ async fn operators_credit_renters_once_per_key() {
         .await
         .unwrap_err();
     assert!(bad.to_string().contains("--usd 'ten'"), "{bad}");
+    let tokens = Command::Credit {
+        wallet: address(&wallet),
+        usd: None,
+        tokens: Some("2500.5".into()),
+        key: "launch-tokens".into(),
+        memo: "launch airdrop".into(),
+    };
+    let done = run_command(&config, tokens).await.unwrap();
+    assert!(done.contains("credited 2500.5 GCT"), "{done}");
+    assert_eq!(
+        app.get_json("/api/v1/cloud/balance").await["available_tokens"],
+        2_500_500_000i64
+    );
     app.server.stop().await;
 }
 

@@ -164,7 +164,10 @@ fn ClusterView(c: ClusterWithChart) -> impl IntoView {
                 <dt>"Hardware"</dt><dd data-testid="cluster-hardware">{format!("{} × {}", s.units, s.hardware)}</dd>
                 <dt>"Countries"</dt><dd>{if d.countries.is_empty() { "anywhere".to_owned() } else { d.countries.join(", ") }}</dd>
                 <dt>"Tier"</dt><dd>{d.min_tier.map_or("any measured".to_owned(), |t| format!("{t} or better"))}</dd>
-                <dt>"Rate"</dt><dd>{format!("{} per unit-hour, paid in {}", d.rate_per_unit_hour, d.payment)}</dd>
+                <dt>"Rate"</dt><dd data-testid="cluster-rate">{match d.token_price {
+                    Some(price) => format!("{} per unit-hour, paid in GCT at {price}", d.rate_per_unit_hour),
+                    None => format!("{} per unit-hour, paid in {}", d.rate_per_unit_hour, d.payment),
+                }}</dd>
                 <dt>"Paid hours"</dt><dd data-testid="cluster-hours">{s.hours}</dd>
                 <dt>"Charged"</dt><dd data-testid="cluster-charged">{s.charged.to_string()}</dd>
                 <dt>"Cost so far"</dt><dd data-testid="cluster-cost">{d.cost_so_far.to_string()}</dd>

@@ -8,6 +8,7 @@ use domain::cluster::{
     QuoteAnswer, SecurityCompliance, Workload,
 };
 use domain::fleet::ConnectivityTier;
+use domain::money::TokenPrice;
 use leptos::prelude::*;
 use leptos_meta::Title;
 
@@ -134,12 +135,19 @@ pub fn DeployPage() -> impl IntoView {
             <h1>"Deploy a cluster"</h1>
             <p class="lede">"Choose what you need; the price and whether it can be placed right now update as you go. You pay from your balance only when the devices are hired."</p>
         </section>
-        <DeployWizard />
+        // The token price is the server's setting: rendered into the wizard, not fetched by it.
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                let token_price = load_deploy_options(String::new()).await.ok().and_then(|o| o.token_price);
+                view! { <DeployWizard token_price /> }
+            })}
+        </Suspense>
     }
 }
 
+/// `token_price`: what clusters paid in the network token are paid at; none: USDC only.
 #[island]
-fn DeployWizard() -> impl IntoView {
+fn DeployWizard(token_price: Option<TokenPrice>) -> impl IntoView {
     let catalog = StoredValue::new(GpuCatalog::builtin());
     let form = Form::new();
     let request = Memo::new(move |_| catalog.with_value(|c| form.request(c)));
@@ -278,7 +286,10 @@ fn DeployWizard() -> impl IntoView {
                 <label>"Pay with"
                     <select data-testid="deploy-payment" on:change=move |ev| if let Ok(p) = PaymentMethod::parse(&event_target_value(&ev)) { form.payment.set(p) }>
                         <option value="usdc">"USDC balance (2% fee)"</option>
-                        <option value="token">"network token (no fee)"</option>
+                        <option value="token" disabled=token_price.is_none()>{match token_price {
+                            Some(price) => format!("GCT token balance at {price} (no fee)"),
+                            None => "GCT token (not offered here)".to_owned(),
+                        }}</option>
                     </select>
                 </label>
             </fieldset>
@@ -406,6 +417,9 @@ fn QuoteView(answer: QuoteAnswer, unit: &'static str) -> impl IntoView {
                 <tr><td>"Reservation fee (0.25%)"</td><td>{q.reservation_fee.to_string()}</td></tr>
                 <tr><td>{format!("Payment fee ({})", if q.payment == PaymentMethod::Usdc { "2% USDC" } else { "0% token" })}</td><td>{q.payment_fee.to_string()}</td></tr>
                 <tr class="total"><td>"Total"</td><td data-testid="quote-total">{q.total.to_string()}</td></tr>
+                {q.in_tokens.map(|t| view! {
+                    <tr class="total"><td>{format!("Paid in GCT at {}", t.price)}</td><td data-testid="quote-total-tokens">{t.tokens.to_string()}</td></tr>
+                })}
             </tbody>
         </table>
         {if f.fillable {
