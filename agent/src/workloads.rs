@@ -3,9 +3,12 @@
 //!
 //! Runtimes: `process` runs the cluster's command through the system shell (bare metal,
 //! Kubernetes and Ray clusters with a command); `docker` runs a container cluster's image when
-//! Docker is installed; Ray clusters without a command run `ray start` when Ray is installed.
+//! Docker is installed; Ray clusters without a command run `ray start` when Ray is installed:
+//! the head with `--head`, the others joining it at the head's address from the assignment.
 //! A missing runtime is reported as a failure that says what to install. A cluster without a
-//! command holds the device for the renter and reports running.
+//! command holds the device for the renter and reports running. Commands get the cluster's
+//! env and `GC_CLUSTER_ID`, `GC_DEVICE_ID`, `GC_ROLE` and, on the devices of a cluster with a
+//! head, `GC_HEAD_ADDRESS` (for multi-device jobs: `torchrun --master-addr`, …).
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -26,6 +29,18 @@ struct Running {
 pub struct Workloads {
     device_id: String,
     running: HashMap<String, Running>,
+}
+
+/// The port a Ray head's GCS listens on (Ray's default, which the console shows).
+const RAY_PORT: &str = "6379";
+
+/// `host:port` of a Ray head; IPv6 addresses in brackets.
+fn ray_address(head: &str) -> String {
+    if head.contains(':') {
+        format!("[{head}]:{RAY_PORT}")
+    } else {
+        format!("{head}:{RAY_PORT}")
+    }
 }
 
 /// Where a program is on PATH, if anywhere.
@@ -120,14 +135,22 @@ impl Workloads {
                 if !installed("ray") {
                     return failed("Ray is not installed on this device (pip install ray)".into());
                 }
-                if assignment.role != ClusterRole::Head {
-                    return failed(
-                        "Ray workers need the head's address, which this agent cannot reach yet"
-                            .into(),
-                    );
-                }
                 let mut c = Command::new("ray");
-                c.args(["start", "--head", "--block"]);
+                c.arg("start");
+                match (assignment.role, &assignment.head_address) {
+                    (ClusterRole::Head, _) => {
+                        c.args(["--head", "--port", RAY_PORT, "--dashboard-host", "0.0.0.0"]);
+                    }
+                    (_, Some(head)) => {
+                        c.arg(format!("--address={}", ray_address(head)));
+                    }
+                    (_, None) => {
+                        return failed(
+                            "the server has not told this Ray worker its head's address yet".into(),
+                        );
+                    }
+                }
+                c.arg("--block");
                 (c, None)
             }
             _ if workload.command.is_empty() => {
@@ -145,6 +168,12 @@ impl Workloads {
             .env("GC_CLUSTER_ID", &assignment.cluster_id)
             .env("GC_DEVICE_ID", &self.device_id)
             .env("GC_ROLE", role)
+            .envs(
+                assignment
+                    .head_address
+                    .iter()
+                    .map(|a| ("GC_HEAD_ADDRESS", a)),
+            )
             .stdin(Stdio::null())
             .kill_on_drop(true);
         #[cfg(unix)]

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use domain::cluster::{
-    ClusterDetail, ClusterKind, ClusterStatus, DeployRequest, DurationUnit, ExtendRequest,
-    PaymentMethod, Purpose, SecurityCompliance, Workload,
+    ClusterDetail, ClusterKind, ClusterRole, ClusterStatus, DeployRequest, DurationUnit,
+    ExtendRequest, PaymentMethod, Purpose, SecurityCompliance, Workload,
 };
 use domain::fleet::DeviceStatus;
 use domain::ledger::Account;
@@ -306,6 +306,91 @@ async fn clusters_run_on_real_agents(fleet: Fleet) {
         Vec::<String>::new(),
         "the ledger balances"
     );
+    drop(agents);
+    drop(commands);
+    fleet.stop().await;
+}
+
+/// A stand-in for Ray's CLI (Ray is not installed here): `ray` on the agents' PATH records the
+/// role, head address and arguments it was started with, then runs until stopped.
+fn stand_in_ray(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let ray = bin.join("ray");
+    let dir = dir.display();
+    std::fs::write(
+        &ray,
+        format!(
+            "#!/bin/sh\ntrap 'exit 0' TERM\necho $$ > {dir}/pid-$GC_DEVICE_ID\n\
+             echo \"$GC_ROLE ${{GC_HEAD_ADDRESS:--}} $*\" > {dir}/ray-$GC_DEVICE_ID\n\
+             while true; do sleep 0.2; done\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&ray, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+/// A Ray cluster without a command: the head's agent runs `ray start --head`, the worker's
+/// joins it at the head's address as the server saw it, and the console shows that address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ray_workers_join_the_head_at_its_address() {
+    let fleet = Fleet::start(platform::testing::fresh_sqlite_url()).await;
+    let commands = Commands(fleet.dir.clone());
+    let bin = stand_in_ray(&fleet.dir);
+    let mut agents = Vec::new();
+    for name in ["r1", "r2"] {
+        let machine = machine_file(&fleet.dir, name, "NVIDIA H100 80GB HBM3", 1, 0);
+        let args = fleet.add_device(name).await;
+        agents.push(fleet.agent_with_path(name, &args, &machine, Some(&bin)));
+    }
+    for name in ["r1", "r2"] {
+        let id = fleet.wait_registered(name, 30).await;
+        fleet
+            .wait_for(name, &id, 60, "ready for hire", |d| {
+                d.summary.readiness().is_ok()
+            })
+            .await;
+    }
+    let renter = funded_renter(&fleet, 100).await;
+    let request = DeployRequest {
+        name: "ray-on-two".into(),
+        kind: ClusterKind::Ray,
+        purpose: Purpose::Train,
+        hardware: "H100 80GB SXM".into(),
+        quantity: 2,
+        countries: Vec::new(),
+        min_tier: None,
+        compliance: SecurityCompliance::E2eEncrypted,
+        duration_unit: DurationUnit::Hourly,
+        duration_count: 1,
+        payment: PaymentMethod::Usdc,
+        workload: Workload::default(),
+    };
+    let provisioning = &fleet.server.platform.provisioning;
+    let cluster = provisioning
+        .deploy(renter, &request, Some("ray-1"), platform::now())
+        .await
+        .unwrap();
+    let running = wait_for_cluster(&fleet, renter, &cluster.id, 20, "running", |d| {
+        d.summary.status == ClusterStatus::Running
+    })
+    .await;
+    assert_eq!(running.members.len(), 2);
+    for member in &running.members {
+        assert_eq!(member.address.as_deref(), Some("127.0.0.1"), "{member:?}");
+        let started = read(&fleet.dir.join(format!("ray-{}", member.device_id)));
+        let expected = match member.role {
+            ClusterRole::Head => "head - start --head --port 6379 --dashboard-host 0.0.0.0 --block",
+            ClusterRole::Worker => "worker 127.0.0.1 start --address=127.0.0.1:6379 --block",
+        };
+        assert_eq!(started.trim(), expected, "{member:?}");
+    }
+    provisioning
+        .terminate(renter, &cluster.id, platform::now())
+        .await
+        .unwrap();
     drop(agents);
     drop(commands);
     fleet.stop().await;

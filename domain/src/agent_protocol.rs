@@ -128,6 +128,12 @@ pub struct WorkloadAssignment {
     pub kind: ClusterKind,
     pub role: ClusterRole,
     pub workload: Workload,
+    /// The IP address of the cluster's head device, as the server sees its agent, for the
+    /// other devices of Ray and Kubernetes clusters (`ray start --address`, `GC_HEAD_ADDRESS`);
+    /// None for the head itself, for clusters without one, or while the server has not yet
+    /// heard from the head since it started.
+    #[serde(default)]
+    pub head_address: Option<String>,
 }
 
 /// The agent's long poll for new work: the server answers when its workloads for the device

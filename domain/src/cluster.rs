@@ -501,6 +501,9 @@ pub struct ClusterMember {
     pub workload_state: String,
     pub joined_at: i64,
     pub left_at: Option<i64>,
+    /// The IP address the device's agent reaches the server from, where the renter reaches
+    /// the services the device runs; None until its agent is heard from (or once it left).
+    pub address: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -84,6 +84,7 @@ test('a renter deploys a cluster on a real agent, extends it and terminates it',
     await expect(page.getByTestId('workload-state')).toHaveText('running');
     await expect(page.getByTestId('cluster-devices')).toContainText(device.id);
     await expect(page.getByTestId('cluster-timeline')).toContainText('paid $0.50');
+    await expect(page.getByTestId('cluster-access')).toContainText('Each device runs: echo started; sleep 300');
     // Drawn on the server from the agents' heartbeats.
     await expect(page.getByTestId('cluster-utilisation-chart').locator('svg')).toBeVisible();
     expect(device.log()).toContain('workload running');

@@ -542,6 +542,7 @@ impl AgentService {
         &self,
         device_id: &str,
         heartbeat: Heartbeat,
+        from: Option<std::net::IpAddr>,
         now: UnixMillis,
     ) -> Result<HeartbeatReply, Error> {
         let skew = heartbeat.sent_at - now.0;
@@ -578,6 +579,9 @@ impl AgentService {
                 d.last_heartbeat = Some(now.0);
                 d.utilisation = heartbeat.utilisation;
                 d.heartbeat_dirty = true;
+                if from.is_some() {
+                    d.address = from;
+                }
                 if *d.agent_version != *version {
                     d.agent_version = version.into();
                     follow_ups.push(FollowUp::NewAgentVersion);

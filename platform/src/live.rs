@@ -61,6 +61,9 @@ pub(crate) struct LiveDevice {
     /// Rung when the assignment changes, for an agent long-polling for it (made when one
     /// first waits; most devices never need one).
     pub assignment_changed: Option<Arc<tokio::sync::Notify>>,
+    /// Where the agent's last heartbeat came from: where renters reach what the device runs.
+    /// Kept in memory only; a restarted server learns it again from the next heartbeat.
+    pub address: Option<std::net::IpAddr>,
 }
 
 impl LiveDevice {
@@ -117,6 +120,7 @@ impl LiveDevice {
             assignment: None,
             workload_state: None,
             assignment_changed: None,
+            address: None,
         }
     }
 

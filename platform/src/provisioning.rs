@@ -364,6 +364,7 @@ impl ProvisioningService {
             )?;
             match self.claim(user_id, &order, key, &quote, &chosen, now).await {
                 Ok((summary, transitions)) => {
+                    let head = (role_of(order.kind, 0) == ClusterRole::Head).then(|| chosen[0].0);
                     for (position, ((device, _), t)) in chosen.iter().zip(&transitions).enumerate()
                     {
                         mirror(&self.live, &self.index, device, t, now);
@@ -373,6 +374,7 @@ impl ProvisioningService {
                             order.kind,
                             role_of(order.kind, position),
                             &order.workload,
+                            head,
                         );
                     }
                     tracing::info!(cluster = %summary.id, devices = chosen.len(), total = %quote.shown_total(), "cluster deployed");
@@ -485,7 +487,16 @@ impl ProvisioningService {
             .unzip()
     }
 
-    /// Hands a hired device its workload; its agent gets it with the next heartbeat reply.
+    /// The IP address `device`'s agent last heartbeated from, if this process heard it.
+    fn address_of(&self, device: &str) -> Option<String> {
+        self.live
+            .with(device, |d| d.address)
+            .flatten()
+            .map(|ip| ip.to_string())
+    }
+
+    /// Hands a hired device its workload, with the address of the cluster's `head` device
+    /// when it is another; its agent gets it with the next heartbeat reply.
     fn assign(
         &self,
         device: &str,
@@ -493,12 +504,16 @@ impl ProvisioningService {
         kind: ClusterKind,
         role: ClusterRole,
         workload: &Workload,
+        head: Option<&str>,
     ) {
         let assignment = Arc::new(WorkloadAssignment {
             cluster_id: cluster_id.to_owned(),
             kind,
             role,
             workload: workload.clone(),
+            head_address: head
+                .filter(|head| *head != device)
+                .and_then(|head| self.address_of(head)),
         });
         self.live.with(device, |d| {
             d.assign(Some(assignment), Some(WorkloadState::Assigned))
@@ -677,8 +692,14 @@ impl ProvisioningService {
         .await?
         .iter()
         .map(|r| {
+            let device_id: String = r.try_get(0)?;
+            let left_at: Option<i64> = r.try_get(8)?;
             Ok(ClusterMember {
-                device_id: r.try_get(0)?,
+                address: match left_at {
+                    None => self.address_of(&device_id),
+                    Some(_) => None,
+                },
+                device_id,
                 role: ClusterRole::parse(r.try_get(1)?).map_err(|e| corrupt("role", e))?,
                 units: u32::try_from(r.try_get::<i64, _>(2)?).map_err(|e| corrupt("units", e))?,
                 country: r.try_get(3)?,
@@ -690,7 +711,7 @@ impl ProvisioningService {
                 device_status: status_of(r.try_get(5)?)?,
                 workload_state: r.try_get(6)?,
                 joined_at: r.try_get(7)?,
-                left_at: r.try_get(8)?,
+                left_at,
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;
@@ -1012,9 +1033,13 @@ impl ProvisioningService {
         }
         tx.commit().await?;
         self.released(&released, now);
+        let head = members
+            .iter()
+            .find(|m| m.role == ClusterRole::Head && m.device_id != device_id)
+            .map(|m| m.device_id.as_str());
         for (device, t) in &hired {
             mirror(&self.live, &self.index, device, t, now);
-            self.assign(device, id, cluster.kind, lost.role, &cluster.workload);
+            self.assign(device, id, cluster.kind, lost.role, &cluster.workload, head);
         }
         tracing::info!(cluster = id, device = device_id, replaced = !hired.is_empty(), refund = %refund, "cluster device lost");
         Ok(())
@@ -1318,6 +1343,9 @@ impl ProvisioningService {
                 role: ClusterRole::parse(row.try_get(3)?).map_err(|e| corrupt("role", e))?,
                 workload: serde_json::from_str(row.try_get(4)?)
                     .map_err(|e| corrupt("workload", e))?,
+                // Addresses are learnt from heartbeats, none yet at start-up; running agents
+                // keep what they were given.
+                head_address: None,
             });
             let state = workload_state(row.try_get(5)?)?;
             self.live

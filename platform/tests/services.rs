@@ -460,7 +460,7 @@ async fn a_device_is_verified_by_proof_of_work_and_goes_down_when_silent(p: Plat
     let t1 = T0.plus_seconds(5);
     let reply = p
         .agents
-        .heartbeat(&id, heartbeat_at(t1, calm), t1)
+        .heartbeat(&id, heartbeat_at(t1, calm), None, t1)
         .await
         .unwrap();
     assert_eq!(reply.status, DeviceStatus::Pending);
@@ -502,7 +502,7 @@ async fn a_device_is_verified_by_proof_of_work_and_goes_down_when_silent(p: Plat
     let t2 = T0.plus_seconds(10);
     let retry = p
         .agents
-        .heartbeat(&id, heartbeat_at(t2, calm), t2)
+        .heartbeat(&id, heartbeat_at(t2, calm), None, t2)
         .await
         .unwrap()
         .challenge
@@ -530,7 +530,7 @@ async fn a_device_is_verified_by_proof_of_work_and_goes_down_when_silent(p: Plat
     let t3 = T0.plus_seconds(20);
     let reply = p
         .agents
-        .heartbeat(&id, heartbeat_at(t3, busy), t3)
+        .heartbeat(&id, heartbeat_at(t3, busy), None, t3)
         .await
         .unwrap();
     assert_eq!(reply.status, DeviceStatus::Idle);
@@ -543,7 +543,7 @@ async fn a_device_is_verified_by_proof_of_work_and_goes_down_when_silent(p: Plat
     assert!(matches!(
         refusal(
             p.agents
-                .heartbeat(&id, heartbeat_at(T0, calm), T0.plus_seconds(3600))
+                .heartbeat(&id, heartbeat_at(T0, calm), None, T0.plus_seconds(3600))
                 .await
         ),
         AgentRefusal::ClockSkew { .. }
@@ -562,7 +562,7 @@ async fn a_device_is_verified_by_proof_of_work_and_goes_down_when_silent(p: Plat
     let t4 = T0.plus_seconds(60);
     let reply = p
         .agents
-        .heartbeat(&id, heartbeat_at(t4, calm), t4)
+        .heartbeat(&id, heartbeat_at(t4, calm), None, t4)
         .await
         .unwrap();
     assert_eq!(reply.status, DeviceStatus::Idle);
@@ -697,7 +697,7 @@ async fn owners_pause_resume_revoke_and_remove(p: Platform) {
     );
     let reply = p
         .agents
-        .heartbeat(&id, heartbeat_at(T0, Utilisation::default()), T0)
+        .heartbeat(&id, heartbeat_at(T0, Utilisation::default()), None, T0)
         .await
         .unwrap();
     assert_eq!(reply.status, DeviceStatus::Paused);
@@ -783,7 +783,7 @@ async fn unsupported_hardware_is_kept_with_what_was_reported(p: Platform) {
     assert_eq!(detail.reported_gpus, "1 × Matrox G200");
     let reply = p
         .agents
-        .heartbeat(&id, heartbeat_at(T0, Utilisation::default()), T0)
+        .heartbeat(&id, heartbeat_at(T0, Utilisation::default()), None, T0)
         .await
         .unwrap();
     assert!(reply.challenge.is_none());

@@ -2,16 +2,17 @@
 //! single-use token; everything else a bearer device credential. Bodies are validated by the
 //! shared `domain::agent_protocol` types, and each refusal carries a stable code.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use domain::agent_protocol::{
     AssignmentChange, AssignmentWait, Heartbeat, HeartbeatReply, RegisterRequest, Registered,
     SpeedTestResult, SpeedTestStarted, VerificationOutcome,
@@ -80,13 +81,16 @@ async fn register(
 async fn heartbeat(
     State(platform): State<Platform>,
     Device(device_id): Device,
+    // Absent only where the router is served without connection info (in-process tests).
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     body: Result<Json<Heartbeat>, JsonRejection>,
 ) -> Result<Json<HeartbeatReply>, Error> {
     let Json(heartbeat) = body?;
+    let from = peer.map(|Extension(ConnectInfo(peer))| peer.ip().to_canonical());
     Ok(Json(
         platform
             .agents
-            .heartbeat(&device_id, heartbeat, platform::now())
+            .heartbeat(&device_id, heartbeat, from, platform::now())
             .await?,
     ))
 }

@@ -91,8 +91,25 @@ impl Fleet {
     }
 
     pub fn agent(&self, name: &str, args: &[String], machine: &Path) -> Child {
+        self.agent_with_path(name, args, machine, None)
+    }
+
+    /// [`Fleet::agent`] with `bin` searched first for the programs the agent runs.
+    pub fn agent_with_path(
+        &self,
+        name: &str,
+        args: &[String],
+        machine: &Path,
+        bin: Option<&Path>,
+    ) -> Child {
         let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
-        Command::new(AGENT)
+        let mut command = Command::new(AGENT);
+        if let Some(bin) = bin {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let paths = std::iter::once(bin.to_path_buf()).chain(std::env::split_paths(&path));
+            command.env("PATH", std::env::join_paths(paths).unwrap());
+        }
+        command
             .args(args)
             .arg("--credentials")
             .arg(self.dir.join(format!("{name}.json")))

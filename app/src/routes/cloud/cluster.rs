@@ -183,7 +183,14 @@ fn ClusterView(c: ClusterWithChart) -> impl IntoView {
         </section>
         <section class="panel">
             <h2>"Access"</h2>
-            <ul data-testid="cluster-access">{access.into_iter().map(|line| view! { <li><code>{line}</code></li> }).collect_view()}</ul>
+            <ul data-testid="cluster-access">{access.into_iter().map(|line| view! {
+                <li>{format!("{}: ", line.what)}{if line.link {
+                    let href = line.text.clone();
+                    view! { <a href=href rel="noopener" target="_blank"><code>{line.text}</code></a> }.into_any()
+                } else {
+                    view! { <code>{line.text}</code> }.into_any()
+                }}</li>
+            }).collect_view()}</ul>
         </section>
         <section class="panel">
             <h2>"Devices"</h2>
@@ -217,40 +224,146 @@ fn ClusterView(c: ClusterWithChart) -> impl IntoView {
     }
 }
 
-/// How the renter reaches the cluster: the head's Ray dashboard or API server, the
-/// container's port, and the command each device runs.
+/// One way into the cluster: what it is, and the address or command (a link when it is one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Access {
+    what: String,
+    text: String,
+    link: bool,
+}
+
+impl Access {
+    fn new(what: impl Into<String>, text: impl Into<String>) -> Access {
+        let text = text.into();
+        Access {
+            what: what.into(),
+            link: text.starts_with("http://"),
+            text,
+        }
+    }
+}
+
+/// How the renter reaches the cluster at the addresses its devices' agents connect from: the
+/// head's Ray dashboard, client and job API or Kubernetes API server, the workload's port on
+/// every device, and the command each device runs.
 fn access_lines(
     kind: ClusterKind,
     workload: &domain::cluster::Workload,
     members: &[domain::cluster::ClusterMember],
-) -> Vec<String> {
-    let head = members
-        .iter()
-        .find(|m| m.left_at.is_none() && m.role == domain::cluster::ClusterRole::Head)
-        .map(|m| m.device_id.clone());
+) -> Vec<Access> {
+    use domain::cluster::ClusterRole;
+    let active: Vec<_> = members.iter().filter(|m| m.left_at.is_none()).collect();
+    // IPv6 in brackets, ready for a URL; until its agent is heard from, no address.
+    let host = |m: &domain::cluster::ClusterMember| {
+        m.address.as_ref().map(|a| {
+            if a.contains(':') {
+                format!("[{a}]")
+            } else {
+                a.clone()
+            }
+        })
+    };
+    let unknown = |device: &str| format!("{device}: its address is shown once its agent checks in");
     let mut lines = Vec::new();
+    let head = active.iter().find(|m| m.role == ClusterRole::Head);
     match (kind, head) {
-        (ClusterKind::Ray | ClusterKind::MegaRay, Some(head)) => {
-            lines.push(format!("Ray dashboard: port 8265 on head device {head}"));
-            lines.push(format!(
-                "ray job submit --address http://<{head}>:8265 -- python job.py"
-            ));
-        }
-        (ClusterKind::Kubernetes, Some(head)) => {
-            lines.push(format!(
-                "Kubernetes API server: port 6443 on head device {head}"
-            ));
-        }
+        (ClusterKind::Ray | ClusterKind::MegaRay, Some(head)) => match host(head) {
+            Some(h) => {
+                lines.push(Access::new("Ray dashboard", format!("http://{h}:8265")));
+                lines.push(Access::new(
+                    "Submit a job",
+                    format!("ray job submit --address http://{h}:8265 -- python job.py"),
+                ));
+                lines.push(Access::new(
+                    "Ray client",
+                    format!("ray.init(\"ray://{h}:10001\")"),
+                ));
+            }
+            None => lines.push(Access::new("Ray head", unknown(&head.device_id))),
+        },
+        (ClusterKind::Kubernetes, Some(head)) => lines.push(Access::new(
+            "Kubernetes API server",
+            host(head).map_or_else(|| unknown(&head.device_id), |h| format!("https://{h}:6443")),
+        )),
         _ => {}
     }
     if let Some(port) = workload.port {
-        lines.push(format!("Service port {port} on every device"));
+        for m in &active {
+            lines.push(Access::new(
+                format!("Port {port} on {}", m.device_id),
+                host(m).map_or_else(|| unknown(&m.device_id), |h| format!("http://{h}:{port}")),
+            ));
+        }
     }
     if !workload.command.is_empty() {
-        lines.push(format!("Each device runs: {}", workload.command));
+        lines.push(Access::new("Each device runs", workload.command.clone()));
     }
     if lines.is_empty() {
-        lines.push("The devices are held for you; each agent reports its state here.".into());
+        lines.push(Access::new(
+            "Devices",
+            "held for you; each agent reports its state here",
+        ));
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::cluster::{ClusterMember, ClusterRole, Workload};
+    use domain::fleet::DeviceStatus;
+
+    fn member(id: &str, role: ClusterRole, address: Option<&str>) -> ClusterMember {
+        ClusterMember {
+            device_id: id.into(),
+            role,
+            units: 1,
+            country: "DE".into(),
+            tier: None,
+            device_status: DeviceStatus::Hired,
+            workload_state: "running".into(),
+            joined_at: 0,
+            left_at: None,
+            address: address.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn access_is_at_the_devices_addresses() {
+        let members = [
+            member("dev-head", ClusterRole::Head, Some("203.0.113.7")),
+            member("dev-w1", ClusterRole::Worker, Some("2001:db8::1")),
+            member("dev-w2", ClusterRole::Worker, None),
+        ];
+        let workload = Workload {
+            port: Some(8000),
+            ..Workload::default()
+        };
+        let lines = access_lines(ClusterKind::Ray, &workload, &members);
+        let shown: Vec<(&str, &str, bool)> = lines
+            .iter()
+            .map(|l| (l.what.as_str(), l.text.as_str(), l.link))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("Ray dashboard", "http://203.0.113.7:8265", true),
+                (
+                    "Submit a job",
+                    "ray job submit --address http://203.0.113.7:8265 -- python job.py",
+                    false
+                ),
+                ("Ray client", "ray.init(\"ray://203.0.113.7:10001\")", false),
+                ("Port 8000 on dev-head", "http://203.0.113.7:8000", true),
+                ("Port 8000 on dev-w1", "http://[2001:db8::1]:8000", true),
+                (
+                    "Port 8000 on dev-w2",
+                    "dev-w2: its address is shown once its agent checks in",
+                    false
+                ),
+            ]
+        );
+        let held = access_lines(ClusterKind::BareMetal, &Workload::default(), &members);
+        assert_eq!(held[0].what, "Devices");
+    }
 }
