@@ -130,7 +130,11 @@ async fn run(args: Args) -> Result<(), AgentError> {
     };
     let client = ApiClient::new(&saved.server)?.with_credential(saved.credential.clone());
     println!("device {} reporting to {}", saved.device_id, saved.server);
-    let mut workloads = workloads::Workloads::new(&saved.device_id);
+    let record = path.with_extension("workloads.json");
+    for leftover in workloads::stop_leftovers(&record) {
+        println!("stopped {leftover}, left running when this agent was last killed");
+    }
+    let mut workloads = workloads::Workloads::new(&saved.device_id, record);
     let assignments = Arc::new(AssignmentWatch::default());
     let watcher = tokio::spawn(watch_assignments(client.clone(), assignments.clone()));
     let result = heartbeat_loop(&client, &mut machine, &mut workloads, &assignments).await;

@@ -11,10 +11,12 @@
 //! head, `GC_HEAD_ADDRESS` (for multi-device jobs: `torchrun --master-addr`, …).
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use domain::agent_protocol::{WorkloadAssignment, WorkloadReport, WorkloadState};
 use domain::cluster::{ClusterKind, ClusterRole};
+use serde::{Deserialize, Serialize};
 use tokio::process::{Child, Command};
 
 struct Running {
@@ -25,10 +27,93 @@ struct Running {
     detail: String,
 }
 
-#[derive(Default)]
 pub struct Workloads {
     device_id: String,
     running: HashMap<String, Running>,
+    /// Where what runs is written down, so that a restart after the agent was killed (which
+    /// cannot stop its workloads) stops them before the server's assignments start them again.
+    record: PathBuf,
+}
+
+/// A workload as written down: its process group (the pid of the command it started) with
+/// the process's start time, so a pid reused by another process is never taken for it, and
+/// its container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Recorded {
+    cluster_id: String,
+    pid: Option<u32>,
+    started: Option<u64>,
+    container: Option<String>,
+}
+
+/// When process `pid` started (clock ticks since boot), if it is alive (not a zombie), where
+/// the system says (Linux `/proc`).
+fn process_started(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (in parentheses) may hold spaces; the state is the first field after
+    // it, the start time the 20th.
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    if matches!(fields.next()?, "Z" | "X") {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
+}
+
+/// Stops what an earlier run of the agent recorded as running and could not stop (it was
+/// killed): each process group whose leader is still the process recorded, and each
+/// container. Returns what it stopped; the record is then cleared.
+pub fn stop_leftovers(record: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(record) else {
+        return Vec::new();
+    };
+    let recorded: Vec<Recorded> = serde_json::from_str(&text).unwrap_or_else(|e| {
+        eprintln!(
+            "ignoring the damaged workload record {}: {e}",
+            record.display()
+        );
+        Vec::new()
+    });
+    let mut stopped = Vec::new();
+    for leftover in recorded {
+        if let Some(name) = &leftover.container {
+            let _ = std::process::Command::new("docker")
+                .args(["stop", name])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            stopped.push(format!(
+                "container {name} of cluster {}",
+                leftover.cluster_id
+            ));
+        }
+        if let (Some(pid), Some(started)) = (leftover.pid, leftover.started) {
+            if process_started(pid) == Some(started) {
+                signal_group(pid, "TERM");
+                let deadline = std::time::Instant::now() + STOP_GRACE;
+                while process_started(pid) == Some(started) && std::time::Instant::now() < deadline
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                if process_started(pid) == Some(started) {
+                    signal_group(pid, "KILL");
+                }
+                stopped.push(format!(
+                    "process group {pid} of cluster {}",
+                    leftover.cluster_id
+                ));
+            }
+        }
+    }
+    let _ = std::fs::remove_file(record);
+    stopped
+}
+
+/// Sends `signal` to the process group led by `pid`.
+fn signal_group(pid: u32, signal: &str) {
+    let _ = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), "--", &format!("-{pid}")])
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// The port a Ray head's GCS listens on (Ray's default, which the console shows).
@@ -62,10 +147,38 @@ fn shell(command: &str) -> Command {
 }
 
 impl Workloads {
-    pub fn new(device_id: &str) -> Workloads {
+    /// Workloads of `device_id`, written down in `record` while they run.
+    pub fn new(device_id: &str, record: PathBuf) -> Workloads {
         Workloads {
             device_id: device_id.to_owned(),
             running: HashMap::new(),
+            record,
+        }
+    }
+
+    /// Writes down what runs now (see [`stop_leftovers`]); a failure is reported, not fatal.
+    fn save_record(&self) {
+        let recorded: Vec<Recorded> = self
+            .running
+            .iter()
+            .map(|(id, w)| {
+                let pid = w.child.as_ref().and_then(Child::id);
+                Recorded {
+                    cluster_id: id.clone(),
+                    pid,
+                    started: pid.and_then(process_started),
+                    container: w.container.clone(),
+                }
+            })
+            .collect();
+        let written = serde_json::to_vec(&recorded)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&self.record, bytes));
+        if let Err(e) = written {
+            eprintln!(
+                "could not write the workload record {}: {e}",
+                self.record.display()
+            );
         }
     }
 
@@ -98,6 +211,9 @@ impl Workloads {
                 self.running.insert(assignment.cluster_id.clone(), started);
                 changed = true;
             }
+        }
+        if changed {
+            self.save_record();
         }
         changed
     }
@@ -247,9 +363,7 @@ fn stop(workload: &mut Running, graceful: bool) {
     };
     #[cfg(unix)]
     if let Some(pid) = child.id() {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", "--", &format!("-{pid}")])
-            .status();
+        signal_group(pid, "TERM");
     }
     if !graceful {
         let _ = child.start_kill();
@@ -270,5 +384,58 @@ impl Drop for Workloads {
         for workload in self.running.values_mut() {
             stop(workload, false);
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+
+    fn sleeper() -> std::process::Child {
+        std::process::Command::new("sh")
+            .args(["-c", "sleep 30"])
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    }
+
+    #[test]
+    fn leftovers_are_stopped_only_when_the_pid_is_still_theirs() {
+        let dir = std::env::temp_dir().join(format!("gc-leftovers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let record = dir.join("agent.workloads.json");
+        let (mut ours, mut reused) = (sleeper(), sleeper());
+        let recorded = |child: &std::process::Child, started: Option<u64>| Recorded {
+            cluster_id: "cl-1".into(),
+            pid: Some(child.id()),
+            started,
+            container: None,
+        };
+        let reused_started = process_started(reused.id()).unwrap();
+        std::fs::write(
+            &record,
+            serde_json::to_vec(&[
+                recorded(&ours, process_started(ours.id())),
+                // Another process now holds a recorded pid: its start time differs.
+                recorded(&reused, Some(reused_started + 1)),
+            ])
+            .unwrap(),
+        )
+        .unwrap();
+        let stopped = stop_leftovers(&record);
+        assert_eq!(
+            stopped,
+            [format!("process group {} of cluster cl-1", ours.id())]
+        );
+        assert!(ours.wait().unwrap().code().is_none(), "ended by a signal");
+        assert!(reused.try_wait().unwrap().is_none(), "left alone");
+        assert!(!record.exists(), "the record is cleared");
+        assert!(
+            stop_leftovers(&record).is_empty(),
+            "nothing recorded, nothing done"
+        );
+        reused.kill().unwrap();
+        reused.wait().unwrap();
     }
 }

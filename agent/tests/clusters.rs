@@ -396,6 +396,83 @@ async fn ray_workers_join_the_head_at_its_address() {
     fleet.stop().await;
 }
 
+/// A killed agent cannot stop the command it started; restarted, it stops that one before it
+/// starts the cluster's command again, so the command never runs twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_agent_stops_what_it_left_running_when_killed() {
+    let fleet = Fleet::start_with(platform::testing::fresh_sqlite_url(), production_pace).await;
+    let commands = Commands(fleet.dir.clone());
+    let machine = machine_file(&fleet.dir, "k", "NVIDIA H100 80GB HBM3", 1, 0);
+    let args = fleet.add_device("k").await;
+    let mut agent = fleet.agent("k", &args, &machine);
+    let device = fleet.wait_registered("k", 30).await;
+    fleet
+        .wait_for("k", &device, 60, "ready for hire", |d| {
+            d.summary.readiness().is_ok()
+        })
+        .await;
+    let renter = funded_renter(&fleet, 100).await;
+    let request = DeployRequest {
+        name: "survives-restarts".into(),
+        kind: ClusterKind::BareMetal,
+        purpose: Purpose::General,
+        hardware: "H100 80GB SXM".into(),
+        quantity: 1,
+        countries: Vec::new(),
+        min_tier: None,
+        compliance: SecurityCompliance::E2eEncrypted,
+        duration_unit: DurationUnit::Hourly,
+        duration_count: 1,
+        payment: PaymentMethod::Usdc,
+        workload: Workload {
+            command: marking_command(&fleet.dir),
+            ..Workload::default()
+        },
+    };
+    let provisioning = &fleet.server.platform.provisioning;
+    let cluster = provisioning
+        .deploy(renter, &request, Some("k-1"), platform::now())
+        .await
+        .unwrap();
+    wait_for_cluster(&fleet, renter, &cluster.id, 20, "running", |d| {
+        d.summary.status == ClusterStatus::Running
+    })
+    .await;
+    let pid_file = fleet.dir.join(format!("pid-{device}"));
+    let first = read(&pid_file).trim().to_owned();
+    assert!(!first.is_empty(), "the command wrote its pid");
+
+    agent.kill().await.unwrap();
+    let alive = |pid: &str| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    assert!(alive(&first), "a killed agent leaves its command running");
+    let _restarted = fleet.agent("k", &args, &machine);
+    let stopped = fleet.dir.join(format!("stopped-{device}"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = read(&pid_file).trim().to_owned();
+        if read(&stopped).trim() == "stopped" && !now.is_empty() && now != first {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restarted agent did not replace the command it left running:\n{}",
+            fleet.log("k")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(fleet.log("k").contains(&format!(
+        "stopped process group {first} of cluster {}",
+        cluster.id
+    )));
+    let detail = wait_for_cluster(&fleet, renter, &cluster.id, 10, "running again", |d| {
+        d.members[0].workload_state == "running"
+    })
+    .await;
+    assert_eq!(detail.summary.status, ClusterStatus::Running);
+    drop(commands);
+    fleet.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_clusters_run_on_real_agents() {
     let fleet = Fleet::start_with(platform::testing::fresh_sqlite_url(), production_pace).await;
