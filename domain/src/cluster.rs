@@ -547,6 +547,9 @@ pub struct HireEarning {
     pub left_at: Option<i64>,
     /// Settled so far, before the 0.25% provider fee.
     pub earned: MicroUsd,
+    /// Not earned because the device went down or its workload failed during the hire: the
+    /// rest of its budget, which went to a replacement or back to the renter (before the fee).
+    pub forfeited: MicroUsd,
 }
 
 #[cfg(test)]

@@ -248,6 +248,10 @@ pub struct ProviderEarnings {
     pub claimable: MicroUsd,
     /// Block rewards not yet claimed.
     pub claimable_tokens: Tokens,
+    /// Every hire of the provider's devices, all time: earned (settled, before the fee) and
+    /// forfeited (devices down or failed while hired).
+    pub hired_earned: MicroUsd,
+    pub hired_forfeited: MicroUsd,
     /// Per device and cluster, newest first.
     pub hires: Vec<crate::cluster::HireEarning>,
     /// The devices' lines in the newest blocks.

@@ -129,6 +129,9 @@ test('a renter deploys a cluster on a real agent, extends it and terminates it',
     await expect(page).toHaveURL(/\/worker\/earnings$/);
     await hydrated(page);
     await expect(page.getByTestId('hire-row')).toContainText('e2e-rental');
+    // Its agent never went down while hired: nothing forfeited.
+    await expect(page.getByTestId('hired-forfeited')).toHaveText('$0.00');
+    await expect(page.getByTestId('hired-earned')).toHaveText(/^\$0\.\d\d$/);
     await expect(page.getByTestId('hire-chart').locator('svg')).toBeVisible();
     await expect(page.getByTestId('movement')).toHaveCount(1);
     await page.getByTestId('payments-search').fill('no such payment');

@@ -146,9 +146,12 @@ impl Services {
         let since = domain::time::UnixMillis(now.0 - EARNINGS_DAYS * 86_400_000);
         let daily = |asset| self.ledger.daily_credits(&account, asset, since);
         let (hire_days, reward_days) = (daily(Asset::Usdc).await?, daily(Asset::Token).await?);
+        let (hired_earned, hired_forfeited) = self.provisioning.hire_totals(wallet).await?;
         Ok(domain::rewards::ProviderEarnings {
             claimable: self.ledger.balance(&account).await?,
             claimable_tokens: self.ledger.tokens(&account).await?,
+            hired_earned,
+            hired_forfeited,
             hires: self
                 .provisioning
                 .hires_of(wallet, None, STATEMENT_LINES)

@@ -972,6 +972,14 @@ impl ProvisioningService {
         let through_now = lost.accrued(running_at, now.0, cluster.ends_at).max(served);
         let unused = MicroUsd::from_micros(lost.budget.micros() - through_now.micros());
         let due = MicroUsd::from_micros(served.micros() - lost.earned.micros());
+        sqlx::query(
+            "UPDATE cluster_devices SET forfeited = $1 WHERE cluster_id = $2 AND device_id = $3",
+        )
+        .bind(lost.budget.micros() - served.micros())
+        .bind(id)
+        .bind(device_id)
+        .execute(&mut *tx)
+        .await?;
         let mut posting = cluster
             .pay(
                 &mut tx,
@@ -1325,6 +1333,23 @@ impl ProvisioningService {
         hires(&self.store, owner_wallet, device_id, limit).await
     }
 
+    /// What `owner_wallet`'s devices earned and forfeited in all their hires (before the fee).
+    pub async fn hire_totals(&self, owner_wallet: &str) -> Result<(MicroUsd, MicroUsd), Error> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(cd.earned), 0) AS BIGINT), \
+               CAST(COALESCE(SUM(cd.forfeited), 0) AS BIGINT) \
+             FROM cluster_devices cd JOIN devices d ON d.id = cd.device_id \
+             WHERE d.owner_wallet = $1",
+        )
+        .bind(owner_wallet)
+        .fetch_one(self.store.pool())
+        .await?;
+        Ok((
+            MicroUsd::from_micros(row.try_get(0)?),
+            MicroUsd::from_micros(row.try_get(1)?),
+        ))
+    }
+
     /// Gives every device of an active cluster its assignment in the live fleet (start-up).
     pub(crate) async fn load_assignments(&self) -> Result<usize, Error> {
         let rows = sqlx::query(
@@ -1504,7 +1529,8 @@ pub(crate) async fn hires(
     limit: u32,
 ) -> Result<Vec<HireEarning>, Error> {
     sqlx::query(
-        "SELECT cd.cluster_id, cd.device_id, d.name, cd.joined_at, cd.left_at, cd.earned \
+        "SELECT cd.cluster_id, cd.device_id, d.name, cd.joined_at, cd.left_at, cd.earned, \
+           cd.forfeited \
          FROM cluster_devices cd JOIN devices d ON d.id = cd.device_id \
          WHERE d.owner_wallet = $1 AND ($2 = '' OR cd.device_id = $2) \
          ORDER BY cd.joined_at DESC, cd.device_id LIMIT $3",
@@ -1523,6 +1549,7 @@ pub(crate) async fn hires(
             joined_at: row.try_get(3)?,
             left_at: row.try_get(4)?,
             earned: MicroUsd::from_micros(row.try_get(5)?),
+            forfeited: MicroUsd::from_micros(row.try_get(6)?),
         })
     })
     .collect()

@@ -1057,7 +1057,7 @@ async fn clusters_are_paid_placed_extended_and_settled(p: Platform) {
     .unwrap();
     let earned = p
         .ledger
-        .balance(&Account::ProviderClaimable(lost_owner))
+        .balance(&Account::ProviderClaimable(lost_owner.clone()))
         .await
         .unwrap();
     // One third of the escrow is the 1-GPU device's; it served 1 of its 3 hours, less 0.25%.
@@ -1066,6 +1066,28 @@ async fn clusters_are_paid_placed_extended_and_settled(p: Platform) {
     assert!(
         (earned.micros() - (served - (served * 25 + 5_000) / 10_000)).abs() <= 2,
         "{earned}"
+    );
+    // The two hours it did not serve are forfeited, shown beside what it earned.
+    let hires = p
+        .provisioning
+        .hires_of(&lost_owner, Some(lost), 10)
+        .await
+        .unwrap();
+    assert_eq!(hires.len(), 1);
+    assert!(
+        (hires[0].earned.micros() - served).abs() <= 2,
+        "{:?}",
+        hires[0]
+    );
+    assert!(
+        (hires[0].forfeited.micros() - (its_budget - served)).abs() <= 3,
+        "{:?}",
+        hires[0]
+    );
+    let (all_earned, all_forfeited) = p.provisioning.hire_totals(&lost_owner).await.unwrap();
+    assert_eq!(
+        (all_earned, all_forfeited),
+        (hires[0].earned, hires[0].forfeited)
     );
 
     // Terminated half-way through the rest: the unused half comes back.

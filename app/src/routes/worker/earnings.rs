@@ -5,7 +5,7 @@
 
 use domain::cluster::HireEarning;
 use domain::ledger::StatementLine;
-use domain::money::Asset;
+use domain::money::{Asset, MicroUsd};
 use domain::payout::Payout;
 use domain::rewards::{DeviceBlockReward, ProviderEarnings};
 use domain::time::UnixMillis;
@@ -65,6 +65,8 @@ fn EarningsView(e: EarningsWithCharts, search: String) -> impl IntoView {
     let ProviderEarnings {
         claimable,
         claimable_tokens,
+        hired_earned,
+        hired_forfeited,
         hires,
         rewards,
         payments,
@@ -94,6 +96,12 @@ fn EarningsView(e: EarningsWithCharts, search: String) -> impl IntoView {
         </section>
         <section class="panel">
             <h2>"Per cluster"</h2>
+            <div class="stats">
+                <div class="stat"><span class="stat-label">"Earned from hires, all time (before the 0.25% fee)"</span>
+                    <strong data-testid="hired-earned">{hired_earned.to_string()}</strong></div>
+                <div class="stat"><span class="stat-label">"Forfeited: devices down or failed while hired"</span>
+                    <strong data-testid="hired-forfeited">{hired_forfeited.to_string()}</strong></div>
+            </div>
             <HireTable hires />
         </section>
         <section class="panel">
@@ -115,7 +123,7 @@ fn HireTable(hires: Vec<HireEarning>) -> impl IntoView {
     }
     view! {
         <table class="table">
-            <thead><tr><th>"Cluster"</th><th>"Device"</th><th>"From (UTC)"</th><th>"Until"</th><th class="num">"Earned before fee"</th></tr></thead>
+            <thead><tr><th>"Cluster"</th><th>"Device"</th><th>"From (UTC)"</th><th>"Until"</th><th class="num">"Earned before fee"</th><th class="num">"Forfeited"</th></tr></thead>
             <tbody>
                 {hires.into_iter().map(|h| view! {
                     <tr data-testid="hire-row">
@@ -124,6 +132,7 @@ fn HireTable(hires: Vec<HireEarning>) -> impl IntoView {
                         <td>{UnixMillis(h.joined_at).to_rfc3339()}</td>
                         <td>{h.left_at.map_or_else(|| "serving".to_owned(), |t| UnixMillis(t).to_rfc3339())}</td>
                         <td class="num">{h.earned.to_string()}</td>
+                        <td class="num">{(h.forfeited > MicroUsd::ZERO).then(|| h.forfeited.to_string())}</td>
                     </tr>
                 }).collect_view()}
             </tbody>
