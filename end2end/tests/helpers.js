@@ -20,7 +20,10 @@ async function hydrated(page) {
  * signed-in page (the address in the top bar) and for its islands to hydrate.
  */
 async function signIn(page) {
+  // Signing in reloads the page, so every part renders for the session: wait for the new one.
+  const reloaded = page.waitForEvent('load');
   await page.getByTestId('connect-wallet').click();
+  await reloaded;
   await expect(page.getByTestId('wallet-address')).toBeVisible();
   await hydrated(page);
 }

@@ -8,11 +8,16 @@ test('a Wallet-Standard wallet signs in, the session survives a reload, and sign
   await page.goto('/worker');
   await hydrated(page);
 
-  await page.getByTestId('connect-wallet').click();
+  // Read before connecting: signing in reloads the page (every part renders for the session).
   const address = await page.evaluate(() => window.__testWallet.address);
+  const reloaded = page.waitForEvent('load');
+  await page.getByTestId('connect-wallet').click();
+  await reloaded;
   await expect(page.getByTestId('wallet-address')).toHaveText(short(address));
   await expect(page.getByTestId('no-devices')).toBeVisible();
+  await hydrated(page);
 
+  // The test wallet keeps what it signed across the reload (sessionStorage).
   const signed = await page.evaluate(() => window.__testWallet.signed);
   expect(signed).toHaveLength(1);
   expect(signed[0]).toContain(`127.0.0.1:${new URL(page.url()).port} wants you to sign in with your Solana account:\n${address}`);
