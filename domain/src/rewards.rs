@@ -118,6 +118,16 @@ pub struct BlockSplit {
     pub records: Vec<RewardRecord>,
 }
 
+impl BlockSplit {
+    /// How many devices the block pays.
+    pub fn rewarded(&self) -> usize {
+        self.records
+            .iter()
+            .filter(|r| r.reward > Tokens::ZERO)
+            .count()
+    }
+}
+
 impl Candidate {
     fn ineligible(&self) -> Option<Ineligible> {
         if self.status == DeviceStatus::Blocked {

@@ -9,7 +9,7 @@ use domain::money::{Asset, MicroUsd, Tokens};
 use domain::time::UnixMillis;
 use sqlx::{AnyConnection, Row};
 
-use crate::store::Store;
+use crate::store::{rows_per_statement, values_list, Store};
 use crate::Error;
 
 #[derive(Clone)]
@@ -44,55 +44,73 @@ pub(crate) async fn post(
     let Some(id) = id else {
         return Ok(false);
     };
-    for transfer in posting.transfers() {
-        sqlx::query(
-            "INSERT INTO ledger_transfers (transaction_id, asset, debit, credit, amount) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(id)
-        .bind(transfer.asset.as_str())
-        .bind(transfer.from.to_string())
-        .bind(transfer.to.to_string())
-        .bind(transfer.units)
-        .execute(&mut *conn)
-        .await?;
-    }
-    for (account, asset, units) in entries {
-        let name = account.to_string();
-        if account.must_stay_positive() && units < 0 {
-            // One conditional update: a concurrent spend of the same money (even on another
-            // server process) finds the balance already lower and is refused here.
-            let debited = sqlx::query(
-                "UPDATE ledger_balances SET balance = balance + $3 \
-                 WHERE account = $1 AND asset = $2 AND balance >= $4",
-            )
-            .bind(&name)
-            .bind(asset.as_str())
-            .bind(units)
-            .bind(-units)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-            if debited == 0 {
-                let have = balance_in(&mut *conn, &account, asset).await?;
-                return Err(Error::Conflict(format!(
-                    "{name} holds {}, less than the {} this needs",
-                    asset.show(have),
-                    asset.show(-units)
-                )));
-            }
-        } else {
-            sqlx::query(
-                "INSERT INTO ledger_balances (account, asset, balance) VALUES ($1, $2, $3) \
-                 ON CONFLICT (account, asset) DO UPDATE \
-                 SET balance = ledger_balances.balance + excluded.balance",
-            )
-            .bind(&name)
-            .bind(asset.as_str())
-            .bind(units)
-            .execute(&mut *conn)
-            .await?;
+    // Many rows per statement: a block's posting pays every provider (a hundred thousand and
+    // more), and one statement per row is one round trip each on PostgreSQL.
+    const TRANSFER_COLUMNS: usize = 5;
+    for chunk in posting
+        .transfers()
+        .chunks(rows_per_statement(conn, TRANSFER_COLUMNS))
+    {
+        let sql = format!(
+            "INSERT INTO ledger_transfers (transaction_id, asset, debit, credit, amount) VALUES {}",
+            values_list(chunk.len(), TRANSFER_COLUMNS)
+        );
+        let mut query = sqlx::query(&sql);
+        for transfer in chunk {
+            query = query
+                .bind(id)
+                .bind(transfer.asset.as_str())
+                .bind(transfer.from.to_string())
+                .bind(transfer.to.to_string())
+                .bind(transfer.units);
         }
+        query.execute(&mut *conn).await?;
+    }
+    let (debits, credits): (Vec<_>, Vec<_>) = entries
+        .into_iter()
+        .partition(|(account, _, units)| account.must_stay_positive() && *units < 0);
+    for (account, asset, units) in debits {
+        let name = account.to_string();
+        // One conditional update: a concurrent spend of the same money (even on another
+        // server process) finds the balance already lower and is refused here.
+        let debited = sqlx::query(
+            "UPDATE ledger_balances SET balance = balance + $3 \
+             WHERE account = $1 AND asset = $2 AND balance >= $4",
+        )
+        .bind(&name)
+        .bind(asset.as_str())
+        .bind(units)
+        .bind(-units)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if debited == 0 {
+            let have = balance_in(&mut *conn, &account, asset).await?;
+            return Err(Error::Conflict(format!(
+                "{name} holds {}, less than the {} this needs",
+                asset.show(have),
+                asset.show(-units)
+            )));
+        }
+    }
+    // Credits (and the outside world's debits) add to balances; each account and asset
+    // appears once in the entries, so one statement never updates a row twice.
+    const BALANCE_COLUMNS: usize = 3;
+    for chunk in credits.chunks(rows_per_statement(conn, BALANCE_COLUMNS)) {
+        let sql = format!(
+            "INSERT INTO ledger_balances (account, asset, balance) VALUES {} \
+             ON CONFLICT (account, asset) DO UPDATE \
+             SET balance = ledger_balances.balance + excluded.balance",
+            values_list(chunk.len(), BALANCE_COLUMNS)
+        );
+        let mut query = sqlx::query(&sql);
+        for (account, asset, units) in chunk {
+            query = query
+                .bind(account.to_string())
+                .bind(asset.as_str())
+                .bind(*units);
+        }
+        query.execute(&mut *conn).await?;
     }
     Ok(true)
 }
@@ -323,5 +341,74 @@ impl LedgerService {
             }
         }
         Ok(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::ledger::EMISSION;
+
+    /// More transfers and balances than one SQLite statement carries (48 transfers, 80
+    /// balances): a block paying 300 providers.
+    async fn a_posting_larger_than_a_statement_is_recorded_whole_and_once(url: String) {
+        let store = Store::open(&url).await.unwrap();
+        let ledger = LedgerService::new(store.clone());
+        let paid: Vec<i64> = (0..300).map(|n| 1_000 + n).collect();
+        let mut posting = Posting::new("block:7", "block 7 rewards")
+            .transfer_tokens(
+                EMISSION,
+                Account::RewardsPool,
+                Tokens::from_units(paid.iter().sum::<i64>() + 5),
+            )
+            .unwrap();
+        for (n, units) in paid.iter().enumerate() {
+            posting = posting
+                .transfer_tokens(
+                    Account::RewardsPool,
+                    Account::ProviderClaimable(format!("wallet-{n}")),
+                    Tokens::from_units(*units),
+                )
+                .unwrap();
+        }
+        for recorded in [true, false] {
+            let mut tx = store.begin_write().await.unwrap();
+            assert_eq!(
+                post(&mut tx, &posting, UnixMillis(1)).await.unwrap(),
+                recorded
+            );
+            tx.commit().await.unwrap();
+        }
+        for (n, units) in paid.iter().enumerate() {
+            let account = Account::ProviderClaimable(format!("wallet-{n}"));
+            assert_eq!(ledger.tokens(&account).await.unwrap().units(), *units);
+        }
+        assert_eq!(
+            ledger.tokens(&Account::RewardsPool).await.unwrap().units(),
+            5
+        );
+        assert_eq!(ledger.audit().await.unwrap(), Vec::<String>::new());
+        let transfers: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger_transfers")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(transfers, 301);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_a_posting_larger_than_a_statement_is_recorded_whole_and_once() {
+        a_posting_larger_than_a_statement_is_recorded_whole_and_once(
+            crate::testing::fresh_sqlite_url(),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn postgres_a_posting_larger_than_a_statement_is_recorded_whole_and_once() {
+        let Some(url) = crate::testing::fresh_postgres_url().await else {
+            return;
+        };
+        a_posting_larger_than_a_statement_is_recorded_whole_and_once(url).await;
     }
 }

@@ -19,7 +19,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use crate::ledger::post;
-use crate::store::{flag, flag_sql, values_list, Store};
+use crate::store::{flag, flag_sql, values_list, Backend, Store};
 use crate::Error;
 
 #[derive(Debug, Clone)]
@@ -39,6 +39,9 @@ impl Default for RewardsConfig {
         }
     }
 }
+
+/// SQLite's page cache while a block is written, in KiB (see [`RewardsService::close`]).
+const BLOCK_CACHE_KIB: i64 = 256 * 1024;
 
 /// Blocks one pass closes at most, so a server back after a long stop catches up over a few
 /// passes instead of holding the database for all of them.
@@ -79,107 +82,151 @@ impl RewardsService {
     }
 
     /// Closes block `number`: false when it was closed before (by this or another process).
+    ///
+    /// The devices are read and scored before the write transaction: at a million devices
+    /// that takes seconds, and SQLite has one writer, so holding its lock meanwhile would
+    /// stall every heartbeat flush and deploy. The block's hour ended `close_delay_secs` ago,
+    /// so what is read no longer changes; a second closer computes the same and then finds the
+    /// block taken.
     pub async fn close(&self, number: i64, now: UnixMillis) -> Result<bool, Error> {
-        let mut tx = self.store.begin_write().await?;
+        let closed: Option<i64> =
+            sqlx::query_scalar("SELECT number FROM reward_blocks WHERE number = $1")
+                .bind(number)
+                .fetch_optional(self.store.pool())
+                .await?;
+        if closed.is_some() {
+            return Ok(false);
+        }
+        let started = std::time::Instant::now();
+        let mut conn = self.store.pool().acquire().await?;
+        let candidates = self.candidates(&mut conn, number).await?;
+        let split = split_block(self.config.emission_per_block, &candidates);
+        drop(candidates);
+        let read = started.elapsed();
+        // A block writes a row per device into several indexes: with SQLite's small default
+        // page cache, pages are written out and read back many times over (measured: 15 s →
+        // 7 s for a million rows with 256 MiB). The connection gets its cache back after.
+        let sqlite = self.store.backend() == Backend::Sqlite;
+        let usual_cache: i64 = if sqlite {
+            let usual = sqlx::query_scalar("PRAGMA cache_size")
+                .fetch_one(&mut *conn)
+                .await?;
+            sqlx::query(&format!("PRAGMA cache_size = -{BLOCK_CACHE_KIB}"))
+                .execute(&mut *conn)
+                .await?;
+            usual
+        } else {
+            0
+        };
+        let written = self.write_block(&mut conn, number, &split, now).await;
+        if sqlite {
+            sqlx::query(&format!("PRAGMA cache_size = {usual_cache}"))
+                .execute(&mut *conn)
+                .await?;
+        }
+        if written? {
+            tracing::info!(
+                block = number,
+                devices = split.records.len(),
+                rewarded = split.rewarded(),
+                paid = %split.paid,
+                read_ms = read.as_millis() as u64,
+                write_ms = (started.elapsed() - read).as_millis() as u64,
+                "block closed"
+            );
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Records block `number` as `split` in one transaction on `conn`: false when another
+    /// closer took it first (its row is the lock: a concurrent closer waits here, then finds
+    /// it taken).
+    async fn write_block(
+        &self,
+        conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
+        number: i64,
+        split: &BlockSplit,
+        now: UnixMillis,
+    ) -> Result<bool, Error> {
         let emission = self.config.emission_per_block;
-        // Taking the block's row first: a concurrent closer waits here, then finds it taken.
+        let mut tx = self.store.begin_write_on(conn).await?;
         let taken = sqlx::query(
             "INSERT INTO reward_blocks (number, closed_at, emission, gpu_pool, cpu_pool, paid, \
-               devices_scored, devices_rewarded) VALUES ($1, $2, $3, 0, 0, 0, 0, 0) \
+               devices_scored, devices_rewarded) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (number) DO NOTHING",
         )
         .bind(number)
         .bind(now.0)
         .bind(emission.units())
+        .bind(split.gpu_pool.units())
+        .bind(split.cpu_pool.units())
+        .bind(split.paid.units())
+        .bind(split.records.len() as i64)
+        .bind(split.rewarded() as i64)
         .execute(&mut *tx)
         .await?
         .rows_affected();
         if taken == 0 {
             return Ok(false);
         }
-        let candidates = self.candidates(&mut tx, number).await?;
-        let split = split_block(emission, &candidates);
-        let rewarded = split
-            .records
-            .iter()
-            .filter(|r| r.reward > Tokens::ZERO)
-            .count();
-        sqlx::query(
-            "UPDATE reward_blocks SET gpu_pool = $1, cpu_pool = $2, paid = $3, devices_scored = $4, \
-               devices_rewarded = $5 WHERE number = $6",
-        )
-        .bind(split.gpu_pool.units())
-        .bind(split.cpu_pool.units())
-        .bind(split.paid.units())
-        .bind(split.records.len() as i64)
-        .bind(rewarded as i64)
-        .bind(number)
-        .execute(&mut *tx)
-        .await?;
-        self.store_records(&mut tx, number, &split).await?;
-        post(&mut tx, &block_posting(number, emission, &split)?, now).await?;
+        self.store_records(&mut tx, number, split).await?;
+        post(&mut tx, &block_posting(number, emission, split)?, now).await?;
         tx.commit().await?;
-        tracing::info!(
-            block = number,
-            devices = split.records.len(),
-            rewarded,
-            paid = %split.paid,
-            "block closed"
-        );
         Ok(true)
     }
 
     /// Every device online in block `number`, with what scoring needs: its hardware, tier,
     /// verification and status now, and its online time in the hours leading up to it.
+    ///
+    /// One pass over the devices, each reading its own few uptime rows by the table's
+    /// `(device_id, hour)` key (SQLite takes the left side of a CROSS JOIN as the outer loop):
+    /// reading the hours first would scan the whole uptime table, which has no index by hour
+    /// (one would slow every heartbeat flush). The hours are summed per device in SQL, so one
+    /// row per device comes back.
     async fn candidates(
         &self,
         conn: &mut AnyConnection,
         number: i64,
     ) -> Result<Vec<Candidate>, Error> {
         let hour = number * BLOCK_MS;
-        let first_hour = hour - i64::from(STREAK_HOURS - 1) * BLOCK_MS;
-        let mut online: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
-        let rows = sqlx::query(
-            "SELECT device_id, hour, online_ms FROM device_uptime \
-             WHERE hour BETWEEN $1 AND $2 AND device_id IN \
-               (SELECT device_id FROM device_uptime WHERE hour = $2)",
-        )
-        .bind(first_hour)
-        .bind(hour)
-        .fetch_all(&mut *conn)
-        .await?;
-        for row in &rows {
-            online
-                .entry(row.try_get(0)?)
-                .or_default()
-                .push((row.try_get(1)?, row.try_get(2)?));
-        }
-        let devices = sqlx::query(concat!(
-            "SELECT d.id, d.owner_wallet, d.kind, d.gpu_model, d.gpu_count, d.cpu_cores, d.tier, ",
-            flag_sql!("d.verified"),
-            ", d.status FROM devices d JOIN device_uptime u ON u.device_id = d.id AND u.hour = $1 \
-             ORDER BY d.id"
-        ))
-        .bind(hour)
-        .fetch_all(&mut *conn)
-        .await?;
-        devices
-            .iter()
-            .map(|row| {
-                let id: String = row.try_get(0)?;
-                let hours = online.get(&id).map(Vec::as_slice).unwrap_or_default();
-                self.candidate(row, id.clone(), hours, hour)
+        // Online time in the block and each hour before it, newest first: $2, $3, …
+        let per_hour: Vec<String> = (0..STREAK_HOURS)
+            .map(|back| {
+                format!(
+                    "CAST(SUM(CASE WHEN u.hour = ${} THEN u.online_ms ELSE 0 END) AS BIGINT)",
+                    back + 2
+                )
             })
+            .collect();
+        let sql = format!(
+            concat!(
+                "SELECT d.id, d.owner_wallet, d.kind, d.gpu_model, d.gpu_count, d.cpu_cores, d.tier, ",
+                flag_sql!("d.verified"),
+                ", d.status, {} FROM devices d CROSS JOIN device_uptime u \
+                 WHERE u.device_id = d.id AND u.hour BETWEEN $1 AND $2 \
+                 GROUP BY d.id HAVING SUM(CASE WHEN u.hour = $2 THEN 1 ELSE 0 END) > 0 \
+                 ORDER BY d.id"
+            ),
+            per_hour.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(hour - i64::from(STREAK_HOURS - 1) * BLOCK_MS);
+        for back in 0..STREAK_HOURS {
+            query = query.bind(hour - i64::from(back) * BLOCK_MS);
+        }
+        query
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|row| self.candidate(row))
             .collect()
     }
 
-    fn candidate(
-        &self,
-        row: &AnyRow,
-        device_id: String,
-        hours: &[(i64, i64)],
-        block_hour: i64,
-    ) -> Result<Candidate, Error> {
+    /// A device's row from [`Self::candidates`]: its columns, then its online time in the block
+    /// and in each of the hours before it.
+    fn candidate(&self, row: &AnyRow) -> Result<Candidate, Error> {
+        const FIRST_HOUR_COLUMN: usize = 9;
+        let device_id: String = row.try_get(0)?;
         let corrupt = |what: &str, e: &dyn std::fmt::Display| {
             Error::Corrupt(format!("device {device_id}: {what}: {e}"))
         };
@@ -191,22 +238,21 @@ impl RewardsService {
         let count = |index: usize| -> Result<u32, Error> {
             u32::try_from(row.try_get::<i64, _>(index)?).map_err(|e| corrupt("count", &e))
         };
-        let online_in = |h: i64| {
-            hours
-                .iter()
-                .find(|(at, _)| *at == h)
-                .map_or(0, |(_, ms)| *ms)
+        let online_back = |back: u32| -> Result<i64, Error> {
+            Ok(row.try_get(FIRST_HOUR_COLUMN + back as usize)?)
         };
-        let streak_hours = (0..STREAK_HOURS)
-            .take_while(|back| {
-                online_in(block_hour - i64::from(*back) * BLOCK_MS) >= STREAK_HOUR_MIN_ONLINE_MS
-            })
-            .count() as u32;
+        let mut streak_hours = 0;
+        for back in 0..STREAK_HOURS {
+            if online_back(back)? < STREAK_HOUR_MIN_ONLINE_MS {
+                break;
+            }
+            streak_hours += 1;
+        }
         Ok(Candidate {
             owner_wallet: row.try_get(1)?,
             kind,
             multiplier: hardware_multiplier(kind, gpu_price, count(4)?, count(5)?),
-            online_ms: online_in(block_hour),
+            online_ms: online_back(0)?,
             tier: row
                 .try_get::<Option<&str>, _>(6)?
                 .map(ConnectivityTier::parse)

@@ -37,6 +37,24 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// The backend a connection talks to (what a function given only a connection needs).
+    pub(crate) fn of_connection(conn: &sqlx::AnyConnection) -> Backend {
+        if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        }
+    }
+
+    /// See [`Store::rows_per_statement`].
+    pub(crate) fn rows_per_statement(self, columns: usize) -> usize {
+        let parameters = match self {
+            Backend::Sqlite => 240,
+            Backend::Postgres => 12_000,
+        };
+        (parameters / columns.max(1)).max(1)
+    }
+
     /// Picks the backend from a database URL, with a clear error for anything else.
     pub fn of_url(url: &str) -> Result<Backend, Error> {
         let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
@@ -132,17 +150,25 @@ impl Store {
         })
     }
 
+    /// [`Store::begin_write`] on a connection the caller holds (to set it up first).
+    pub(crate) async fn begin_write_on<'c>(
+        &self,
+        conn: &'c mut sqlx::pool::PoolConnection<sqlx::Any>,
+    ) -> Result<sqlx::Transaction<'c, sqlx::Any>, Error> {
+        use sqlx::Connection;
+        Ok(match self.backend {
+            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => conn.begin().await?,
+        })
+    }
+
     /// How many rows of `columns` parameters one multi-row statement should carry. sqlx binds
     /// SQLite parameters by name, and SQLite finds each name by walking the statement's list,
     /// so binding costs grow with the square of the parameters per statement: SQLite gets
     /// short statements (many of them are cheap in-process), PostgreSQL long ones (each is a
     /// round trip).
     pub(crate) fn rows_per_statement(&self, columns: usize) -> usize {
-        let parameters = match self.backend {
-            Backend::Sqlite => 240,
-            Backend::Postgres => 12_000,
-        };
-        (parameters / columns.max(1)).max(1)
+        self.backend.rows_per_statement(columns)
     }
 
     pub async fn close(&self) {
@@ -151,6 +177,11 @@ impl Store {
 }
 
 /// The `VALUES` list of a multi-row statement: `($1, $2), ($3, $4)` for 2 rows of 2 columns.
+/// [`Store::rows_per_statement`] for the backend `conn` talks to.
+pub(crate) fn rows_per_statement(conn: &sqlx::AnyConnection, columns: usize) -> usize {
+    Backend::of_connection(conn).rows_per_statement(columns)
+}
+
 pub(crate) fn values_list(rows: usize, columns: usize) -> String {
     (0..rows)
         .map(|r| {

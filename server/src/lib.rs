@@ -131,9 +131,8 @@ async fn open_platform(config: &Config, public_url: &Url) -> Result<Platform, Er
 }
 
 /// Seeds a simulated network of `devices` with `history_days` of uptime and a history of
-/// finished clusters, then closes the last
-/// `blocks` reward blocks over it; nothing when simulated devices exist already. Returns what
-/// it did, in words.
+/// finished clusters (unless simulated devices exist already), then closes the last `blocks`
+/// reward blocks that are not closed yet. Returns what it did, in words.
 async fn seed_network(
     platform: &Platform,
     devices: usize,
@@ -143,18 +142,20 @@ async fn seed_network(
     let now = platform::now();
     let started = std::time::Instant::now();
     let seeded = platform.fleet.seed_demo_fleet(devices, 42, now).await?;
-    if seeded == 0 {
-        return Ok("the database already holds a simulated fleet; nothing seeded".into());
-    }
     let at_devices = started.elapsed();
-    let rows = platform
-        .fleet
-        .seed_uptime_history(history_days, SEEDED_RECENT_HOURS, now)
-        .await?;
-    let clusters = platform
-        .fleet
-        .seed_cluster_history(SEEDED_DEVICES_PER_CLUSTER, 42, now)
-        .await?;
+    let (rows, clusters) = if seeded == 0 {
+        (0, 0)
+    } else {
+        let rows = platform
+            .fleet
+            .seed_uptime_history(history_days, SEEDED_RECENT_HOURS, now)
+            .await?;
+        let clusters = platform
+            .fleet
+            .seed_cluster_history(SEEDED_DEVICES_PER_CLUSTER, 42, now)
+            .await?;
+        (rows, clusters)
+    };
     let at_history = started.elapsed();
     let newest = domain::rewards::block_of(now.0) - 1;
     let mut closed = 0;
@@ -163,12 +164,19 @@ async fn seed_network(
             closed += 1;
         }
     }
-    Ok(format!(
-        "seeded {seeded} devices in {:.1} s, {rows} uptime rows and {clusters} finished clusters in {:.1} s, closed {closed} blocks in {:.1} s",
-        at_devices.as_secs_f64(),
-        (at_history - at_devices).as_secs_f64(),
+    let blocks_closed = format!(
+        "closed {closed} blocks in {:.1} s",
         (started.elapsed() - at_history).as_secs_f64()
-    ))
+    );
+    Ok(if seeded == 0 {
+        format!("the database already holds a simulated fleet; nothing seeded; {blocks_closed}")
+    } else {
+        format!(
+            "seeded {seeded} devices in {:.1} s, {rows} uptime rows and {clusters} finished clusters in {:.1} s, {blocks_closed}",
+            at_devices.as_secs_f64(),
+            (at_history - at_devices).as_secs_f64(),
+        )
+    })
 }
 
 /// Binds, opens and migrates the database, seeds the demo fleet if asked, and starts serving.
