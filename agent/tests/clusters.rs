@@ -332,6 +332,97 @@ fn stand_in_ray(dir: &Path) -> PathBuf {
     bin
 }
 
+/// A stand-in for Docker's CLI (Docker is not installed here): `docker run` records its
+/// arguments and runs until stopped; `docker stop NAME` records the name.
+fn stand_in_docker(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("docker-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let docker = bin.join("docker");
+    let dir = dir.display();
+    std::fs::write(
+        &docker,
+        format!(
+            "#!/bin/sh\n\
+             if [ \"$1\" = stop ]; then echo stopped > {dir}/docker-stop-$2; exit 0; fi\n\
+             trap 'exit 0' TERM\necho $$ > {dir}/pid-$GC_DEVICE_ID\n\
+             echo \"$*\" > {dir}/docker-run-$GC_DEVICE_ID\n\
+             while true; do sleep 0.2; done\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&docker, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+/// A container cluster: the agent runs the image with the cluster's env, port and command
+/// under a name of the cluster's, and stops that container when the cluster ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_clusters_run_their_image_and_stop_it() {
+    let fleet = Fleet::start(platform::testing::fresh_sqlite_url()).await;
+    let commands = Commands(fleet.dir.clone());
+    let bin = stand_in_docker(&fleet.dir);
+    let machine = machine_file(&fleet.dir, "c", "NVIDIA H100 80GB HBM3", 1, 0);
+    let args = fleet.add_device("c").await;
+    let _agent = fleet.agent_with_path("c", &args, &machine, Some(&bin));
+    let device = fleet.wait_registered("c", 30).await;
+    fleet
+        .wait_for("c", &device, 60, "ready for hire", |d| {
+            d.summary.readiness().is_ok()
+        })
+        .await;
+    let renter = funded_renter(&fleet, 100).await;
+    let request = DeployRequest {
+        name: "served".into(),
+        kind: ClusterKind::Container,
+        purpose: Purpose::Inference,
+        hardware: "H100 80GB SXM".into(),
+        quantity: 1,
+        countries: Vec::new(),
+        min_tier: None,
+        compliance: SecurityCompliance::E2eEncrypted,
+        duration_unit: DurationUnit::Hourly,
+        duration_count: 1,
+        payment: PaymentMethod::Usdc,
+        workload: Workload {
+            image: "ghcr.io/example/server:1.2".into(),
+            command: "python serve.py".into(),
+            port: Some(8000),
+            env: [("MODEL".to_owned(), "llama".to_owned())].into(),
+        },
+    };
+    let provisioning = &fleet.server.platform.provisioning;
+    let cluster = provisioning
+        .deploy(renter, &request, Some("c-1"), platform::now())
+        .await
+        .unwrap();
+    wait_for_cluster(&fleet, renter, &cluster.id, 20, "running", |d| {
+        d.summary.status == ClusterStatus::Running
+    })
+    .await;
+    let name = format!("gc-{}", cluster.id);
+    assert_eq!(
+        read(&fleet.dir.join(format!("docker-run-{device}"))).trim(),
+        format!("run --rm --name {name} -e MODEL=llama -p 8000:8000 ghcr.io/example/server:1.2 sh -c python serve.py")
+    );
+    provisioning
+        .terminate(renter, &cluster.id, platform::now())
+        .await
+        .unwrap();
+    let stopped = fleet.dir.join(format!("docker-stop-{name}"));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while read(&stopped).trim() != "stopped" {
+        assert!(
+            Instant::now() < deadline,
+            "the agent never stopped the container:\n{}",
+            fleet.log("c")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(commands);
+    fleet.stop().await;
+}
+
 /// A Ray cluster without a command: the head's agent runs `ray start --head`, the worker's
 /// joins it at the head's address as the server saw it, and the console shows that address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
