@@ -53,7 +53,7 @@ module.exports = defineConfig({
     },
     {
       // Waits for local-solana's key file in case both start at once.
-      command: `sh -c 'while [ ! -s "${treasuryKey}" ]; do sleep 0.1; done; exec "${server}" --listen 127.0.0.1:${port} --database-url sqlite://${database} --demo --demo-devices 200 --heartbeat-interval-secs 1 --down-after-secs 5 --speed-test-bytes 4194304 --solana-rpc-url http://127.0.0.1:${solanaPort}/ --treasury-key "${treasuryKey}" ${mints} --site-root "${path.join(root, 'target', 'site')}" --log warn'`,
+      command: `sh -c 'while [ ! -s "${treasuryKey}" ]; do sleep 0.1; done; exec "${server}" --listen 127.0.0.1:${port} --database-url sqlite://${database} --demo --demo-devices 200 --heartbeat-interval-secs 1 --down-after-secs 5 --speed-test-bytes 4194304 --min-transfer-usd 0.000001 --solana-rpc-url http://127.0.0.1:${solanaPort}/ --treasury-key "${treasuryKey}" ${mints} --site-root "${path.join(root, 'target', 'site')}" --log warn'`,
       url: `http://127.0.0.1:${port}/readyz`,
       reuseExistingServer: false,
       timeout: 60_000,

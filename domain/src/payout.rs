@@ -22,12 +22,31 @@ named_enum!(
     }
 );
 
-/// The smallest claim per asset: a transfer costs the treasury a fee and possibly a token
-/// account's rent, which dust claims would not cover.
-pub fn minimum_claim(asset: Asset) -> i64 {
-    match asset {
-        Asset::Usdc => MicroUsd::from_micros(1_000_000).micros(),
-        Asset::Token => Tokens::from_units(1_000_000).units(),
+/// The smallest claim (and deposit) per asset, as the operator sets it: a transfer costs the
+/// treasury a fee and possibly a token account's rent, which dust would not cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Minimums {
+    pub usdc: MicroUsd,
+    pub tokens: Tokens,
+}
+
+impl Default for Minimums {
+    /// 1 USDC and 1 GCT.
+    fn default() -> Minimums {
+        Minimums {
+            usdc: MicroUsd::from_micros(1_000_000),
+            tokens: Tokens::from_units(1_000_000),
+        }
+    }
+}
+
+impl Minimums {
+    /// The smallest transfer of `asset`, in base units.
+    pub fn of(&self, asset: Asset) -> i64 {
+        match asset {
+            Asset::Usdc => self.usdc.micros(),
+            Asset::Token => self.tokens.units(),
+        }
     }
 }
 
@@ -47,9 +66,15 @@ pub enum ClaimError {
     TooManyInFlight,
 }
 
-/// Checks a claim of `amount` base units of `asset` against what the wallet can claim.
-pub fn check_claim(asset: Asset, amount: i64, claimable: i64) -> Result<(), ClaimError> {
-    let minimum = minimum_claim(asset);
+/// Checks a claim of `amount` base units of `asset` against the smallest claim and what the
+/// wallet can claim.
+pub fn check_claim(
+    asset: Asset,
+    amount: i64,
+    claimable: i64,
+    minimums: &Minimums,
+) -> Result<(), ClaimError> {
+    let minimum = minimums.of(asset);
     if amount < minimum {
         return Err(ClaimError::BelowMinimum {
             asked: asset.show(amount),
@@ -133,15 +158,18 @@ mod tests {
 
     #[test]
     fn claims_must_be_at_least_the_minimum_and_at_most_what_is_claimable() {
-        assert_eq!(check_claim(Asset::Usdc, 1_000_000, 5_000_000), Ok(()));
         assert_eq!(
-            check_claim(Asset::Usdc, 500_000, 5_000_000)
+            check_claim(Asset::Usdc, 1_000_000, 5_000_000, &Minimums::default()),
+            Ok(())
+        );
+        assert_eq!(
+            check_claim(Asset::Usdc, 500_000, 5_000_000, &Minimums::default())
                 .unwrap_err()
                 .to_string(),
             "the smallest claim is $1.00; $0.50 was asked"
         );
         assert_eq!(
-            check_claim(Asset::Token, 7_000_000, 2_500_000)
+            check_claim(Asset::Token, 7_000_000, 2_500_000, &Minimums::default())
                 .unwrap_err()
                 .to_string(),
             "you can claim up to 2.5 GCT; 7 GCT was asked"

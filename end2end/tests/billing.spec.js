@@ -17,9 +17,9 @@ test('a renter deposits USDC from the wallet and is credited once it lands', asy
   expect(await solanaCall(page.request, 'localMintTo', [address, SOLANA.usdcMint, 10_000_000])).toBe(10_000_000);
 
   // Bad input is refused with the reason before anything reaches the wallet.
-  await page.getByTestId('deposit-amount').fill('0.5');
+  await page.getByTestId('deposit-amount').fill('7,5');
   await page.getByTestId('deposit-submit').click();
-  await expect(page.getByTestId('deposit-error')).toContainText('the smallest deposit is $1.00');
+  await expect(page.getByTestId('deposit-error')).toContainText("'7,5' is not an amount in dollars");
 
   await page.getByTestId('deposit-amount').fill('7.5');
   await page.getByTestId('deposit-submit').click();

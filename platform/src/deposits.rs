@@ -10,7 +10,7 @@ use base64::Engine;
 use chain::{check_signed, deposit_transfer, parse_address, Confirmation, Signature, Signer};
 use domain::ledger::{Account, Posting, SOLANA};
 use domain::money::Asset;
-use domain::payout::{minimum_claim, Deposit, DepositStatus, DepositToSign};
+use domain::payout::{Deposit, DepositStatus, DepositToSign};
 use domain::time::UnixMillis;
 use domain::wallet::WalletAddress;
 use sqlx::any::AnyRow;
@@ -107,7 +107,7 @@ impl DepositService {
         now: UnixMillis,
     ) -> Result<DepositToSign, Error> {
         let solana = self.solana()?;
-        let minimum = minimum_claim(asset);
+        let minimum = solana.minimums.of(asset);
         if amount < minimum {
             return Err(Error::Invalid(format!(
                 "the smallest deposit is {}; {} was asked",

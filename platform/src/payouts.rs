@@ -18,7 +18,8 @@ use chain::{
 use domain::ledger::{Account, Posting, SOLANA};
 use domain::money::Asset;
 use domain::payout::{
-    check_claim, explorer_url, ClaimError, Payout, PayoutStatus, CLAIMS_IN_FLIGHT, CLAIMS_PER_HOUR,
+    check_claim, explorer_url, ClaimError, Minimums, Payout, PayoutStatus, CLAIMS_IN_FLIGHT,
+    CLAIMS_PER_HOUR,
 };
 use domain::time::UnixMillis;
 use domain::wallet::WalletAddress;
@@ -46,6 +47,8 @@ pub struct SolanaAccess {
     pub treasury: Keypair,
     pub usdc: TokenMint,
     pub token: TokenMint,
+    /// The smallest claim and deposit.
+    pub minimums: Minimums,
 }
 
 impl std::fmt::Debug for SolanaAccess {
@@ -144,7 +147,7 @@ impl PayoutService {
         key: Option<&str>,
         now: UnixMillis,
     ) -> Result<Payout, Error> {
-        self.chain()?;
+        let minimums = self.chain()?.minimums;
         let key = crate::idempotency(key)?;
         let wallet = owner.as_str();
         let mut tx = self.store.begin_write().await?;
@@ -185,7 +188,7 @@ impl PayoutService {
         }
         let claimable = Account::ProviderClaimable(wallet.to_owned());
         let have = balance_in(&mut tx, &claimable, asset).await?;
-        check_claim(asset, amount, have).map_err(|e| Error::Invalid(e.to_string()))?;
+        check_claim(asset, amount, have, &minimums).map_err(|e| Error::Invalid(e.to_string()))?;
         let id = format!("po-{}", random_hex(8));
         sqlx::query(
             "INSERT INTO payouts (id, owner_wallet, asset, amount, idempotency_key, status, \

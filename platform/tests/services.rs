@@ -2096,6 +2096,7 @@ async fn paying_platform(url: &str, rpc: std::sync::Arc<chain::litesvm::LiteSvmR
     rpc.mint_to(&treasury.pubkey(), &usdc, 1_000_000_000_000);
     rpc.mint_to(&treasury.pubkey(), &token, 1_000_000_000_000);
     let solana_access = std::sync::Arc::new(platform::payouts::SolanaAccess {
+        minimums: domain::payout::Minimums::default(),
         cluster: "devnet".into(),
         rpc: rpc.clone(),
         treasury,

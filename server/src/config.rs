@@ -149,6 +149,15 @@ pub struct Settings {
     #[arg(long, env = "GC_TOKEN_MINT", value_name = "ADDRESS")]
     pub token_mint: Option<String>,
 
+    /// The smallest claim or deposit in USDC: a transfer costs the treasury a fee, which dust
+    /// would not cover. [default: 1]
+    #[arg(long, env = "GC_MIN_TRANSFER_USD", value_name = "USD")]
+    pub min_transfer_usd: Option<String>,
+
+    /// The smallest claim or deposit of the network token. [default: 1]
+    #[arg(long, env = "GC_MIN_TRANSFER_TOKENS", value_name = "TOKENS")]
+    pub min_transfer_tokens: Option<String>,
+
     /// Log filter, e.g. info or server=debug,sqlx=warn. [default: info]
     #[arg(long, env = "GC_LOG", value_name = "FILTER")]
     pub log: Option<String>,
@@ -198,6 +207,7 @@ pub struct PayoutSettings {
     pub treasury_key: PathBuf,
     pub usdc_mint: chain::Pubkey,
     pub token_mint: chain::Pubkey,
+    pub minimums: domain::payout::Minimums,
 }
 
 /// Circle's USDC mint on each Solana cluster.
@@ -271,6 +281,8 @@ impl Settings {
             treasury_key: self.treasury_key.or(lower.treasury_key),
             usdc_mint: self.usdc_mint.or(lower.usdc_mint),
             token_mint: self.token_mint.or(lower.token_mint),
+            min_transfer_usd: self.min_transfer_usd.or(lower.min_transfer_usd),
+            min_transfer_tokens: self.min_transfer_tokens.or(lower.min_transfer_tokens),
             log: self.log.or(lower.log),
         }
     }
@@ -460,6 +472,29 @@ impl Settings {
                 "must be between 0 and 3600",
             ));
         }
+        let minimums = {
+            use domain::money::{Asset, MicroUsd, Tokens};
+            let minimum = |flag: &str, asset: Asset, text: Option<String>| {
+                let text = text.unwrap_or_else(|| "1".into());
+                match asset.parse_amount(&text) {
+                    Ok(units) if units > 0 => Ok(units),
+                    Ok(_) => Err(bad(flag, &text, "must be more than zero")),
+                    Err(e) => Err(bad(flag, &text, &e.to_string())),
+                }
+            };
+            domain::payout::Minimums {
+                usdc: MicroUsd::from_micros(minimum(
+                    "min-transfer-usd",
+                    Asset::Usdc,
+                    self.min_transfer_usd,
+                )?),
+                tokens: Tokens::from_units(minimum(
+                    "min-transfer-tokens",
+                    Asset::Token,
+                    self.min_transfer_tokens,
+                )?),
+            }
+        };
         let payouts = match self.treasury_key {
             None => None,
             Some(treasury_key) => {
@@ -495,6 +530,7 @@ impl Settings {
                     treasury_key,
                     usdc_mint: mint("usdc-mint", usdc_text)?,
                     token_mint: mint("token-mint", token_text)?,
+                    minimums,
                 })
             }
         };
@@ -610,6 +646,9 @@ mod tests {
         assert!(message(&["--settle-every-secs", "0"]).contains("positive"));
         assert!(message(&["--token-price-usd", "0"]).contains("--token-price-usd '0'"));
         assert!(message(&["--token-price-usd", "free"]).contains("not an amount in dollars"));
+        assert!(message(&["--min-transfer-usd", "0"])
+            .contains("--min-transfer-usd '0': must be more than zero"));
+        assert!(message(&["--min-transfer-tokens", "x"]).contains("--min-transfer-tokens 'x'"));
         assert!(message(&["--block-emission", "lots"]).contains("--block-emission 'lots'"));
         assert!(message(&["--block-emission=-1"]).contains("must not be negative"));
         assert!(message(&["--block-close-delay-secs", "7200"]).contains("between 0 and 3600"));

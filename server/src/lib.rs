@@ -363,6 +363,7 @@ fn solana_access(config: &Config) -> Result<Option<Arc<SolanaAccess>>, Error> {
         treasury,
         usdc: mint(settings.usdc_mint),
         token: mint(settings.token_mint),
+        minimums: settings.minimums,
     })))
 }
 

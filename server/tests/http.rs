@@ -1110,6 +1110,7 @@ async fn claims_are_paid_over_json_rpc_to_the_wallet() {
             treasury_key: key_path.clone(),
             usdc_mint: usdc.address,
             token_mint: token.address,
+            minimums: domain::payout::Minimums::default(),
         });
     })
     .await;

@@ -6,7 +6,7 @@
 use domain::cluster::HireEarning;
 use domain::ledger::StatementLine;
 use domain::money::{Asset, MicroUsd};
-use domain::payout::Payout;
+use domain::payout::{Payout, PayoutStatus};
 use domain::rewards::{DeviceBlockReward, ProviderEarnings};
 use domain::time::UnixMillis;
 use leptos::prelude::*;
@@ -39,7 +39,8 @@ pub fn EarningsPage() -> impl IntoView {
                         match load_earnings().await {
                             Ok(e) => view! {
                                 <EarningsView e search />
-                                <LiveRefresh every_ms=0 />
+                                // Re-read while a payout is on its way, and after a claim.
+                                <LiveRefresh every_ms=REFRESH_MS while_present=PAYOUT_ON_ITS_WAY.to_owned() />
                             }
                             .into_any(),
                             Err(error) => view! { <PageError error /> }.into_any(),
@@ -288,6 +289,10 @@ fn shown_claimable() -> Option<(i64, i64)> {
     None
 }
 
+/// How often the page re-reads while a payout is on its way, in milliseconds.
+const REFRESH_MS: u32 = 2_000;
+const PAYOUT_ON_ITS_WAY: &str = "[data-on-its-way]";
+
 #[component]
 fn PayoutTable(payouts: Vec<Payout>) -> impl IntoView {
     (!payouts.is_empty()).then(|| view! {
@@ -295,7 +300,7 @@ fn PayoutTable(payouts: Vec<Payout>) -> impl IntoView {
             <thead><tr><th>"Requested (UTC)"</th><th class="num">"Amount"</th><th>"Status"</th><th>"Transaction"</th></tr></thead>
             <tbody>
                 {payouts.into_iter().map(|p| view! {
-                    <tr data-testid="payout-row">
+                    <tr data-testid="payout-row" data-on-its-way=matches!(p.status, PayoutStatus::Requested | PayoutStatus::Submitted).then_some("")>
                         <td>{UnixMillis(p.requested_at).to_rfc3339()}</td>
                         <td class="num">{p.asset.show(p.amount)}</td>
                         <td><span class=format!("status status-{}", p.status.as_str()) data-testid="payout-status">{p.status.as_str()}</span>
