@@ -58,17 +58,30 @@ impl AppError {
 #[cfg(feature = "ssr")]
 impl From<platform::Error> for AppError {
     fn from(error: platform::Error) -> Self {
+        AppError::from_platform(error).answered()
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl AppError {
+    /// Bad input a server function finds itself, before any service: a 422 on the wire like
+    /// the services' own.
+    pub fn invalid(message: impl Into<String>) -> AppError {
+        AppError::Invalid(message.into()).answered()
+    }
+
+    /// Sets the HTTP status for this error when the request is a call of the server function.
+    fn answered(self) -> AppError {
         use leptos::prelude::use_context;
-        let app_error = AppError::from_platform(error);
         let is_server_fn_call = use_context::<http::request::Parts>()
             .is_some_and(|parts| parts.uri.path().starts_with(SERVER_FN_PREFIX));
         if let (true, Some(response)) = (
             is_server_fn_call,
             use_context::<leptos_axum::ResponseOptions>(),
         ) {
-            response.set_status(app_error.status());
+            response.set_status(self.status());
         }
-        app_error
+        self
     }
 }
 

@@ -1022,6 +1022,27 @@ async fn an_unreachable_database_is_reported_clearly() {
     );
 }
 
+/// The browser's server functions answer bad input with 422 and the reason, whether the
+/// services or the function itself found it (server_fn would answer every error with 500).
+#[tokio::test]
+async fn server_functions_answer_bad_input_with_422() {
+    use leptos::server_fn::ServerFn;
+    let app = spawn(platform::testing::fresh_sqlite_url(), short_sign_in).await;
+    app.sign_in(&new_wallet()).await;
+    let answer = app
+        .client
+        .post(app.url(app::functions::money::PrepareDeposit::PATH))
+        .form(&[("asset", "usdc"), ("amount", "7,5")])
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status();
+    let body = answer.text().await.unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.contains("'7,5' is not an amount in dollars"), "{body}");
+    app.server.stop().await;
+}
+
 /// `gpu-commons credit`: the operator's credit, once per key, to an account that exists.
 #[tokio::test]
 async fn operators_credit_renters_once_per_key() {

@@ -27,7 +27,7 @@ pub async fn load_cloud_overview(
     let status = (!status.is_empty())
         .then(|| domain::cluster::ClusterStatus::parse(&status))
         .transpose()
-        .map_err(|e| AppError::Invalid(e.to_string()))?;
+        .map_err(|e| AppError::invalid(e.to_string()))?;
     let (platform, session) = super::context::signed_in_platform().await?;
     let available = platform
         .ledger

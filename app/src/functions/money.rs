@@ -34,7 +34,7 @@ pub async fn load_billing() -> Result<BillingWithDeposits, AppError> {
 #[server(output = JsonAnswer)]
 pub async fn prepare_deposit(asset: String, amount: String) -> Result<DepositToSign, AppError> {
     let (asset, amount) = domain::money::Asset::parse_with_amount(&asset, &amount)
-        .map_err(|e| AppError::Invalid(e.to_string()))?;
+        .map_err(|e| AppError::invalid(e.to_string()))?;
     let (platform, session) = super::context::signed_in_platform().await?;
     Ok(platform
         .deposits
@@ -96,7 +96,7 @@ pub async fn claim_payout(
     idempotency_key: String,
 ) -> Result<Payout, AppError> {
     let (asset, amount) = domain::money::Asset::parse_with_amount(&asset, &amount)
-        .map_err(|e| AppError::Invalid(e.to_string()))?;
+        .map_err(|e| AppError::invalid(e.to_string()))?;
     let (platform, session) = super::context::signed_in_platform().await?;
     Ok(platform
         .payouts

@@ -28,8 +28,8 @@ pub async fn add_device(
     use domain::fleet::{DeviceKind, OperatingSystem};
     let form = domain::worker::NewDevice {
         name,
-        os: OperatingSystem::parse(&os).map_err(|e| AppError::Invalid(e.to_string()))?,
-        kind: DeviceKind::parse(&kind).map_err(|e| AppError::Invalid(e.to_string()))?,
+        os: OperatingSystem::parse(&os).map_err(|e| AppError::invalid(e.to_string()))?,
+        kind: DeviceKind::parse(&kind).map_err(|e| AppError::invalid(e.to_string()))?,
         country,
     };
     let (platform, session) = super::context::signed_in_platform().await?;
@@ -75,7 +75,7 @@ pub async fn rename_device(id: String, name: String) -> Result<String, AppError>
 #[server(output = JsonAnswer)]
 pub async fn device_action(id: String, action: String) -> Result<String, AppError> {
     let action =
-        domain::fleet::OwnerAction::parse(&action).map_err(|e| AppError::Invalid(e.to_string()))?;
+        domain::fleet::OwnerAction::parse(&action).map_err(|e| AppError::invalid(e.to_string()))?;
     let (platform, session) = super::context::signed_in_platform().await?;
     Ok(platform
         .worker
