@@ -3,10 +3,19 @@ const { expect } = require('@playwright/test');
 
 const TEST_WALLET = path.join(__dirname, '..', 'fixtures', 'test-wallet.js');
 
-/** Fails the test on any uncaught error in the page (a hydration panic shows up here). */
+/**
+ * Fails the test on any uncaught error in the page, saying on which page. A hydration panic
+ * shows up as "unreachable" (WASM); the framework logs which element did not match just
+ * before, so that message is kept too.
+ */
 function watchPageErrors(page) {
   const errors = [];
-  page.on('pageerror', (error) => errors.push(error.message));
+  page.on('pageerror', (error) => errors.push(`${error.message} (at ${page.url()})`));
+  page.on('console', (message) => {
+    if (message.type() === 'error' && /hydration error/i.test(message.text())) {
+      errors.push(`${message.text().slice(0, 600)} (at ${page.url()})`);
+    }
+  });
   return () => expect(errors, 'uncaught errors in the page').toEqual([]);
 }
 
