@@ -222,6 +222,11 @@ impl ProvisioningService {
         Ok(QuoteAnswer { quote, fillability })
     }
 
+    /// The price clusters paid in the network token are paid at; none: USDC only.
+    pub fn token_price(&self) -> Option<TokenPrice> {
+        self.config.token_price
+    }
+
     /// `quote` as the renter pays it: in tokens at `price` when paying in the token, which
     /// needs a price.
     fn priced(
@@ -301,7 +306,7 @@ impl ProvisioningService {
         Ok(DeployOptions {
             hardware: offers,
             countries,
-            token_price: self.config.token_price,
+            token_price: self.token_price(),
         })
     }
 

@@ -169,3 +169,18 @@ pub async fn revoke_api_key(id: String) -> Result<domain::api_key::ApiKey, AppEr
         .revoke(session.user_id, &id, platform::now())
         .await?)
 }
+
+/// The price clusters paid in the network token are paid at (the server's setting, read in
+/// process while a page renders on the server); none: USDC only, or in the browser.
+pub fn offered_token_price() -> Option<domain::money::TokenPrice> {
+    #[cfg(feature = "ssr")]
+    {
+        super::context::platform()
+            .ok()
+            .and_then(|p| p.provisioning.token_price())
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        None
+    }
+}

@@ -14,7 +14,7 @@ use leptos_meta::Title;
 
 use crate::components::supply::ErrorNote;
 use crate::functions::cloud::{
-    cluster_name_available, deploy_cluster, load_deploy_options, quote_deploy,
+    cluster_name_available, deploy_cluster, load_deploy_options, offered_token_price, quote_deploy,
 };
 use crate::routes::{go_to, new_idempotency_key};
 
@@ -135,13 +135,9 @@ pub fn DeployPage() -> impl IntoView {
             <h1>"Deploy a cluster"</h1>
             <p class="lede">"Choose what you need; the price and whether it can be placed right now update as you go. You pay from your balance only when the devices are hired."</p>
         </section>
-        // The token price is the server's setting: rendered into the wizard, not fetched by it.
-        <Suspense fallback=|| ()>
-            {move || Suspend::new(async move {
-                let token_price = load_deploy_options(String::new()).await.ok().and_then(|o| o.token_price);
-                view! { <DeployWizard token_price /> }
-            })}
-        </Suspense>
+        // The token price is the server's setting, handed to the wizard as it renders (not in
+        // a Suspense: the wizard's own resources must be the page's outermost suspense).
+        <DeployWizard token_price=offered_token_price() />
     }
 }
 
