@@ -145,6 +145,8 @@ test('a renter deploys a cluster on a real agent, extends it and terminates it',
     // and its operator set the smallest transfer to one micro-dollar, so the few seconds of
     // hire can be claimed. More than is claimable is refused with the figures.
     await expect(page.getByTestId('payouts-off')).toHaveCount(0);
+    // The search loaded a new page: its claim form must be live before it is typed into.
+    await hydrated(page);
     await page.getByTestId('claim-amount').fill('5');
     await page.getByTestId('claim-submit').click();
     await expect(page.getByTestId('claim-error')).toContainText('you can claim up to $0.00; $5.00 was asked');
