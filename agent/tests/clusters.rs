@@ -311,48 +311,87 @@ async fn clusters_run_on_real_agents(fleet: Fleet) {
     fleet.stop().await;
 }
 
-/// A stand-in for Ray's CLI (Ray is not installed here): `ray` on the agents' PATH records the
-/// role, head address and arguments it was started with, then runs until stopped.
-fn stand_in_ray(dir: &Path) -> PathBuf {
+/// Writes `script` as the executable `program` in `dir`/`folder` and returns that folder, to
+/// put first on an agent's PATH: stand-ins for tools not installed here.
+fn stand_in(dir: &Path, folder: &str, program: &str, script: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
-    let bin = dir.join("bin");
+    let bin = dir.join(folder);
     std::fs::create_dir_all(&bin).unwrap();
-    let ray = bin.join("ray");
-    let dir = dir.display();
-    std::fs::write(
-        &ray,
-        format!(
-            "#!/bin/sh\ntrap 'exit 0' TERM\necho $$ > {dir}/pid-$GC_DEVICE_ID\n\
-             echo \"$GC_ROLE ${{GC_HEAD_ADDRESS:--}} $*\" > {dir}/ray-$GC_DEVICE_ID\n\
-             while true; do sleep 0.2; done\n"
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&ray, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = bin.join(program);
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     bin
 }
 
-/// A stand-in for Docker's CLI (Docker is not installed here): `docker run` records its
-/// arguments and runs until stopped; `docker stop NAME` records the name.
-fn stand_in_docker(dir: &Path) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let bin = dir.join("docker-bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let docker = bin.join("docker");
-    let dir = dir.display();
-    std::fs::write(
-        &docker,
-        format!(
-            "#!/bin/sh\n\
-             if [ \"$1\" = stop ]; then echo stopped > {dir}/docker-stop-$2; exit 0; fi\n\
-             trap 'exit 0' TERM\necho $$ > {dir}/pid-$GC_DEVICE_ID\n\
-             echo \"$*\" > {dir}/docker-run-$GC_DEVICE_ID\n\
+/// Ray's CLI: `ray` records the role, head address and arguments it was started with, then
+/// runs until stopped.
+fn stand_in_ray(dir: &Path) -> PathBuf {
+    let d = dir.display();
+    stand_in(
+        dir,
+        "ray-bin",
+        "ray",
+        &format!(
+            "#!/bin/sh\ntrap 'exit 0' TERM\necho $$ > {d}/pid-$GC_DEVICE_ID\n\
+             echo \"$GC_ROLE ${{GC_HEAD_ADDRESS:--}} $*\" > {d}/ray-$GC_DEVICE_ID\n\
              while true; do sleep 0.2; done\n"
         ),
     )
-    .unwrap();
-    std::fs::set_permissions(&docker, std::fs::Permissions::from_mode(0o755)).unwrap();
-    bin
+}
+
+/// Docker's CLI: `docker run` records its arguments and runs until stopped; `docker stop
+/// NAME` records the name.
+fn stand_in_docker(dir: &Path) -> PathBuf {
+    let d = dir.display();
+    stand_in(
+        dir,
+        "docker-bin",
+        "docker",
+        &format!(
+            "#!/bin/sh\n\
+             if [ \"$1\" = stop ]; then echo stopped > {d}/docker-stop-$2; exit 0; fi\n\
+             trap 'exit 0' TERM\necho $$ > {d}/pid-$GC_DEVICE_ID\n\
+             echo \"$*\" > {d}/docker-run-$GC_DEVICE_ID\n\
+             while true; do sleep 0.2; done\n"
+        ),
+    )
+}
+
+/// Adds a one-H100 device called `name`, starts its agent (with `bin` first on its PATH) and
+/// waits until the device can be hired. Returns the agent and the device id.
+async fn ready_h100(
+    fleet: &Fleet,
+    name: &str,
+    bin: Option<&Path>,
+) -> (tokio::process::Child, String) {
+    let machine = machine_file(&fleet.dir, name, "NVIDIA H100 80GB HBM3", 1, 0);
+    let args = fleet.add_device(name).await;
+    let agent = fleet.agent_with_path(name, &args, &machine, bin);
+    let device = fleet.wait_registered(name, 30).await;
+    fleet
+        .wait_for(name, &device, 60, "ready for hire", |d| {
+            d.summary.readiness().is_ok()
+        })
+        .await;
+    (agent, device)
+}
+
+/// An hour of `quantity` H100s anywhere, paid in USDC.
+fn h100_request(name: &str, kind: ClusterKind, quantity: u32, workload: Workload) -> DeployRequest {
+    DeployRequest {
+        name: name.into(),
+        kind,
+        purpose: Purpose::General,
+        hardware: "H100 80GB SXM".into(),
+        quantity,
+        countries: Vec::new(),
+        min_tier: None,
+        compliance: SecurityCompliance::E2eEncrypted,
+        duration_unit: DurationUnit::Hourly,
+        duration_count: 1,
+        payment: PaymentMethod::Usdc,
+        workload,
+    }
 }
 
 /// A container cluster: the agent runs the image with the cluster's env, port and command
@@ -362,35 +401,15 @@ async fn container_clusters_run_their_image_and_stop_it() {
     let fleet = Fleet::start(platform::testing::fresh_sqlite_url()).await;
     let commands = Commands(fleet.dir.clone());
     let bin = stand_in_docker(&fleet.dir);
-    let machine = machine_file(&fleet.dir, "c", "NVIDIA H100 80GB HBM3", 1, 0);
-    let args = fleet.add_device("c").await;
-    let _agent = fleet.agent_with_path("c", &args, &machine, Some(&bin));
-    let device = fleet.wait_registered("c", 30).await;
-    fleet
-        .wait_for("c", &device, 60, "ready for hire", |d| {
-            d.summary.readiness().is_ok()
-        })
-        .await;
+    let (_agent, device) = ready_h100(&fleet, "c", Some(&bin)).await;
     let renter = funded_renter(&fleet, 100).await;
-    let request = DeployRequest {
-        name: "served".into(),
-        kind: ClusterKind::Container,
-        purpose: Purpose::Inference,
-        hardware: "H100 80GB SXM".into(),
-        quantity: 1,
-        countries: Vec::new(),
-        min_tier: None,
-        compliance: SecurityCompliance::E2eEncrypted,
-        duration_unit: DurationUnit::Hourly,
-        duration_count: 1,
-        payment: PaymentMethod::Usdc,
-        workload: Workload {
-            image: "ghcr.io/example/server:1.2".into(),
-            command: "python serve.py".into(),
-            port: Some(8000),
-            env: [("MODEL".to_owned(), "llama".to_owned())].into(),
-        },
+    let workload = Workload {
+        image: "ghcr.io/example/server:1.2".into(),
+        command: "python serve.py".into(),
+        port: Some(8000),
+        env: [("MODEL".to_owned(), "llama".to_owned())].into(),
     };
+    let request = h100_request("served", ClusterKind::Container, 1, workload);
     let provisioning = &fleet.server.platform.provisioning;
     let cluster = provisioning
         .deploy(renter, &request, Some("c-1"), platform::now())
@@ -430,35 +449,12 @@ async fn ray_workers_join_the_head_at_its_address() {
     let fleet = Fleet::start(platform::testing::fresh_sqlite_url()).await;
     let commands = Commands(fleet.dir.clone());
     let bin = stand_in_ray(&fleet.dir);
-    let mut agents = Vec::new();
-    for name in ["r1", "r2"] {
-        let machine = machine_file(&fleet.dir, name, "NVIDIA H100 80GB HBM3", 1, 0);
-        let args = fleet.add_device(name).await;
-        agents.push(fleet.agent_with_path(name, &args, &machine, Some(&bin)));
-    }
-    for name in ["r1", "r2"] {
-        let id = fleet.wait_registered(name, 30).await;
-        fleet
-            .wait_for(name, &id, 60, "ready for hire", |d| {
-                d.summary.readiness().is_ok()
-            })
-            .await;
-    }
+    let agents = [
+        ready_h100(&fleet, "r1", Some(&bin)).await,
+        ready_h100(&fleet, "r2", Some(&bin)).await,
+    ];
     let renter = funded_renter(&fleet, 100).await;
-    let request = DeployRequest {
-        name: "ray-on-two".into(),
-        kind: ClusterKind::Ray,
-        purpose: Purpose::Train,
-        hardware: "H100 80GB SXM".into(),
-        quantity: 2,
-        countries: Vec::new(),
-        min_tier: None,
-        compliance: SecurityCompliance::E2eEncrypted,
-        duration_unit: DurationUnit::Hourly,
-        duration_count: 1,
-        payment: PaymentMethod::Usdc,
-        workload: Workload::default(),
-    };
+    let request = h100_request("ray-on-two", ClusterKind::Ray, 2, Workload::default());
     let provisioning = &fleet.server.platform.provisioning;
     let cluster = provisioning
         .deploy(renter, &request, Some("ray-1"), platform::now())
@@ -503,23 +499,11 @@ async fn a_restarted_agent_stops_what_it_left_running_when_killed() {
         })
         .await;
     let renter = funded_renter(&fleet, 100).await;
-    let request = DeployRequest {
-        name: "survives-restarts".into(),
-        kind: ClusterKind::BareMetal,
-        purpose: Purpose::General,
-        hardware: "H100 80GB SXM".into(),
-        quantity: 1,
-        countries: Vec::new(),
-        min_tier: None,
-        compliance: SecurityCompliance::E2eEncrypted,
-        duration_unit: DurationUnit::Hourly,
-        duration_count: 1,
-        payment: PaymentMethod::Usdc,
-        workload: Workload {
-            command: marking_command(&fleet.dir),
-            ..Workload::default()
-        },
+    let workload = Workload {
+        command: marking_command(&fleet.dir),
+        ..Workload::default()
     };
+    let request = h100_request("survives-restarts", ClusterKind::BareMetal, 1, workload);
     let provisioning = &fleet.server.platform.provisioning;
     let cluster = provisioning
         .deploy(renter, &request, Some("k-1"), platform::now())

@@ -210,21 +210,26 @@ impl ProvisioningService {
             Want::Exactly(n) => n,
             Want::Everything => fillability.placeable,
         };
-        let quote = self.priced(
-            pricing::quote(
-                self.rate(&order.hardware),
-                units,
-                order.hours(),
-                order.payment,
-            ),
-            self.config.token_price,
-        )?;
+        let quote = self.order_quote(&order, units)?;
         Ok(QuoteAnswer { quote, fillability })
     }
 
     /// The price clusters paid in the network token are paid at; none: USDC only.
     pub fn token_price(&self) -> Option<TokenPrice> {
         self.config.token_price
+    }
+
+    /// What `units` of `order`'s hardware cost for its hours, as the renter pays it now.
+    fn order_quote(&self, order: &DeployOrder, units: u32) -> Result<Quote, Error> {
+        self.priced(
+            pricing::quote(
+                self.rate(&order.hardware),
+                units,
+                order.hours(),
+                order.payment,
+            ),
+            self.token_price(),
+        )
     }
 
     /// `quote` as the renter pays it: in tokens at `price` when paying in the token, which
@@ -358,15 +363,7 @@ impl ProvisioningService {
                 .iter()
                 .map(|(id, units)| (id.as_str(), *units))
                 .collect();
-            let quote = self.priced(
-                pricing::quote(
-                    self.rate(&order.hardware),
-                    units,
-                    order.hours(),
-                    order.payment,
-                ),
-                self.config.token_price,
-            )?;
+            let quote = self.order_quote(&order, units)?;
             match self.claim(user_id, &order, key, &quote, &chosen, now).await {
                 Ok((summary, transitions)) => {
                     let head = (role_of(order.kind, 0) == ClusterRole::Head).then(|| chosen[0].0);
