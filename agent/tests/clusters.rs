@@ -97,6 +97,26 @@ async fn wait_for_cluster(
     }
 }
 
+/// Deploys `request` for `renter` (idempotency key `key`) and waits until it runs.
+async fn deploy_running(
+    fleet: &Fleet,
+    renter: i64,
+    request: &DeployRequest,
+    key: &str,
+) -> ClusterDetail {
+    let cluster = fleet
+        .server
+        .platform
+        .provisioning
+        .deploy(renter, request, Some(key), platform::now())
+        .await
+        .unwrap();
+    wait_for_cluster(fleet, renter, &cluster.id, 20, "running", |d| {
+        d.summary.status == ClusterStatus::Running
+    })
+    .await
+}
+
 /// Ends the commands the agents started when the test ends, passed or not: a killed agent
 /// cannot stop what it started.
 struct Commands(PathBuf);
@@ -411,14 +431,8 @@ async fn container_clusters_run_their_image_and_stop_it() {
     };
     let request = h100_request("served", ClusterKind::Container, 1, workload);
     let provisioning = &fleet.server.platform.provisioning;
-    let cluster = provisioning
-        .deploy(renter, &request, Some("c-1"), platform::now())
-        .await
-        .unwrap();
-    wait_for_cluster(&fleet, renter, &cluster.id, 20, "running", |d| {
-        d.summary.status == ClusterStatus::Running
-    })
-    .await;
+    let running = deploy_running(&fleet, renter, &request, "c-1").await;
+    let cluster = &running.summary;
     let name = format!("gc-{}", cluster.id);
     assert_eq!(
         read(&fleet.dir.join(format!("docker-run-{device}"))).trim(),
@@ -456,14 +470,8 @@ async fn ray_workers_join_the_head_at_its_address() {
     let renter = funded_renter(&fleet, 100).await;
     let request = h100_request("ray-on-two", ClusterKind::Ray, 2, Workload::default());
     let provisioning = &fleet.server.platform.provisioning;
-    let cluster = provisioning
-        .deploy(renter, &request, Some("ray-1"), platform::now())
-        .await
-        .unwrap();
-    let running = wait_for_cluster(&fleet, renter, &cluster.id, 20, "running", |d| {
-        d.summary.status == ClusterStatus::Running
-    })
-    .await;
+    let running = deploy_running(&fleet, renter, &request, "ray-1").await;
+    let cluster = &running.summary;
     assert_eq!(running.members.len(), 2);
     for member in &running.members {
         assert_eq!(member.address.as_deref(), Some("127.0.0.1"), "{member:?}");
@@ -504,15 +512,8 @@ async fn a_restarted_agent_stops_what_it_left_running_when_killed() {
         ..Workload::default()
     };
     let request = h100_request("survives-restarts", ClusterKind::BareMetal, 1, workload);
-    let provisioning = &fleet.server.platform.provisioning;
-    let cluster = provisioning
-        .deploy(renter, &request, Some("k-1"), platform::now())
-        .await
-        .unwrap();
-    wait_for_cluster(&fleet, renter, &cluster.id, 20, "running", |d| {
-        d.summary.status == ClusterStatus::Running
-    })
-    .await;
+    let running = deploy_running(&fleet, renter, &request, "k-1").await;
+    let cluster = &running.summary;
     let pid_file = fleet.dir.join(format!("pid-{device}"));
     let first = read(&pid_file).trim().to_owned();
     assert!(!first.is_empty(), "the command wrote its pid");

@@ -864,6 +864,24 @@ async fn assert_books_balance(p: &Platform, cluster: &str) {
     );
 }
 
+/// The device of `user`'s one-device `cluster`, its agent having reported the workload running
+/// at `at`.
+async fn report_running(p: &Platform, user: i64, cluster: &str, at: UnixMillis) -> String {
+    let device = p
+        .provisioning
+        .cluster(user, cluster, at)
+        .await
+        .unwrap()
+        .members[0]
+        .device_id
+        .clone();
+    p.provisioning
+        .workload_reported(&device, cluster, WorkloadState::Running, "", at)
+        .await
+        .unwrap();
+    device
+}
+
 async fn device_status(p: &Platform, device: &str) -> String {
     stored_text(&p.store, "SELECT status FROM devices WHERE id = $1", device)
         .await
@@ -1152,18 +1170,7 @@ async fn clusters_are_paid_placed_extended_and_settled(p: Platform) {
         .await
         .unwrap();
     let before_expiry = available(&p, me).await;
-    let device = p
-        .provisioning
-        .cluster(me, &short.id, t4)
-        .await
-        .unwrap()
-        .members[0]
-        .device_id
-        .clone();
-    p.provisioning
-        .workload_reported(&device, &short.id, WorkloadState::Running, "", t4)
-        .await
-        .unwrap();
+    let device = report_running(&p, me, &short.id, t4).await;
     let ends = t4.plus_seconds(2 * 3_600);
     // A second before its end it is still running (its first hour settled meanwhile).
     p.provisioning.sweep(ends.plus_seconds(-1)).await.unwrap();
@@ -1381,18 +1388,7 @@ async fn hire_earnings_settle_hourly_and_statements_show_every_movement(p: Platf
         .deploy(me, &h200_request("hourly", 1), Some("k"), T0)
         .await
         .unwrap();
-    let device = p
-        .provisioning
-        .cluster(me, &cluster.id, T0)
-        .await
-        .unwrap()
-        .members[0]
-        .device_id
-        .clone();
-    p.provisioning
-        .workload_reported(&device, &cluster.id, WorkloadState::Running, "", T0)
-        .await
-        .unwrap();
+    let device = report_running(&p, me, &cluster.id, T0).await;
     let owner = stored_text(
         &p.store,
         "SELECT owner_wallet FROM devices WHERE id = $1",
