@@ -11,7 +11,10 @@ mod rpc;
 mod transfer;
 
 pub use keyfile::read_treasury_key;
-pub use rpc::{Blockhash, ChainFuture, Confirmation, HttpRpc, SignatureStatus, SolanaRpc};
+pub use rpc::{
+    Blockhash, ChainFuture, Confirmation, HttpRpc, LandedTransaction, SignatureStatus, SolanaRpc,
+    TokenBalanceChange,
+};
 pub use solana_hash::Hash;
 pub use solana_keypair::Keypair;
 pub use solana_pubkey::Pubkey;

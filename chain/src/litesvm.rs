@@ -17,7 +17,10 @@ use solana_signature::Signature;
 use solana_transaction::versioned::VersionedTransaction;
 use spl_token_interface::state::{Account as TokenAccount, AccountState, Mint};
 
-use crate::rpc::{Blockhash, ChainFuture, Confirmation, SignatureStatus, SolanaRpc};
+use crate::rpc::{
+    Blockhash, ChainFuture, Confirmation, LandedTransaction, SignatureStatus, SolanaRpc,
+    TokenBalanceChange,
+};
 use crate::transfer::{associated_token_address, TokenMint};
 use crate::ChainError;
 
@@ -55,6 +58,8 @@ struct State {
     landed: usize,
     /// Accepted transactions that have not reached a block yet, with the height they land at.
     in_flight: Vec<(VersionedTransaction, u64)>,
+    /// What each transaction that reached a block did to token balances (`getTransaction`).
+    history: HashMap<Signature, LandedTransaction>,
 }
 
 impl State {
@@ -113,10 +118,51 @@ impl State {
             .is_some_and(|until| self.block_height <= *until)
     }
 
-    /// Runs a transaction now; true when it succeeded.
+    /// The token accounts among `keys`, by position: (position, owner, mint, amount).
+    fn token_accounts(&self, keys: &[Pubkey]) -> Vec<(usize, Pubkey, Pubkey, u64)> {
+        keys.iter()
+            .enumerate()
+            .filter_map(|(position, key)| {
+                let account = self.svm.get_account(key)?;
+                if account.owner != spl_token_interface::ID {
+                    return None;
+                }
+                let token = TokenAccount::unpack(&account.data).ok()?;
+                Some((position, token.owner, token.mint, token.amount))
+            })
+            .collect()
+    }
+
+    /// Runs a transaction now and records what it did, as a node does for `getTransaction`.
     fn execute(&mut self, transaction: VersionedTransaction) -> Result<(), ChainError> {
+        let signature = transaction.signatures[0];
+        let keys = transaction.message.static_account_keys().to_vec();
+        let before = self.token_accounts(&keys);
         let outcome = self.svm.send_transaction(transaction);
         self.landed += usize::from(outcome.is_ok());
+        // A repeat of a landed signature is refused without running; keep the first record.
+        if !self.history.contains_key(&signature) && self.svm.get_transaction(&signature).is_some()
+        {
+            let token_balances = self
+                .token_accounts(&keys)
+                .into_iter()
+                .map(|(position, owner, mint, after)| TokenBalanceChange {
+                    owner,
+                    mint,
+                    before: before
+                        .iter()
+                        .find(|(p, ..)| *p == position)
+                        .map_or(0, |(.., amount)| *amount),
+                    after,
+                })
+                .collect();
+            let landed = LandedTransaction {
+                slot: self.block_height,
+                err: outcome.as_ref().err().map(|failed| failed.err.to_string()),
+                token_balances,
+            };
+            self.history.insert(signature, landed);
+        }
         outcome
             .map(|_| ())
             .map_err(|failed| ChainError::Rejected(failed.err.to_string()))
@@ -161,6 +207,7 @@ impl LiteSvmRpc {
                 random: seed,
                 landed: 0,
                 in_flight: Vec::new(),
+                history: HashMap::new(),
             }),
         }
     }
@@ -361,6 +408,45 @@ impl SolanaRpc for LiteSvmRpc {
             Ok(state.block_height)
         })
     }
+
+    fn transaction<'a>(
+        &'a self,
+        signature: &'a Signature,
+    ) -> ChainFuture<'a, Option<LandedTransaction>> {
+        Box::pin(async move {
+            let mut state = self.state();
+            if state.request_lost() {
+                return Err(state.lost("getTransaction"));
+            }
+            let landed = state.history.get(signature).cloned();
+            if state.answer_lost() {
+                return Err(state.lost("the answer to getTransaction"));
+            }
+            Ok(landed)
+        })
+    }
+}
+
+/// A landed transaction in the shape of Solana's `getTransaction` answer (`json` encoding):
+/// the parts the platform reads, token balances paired by account position.
+fn transaction_json(landed: &LandedTransaction) -> serde_json::Value {
+    use serde_json::json;
+    let balances = |amount: fn(&TokenBalanceChange) -> u64| -> Vec<serde_json::Value> {
+        landed
+            .token_balances
+            .iter()
+            .enumerate()
+            .map(|(index, change)| {
+                json!({ "accountIndex": index, "mint": change.mint.to_string(),
+                    "owner": change.owner.to_string(),
+                    "programId": spl_token_interface::ID.to_string(),
+                    "uiTokenAmount": { "amount": amount(change).to_string() } })
+            })
+            .collect()
+    };
+    json!({ "slot": landed.slot, "blockTime": null, "meta": {
+        "err": landed.err, "preTokenBalances": balances(|c| c.before),
+        "postTokenBalances": balances(|c| c.after) } })
 }
 
 /// Serves `rpc` as a Solana JSON-RPC endpoint (the four methods of [`SolanaRpc`]) on
@@ -422,6 +508,13 @@ async fn answer_json_rpc(
                 None => Err(ChainError::Rejected("expected a list of signatures".into())),
             }
         }
+        Some("getTransaction") => match params[0].as_str().and_then(|s| s.parse().ok()) {
+            Some(signature) => rpc
+                .transaction(&signature)
+                .await
+                .map(|landed| landed.as_ref().map_or(serde_json::Value::Null, transaction_json)),
+            None => Err(ChainError::Rejected("expected a signature".into())),
+        },
         // A faucet, as devnet's: SOL for fees.
         Some("requestAirdrop") => match (
             params[0].as_str().and_then(|a| a.parse::<Pubkey>().ok()),
@@ -517,6 +610,12 @@ mod tests {
         let failed = rpc.signature_statuses(&[too_much.signature]).await.unwrap();
         assert!(failed[0].as_ref().unwrap().err.is_some());
         assert_eq!(rpc.token_balance(&provider, &usdc), 2_500_000);
+        let recorded = rpc.transaction(&too_much.signature).await.unwrap().unwrap();
+        assert!(recorded.err.is_some());
+        assert_eq!(recorded.received(&provider, &usdc.address), 0);
+        // The first transfer's record is kept through the refused repeat.
+        let first = rpc.transaction(&payout.signature).await.unwrap().unwrap();
+        assert_eq!(first.received(&provider, &usdc.address), 2_500_000);
     }
 
     #[tokio::test]
@@ -551,6 +650,16 @@ mod tests {
         );
         assert_eq!(statuses[1], None);
         assert_eq!(chain.token_balance(&provider, &usdc), 1_500_000);
+        // What landed, as the node recorded it: the provider's new account gained exactly
+        // what the treasury's lost.
+        let landed = rpc.transaction(&payout.signature).await.unwrap().unwrap();
+        assert_eq!(landed.err, None);
+        assert_eq!(landed.received(&provider, &usdc.address), 1_500_000);
+        assert_eq!(
+            landed.received(&treasury.pubkey(), &usdc.address),
+            -1_500_000
+        );
+        assert_eq!(rpc.transaction(&Signature::default()).await, Ok(None));
         let again = rpc.send_transaction(&payout.wire).await.unwrap_err();
         assert!(matches!(again, ChainError::Rejected(_)), "{again}");
     }

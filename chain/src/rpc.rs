@@ -8,6 +8,7 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{json, Value};
 use solana_hash::Hash;
+use solana_pubkey::Pubkey;
 use solana_signature::Signature;
 
 use crate::ChainError;
@@ -40,6 +41,37 @@ pub struct SignatureStatus {
     pub err: Option<String>,
 }
 
+/// One token account a transaction touched: whose, of which mint, and its balance (base units)
+/// before and after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenBalanceChange {
+    pub owner: Pubkey,
+    pub mint: Pubkey,
+    pub before: u64,
+    pub after: u64,
+}
+
+/// A landed transaction as the chain recorded it: what `getTransaction` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LandedTransaction {
+    pub slot: u64,
+    /// The error it failed with, if it failed (then no token balance changed).
+    pub err: Option<String>,
+    pub token_balances: Vec<TokenBalanceChange>,
+}
+
+impl LandedTransaction {
+    /// How much of `mint` the token accounts `owner` holds gained in this transaction
+    /// (negative when they lost).
+    pub fn received(&self, owner: &Pubkey, mint: &Pubkey) -> i128 {
+        self.token_balances
+            .iter()
+            .filter(|c| c.owner == *owner && c.mint == *mint)
+            .map(|c| i128::from(c.after) - i128::from(c.before))
+            .sum()
+    }
+}
+
 /// The JSON-RPC methods the platform uses (Solana's names in the docs).
 pub trait SolanaRpc: Send + Sync {
     /// `getLatestBlockhash` at `confirmed`.
@@ -55,6 +87,12 @@ pub trait SolanaRpc: Send + Sync {
     ) -> ChainFuture<'a, Vec<Option<SignatureStatus>>>;
     /// `getBlockHeight` at `confirmed`.
     fn block_height(&self) -> ChainFuture<'_, u64>;
+    /// `getTransaction` at `confirmed`: what a landed transaction did to token balances;
+    /// None while the node does not have it (not landed, or not confirmed yet).
+    fn transaction<'a>(
+        &'a self,
+        signature: &'a Signature,
+    ) -> ChainFuture<'a, Option<LandedTransaction>>;
 }
 
 /// JSON-RPC over HTTP to a Solana cluster's RPC endpoint.
@@ -170,6 +208,65 @@ fn parse_statuses(
         .collect()
 }
 
+/// `meta.preTokenBalances` and `meta.postTokenBalances` paired by account index; an account
+/// the transaction created has no "pre" entry and started at zero.
+fn parse_transaction(result: &Value) -> Result<Option<LandedTransaction>, ChainError> {
+    const METHOD: &str = "getTransaction";
+    if result.is_null() {
+        return Ok(None);
+    }
+    let meta = &result["meta"];
+    if !meta.is_object() {
+        return Err(malformed(METHOD, "no meta"));
+    }
+    let balances = |field: &str| -> Result<Vec<(u64, Pubkey, Pubkey, u64)>, ChainError> {
+        let entries = match &meta[field] {
+            Value::Null => return Ok(Vec::new()),
+            Value::Array(entries) => entries,
+            _ => return Err(malformed(METHOD, format!("{field} is not a list"))),
+        };
+        entries
+            .iter()
+            .map(|entry| {
+                let key = |name: &str| {
+                    entry[name]
+                        .as_str()
+                        .and_then(|text| text.parse::<Pubkey>().ok())
+                        .ok_or_else(|| malformed(METHOD, format!("{field} entry without {name}")))
+                };
+                let amount = entry["uiTokenAmount"]["amount"]
+                    .as_str()
+                    .and_then(|text| text.parse::<u64>().ok())
+                    .ok_or_else(|| malformed(METHOD, format!("{field} entry without amount")))?;
+                let index = entry["accountIndex"]
+                    .as_u64()
+                    .ok_or_else(|| malformed(METHOD, format!("{field} entry without index")))?;
+                Ok((index, key("owner")?, key("mint")?, amount))
+            })
+            .collect()
+    };
+    let before = balances("preTokenBalances")?;
+    let token_balances = balances("postTokenBalances")?
+        .into_iter()
+        .map(|(index, owner, mint, after)| TokenBalanceChange {
+            owner,
+            mint,
+            before: before
+                .iter()
+                .find(|(i, ..)| *i == index)
+                .map_or(0, |(.., amount)| *amount),
+            after,
+        })
+        .collect();
+    Ok(Some(LandedTransaction {
+        slot: result["slot"]
+            .as_u64()
+            .ok_or_else(|| malformed(METHOD, "no slot"))?,
+        err: (!meta["err"].is_null()).then(|| meta["err"].to_string()),
+        token_balances,
+    }))
+}
+
 impl SolanaRpc for HttpRpc {
     fn latest_blockhash(&self) -> ChainFuture<'_, Blockhash> {
         Box::pin(async move {
@@ -218,6 +315,22 @@ impl SolanaRpc for HttpRpc {
                 .await?
                 .as_u64()
                 .ok_or_else(|| malformed("getBlockHeight", "not a number"))
+        })
+    }
+
+    fn transaction<'a>(
+        &'a self,
+        signature: &'a Signature,
+    ) -> ChainFuture<'a, Option<LandedTransaction>> {
+        Box::pin(async move {
+            let result = self
+                .call(
+                    "getTransaction",
+                    json!([signature.to_string(), { "encoding": "json",
+                        "commitment": "confirmed", "maxSupportedTransactionVersion": 0 }]),
+                )
+                .await?;
+            parse_transaction(&result)
         })
     }
 }
@@ -287,5 +400,43 @@ mod tests {
                 last_valid_block_height: 150
             }
         );
+    }
+
+    #[test]
+    fn transactions_parse_as_the_rpc_documents_them() {
+        let (payer, treasury) = (Pubkey::new_unique(), Pubkey::new_unique());
+        let mint = Pubkey::new_unique();
+        let balance = |index: u64, owner: &Pubkey, amount: &str| {
+            json!({ "accountIndex": index, "mint": mint.to_string(), "owner": owner.to_string(),
+                "programId": "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA",
+                "uiTokenAmount": { "amount": amount, "decimals": 6, "uiAmount": 1.0,
+                    "uiAmountString": "1" } })
+        };
+        // The treasury's account is created by the transaction: no "pre" entry.
+        let landed = parse_transaction(&json!({ "slot": 44, "blockTime": null,
+            "meta": { "err": null, "fee": 5000,
+                "preTokenBalances": [balance(1, &payer, "9000000")],
+                "postTokenBalances": [balance(1, &payer, "7000000"), balance(2, &treasury, "2000000")] },
+            "transaction": {} }))
+        .unwrap()
+        .unwrap();
+        assert_eq!(landed.slot, 44);
+        assert_eq!(landed.err, None);
+        assert_eq!(landed.received(&treasury, &mint), 2_000_000);
+        assert_eq!(landed.received(&payer, &mint), -2_000_000);
+        assert_eq!(landed.received(&treasury, &Pubkey::new_unique()), 0);
+        assert_eq!(parse_transaction(&Value::Null), Ok(None));
+        let failed = parse_transaction(&json!({ "slot": 45,
+            "meta": { "err": { "InstructionError": [0, { "Custom": 1 }] } } }))
+        .unwrap()
+        .unwrap();
+        assert!(failed.err.unwrap().contains("InstructionError"));
+        let bad_amount = json!({ "slot": 46, "meta": { "err": null,
+            "postTokenBalances": [{ "accountIndex": 1, "mint": mint.to_string(),
+                "owner": treasury.to_string(), "uiTokenAmount": { "amount": 5 } }] } });
+        assert!(parse_transaction(&bad_amount)
+            .unwrap_err()
+            .to_string()
+            .contains("without amount"));
     }
 }

@@ -1,7 +1,8 @@
 //! Deposits: the server builds an SPL token transfer from the renter's wallet to the treasury,
 //! the wallet signs it (Wallet Standard `signTransaction`), the server checks it is exactly that
 //! transfer signed by that wallet, sends it, and credits the balance only once it is confirmed
-//! on chain — once per signature (the ledger key is the signature; the column is unique).
+//! on chain and the chain's record of the transaction shows that amount reached the treasury
+//! — once per signature (the ledger key is the signature; the column is unique).
 //! A deposit whose blockhash expires before it lands expires with nothing moved.
 
 use std::sync::Arc;
@@ -319,8 +320,7 @@ impl DepositService {
                     .await
             }
             Some(s) if s.confirmation >= Confirmation::Confirmed => {
-                self.finish(stored, from, DepositStatus::Confirmed, "credited", now)
-                    .await
+                self.credit_what_arrived(solana, stored, &parsed, now).await
             }
             Some(_) => Ok(()),
             None if expired => {
@@ -333,6 +333,47 @@ impl DepositService {
                 None => Err(corrupt("transaction", "a submitted deposit without one")),
             },
         }
+    }
+
+    /// Credits a confirmed deposit after reading what the landed transaction did: the
+    /// treasury's token account must have gained exactly the amount signed for. The signed
+    /// bytes were checked at submission; this checks the chain's own record of them.
+    async fn credit_what_arrived(
+        &self,
+        solana: &SolanaAccess,
+        stored: &Stored,
+        signature: &Signature,
+        now: UnixMillis,
+    ) -> Result<(), Error> {
+        let from = DepositStatus::Submitted;
+        // A node that has the status may not serve the transaction yet: next pass.
+        let Some(landed) = solana
+            .rpc
+            .transaction(signature)
+            .await
+            .map_err(chain_error)?
+        else {
+            return Ok(());
+        };
+        let deposit = &stored.deposit;
+        let mint = solana.mint(deposit.asset);
+        let arrived = landed.received(&solana.treasury.pubkey(), &mint.address);
+        if landed.err.is_none() && arrived == i128::from(deposit.amount) {
+            return self
+                .finish(stored, from, DepositStatus::Confirmed, "credited", now)
+                .await;
+        }
+        // In base units: a difference of one must not be rounded away.
+        let why = format!(
+            "it landed, but the chain shows {arrived} base units of {} reached the treasury, not \
+             the {} signed for ({}); nothing credited (the operator reviews it)",
+            deposit.asset.as_str(),
+            deposit.amount,
+            deposit.asset.show(deposit.amount)
+        );
+        tracing::error!(deposit = %deposit.id, %signature, arrived = %arrived, "deposit landed with an unexpected amount");
+        self.finish(stored, from, DepositStatus::Failed, &why, now)
+            .await
     }
 
     /// Moves a deposit on from `from` once; a confirmed one credits the balance, keyed by its

@@ -2432,6 +2432,137 @@ async fn deposits_credit_once_confirmed_on_chain(url: String) {
         [MovementKind::Deposit]
     );
     assert_eq!(p.ledger.audit().await.unwrap(), Vec::<String>::new());
+
+    // Crediting reads the chain's record of the landed transaction, not only its status:
+    // the same chain seen through a node that lags behind, then one that misreports.
+    let node = std::sync::Arc::new(ChainNode {
+        chain: rpc.clone(),
+        view: std::sync::Mutex::new(NodeView::Behind),
+    });
+    let through_node = std::sync::Arc::new(platform::payouts::SolanaAccess {
+        rpc: node.clone(),
+        treasury: solana.treasury.insecure_clone(),
+        cluster: solana.cluster.clone(),
+        minimums: solana.minimums,
+        usdc: solana.usdc,
+        token: solana.token,
+    });
+    let p = replica_paying(&url, &through_node).await;
+    let deposit_landed = |amount: i64| {
+        let p = &p;
+        let address = &address;
+        let sign = &sign;
+        let keypair = &keypair;
+        async move {
+            let to_sign = p
+                .deposits
+                .prepare(user, address, Asset::Usdc, amount, T0)
+                .await
+                .unwrap();
+            p.deposits
+                .submit(
+                    user,
+                    &to_sign.deposit.id,
+                    &sign(&to_sign.transaction, keypair),
+                )
+                .await
+                .unwrap();
+            p.deposits.work(T0).await.unwrap();
+            to_sign.deposit.id
+        }
+    };
+    let status_of = |id: String| {
+        let p = &p;
+        async move {
+            let listed = p.deposits.deposits_of(user, 10).await.unwrap();
+            listed.into_iter().find(|d| d.id == id).unwrap()
+        }
+    };
+    let lagging = deposit_landed(3_000_000).await;
+    assert_eq!(rpc.token_balance(&keypair.pubkey(), &usdc), 27_000_000);
+    assert_eq!(
+        status_of(lagging.clone()).await.status,
+        DepositStatus::Submitted
+    );
+    assert_eq!(
+        available(&p, user).await,
+        usd(20),
+        "not before the node has it"
+    );
+    *node.view.lock().unwrap() = NodeView::Honest;
+    p.deposits.work(T0).await.unwrap();
+    assert_eq!(status_of(lagging).await.status, DepositStatus::Confirmed);
+    assert_eq!(available(&p, user).await, usd(23));
+
+    *node.view.lock().unwrap() = NodeView::Short;
+    let short = status_of(deposit_landed(2_000_000).await).await;
+    assert_eq!(short.status, DepositStatus::Failed);
+    assert!(
+        short.status_reason.contains(
+            "1999999 base units of usdc reached the treasury, not the 2000000 signed for ($2.00)"
+        ),
+        "{}",
+        short.status_reason
+    );
+    assert_eq!(available(&p, user).await, usd(23), "nothing credited");
+    assert_eq!(p.ledger.audit().await.unwrap(), Vec::<String>::new());
+}
+
+/// How [`ChainNode`] answers `getTransaction`.
+enum NodeView {
+    /// It has the statuses but not the transactions yet.
+    Behind,
+    Honest,
+    /// Every token account gained a micro-unit less than it did.
+    Short,
+}
+
+/// A real chain seen through an RPC node that is behind or misreports transactions.
+struct ChainNode {
+    chain: std::sync::Arc<chain::litesvm::LiteSvmRpc>,
+    view: std::sync::Mutex<NodeView>,
+}
+
+impl chain::SolanaRpc for ChainNode {
+    fn latest_blockhash(&self) -> chain::ChainFuture<'_, chain::Blockhash> {
+        self.chain.latest_blockhash()
+    }
+
+    fn send_transaction<'a>(&'a self, wire: &'a [u8]) -> chain::ChainFuture<'a, chain::Signature> {
+        self.chain.send_transaction(wire)
+    }
+
+    fn signature_statuses<'a>(
+        &'a self,
+        signatures: &'a [chain::Signature],
+    ) -> chain::ChainFuture<'a, Vec<Option<chain::SignatureStatus>>> {
+        self.chain.signature_statuses(signatures)
+    }
+
+    fn block_height(&self) -> chain::ChainFuture<'_, u64> {
+        self.chain.block_height()
+    }
+
+    fn transaction<'a>(
+        &'a self,
+        signature: &'a chain::Signature,
+    ) -> chain::ChainFuture<'a, Option<chain::LandedTransaction>> {
+        Box::pin(async move {
+            let landed = self.chain.transaction(signature).await?;
+            Ok(match *self.view.lock().unwrap() {
+                NodeView::Behind => None,
+                NodeView::Honest => landed,
+                NodeView::Short => landed.map(|mut landed| {
+                    for change in &mut landed.token_balances {
+                        if change.after > change.before {
+                            change.after -= 1;
+                        }
+                    }
+                    landed
+                }),
+            })
+        })
+    }
 }
 
 #[tokio::test]
