@@ -10,6 +10,8 @@ const port = Number(process.env.E2E_PORT || 3917);
 const root = path.resolve(__dirname, '..');
 const server = process.env.E2E_SERVER_BIN || path.join(root, 'target', 'debug', 'gpu-commons');
 const localSolana = process.env.E2E_SOLANA_BIN || path.join(root, 'target', 'debug', 'local-solana');
+// The demo network's own agents (real agent processes with simulated GPUs) run this binary.
+const agent = process.env.E2E_AGENT_BIN || path.join(root, 'target', 'debug', 'gpu-commons-agent');
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'gc-e2e-'));
 const database = path.join(scratch, 'e2e.db');
 // Payouts land on a local Solana endpoint (litesvm running the real SPL token program) with
@@ -53,7 +55,7 @@ module.exports = defineConfig({
     },
     {
       // Waits for local-solana's key file in case both start at once.
-      command: `sh -c 'while [ ! -s "${treasuryKey}" ]; do sleep 0.1; done; exec "${server}" --listen 127.0.0.1:${port} --database-url sqlite://${database} --demo --demo-devices 200 --heartbeat-interval-secs 1 --down-after-secs 5 --speed-test-bytes 4194304 --min-transfer-usd 0.000001 --solana-rpc-url http://127.0.0.1:${solanaPort}/ --treasury-key "${treasuryKey}" ${mints} --site-root "${path.join(root, 'target', 'site')}" --log warn'`,
+      command: `sh -c 'while [ ! -s "${treasuryKey}" ]; do sleep 0.1; done; exec "${server}" --listen 127.0.0.1:${port} --database-url sqlite://${database} --demo --demo-devices 200 --agent-binary "${agent}" --demo-agents-dir "${path.join(scratch, 'demo-agents')}" --heartbeat-interval-secs 1 --down-after-secs 5 --speed-test-bytes 4194304 --min-transfer-usd 0.000001 --solana-rpc-url http://127.0.0.1:${solanaPort}/ --treasury-key "${treasuryKey}" ${mints} --site-root "${path.join(root, 'target', 'site')}" --log warn'`,
       url: `http://127.0.0.1:${port}/readyz`,
       reuseExistingServer: false,
       timeout: 60_000,

@@ -456,6 +456,92 @@ async fn container_clusters_run_their_image_and_stop_it() {
     fleet.stop().await;
 }
 
+/// The demo provider's devices once `count` of them are ready for hire; their ids.
+async fn demo_devices_ready(fleet: &Fleet, count: usize, secs: u64) -> Vec<String> {
+    let provider = server::demo_agents::demo_provider();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let devices = fleet
+            .server
+            .platform
+            .worker
+            .devices_of(&provider, platform::now())
+            .await
+            .unwrap()
+            .devices;
+        if devices.len() == count && devices.iter().all(|d| d.readiness().is_ok()) {
+            assert!(devices.iter().all(|d| d.simulated), "{devices:?}");
+            return devices.into_iter().map(|d| d.id).collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo agents' devices never became ready: {devices:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A fresh demo network can be rented: the server's demo agents (the real agent binary with
+/// simulated GPUs) register, pass verification and run a renter's cluster, while the seeded
+/// fleet without agents is never hired; a restart resumes them as the same devices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demo_network_runs_clusters_on_its_demo_agents() {
+    let url = platform::testing::fresh_sqlite_url();
+    let agents_dir = std::env::temp_dir().join(format!("gc-demo-agents-{}", std::process::id()));
+    let demo = |config: &mut server::Config| {
+        config.demo_devices = 20;
+        config.demo_agents = server::demo_agents::DemoAgentSettings {
+            count: 2,
+            binary: PathBuf::from(support::AGENT),
+            dir: agents_dir.clone(),
+        };
+    };
+    let fleet = Fleet::start_with(url.clone(), demo).await;
+    let commands = Commands(fleet.dir.clone());
+    let demo_devices = demo_devices_ready(&fleet, 2, 90).await;
+    let renter = funded_renter(&fleet, 500).await;
+    // The two demo H100 machines have 8 GPUs each.
+    let workload = Workload {
+        command: marking_command(&fleet.dir),
+        ..Workload::default()
+    };
+    let request = h100_request("on-the-demo", ClusterKind::BareMetal, 16, workload);
+    let running = deploy_running(&fleet, renter, &request, "demo-1").await;
+    let mut hired: Vec<String> = running
+        .members
+        .iter()
+        .map(|m| m.device_id.clone())
+        .collect();
+    hired.sort();
+    let mut expected = demo_devices.clone();
+    expected.sort();
+    assert_eq!(hired, expected);
+    for device in &hired {
+        assert_eq!(
+            read(&fleet.dir.join(format!("ran-{device}"))).trim(),
+            "worker",
+            "the demo agent of {device} ran the command"
+        );
+    }
+    let provisioning = &fleet.server.platform.provisioning;
+    provisioning
+        .terminate(renter, &running.summary.id, platform::now())
+        .await
+        .unwrap();
+    fleet.server.stop().await;
+    drop(commands);
+    let _ = std::fs::remove_dir_all(&fleet.dir);
+
+    let fleet = Fleet::start_with(url, demo).await;
+    assert_eq!(
+        demo_devices_ready(&fleet, 2, 90).await,
+        demo_devices,
+        "resumed as the same devices, none registered anew"
+    );
+    fleet.stop().await;
+    let _ = std::fs::remove_dir_all(&agents_dir);
+}
+
 /// A Ray cluster without a command: the head's agent runs `ray start --head`, the worker's
 /// joins it at the head's address as the server saw it, and the console shows that address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,7 @@ use clap::Parser;
 use serde::Deserialize;
 use url::Url;
 
+use crate::demo_agents::{DemoAgentSettings, DEFAULT_DEMO_AGENTS, MAX_DEMO_AGENTS};
 use crate::error::Error;
 
 /// GPU Commons server: the web app (explorer, cloud console, worker tab), its JSON API and the
@@ -57,6 +58,20 @@ pub struct Settings {
     /// How many devices the demo fleet has. [default: 500]
     #[arg(long, env = "GC_DEMO_DEVICES", value_name = "N")]
     pub demo_devices: Option<usize>,
+
+    /// How many real agents with simulated GPUs the demo network runs, so its clusters can be
+    /// hired and really run (on this machine). [default: 4 with --demo; 0 to run none]
+    #[arg(long, env = "GC_DEMO_AGENTS", value_name = "N")]
+    pub demo_agents: Option<usize>,
+
+    /// The agent binary the demo agents run. [default: gpu-commons-agent beside this binary]
+    #[arg(long, env = "GC_AGENT_BINARY", value_name = "FILE")]
+    pub agent_binary: Option<PathBuf>,
+
+    /// Folder for the demo agents' credentials, hardware files and logs.
+    /// [default: data/demo-agents]
+    #[arg(long, env = "GC_DEMO_AGENTS_DIR", value_name = "DIR")]
+    pub demo_agents_dir: Option<PathBuf>,
 
     /// Seconds a sign-in message stays valid. [default: 300]
     #[arg(long, env = "GC_SIGN_IN_TTL_SECS", value_name = "SECS")]
@@ -228,6 +243,8 @@ pub struct Config {
     pub chain_id: String,
     /// 0 when no demo fleet is wanted.
     pub demo_devices: usize,
+    /// `count` 0 when no demo agents are wanted.
+    pub demo_agents: DemoAgentSettings,
     pub sign_in_ttl_secs: i64,
     pub session_idle_secs: i64,
     pub session_max_secs: i64,
@@ -257,6 +274,9 @@ impl Settings {
             solana_cluster: self.solana_cluster.or(lower.solana_cluster),
             demo: self.demo.or(lower.demo),
             demo_devices: self.demo_devices.or(lower.demo_devices),
+            demo_agents: self.demo_agents.or(lower.demo_agents),
+            agent_binary: self.agent_binary.or(lower.agent_binary),
+            demo_agents_dir: self.demo_agents_dir.or(lower.demo_agents_dir),
             sign_in_ttl_secs: self.sign_in_ttl_secs.or(lower.sign_in_ttl_secs),
             session_idle_secs: self.session_idle_secs.or(lower.session_idle_secs),
             session_max_secs: self.session_max_secs.or(lower.session_max_secs),
@@ -389,6 +409,38 @@ impl Settings {
             }
             (true, n) if n > 2_000_000 => return Err(bad("demo-devices", &n, "at most 2,000,000")),
             (true, n) => n,
+        };
+        let demo_agents = match (demo_devices > 0, self.demo_agents) {
+            (_, Some(n)) if n > MAX_DEMO_AGENTS => {
+                return Err(bad(
+                    "demo-agents",
+                    &n,
+                    &format!("at most {MAX_DEMO_AGENTS}"),
+                ))
+            }
+            (false, Some(n)) if n > 0 => {
+                return Err(bad(
+                    "demo-agents",
+                    &n,
+                    "demo agents are part of a demo network: add --demo",
+                ))
+            }
+            (true, n) => n.unwrap_or(DEFAULT_DEMO_AGENTS),
+            (false, _) => 0,
+        };
+        let demo_agents = DemoAgentSettings {
+            count: demo_agents,
+            binary: match self.agent_binary {
+                Some(path) => path,
+                None => std::env::current_exe()
+                    .map(|server| server.with_file_name("gpu-commons-agent"))
+                    .map_err(|e| {
+                        Error::Config(format!("cannot find this binary to find the agent beside it ({e}); give --agent-binary"))
+                    })?,
+            },
+            dir: self
+                .demo_agents_dir
+                .unwrap_or_else(|| PathBuf::from("data/demo-agents")),
         };
         let defaults = platform::agents::FleetConfig::default();
         let heartbeat_interval_secs = self
@@ -547,6 +599,7 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from("target/site")),
             chain_id: format!("solana:{cluster}"),
             demo_devices,
+            demo_agents,
             sign_in_ttl_secs,
             session_idle_secs,
             session_max_secs,
@@ -612,6 +665,11 @@ mod tests {
         assert_eq!(config.chain_id, "solana:devnet");
         assert_eq!(config.demo_devices, 0);
         assert_eq!(parse(&["--demo"]).unwrap().demo_devices, 500);
+        assert_eq!(config.demo_agents.count, 0);
+        let demo_agents = parse(&["--demo"]).unwrap().demo_agents;
+        assert_eq!(demo_agents.count, 4);
+        assert_eq!(demo_agents.dir, PathBuf::from("data/demo-agents"));
+        assert!(demo_agents.binary.ends_with("gpu-commons-agent"));
         assert_eq!(
             config.provisioning.token_price, None,
             "USDC only unless priced"
@@ -636,6 +694,10 @@ mod tests {
                 .contains("must not exceed")
         );
         assert!(message(&["--demo", "true", "--demo-devices", "0"]).contains("at least one device"));
+        assert!(message(&["--demo-agents", "2"]).contains("add --demo"));
+        assert!(
+            message(&["--demo", "--demo-agents", "33"]).contains("--demo-agents '33': at most 32")
+        );
         assert!(message(&["--sign-in-ttl-secs", "soon"]).contains("invalid value"));
         assert!(
             message(&["--heartbeat-interval-secs", "10", "--down-after-secs", "15"])

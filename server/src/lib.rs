@@ -4,6 +4,7 @@
 pub mod agent_api;
 pub mod api;
 pub mod config;
+pub mod demo_agents;
 pub mod error;
 pub mod explorer_api;
 mod openapi;
@@ -38,6 +39,7 @@ use tower_http::trace::TraceLayer;
 use url::Url;
 
 pub use config::{Command, Config, PayoutSettings, Settings};
+use demo_agents::DemoAgents;
 pub use error::Error;
 
 /// How long a stop waits for open requests, and then for database connections, to finish.
@@ -52,6 +54,7 @@ pub struct RunningServer {
     task: JoinHandle<std::io::Result<()>>,
     monitor: JoinHandle<()>,
     stop_monitor: tokio::sync::watch::Sender<bool>,
+    demo_agents: DemoAgents,
 }
 
 impl RunningServer {
@@ -60,6 +63,8 @@ impl RunningServer {
     /// database connections not handed back by then are left to the process's end: a stop
     /// never hangs.
     pub async fn stop(self) {
+        // The agents first, while the server can still hear their workloads stop.
+        self.demo_agents.stop().await;
         self.platform.agents.release_waits();
         let _ = self.shutdown.send(());
         let task = self.task.abort_handle();
@@ -245,6 +250,8 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         .await
     });
     tracing::info!(%addr, %public_url, database = %platform::store::redact(&config.database_url), "serving");
+    let agent_url = public_url.as_str().trim_end_matches('/');
+    let demo_agents = DemoAgents::start(&platform, &config.demo_agents, agent_url).await?;
     Ok(RunningServer {
         addr,
         public_url,
@@ -253,6 +260,7 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         task,
         monitor,
         stop_monitor,
+        demo_agents,
     })
 }
 

@@ -300,8 +300,16 @@ fn report_compressed_size(bundle: &Path) -> Result {
 fn build_release() -> Result<PathBuf> {
     ensure_rust_parts()?;
     let site = build_site(true)?;
-    step("Server (release)");
-    run(cargo().args(["build", "--release", "--package", "server"]))?;
+    // The agent too: a demo network runs it as its demo agents, beside the server binary.
+    step("Server and agent (release)");
+    run(cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "server",
+        "--package",
+        "agent",
+    ]))?;
     Ok(site)
 }
 
