@@ -84,6 +84,15 @@ impl SecurityCompliance {
     pub fn needs_attestation(self) -> bool {
         !matches!(self, SecurityCompliance::E2eEncrypted)
     }
+
+    /// How people name it: "SOC 2", "HIPAA", "end-to-end encrypted".
+    pub fn label(self) -> &'static str {
+        match self {
+            SecurityCompliance::E2eEncrypted => "end-to-end encrypted",
+            SecurityCompliance::Soc2 => "SOC 2",
+            SecurityCompliance::Hipaa => "HIPAA",
+        }
+    }
 }
 
 /// The hardware a cluster is made of: one GPU model from the catalog, or CPU devices.

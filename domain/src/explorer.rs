@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::GpuCatalog;
 use crate::cluster::{ClusterKind, ClusterStatus, Hardware, Purpose};
+use crate::compliance::{Attestations, Facility};
 use crate::fleet::{ConnectivityTier, DeviceKind, DeviceStatus, OperatingSystem};
 use crate::ledger::DailyAmount;
 use crate::money::{MicroUsd, Tokens};
@@ -166,6 +167,10 @@ pub struct PublicDevice {
     pub tier: Option<ConnectivityTier>,
     pub download_mb_per_s: Option<i64>,
     pub upload_mb_per_s: Option<i64>,
+    /// The certified facility an operator placed it in (its SOC 2 / HIPAA attestation).
+    pub facility: Option<Facility>,
+    /// What it is attested for now: nothing once its facility's certification lapsed.
+    pub attested: Attestations,
     pub status: DeviceStatus,
     pub status_reason: String,
     pub status_changed_at: Option<UnixMillis>,
@@ -217,7 +222,9 @@ impl PublicDevice {
     pub fn of(
         detail: DeviceDetail,
         provider: String,
+        facility: Option<Facility>,
         rewards: Vec<DeviceBlockLine>,
+        now: UnixMillis,
     ) -> PublicDevice {
         let s = detail.summary;
         PublicDevice {
@@ -236,6 +243,10 @@ impl PublicDevice {
             tier: s.tier,
             download_mb_per_s: detail.download_mb_per_s,
             upload_mb_per_s: detail.upload_mb_per_s,
+            attested: facility
+                .as_ref()
+                .map_or(Attestations::NONE, |f| f.attestations_at(now)),
+            facility,
             status: s.status,
             status_reason: detail.status_reason,
             status_changed_at: detail.status_changed_at,

@@ -6,6 +6,7 @@ pub mod allocator;
 pub mod api_key;
 pub mod catalog;
 pub mod cluster;
+pub mod compliance;
 pub mod country;
 pub mod device_status;
 pub mod explorer;

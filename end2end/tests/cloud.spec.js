@@ -233,6 +233,35 @@ test('a renter deposits GCT from the wallet and pays for a cluster in it', async
   noErrors();
 });
 
+test('on a fresh demo network a renter rents the demo agents, and attested orders are told why not', async ({ page }) => {
+  const noErrors = watchPageErrors(page);
+  await page.addInitScript({ path: TEST_WALLET });
+  await page.goto('/cloud/deploy');
+  await hydrated(page);
+  await signIn(page);
+  await page.getByTestId('deploy-kind').selectOption('bare_metal');
+  await page.getByTestId('deploy-name').fill('on-the-demo');
+  await page.getByTestId('deploy-hardware').selectOption('H100 80GB SXM');
+  await page.getByTestId('deploy-quantity').fill('8');
+  await page.getByTestId('deploy-command').fill('sleep 300');
+  // The server's demo agents register and pass verification on their own.
+  await expect(page.getByTestId('fillable')).toBeVisible({ timeout: 60_000 });
+  // No facility is attested for HIPAA here: an honest no, and what the order finds without it.
+  await page.getByTestId('deploy-compliance').selectOption('hipaa');
+  await expect(page.getByTestId('not-fillable')).toContainText('0 HIPAA-attested H100 80GB SXM GPUs');
+  await expect(page.getByTestId('not-fillable')).toContainText('without HIPAA attestation it can be placed now');
+  await page.getByTestId('deploy-compliance').selectOption('e2e_encrypted');
+  await expect(page.getByTestId('fillable')).toBeVisible();
+  await page.getByTestId('deploy-submit').click();
+  await expect(page).toHaveURL(/\/cloud\/clusters\/cl-[0-9a-f]+$/);
+  await hydrated(page);
+  await expect(page.getByTestId('cluster-status')).toHaveText('running', { timeout: 20_000 });
+  await expect(page.getByTestId('cluster-hardware')).toHaveText('8 × H100 80GB SXM');
+  await page.getByTestId('terminate-cluster').click();
+  await expect(page.getByTestId('cluster-status')).toHaveText('terminated');
+  noErrors();
+});
+
 test('the wizard says honestly when nothing can be placed', async ({ page }) => {
   await page.goto('/cloud/deploy');
   await hydrated(page);

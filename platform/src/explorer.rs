@@ -21,6 +21,7 @@ use domain::worker::HOUR_MS;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use crate::compliance::ComplianceService;
 use crate::index::FleetIndex;
 use crate::rewards::RewardsService;
 use crate::store::Store;
@@ -49,6 +50,7 @@ pub struct ExplorerService {
     index: Arc<FleetIndex>,
     worker: WorkerService,
     rewards: RewardsService,
+    compliance: ComplianceService,
     catalog: GpuCatalog,
     /// Every country (code, name, where it is), for filters, suggestions and the map.
     countries: Arc<Vec<Country>>,
@@ -71,6 +73,7 @@ impl ExplorerService {
         index: Arc<FleetIndex>,
         worker: WorkerService,
         rewards: RewardsService,
+        compliance: ComplianceService,
         catalog: GpuCatalog,
     ) -> ExplorerService {
         let countries = domain::country::all();
@@ -79,6 +82,7 @@ impl ExplorerService {
             index,
             worker,
             rewards,
+            compliance,
             catalog,
             countries: Arc::new(countries),
             activity: Arc::new(Mutex::new(None)),
@@ -221,7 +225,8 @@ impl ExplorerService {
         let owner = owner.ok_or_else(|| Error::NotFound(format!("no device '{id}'")))?;
         let detail = self.worker.detail_of(&owner, id, now).await?;
         let rewards = self.block_lines(BlockLines::OfDevice(id)).await?;
-        Ok(PublicDevice::of(detail, owner, rewards))
+        let facility = self.compliance.facility_of_device(id).await?;
+        Ok(PublicDevice::of(detail, owner, facility, rewards, now))
     }
 
     /// The newest clusters (of one `status`, if not empty), older than the cluster `after`

@@ -13,7 +13,8 @@ use rustc_hash::FxHashMap;
 
 use domain::allocator::{Candidate, SupplyCell};
 use domain::catalog::GpuCatalog;
-use domain::cluster::Hardware;
+use domain::cluster::{Hardware, SecurityCompliance};
+use domain::compliance::Attestations;
 use domain::explorer::{FleetDevice, FleetFilter, Page, PageAt};
 use domain::fleet::{ConnectivityTier, DeviceKind, DeviceStatus};
 use domain::network::{NetworkSummary, SupplyCount};
@@ -133,6 +134,9 @@ struct State {
     free: FxHashMap<(Offer, u16), FxHashMap<Arc<str>, Free>>,
     /// How many of them per offer, country, tier and size: what fillability reads.
     free_counts: FxHashMap<(Offer, u16, ConnectivityTier, u32), u64>,
+    /// What operators attested devices for (SOC 2, HIPAA): an operator's list, small, so
+    /// orders that need an attestation read it rather than a dimension of every count.
+    attested: FxHashMap<Arc<str>, Attestations>,
 }
 
 impl State {
@@ -363,6 +367,23 @@ impl FleetIndex {
         }
     }
 
+    /// Replaces what devices are attested for (devices left out are attested for nothing).
+    pub fn set_attestations(&self, attested: Vec<(String, Attestations)>) {
+        let attested: FxHashMap<Arc<str>, Attestations> = attested
+            .into_iter()
+            .filter(|(_, a)| !a.is_none())
+            .map(|(id, a)| (Arc::from(id), a))
+            .collect();
+        if self.read().attested == attested {
+            return;
+        }
+        // Not through `write`: nothing derived from the counts depends on attestations.
+        self.state
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .attested = attested;
+    }
+
     fn offer(&self, hardware: &Hardware) -> Option<Offer> {
         match hardware {
             Hardware::Cpu => Some((DeviceKind::Cpu, None)),
@@ -373,33 +394,56 @@ impl FleetIndex {
         }
     }
 
-    /// The free supply of `hardware` by country, tier and device size.
-    pub fn free_supply(&self, hardware: &Hardware) -> Vec<SupplyCell> {
+    /// The free supply of `hardware` that meets `compliance`, by country, tier and device size.
+    pub fn free_supply(
+        &self,
+        hardware: &Hardware,
+        compliance: SecurityCompliance,
+    ) -> Vec<SupplyCell> {
         let Some(offer) = self.offer(hardware) else {
             return Vec::new();
         };
         let state = self.read();
-        state
-            .free_counts
-            .iter()
-            .filter(|((o, ..), _)| *o == offer)
-            .map(|(&(_, country, tier, units), &devices)| SupplyCell {
-                country: state.countries[usize::from(country)].clone(),
-                tier,
-                units,
-                devices,
-            })
+        let cell = |(country, tier, units): (u16, ConnectivityTier, u32), devices| SupplyCell {
+            country: state.countries[usize::from(country)].clone(),
+            tier,
+            units,
+            devices,
+        };
+        if !compliance.needs_attestation() {
+            return state
+                .free_counts
+                .iter()
+                .filter(|((o, ..), _)| *o == offer)
+                .map(|(&(_, country, tier, units), &devices)| cell((country, tier, units), devices))
+                .collect();
+        }
+        let mut attested: FxHashMap<(u16, ConnectivityTier, u32), u64> = FxHashMap::default();
+        for (id, attestations) in &state.attested {
+            let free = state.devices.get(id).and_then(Entry::free);
+            if let Some((o, free)) = free.filter(|_| attestations.meets(compliance)) {
+                if o == offer {
+                    *attested
+                        .entry((free.country, free.tier, free.units))
+                        .or_default() += 1;
+                }
+            }
+        }
+        attested
+            .into_iter()
+            .map(|(at, devices)| cell(at, devices))
             .collect()
     }
 
-    /// The free devices of `hardware` in `countries` (all when empty) at `min_tier` or better,
-    /// leaving out `excluded`, as allocator candidates (reliability: hours idle by `now`) with
-    /// their ids.
+    /// The free devices of `hardware` in `countries` (all when empty) at `min_tier` or better
+    /// that meet `compliance`, leaving out `excluded`, as allocator candidates (reliability:
+    /// hours idle by `now`) with their ids.
     pub fn free_devices(
         &self,
         hardware: &Hardware,
         countries: &[String],
         min_tier: Option<ConnectivityTier>,
+        compliance: SecurityCompliance,
         excluded: &rustc_hash::FxHashSet<String>,
         now: i64,
     ) -> Vec<(Arc<str>, Candidate)> {
@@ -426,7 +470,10 @@ impl FleetIndex {
             .filter_map(|&country| state.free.get(&(offer, country)))
             .flat_map(|devices| devices.iter())
             .filter(|(id, free)| {
-                min_tier.is_none_or(|min| free.tier <= min) && !excluded.contains(&***id)
+                min_tier.is_none_or(|min| free.tier <= min)
+                    && !excluded.contains(&***id)
+                    && (!compliance.needs_attestation()
+                        || state.attested.get(*id).is_some_and(|a| a.meets(compliance)))
             })
             .map(|(id, free)| {
                 let candidate = Candidate {
@@ -720,6 +767,8 @@ fn merge<'a, I: Iterator<Item = &'a Arc<str>>>(
 mod tests {
     use super::*;
 
+    const E2E: SecurityCompliance = SecurityCompliance::E2eEncrypted;
+
     fn gpu<'a>(
         model: &'a str,
         count: i64,
@@ -943,26 +992,79 @@ mod tests {
         );
         index.upsert("d", &gpu("H100 80GB SXM", 4, "US", DeviceStatus::Paused));
         let none = rustc_hash::FxHashSet::default();
-        assert_eq!(index.free_devices(&h100, &[], None, &none, 0).len(), 2);
+        assert_eq!(index.free_devices(&h100, &[], None, E2E, &none, 0).len(), 2);
         index.set_status("a", DeviceStatus::Hired, true, 0);
         index.set_status("d", DeviceStatus::Idle, true, 0);
-        let cells = index.free_supply(&h100);
+        let cells = index.free_supply(&h100, E2E);
         let total: u64 = cells.iter().map(|c| c.devices * u64::from(c.units)).sum();
         assert_eq!(total, 12);
         let in_us = index.free_devices(
             &h100,
             &["US".into()],
             Some(ConnectivityTier::High),
+            E2E,
             &none,
             0,
         );
         assert_eq!(in_us.iter().map(|(id, _)| &**id).collect::<Vec<_>>(), ["d"]);
         assert!(index
-            .free_devices(&h100, &["FR".into()], None, &none, 0)
+            .free_devices(&h100, &["FR".into()], None, E2E, &none, 0)
             .is_empty());
         index.set_tier("b", None);
         index.remove("d");
-        assert!(index.free_supply(&h100).is_empty());
-        assert!(index.free_devices(&h100, &[], None, &none, 0).is_empty());
+        assert!(index.free_supply(&h100, E2E).is_empty());
+        assert!(index
+            .free_devices(&h100, &[], None, E2E, &none, 0)
+            .is_empty());
+    }
+
+    #[test]
+    fn attested_orders_see_only_free_devices_attested_for_their_standard() {
+        use SecurityCompliance::{Hipaa, Soc2};
+        let index = FleetIndex::new(GpuCatalog::builtin());
+        let h100 = Hardware::Gpu("H100 80GB SXM".into());
+        for id in ["a", "b", "c", "d"] {
+            index.upsert(id, &gpu("H100 80GB SXM", 8, "DE", DeviceStatus::Idle));
+        }
+        let soc2 = Attestations {
+            soc2: true,
+            hipaa: false,
+        };
+        let both = Attestations {
+            soc2: true,
+            hipaa: true,
+        };
+        let version = index.version();
+        index.set_attestations(vec![
+            ("a".into(), soc2),
+            ("b".into(), both),
+            ("c".into(), Attestations::NONE),
+            ("gone".into(), both),
+        ]);
+        assert_eq!(index.version(), version, "the counts did not change");
+        let none = rustc_hash::FxHashSet::default();
+        let units = |compliance| -> u64 {
+            index
+                .free_supply(&h100, compliance)
+                .iter()
+                .map(|c| c.devices * u64::from(c.units))
+                .sum()
+        };
+        let ids = |compliance| {
+            let mut ids: Vec<String> = index
+                .free_devices(&h100, &[], None, compliance, &none, 0)
+                .into_iter()
+                .map(|(id, _)| id.to_string())
+                .collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!((units(E2E), units(Soc2), units(Hipaa)), (32, 16, 8));
+        assert_eq!(ids(Soc2), ["a", "b"]);
+        assert_eq!(ids(Hipaa), ["b"]);
+        index.set_status("b", DeviceStatus::Hired, true, 0);
+        assert_eq!((units(Soc2), units(Hipaa)), (8, 0), "hired is not free");
+        index.set_attestations(vec![("d".into(), both)]);
+        assert_eq!(ids(Soc2), ["d"], "the new list replaces the old one");
     }
 }

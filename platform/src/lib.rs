@@ -6,6 +6,7 @@
 pub mod agents;
 pub mod api_keys;
 pub mod auth;
+pub mod compliance;
 pub mod deposits;
 mod error;
 pub mod explorer;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 use agents::{AgentService, FleetConfig};
 use api_keys::ApiKeyService;
 use auth::{AuthConfig, AuthService};
+use compliance::ComplianceService;
 use deposits::DepositService;
 use explorer::ExplorerService;
 use fleet::FleetService;
@@ -68,6 +70,7 @@ pub struct Services {
     pub deposits: DepositService,
     pub explorer: ExplorerService,
     pub api_keys: ApiKeyService,
+    pub compliance: ComplianceService,
 }
 
 impl Platform {
@@ -87,6 +90,7 @@ impl Platform {
         );
         let worker = WorkerService::new(store.clone(), live.clone(), index.clone(), config.worker);
         let rewards = RewardsService::new(store.clone(), catalog.clone(), config.rewards);
+        let compliance = ComplianceService::new(store.clone(), index.clone());
         Platform(Arc::new(Services {
             auth: AuthService::new(store.clone(), config.auth),
             fleet: FleetService::new(store.clone(), index.clone(), catalog.clone()),
@@ -95,9 +99,11 @@ impl Platform {
                 index.clone(),
                 worker.clone(),
                 rewards.clone(),
+                compliance.clone(),
                 catalog.clone(),
             ),
             worker,
+            compliance,
             agents: AgentService::new(
                 store.clone(),
                 live,

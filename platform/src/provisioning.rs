@@ -80,6 +80,7 @@ struct Placing<'a> {
     hardware: &'a Hardware,
     countries: &'a [String],
     min_tier: Option<ConnectivityTier>,
+    compliance: SecurityCompliance,
     want: Want,
 }
 
@@ -89,6 +90,7 @@ impl<'a> Placing<'a> {
             hardware: &order.hardware,
             countries: &order.countries,
             min_tier: order.min_tier,
+            compliance: order.compliance,
             want: match order.kind {
                 ClusterKind::MegaRay => Want::Everything,
                 _ => Want::Exactly(order.quantity),
@@ -189,22 +191,35 @@ impl ProvisioningService {
     /// The price of `request` and whether it can be placed now, from the fleet index alone.
     pub fn quote(&self, request: &DeployRequest) -> Result<QuoteAnswer, Error> {
         let order = self.order(request)?;
-        let cells = self.index.free_supply(&order.hardware);
+        let cells = self.index.free_supply(&order.hardware, order.compliance);
         let want = Placing::of(&order).want;
-        let mut fillability = allocator::fillability(
-            &cells,
-            &Asked {
-                hardware: order.hardware.as_str(),
-                unit_name: order.hardware.unit_name(),
-                want,
-                countries: &order.countries,
-                min_tier: order.min_tier,
-            },
-        );
-        if let Some(why) = compliance_gap(order.compliance) {
-            fillability.fillable = false;
-            fillability.reasons.push(why);
-            fillability.alternatives.clear();
+        // Reasons name the attestation with the hardware: "0 HIPAA-attested H100 … GPUs".
+        let hardware = match order.compliance {
+            c if c.needs_attestation() => {
+                format!("{}-attested {}", c.label(), order.hardware.as_str())
+            }
+            _ => order.hardware.as_str().to_owned(),
+        };
+        let mut asked = Asked {
+            hardware: &hardware,
+            unit_name: order.hardware.unit_name(),
+            want,
+            countries: &order.countries,
+            min_tier: order.min_tier,
+        };
+        let mut fillability = allocator::fillability(&cells, &asked);
+        if !fillability.fillable && order.compliance.needs_attestation() {
+            // What the same order finds without the attestation, so the renter can weigh it.
+            asked.hardware = order.hardware.as_str();
+            let all = self
+                .index
+                .free_supply(&order.hardware, SecurityCompliance::E2eEncrypted);
+            if allocator::fillability(&all, &asked).fillable {
+                fillability.reasons.push(format!(
+                    "without {} attestation it can be placed now (end-to-end encrypted)",
+                    order.compliance.label()
+                ));
+            }
         }
         let units = match want {
             Want::Exactly(n) => n,
@@ -281,7 +296,8 @@ impl ProvisioningService {
             "" => Vec::new(),
             text => {
                 let chosen = Hardware::parse(text, &self.catalog).map_err(Error::Invalid)?;
-                self.index.free_supply(&chosen)
+                self.index
+                    .free_supply(&chosen, SecurityCompliance::E2eEncrypted)
             }
         };
         for cell in cells {
@@ -337,9 +353,6 @@ impl ProvisioningService {
         let key = key.as_str();
         if let Some(existing) = self.by_key(user_id, key).await? {
             return Ok(existing);
-        }
-        if let Some(why) = compliance_gap(order.compliance) {
-            return Err(Error::Conflict(why));
         }
         // Said before anything is chosen; the transaction checks again (and the unique index).
         if !self.name_available(user_id, &order.name).await? {
@@ -417,8 +430,7 @@ impl ProvisioningService {
             Want::Everything => None,
         };
         let attempt = |countries: &[String]| {
-            let (ids, candidates) =
-                self.candidates(placing.hardware, countries, placing.min_tier, excluded, now);
+            let (ids, candidates) = self.candidates(placing, countries, excluded, now);
             let placement =
                 allocator::allocate(&candidates, &Filters::default(), placing.want, seed)?;
             Ok(placement
@@ -437,7 +449,7 @@ impl ProvisioningService {
     /// than the order), in that order, until they hold twice `wanted`; None when that is all.
     fn best_supplied(&self, placing: &Placing, wanted: u32) -> Option<Vec<String>> {
         let mut units: FxHashMap<String, u64> = FxHashMap::default();
-        for cell in self.index.free_supply(placing.hardware) {
+        for cell in self.index.free_supply(placing.hardware, placing.compliance) {
             // Devices larger than the order can never be part of it.
             let admitted = cell.units <= wanted
                 && (placing.countries.is_empty() || placing.countries.contains(&cell.country))
@@ -473,18 +485,24 @@ impl ProvisioningService {
             .unwrap_or_default())
     }
 
-    /// The free devices of `hardware` that the filters admit, as allocator candidates (with
-    /// hours idle as reliability), and their ids in the same order.
+    /// The free devices in `countries` that `placing`'s other filters admit, as allocator
+    /// candidates (with hours idle as reliability), and their ids in the same order.
     fn candidates(
         &self,
-        hardware: &Hardware,
+        placing: &Placing,
         countries: &[String],
-        min_tier: Option<ConnectivityTier>,
         excluded: &FxHashSet<String>,
         now: UnixMillis,
     ) -> (Vec<Arc<str>>, Vec<allocator::Candidate>) {
         self.index
-            .free_devices(hardware, countries, min_tier, excluded, now.0)
+            .free_devices(
+                placing.hardware,
+                countries,
+                placing.min_tier,
+                placing.compliance,
+                excluded,
+                now.0,
+            )
             .into_iter()
             .unzip()
     }
@@ -586,7 +604,14 @@ impl ProvisioningService {
         let mut transitions = Vec::with_capacity(devices.len());
         for (position, ((device, units), budget)) in devices.iter().zip(budgets).enumerate() {
             let role = role_of(order.kind, position);
-            match hire(&mut tx, &id, device, role, *units, budget, now).await {
+            let seat = Seat {
+                cluster_id: &id,
+                role,
+                units: *units,
+                budget,
+                compliance: order.compliance,
+            };
+            match hire(&mut tx, device, seat, now).await {
                 Ok(t) => transitions.push(t),
                 Err(Error::Conflict(_)) | Err(Error::NotFound(_)) => {
                     return Err(Attempt::Taken(device.to_string()))
@@ -1073,6 +1098,7 @@ impl ProvisioningService {
             hardware: &cluster.hardware,
             countries: &cluster.countries,
             min_tier: cluster.min_tier,
+            compliance: cluster.compliance,
             want: Want::Exactly(lost.units),
         };
         let Ok(chosen) = self.place(&placing, &FxHashSet::default(), seed, now) else {
@@ -1083,7 +1109,14 @@ impl ProvisioningService {
         let mut hired = Vec::with_capacity(units.len());
         for ((device, units), budget) in chosen.into_iter().zip(budgets) {
             // Savepoint-free: a device taken meanwhile fails the whole loss, retried next sweep.
-            let t = hire(tx, &cluster.id, &device, lost.role, units, budget, now).await?;
+            let seat = Seat {
+                cluster_id: &cluster.id,
+                role: lost.role,
+                units,
+                budget,
+                compliance: cluster.compliance,
+            };
+            let t = hire(tx, &device, seat, now).await?;
             hired.push((device, t));
         }
         Ok(Some(hired))
@@ -1396,16 +1429,6 @@ fn workload_state(text: &str) -> Result<WorkloadState, Error> {
     .ok_or_else(|| corrupt("workload state", text))
 }
 
-/// Whether any device can meet `compliance` today: attested facilities are not listed yet.
-fn compliance_gap(compliance: SecurityCompliance) -> Option<String> {
-    compliance.needs_attestation().then(|| {
-        format!(
-            "no device in the network is attested for {compliance} yet (operators attest \
-             certified facilities); choose e2e_encrypted"
-        )
-    })
-}
-
 fn role_of(kind: ClusterKind, position: usize) -> ClusterRole {
     let headed = matches!(
         kind,
@@ -1626,19 +1649,42 @@ async fn active_members(conn: &mut AnyConnection, cluster_id: &str) -> Result<Ve
 
 /// Claims an idle device for the cluster (a conditional update: a device another order took
 /// first is a conflict) and adds it with its share of the escrow.
-async fn hire(
-    conn: &mut AnyConnection,
-    cluster_id: &str,
-    device_id: &str,
+/// A device's place in a cluster it is hired into.
+struct Seat<'a> {
+    cluster_id: &'a str,
     role: ClusterRole,
     units: u32,
     budget: MicroUsd,
+    /// What the cluster asked for, which the device must meet.
+    compliance: SecurityCompliance,
+}
+
+/// Hires `device_id` into `seat`: a conditional status change (a device another order took is
+/// a conflict) and, for an attested order, the device's attestation as the database has it now
+/// (the index may be behind an operator's change).
+async fn hire(
+    conn: &mut AnyConnection,
+    device_id: &str,
+    seat: Seat<'_>,
     now: UnixMillis,
 ) -> Result<Transition, Error> {
+    let Seat {
+        cluster_id,
+        role,
+        units,
+        budget,
+        compliance,
+    } = seat;
     let hired = DeviceEvent::Hired {
         cluster_id: cluster_id.to_owned(),
     };
     let t = apply_event(conn, device_id, &hired, now).await?;
+    if !crate::compliance::device_meets(conn, device_id, compliance, now).await? {
+        return Err(Error::Conflict(format!(
+            "device {device_id} is no longer attested for {}",
+            compliance.label()
+        )));
+    }
     sqlx::query(
         "INSERT INTO cluster_devices (cluster_id, device_id, role, units, budget, state, joined_at) \
          VALUES ($1, $2, $3, $4, $5, 'assigned', $6)",
@@ -1667,6 +1713,7 @@ struct Settling {
     hardware: Hardware,
     countries: Vec<String>,
     min_tier: Option<ConnectivityTier>,
+    compliance: SecurityCompliance,
     workload: Workload,
     running_at: Option<i64>,
     ends_at: i64,
@@ -1681,7 +1728,7 @@ impl Settling {
         lock_cluster(conn, id).await?;
         let row = sqlx::query(
             "SELECT status, user_id, kind, hardware, countries, min_tier, workload, running_at, \
-               ends_at, charged, escrowed, token_price FROM clusters WHERE id = $1",
+               ends_at, charged, escrowed, token_price, compliance FROM clusters WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(conn)
@@ -1711,6 +1758,8 @@ impl Settling {
             charged: MicroUsd::from_micros(row.try_get(9)?),
             escrowed: MicroUsd::from_micros(row.try_get(10)?),
             token_price: token_price_at(&row, 11)?,
+            compliance: SecurityCompliance::parse(row.try_get(12)?)
+                .map_err(|e| corrupt("compliance", e))?,
         })
     }
 

@@ -1581,6 +1581,213 @@ async fn ids_of(p: &Platform, sql: &str, arg: &str) -> Vec<String> {
     ids
 }
 
+/// SOC 2 and HIPAA clusters hire only devices an operator placed in a facility certified for
+/// that standard, checked again when hiring (another process may have changed the list) and
+/// when replacing a lost device; a lapsed certification attests nothing.
+async fn attested_orders_hire_only_attested_devices(p: Platform, url: String) {
+    use domain::compliance::Facility;
+    hireable_fleet(&p).await;
+    let me = account_of(&p, &Wallet::new()).await;
+    p.ledger
+        .operator_credit(me, Asset::Usdc, usd(1_000).micros(), "grant", "grant", T0)
+        .await
+        .unwrap();
+    let h200s_of = |gpus: &'static str| {
+        let p = &p;
+        async move {
+            ids_of(
+                p,
+                "SELECT id FROM devices WHERE gpu_model = 'H200 141GB' \
+                 AND CAST(gpu_count AS TEXT) = $1",
+                gpus,
+            )
+            .await
+        }
+    };
+    let (ones, eights, fours) = (
+        h200s_of("1").await,
+        h200s_of("8").await,
+        h200s_of("4").await,
+    );
+    assert_eq!((ones.len(), eights.len(), fours.len()), (2, 2, 2));
+    let asking = |compliance, quantity| DeployRequest {
+        compliance,
+        ..h200_request(&format!("{compliance}-{quantity}"), quantity)
+    };
+    let hipaa = |quantity| asking(SecurityCompliance::Hipaa, quantity);
+    let soc2 = |quantity| asking(SecurityCompliance::Soc2, quantity);
+
+    // Nothing attested: refused with why, and what the order finds without the attestation.
+    let none = p.provisioning.quote(&hipaa(1)).unwrap().fillability;
+    assert!(!none.fillable);
+    assert!(
+        none.reasons[0].contains("0 HIPAA-attested H200 141GB GPUs free"),
+        "{none:?}"
+    );
+    assert!(
+        none.reasons
+            .iter()
+            .any(|r| r.contains("without HIPAA attestation it can be placed now")),
+        "{none:?}"
+    );
+    let refused = p.provisioning.deploy(me, &hipaa(1), Some("h-0"), T0).await;
+    assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
+
+    // The operator's list: one facility with both standards, one with SOC 2 only.
+    let both = Facility::new("Equinix FR5", "soc2,hipaa", "2099-12-31", T0).unwrap();
+    let soc2_only = Facility::new("Colo North", "soc2", "2099-12-31", T0).unwrap();
+    p.compliance.set_facility(&both, T0).await.unwrap();
+    p.compliance.set_facility(&soc2_only, T0).await.unwrap();
+    let unknown = p.compliance.attest("Nowhere", &ones[..1], T0).await;
+    assert!(matches!(unknown, Err(Error::NotFound(_))), "{unknown:?}");
+    let partly = p
+        .compliance
+        .attest("Equinix FR5", &[ones[0].clone(), "dev-missing".into()], T0)
+        .await;
+    assert!(matches!(partly, Err(Error::NotFound(_))), "{partly:?}");
+    assert_eq!(
+        p.provisioning
+            .quote(&hipaa(1))
+            .unwrap()
+            .fillability
+            .placeable,
+        0,
+        "all or none: the known device was not attested either"
+    );
+    p.compliance
+        .attest("Equinix FR5", &[ones[0].clone(), eights[0].clone()], T0)
+        .await
+        .unwrap();
+    p.compliance
+        .attest("Colo North", &fours[..1], T0)
+        .await
+        .unwrap();
+    let listed = p.compliance.facilities().await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|f| (f.facility.name.as_str(), f.devices))
+            .collect::<Vec<_>>(),
+        [("Colo North", 1), ("Equinix FR5", 2)]
+    );
+    assert!(
+        p.provisioning
+            .quote(&hipaa(9))
+            .unwrap()
+            .fillability
+            .fillable
+    );
+    let ten = p.provisioning.quote(&hipaa(10)).unwrap().fillability;
+    assert!(!ten.fillable);
+    assert!(
+        ten.reasons[0].contains("9 HIPAA-attested H200 141GB GPUs free"),
+        "{ten:?}"
+    );
+    assert!(
+        p.provisioning
+            .quote(&soc2(13))
+            .unwrap()
+            .fillability
+            .fillable
+    );
+    assert!(
+        !p.provisioning
+            .quote(&soc2(14))
+            .unwrap()
+            .fillability
+            .fillable
+    );
+    let device_page = p.explorer.device(&eights[0], T0).await.unwrap();
+    assert_eq!(device_page.facility, Some(both.clone()));
+    assert!(device_page.attested.meets(SecurityCompliance::Hipaa));
+
+    // A HIPAA cluster lands on exactly the attested devices; when one fails, the free
+    // unattested 1-GPU H200 does not replace it.
+    let cluster = p
+        .provisioning
+        .deploy(me, &hipaa(9), Some("h-1"), T0)
+        .await
+        .unwrap();
+    let detail = p.provisioning.cluster(me, &cluster.id, T0).await.unwrap();
+    let mut hired: Vec<String> = detail.members.iter().map(|m| m.device_id.clone()).collect();
+    hired.sort();
+    let mut attested = vec![ones[0].clone(), eights[0].clone()];
+    attested.sort();
+    assert_eq!(hired, attested);
+    for device in &hired {
+        p.provisioning
+            .workload_reported(device, &cluster.id, WorkloadState::Running, "", T0)
+            .await
+            .unwrap();
+    }
+    let t1 = T0.plus_seconds(600);
+    p.provisioning
+        .workload_reported(&ones[0], &cluster.id, WorkloadState::Failed, "gone", t1)
+        .await
+        .unwrap();
+    let after = p.provisioning.cluster(me, &cluster.id, t1).await.unwrap();
+    assert!(
+        after.events.iter().any(|e| e.detail.contains("lost"))
+            && !after
+                .events
+                .iter()
+                .any(|e| e.detail.contains("replaced by")),
+        "{:?}",
+        after.events
+    );
+    assert_eq!(device_status(&p, &ones[1]).await, "idle");
+    assert_books_balance(&p, &cluster.id).await;
+
+    // Another process takes the SOC 2 device out; this one's index has not heard yet, so the
+    // hiring transaction's own check refuses it and the money stays with the renter.
+    let other_process = Platform::new(Store::open(&url).await.unwrap(), config());
+    assert_eq!(
+        other_process
+            .compliance
+            .unattest(&fours[..1], t1)
+            .await
+            .unwrap(),
+        1
+    );
+    let before = available(&p, me).await;
+    let stale = p.provisioning.deploy(me, &soc2(4), Some("s-1"), t1).await;
+    assert!(matches!(stale, Err(Error::Conflict(_))), "{stale:?}");
+    assert_eq!(available(&p, me).await, before);
+    assert_eq!(device_status(&p, &fours[0]).await, "idle");
+    p.compliance.refresh(t1).await.unwrap();
+    let left = p.provisioning.quote(&soc2(4)).unwrap().fillability;
+    assert!(!left.fillable);
+    assert_eq!(
+        left.placeable, 1,
+        "only the idle 1-GPU device is left: {left:?}"
+    );
+
+    // A certification that lapses attests nothing, in orders and on the explorer.
+    let short = Facility::new("Equinix FR5", "soc2,hipaa", "2026-12-31", T0).unwrap();
+    p.compliance.set_facility(&short, t1).await.unwrap();
+    assert!(
+        p.provisioning
+            .quote(&hipaa(1))
+            .unwrap()
+            .fillability
+            .placeable
+            > 0
+    );
+    let later = UnixMillis(short.certified_until.0 + 1);
+    p.compliance.refresh(later).await.unwrap();
+    assert_eq!(
+        p.provisioning
+            .quote(&hipaa(1))
+            .unwrap()
+            .fillability
+            .placeable,
+        0
+    );
+    let lapsed = p.explorer.device(&eights[0], later).await.unwrap();
+    assert!(lapsed.facility.is_some() && lapsed.attested.is_none());
+    assert_eq!(p.ledger.audit().await.unwrap(), Vec::<String>::new());
+}
+
 /// The explorer shows what the database holds after registering, hiring, pausing, ending a
 /// cluster and closing a block; and nothing private.
 async fn the_explorer_shows_what_the_database_holds(p: Platform) {
@@ -2961,5 +3168,6 @@ on_both_backends!(
     the_explorer_shows_what_the_database_holds;
     with_url: a_store_reopens_with_its_data,
     concurrent_deploys_never_share_a_device,
+    attested_orders_hire_only_attested_devices,
     blocks_close_once_and_reward_eligible_devices_by_score,
 );

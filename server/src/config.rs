@@ -213,6 +213,37 @@ pub enum Command {
         #[arg(long, default_value = "operator credit")]
         memo: String,
     },
+    /// Record a certified facility, or change its standards or date; its devices meet those
+    /// standards (for SOC 2 and HIPAA clusters) through --until.
+    Facility {
+        /// The facility's name, e.g. "Equinix FR5".
+        #[arg(long)]
+        name: String,
+        /// What it is certified for: soc2, hipaa or soc2,hipaa.
+        #[arg(long)]
+        standards: String,
+        /// The last day (UTC) the certification holds, e.g. 2027-06-30.
+        #[arg(long)]
+        until: String,
+    },
+    /// Place devices in a recorded facility (all or none): they meet its standards while it
+    /// holds them.
+    Attest {
+        /// The facility's name, as recorded.
+        #[arg(long)]
+        facility: String,
+        /// A device id; repeat for more.
+        #[arg(long = "device", required = true)]
+        devices: Vec<String>,
+    },
+    /// Take devices out of their facility: they no longer meet its standards.
+    Unattest {
+        /// A device id; repeat for more.
+        #[arg(long = "device", required = true)]
+        devices: Vec<String>,
+    },
+    /// List the certified facilities with their standards, dates and devices.
+    Facilities,
 }
 
 /// Where and with what payouts are paid.

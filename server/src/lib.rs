@@ -204,6 +204,7 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
 
     let platform = open_platform(&config, &public_url).await?;
     platform.agents.rebuild(platform::now()).await?;
+    platform.compliance.refresh(platform::now()).await?;
     if config.demo_devices > 0 {
         seed_network(&platform, config.demo_devices, DEMO_HISTORY_DAYS, 0).await?;
     }
@@ -297,6 +298,16 @@ fn spawn_expiry_sweeper(platform: Platform) {
     });
 }
 
+/// The platform an operator task works on (no fleet loaded, nothing served).
+async fn open_platform_for_task(config: &Config) -> Result<Platform, Error> {
+    let public_url = match &config.public_url {
+        Some(url) => url.clone(),
+        None => Url::parse(&format!("http://{}", config.listen))
+            .map_err(|e| Error::Config(format!("listen address: {e}")))?,
+    };
+    open_platform(config, &public_url).await
+}
+
 /// Runs an operator task against the configured database; returns what it did, in words.
 pub async fn run_command(config: &Config, command: Command) -> Result<String, Error> {
     match command {
@@ -305,15 +316,81 @@ pub async fn run_command(config: &Config, command: Command) -> Result<String, Er
             history_days,
             blocks,
         } => {
-            let public_url = match &config.public_url {
-                Some(url) => url.clone(),
-                None => Url::parse(&format!("http://{}", config.listen))
-                    .map_err(|e| Error::Config(format!("listen address: {e}")))?,
-            };
-            let platform = open_platform(config, &public_url).await?;
+            let platform = open_platform_for_task(config).await?;
             let done = seed_network(&platform, devices, history_days, blocks).await;
             platform.store.close().await;
             done
+        }
+        Command::Facility {
+            name,
+            standards,
+            until,
+        } => {
+            let now = platform::now();
+            let facility = domain::compliance::Facility::new(&name, &standards, &until, now)
+                .map_err(Error::Config)?;
+            let platform = open_platform_for_task(config).await?;
+            let done = platform.compliance.set_facility(&facility, now).await;
+            platform.store.close().await;
+            done?;
+            Ok(format!(
+                "facility '{}' holds {} through {until}; running servers apply it within a minute",
+                facility.name,
+                facility.standards.names()
+            ))
+        }
+        Command::Attest { facility, devices } => {
+            let platform = open_platform_for_task(config).await?;
+            let done = platform
+                .compliance
+                .attest(&facility, &devices, platform::now())
+                .await;
+            platform.store.close().await;
+            done?;
+            Ok(format!(
+                "{} device(s) placed in '{facility}'; running servers apply it within a minute",
+                devices.len()
+            ))
+        }
+        Command::Unattest { devices } => {
+            let platform = open_platform_for_task(config).await?;
+            let done = platform
+                .compliance
+                .unattest(&devices, platform::now())
+                .await;
+            platform.store.close().await;
+            Ok(format!(
+                "{} device(s) taken out of their facility; running servers apply it within a minute",
+                done?
+            ))
+        }
+        Command::Facilities => {
+            let platform = open_platform_for_task(config).await?;
+            let listed = platform.compliance.facilities().await;
+            platform.store.close().await;
+            let now = platform::now();
+            let lines: Vec<String> = listed?
+                .iter()
+                .map(|f| {
+                    let until = f.facility.certified_until.to_rfc3339();
+                    let state = if f.facility.attestations_at(now).is_none() {
+                        "lapsed"
+                    } else {
+                        "holds"
+                    };
+                    format!(
+                        "{}: {} ({state} until {until}), {} device(s)",
+                        f.facility.name,
+                        f.facility.standards.names(),
+                        f.devices
+                    )
+                })
+                .collect();
+            Ok(if lines.is_empty() {
+                "no facilities recorded".into()
+            } else {
+                lines.join("\n")
+            })
         }
         Command::Credit {
             wallet,
@@ -405,6 +482,10 @@ fn spawn_fleet_monitor(
                 last_flush = tokio::time::Instant::now();
                 if let Err(e) = platform.agents.flush(Flush::Due, platform::now()).await {
                     tracing::warn!(error = %e, "could not write merged heartbeats; keeping them for the next flush");
+                }
+                // Operator commands run in their own process, and certifications lapse.
+                if let Err(e) = platform.compliance.refresh(platform::now()).await {
+                    tracing::warn!(error = %e, "could not read compliance attestations; keeping the last ones");
                 }
             }
             if let Err(e) = platform.rewards.close_due(platform::now()).await {

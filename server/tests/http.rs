@@ -1098,6 +1098,92 @@ async fn operators_credit_renters_once_per_key() {
     app.server.stop().await;
 }
 
+/// `gpu-commons facility`, `attest`, `unattest` and `facilities`: the operator's list of
+/// certified facilities, with specific errors, shown on the device's public page and JSON.
+#[tokio::test]
+async fn operators_attest_devices_in_certified_facilities() {
+    use server::{run_command, Command};
+    let url = platform::testing::fresh_sqlite_url();
+    let app = spawn(url.clone(), short_sign_in).await;
+    app.sign_in(&new_wallet()).await;
+    let device = app
+        .registered_device("rack-1", "NVIDIA H100 80GB HBM3")
+        .await;
+    let config = Config::for_database(&url).unwrap();
+    let facility = |standards: &str, until: &str| Command::Facility {
+        name: "Equinix FR5".into(),
+        standards: standards.into(),
+        until: until.into(),
+    };
+    let message = |result: Result<String, server::Error>| result.unwrap_err().to_string();
+    let bad_date = message(run_command(&config, facility("soc2", "soon")).await);
+    assert!(
+        bad_date.contains("'soon' is not a date of the form"),
+        "{bad_date}"
+    );
+    let bad_standard = message(run_command(&config, facility("iso27001", "2099-12-31")).await);
+    assert!(
+        bad_standard.contains("'iso27001' is not a standard"),
+        "{bad_standard}"
+    );
+    let attest = |devices: Vec<String>| Command::Attest {
+        facility: "Equinix FR5".into(),
+        devices,
+    };
+    let early = message(run_command(&config, attest(vec![device.clone()])).await);
+    assert!(early.contains("no facility 'Equinix FR5'"), "{early}");
+
+    let done = run_command(&config, facility("soc2,hipaa", "2099-12-31"))
+        .await
+        .unwrap();
+    assert!(
+        done.contains("holds SOC 2, HIPAA through 2099-12-31"),
+        "{done}"
+    );
+    let missing = message(run_command(&config, attest(vec!["dev-nope".into()])).await);
+    assert!(
+        missing.contains("no device 'dev-nope' in service"),
+        "{missing}"
+    );
+    let done = run_command(&config, attest(vec![device.clone()]))
+        .await
+        .unwrap();
+    assert!(
+        done.contains("1 device(s) placed in 'Equinix FR5'"),
+        "{done}"
+    );
+    let listed = run_command(&config, Command::Facilities).await.unwrap();
+    assert_eq!(
+        listed,
+        "Equinix FR5: SOC 2, HIPAA (holds until 2100-01-01T00:00:00.000Z), 1 device(s)"
+    );
+
+    let page_path = format!("/explorer/devices/{device}");
+    let page = app.get(&page_path).await.text().await.unwrap();
+    assert!(
+        page.contains("SOC 2, HIPAA — Equinix FR5 (certified through 2099-12-31)"),
+        "{page}"
+    );
+    let json = app
+        .get_json(&format!("/api/v1/explorer/devices/{device}"))
+        .await;
+    assert_eq!(json["facility"]["name"], "Equinix FR5");
+    assert_eq!(json["attested"], json!({ "soc2": true, "hipaa": true }));
+
+    let done = run_command(
+        &config,
+        Command::Unattest {
+            devices: vec![device.clone()],
+        },
+    )
+    .await
+    .unwrap();
+    assert!(done.contains("1 device(s) taken out"), "{done}");
+    let page = app.get(&page_path).await.text().await.unwrap();
+    assert!(page.contains("no attested facility"), "{page}");
+    app.server.stop().await;
+}
+
 /// A server paying through a Solana JSON-RPC endpoint on loopback (litesvm with the real SPL
 /// token program behind it): the HTTP client, the worker and the ledger end to end.
 #[tokio::test]

@@ -243,7 +243,7 @@ fn DeployWizard(token_price: Option<TokenPrice>) -> impl IntoView {
                 </label>
                 <label>"Security compliance"
                     <select data-testid="deploy-compliance" on:change=move |ev| if let Ok(c) = SecurityCompliance::parse(&event_target_value(&ev)) { form.compliance.set(c) }>
-                        {SecurityCompliance::ALL.iter().map(|c| view! { <option value=c.as_str()>{c.as_str()}</option> }).collect_view()}
+                        {SecurityCompliance::ALL.iter().map(|c| view! { <option value=c.as_str()>{c.label()}</option> }).collect_view()}
                     </select>
                 </label>
             </fieldset>

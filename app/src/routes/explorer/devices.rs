@@ -219,6 +219,23 @@ fn PublicDeviceView(d: PublicDeviceWithChart) -> impl IntoView {
         ),
         _ => "not measured yet".to_owned(),
     };
+    let compliance = match &d.facility {
+        None => "end-to-end encrypted; no attested facility".to_owned(),
+        Some(f) => {
+            let last_day = domain::time::UnixMillis(f.certified_until.0 - 1).to_rfc3339();
+            let state = if d.attested.is_none() {
+                "lapsed after"
+            } else {
+                "certified through"
+            };
+            format!(
+                "{} — {} ({state} {})",
+                f.standards.names(),
+                f.name,
+                &last_day[..10]
+            )
+        }
+    };
     view! {
         <section class="hero">
             <p class="muted"><a href=LIST>"← All devices"</a></p>
@@ -236,6 +253,7 @@ fn PublicDeviceView(d: PublicDeviceWithChart) -> impl IntoView {
                 <dt>"OS"</dt><dd>{d.os.as_str()}</dd>
                 <dt>"Country"</dt><dd>{d.country.clone()}</dd>
                 <dt>"Connectivity"</dt><dd>{connectivity}</dd>
+                <dt>"Compliance"</dt><dd data-testid="public-device-compliance">{compliance}</dd>
                 <dt>"Provider"</dt><dd><a href=format!("/explorer/wallets/{}", d.provider) data-testid="public-device-provider">{d.provider.clone()}</a></dd>
                 <dt>"Agent"</dt><dd>{d.agent_version.clone().unwrap_or_else(|| "—".into())}</dd>
                 <dt>"In the network since"</dt><dd>{when(d.created_at.0)}</dd>
