@@ -22,9 +22,13 @@ pub struct BillingWithDeposits {
 #[server(output = JsonAnswer)]
 pub async fn load_billing() -> Result<BillingWithDeposits, AppError> {
     let (platform, session) = super::context::signed_in_platform().await?;
+    // Deposits before balances: a deposit confirmed between the two reads then shows in the
+    // balance too. The other way round the page could show it confirmed with the balance from
+    // before, and stop re-reading (nothing left on its way).
+    let deposits = platform.deposits.deposits_of(session.user_id, 50).await?;
     Ok(BillingWithDeposits {
         billing: platform.billing(session.user_id).await?,
-        deposits: platform.deposits.deposits_of(session.user_id, 50).await?,
+        deposits,
         deposits_enabled: platform.deposits.enabled(),
     })
 }
