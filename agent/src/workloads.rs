@@ -4,7 +4,8 @@
 //! Runtimes: `process` runs the cluster's command through the system shell (bare metal,
 //! Kubernetes and Ray clusters with a command); `docker` runs a container cluster's image when
 //! Docker is installed; Ray clusters without a command run `ray start` when Ray is installed:
-//! the head with `--head`, the others joining it at the head's address from the assignment.
+//! the head with `--head` (and JupyterLab beside it, with the token from the assignment, when
+//! JupyterLab is installed), the others joining it at the head's address from the assignment.
 //! A missing runtime is reported as a failure that says what to install. A cluster without a
 //! command holds the device for the renter and reports running. Commands get the cluster's
 //! env and `GC_CLUSTER_ID`, `GC_DEVICE_ID`, `GC_ROLE` and, on the devices of a cluster with a
@@ -14,7 +15,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use domain::agent_protocol::{WorkloadAssignment, WorkloadReport, WorkloadState};
+use domain::agent_protocol::{WorkloadAssignment, WorkloadReport, WorkloadState, NOTEBOOK_PORT};
 use domain::cluster::{ClusterKind, ClusterRole};
 use serde::{Deserialize, Serialize};
 use tokio::process::{Child, Command};
@@ -227,6 +228,8 @@ impl Workloads {
             detail,
         };
         let role = assignment.role.as_str();
+        // What the report says beside the state (empty: nothing to add).
+        let mut detail = String::new();
         let (mut command, container) = match assignment.kind {
             ClusterKind::Container => {
                 if !installed("docker") {
@@ -251,22 +254,47 @@ impl Workloads {
                 if !installed("ray") {
                     return failed("Ray is not installed on this device (pip install ray)".into());
                 }
-                let mut c = Command::new("ray");
-                c.arg("start");
+                let mut ray = vec!["start".to_owned()];
                 match (assignment.role, &assignment.head_address) {
-                    (ClusterRole::Head, _) => {
-                        c.args(["--head", "--port", RAY_PORT, "--dashboard-host", "0.0.0.0"]);
-                    }
-                    (_, Some(head)) => {
-                        c.arg(format!("--address={}", ray_address(head)));
-                    }
+                    (ClusterRole::Head, _) => ray.extend(
+                        ["--head", "--port", RAY_PORT, "--dashboard-host", "0.0.0.0"]
+                            .map(str::to_owned),
+                    ),
+                    (_, Some(head)) => ray.push(format!("--address={}", ray_address(head))),
                     (_, None) => {
                         return failed(
                             "the server has not told this Ray worker its head's address yet".into(),
                         );
                     }
                 }
-                c.arg("--block");
+                ray.push("--block".into());
+                let plain = |ray: &[String]| {
+                    let mut c = Command::new("ray");
+                    c.args(ray);
+                    c
+                };
+                let c = match &assignment.notebook_token {
+                    Some(_) if cfg!(unix) && installed("jupyter") => {
+                        // One shell, one process group: stopping the cluster stops both.
+                        detail = format!("JupyterLab on port {NOTEBOOK_PORT}");
+                        let quoted: Vec<String> = ray
+                            .iter()
+                            .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+                            .collect();
+                        shell(&format!(
+                            "jupyter lab --ip=0.0.0.0 --port={NOTEBOOK_PORT} --no-browser \
+                             --allow-root --ServerApp.token=\"$GC_NOTEBOOK_TOKEN\" & exec ray {}",
+                            quoted.join(" ")
+                        ))
+                    }
+                    Some(_) => {
+                        detail = "no JupyterLab: it is not installed on this device (pip install \
+                                  jupyterlab)"
+                            .into();
+                        plain(&ray)
+                    }
+                    None => plain(&ray),
+                };
                 (c, None)
             }
             _ if workload.command.is_empty() => {
@@ -290,6 +318,12 @@ impl Workloads {
                     .iter()
                     .map(|a| ("GC_HEAD_ADDRESS", a)),
             )
+            .envs(
+                assignment
+                    .notebook_token
+                    .iter()
+                    .map(|t| ("GC_NOTEBOOK_TOKEN", t)),
+            )
             .stdin(Stdio::null())
             .kill_on_drop(true);
         #[cfg(unix)]
@@ -299,7 +333,7 @@ impl Workloads {
                 child: Some(child),
                 container,
                 state: WorkloadState::Running,
-                detail: String::new(),
+                detail,
             },
             Err(e) => failed(format!("could not start the workload: {e}")),
         }

@@ -359,6 +359,23 @@ fn stand_in_ray(dir: &Path) -> PathBuf {
     )
 }
 
+/// JupyterLab's CLI, beside `ray`: records its arguments, then runs until stopped and records
+/// that it was.
+fn stand_in_jupyter(dir: &Path) -> PathBuf {
+    let d = dir.display();
+    stand_in(
+        dir,
+        "ray-bin",
+        "jupyter",
+        &format!(
+            "#!/bin/sh\ntrap 'echo stopped > {d}/jupyter-stopped-$GC_DEVICE_ID; exit 0' TERM\n\
+             echo $$ > {d}/pid-jupyter-$GC_DEVICE_ID\n\
+             echo \"$*\" > {d}/jupyter-$GC_DEVICE_ID\n\
+             while true; do sleep 0.2; done\n"
+        ),
+    )
+}
+
 /// Docker's CLI: `docker run` records its arguments and runs until stopped; `docker stop
 /// NAME` records the name.
 fn stand_in_docker(dir: &Path) -> PathBuf {
@@ -549,6 +566,7 @@ async fn ray_workers_join_the_head_at_its_address() {
     let fleet = Fleet::start(platform::testing::fresh_sqlite_url()).await;
     let commands = Commands(fleet.dir.clone());
     let bin = stand_in_ray(&fleet.dir);
+    stand_in_jupyter(&fleet.dir);
     let agents = [
         ready_h100(&fleet, "r1", Some(&bin)).await,
         ready_h100(&fleet, "r2", Some(&bin)).await,
@@ -568,10 +586,61 @@ async fn ray_workers_join_the_head_at_its_address() {
         };
         assert_eq!(started.trim(), expected, "{member:?}");
     }
+    // The head runs JupyterLab with the token only the renter is shown; the worker none.
+    let token = running
+        .notebook_token
+        .clone()
+        .expect("a Ray cluster has a notebook token");
+    let head = running
+        .members
+        .iter()
+        .find(|m| m.role == ClusterRole::Head)
+        .unwrap();
+    let worker = running
+        .members
+        .iter()
+        .find(|m| m.role == ClusterRole::Worker)
+        .unwrap();
+    let started = fleet.dir.join(format!("jupyter-{}", head.device_id));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while read(&started).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the head never started JupyterLab"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        read(&started).trim(),
+        format!("lab --ip=0.0.0.0 --port=8888 --no-browser --allow-root --ServerApp.token={token}")
+    );
+    assert!(!fleet
+        .dir
+        .join(format!("jupyter-{}", worker.device_id))
+        .exists());
+    assert!(
+        running
+            .events
+            .iter()
+            .any(|e| e.detail.contains("JupyterLab on port 8888")),
+        "{:?}",
+        running.events
+    );
     provisioning
         .terminate(renter, &cluster.id, platform::now())
         .await
         .unwrap();
+    let stopped = fleet
+        .dir
+        .join(format!("jupyter-stopped-{}", head.device_id));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !stopped.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "JupyterLab was not stopped with the cluster"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     drop(agents);
     drop(commands);
     fleet.stop().await;

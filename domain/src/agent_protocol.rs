@@ -134,7 +134,13 @@ pub struct WorkloadAssignment {
     /// heard from the head since it started.
     #[serde(default)]
     pub head_address: Option<String>,
+    /// For the head of a Ray cluster: the token its JupyterLab (on [`NOTEBOOK_PORT`]) requires.
+    #[serde(default)]
+    pub notebook_token: Option<String>,
 }
+
+/// Where a Ray head's JupyterLab listens (Jupyter's default), as the console links it.
+pub const NOTEBOOK_PORT: u16 = 8888;
 
 /// The agent's long poll for new work: the server answers when its workloads for the device
 /// differ from `known` (then the agent heartbeats at once to get them), or after `wait_secs`.

@@ -542,6 +542,8 @@ pub struct ClusterDetail {
     pub remaining: MicroUsd,
     /// Mean utilisation of its devices per hour, over the last 48 hours.
     pub utilisation_hours: Vec<crate::worker::UtilisationHour>,
+    /// A Ray cluster's JupyterLab token (on its head), for its renter only.
+    pub notebook_token: Option<String>,
 }
 
 /// What one device earned in one cluster, as the provider's earnings page and the device page

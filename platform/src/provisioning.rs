@@ -120,7 +120,7 @@ impl From<sqlx::Error> for Attempt {
 
 const SUMMARY_COLUMNS: &str = "id, name, kind, hardware, units, status, status_reason, hours, \
      charged, created_at, running_at, ends_at, finished_at, user_id, escrowed, refunded, rate, \
-     purpose, countries, min_tier, payment, workload, token_price";
+     purpose, countries, min_tier, payment, workload, token_price, notebook_token";
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Corrupt(format!("{what}: {e}"))
@@ -378,19 +378,18 @@ impl ProvisioningService {
                 .collect();
             let quote = self.order_quote(&order, units)?;
             match self.claim(user_id, &order, key, &quote, &chosen, now).await {
-                Ok((summary, transitions)) => {
-                    let head = (role_of(order.kind, 0) == ClusterRole::Head).then(|| chosen[0].0);
+                Ok((summary, transitions, notebook_token)) => {
+                    let work = ClusterWork {
+                        cluster_id: &summary.id,
+                        kind: order.kind,
+                        workload: &order.workload,
+                        head: (role_of(order.kind, 0) == ClusterRole::Head).then(|| chosen[0].0),
+                        notebook_token: notebook_token.as_deref(),
+                    };
                     for (position, ((device, _), t)) in chosen.iter().zip(&transitions).enumerate()
                     {
                         mirror(&self.live, &self.index, device, t, now);
-                        self.assign(
-                            device,
-                            &summary.id,
-                            order.kind,
-                            role_of(order.kind, position),
-                            &order.workload,
-                            head,
-                        );
+                        self.assign(device, role_of(order.kind, position), &work);
                     }
                     tracing::info!(cluster = %summary.id, devices = chosen.len(), total = %quote.shown_total(), "cluster deployed");
                     return Ok(summary);
@@ -515,25 +514,23 @@ impl ProvisioningService {
             .map(|ip| ip.to_string())
     }
 
-    /// Hands a hired device its workload, with the address of the cluster's `head` device
-    /// when it is another; its agent gets it with the next heartbeat reply.
-    fn assign(
-        &self,
-        device: &str,
-        cluster_id: &str,
-        kind: ClusterKind,
-        role: ClusterRole,
-        workload: &Workload,
-        head: Option<&str>,
-    ) {
+    /// Hands a hired device its part in `work`: the address of the cluster's head device when
+    /// it is another, the notebook token when it is the head. Its agent gets it with the next
+    /// heartbeat reply.
+    fn assign(&self, device: &str, role: ClusterRole, work: &ClusterWork) {
         let assignment = Arc::new(WorkloadAssignment {
-            cluster_id: cluster_id.to_owned(),
-            kind,
+            cluster_id: work.cluster_id.to_owned(),
+            kind: work.kind,
             role,
-            workload: workload.clone(),
-            head_address: head
+            workload: work.workload.clone(),
+            head_address: work
+                .head
                 .filter(|head| *head != device)
                 .and_then(|head| self.address_of(head)),
+            notebook_token: work
+                .notebook_token
+                .filter(|_| role == ClusterRole::Head)
+                .map(str::to_owned),
         });
         self.live.with(device, |d| {
             d.assign(Some(assignment), Some(WorkloadState::Assigned))
@@ -548,8 +545,9 @@ impl ProvisioningService {
         quote: &Quote,
         devices: &[(&str, u32)],
         now: UnixMillis,
-    ) -> Result<(ClusterSummary, Vec<Transition>), Attempt> {
+    ) -> Result<(ClusterSummary, Vec<Transition>, Option<String>), Attempt> {
         let id = format!("cl-{}", random_hex(8));
+        let notebook_token = runs_notebook(order.kind, &order.workload).then(|| random_hex(16));
         let mut tx = self.store.begin_write().await?;
         if name_taken(&mut tx, user_id, &order.name).await? {
             return Err(name_conflict(&order.name).into());
@@ -572,9 +570,9 @@ impl ProvisioningService {
         sqlx::query(
             "INSERT INTO clusters (id, user_id, name, kind, purpose, hardware, units, countries, \
                min_tier, compliance, payment, workload, status, status_reason, rate, hours, charged, \
-               escrowed, idempotency_key, created_at, deadline_at, token_price) \
+               escrowed, idempotency_key, created_at, deadline_at, token_price, notebook_token) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'deploying', $13, $14, $15, \
-               $16, $17, $18, $19, $20, $21)",
+               $16, $17, $18, $19, $20, $21, $22)",
         )
         .bind(&id)
         .bind(user_id)
@@ -597,6 +595,7 @@ impl ProvisioningService {
         .bind(now.0)
         .bind(now.0 + self.config.start_deadline_secs * 1000)
         .bind(quote.in_tokens.map(|t| t.price.per_token().micros()))
+        .bind(&notebook_token)
         .execute(&mut *tx)
         .await?;
         let units: Vec<u32> = devices.iter().map(|(_, units)| *units).collect();
@@ -638,7 +637,7 @@ impl ProvisioningService {
         .await?;
         let summary = self.summary_in(&mut tx, user_id, &id).await?;
         tx.commit().await?;
-        Ok((summary, transitions))
+        Ok((summary, transitions, notebook_token))
     }
 
     async fn by_key(&self, user_id: i64, key: &str) -> Result<Option<ClusterSummary>, Error> {
@@ -770,6 +769,7 @@ impl ProvisioningService {
             rate_per_unit_hour: MicroUsd::from_micros(row.try_get(16)?),
             workload: serde_json::from_str::<Workload>(row.try_get(21)?)
                 .map_err(|e| corrupt("workload", e))?,
+            notebook_token: row.try_get(23)?,
             members,
             events,
             cost_so_far: MicroUsd::from_micros(spent),
@@ -1068,13 +1068,19 @@ impl ProvisioningService {
         }
         tx.commit().await?;
         self.released(&released, now);
-        let head = members
-            .iter()
-            .find(|m| m.role == ClusterRole::Head && m.device_id != device_id)
-            .map(|m| m.device_id.as_str());
+        let work = ClusterWork {
+            cluster_id: id,
+            kind: cluster.kind,
+            workload: &cluster.workload,
+            head: members
+                .iter()
+                .find(|m| m.role == ClusterRole::Head && m.device_id != device_id)
+                .map(|m| m.device_id.as_str()),
+            notebook_token: cluster.notebook_token.as_deref(),
+        };
         for (device, t) in &hired {
             mirror(&self.live, &self.index, device, t, now);
-            self.assign(device, id, cluster.kind, lost.role, &cluster.workload, head);
+            self.assign(device, lost.role, &work);
         }
         tracing::info!(cluster = id, device = device_id, replaced = !hired.is_empty(), refund = %refund, "cluster device lost");
         Ok(())
@@ -1388,7 +1394,7 @@ impl ProvisioningService {
     /// Gives every device of an active cluster its assignment in the live fleet (start-up).
     pub(crate) async fn load_assignments(&self) -> Result<usize, Error> {
         let rows = sqlx::query(
-            "SELECT cd.device_id, c.id, c.kind, cd.role, c.workload, cd.state \
+            "SELECT cd.device_id, c.id, c.kind, cd.role, c.workload, cd.state, c.notebook_token \
              FROM cluster_devices cd JOIN clusters c ON c.id = cd.cluster_id \
              WHERE cd.left_at IS NULL AND c.status IN ('deploying', 'running')",
         )
@@ -1396,16 +1402,20 @@ impl ProvisioningService {
         .await?;
         for row in &rows {
             let device: String = row.try_get(0)?;
+            let role = ClusterRole::parse(row.try_get(3)?).map_err(|e| corrupt("role", e))?;
             let assignment = Arc::new(WorkloadAssignment {
                 cluster_id: row.try_get(1)?,
                 kind: ClusterKind::parse(row.try_get(2)?)
                     .map_err(|e| corrupt("cluster kind", e))?,
-                role: ClusterRole::parse(row.try_get(3)?).map_err(|e| corrupt("role", e))?,
+                role,
                 workload: serde_json::from_str(row.try_get(4)?)
                     .map_err(|e| corrupt("workload", e))?,
                 // Addresses are learnt from heartbeats, none yet at start-up; running agents
                 // keep what they were given.
                 head_address: None,
+                notebook_token: row
+                    .try_get::<Option<String>, _>(6)?
+                    .filter(|_| role == ClusterRole::Head),
             });
             let state = workload_state(row.try_get(5)?)?;
             self.live
@@ -1649,6 +1659,23 @@ async fn active_members(conn: &mut AnyConnection, cluster_id: &str) -> Result<Ve
 
 /// Claims an idle device for the cluster (a conditional update: a device another order took
 /// first is a conflict) and adds it with its share of the escrow.
+/// What every device of one cluster is told, beside its own role.
+struct ClusterWork<'a> {
+    cluster_id: &'a str,
+    kind: ClusterKind,
+    workload: &'a Workload,
+    /// The head device, whose address the others get.
+    head: Option<&'a str>,
+    /// The head's JupyterLab token (the head alone gets it).
+    notebook_token: Option<&'a str>,
+}
+
+/// Whether the head of a cluster of `kind` running `workload` starts a JupyterLab: Ray
+/// clusters the agents start themselves (`ray start`), not ones running the renter's command.
+fn runs_notebook(kind: ClusterKind, workload: &Workload) -> bool {
+    matches!(kind, ClusterKind::Ray | ClusterKind::MegaRay) && workload.command.is_empty()
+}
+
 /// A device's place in a cluster it is hired into.
 struct Seat<'a> {
     cluster_id: &'a str,
@@ -1715,6 +1742,7 @@ struct Settling {
     min_tier: Option<ConnectivityTier>,
     compliance: SecurityCompliance,
     workload: Workload,
+    notebook_token: Option<String>,
     running_at: Option<i64>,
     ends_at: i64,
     charged: MicroUsd,
@@ -1728,7 +1756,8 @@ impl Settling {
         lock_cluster(conn, id).await?;
         let row = sqlx::query(
             "SELECT status, user_id, kind, hardware, countries, min_tier, workload, running_at, \
-               ends_at, charged, escrowed, token_price, compliance FROM clusters WHERE id = $1",
+               ends_at, charged, escrowed, token_price, compliance, notebook_token \
+             FROM clusters WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(conn)
@@ -1760,6 +1789,7 @@ impl Settling {
             token_price: token_price_at(&row, 11)?,
             compliance: SecurityCompliance::parse(row.try_get(12)?)
                 .map_err(|e| corrupt("compliance", e))?,
+            notebook_token: row.try_get(13)?,
         })
     }
 

@@ -147,7 +147,7 @@ fn ClusterView(c: ClusterWithChart) -> impl IntoView {
     let d = c.detail;
     let utilisation_chart = c.utilisation_chart;
     let s = d.summary;
-    let access = access_lines(s.kind, &d.workload, &d.members);
+    let access = access_lines(s.kind, &d.workload, &d.members, d.notebook_token.as_deref());
     let active = s.status.is_active().to_string();
     view! {
         <section class="hero" data-cluster-active=active>
@@ -244,12 +244,13 @@ impl Access {
 }
 
 /// How the renter reaches the cluster at the addresses its devices' agents connect from: the
-/// head's Ray dashboard, client and job API or Kubernetes API server, the workload's port on
-/// every device, and the command each device runs.
+/// head's Ray dashboard, JupyterLab (with its token), client and job API or Kubernetes API
+/// server, the workload's port on every device, and the command each device runs.
 fn access_lines(
     kind: ClusterKind,
     workload: &domain::cluster::Workload,
     members: &[domain::cluster::ClusterMember],
+    notebook_token: Option<&str>,
 ) -> Vec<Access> {
     use domain::cluster::ClusterRole;
     let active: Vec<_> = members.iter().filter(|m| m.left_at.is_none()).collect();
@@ -270,6 +271,13 @@ fn access_lines(
         (ClusterKind::Ray | ClusterKind::MegaRay, Some(head)) => match host(head) {
             Some(h) => {
                 lines.push(Access::new("Ray dashboard", format!("http://{h}:8265")));
+                if let Some(token) = notebook_token {
+                    let port = domain::agent_protocol::NOTEBOOK_PORT;
+                    lines.push(Access::new(
+                        "JupyterLab",
+                        format!("http://{h}:{port}/lab?token={token}"),
+                    ));
+                }
                 lines.push(Access::new(
                     "Submit a job",
                     format!("ray job submit --address http://{h}:8265 -- python job.py"),
@@ -339,7 +347,7 @@ mod tests {
             port: Some(8000),
             ..Workload::default()
         };
-        let lines = access_lines(ClusterKind::Ray, &workload, &members);
+        let lines = access_lines(ClusterKind::Ray, &workload, &members, Some("t0k"));
         let shown: Vec<(&str, &str, bool)> = lines
             .iter()
             .map(|l| (l.what.as_str(), l.text.as_str(), l.link))
@@ -348,6 +356,7 @@ mod tests {
             shown,
             [
                 ("Ray dashboard", "http://203.0.113.7:8265", true),
+                ("JupyterLab", "http://203.0.113.7:8888/lab?token=t0k", true),
                 (
                     "Submit a job",
                     "ray job submit --address http://203.0.113.7:8265 -- python job.py",
@@ -363,7 +372,7 @@ mod tests {
                 ),
             ]
         );
-        let held = access_lines(ClusterKind::BareMetal, &Workload::default(), &members);
+        let held = access_lines(ClusterKind::BareMetal, &Workload::default(), &members, None);
         assert_eq!(held[0].what, "Devices");
     }
 }
