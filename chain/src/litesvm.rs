@@ -18,8 +18,8 @@ use solana_transaction::versioned::VersionedTransaction;
 use spl_token_interface::state::{Account as TokenAccount, AccountState, Mint};
 
 use crate::rpc::{
-    Blockhash, ChainFuture, Confirmation, LandedTransaction, SignatureStatus, SolanaRpc,
-    TokenBalanceChange,
+    Blockhash, ChainFuture, Confirmation, LandedTransaction, PositionedBalance, SignatureStatus,
+    SolanaRpc, TokenBalanceChange,
 };
 use crate::transfer::{associated_token_address, TokenMint};
 use crate::ChainError;
@@ -118,17 +118,22 @@ impl State {
             .is_some_and(|until| self.block_height <= *until)
     }
 
-    /// The token accounts among `keys`, by position: (position, owner, mint, amount).
-    fn token_accounts(&self, keys: &[Pubkey]) -> Vec<(usize, Pubkey, Pubkey, u64)> {
+    /// The token accounts among `keys`, with their positions there.
+    fn token_accounts(&self, keys: &[Pubkey]) -> Vec<PositionedBalance> {
         keys.iter()
-            .enumerate()
-            .filter_map(|(position, key)| {
+            .zip(0u64..)
+            .filter_map(|(key, position)| {
                 let account = self.svm.get_account(key)?;
                 if account.owner != spl_token_interface::ID {
                     return None;
                 }
                 let token = TokenAccount::unpack(&account.data).ok()?;
-                Some((position, token.owner, token.mint, token.amount))
+                Some(PositionedBalance {
+                    position,
+                    owner: token.owner,
+                    mint: token.mint,
+                    amount: token.amount,
+                })
             })
             .collect()
     }
@@ -143,19 +148,7 @@ impl State {
         // A repeat of a landed signature is refused without running; keep the first record.
         if !self.history.contains_key(&signature) && self.svm.get_transaction(&signature).is_some()
         {
-            let token_balances = self
-                .token_accounts(&keys)
-                .into_iter()
-                .map(|(position, owner, mint, after)| TokenBalanceChange {
-                    owner,
-                    mint,
-                    before: before
-                        .iter()
-                        .find(|(p, ..)| *p == position)
-                        .map_or(0, |(.., amount)| *amount),
-                    after,
-                })
-                .collect();
+            let token_balances = TokenBalanceChange::paired(&before, self.token_accounts(&keys));
             let landed = LandedTransaction {
                 slot: self.block_height,
                 err: outcome.as_ref().err().map(|failed| failed.err.to_string()),

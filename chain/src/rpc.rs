@@ -51,6 +51,37 @@ pub struct TokenBalanceChange {
     pub after: u64,
 }
 
+/// One token account's balance at one moment, by its position among the transaction's
+/// accounts: what `getTransaction` lists before and after.
+pub(crate) struct PositionedBalance {
+    pub position: u64,
+    pub owner: Pubkey,
+    pub mint: Pubkey,
+    pub amount: u64,
+}
+
+impl TokenBalanceChange {
+    /// Each account's balance `after` a transaction with its balance `before` (zero for an
+    /// account the transaction created).
+    pub(crate) fn paired(
+        before: &[PositionedBalance],
+        after: Vec<PositionedBalance>,
+    ) -> Vec<TokenBalanceChange> {
+        after
+            .into_iter()
+            .map(|a| TokenBalanceChange {
+                before: before
+                    .iter()
+                    .find(|b| b.position == a.position)
+                    .map_or(0, |b| b.amount),
+                owner: a.owner,
+                mint: a.mint,
+                after: a.amount,
+            })
+            .collect()
+    }
+}
+
 /// A landed transaction as the chain recorded it: what `getTransaction` reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LandedTransaction {
@@ -219,7 +250,7 @@ fn parse_transaction(result: &Value) -> Result<Option<LandedTransaction>, ChainE
     if !meta.is_object() {
         return Err(malformed(METHOD, "no meta"));
     }
-    let balances = |field: &str| -> Result<Vec<(u64, Pubkey, Pubkey, u64)>, ChainError> {
+    let balances = |field: &str| -> Result<Vec<PositionedBalance>, ChainError> {
         let entries = match &meta[field] {
             Value::Null => return Ok(Vec::new()),
             Value::Array(entries) => entries,
@@ -238,26 +269,22 @@ fn parse_transaction(result: &Value) -> Result<Option<LandedTransaction>, ChainE
                     .as_str()
                     .and_then(|text| text.parse::<u64>().ok())
                     .ok_or_else(|| malformed(METHOD, format!("{field} entry without amount")))?;
-                let index = entry["accountIndex"]
+                let position = entry["accountIndex"]
                     .as_u64()
                     .ok_or_else(|| malformed(METHOD, format!("{field} entry without index")))?;
-                Ok((index, key("owner")?, key("mint")?, amount))
+                Ok(PositionedBalance {
+                    position,
+                    owner: key("owner")?,
+                    mint: key("mint")?,
+                    amount,
+                })
             })
             .collect()
     };
-    let before = balances("preTokenBalances")?;
-    let token_balances = balances("postTokenBalances")?
-        .into_iter()
-        .map(|(index, owner, mint, after)| TokenBalanceChange {
-            owner,
-            mint,
-            before: before
-                .iter()
-                .find(|(i, ..)| *i == index)
-                .map_or(0, |(.., amount)| *amount),
-            after,
-        })
-        .collect();
+    let token_balances = TokenBalanceChange::paired(
+        &balances("preTokenBalances")?,
+        balances("postTokenBalances")?,
+    );
     Ok(Some(LandedTransaction {
         slot: result["slot"]
             .as_u64()
