@@ -154,16 +154,8 @@ impl ComplianceService {
 
     /// The facility `device` is in, if any (lapsed or not: the page says which).
     pub async fn facility_of_device(&self, device: &str) -> Result<Option<Facility>, Error> {
-        sqlx::query(&format!(
-            "SELECT {FACILITY_COLUMNS} FROM devices d JOIN facilities f ON f.name = d.facility \
-             WHERE d.id = $1"
-        ))
-        .bind(device)
-        .fetch_optional(self.store.pool())
-        .await?
-        .as_ref()
-        .map(facility_of)
-        .transpose()
+        let mut conn = self.store.pool().acquire().await?;
+        facility_holding(&mut conn, device).await
     }
 
     /// Reads what every device is attested for at `now` into the fleet index; returns how many
@@ -202,15 +194,24 @@ pub(crate) async fn device_meets(
     if !compliance.needs_attestation() {
         return Ok(true);
     }
-    let facility = sqlx::query(&format!(
+    Ok(facility_holding(conn, device)
+        .await?
+        .is_some_and(|f| f.attestations_at(now).meets(compliance)))
+}
+
+/// The facility `device` is in, if any.
+async fn facility_holding(
+    conn: &mut AnyConnection,
+    device: &str,
+) -> Result<Option<Facility>, Error> {
+    sqlx::query(&format!(
         "SELECT {FACILITY_COLUMNS} FROM devices d JOIN facilities f ON f.name = d.facility \
          WHERE d.id = $1"
     ))
     .bind(device)
     .fetch_optional(conn)
-    .await?;
-    Ok(match facility {
-        Some(row) => facility_of(&row)?.attestations_at(now).meets(compliance),
-        None => false,
-    })
+    .await?
+    .as_ref()
+    .map(facility_of)
+    .transpose()
 }
