@@ -4,7 +4,7 @@
 
 use domain::ledger::DailyAmount;
 use domain::time::UnixMillis;
-use domain::worker::{UptimeDay, UtilisationHour};
+use domain::uptime::{UptimeDay, UtilisationHour};
 use plotters::coord::types::RangedCoordi32;
 use plotters::coord::Shift;
 use plotters::prelude::*;

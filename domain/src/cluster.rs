@@ -10,6 +10,8 @@ use crate::allocator::Fillability;
 use crate::catalog::GpuCatalog;
 use crate::fleet::{named_enum, ConnectivityTier, DeviceStatus};
 use crate::money::MicroUsd;
+// How the renter pays is pricing's concept; orders name it from here too.
+pub use crate::pricing::PaymentMethod;
 use crate::pricing::Quote;
 
 named_enum!(
@@ -38,11 +40,6 @@ named_enum!(
 );
 
 named_enum!(DurationUnit, "duration unit", { Hourly => "hourly", Daily => "daily", Weekly => "weekly" });
-
-named_enum!(
-    /// How the renter pays: USDC carries a 2% fee, the network token none (DESIGN.md §3).
-    PaymentMethod, "payment method", { Usdc => "usdc", Token => "token" }
-);
 
 named_enum!(
     SecurityCompliance, "security compliance", {
@@ -541,7 +538,7 @@ pub struct ClusterDetail {
     /// Escrow still unspent: what terminating now would refund.
     pub remaining: MicroUsd,
     /// Mean utilisation of its devices per hour, over the last 48 hours.
-    pub utilisation_hours: Vec<crate::worker::UtilisationHour>,
+    pub utilisation_hours: Vec<crate::uptime::UtilisationHour>,
     /// A Ray cluster's JupyterLab token (on its head), for its renter only.
     pub notebook_token: Option<String>,
 }

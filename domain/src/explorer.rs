@@ -10,10 +10,9 @@ use crate::compliance::{Attestations, Facility};
 use crate::fleet::{ConnectivityTier, DeviceKind, DeviceStatus, OperatingSystem};
 use crate::ledger::DailyAmount;
 use crate::money::{MicroUsd, Tokens};
-use crate::time::UnixMillis;
-use crate::worker::{
-    DeviceDetail, DeviceHistoryEntry, UptimeDay, VerificationRecord, DAY_MS, HOUR_MS,
-};
+use crate::time::{UnixMillis, DAY_MS, HOUR_MS};
+use crate::uptime::UptimeDay;
+use crate::worker::{DeviceDetail, DeviceHistoryEntry, VerificationRecord};
 
 /// Rows per page of every explorer list.
 pub const PAGE_ROWS: usize = 50;

@@ -21,5 +21,6 @@ pub mod proof_of_work;
 pub mod rewards;
 pub mod siws;
 pub mod time;
+pub mod uptime;
 pub mod wallet;
 pub mod worker;

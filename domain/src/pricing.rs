@@ -3,8 +3,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::PaymentMethod;
+use crate::fleet::named_enum;
 use crate::money::{MicroUsd, TokenPrice, Tokens};
+
+named_enum!(
+    /// How the renter pays: USDC carries a 2% fee, the network token none (DESIGN.md §3).
+    PaymentMethod, "payment method", { Usdc => "usdc", Token => "token" }
+);
 
 /// 0.25% on every cluster order (DESIGN.md §3).
 pub const RESERVATION_FEE_BPS: i64 = 25;

@@ -14,6 +14,9 @@ pub struct UnixMillis(pub i64);
 #[error("'{0}' is not a UTC time of the form 2026-11-25T08:00:00.000Z")]
 pub struct TimeParseError(pub String);
 
+pub const HOUR_MS: i64 = 3_600_000;
+pub const DAY_MS: i64 = 24 * HOUR_MS;
+
 impl UnixMillis {
     pub fn plus_seconds(self, seconds: i64) -> UnixMillis {
         UnixMillis(self.0.saturating_add(seconds.saturating_mul(1000)))
