@@ -16,8 +16,8 @@ use domain::explorer::{
 use domain::fleet::DeviceKind;
 use domain::money::{MicroUsd, Tokens};
 use domain::time::UnixMillis;
+use domain::time::HOUR_MS;
 use domain::wallet::WalletAddress;
-use domain::worker::HOUR_MS;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -156,7 +156,7 @@ impl ExplorerService {
             }
             None => Vec::new(),
         };
-        let since = now.0 - ACTIVITY_DAYS * domain::worker::DAY_MS;
+        let since = now.0 - ACTIVITY_DAYS * domain::time::DAY_MS;
         let spans: Vec<ServedSpan> = sqlx::query_as::<_, (i64, i64, Option<i64>)>(
             "SELECT units, joined_at, left_at FROM cluster_devices \
              WHERE left_at IS NULL OR left_at >= $1",

@@ -11,8 +11,10 @@ pub mod deposits;
 mod error;
 pub mod explorer;
 pub mod fleet;
+mod hires;
 mod index;
 pub mod ledger;
+mod lifecycle;
 mod live;
 pub mod payouts;
 pub mod provisioning;
@@ -21,6 +23,7 @@ mod secret;
 pub mod store;
 #[cfg(feature = "test-support")]
 pub mod testing;
+mod uptime;
 pub mod worker;
 
 pub use error::{AgentRefusal, Error, SignInRefusal};

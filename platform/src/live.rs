@@ -11,7 +11,7 @@ use rustc_hash::{FxBuildHasher, FxHashMap};
 use domain::agent_protocol::{Utilisation, WorkloadAssignment, WorkloadState};
 use domain::fleet::{DeviceKind, DeviceStatus};
 use domain::proof_of_work::Challenge;
-use domain::worker::HourlyUptime;
+use domain::uptime::HourlyUptime;
 
 /// Shards keep concurrent heartbeats from queueing on one lock.
 const SHARDS: usize = 64;

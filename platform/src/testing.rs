@@ -241,3 +241,8 @@ pub async fn grant_claimable(
     tx.commit().await?;
     Ok(())
 }
+
+/// The store's pool, for tests that read what no service exposes (the schema, say).
+pub fn pool_of(store: &crate::store::Store) -> &sqlx::AnyPool {
+    store.pool()
+}

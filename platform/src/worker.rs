@@ -1,26 +1,28 @@
-//! The Worker tab's service: adding a device (a single-use registration token for its agent),
-//! a provider's devices, one device in full, and the owner's actions on it. Every status change
-//! anywhere goes through [`apply_event`], which asks the domain state machine, records the reason
-//! and refuses what the machine refuses.
+//! The Worker tab's service, the provider-facing side of devices: adding a device (a single-use
+//! registration token for its agent), a provider's devices, one device in full, and the owner's
+//! actions on it. The status changes those actions make go through [`crate::lifecycle`].
 
 use std::sync::Arc;
 
-use domain::device_status::{DeviceEvent, DeviceState, Transition};
+use domain::device_status::{DeviceEvent, Transition};
 use domain::fleet::{ConnectivityTier, DeviceKind, DeviceStatus, OperatingSystem, OwnerAction};
 use domain::time::UnixMillis;
+use domain::uptime::{uptime_by_day, uptime_permille, utilisation_by_hour, UPTIME_WINDOW_MS};
 use domain::wallet::WalletAddress;
 use domain::worker::{
-    uptime_by_day, uptime_permille, utilisation_by_hour, valid_device_name, AwaitingAgent,
-    DeviceDetail, DeviceHistoryEntry, HourlyUptime, NewDevice, OwnedDevice, RegistrationTicket,
-    VerificationRecord, WorkerDevices, UPTIME_WINDOW_MS,
+    valid_device_name, AwaitingAgent, DeviceDetail, DeviceHistoryEntry, NewDevice, OwnedDevice,
+    RegistrationTicket, VerificationRecord, WorkerDevices,
 };
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use crate::hires;
 use crate::index::FleetIndex;
+use crate::lifecycle::{apply_event, mirror, record_event, status_of, stored};
 use crate::live::LiveFleet;
 use crate::secret::{random_hex, sha256_hex};
 use crate::store::{flag, flag_sql, Store};
+use crate::uptime::uptime_hours;
 use crate::Error;
 
 /// Rows of history and verifications the device page shows.
@@ -42,145 +44,6 @@ pub struct WorkerService {
     live: Arc<LiveFleet>,
     index: Arc<FleetIndex>,
     config: Arc<WorkerConfig>,
-}
-
-fn stored<T>(what: &str, parsed: Result<T, domain::fleet::UnknownName>) -> Result<T, Error> {
-    parsed.map_err(|e| Error::Corrupt(format!("{what}: {e}")))
-}
-
-pub(crate) fn status_of(text: &str) -> Result<DeviceStatus, Error> {
-    stored("device status", DeviceStatus::parse(text))
-}
-
-/// A device's merged heartbeats per UTC hour from `since` (UTC ms), as written so far.
-pub(crate) async fn uptime_hours(
-    conn: &mut AnyConnection,
-    device_id: &str,
-    since: i64,
-) -> Result<Vec<HourlyUptime>, Error> {
-    sqlx::query(
-        "SELECT hour, online_ms, samples, gpu_util_sum, cpu_util_sum FROM device_uptime \
-         WHERE device_id = $1 AND hour >= $2",
-    )
-    .bind(device_id)
-    .bind(since)
-    .fetch_all(conn)
-    .await?
-    .iter()
-    .map(|r| {
-        Ok(HourlyUptime {
-            hour: r.try_get(0)?,
-            online_ms: r.try_get(1)?,
-            samples: r.try_get(2)?,
-            gpu_util_sum: r.try_get(3)?,
-            cpu_util_sum: r.try_get(4)?,
-        })
-    })
-    .collect()
-}
-
-/// Appends one line to a device's history.
-pub(crate) async fn record_event(
-    conn: &mut AnyConnection,
-    device_id: &str,
-    at: UnixMillis,
-    kind: &str,
-    change: Option<(Option<DeviceStatus>, DeviceStatus)>,
-    detail: &str,
-) -> Result<(), Error> {
-    sqlx::query(
-        "INSERT INTO device_events (device_id, at, kind, from_status, to_status, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(device_id)
-    .bind(at.0)
-    .bind(kind)
-    .bind(change.and_then(|(from, _)| from).map(DeviceStatus::as_str))
-    .bind(change.map(|(_, to)| to.as_str()))
-    .bind(detail)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Applies `event` to the stored device through the domain state machine and records the
-/// transition with its reason, inside the caller's transaction. The update is conditional on the
-/// status read, so a concurrent change (another replica) makes this fail instead of overwriting it.
-pub(crate) async fn apply_event(
-    conn: &mut AnyConnection,
-    device_id: &str,
-    event: &DeviceEvent,
-    now: UnixMillis,
-) -> Result<Transition, Error> {
-    let row = sqlx::query(concat!(
-        "SELECT status, ",
-        flag_sql!("verified"),
-        " FROM devices WHERE id = $1"
-    ))
-    .bind(device_id)
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or_else(|| Error::NotFound(format!("no device '{device_id}'")))?;
-    let from = DeviceState {
-        status: status_of(&row.try_get::<String, _>(0)?)?,
-        verified: flag(&row, 1)?,
-    };
-    let transition = from
-        .apply(event)
-        .map_err(|e| Error::Conflict(e.to_string()))?;
-    let changed = sqlx::query(
-        "UPDATE devices SET status = $1, verified = $2, status_reason = $3, \
-           status_changed_at = CASE WHEN status = $1 THEN status_changed_at ELSE $4 END \
-         WHERE id = $5 AND status = $6",
-    )
-    .bind(transition.to.status.as_str())
-    .bind(transition.to.verified)
-    .bind(&transition.reason)
-    .bind(now.0)
-    .bind(device_id)
-    .bind(from.status.as_str())
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if changed == 0 {
-        return Err(Error::Conflict(
-            "the device changed at the same moment; try again".into(),
-        ));
-    }
-    record_event(
-        conn,
-        device_id,
-        now,
-        "status",
-        Some((Some(from.status), transition.to.status)),
-        &transition.reason,
-    )
-    .await?;
-    Ok(transition)
-}
-
-/// Mirrors a committed transition into the live fleet and the fleet index.
-pub(crate) fn mirror(
-    live: &LiveFleet,
-    index: &FleetIndex,
-    device_id: &str,
-    t: &Transition,
-    now: UnixMillis,
-) {
-    if t.to.status == DeviceStatus::Terminated {
-        live.remove(device_id);
-        index.remove(device_id);
-        return;
-    }
-    index.set_status(device_id, t.to.status, t.to.verified, now.0);
-    live.with(device_id, |d| {
-        if d.status != t.to.status {
-            d.status_changed_at = now.0;
-        }
-        d.status = t.to.status;
-        d.verified = t.to.verified;
-        d.reason = t.reason.as_str().into();
-    });
 }
 
 impl WorkerService {
@@ -266,7 +129,7 @@ impl WorkerService {
         .iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
         .collect::<Result<_, Error>>()?;
-        let earned = crate::provisioning::earned_per_device(&self.store, owner.as_str()).await?;
+        let earned = hires::earned_per_device(&self.store, owner.as_str()).await?;
         let devices = rows
             .iter()
             .map(|row| {
@@ -401,12 +264,11 @@ impl WorkerService {
         let changed_at: i64 = row.try_get(at + 2)?;
         let mut summary = owned_device(&row, online_ms, now)?;
         summary.last_heartbeat_at = last_heartbeat.or(summary.last_heartbeat_at);
-        summary.earned = crate::provisioning::earned_per_device(&self.store, owner)
+        summary.earned = hires::earned_per_device(&self.store, owner)
             .await?
             .remove(&summary.id)
             .unwrap_or_default();
-        let clusters_served =
-            crate::provisioning::hires(&self.store, owner, Some(&summary.id), 100).await?;
+        let clusters_served = hires::hires(&self.store, owner, Some(&summary.id), 100).await?;
         Ok(DeviceDetail {
             clusters_served,
             created_at: UnixMillis(row.try_get(SUMMARY_COLUMN_COUNT - 1)?),
@@ -426,7 +288,7 @@ impl WorkerService {
             credential_active: row.try_get::<i64, _>(at + 12)? != 0,
             history,
             verifications,
-            uptime_days: uptime_by_day(&hours, now, UPTIME_WINDOW_MS / domain::worker::DAY_MS),
+            uptime_days: uptime_by_day(&hours, now, UPTIME_WINDOW_MS / domain::time::DAY_MS),
             utilisation_hours: utilisation_by_hour(&hours, now, UTILISATION_HOURS),
         })
     }

@@ -1,0 +1,408 @@
+//! A cluster's life after deploy: agents' workload reports (running once every device runs),
+//! extension, termination and the end with its settlement, and the start-up reload of assignments.
+
+use std::sync::Arc;
+
+use domain::agent_protocol::{WorkloadAssignment, WorkloadState};
+use domain::cluster::{
+    parse_duration, ClusterEvent, ClusterKind, ClusterRole, ClusterStatus, ClusterSummary,
+    ExtendRequest, PaymentMethod,
+};
+use domain::device_status::{DeviceEvent, Transition};
+use domain::fleet::DeviceStatus;
+use domain::ledger::{Account, Posting};
+use domain::money::MicroUsd;
+use domain::pricing::{self, split_by_units};
+use domain::time::UnixMillis;
+use sqlx::{AnyConnection, Row};
+
+use super::deploy::charge;
+use super::read::{cluster_row, summary_of, token_price_at};
+use super::settle::{active_members, Member, Settling};
+use super::{corrupt, lock_cluster, record, ProvisioningService};
+use crate::ledger::{post, usdc_in};
+use crate::lifecycle::{apply_event, mirror, status_of};
+use crate::live::HOUR_MS;
+use crate::Error;
+
+impl ProvisioningService {
+    /// Buys `request`'s hours more on the same devices, charged like a new order; the same
+    /// `idempotency_key` again changes nothing.
+    pub async fn extend(
+        &self,
+        user_id: i64,
+        id: &str,
+        request: &ExtendRequest,
+        idempotency_key: Option<&str>,
+        now: UnixMillis,
+    ) -> Result<ClusterSummary, Error> {
+        let hours =
+            parse_duration(request.duration_unit, request.duration_count).map_err(|message| {
+                Error::InvalidFields(vec![domain::cluster::FieldError {
+                    field: "duration_count".into(),
+                    message,
+                }])
+            })?;
+        let key = crate::idempotency(idempotency_key)?;
+        let mut tx = self.store.begin_write().await?;
+        lock_cluster(&mut tx, id).await?;
+        let row = cluster_row(&mut tx, user_id, id).await?;
+        let summary = summary_of(&row)?;
+        let posting_key = format!("extend:{id}:{key}");
+        let already: Option<i64> =
+            sqlx::query("SELECT id FROM ledger_transactions WHERE idempotency_key = $1")
+                .bind(&posting_key)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?;
+        if already.is_some() {
+            return Ok(summary);
+        }
+        summary
+            .status
+            .apply(&ClusterEvent::Extended)
+            .map_err(|e| Error::Conflict(e.to_string()))?;
+        let payment = PaymentMethod::parse(row.try_get(20)?).map_err(|e| corrupt("payment", e))?;
+        // At the price the cluster was paid at, so its refunds convert at one price.
+        let quote = self.priced(
+            pricing::quote(
+                MicroUsd::from_micros(row.try_get(16)?),
+                summary.units,
+                hours,
+                payment,
+            ),
+            token_price_at(&row, 22)?,
+        )?;
+        charge(
+            &mut tx,
+            user_id,
+            id,
+            Posting::new(posting_key, format!("cluster {id}: {hours} h more")),
+            &quote,
+            &format!("{hours} more hours cost"),
+            now,
+        )
+        .await?;
+        let members = active_members(&mut tx, id).await?;
+        let units: Vec<u32> = members.iter().map(|m| m.units).collect();
+        for (member, more) in members.iter().zip(split_by_units(quote.escrow(), &units)) {
+            sqlx::query(
+                "UPDATE cluster_devices SET budget = budget + $1 WHERE cluster_id = $2 AND device_id = $3",
+            )
+            .bind(more.micros())
+            .bind(id)
+            .bind(&member.device_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "UPDATE clusters SET hours = hours + $1, charged = charged + $2, escrowed = escrowed + $3, \
+               ends_at = ends_at + $4 WHERE id = $5",
+        )
+        .bind(i64::from(hours))
+        .bind(quote.total.micros())
+        .bind(quote.escrow().micros())
+        .bind(i64::from(hours) * HOUR_MS)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        record(
+            &mut tx,
+            id,
+            now,
+            &format!("extended by {hours} h for {}", quote.shown_total()),
+        )
+        .await?;
+        let summary = self.summary_in(&mut tx, user_id, id).await?;
+        tx.commit().await?;
+        Ok(summary)
+    }
+
+    /// Ends the renter's cluster now: providers are paid for the time served and the unused
+    /// escrow comes back (all of it, fees included, if it never ran).
+    pub async fn terminate(
+        &self,
+        user_id: i64,
+        id: &str,
+        now: UnixMillis,
+    ) -> Result<ClusterSummary, Error> {
+        let mut conn = self.store.pool().acquire().await?;
+        cluster_row(&mut conn, user_id, id).await?;
+        drop(conn);
+        self.finish(id, ClusterEvent::TerminatedByRenter, now)
+            .await?;
+        let mut conn = self.store.pool().acquire().await?;
+        self.summary_in(&mut conn, user_id, id).await
+    }
+
+    /// Moves a cluster to a finished status, settles its escrow and releases its devices.
+    pub(super) async fn finish(
+        &self,
+        id: &str,
+        event: ClusterEvent,
+        now: UnixMillis,
+    ) -> Result<(), Error> {
+        let mut tx = self.store.begin_write().await?;
+        let cluster = Settling::load(&mut tx, id).await?;
+        let to = cluster
+            .status
+            .apply(&event)
+            .map_err(|e| Error::Conflict(e.to_string()))?;
+        let reason = match &event {
+            ClusterEvent::StartFailed { why } => format!("failed to start: {why}; fully refunded"),
+            ClusterEvent::TerminatedByRenter => "terminated by the renter".to_owned(),
+            ClusterEvent::Expired => "completed its paid time".to_owned(),
+            ClusterEvent::Lost { why } => format!("failed: {why}"),
+            _ => to.to_string(),
+        };
+        cluster.change_status(&mut tx, to, &reason, now).await?;
+        let members = active_members(&mut tx, id).await?;
+        let escrow = usdc_in(&mut tx, &cluster.escrow_account()).await?;
+        let mut posting = Posting::new(format!("finish:{id}"), format!("cluster {id} {to}"));
+        let (unused, fees_back) = match cluster.running_at {
+            Some(running_at) => {
+                let mut paid = MicroUsd::ZERO;
+                for member in &members {
+                    let due = member.due(running_at, now.0, cluster.ends_at);
+                    posting = cluster.pay(&mut tx, posting, member, due, now).await?;
+                    paid = MicroUsd::from_micros(paid.micros() + due.micros());
+                }
+                // The budgets less what was earned add up to the escrow: the rest was not used.
+                (
+                    MicroUsd::from_micros(escrow.micros() - paid.micros()),
+                    MicroUsd::ZERO,
+                )
+            }
+            // Never ran: everything back, the fees too.
+            None => (
+                escrow,
+                MicroUsd::from_micros(cluster.charged.micros() - cluster.escrowed.micros()),
+            ),
+        };
+        posting = cluster.refund(posting, cluster.escrow_account(), unused)?;
+        posting = cluster.refund(posting, Account::PlatformFees, fees_back)?;
+        let refund = MicroUsd::from_micros(unused.micros() + fees_back.micros());
+        post(&mut tx, &posting, now).await?;
+        cluster.refunded(&mut tx, refund).await?;
+        let transitions = release(&mut tx, id, &members, now).await?;
+        record(
+            &mut tx,
+            id,
+            now,
+            &format!("{reason}; {refund} returned to the balance"),
+        )
+        .await?;
+        tx.commit().await?;
+        self.released(&transitions, now);
+        tracing::info!(cluster = id, status = %to, refund = %refund, "cluster finished");
+        Ok(())
+    }
+
+    pub(super) fn released(&self, transitions: &[(String, Option<Transition>)], now: UnixMillis) {
+        for (device, t) in transitions {
+            if let Some(t) = t {
+                mirror(&self.live, &self.index, device, t, now);
+            }
+            self.live.with(device, |d| d.assign(None, None));
+        }
+    }
+
+    /// What an agent reported for a cluster's workload: the cluster runs once every device runs
+    /// it; a device that fails while starting fails the cluster, while running loses it.
+    pub async fn workload_reported(
+        &self,
+        device_id: &str,
+        cluster_id: &str,
+        state: WorkloadState,
+        detail: &str,
+        now: UnixMillis,
+    ) -> Result<(), Error> {
+        let mut tx = self.store.begin_write().await?;
+        lock_cluster(&mut tx, cluster_id).await?;
+        let changed = sqlx::query(
+            "UPDATE cluster_devices SET state = $1 \
+             WHERE cluster_id = $2 AND device_id = $3 AND left_at IS NULL AND state <> $1",
+        )
+        .bind(state.as_str())
+        .bind(cluster_id)
+        .bind(device_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Ok(());
+        }
+        let row = sqlx::query("SELECT status, hours FROM clusters WHERE id = $1")
+            .bind(cluster_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let status =
+            ClusterStatus::parse(row.try_get(0)?).map_err(|e| corrupt("cluster status", e))?;
+        let hours: i64 = row.try_get(1)?;
+        let detail = detail.chars().take(300).collect::<String>();
+        let said = if detail.is_empty() {
+            String::new()
+        } else {
+            format!(": {detail}")
+        };
+        record(
+            &mut tx,
+            cluster_id,
+            now,
+            &format!("device {device_id} reports {}{said}", state.as_str()),
+        )
+        .await?;
+        // A command that already finished cleanly has started, too.
+        let started = matches!(state, WorkloadState::Running | WorkloadState::Stopped);
+        if started && status == ClusterStatus::Deploying {
+            start_when_all_run(&mut tx, cluster_id, hours, now).await?;
+        }
+        tx.commit().await?;
+        if state == WorkloadState::Failed {
+            let why = format!("device {device_id} could not run the workload{said}");
+            match status {
+                ClusterStatus::Deploying => {
+                    self.finish(cluster_id, ClusterEvent::StartFailed { why }, now)
+                        .await?
+                }
+                ClusterStatus::Running => self.lose(cluster_id, device_id, &why, now, now).await?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives every device of an active cluster its assignment in the live fleet (start-up).
+    pub(crate) async fn load_assignments(&self) -> Result<usize, Error> {
+        let rows = sqlx::query(
+            "SELECT cd.device_id, c.id, c.kind, cd.role, c.workload, cd.state, c.notebook_token \
+             FROM cluster_devices cd JOIN clusters c ON c.id = cd.cluster_id \
+             WHERE cd.left_at IS NULL AND c.status IN ('deploying', 'running')",
+        )
+        .fetch_all(self.store.pool())
+        .await?;
+        for row in &rows {
+            let device: String = row.try_get(0)?;
+            let role = ClusterRole::parse(row.try_get(3)?).map_err(|e| corrupt("role", e))?;
+            let assignment = Arc::new(WorkloadAssignment {
+                cluster_id: row.try_get(1)?,
+                kind: ClusterKind::parse(row.try_get(2)?)
+                    .map_err(|e| corrupt("cluster kind", e))?,
+                role,
+                workload: serde_json::from_str(row.try_get(4)?)
+                    .map_err(|e| corrupt("workload", e))?,
+                // Addresses are learnt from heartbeats, none yet at start-up; running agents
+                // keep what they were given.
+                head_address: None,
+                notebook_token: row
+                    .try_get::<Option<String>, _>(6)?
+                    .filter(|_| role == ClusterRole::Head),
+            });
+            let state = workload_state(row.try_get(5)?)?;
+            self.live
+                .with(&device, |d| d.assign(Some(assignment), Some(state)));
+        }
+        Ok(rows.len())
+    }
+}
+
+/// A workload state as stored in `cluster_devices.state`.
+pub(super) fn workload_state(text: &str) -> Result<WorkloadState, Error> {
+    [
+        WorkloadState::Assigned,
+        WorkloadState::Starting,
+        WorkloadState::Running,
+        WorkloadState::Stopped,
+        WorkloadState::Failed,
+    ]
+    .into_iter()
+    .find(|s| s.as_str() == text)
+    .ok_or_else(|| corrupt("workload state", text))
+}
+
+/// Releases `members` from the cluster: hired devices go back to idle; devices that are no
+/// longer hired (down, say) just leave. Returns the transitions to mirror after commit.
+pub(super) async fn release(
+    conn: &mut AnyConnection,
+    cluster_id: &str,
+    members: &[Member],
+    now: UnixMillis,
+) -> Result<Vec<(String, Option<Transition>)>, Error> {
+    let mut transitions = Vec::with_capacity(members.len());
+    for member in members {
+        let released = DeviceEvent::Released {
+            cluster_id: cluster_id.to_owned(),
+        };
+        let status: String = sqlx::query("SELECT status FROM devices WHERE id = $1")
+            .bind(&member.device_id)
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
+        let t = if status_of(&status)? == DeviceStatus::Hired {
+            Some(apply_event(conn, &member.device_id, &released, now).await?)
+        } else {
+            None
+        };
+        sqlx::query(
+            "UPDATE cluster_devices SET left_at = $1, budget = 0, \
+               state = CASE WHEN state = 'failed' THEN state ELSE 'stopped' END \
+             WHERE cluster_id = $2 AND device_id = $3",
+        )
+        .bind(now.0)
+        .bind(cluster_id)
+        .bind(&member.device_id)
+        .execute(&mut *conn)
+        .await?;
+        transitions.push((member.device_id.clone(), t));
+    }
+    Ok(transitions)
+}
+
+/// Moves a deploying cluster to running once no device is still starting the workload: its paid
+/// time starts now.
+async fn start_when_all_run(
+    conn: &mut AnyConnection,
+    cluster_id: &str,
+    hours: i64,
+    now: UnixMillis,
+) -> Result<(), Error> {
+    let waiting: i64 = sqlx::query(
+        "SELECT COUNT(*) AS waiting FROM cluster_devices \
+         WHERE cluster_id = $1 AND left_at IS NULL AND state NOT IN ('running', 'stopped')",
+    )
+    .bind(cluster_id)
+    .fetch_one(&mut *conn)
+    .await?
+    .try_get("waiting")?;
+    if waiting > 0 {
+        return Ok(());
+    }
+    let to = ClusterStatus::Deploying
+        .apply(&ClusterEvent::AllRunning)
+        .map_err(|e| Error::Conflict(e.to_string()))?;
+    let ends_at = now.0 + hours * HOUR_MS;
+    sqlx::query(
+        "UPDATE clusters SET status = $1, status_reason = $2, running_at = $3, ends_at = $4 \
+         WHERE id = $5 AND status = 'deploying'",
+    )
+    .bind(to.as_str())
+    .bind("every device runs the workload")
+    .bind(now.0)
+    .bind(ends_at)
+    .bind(cluster_id)
+    .execute(&mut *conn)
+    .await?;
+    record(
+        conn,
+        cluster_id,
+        now,
+        &format!(
+            "running on every device; paid time ends at {}",
+            UnixMillis(ends_at).to_rfc3339()
+        ),
+    )
+    .await?;
+    tracing::info!(cluster = cluster_id, "cluster running");
+    Ok(())
+}
