@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use domain::agent_protocol::{WorkloadAssignment, WorkloadReport, WorkloadState, NOTEBOOK_PORT};
-use domain::cluster::{ClusterKind, ClusterRole};
+use domain::cluster::{ClusterRole, Runtime};
 use serde::{Deserialize, Serialize};
 use tokio::process::{Child, Command};
 
@@ -230,8 +230,8 @@ impl Workloads {
         let role = assignment.role.as_str();
         // What the report says beside the state (empty: nothing to add).
         let mut detail = String::new();
-        let (mut command, container) = match assignment.kind {
-            ClusterKind::Container => {
+        let (mut command, container) = match assignment.kind.runtime() {
+            Runtime::Container => {
                 if !installed("docker") {
                     return failed("Docker is not installed on this device".into());
                 }
@@ -250,7 +250,7 @@ impl Workloads {
                 }
                 (c, Some(name))
             }
-            ClusterKind::Ray | ClusterKind::MegaRay if workload.command.is_empty() => {
+            Runtime::Ray if workload.command.is_empty() => {
                 if !installed("ray") {
                     return failed("Ray is not installed on this device (pip install ray)".into());
                 }
@@ -297,7 +297,9 @@ impl Workloads {
                 };
                 (c, None)
             }
-            _ if workload.command.is_empty() => {
+            Runtime::Ray | Runtime::Kubernetes | Runtime::Process
+                if workload.command.is_empty() =>
+            {
                 return Running {
                     child: None,
                     container: None,
@@ -305,7 +307,9 @@ impl Workloads {
                     detail: "holding the device for the renter".into(),
                 }
             }
-            _ => (shell(&workload.command), None),
+            Runtime::Ray | Runtime::Kubernetes | Runtime::Process => {
+                (shell(&workload.command), None)
+            }
         };
         command
             .envs(&workload.env)

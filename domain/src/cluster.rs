@@ -26,6 +26,69 @@ named_enum!(
     }
 );
 
+/// What a cluster kind's devices run for the renter; the agent starts it and the console
+/// shows its endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// `ray start` on every device (the head first, the others joining it), unless the renter
+    /// gives a command of their own.
+    Ray,
+    /// A Kubernetes API server on the head.
+    Kubernetes,
+    /// The renter's container image.
+    Container,
+    /// The renter's command as a process on the device.
+    Process,
+}
+
+/// Everything that differs between cluster kinds is decided here, each in an exhaustive
+/// match: a new kind is one variant, and the compiler lists what it must decide.
+impl ClusterKind {
+    pub fn runtime(self) -> Runtime {
+        match self {
+            ClusterKind::Ray | ClusterKind::MegaRay => Runtime::Ray,
+            ClusterKind::Kubernetes => Runtime::Kubernetes,
+            ClusterKind::BareMetal => Runtime::Process,
+            ClusterKind::Container => Runtime::Container,
+        }
+    }
+
+    /// Whether its first device is a head that the others join.
+    pub fn has_head(self) -> bool {
+        match self {
+            ClusterKind::Ray | ClusterKind::MegaRay | ClusterKind::Kubernetes => true,
+            ClusterKind::BareMetal | ClusterKind::Container => false,
+        }
+    }
+
+    /// Whether an order takes every free device matching its filters, rather than a count.
+    pub fn takes_every_matching_device(self) -> bool {
+        match self {
+            ClusterKind::MegaRay => true,
+            ClusterKind::Ray
+            | ClusterKind::Kubernetes
+            | ClusterKind::BareMetal
+            | ClusterKind::Container => false,
+        }
+    }
+
+    /// Whether the workload must name a container image.
+    pub fn needs_image(self) -> bool {
+        self.runtime() == Runtime::Container
+    }
+
+    /// How the console names it.
+    pub fn label(self) -> &'static str {
+        match self {
+            ClusterKind::Ray => "Ray",
+            ClusterKind::MegaRay => "Mega-Ray (every matching device)",
+            ClusterKind::Kubernetes => "Kubernetes",
+            ClusterKind::BareMetal => "Bare metal",
+            ClusterKind::Container => "Container",
+        }
+    }
+}
+
 named_enum!(Purpose, "purpose", { General => "general", Inference => "inference", Train => "train" });
 
 named_enum!(
@@ -286,7 +349,7 @@ impl DeployRequest {
         let hardware = Hardware::parse(&self.hardware, catalog)
             .map_err(|m| fail("hardware", m))
             .ok();
-        let quantity = if self.kind == ClusterKind::MegaRay {
+        let quantity = if self.kind.takes_every_matching_device() {
             0
         } else if self.quantity == 0 || self.quantity > MAX_QUANTITY {
             fail("quantity", format!("choose 1 to {MAX_QUANTITY}"));
@@ -314,7 +377,7 @@ impl DeployRequest {
             fail("duration_count", m);
         }
         let workload = &self.workload;
-        if self.kind == ClusterKind::Container && workload.image.trim().is_empty() {
+        if self.kind.needs_image() && workload.image.trim().is_empty() {
             fail(
                 "workload.image",
                 "a container cluster needs an image".into(),

@@ -344,3 +344,146 @@ fn a_difference_is_reported_with_both_sides() {
     );
     assert!(differences(&a, &a).is_empty());
 }
+
+/// The values a CHECK (`column IN (…)`) on `table` admits, as the migrated database has it.
+async fn checked_values(store: &Store, table: &str, column: &str) -> Vec<String> {
+    let pool = platform::testing::pool_of(store);
+    let definitions: Vec<String> = match store.backend() {
+        platform::store::Backend::Sqlite => {
+            let sql: String = sqlx::query("SELECT sql FROM sqlite_master WHERE name = $1")
+                .bind(table)
+                .fetch_one(pool)
+                .await
+                .unwrap()
+                .get("sql");
+            let opening = format!("CHECK ({column} IN (");
+            sql.match_indices(&opening)
+                .map(|(at, _)| {
+                    let rest = &sql[at + opening.len()..];
+                    rest[..rest.find(')').unwrap_or(rest.len())].to_owned()
+                })
+                .collect()
+        }
+        platform::store::Backend::Postgres => sqlx::query(
+            "SELECT pg_get_constraintdef(c.oid) AS definition FROM pg_constraint c \
+             JOIN pg_class t ON t.oid = c.conrelid \
+             WHERE t.relname = $1 AND c.contype = 'c'",
+        )
+        .bind(table)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>("definition"))
+        // `CHECK ((kind = ANY (ARRAY['ray'::text, …])))`
+        .filter(|d| d.starts_with(&format!("CHECK (({column} = ANY")))
+        .collect(),
+    };
+    assert_eq!(
+        definitions.len(),
+        1,
+        "one CHECK lists the values of {table}.{column}: {definitions:?}"
+    );
+    let mut values: Vec<String> = definitions[0]
+        .split('\'')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect();
+    values.sort();
+    values
+}
+
+/// Each column whose values are a domain enum admits exactly that enum's names, on both
+/// backends: a new variant fails here until both migrations admit it.
+#[tokio::test]
+async fn enum_columns_admit_exactly_the_domain_enums() {
+    use domain::cluster::SecurityCompliance;
+    use domain::cluster::{ClusterKind, ClusterRole, ClusterStatus, PaymentMethod, Purpose};
+    use domain::fleet::{ConnectivityTier, DeviceKind, DeviceStatus};
+    fn sorted(names: Vec<&str>) -> Vec<String> {
+        let mut names: Vec<String> = names.into_iter().map(str::to_owned).collect();
+        names.sort();
+        names
+    }
+    let columns: Vec<(&str, &str, Vec<String>)> = vec![
+        (
+            "clusters",
+            "kind",
+            sorted(ClusterKind::ALL.iter().map(|k| k.as_str()).collect()),
+        ),
+        (
+            "clusters",
+            "purpose",
+            sorted(Purpose::ALL.iter().map(|k| k.as_str()).collect()),
+        ),
+        (
+            "clusters",
+            "status",
+            sorted(ClusterStatus::ALL.iter().map(|k| k.as_str()).collect()),
+        ),
+        (
+            "clusters",
+            "compliance",
+            sorted(SecurityCompliance::ALL.iter().map(|k| k.as_str()).collect()),
+        ),
+        (
+            "clusters",
+            "payment",
+            sorted(PaymentMethod::ALL.iter().map(|k| k.as_str()).collect()),
+        ),
+        (
+            "clusters",
+            "min_tier",
+            sorted(ConnectivityTier::ALL.iter().map(|k| k.as_str()).collect()),
+        ),
+        (
+            "cluster_devices",
+            "role",
+            sorted(ClusterRole::ALL.iter().map(|k| k.as_str()).collect()),
+        ),
+        (
+            "devices",
+            "status",
+            sorted(DeviceStatus::ALL.iter().map(|k| k.as_str()).collect()),
+        ),
+        (
+            "devices",
+            "kind",
+            sorted(DeviceKind::ALL.iter().map(|k| k.as_str()).collect()),
+        ),
+        (
+            "devices",
+            "tier",
+            sorted(ConnectivityTier::ALL.iter().map(|k| k.as_str()).collect()),
+        ),
+    ];
+    let sqlite = Store::open(&platform::testing::fresh_sqlite_url())
+        .await
+        .unwrap();
+    let postgres_url = platform::testing::fresh_postgres_url().await;
+    let postgres = match &postgres_url {
+        Some(url) => Some(Store::open(url).await.unwrap()),
+        None => None,
+    };
+    for (table, column, names) in &columns {
+        assert_eq!(
+            &checked_values(&sqlite, table, column).await,
+            names,
+            "SQLite {table}.{column}"
+        );
+        if let Some(postgres) = &postgres {
+            assert_eq!(
+                &checked_values(postgres, table, column).await,
+                names,
+                "PostgreSQL {table}.{column}"
+            );
+        }
+    }
+    if let (Some(store), Some(url)) = (postgres, postgres_url) {
+        store.close().await;
+        platform::testing::drop_postgres_database(&url)
+            .await
+            .unwrap();
+    }
+}

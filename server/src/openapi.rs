@@ -2,6 +2,8 @@
 //! next to the routes it describes (`api.rs`, keep the two in step); the HTTP tests call every
 //! operation in it and check that a route answers.
 
+use domain::cluster::{ClusterKind, DurationUnit, PaymentMethod, Purpose, SecurityCompliance};
+use domain::fleet::ConnectivityTier;
 use serde_json::{json, Value};
 
 /// `(method, path, summary, needs sign-in)` of every `/api/v1` endpoint.
@@ -300,7 +302,7 @@ fn request_schema(method: &str, path: &str) -> Option<Value> {
         }
         ("post", "/cloud/quote") | ("post", "/cloud/clusters") => reference("DeployRequest"),
         ("post", "/cloud/clusters/{id}/extend") => {
-            json!({ "type": "object", "required": ["duration_unit", "duration_count"], "properties": { "duration_unit": { "enum": ["hourly", "daily", "weekly"] }, "duration_count": { "type": "integer", "minimum": 1 } } })
+            json!({ "type": "object", "required": ["duration_unit", "duration_count"], "properties": { "duration_unit": { "enum": names(DurationUnit::ALL, DurationUnit::as_str) }, "duration_count": { "type": "integer", "minimum": 1 } } })
         }
         _ => return None,
     })
@@ -339,6 +341,11 @@ pub fn document(server: &str) -> Value {
             .or_insert_with(|| json!({}));
         entry[method] = operation;
     }
+    // Any tier, or null for none.
+    let mut tiers = names(ConnectivityTier::ALL, ConnectivityTier::as_str);
+    if let Value::Array(values) = &mut tiers {
+        values.push(Value::Null);
+    }
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -363,16 +370,16 @@ pub fn document(server: &str) -> Value {
                     "required": ["name", "kind", "hardware", "quantity", "duration_unit", "duration_count", "payment"],
                     "properties": {
                         "name": { "type": "string", "maxLength": 48 },
-                        "kind": { "enum": ["ray", "mega_ray", "kubernetes", "bare_metal", "container"] },
-                        "purpose": { "enum": ["general", "inference", "train"] },
+                        "kind": { "enum": names(ClusterKind::ALL, ClusterKind::as_str) },
+                        "purpose": { "enum": names(Purpose::ALL, Purpose::as_str) },
                         "hardware": { "type": "string", "description": "A GPU model of the catalog, or cpu" },
                         "quantity": { "type": "integer", "minimum": 1, "maximum": 1024 },
                         "countries": { "type": "array", "items": { "type": "string", "description": "ISO 3166-1 alpha-2" } },
-                        "min_tier": { "enum": ["ultra", "high", "medium", "low", null] },
-                        "compliance": { "enum": ["e2e_encrypted", "soc2", "hipaa"] },
-                        "duration_unit": { "enum": ["hourly", "daily", "weekly"] },
+                        "min_tier": { "enum": tiers },
+                        "compliance": { "enum": names(SecurityCompliance::ALL, SecurityCompliance::as_str) },
+                        "duration_unit": { "enum": names(DurationUnit::ALL, DurationUnit::as_str) },
                         "duration_count": { "type": "integer", "minimum": 1 },
-                        "payment": { "enum": ["usdc", "token"] },
+                        "payment": { "enum": names(PaymentMethod::ALL, PaymentMethod::as_str) },
                         "workload": { "type": "object", "properties": {
                             "image": { "type": "string" }, "command": { "type": "string" },
                             "port": { "type": ["integer", "null"] },
@@ -383,4 +390,10 @@ pub fn document(server: &str) -> Value {
             }
         }
     })
+}
+
+/// The names an enum's values are written with, from the type itself: the document cannot
+/// drift from what the API accepts.
+fn names<T: Copy>(all: &[T], name: fn(T) -> &'static str) -> Value {
+    Value::from(all.iter().map(|&v| name(v)).collect::<Vec<_>>())
 }

@@ -342,7 +342,7 @@ pub(super) struct ClusterWork<'a> {
 /// Whether the head of a cluster of `kind` running `workload` starts a JupyterLab: Ray
 /// clusters the agents start themselves (`ray start`), not ones running the renter's command.
 pub(super) fn runs_notebook(kind: ClusterKind, workload: &Workload) -> bool {
-    matches!(kind, ClusterKind::Ray | ClusterKind::MegaRay) && workload.command.is_empty()
+    kind.runtime() == domain::cluster::Runtime::Ray && workload.command.is_empty()
 }
 
 /// A device's place in a cluster it is hired into.

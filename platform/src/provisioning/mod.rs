@@ -84,11 +84,7 @@ pub(super) fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 pub(super) fn role_of(kind: ClusterKind, position: usize) -> ClusterRole {
-    let headed = matches!(
-        kind,
-        ClusterKind::Ray | ClusterKind::MegaRay | ClusterKind::Kubernetes
-    );
-    if headed && position == 0 {
+    if kind.has_head() && position == 0 {
         ClusterRole::Head
     } else {
         ClusterRole::Worker

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use domain::allocator::{self, Filters, Want};
-use domain::cluster::{ClusterKind, DeployOrder, DeployRequest, Hardware, SecurityCompliance};
+use domain::cluster::{DeployOrder, DeployRequest, Hardware, SecurityCompliance};
 use domain::fleet::ConnectivityTier;
 use domain::time::UnixMillis;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -27,9 +27,10 @@ impl<'a> Placing<'a> {
             countries: &order.countries,
             min_tier: order.min_tier,
             compliance: order.compliance,
-            want: match order.kind {
-                ClusterKind::MegaRay => Want::Everything,
-                _ => Want::Exactly(order.quantity),
+            want: if order.kind.takes_every_matching_device() {
+                Want::Everything
+            } else {
+                Want::Exactly(order.quantity)
             },
         }
     }

@@ -7,7 +7,7 @@ use domain::cluster::{
 use domain::fleet::ConnectivityTier;
 use domain::ledger::{Account, Posting, TOKEN_EXCHANGE};
 use domain::money::{MicroUsd, TokenPrice};
-use domain::pricing::{self, basis_points, PROVIDER_FEE_BPS};
+use domain::pricing::{self};
 use domain::time::UnixMillis;
 use sqlx::{AnyConnection, Row};
 
@@ -224,14 +224,19 @@ impl Settling {
         .bind(&member.device_id)
         .execute(conn)
         .await?;
-        let fee = basis_points(due, PROVIDER_FEE_BPS);
         posting
             .transfer(
                 self.escrow_account(),
                 Account::ProviderClaimable(member.owner.clone()),
-                MicroUsd::from_micros(due.micros() - fee.micros()),
+                pricing::provider_share(due),
             )
-            .and_then(|p| p.transfer(self.escrow_account(), Account::PlatformFees, fee))
+            .and_then(|p| {
+                p.transfer(
+                    self.escrow_account(),
+                    Account::PlatformFees,
+                    pricing::provider_fee(due),
+                )
+            })
             .map_err(invalid_posting)
     }
 

@@ -252,7 +252,7 @@ fn access_lines(
     members: &[domain::cluster::ClusterMember],
     notebook_token: Option<&str>,
 ) -> Vec<Access> {
-    use domain::cluster::ClusterRole;
+    use domain::cluster::{ClusterRole, Runtime};
     let active: Vec<_> = members.iter().filter(|m| m.left_at.is_none()).collect();
     // IPv6 in brackets, ready for a URL; until its agent is heard from, no address.
     let host = |m: &domain::cluster::ClusterMember| {
@@ -267,8 +267,8 @@ fn access_lines(
     let unknown = |device: &str| format!("{device}: its address is shown once its agent checks in");
     let mut lines = Vec::new();
     let head = active.iter().find(|m| m.role == ClusterRole::Head);
-    match (kind, head) {
-        (ClusterKind::Ray | ClusterKind::MegaRay, Some(head)) => match host(head) {
+    match (kind.runtime(), head) {
+        (Runtime::Ray, Some(head)) => match host(head) {
             Some(h) => {
                 lines.push(Access::new("Ray dashboard", format!("http://{h}:8265")));
                 if let Some(token) = notebook_token {
@@ -289,11 +289,12 @@ fn access_lines(
             }
             None => lines.push(Access::new("Ray head", unknown(&head.device_id))),
         },
-        (ClusterKind::Kubernetes, Some(head)) => lines.push(Access::new(
+        (Runtime::Kubernetes, Some(head)) => lines.push(Access::new(
             "Kubernetes API server",
             host(head).map_or_else(|| unknown(&head.device_id), |h| format!("https://{h}:6443")),
         )),
-        _ => {}
+        (Runtime::Ray | Runtime::Kubernetes, None) | (Runtime::Container | Runtime::Process, _) => {
+        }
     }
     if let Some(port) = workload.port {
         for m in &active {
