@@ -89,6 +89,26 @@ pub fn basis_points(amount: MicroUsd, bps: i64) -> MicroUsd {
     MicroUsd::from_micros(scaled as i64)
 }
 
+/// The provider fee on `gross` hire earnings: what settlement moves to the platform.
+pub fn provider_fee(gross: MicroUsd) -> MicroUsd {
+    basis_points(gross, PROVIDER_FEE_BPS)
+}
+
+/// What a provider keeps of `gross` hire earnings, after the provider fee.
+pub fn provider_share(gross: MicroUsd) -> MicroUsd {
+    MicroUsd::from_micros(gross.micros() - provider_fee(gross).micros())
+}
+
+/// A rate in basis points as people read it: 25 → "0.25%", 200 → "2%", 9_975 → "99.75%".
+pub fn percent_text(bps: i64) -> String {
+    let (whole, hundredths) = (bps / 100, (bps % 100).abs());
+    match hundredths {
+        0 => format!("{whole}%"),
+        h if h % 10 == 0 => format!("{whole}.{}%", h / 10),
+        h => format!("{whole}.{h:02}%"),
+    }
+}
+
 /// `amount × numerator / denominator`, rounded down, for pro-rata shares (`numerator ≤ denominator`).
 pub fn share(amount: MicroUsd, numerator: i64, denominator: i64) -> MicroUsd {
     if denominator <= 0 {
@@ -178,6 +198,21 @@ pub fn quote(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rates_read_as_percentages_and_the_provider_keeps_the_rest() {
+        assert_eq!(percent_text(RESERVATION_FEE_BPS), "0.25%");
+        assert_eq!(percent_text(USDC_FEE_BPS), "2%");
+        assert_eq!(percent_text(10_000 - PROVIDER_FEE_BPS), "99.75%");
+        assert_eq!(percent_text(50), "0.5%");
+        assert_eq!(percent_text(1_000), "10%");
+        let gross = MicroUsd::from_micros(2_490_002);
+        assert_eq!(provider_fee(gross).micros(), 6_225);
+        assert_eq!(
+            provider_share(gross).micros() + provider_fee(gross).micros(),
+            gross.micros()
+        );
+    }
+
     use super::*;
     use proptest::prelude::*;
 

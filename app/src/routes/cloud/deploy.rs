@@ -9,6 +9,7 @@ use domain::cluster::{
 };
 use domain::fleet::ConnectivityTier;
 use domain::money::TokenPrice;
+use domain::pricing;
 use leptos::prelude::*;
 use leptos_meta::Title;
 
@@ -222,7 +223,7 @@ fn DeployWizard(token_price: Option<TokenPrice>) -> impl IntoView {
                 <legend>"1. Cluster"</legend>
                 <label>"Kind"
                     <select data-testid="deploy-kind" on:change=move |ev| if let Ok(k) = ClusterKind::parse(&event_target_value(&ev)) { form.kind.set(k) }>
-                        {ClusterKind::ALL.iter().map(|k| view! { <option value=k.as_str() selected=*k == ClusterKind::Ray>{kind_label(*k)}</option> }).collect_view()}
+                        {ClusterKind::ALL.iter().map(|k| view! { <option value=k.as_str() selected=*k == ClusterKind::Ray>{k.label()}</option> }).collect_view()}
                     </select>
                 </label>
                 <label>"Purpose"
@@ -281,7 +282,7 @@ fn DeployWizard(token_price: Option<TokenPrice>) -> impl IntoView {
                 </label>
                 <label>"Pay with"
                     <select data-testid="deploy-payment" on:change=move |ev| if let Ok(p) = PaymentMethod::parse(&event_target_value(&ev)) { form.payment.set(p) }>
-                        <option value="usdc">"USDC balance (2% fee)"</option>
+                        <option value="usdc">{format!("USDC balance ({} fee)", pricing::percent_text(pricing::USDC_FEE_BPS))}</option>
                         <option value="token" disabled=token_price.is_none()>{match token_price {
                             Some(price) => format!("GCT token balance at {price} (no fee)"),
                             None => "GCT token (not offered here)".to_owned(),
@@ -410,8 +411,8 @@ fn QuoteView(answer: QuoteAnswer, unit: &'static str) -> impl IntoView {
                 <tr><td>{format!("{unit}-hours")}</td><td data-testid="quote-unit-hours">{format!("{} × {} h = {}", q.units, q.hours, q.unit_hours)}</td></tr>
                 <tr><td>"Subtotal"</td><td>{q.subtotal.to_string()}</td></tr>
                 <tr><td>{format!("Discount ({}.{:02}%)", q.discount_bps / 100, q.discount_bps % 100)}</td><td>{format!("−{}", q.discount)}</td></tr>
-                <tr><td>"Reservation fee (0.25%)"</td><td>{q.reservation_fee.to_string()}</td></tr>
-                <tr><td>{format!("Payment fee ({})", if q.payment == PaymentMethod::Usdc { "2% USDC" } else { "0% token" })}</td><td>{q.payment_fee.to_string()}</td></tr>
+                <tr><td>{format!("Reservation fee ({})", pricing::percent_text(pricing::RESERVATION_FEE_BPS))}</td><td>{q.reservation_fee.to_string()}</td></tr>
+                <tr><td>{format!("Payment fee ({})", if q.payment == PaymentMethod::Usdc { format!("{} USDC", pricing::percent_text(pricing::USDC_FEE_BPS)) } else { "0% token".to_owned() })}</td><td>{q.payment_fee.to_string()}</td></tr>
                 <tr class="total"><td>"Total"</td><td data-testid="quote-total">{q.total.to_string()}</td></tr>
                 {q.in_tokens.map(|t| view! {
                     <tr class="total"><td>{format!("Paid in GCT at {}", t.price)}</td><td data-testid="quote-total-tokens">{t.tokens.to_string()}</td></tr>
@@ -432,16 +433,6 @@ fn QuoteView(answer: QuoteAnswer, unit: &'static str) -> impl IntoView {
                 </div>
             }.into_any()
         }}
-    }
-}
-
-fn kind_label(kind: ClusterKind) -> &'static str {
-    match kind {
-        ClusterKind::Ray => "Ray",
-        ClusterKind::MegaRay => "Mega-Ray (every matching device)",
-        ClusterKind::Kubernetes => "Kubernetes",
-        ClusterKind::BareMetal => "Bare metal",
-        ClusterKind::Container => "Container",
     }
 }
 

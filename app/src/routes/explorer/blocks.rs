@@ -21,7 +21,7 @@ pub fn BlocksPage() -> impl IntoView {
         <ExplorerNav />
         <section class="hero">
             <h1>"Reward blocks"</h1>
-            <p class="lede">"Every UTC hour closes a block: its emission goes 95% to GPU and 5% to CPU devices by score (hardware × uptime × connectivity), to verified devices with a 5-hour streak."</p>
+            <p class="lede">{format!("Every UTC hour closes a block: its emission goes {}% to GPU and {}% to CPU devices by score (hardware × uptime × connectivity), to verified devices with a {}-hour streak.", domain::rewards::GPU_SHARE_PERCENT, 100 - domain::rewards::GPU_SHARE_PERCENT, domain::rewards::STREAK_HOURS)}</p>
         </section>
         <section class="panel">
             <Suspense fallback=|| view! { <p class="muted">"Loading blocks…"</p> }>

@@ -4,6 +4,7 @@
 //! kept current as live parts; only the controls are an island.
 
 use domain::fleet::DeviceStatus;
+use domain::pricing;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
@@ -165,7 +166,7 @@ fn DeviceView(d: DeviceWithCharts) -> impl IntoView {
         </div>
         <section class="panel">
             <h2>"Clusters served: " <span data-testid="device-earned">{s.earned.to_string()}</span>
-                <span class="muted">" earned before the 0.25% fee"</span></h2>
+                <span class="muted">{format!(" earned before the {} fee", pricing::percent_text(pricing::PROVIDER_FEE_BPS))}</span></h2>
             {if d.clusters_served.is_empty() {
                 view! { <p class="muted" data-testid="no-clusters-served">"No cluster has hired it yet."</p> }.into_any()
             } else {

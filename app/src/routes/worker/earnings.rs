@@ -7,6 +7,7 @@ use domain::cluster::HireEarning;
 use domain::ledger::StatementLine;
 use domain::money::{Asset, MicroUsd};
 use domain::payout::{Payout, PayoutStatus};
+use domain::pricing;
 use domain::rewards::{DeviceBlockReward, ProviderEarnings};
 use domain::time::UnixMillis;
 use leptos::prelude::*;
@@ -28,7 +29,7 @@ pub fn EarningsPage() -> impl IntoView {
         <Title text="Earnings" />
         <section class="hero">
             <h1>"Earnings"</h1>
-            <p class="lede">"Hire earnings are settled every hour a device serves a cluster (less the 0.25% fee); block rewards are paid every hour to verified devices online 5 hours in a row."</p>
+            <p class="lede">{format!("Hire earnings are settled every hour a device serves a cluster (less the {} fee); block rewards are paid every hour to verified devices online {} hours in a row.", pricing::percent_text(pricing::PROVIDER_FEE_BPS), domain::rewards::STREAK_HOURS)}</p>
         </section>
         <Suspense fallback=|| view! { <p class="muted">"Loading your earnings…"</p> }>
             {
@@ -98,7 +99,7 @@ fn EarningsView(e: EarningsWithCharts, search: String) -> impl IntoView {
         <section class="panel">
             <h2>"Per cluster"</h2>
             <div class="stats">
-                <div class="stat"><span class="stat-label">"Earned from hires, all time (before the 0.25% fee)"</span>
+                <div class="stat"><span class="stat-label">{format!("Earned from hires, all time (before the {} fee)", pricing::percent_text(pricing::PROVIDER_FEE_BPS))}</span>
                     <strong data-testid="hired-earned">{hired_earned.to_string()}</strong></div>
                 <div class="stat"><span class="stat-label">"Forfeited: devices down or failed while hired"</span>
                     <strong data-testid="hired-forfeited">{hired_forfeited.to_string()}</strong></div>

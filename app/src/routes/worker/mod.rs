@@ -11,7 +11,8 @@ pub use earnings::EarningsPage;
 pub use new_device::NewDevicePage;
 
 use domain::fleet::{ConnectivityTier, DeviceStatus};
-use domain::money::MicroUsd;
+use domain::pricing;
+
 use domain::network::ModelSupply;
 use domain::worker::{models_of, AwaitingAgent, DeviceFilter, DeviceSort, OwnedDevice};
 use leptos::prelude::*;
@@ -24,14 +25,10 @@ use crate::errors::AppError;
 use crate::functions::network::load_network_summary;
 use crate::functions::worker::my_devices;
 
-/// Platform fee on provider hire earnings: 0.25% (25 basis points), see DESIGN.md §3.
-const HIRE_FEE_BASIS_POINTS: i64 = 25;
-
+/// A model's hire rate as its provider receives it: the settlement's own arithmetic.
 fn provider_rate(m: ModelSupply) -> ModelSupply {
-    let price = m.price_per_gpu_hour.micros();
-    let fee = price * HIRE_FEE_BASIS_POINTS / 10_000;
     ModelSupply {
-        price_per_gpu_hour: MicroUsd::from_micros(price - fee),
+        price_per_gpu_hour: pricing::provider_share(m.price_per_gpu_hour),
         ..m
     }
 }
@@ -44,7 +41,7 @@ pub fn WorkerPage() -> impl IntoView {
         <Title text="Worker" />
         <section class="hero">
             <h1>"Worker"</h1>
-            <p class="lede">"Turn idle GPUs into earnings paid to your Solana wallet. Providers keep 99.75% of hire earnings."</p>
+            <p class="lede">{format!("Turn idle GPUs into earnings paid to your Solana wallet. Providers keep {} of hire earnings.", pricing::percent_text(10_000 - pricing::PROVIDER_FEE_BPS))}</p>
         </section>
         <section class="panel">
             <div class="panel-head">
@@ -78,7 +75,7 @@ pub fn WorkerPage() -> impl IntoView {
         </section>
         <section class="panel">
             <h2>"What GPUs earn here"</h2>
-            <p class="muted">"Current hire rate per GPU-hour after the 0.25% platform fee, with live demand per model."</p>
+            <p class="muted">{format!("Current hire rate per GPU-hour after the {} platform fee, with live demand per model.", pricing::percent_text(pricing::PROVIDER_FEE_BPS))}</p>
             <Suspense fallback=|| view! { <p class="muted">"Loading rates…"</p> }>
                 {move || summary.get().map(|result| match result {
                     Ok(s) => view! { <ModelSupplyTable models=s.by_model.into_iter().map(provider_rate).collect() provider_view=true /> }.into_any(),
@@ -208,6 +205,7 @@ fn DeviceTable(devices: Vec<OwnedDevice>, filter: DeviceFilter) -> impl IntoView
 #[cfg(test)]
 mod tests {
     use super::*;
+    use domain::money::MicroUsd;
 
     #[test]
     fn providers_see_the_rate_after_the_hire_fee() {
