@@ -2,6 +2,8 @@
 //! Both sides use these types, so the wire format has one definition. Unknown fields are
 //! refused so a typo in a hand-written message is an error, not a silent default.
 
+// A workload's state is the cluster's concept; agents report it in these messages.
+pub use crate::cluster::WorkloadState;
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::{ClusterKind, ClusterRole, Workload};
@@ -74,28 +76,6 @@ impl Utilisation {
             ));
         }
         (!over.is_empty()).then(|| format!("busy while idle: {}", over.join(", ")))
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WorkloadState {
-    Assigned,
-    Starting,
-    Running,
-    Stopped,
-    Failed,
-}
-
-impl WorkloadState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WorkloadState::Assigned => "assigned",
-            WorkloadState::Starting => "starting",
-            WorkloadState::Running => "running",
-            WorkloadState::Stopped => "stopped",
-            WorkloadState::Failed => "failed",
-        }
     }
 }
 

@@ -89,6 +89,17 @@ impl ClusterKind {
     }
 }
 
+named_enum!(
+    /// The state of a cluster's workload on one device, as its agent reports it.
+    WorkloadState, "workload state", {
+        Assigned => "assigned",
+        Starting => "starting",
+        Running => "running",
+        Stopped => "stopped",
+        Failed => "failed",
+    }
+);
+
 named_enum!(Purpose, "purpose", { General => "general", Inference => "inference", Train => "train" });
 
 named_enum!(
@@ -567,7 +578,7 @@ pub struct ClusterMember {
     pub tier: Option<ConnectivityTier>,
     pub device_status: DeviceStatus,
     /// What the agent last reported for the workload.
-    pub workload_state: String,
+    pub workload_state: WorkloadState,
     pub joined_at: i64,
     pub left_at: Option<i64>,
     /// The IP address the device's agent reaches the server from, where the renter reaches

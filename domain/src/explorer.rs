@@ -144,7 +144,7 @@ pub struct FleetDevice {
 /// A status change, violation or verification step anyone may see; credential events are the
 /// owner's business and are left out.
 fn is_public(entry: &DeviceHistoryEntry) -> bool {
-    entry.kind != "credential"
+    entry.kind != crate::worker::DeviceEventKind::Credential
 }
 
 /// The device page of the explorer.
@@ -302,8 +302,7 @@ pub struct PublicCluster {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublicClusterDevice {
     pub device_id: String,
-    /// `head` or `worker`.
-    pub role: String,
+    pub role: crate::cluster::ClusterRole,
     pub units: i64,
     pub country: String,
     pub joined_at: UnixMillis,

@@ -30,6 +30,13 @@ macro_rules! named_enum {
                 f.write_str(self.as_str())
             }
         }
+
+        /// A value equals the name it is stored and sent as.
+        impl PartialEq<&str> for $name {
+            fn eq(&self, name: &&str) -> bool {
+                self.as_str() == *name
+            }
+        }
     };
 }
 pub(crate) use named_enum;

@@ -197,11 +197,32 @@ pub struct WorkerDevices {
     pub awaiting_agent: Vec<AwaitingAgent>,
 }
 
+crate::fleet::named_enum!(
+    /// What a line of a device's history records.
+    DeviceEventKind, "device event kind", {
+        /// A status change.
+        Status => "status",
+        /// An idle-cap violation.
+        Violation => "violation",
+        /// The agent's credential was revoked.
+        Credential => "credential",
+    }
+);
+
+crate::fleet::named_enum!(
+    /// How a verification challenge ended.
+    ChallengeOutcome, "challenge outcome", {
+        Passed => "passed",
+        Failed => "failed",
+        /// Not answered before its deadline.
+        Expired => "expired",
+    }
+);
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceHistoryEntry {
     pub at: UnixMillis,
-    /// `status`, `violation` or `credential`.
-    pub kind: String,
+    pub kind: DeviceEventKind,
     pub from_status: Option<DeviceStatus>,
     pub to_status: Option<DeviceStatus>,
     pub detail: String,
@@ -212,8 +233,8 @@ pub struct VerificationRecord {
     pub id: String,
     pub issued_at: UnixMillis,
     pub answered_at: Option<UnixMillis>,
-    /// `passed`, `failed`, `expired`, or None while open.
-    pub outcome: Option<String>,
+    /// None while open.
+    pub outcome: Option<ChallengeOutcome>,
     pub detail: Option<String>,
     pub size: i64,
     pub products: i64,

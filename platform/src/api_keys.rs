@@ -26,17 +26,17 @@ pub struct ApiKeyService {
 const KEY_COLUMNS: &str = "id, name, prefix, created_at, expires_at, last_used_at, revoked_at";
 
 fn key_of(row: &AnyRow) -> Result<ApiKey, Error> {
-    let at = |i: usize| -> Result<Option<UnixMillis>, Error> {
-        Ok(row.try_get::<Option<i64>, _>(i)?.map(UnixMillis))
+    let at = |column: &str| -> Result<Option<UnixMillis>, Error> {
+        Ok(row.try_get::<Option<i64>, _>(column)?.map(UnixMillis))
     };
     Ok(ApiKey {
-        id: row.try_get(0)?,
-        name: row.try_get(1)?,
-        prefix: row.try_get(2)?,
-        created_at: UnixMillis(row.try_get(3)?),
-        expires_at: UnixMillis(row.try_get(4)?),
-        last_used_at: at(5)?,
-        revoked_at: at(6)?,
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        prefix: row.try_get("prefix")?,
+        created_at: UnixMillis(row.try_get("created_at")?),
+        expires_at: UnixMillis(row.try_get("expires_at")?),
+        last_used_at: at("last_used_at")?,
+        revoked_at: at("revoked_at")?,
     })
 }
 
@@ -55,14 +55,14 @@ impl ApiKeyService {
         let name = parse_key_name(name).map_err(Error::Invalid)?;
         let mut tx = self.store.begin_write().await?;
         let active: i64 = sqlx::query(
-            "SELECT CAST(COUNT(*) AS BIGINT) FROM api_keys \
+            "SELECT CAST(COUNT(*) AS BIGINT) AS active FROM api_keys \
              WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2",
         )
         .bind(user_id)
         .bind(now.0)
         .fetch_one(&mut *tx)
         .await?
-        .try_get(0)?;
+        .try_get("active")?;
         if active >= MAX_ACTIVE_KEYS {
             return Err(Error::Conflict(format!(
                 "you have {active} active keys, the most allowed; revoke one first"
@@ -141,7 +141,7 @@ impl ApiKeyService {
         }
         let hash = sha256_hex(secret);
         let Some(row) = sqlx::query(
-            "SELECT u.wallet, u.id, k.expires_at, k.last_used_at, k.revoked_at \
+            "SELECT u.wallet, u.id AS user_id, k.expires_at, k.last_used_at, k.revoked_at \
              FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.secret_hash = $1",
         )
         .bind(&hash)
@@ -150,9 +150,9 @@ impl ApiKeyService {
         else {
             return Ok(None);
         };
-        let expires_at: i64 = row.try_get(2)?;
-        let last_used: Option<i64> = row.try_get(3)?;
-        if row.try_get::<Option<i64>, _>(4)?.is_some() || now.0 >= expires_at {
+        let expires_at: i64 = row.try_get("expires_at")?;
+        let last_used: Option<i64> = row.try_get("last_used_at")?;
+        if row.try_get::<Option<i64>, _>("revoked_at")?.is_some() || now.0 >= expires_at {
             return Ok(None);
         }
         if last_used.is_none_or(|at| now.0 - at >= TOUCH_EVERY_MS) {
@@ -162,12 +162,12 @@ impl ApiKeyService {
                 .execute(self.store.pool())
                 .await?;
         }
-        let wallet: String = row.try_get(0)?;
+        let wallet: String = row.try_get("wallet")?;
         Ok(Some(SignedIn {
             wallet: WalletAddress::parse(&wallet)
                 .map_err(|e| Error::Corrupt(format!("user row: {e}")))?,
             expires_at: UnixMillis(expires_at),
-            user_id: row.try_get(1)?,
+            user_id: row.try_get("user_id")?,
         }))
     }
 }

@@ -180,8 +180,10 @@ impl AuthService {
                     .await?;
             let refusal = match row {
                 None => SignInRefusal::UnknownNonce,
-                Some(row) if row.try_get::<String, _>(0)? != wallet => SignInRefusal::WrongWallet,
-                Some(row) if row.try_get::<Option<i64>, _>(2)?.is_some() => {
+                Some(row) if row.try_get::<String, _>("wallet")? != wallet => {
+                    SignInRefusal::WrongWallet
+                }
+                Some(row) if row.try_get::<Option<i64>, _>("used_at")?.is_some() => {
                     SignInRefusal::NonceUsed
                 }
                 Some(_) => SignInRefusal::NonceExpired,
@@ -197,7 +199,7 @@ impl AuthService {
             .bind(wallet)
             .fetch_one(&mut *tx)
             .await?
-            .try_get(0)?;
+            .try_get("id")?;
         let welcome = self.config.welcome_credit;
         if welcome > domain::money::MicroUsd::ZERO {
             // Keyed by account, so only the first sign-in records it.
@@ -242,15 +244,18 @@ impl AuthService {
     ) -> Result<Option<SignedIn>, Error> {
         let hash = token.hash();
         let row = sqlx::query(
-            "SELECT u.wallet, s.last_seen_at, s.expires_at, u.id FROM sessions s JOIN users u ON u.id = s.user_id \
+            "SELECT u.wallet, s.last_seen_at, s.expires_at, u.id AS user_id FROM sessions s JOIN users u ON u.id = s.user_id \
              WHERE s.token_hash = $1",
         )
         .bind(&hash)
         .fetch_optional(self.store.pool())
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let (wallet, last_seen, expires_at): (String, i64, i64) =
-            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        let (wallet, last_seen, expires_at): (String, i64, i64) = (
+            row.try_get("wallet")?,
+            row.try_get("last_seen_at")?,
+            row.try_get("expires_at")?,
+        );
         let idle_deadline = last_seen + self.config.session_idle_secs * 1000;
         if now.0 >= expires_at || now.0 >= idle_deadline {
             self.end_session(token).await?;
@@ -268,7 +273,7 @@ impl AuthService {
         Ok(Some(SignedIn {
             wallet,
             expires_at: UnixMillis(expires_at),
-            user_id: row.try_get(3)?,
+            user_id: row.try_get("user_id")?,
         }))
     }
 

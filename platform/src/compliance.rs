@@ -26,20 +26,20 @@ pub struct FacilityListing {
 
 const FACILITY_COLUMNS: &str = concat!(
     "f.name, ",
-    flag_sql!("f.soc2"),
+    flag_sql!("f.soc2" as "soc2"),
     ", ",
-    flag_sql!("f.hipaa"),
+    flag_sql!("f.hipaa" as "hipaa"),
     ", f.certified_until"
 );
 
 fn facility_of(row: &sqlx::any::AnyRow) -> Result<Facility, Error> {
     Ok(Facility {
-        name: row.try_get(0)?,
+        name: row.try_get("name")?,
         standards: Attestations {
-            soc2: flag(row, 1)?,
-            hipaa: flag(row, 2)?,
+            soc2: flag(row, "soc2")?,
+            hipaa: flag(row, "hipaa")?,
         },
-        certified_until: UnixMillis(row.try_get(3)?),
+        certified_until: UnixMillis(row.try_get("certified_until")?),
     })
 }
 
@@ -138,6 +138,7 @@ impl ComplianceService {
         sqlx::query(&format!(
             "SELECT {FACILITY_COLUMNS}, \
                (SELECT COUNT(*) FROM devices d WHERE d.facility = f.name AND d.status <> 'terminated') \
+               AS devices \
              FROM facilities f ORDER BY f.name"
         ))
         .fetch_all(self.store.pool())
@@ -146,7 +147,7 @@ impl ComplianceService {
         .map(|row| {
             Ok(FacilityListing {
                 facility: facility_of(row)?,
-                devices: row.try_get(4)?,
+                devices: row.try_get("devices")?,
             })
         })
         .collect()
@@ -170,10 +171,10 @@ impl ComplianceService {
         .await?;
         let mut attested = Vec::with_capacity(rows.len());
         for row in &rows {
-            let id: String = row.try_get(0)?;
+            let id: String = row.try_get("id")?;
             let standards = Attestations {
-                soc2: flag(row, 2)?,
-                hipaa: flag(row, 3)?,
+                soc2: flag(row, "soc2")?,
+                hipaa: flag(row, "hipaa")?,
             };
             attested.push((id, standards));
         }

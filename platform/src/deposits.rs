@@ -19,6 +19,7 @@ use sqlx::Row;
 
 use crate::ledger::post;
 use crate::payouts::{chain_error, Lease, SolanaAccess};
+use crate::rows::enum_in;
 use crate::secret::random_hex;
 use crate::store::Store;
 use crate::Error;
@@ -48,24 +49,24 @@ struct Stored {
 }
 
 fn read_row(row: &AnyRow) -> Result<Stored, Error> {
-    let wire: Option<String> = row.try_get(12)?;
+    let wire: Option<String> = row.try_get("wire")?;
     Ok(Stored {
         deposit: Deposit {
-            id: row.try_get(0)?,
-            asset: Asset::parse(row.try_get(3)?).map_err(|e| corrupt("asset", e))?,
-            amount: row.try_get(4)?,
-            status: DepositStatus::parse(row.try_get(5)?).map_err(|e| corrupt("status", e))?,
-            status_reason: row.try_get(6)?,
-            created_at: row.try_get(7)?,
-            signature: row.try_get(8)?,
-            finished_at: row.try_get(9)?,
+            id: row.try_get("id")?,
+            asset: enum_in(row, "asset", Asset::parse)?,
+            amount: row.try_get("amount")?,
+            status: enum_in(row, "status", DepositStatus::parse)?,
+            status_reason: row.try_get("status_reason")?,
+            created_at: row.try_get("created_at")?,
+            signature: row.try_get("signature")?,
+            finished_at: row.try_get("finished_at")?,
         },
-        user_id: row.try_get(1)?,
-        wallet: row.try_get(2)?,
+        user_id: row.try_get("user_id")?,
+        wallet: row.try_get("wallet")?,
         message: base64()
-            .decode(row.try_get::<&str, _>(10)?)
+            .decode(row.try_get::<&str, _>("message")?)
             .map_err(|e| corrupt("message", e))?,
-        last_valid_height: row.try_get(11)?,
+        last_valid_height: row.try_get("last_valid_height")?,
         wire: wire
             .map(|w| base64().decode(w))
             .transpose()

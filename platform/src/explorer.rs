@@ -24,6 +24,7 @@ use sqlx::Row;
 use crate::compliance::ComplianceService;
 use crate::index::FleetIndex;
 use crate::rewards::RewardsService;
+use crate::rows::{enum_in, money_in};
 use crate::store::Store;
 use crate::worker::WorkerService;
 use crate::Error;
@@ -62,10 +63,6 @@ pub struct ExplorerService {
 }
 
 type FrontMemo = ((u64, i64), Arc<dyn std::any::Any + Send + Sync>);
-
-fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Corrupt(format!("{what}: {e}"))
-}
 
 impl ExplorerService {
     pub(crate) fn new(
@@ -298,12 +295,12 @@ impl ExplorerService {
         .iter()
         .map(|r| {
             Ok(PublicClusterDevice {
-                device_id: r.try_get(0)?,
-                role: r.try_get(1)?,
-                units: r.try_get(2)?,
-                country: r.try_get(3)?,
-                joined_at: UnixMillis(r.try_get(4)?),
-                left_at: r.try_get::<Option<i64>, _>(5)?.map(UnixMillis),
+                device_id: r.try_get("device_id")?,
+                role: enum_in(r, "role", domain::cluster::ClusterRole::parse)?,
+                units: r.try_get("units")?,
+                country: r.try_get("country")?,
+                joined_at: UnixMillis(r.try_get("joined_at")?),
+                left_at: r.try_get::<Option<i64>, _>("left_at")?.map(UnixMillis),
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;
@@ -419,14 +416,14 @@ impl ExplorerService {
             .iter()
             .map(|r| {
                 Ok(DeviceBlockLine {
-                    block: r.try_get(0)?,
-                    device_id: r.try_get(1)?,
-                    provider: r.try_get(2)?,
-                    kind: DeviceKind::parse(r.try_get(3)?).map_err(|e| corrupt("kind", e))?,
-                    score: r.try_get(4)?,
-                    share_ppm: r.try_get(5)?,
-                    reward: Tokens::from_units(r.try_get(6)?),
-                    ineligible: r.try_get(7)?,
+                    block: r.try_get("block_number")?,
+                    device_id: r.try_get("device_id")?,
+                    provider: r.try_get("owner_wallet")?,
+                    kind: enum_in(r, "kind", DeviceKind::parse)?,
+                    score: r.try_get("score")?,
+                    share_ppm: r.try_get("share_ppm")?,
+                    reward: Tokens::from_units(r.try_get("reward")?),
+                    ineligible: r.try_get("ineligible")?,
                 })
             })
             .collect()
@@ -596,27 +593,27 @@ enum IdTable {
 const PUBLIC_CLUSTER_COLUMNS: &str = "c.id, c.kind, c.purpose, c.hardware, c.units, c.countries, \
      c.status, c.hours, c.rate, c.created_at, c.running_at, c.ends_at, c.finished_at, \
      (SELECT CAST(COALESCE(SUM(cd.units * (COALESCE(cd.left_at, $1) - cd.joined_at)), 0) AS BIGINT) \
-      FROM cluster_devices cd WHERE cd.cluster_id = c.id)";
+      FROM cluster_devices cd WHERE cd.cluster_id = c.id) AS compute_ms";
 
 fn public_cluster(row: &AnyRow) -> Result<PublicCluster, Error> {
-    let at = |i: usize| -> Result<Option<UnixMillis>, Error> {
-        Ok(row.try_get::<Option<i64>, _>(i)?.map(UnixMillis))
+    let at = |column: &str| -> Result<Option<UnixMillis>, Error> {
+        Ok(row.try_get::<Option<i64>, _>(column)?.map(UnixMillis))
     };
-    let served_unit_ms: i64 = row.try_get(13)?;
+    let served_unit_ms: i64 = row.try_get("compute_ms")?;
     Ok(PublicCluster {
-        id: row.try_get(0)?,
-        kind: ClusterKind::parse(row.try_get(1)?).map_err(|e| corrupt("cluster kind", e))?,
-        purpose: Purpose::parse(row.try_get(2)?).map_err(|e| corrupt("purpose", e))?,
-        hardware: row.try_get(3)?,
-        units: row.try_get(4)?,
-        countries: crate::provisioning::split_countries(&row.try_get::<String, _>(5)?),
-        status: ClusterStatus::parse(row.try_get(6)?).map_err(|e| corrupt("cluster status", e))?,
-        hours: row.try_get(7)?,
-        rate_per_unit_hour: MicroUsd::from_micros(row.try_get(8)?),
-        created_at: UnixMillis(row.try_get(9)?),
-        running_at: at(10)?,
-        ends_at: at(11)?,
-        finished_at: at(12)?,
+        id: row.try_get("id")?,
+        kind: enum_in(row, "kind", ClusterKind::parse)?,
+        purpose: enum_in(row, "purpose", Purpose::parse)?,
+        hardware: row.try_get("hardware")?,
+        units: row.try_get("units")?,
+        countries: crate::provisioning::split_countries(&row.try_get::<String, _>("countries")?),
+        status: enum_in(row, "status", ClusterStatus::parse)?,
+        hours: row.try_get("hours")?,
+        rate_per_unit_hour: money_in(row, "rate")?,
+        created_at: UnixMillis(row.try_get("created_at")?),
+        running_at: at("running_at")?,
+        ends_at: at("ends_at")?,
+        finished_at: at("finished_at")?,
         compute_hours: served_unit_ms.max(0) / HOUR_MS,
     })
 }

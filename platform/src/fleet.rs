@@ -78,10 +78,11 @@ impl FleetService {
         seed: u64,
         now: UnixMillis,
     ) -> Result<usize, Error> {
-        let existing: i64 = sqlx::query("SELECT COUNT(*) FROM devices WHERE simulated")
-            .fetch_one(self.store.pool())
-            .await?
-            .try_get(0)?;
+        let existing: i64 =
+            sqlx::query("SELECT COUNT(*) AS simulated FROM devices WHERE simulated")
+                .fetch_one(self.store.pool())
+                .await?
+                .try_get("simulated")?;
         if existing > 0 || count == 0 {
             return Ok(0);
         }

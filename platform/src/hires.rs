@@ -5,6 +5,7 @@ use domain::cluster::HireEarning;
 use domain::money::MicroUsd;
 use sqlx::Row;
 
+use crate::rows::money_in;
 use crate::store::Store;
 use crate::Error;
 
@@ -30,13 +31,13 @@ pub(crate) async fn hires(
     .iter()
     .map(|row| {
         Ok(HireEarning {
-            cluster_id: row.try_get(0)?,
-            device_id: row.try_get(1)?,
-            device_name: row.try_get(2)?,
-            joined_at: row.try_get(3)?,
-            left_at: row.try_get(4)?,
-            earned: MicroUsd::from_micros(row.try_get(5)?),
-            forfeited: MicroUsd::from_micros(row.try_get(6)?),
+            cluster_id: row.try_get("cluster_id")?,
+            device_id: row.try_get("device_id")?,
+            device_name: row.try_get("name")?,
+            joined_at: row.try_get("joined_at")?,
+            left_at: row.try_get("left_at")?,
+            earned: money_in(&row, "earned")?,
+            forfeited: money_in(&row, "forfeited")?,
         })
     })
     .collect()
@@ -48,14 +49,14 @@ pub(crate) async fn earned_per_device(
     owner_wallet: &str,
 ) -> Result<std::collections::HashMap<String, MicroUsd>, Error> {
     sqlx::query(
-        "SELECT cd.device_id, CAST(SUM(cd.earned) AS BIGINT) FROM cluster_devices cd \
+        "SELECT cd.device_id, CAST(SUM(cd.earned) AS BIGINT) AS earned FROM cluster_devices cd \
          JOIN devices d ON d.id = cd.device_id WHERE d.owner_wallet = $1 GROUP BY cd.device_id",
     )
     .bind(owner_wallet)
     .fetch_all(store.pool())
     .await?
     .iter()
-    .map(|row| Ok((row.try_get(0)?, MicroUsd::from_micros(row.try_get(1)?))))
+    .map(|row| Ok((row.try_get("device_id")?, money_in(row, "earned")?)))
     .collect()
 }
 
@@ -73,8 +74,5 @@ pub(crate) async fn totals(
     .bind(owner_wallet)
     .fetch_one(store.pool())
     .await?;
-    Ok((
-        MicroUsd::from_micros(row.try_get("earned")?),
-        MicroUsd::from_micros(row.try_get("forfeited")?),
-    ))
+    Ok((money_in(&row, "earned")?, money_in(&row, "forfeited")?))
 }

@@ -39,7 +39,7 @@ pub(crate) async fn post(
     .bind(&posting.memo)
     .fetch_optional(&mut *conn)
     .await?
-    .map(|row| row.try_get(0))
+    .map(|row| row.try_get("id"))
     .transpose()?;
     let Some(id) = id else {
         return Ok(false);
@@ -127,7 +127,7 @@ pub(crate) async fn balance_in(
             .bind(asset.as_str())
             .fetch_optional(conn)
             .await?
-            .map(|row| row.try_get(0))
+            .map(|row| row.try_get("balance"))
             .transpose()?;
     Ok(balance.unwrap_or(0))
 }
@@ -180,9 +180,9 @@ impl LedgerService {
         // to (or came back from) the platform's fees.
         let rows = sqlx::query(
             "SELECT t.id, t.at, t.idempotency_key, t.memo, x.asset, \
-               CAST(SUM(CASE WHEN x.credit = $1 THEN x.amount ELSE -x.amount END) AS BIGINT), \
+               CAST(SUM(CASE WHEN x.credit = $1 THEN x.amount ELSE -x.amount END) AS BIGINT) AS amount, \
                CAST(SUM(CASE WHEN x.credit = $2 THEN -x.amount WHEN x.debit = $2 THEN x.amount \
-                             ELSE 0 END) AS BIGINT) \
+                             ELSE 0 END) AS BIGINT) AS fees \
              FROM ledger_transfers x JOIN ledger_transactions t ON t.id = x.transaction_id \
              WHERE x.transaction_id IN ( \
                SELECT transaction_id FROM ledger_transfers WHERE debit = $1 \
@@ -199,17 +199,17 @@ impl LedgerService {
         .await?;
         rows.iter()
             .map(|row| {
-                let key: &str = row.try_get(2)?;
+                let key: &str = row.try_get("idempotency_key")?;
                 let (kind, cluster) = MovementKind::classify(key, account);
                 Ok(StatementLine {
-                    at_ms: row.try_get(1)?,
+                    at_ms: row.try_get("at")?,
                     kind,
                     cluster_id: cluster.map(str::to_owned),
-                    memo: row.try_get(3)?,
-                    asset: Asset::parse(row.try_get(4)?)
+                    memo: row.try_get("memo")?,
+                    asset: Asset::parse(row.try_get("asset")?)
                         .map_err(|e| Error::Corrupt(e.to_string()))?,
-                    amount: row.try_get(5)?,
-                    fees: row.try_get(6)?,
+                    amount: row.try_get("amount")?,
+                    fees: row.try_get("fees")?,
                 })
             })
             .collect()
@@ -255,7 +255,7 @@ impl LedgerService {
     ) -> Result<Vec<(i64, i64)>, Error> {
         const DAY_MS: i64 = 86_400_000;
         sqlx::query(
-            "SELECT CAST(t.at / $3 AS BIGINT) * $3, CAST(SUM(x.amount) AS BIGINT) \
+            "SELECT CAST(t.at / $3 AS BIGINT) * $3 AS day, CAST(SUM(x.amount) AS BIGINT) AS amount \
              FROM ledger_transfers x JOIN ledger_transactions t ON t.id = x.transaction_id \
              WHERE x.credit = $1 AND x.asset = $2 AND t.at >= $4 \
              GROUP BY CAST(t.at / $3 AS BIGINT)",
@@ -267,7 +267,7 @@ impl LedgerService {
         .fetch_all(self.store.pool())
         .await?
         .iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .map(|row| Ok((row.try_get("day")?, row.try_get("amount")?)))
         .collect()
     }
 
@@ -304,7 +304,7 @@ impl LedgerService {
                  SELECT credit AS account, asset, amount FROM ledger_transfers \
                  UNION ALL SELECT debit, asset, -amount FROM ledger_transfers) m \
                GROUP BY account, asset) \
-             SELECT d.account, d.asset, d.balance, b.balance FROM derived d \
+             SELECT d.account, d.asset, d.balance AS derived, b.balance AS stored FROM derived d \
                LEFT JOIN ledger_balances b ON b.account = d.account AND b.asset = d.asset \
              WHERE b.balance IS NULL AND d.balance <> 0 OR b.balance <> d.balance \
              UNION ALL \
@@ -319,24 +319,24 @@ impl LedgerService {
             .map(|row| {
                 Ok::<_, Error>(format!(
                     "{} ({}): transfers say {}, the balance says {}",
-                    row.try_get::<String, _>(0)?,
-                    row.try_get::<String, _>(1)?,
-                    row.try_get::<i64, _>(2)?,
-                    row.try_get::<Option<i64>, _>(3)?.unwrap_or(0)
+                    row.try_get::<String, _>("account")?,
+                    row.try_get::<String, _>("asset")?,
+                    row.try_get::<i64, _>("derived")?,
+                    row.try_get::<Option<i64>, _>("stored")?.unwrap_or(0)
                 ))
             })
             .collect::<Result<_, _>>()?;
         let sums = sqlx::query(
-            "SELECT asset, CAST(SUM(balance) AS BIGINT) FROM ledger_balances GROUP BY asset",
+            "SELECT asset, CAST(SUM(balance) AS BIGINT) AS total FROM ledger_balances GROUP BY asset",
         )
         .fetch_all(self.store.pool())
         .await?;
         for row in sums {
-            let sum: i64 = row.try_get(1)?;
+            let sum: i64 = row.try_get("total")?;
             if sum != 0 {
                 problems.push(format!(
                     "{} balances sum to {sum}, not zero",
-                    row.try_get::<String, _>(0)?
+                    row.try_get::<String, _>("asset")?
                 ));
             }
         }

@@ -19,6 +19,7 @@ mod live;
 pub mod payouts;
 pub mod provisioning;
 pub mod rewards;
+mod rows;
 mod secret;
 pub mod store;
 #[cfg(feature = "test-support")]

@@ -6,6 +6,7 @@
 use domain::device_status::{DeviceEvent, DeviceState, Transition};
 use domain::fleet::DeviceStatus;
 use domain::time::UnixMillis;
+use domain::worker::DeviceEventKind;
 use sqlx::{AnyConnection, Row};
 
 use crate::index::FleetIndex;
@@ -29,7 +30,7 @@ pub(crate) async fn record_event(
     conn: &mut AnyConnection,
     device_id: &str,
     at: UnixMillis,
-    kind: &str,
+    kind: DeviceEventKind,
     change: Option<(Option<DeviceStatus>, DeviceStatus)>,
     detail: &str,
 ) -> Result<(), Error> {
@@ -39,7 +40,7 @@ pub(crate) async fn record_event(
     )
     .bind(device_id)
     .bind(at.0)
-    .bind(kind)
+    .bind(kind.as_str())
     .bind(change.and_then(|(from, _)| from).map(DeviceStatus::as_str))
     .bind(change.map(|(_, to)| to.as_str()))
     .bind(detail)
@@ -67,8 +68,8 @@ pub(crate) async fn apply_event(
     .await?
     .ok_or_else(|| Error::NotFound(format!("no device '{device_id}'")))?;
     let from = DeviceState {
-        status: status_of(&row.try_get::<String, _>(0)?)?,
-        verified: flag(&row, 1)?,
+        status: status_of(&row.try_get::<String, _>("status")?)?,
+        verified: flag(&row, "verified")?,
     };
     let transition = from
         .apply(event)
@@ -96,7 +97,7 @@ pub(crate) async fn apply_event(
         conn,
         device_id,
         now,
-        "status",
+        DeviceEventKind::Status,
         Some((Some(from.status), transition.to.status)),
         &transition.reason,
     )

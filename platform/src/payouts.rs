@@ -27,6 +27,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use crate::ledger::{balance_in, post};
+use crate::rows::enum_in;
 use crate::secret::random_hex;
 use crate::store::Store;
 use crate::Error;
@@ -95,25 +96,25 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
 
 fn read_row(row: &AnyRow) -> Result<Stored, Error> {
     use base64::Engine;
-    let wire: Option<String> = row.try_get(8)?;
+    let wire: Option<String> = row.try_get("wire")?;
     Ok(Stored {
         payout: Payout {
-            id: row.try_get(0)?,
-            asset: Asset::parse(row.try_get(2)?).map_err(|e| corrupt("asset", e))?,
-            amount: row.try_get(3)?,
-            status: PayoutStatus::parse(row.try_get(4)?).map_err(|e| corrupt("status", e))?,
-            status_reason: row.try_get(5)?,
-            requested_at: row.try_get(6)?,
-            signature: row.try_get(7)?,
-            finished_at: row.try_get(10)?,
+            id: row.try_get("id")?,
+            asset: enum_in(row, "asset", Asset::parse)?,
+            amount: row.try_get("amount")?,
+            status: enum_in(row, "status", PayoutStatus::parse)?,
+            status_reason: row.try_get("status_reason")?,
+            requested_at: row.try_get("requested_at")?,
+            signature: row.try_get("signature")?,
+            finished_at: row.try_get("finished_at")?,
             explorer_url: None,
         },
-        owner: row.try_get(1)?,
+        owner: row.try_get("owner_wallet")?,
         wire: wire
             .map(|w| base64::engine::general_purpose::STANDARD.decode(w))
             .transpose()
             .map_err(|e| corrupt("transaction", e))?,
-        last_valid_height: row.try_get(9)?,
+        last_valid_height: row.try_get("last_valid_height")?,
     })
 }
 
@@ -164,8 +165,9 @@ impl PayoutService {
         let hour_ago = now.0 - 3_600_000;
         let (recent, oldest_recent, in_flight): (i64, Option<i64>, i64) = {
             let row = sqlx::query(
-                "SELECT CAST(COUNT(*) AS BIGINT), MIN(requested_at), \
+                "SELECT CAST(COUNT(*) AS BIGINT) AS recent, MIN(requested_at) AS oldest, \
                    CAST(SUM(CASE WHEN status IN ('requested', 'submitted') THEN 1 ELSE 0 END) AS BIGINT) \
+                     AS in_flight \
                  FROM payouts WHERE owner_wallet = $1 AND (requested_at > $2 OR status IN ('requested', 'submitted'))",
             )
             .bind(wallet)
@@ -173,9 +175,9 @@ impl PayoutService {
             .fetch_one(&mut *tx)
             .await?;
             (
-                row.try_get(0)?,
-                row.try_get(1)?,
-                row.try_get::<Option<i64>, _>(2)?.unwrap_or(0),
+                row.try_get("recent")?,
+                row.try_get("oldest")?,
+                row.try_get::<Option<i64>, _>("in_flight")?.unwrap_or(0),
             )
         };
         let refused = |e: ClaimError| Error::Conflict(e.to_string());

@@ -19,6 +19,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use crate::ledger::post;
+use crate::rows::{enum_in, optional_enum_in};
 use crate::store::{flag, flag_sql, values_list, Backend, Store};
 use crate::Error;
 
@@ -194,7 +195,8 @@ impl RewardsService {
         let per_hour: Vec<String> = (0..STREAK_HOURS)
             .map(|back| {
                 format!(
-                    "CAST(SUM(CASE WHEN u.hour = ${} THEN u.online_ms ELSE 0 END) AS BIGINT)",
+                    "CAST(SUM(CASE WHEN u.hour = ${} THEN u.online_ms ELSE 0 END) AS BIGINT) \
+                     AS online_{back}",
                     back + 2
                 )
             })
@@ -202,7 +204,7 @@ impl RewardsService {
         let sql = format!(
             concat!(
                 "SELECT d.id, d.owner_wallet, d.kind, d.gpu_model, d.gpu_count, d.cpu_cores, d.tier, ",
-                flag_sql!("d.verified"),
+                flag_sql!("d.verified" as "verified"),
                 ", d.status, {} FROM devices d CROSS JOIN device_uptime u \
                  WHERE u.device_id = d.id AND u.hour BETWEEN $1 AND $2 \
                  GROUP BY d.id HAVING SUM(CASE WHEN u.hour = $2 THEN 1 ELSE 0 END) > 0 \
@@ -225,21 +227,20 @@ impl RewardsService {
     /// A device's row from [`Self::candidates`]: its columns, then its online time in the block
     /// and in each of the hours before it.
     fn candidate(&self, row: &AnyRow) -> Result<Candidate, Error> {
-        const FIRST_HOUR_COLUMN: usize = 9;
-        let device_id: String = row.try_get(0)?;
+        let device_id: String = row.try_get("id")?;
         let corrupt = |what: &str, e: &dyn std::fmt::Display| {
             Error::Corrupt(format!("device {device_id}: {what}: {e}"))
         };
-        let kind = DeviceKind::parse(row.try_get(2)?).map_err(|e| corrupt("kind", &e))?;
+        let kind = enum_in(row, "kind", DeviceKind::parse)?;
         let gpu_price = row
-            .try_get::<Option<&str>, _>(3)?
+            .try_get::<Option<&str>, _>("gpu_model")?
             .and_then(|model| self.catalog.by_name(model))
             .map_or(MicroUsd::ZERO, |m| m.default_price_per_hour);
-        let count = |index: usize| -> Result<u32, Error> {
-            u32::try_from(row.try_get::<i64, _>(index)?).map_err(|e| corrupt("count", &e))
+        let count = |column: &str| -> Result<u32, Error> {
+            u32::try_from(row.try_get::<i64, _>(column)?).map_err(|e| corrupt(column, &e))
         };
         let online_back = |back: u32| -> Result<i64, Error> {
-            Ok(row.try_get(FIRST_HOUR_COLUMN + back as usize)?)
+            Ok(row.try_get(format!("online_{back}").as_str())?)
         };
         let mut streak_hours = 0;
         for back in 0..STREAK_HOURS {
@@ -249,17 +250,18 @@ impl RewardsService {
             streak_hours += 1;
         }
         Ok(Candidate {
-            owner_wallet: row.try_get(1)?,
+            owner_wallet: row.try_get("owner_wallet")?,
             kind,
-            multiplier: hardware_multiplier(kind, gpu_price, count(4)?, count(5)?),
+            multiplier: hardware_multiplier(
+                kind,
+                gpu_price,
+                count("gpu_count")?,
+                count("cpu_cores")?,
+            ),
             online_ms: online_back(0)?,
-            tier: row
-                .try_get::<Option<&str>, _>(6)?
-                .map(ConnectivityTier::parse)
-                .transpose()
-                .map_err(|e| corrupt("tier", &e))?,
-            verified: flag(row, 7)?,
-            status: DeviceStatus::parse(row.try_get(8)?).map_err(|e| corrupt("status", &e))?,
+            tier: optional_enum_in(row, "tier", ConnectivityTier::parse)?,
+            verified: flag(row, "verified")?,
+            status: enum_in(row, "status", DeviceStatus::parse)?,
             streak_hours,
             device_id,
         })
@@ -312,12 +314,12 @@ impl RewardsService {
         .iter()
         .map(|row| {
             Ok(BlockSummary {
-                number: row.try_get(0)?,
-                closed_at_ms: row.try_get(1)?,
-                emission: Tokens::from_units(row.try_get(2)?),
-                paid: Tokens::from_units(row.try_get(3)?),
-                devices_scored: row.try_get(4)?,
-                devices_rewarded: row.try_get(5)?,
+                number: row.try_get("number")?,
+                closed_at_ms: row.try_get("closed_at")?,
+                emission: Tokens::from_units(row.try_get("emission")?),
+                paid: Tokens::from_units(row.try_get("paid")?),
+                devices_scored: row.try_get("devices_scored")?,
+                devices_rewarded: row.try_get("devices_rewarded")?,
             })
         })
         .collect()
@@ -341,13 +343,13 @@ impl RewardsService {
         .iter()
         .map(|row| {
             Ok(DeviceBlockReward {
-                block_number: row.try_get(0)?,
-                device_id: row.try_get(1)?,
-                device_name: row.try_get(2)?,
-                score: row.try_get(3)?,
-                share_ppm: row.try_get(4)?,
-                reward: Tokens::from_units(row.try_get(5)?),
-                ineligible: row.try_get(6)?,
+                block_number: row.try_get("block_number")?,
+                device_id: row.try_get("device_id")?,
+                device_name: row.try_get("name")?,
+                score: row.try_get("score")?,
+                share_ppm: row.try_get("share_ppm")?,
+                reward: Tokens::from_units(row.try_get("reward")?),
+                ineligible: row.try_get("ineligible")?,
             })
         })
         .collect()

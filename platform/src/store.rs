@@ -19,15 +19,28 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
 /// flags are read through [`flag`].
 macro_rules! flag_sql {
     ($column:literal) => {
-        concat!("CAST(CASE WHEN ", $column, " THEN 1 ELSE 0 END AS BIGINT)")
+        concat!(
+            "CAST(CASE WHEN ",
+            $column,
+            " THEN 1 ELSE 0 END AS BIGINT) AS ",
+            $column
+        )
+    };
+    ($column:literal as $name:literal) => {
+        concat!(
+            "CAST(CASE WHEN ",
+            $column,
+            " THEN 1 ELSE 0 END AS BIGINT) AS ",
+            $name
+        )
     };
 }
 pub(crate) use flag_sql;
 
-/// Reads a column selected with [`flag_sql!`].
-pub(crate) fn flag(row: &sqlx::any::AnyRow, index: usize) -> Result<bool, sqlx::Error> {
+/// Reads a column selected with [`flag_sql!`], by its name.
+pub(crate) fn flag(row: &sqlx::any::AnyRow, column: &str) -> Result<bool, sqlx::Error> {
     use sqlx::Row;
-    Ok(row.try_get::<i64, _>(index)? != 0)
+    Ok(row.try_get::<i64, _>(column)? != 0)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

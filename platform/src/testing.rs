@@ -139,10 +139,12 @@ pub async fn seed_agent_fleet(
 /// How many heartbeats the database has credited to devices (the sum of merged samples).
 pub async fn heartbeats_recorded(store: &crate::store::Store) -> Result<i64, crate::Error> {
     use sqlx::Row;
-    let row = sqlx::query("SELECT CAST(COALESCE(SUM(samples), 0) AS BIGINT) FROM device_uptime")
-        .fetch_one(store.pool())
-        .await?;
-    Ok(row.try_get(0)?)
+    let row = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(samples), 0) AS BIGINT) AS samples FROM device_uptime",
+    )
+    .fetch_one(store.pool())
+    .await?;
+    Ok(row.try_get("samples")?)
 }
 
 /// Drops a database made by [`fresh_postgres_url`].

@@ -23,11 +23,11 @@ pub(crate) async fn uptime_hours(
     .iter()
     .map(|r| {
         Ok(HourlyUptime {
-            hour: r.try_get(0)?,
-            online_ms: r.try_get(1)?,
-            samples: r.try_get(2)?,
-            gpu_util_sum: r.try_get(3)?,
-            cpu_util_sum: r.try_get(4)?,
+            hour: r.try_get("hour")?,
+            online_ms: r.try_get("online_ms")?,
+            samples: r.try_get("samples")?,
+            gpu_util_sum: r.try_get("gpu_util_sum")?,
+            cpu_util_sum: r.try_get("cpu_util_sum")?,
         })
     })
     .collect()

@@ -10,8 +10,9 @@ use domain::time::UnixMillis;
 use domain::uptime::{uptime_by_day, uptime_permille, utilisation_by_hour, UPTIME_WINDOW_MS};
 use domain::wallet::WalletAddress;
 use domain::worker::{
-    valid_device_name, AwaitingAgent, DeviceDetail, DeviceHistoryEntry, NewDevice, OwnedDevice,
-    RegistrationTicket, VerificationRecord, WorkerDevices,
+    valid_device_name, AwaitingAgent, ChallengeOutcome, DeviceDetail, DeviceEventKind,
+    DeviceHistoryEntry, NewDevice, OwnedDevice, RegistrationTicket, VerificationRecord,
+    WorkerDevices,
 };
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -20,6 +21,7 @@ use crate::hires;
 use crate::index::FleetIndex;
 use crate::lifecycle::{apply_event, mirror, record_event, status_of, stored};
 use crate::live::LiveFleet;
+use crate::rows::{enum_in, optional_enum_in};
 use crate::secret::{random_hex, sha256_hex};
 use crate::store::{flag, flag_sql, Store};
 use crate::uptime::uptime_hours;
@@ -118,7 +120,7 @@ impl WorkerService {
         .fetch_all(self.store.pool())
         .await?;
         let online: std::collections::HashMap<String, i64> = sqlx::query(
-            "SELECT u.device_id, CAST(SUM(u.online_ms) AS BIGINT) FROM device_uptime u \
+            "SELECT u.device_id, CAST(SUM(u.online_ms) AS BIGINT) AS online_ms FROM device_uptime u \
              JOIN devices d ON d.id = u.device_id \
              WHERE d.owner_wallet = $1 AND u.hour >= $2 GROUP BY u.device_id",
         )
@@ -127,13 +129,13 @@ impl WorkerService {
         .fetch_all(self.store.pool())
         .await?
         .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .map(|r| Ok((r.try_get("device_id")?, r.try_get("online_ms")?)))
         .collect::<Result<_, Error>>()?;
         let earned = hires::earned_per_device(&self.store, owner.as_str()).await?;
         let devices = rows
             .iter()
             .map(|row| {
-                let id: String = row.try_get(0)?;
+                let id: String = row.try_get("id")?;
                 let flushed = online.get(&id).copied().unwrap_or(0);
                 let (unflushed, last_heartbeat) = self.unwritten(&id);
                 let mut device = owned_device(row, flushed + unflushed, now)?;
@@ -155,11 +157,17 @@ impl WorkerService {
             .iter()
             .map(|row| {
                 Ok(AwaitingAgent {
-                    device_id: row.try_get(0)?,
-                    name: row.try_get(1)?,
-                    os: stored("os", OperatingSystem::parse(&row.try_get::<String, _>(2)?))?,
-                    kind: stored("kind", DeviceKind::parse(&row.try_get::<String, _>(3)?))?,
-                    expires_at: UnixMillis(row.try_get(4)?),
+                    device_id: row.try_get("device_id")?,
+                    name: row.try_get("name")?,
+                    os: stored(
+                        "os",
+                        OperatingSystem::parse(&row.try_get::<String, _>("os")?),
+                    )?,
+                    kind: stored(
+                        "kind",
+                        DeviceKind::parse(&row.try_get::<String, _>("kind")?),
+                    )?,
+                    expires_at: UnixMillis(row.try_get("expires_at")?),
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
@@ -210,17 +218,12 @@ impl WorkerService {
         .await?
         .iter()
         .map(|r| {
-            let status = |i: usize| -> Result<Option<DeviceStatus>, Error> {
-                r.try_get::<Option<String>, _>(i)?
-                    .map(|s| status_of(&s))
-                    .transpose()
-            };
             Ok(DeviceHistoryEntry {
-                at: UnixMillis(r.try_get(0)?),
-                kind: r.try_get(1)?,
-                from_status: status(2)?,
-                to_status: status(3)?,
-                detail: r.try_get(4)?,
+                at: UnixMillis(r.try_get("at")?),
+                kind: enum_in(r, "kind", DeviceEventKind::parse)?,
+                from_status: optional_enum_in(r, "from_status", DeviceStatus::parse)?,
+                to_status: optional_enum_in(r, "to_status", DeviceStatus::parse)?,
+                detail: r.try_get("detail")?,
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;
@@ -235,13 +238,13 @@ impl WorkerService {
         .iter()
         .map(|r| {
             Ok(VerificationRecord {
-                id: r.try_get(0)?,
-                issued_at: UnixMillis(r.try_get(1)?),
-                answered_at: r.try_get::<Option<i64>, _>(2)?.map(UnixMillis),
-                outcome: r.try_get(3)?,
-                detail: r.try_get(4)?,
-                size: r.try_get(5)?,
-                products: r.try_get(6)?,
+                id: r.try_get("id")?,
+                issued_at: UnixMillis(r.try_get("issued_at")?),
+                answered_at: r.try_get::<Option<i64>, _>("answered_at")?.map(UnixMillis),
+                outcome: optional_enum_in(r, "outcome", ChallengeOutcome::parse)?,
+                detail: r.try_get("detail")?,
+                size: r.try_get("size")?,
+                products: r.try_get("products")?,
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;
@@ -392,7 +395,7 @@ impl WorkerService {
             &mut tx,
             device_id,
             now,
-            "credential",
+            DeviceEventKind::Credential,
             None,
             "agent credential revoked by the owner",
         )
@@ -471,21 +474,30 @@ const SUMMARY_COLUMN_COUNT: usize = 12;
 /// A row selected with [`SUMMARY_COLUMNS`], with the device's online time in the uptime window.
 fn owned_device(row: &AnyRow, online_ms: i64, now: UnixMillis) -> Result<OwnedDevice, Error> {
     Ok(OwnedDevice {
-        id: row.try_get(0)?,
-        name: row.try_get(1)?,
-        kind: stored("kind", DeviceKind::parse(&row.try_get::<String, _>(2)?))?,
-        status: status_of(&row.try_get::<String, _>(3)?)?,
-        verified: flag(row, 4)?,
-        gpu_model: row.try_get(5)?,
-        gpu_count: row.try_get(6)?,
-        country: row.try_get(7)?,
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        kind: stored(
+            "kind",
+            DeviceKind::parse(&row.try_get::<String, _>("kind")?),
+        )?,
+        status: status_of(&row.try_get::<String, _>("status")?)?,
+        verified: flag(row, "verified")?,
+        gpu_model: row.try_get("gpu_model")?,
+        gpu_count: row.try_get("gpu_count")?,
+        country: row.try_get("country")?,
         tier: row
-            .try_get::<Option<String>, _>(8)?
+            .try_get::<Option<String>, _>("tier")?
             .map(|t| stored("tier", ConnectivityTier::parse(&t)))
             .transpose()?,
-        simulated: flag(row, 9)?,
-        last_heartbeat_at: row.try_get::<Option<i64>, _>(10)?.map(UnixMillis),
-        uptime_30d_permille: uptime_permille(online_ms, UnixMillis(row.try_get(11)?), now),
+        simulated: flag(row, "simulated")?,
+        last_heartbeat_at: row
+            .try_get::<Option<i64>, _>("last_heartbeat_at")?
+            .map(UnixMillis),
+        uptime_30d_permille: uptime_permille(
+            online_ms,
+            UnixMillis(row.try_get("created_at")?),
+            now,
+        ),
         earned: domain::money::MicroUsd::ZERO,
     })
 }

@@ -12,6 +12,7 @@ use domain::device_status::DeviceEvent;
 use domain::fleet::DeviceStatus;
 use domain::proof_of_work::Challenge;
 use domain::time::UnixMillis;
+use domain::worker::DeviceEventKind;
 
 use super::{checked_agent_version, AgentService};
 use crate::lifecycle::{apply_event, mirror, record_event};
@@ -149,7 +150,15 @@ impl AgentService {
             }
             FollowUp::Violation(why) => {
                 let mut conn = self.store.pool().acquire().await?;
-                record_event(&mut conn, device_id, now, "violation", None, &why).await?;
+                record_event(
+                    &mut conn,
+                    device_id,
+                    now,
+                    DeviceEventKind::Violation,
+                    None,
+                    &why,
+                )
+                .await?;
                 tracing::warn!(device = device_id, %why, "idle-cap violation");
             }
             FollowUp::Challenge(challenge) => {

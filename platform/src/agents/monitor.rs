@@ -5,6 +5,7 @@ use domain::device_status::DeviceEvent;
 use domain::fleet::DeviceStatus;
 use domain::proof_of_work::Challenge;
 use domain::time::UnixMillis;
+use domain::worker::ChallengeOutcome;
 
 use super::AgentService;
 use crate::live::LiveDevice;
@@ -68,9 +69,15 @@ impl AgentService {
                         .map(|_| ()),
                     Due::Unanswered(challenge) => {
                         let why = format!("no answer within {} s", challenge.deadline_secs);
-                        self.settle_challenge(&device_id, &challenge, Err(why), "expired", now)
-                            .await
-                            .map(|_| ())
+                        self.settle_challenge(
+                            &device_id,
+                            &challenge,
+                            Err(why),
+                            ChallengeOutcome::Expired,
+                            now,
+                        )
+                        .await
+                        .map(|_| ())
                     }
                 };
                 match result {

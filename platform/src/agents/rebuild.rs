@@ -55,17 +55,17 @@ pub(super) fn indexed_device<'r>(
 ) -> Result<IndexedDevice<'r>, Error> {
     Ok(IndexedDevice {
         kind: device.kind,
-        gpu_model: row.try_get(13)?,
+        gpu_model: row.try_get("gpu_model")?,
         gpu_count: device.gpu_count,
-        country: row.try_get(14)?,
+        country: row.try_get("country")?,
         tier: row
-            .try_get::<Option<&str>, _>(15)?
+            .try_get::<Option<&str>, _>("tier")?
             .map(ConnectivityTier::parse)
             .transpose()
             .map_err(|e| Error::Corrupt(e.to_string()))?,
         status: device.status,
         verified: device.verified,
-        owner: row.try_get(16)?,
+        owner: row.try_get("owner_wallet")?,
         agent_run,
         status_changed_at: device.status_changed_at,
     })
@@ -79,10 +79,10 @@ impl AgentService {
     pub async fn rebuild(&self, now: UnixMillis) -> Result<usize, Error> {
         let started = Instant::now();
         let expected: i64 =
-            sqlx::query("SELECT COUNT(*) FROM devices WHERE status <> 'terminated'")
+            sqlx::query("SELECT COUNT(*) AS devices FROM devices WHERE status <> 'terminated'")
                 .fetch_one(self.store.pool())
                 .await?
-                .try_get(0)?;
+                .try_get("devices")?;
         let expected = usize::try_from(expected).unwrap_or(0);
         self.index.reserve(expected);
         self.live.reserve(expected);
@@ -118,7 +118,7 @@ impl AgentService {
         .fetch_all(self.store.pool())
         .await?;
         for row in open {
-            let device_id: String = row.try_get(1)?;
+            let device_id: String = row.try_get("device_id")?;
             let open = open_challenge(&row)?;
             self.live
                 .with(&device_id, |d| d.challenge = Some(Box::new(open)));
@@ -158,7 +158,7 @@ impl AgentService {
             for row in &batch {
                 let (id, device) = self.live_device(row, now, &mut texts)?;
                 // Demo devices have no agent version: no agent runs them, nobody watches them.
-                let agent_run = row.try_get::<Option<&str>, _>(9)?.is_some();
+                let agent_run = row.try_get::<Option<&str>, _>("agent_version")?.is_some();
                 let index = indexed_device(row, &device, agent_run)?;
                 devices.push((id, device, index, agent_run));
             }
@@ -184,11 +184,11 @@ impl AgentService {
         now: UnixMillis,
         texts: &mut Interner,
     ) -> Result<(String, LiveDevice), Error> {
-        let kind: String = row.try_get(6)?;
-        let verified_at: Option<i64> = row.try_get(11)?;
-        let id: String = row.try_get(0)?;
+        let kind: String = row.try_get("kind")?;
+        let verified_at: Option<i64> = row.try_get("verified_at")?;
+        let id: String = row.try_get("id")?;
         let credential_digest = row
-            .try_get::<Option<&str>, _>(1)?
+            .try_get::<Option<&str>, _>("credential_hash")?
             .map(|hash| {
                 digest_from_hex(hash)
                     .ok_or_else(|| Error::Corrupt(format!("credential digest '{hash}'")))
@@ -199,20 +199,28 @@ impl AgentService {
             id,
             LiveDevice {
                 credential_digest,
-                verified: flag(row, 3)?,
-                reason: texts.get(row.try_get(4)?),
-                status_changed_at: row.try_get(5)?,
-                agent_version: texts.get(row.try_get::<Option<&str>, _>(9)?.unwrap_or_default()),
+                verified: flag(row, "verified")?,
+                reason: texts.get(row.try_get("status_reason")?),
+                status_changed_at: row.try_get("status_changed_at")?,
+                agent_version: texts.get(
+                    row.try_get::<Option<&str>, _>("agent_version")?
+                        .unwrap_or_default(),
+                ),
                 next_challenge_at: verified_at
                     .map_or(0, |at| at + self.config.reverify_after_secs * 1000),
-                consecutive_failures: row.try_get::<i64, _>(12)?.try_into().unwrap_or(u32::MAX),
+                consecutive_failures: row
+                    .try_get::<i64, _>("verification_failures")?
+                    .try_into()
+                    .unwrap_or(u32::MAX),
                 written_at,
-                measured_at: row.try_get(10)?,
+                measured_at: row.try_get("measured_at")?,
                 ..LiveDevice::new(
-                    status_of(&row.try_get::<String, _>(2)?)?,
+                    status_of(&row.try_get::<String, _>("status")?)?,
                     DeviceKind::parse(&kind).map_err(|e| Error::Corrupt(e.to_string()))?,
-                    row.try_get(7)?,
-                    row.try_get::<Option<i64>, _>(8)?.unwrap_or(0).max(now.0),
+                    row.try_get("gpu_count")?,
+                    row.try_get::<Option<i64>, _>("last_heartbeat_at")?
+                        .unwrap_or(0)
+                        .max(now.0),
                 )
             },
         ))

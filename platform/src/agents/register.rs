@@ -6,6 +6,7 @@ use domain::device_status::DeviceEvent;
 use domain::fleet::{DeviceKind, DeviceStatus};
 use domain::hardware::Classification;
 use domain::time::UnixMillis;
+use domain::worker::DeviceEventKind;
 use sqlx::{AnyConnection, Row};
 
 use super::rebuild::{indexed_device, Interner, LIVE_COLUMNS};
@@ -115,10 +116,10 @@ impl AgentService {
             .fetch_optional(self.store.pool())
             .await?
             .ok_or_else(|| AgentRefusal::UnknownDevice(device_id.to_owned()))?;
-        if status_of(&row.try_get::<String, _>(2)?)? == DeviceStatus::Terminated {
+        if status_of(&row.try_get::<String, _>("status")?)? == DeviceStatus::Terminated {
             return Err(AgentRefusal::DeviceRemoved.into());
         }
-        if row.try_get::<Option<String>, _>(9)?.is_none() {
+        if row.try_get::<Option<String>, _>("agent_version")?.is_none() {
             // A demo device: no agent ever ran it.
             return Err(AgentRefusal::CredentialRejected.into());
         }
@@ -244,7 +245,7 @@ async fn insert_device(
         conn,
         device_id,
         now,
-        "status",
+        DeviceEventKind::Status,
         Some((None, DeviceStatus::Pending)),
         &detail,
     )

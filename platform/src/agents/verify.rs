@@ -6,6 +6,7 @@ use domain::device_status::DeviceEvent;
 use domain::fleet::DeviceKind;
 use domain::proof_of_work::{self, Answer, Challenge};
 use domain::time::UnixMillis;
+use domain::worker::ChallengeOutcome;
 use sqlx::Row;
 
 use super::AgentService;
@@ -84,8 +85,14 @@ impl AgentService {
                 .map_err(|e| Error::Invalid(format!("checking the answer failed: {e}")))?
                 .map_err(|failure| failure.to_string())
         };
-        self.settle_challenge(device_id, &open.challenge, verdict, "failed", now)
-            .await
+        self.settle_challenge(
+            device_id,
+            &open.challenge,
+            verdict,
+            ChallengeOutcome::Failed,
+            now,
+        )
+        .await
     }
 
     /// Records a challenge's outcome and applies it to the device's status.
@@ -94,7 +101,7 @@ impl AgentService {
         device_id: &str,
         challenge: &Challenge,
         verdict: Result<(), String>,
-        failed_as: &str,
+        failed_as: ChallengeOutcome,
         now: UnixMillis,
     ) -> Result<VerificationOutcome, Error> {
         let failures = self
@@ -110,7 +117,7 @@ impl AgentService {
             .unwrap_or(1);
         let (outcome, detail) = match &verdict {
             Ok(()) => (
-                "passed",
+                ChallengeOutcome::Passed,
                 format!(
                     "{} × {}³ matrix products checked",
                     challenge.products, challenge.size
@@ -122,8 +129,8 @@ impl AgentService {
         sqlx::query(
             "UPDATE device_challenges SET answered_at = $1, outcome = $2, detail = $3 WHERE id = $4",
         )
-        .bind((failed_as != "expired").then_some(now.0))
-        .bind(outcome)
+        .bind((failed_as != ChallengeOutcome::Expired).then_some(now.0))
+        .bind(outcome.as_str())
         .bind(&detail)
         .bind(&challenge.id)
         .execute(&mut *tx)
@@ -163,13 +170,13 @@ impl AgentService {
             Err(_) => now.0,
         };
         self.live.with(device_id, |d| d.next_challenge_at = next);
-        tracing::info!(device = device_id, outcome, %detail, "verification settled");
+        tracing::info!(device = device_id, %outcome, %detail, "verification settled");
         let (status, reason) = self
             .live
             .with(device_id, |d| (d.status, d.reason.to_string()))
             .ok_or_else(|| AgentRefusal::UnknownDevice(device_id.to_owned()))?;
         Ok(VerificationOutcome {
-            passed: outcome == "passed",
+            passed: outcome == ChallengeOutcome::Passed,
             status,
             reason,
         })
@@ -177,19 +184,19 @@ impl AgentService {
 }
 
 pub(super) fn open_challenge(row: &sqlx::any::AnyRow) -> Result<OpenChallenge, Error> {
-    let bounded = |i: usize| -> Result<u32, Error> {
-        let v: i64 = row.try_get(i)?;
+    let bounded = |column: &str| -> Result<u32, Error> {
+        let v: i64 = row.try_get(column)?;
         u32::try_from(v).map_err(|_| Error::Corrupt(format!("challenge parameter {v}")))
     };
-    let issued_at: i64 = row.try_get(6)?;
-    let deadline_at: i64 = row.try_get(7)?;
+    let issued_at: i64 = row.try_get("issued_at")?;
+    let deadline_at: i64 = row.try_get("deadline_at")?;
     Ok(OpenChallenge {
         challenge: Challenge {
-            id: row.try_get(0)?,
-            seed: row.try_get::<i64, _>(2)? as u64,
-            size: bounded(3)?,
-            products: bounded(4)?,
-            openings: bounded(5)?,
+            id: row.try_get("id")?,
+            seed: row.try_get::<i64, _>("seed")? as u64,
+            size: bounded("size")?,
+            products: bounded("products")?,
+            openings: bounded("openings")?,
             deadline_secs: ((deadline_at - issued_at) / 1000).max(0) as u32,
         },
         deadline_at,

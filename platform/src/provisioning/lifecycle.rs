@@ -17,12 +17,13 @@ use domain::time::UnixMillis;
 use sqlx::{AnyConnection, Row};
 
 use super::deploy::charge;
-use super::read::{cluster_row, summary_of, token_price_at};
+use super::read::{cluster_row, summary_of, token_price_in};
 use super::settle::{active_members, Member, Settling};
 use super::{corrupt, lock_cluster, record, ProvisioningService};
 use crate::ledger::{post, usdc_in};
 use crate::lifecycle::{apply_event, mirror, status_of};
 use crate::live::HOUR_MS;
+use crate::rows::{enum_in, money_in};
 use crate::Error;
 
 impl ProvisioningService {
@@ -54,7 +55,7 @@ impl ProvisioningService {
                 .bind(&posting_key)
                 .fetch_optional(&mut *tx)
                 .await?
-                .map(|r| r.try_get(0))
+                .map(|r| r.try_get("id"))
                 .transpose()?;
         if already.is_some() {
             return Ok(summary);
@@ -63,16 +64,11 @@ impl ProvisioningService {
             .status
             .apply(&ClusterEvent::Extended)
             .map_err(|e| Error::Conflict(e.to_string()))?;
-        let payment = PaymentMethod::parse(row.try_get(20)?).map_err(|e| corrupt("payment", e))?;
+        let payment = enum_in(&row, "payment", PaymentMethod::parse)?;
         // At the price the cluster was paid at, so its refunds convert at one price.
         let quote = self.priced(
-            pricing::quote(
-                MicroUsd::from_micros(row.try_get(16)?),
-                summary.units,
-                hours,
-                payment,
-            ),
-            token_price_at(&row, 22)?,
+            pricing::quote(money_in(&row, "rate")?, summary.units, hours, payment),
+            token_price_in(&row)?,
         )?;
         charge(
             &mut tx,
@@ -237,9 +233,8 @@ impl ProvisioningService {
             .bind(cluster_id)
             .fetch_one(&mut *tx)
             .await?;
-        let status =
-            ClusterStatus::parse(row.try_get(0)?).map_err(|e| corrupt("cluster status", e))?;
-        let hours: i64 = row.try_get(1)?;
+        let status = enum_in(&row, "status", ClusterStatus::parse)?;
+        let hours: i64 = row.try_get("hours")?;
         let detail = detail.chars().take(300).collect::<String>();
         let said = if detail.is_empty() {
             String::new()
@@ -283,42 +278,27 @@ impl ProvisioningService {
         .fetch_all(self.store.pool())
         .await?;
         for row in &rows {
-            let device: String = row.try_get(0)?;
-            let role = ClusterRole::parse(row.try_get(3)?).map_err(|e| corrupt("role", e))?;
+            let device: String = row.try_get("device_id")?;
+            let role = enum_in(row, "role", ClusterRole::parse)?;
             let assignment = Arc::new(WorkloadAssignment {
-                cluster_id: row.try_get(1)?,
-                kind: ClusterKind::parse(row.try_get(2)?)
-                    .map_err(|e| corrupt("cluster kind", e))?,
+                cluster_id: row.try_get("id")?,
+                kind: enum_in(row, "kind", ClusterKind::parse)?,
                 role,
-                workload: serde_json::from_str(row.try_get(4)?)
+                workload: serde_json::from_str(row.try_get("workload")?)
                     .map_err(|e| corrupt("workload", e))?,
                 // Addresses are learnt from heartbeats, none yet at start-up; running agents
                 // keep what they were given.
                 head_address: None,
                 notebook_token: row
-                    .try_get::<Option<String>, _>(6)?
+                    .try_get::<Option<String>, _>("notebook_token")?
                     .filter(|_| role == ClusterRole::Head),
             });
-            let state = workload_state(row.try_get(5)?)?;
+            let state = enum_in(row, "state", WorkloadState::parse)?;
             self.live
                 .with(&device, |d| d.assign(Some(assignment), Some(state)));
         }
         Ok(rows.len())
     }
-}
-
-/// A workload state as stored in `cluster_devices.state`.
-pub(super) fn workload_state(text: &str) -> Result<WorkloadState, Error> {
-    [
-        WorkloadState::Assigned,
-        WorkloadState::Starting,
-        WorkloadState::Running,
-        WorkloadState::Stopped,
-        WorkloadState::Failed,
-    ]
-    .into_iter()
-    .find(|s| s.as_str() == text)
-    .ok_or_else(|| corrupt("workload state", text))
 }
 
 /// Releases `members` from the cluster: hired devices go back to idle; devices that are no
@@ -338,7 +318,7 @@ pub(super) async fn release(
             .bind(&member.device_id)
             .fetch_one(&mut *conn)
             .await?
-            .try_get(0)?;
+            .try_get("status")?;
         let t = if status_of(&status)? == DeviceStatus::Hired {
             Some(apply_event(conn, &member.device_id, &released, now).await?)
         } else {

@@ -19,6 +19,7 @@ use crate::hires;
 use crate::ledger::usdc_in;
 use crate::lifecycle::status_of;
 use crate::live::HOUR_MS;
+use crate::rows::{self, enum_in, money_in, optional_enum_in, u32_in};
 use crate::uptime::uptime_hours;
 use crate::Error;
 
@@ -30,32 +31,29 @@ pub(super) const SUMMARY_COLUMNS: &str =
      charged, created_at, running_at, ends_at, finished_at, user_id, escrowed, refunded, rate, \
      purpose, countries, min_tier, payment, workload, token_price, notebook_token";
 
-/// The token price a cluster was paid at, from column `i`; None for clusters paid in USDC.
-pub(super) fn token_price_at(row: &AnyRow, i: usize) -> Result<Option<TokenPrice>, Error> {
-    row.try_get::<Option<i64>, _>(i)?
+/// The token price a cluster was paid at; None for clusters paid in USDC.
+pub(super) fn token_price_in(row: &AnyRow) -> Result<Option<TokenPrice>, Error> {
+    row.try_get::<Option<i64>, _>("token_price")?
         .map(|micros| TokenPrice::new(MicroUsd::from_micros(micros)))
         .transpose()
-        .map_err(|e| corrupt("token price", e))
+        .map_err(|e| rows::corrupt("token_price", e))
 }
 
 pub(super) fn summary_of(row: &AnyRow) -> Result<ClusterSummary, Error> {
-    let number = |i: usize| -> Result<u32, Error> {
-        u32::try_from(row.try_get::<i64, _>(i)?).map_err(|e| corrupt("cluster size", e))
-    };
     Ok(ClusterSummary {
-        id: row.try_get(0)?,
-        name: row.try_get(1)?,
-        kind: ClusterKind::parse(row.try_get(2)?).map_err(|e| corrupt("cluster kind", e))?,
-        hardware: row.try_get(3)?,
-        units: number(4)?,
-        status: ClusterStatus::parse(row.try_get(5)?).map_err(|e| corrupt("cluster status", e))?,
-        status_reason: row.try_get(6)?,
-        hours: number(7)?,
-        charged: MicroUsd::from_micros(row.try_get(8)?),
-        created_at: row.try_get(9)?,
-        running_at: row.try_get(10)?,
-        ends_at: row.try_get(11)?,
-        finished_at: row.try_get(12)?,
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        kind: enum_in(row, "kind", ClusterKind::parse)?,
+        hardware: row.try_get("hardware")?,
+        units: u32_in(row, "units")?,
+        status: enum_in(row, "status", ClusterStatus::parse)?,
+        status_reason: row.try_get("status_reason")?,
+        hours: u32_in(row, "hours")?,
+        charged: money_in(row, "charged")?,
+        created_at: row.try_get("created_at")?,
+        running_at: row.try_get("running_at")?,
+        ends_at: row.try_get("ends_at")?,
+        finished_at: row.try_get("finished_at")?,
     })
 }
 
@@ -117,7 +115,7 @@ impl ProvisioningService {
         let mut conn = self.store.pool().acquire().await?;
         let row = cluster_row(&mut conn, user_id, id).await?;
         let summary = summary_of(&row)?;
-        let refunded = MicroUsd::from_micros(row.try_get(15)?);
+        let refunded = money_in(&row, "refunded")?;
         let escrow = usdc_in(&mut conn, &Account::ClusterEscrow(id.to_owned())).await?;
         let accrued = match (summary.status, summary.running_at, summary.ends_at) {
             (ClusterStatus::Running, Some(start), Some(end)) => active_members(&mut conn, id)
@@ -142,25 +140,21 @@ impl ProvisioningService {
         .await?
         .iter()
         .map(|r| {
-            let device_id: String = r.try_get(0)?;
-            let left_at: Option<i64> = r.try_get(8)?;
+            let device_id: String = r.try_get("device_id")?;
+            let left_at: Option<i64> = r.try_get("left_at")?;
             Ok(ClusterMember {
                 address: match left_at {
                     None => self.address_of(&device_id),
                     Some(_) => None,
                 },
                 device_id,
-                role: ClusterRole::parse(r.try_get(1)?).map_err(|e| corrupt("role", e))?,
-                units: u32::try_from(r.try_get::<i64, _>(2)?).map_err(|e| corrupt("units", e))?,
-                country: r.try_get(3)?,
-                tier: r
-                    .try_get::<Option<&str>, _>(4)?
-                    .map(ConnectivityTier::parse)
-                    .transpose()
-                    .map_err(|e| corrupt("tier", e))?,
-                device_status: status_of(r.try_get(5)?)?,
-                workload_state: r.try_get(6)?,
-                joined_at: r.try_get(7)?,
+                role: enum_in(r, "role", ClusterRole::parse)?,
+                units: u32_in(r, "units")?,
+                country: r.try_get("country")?,
+                tier: optional_enum_in(r, "tier", ConnectivityTier::parse)?,
+                device_status: status_of(r.try_get("status")?)?,
+                workload_state: enum_in(r, "state", domain::cluster::WorkloadState::parse)?,
+                joined_at: r.try_get("joined_at")?,
                 left_at,
             })
         })
@@ -173,27 +167,23 @@ impl ProvisioningService {
                 .iter()
                 .map(|r| {
                     Ok(ClusterEventLine {
-                        at: r.try_get(0)?,
-                        detail: r.try_get(1)?,
+                        at: r.try_get("at")?,
+                        detail: r.try_get("detail")?,
                     })
                 })
                 .collect::<Result<Vec<_>, Error>>()?;
         let utilisation_hours = self.utilisation(&mut conn, &members, now).await?;
         Ok(ClusterDetail {
             utilisation_hours,
-            purpose: Purpose::parse(row.try_get(17)?).map_err(|e| corrupt("purpose", e))?,
-            countries: split_countries(row.try_get(18)?),
-            min_tier: row
-                .try_get::<Option<&str>, _>(19)?
-                .map(ConnectivityTier::parse)
-                .transpose()
-                .map_err(|e| corrupt("tier", e))?,
-            payment: PaymentMethod::parse(row.try_get(20)?).map_err(|e| corrupt("payment", e))?,
-            token_price: token_price_at(&row, 22)?,
-            rate_per_unit_hour: MicroUsd::from_micros(row.try_get(16)?),
-            workload: serde_json::from_str::<Workload>(row.try_get(21)?)
+            purpose: enum_in(&row, "purpose", Purpose::parse)?,
+            countries: split_countries(row.try_get("countries")?),
+            min_tier: optional_enum_in(&row, "min_tier", ConnectivityTier::parse)?,
+            payment: enum_in(&row, "payment", PaymentMethod::parse)?,
+            token_price: token_price_in(&row)?,
+            rate_per_unit_hour: money_in(&row, "rate")?,
+            workload: serde_json::from_str::<Workload>(row.try_get("workload")?)
                 .map_err(|e| corrupt("workload", e))?,
-            notebook_token: row.try_get(23)?,
+            notebook_token: row.try_get("notebook_token")?,
             members,
             events,
             cost_so_far: MicroUsd::from_micros(spent),

@@ -11,9 +11,10 @@ use domain::pricing::{self};
 use domain::time::UnixMillis;
 use sqlx::{AnyConnection, Row};
 
-use super::read::token_price_at;
+use super::read::token_price_in;
 use super::{corrupt, lock_cluster, split_countries, ProvisioningService};
 use crate::ledger::post;
+use crate::rows::{enum_in, money_in, optional_enum_in, u32_in};
 use crate::Error;
 
 impl ProvisioningService {
@@ -102,13 +103,13 @@ pub(super) async fn active_members(
     .iter()
     .map(|r| {
         Ok(Member {
-            device_id: r.try_get(0)?,
-            role: ClusterRole::parse(r.try_get(1)?).map_err(|e| corrupt("role", e))?,
-            units: u32::try_from(r.try_get::<i64, _>(2)?).map_err(|e| corrupt("units", e))?,
-            owner: r.try_get(3)?,
-            joined_at: r.try_get(4)?,
-            budget: MicroUsd::from_micros(r.try_get(5)?),
-            earned: MicroUsd::from_micros(r.try_get(6)?),
+            device_id: r.try_get("device_id")?,
+            role: enum_in(r, "role", ClusterRole::parse)?,
+            units: u32_in(r, "units")?,
+            owner: r.try_get("owner_wallet")?,
+            joined_at: r.try_get("joined_at")?,
+            budget: money_in(r, "budget")?,
+            earned: money_in(r, "earned")?,
         })
     })
     .collect()
@@ -150,33 +151,28 @@ impl Settling {
         .fetch_optional(conn)
         .await?
         .ok_or_else(|| Error::NotFound(format!("no cluster '{id}'")))?;
-        let hardware: &str = row.try_get(3)?;
+        let hardware: &str = row.try_get("hardware")?;
         Ok(Settling {
             id: id.to_owned(),
-            status: ClusterStatus::parse(row.try_get(0)?)
-                .map_err(|e| corrupt("cluster status", e))?,
-            user_id: row.try_get(1)?,
-            kind: ClusterKind::parse(row.try_get(2)?).map_err(|e| corrupt("cluster kind", e))?,
+            status: enum_in(&row, "status", ClusterStatus::parse)?,
+            user_id: row.try_get("user_id")?,
+            kind: enum_in(&row, "kind", ClusterKind::parse)?,
             hardware: if hardware == "cpu" {
                 Hardware::Cpu
             } else {
                 Hardware::Gpu(hardware.to_owned())
             },
-            countries: split_countries(row.try_get(4)?),
-            min_tier: row
-                .try_get::<Option<&str>, _>(5)?
-                .map(ConnectivityTier::parse)
-                .transpose()
-                .map_err(|e| corrupt("tier", e))?,
-            workload: serde_json::from_str(row.try_get(6)?).map_err(|e| corrupt("workload", e))?,
-            running_at: row.try_get(7)?,
-            ends_at: row.try_get::<Option<i64>, _>(8)?.unwrap_or(0),
-            charged: MicroUsd::from_micros(row.try_get(9)?),
-            escrowed: MicroUsd::from_micros(row.try_get(10)?),
-            token_price: token_price_at(&row, 11)?,
-            compliance: SecurityCompliance::parse(row.try_get(12)?)
-                .map_err(|e| corrupt("compliance", e))?,
-            notebook_token: row.try_get(13)?,
+            countries: split_countries(row.try_get("countries")?),
+            min_tier: optional_enum_in(&row, "min_tier", ConnectivityTier::parse)?,
+            workload: serde_json::from_str(row.try_get("workload")?)
+                .map_err(|e| corrupt("workload", e))?,
+            running_at: row.try_get("running_at")?,
+            ends_at: row.try_get::<Option<i64>, _>("ends_at")?.unwrap_or(0),
+            charged: money_in(&row, "charged")?,
+            escrowed: money_in(&row, "escrowed")?,
+            token_price: token_price_in(&row)?,
+            compliance: enum_in(&row, "compliance", SecurityCompliance::parse)?,
+            notebook_token: row.try_get("notebook_token")?,
         })
     }
 

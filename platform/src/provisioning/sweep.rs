@@ -46,14 +46,17 @@ impl ProvisioningService {
         .fetch_all(self.store.pool())
         .await?;
         for row in gone {
-            let (id, status, device): (String, String, String) =
-                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-            let why = format!("device {device} is {}", row.try_get::<String, _>(3)?);
+            let (id, status, device): (String, String, String) = (
+                row.try_get("id")?,
+                row.try_get("status")?,
+                row.try_get("device_id")?,
+            );
+            let why = format!("device {device} is {}", row.try_get::<String, _>("status")?);
             let outcome = if status == "deploying" {
                 self.finish(&id, ClusterEvent::StartFailed { why }, now)
                     .await
             } else {
-                let down_at = UnixMillis(row.try_get(4)?);
+                let down_at = UnixMillis(row.try_get("status_changed_at")?);
                 self.lose(&id, &device, &why, down_at, now).await
             };
             changed += self.tolerate(outcome)?;

@@ -205,7 +205,7 @@ fn ClusterView(c: ClusterWithChart) -> impl IntoView {
                             <td>{m.country}</td>
                             <td>{m.tier.map_or("—", |t| t.as_str())}</td>
                             <td>{m.device_status.as_str()}</td>
-                            <td data-testid="workload-state">{m.workload_state}</td>
+                            <td data-testid="workload-state">{m.workload_state.as_str()}</td>
                             <td>{time_text(Some(m.joined_at))}</td>
                             <td>{time_text(m.left_at)}</td>
                         </tr>
@@ -330,7 +330,7 @@ mod tests {
             country: "DE".into(),
             tier: None,
             device_status: DeviceStatus::Hired,
-            workload_state: "running".into(),
+            workload_state: domain::cluster::WorkloadState::Running,
             joined_at: 0,
             left_at: None,
             address: address.map(str::to_owned),

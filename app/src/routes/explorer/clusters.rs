@@ -144,7 +144,7 @@ fn ClusterView(detail: PublicClusterDetail) -> impl IntoView {
                     {detail.devices.into_iter().map(|d| view! {
                         <tr>
                             <td><a href=format!("/explorer/devices/{}", d.device_id)>{d.device_id.clone()}</a></td>
-                            <td>{d.role.clone()}</td>
+                            <td>{d.role.as_str()}</td>
                             <td class="num">{d.units}</td>
                             <td>{d.country.clone()}</td>
                             <td>{when(d.joined_at.0)}</td>

@@ -275,7 +275,7 @@ fn PublicDeviceView(d: PublicDeviceWithChart) -> impl IntoView {
                     view! {
                         <table class="data"><tbody>
                             {d.history.into_iter().map(|h| view! {
-                                <tr><td>{when(h.at.0)}</td><td>{h.to_status.map_or(h.kind.clone(), |s| s.as_str().to_owned())}</td><td>{h.detail}</td></tr>
+                                <tr><td>{when(h.at.0)}</td><td>{h.to_status.map_or(h.kind.as_str(), |s| s.as_str())}</td><td>{h.detail}</td></tr>
                             }).collect_view()}
                         </tbody></table>
                     }.into_any()
@@ -291,7 +291,7 @@ fn PublicDeviceView(d: PublicDeviceWithChart) -> impl IntoView {
                             {d.verifications.into_iter().map(|v| view! {
                                 <tr>
                                     <td>{when(v.issued_at.0)}</td>
-                                    <td>{v.outcome.unwrap_or_else(|| "open".into())}</td>
+                                    <td>{v.outcome.map_or("open", |o| o.as_str())}</td>
                                     <td>{format!("{} products of {}×{}", v.products, v.size, v.size)}</td>
                                 </tr>
                             }).collect_view()}

@@ -5,6 +5,7 @@
 
 use domain::fleet::DeviceStatus;
 use domain::pricing;
+use domain::worker::DeviceEventKind;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
@@ -201,13 +202,13 @@ fn DeviceView(d: DeviceWithCharts) -> impl IntoView {
                                 <thead><tr><th>"Issued"</th><th>"Work"</th><th>"Outcome"</th></tr></thead>
                                 <tbody>
                                     {d.verifications.into_iter().map(|v| {
-                                        let class = format!("outcome-{}", v.outcome.as_deref().unwrap_or("open"));
+                                        let class = format!("outcome-{}", v.outcome.map_or("open", |o| o.as_str()));
                                         view! {
                                         <tr>
                                             <td>{v.issued_at.to_rfc3339()}</td>
                                             <td>{format!("{} × {}³", v.products, v.size)}</td>
                                             <td class=class>
-                                                {v.outcome.unwrap_or_else(|| "waiting for the answer".into())}
+                                                {v.outcome.map_or("waiting for the answer", |o| o.as_str())}
                                                 {v.detail.map(|t| view! { <span class="muted">{format!(" — {t}")}</span> })}
                                             </td>
                                         </tr>
@@ -228,7 +229,7 @@ fn DeviceView(d: DeviceWithCharts) -> impl IntoView {
                                 let change = match (h.from_status, h.to_status) {
                                     (Some(from), Some(to)) if from != to => format!("{from} → {to}: "),
                                     (None, Some(to)) => format!("{to}: "),
-                                    _ if h.kind != "status" => format!("{}: ", h.kind),
+                                    _ if h.kind != DeviceEventKind::Status => format!("{}: ", h.kind),
                                     _ => String::new(),
                                 };
                                 view! { <tr><td>{h.at.to_rfc3339()}</td><td>{change}{h.detail}</td></tr> }
