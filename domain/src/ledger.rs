@@ -7,6 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::fleet::named_enum;
 use crate::money::{Asset, MicroUsd, Tokens};
 
 /// An account of the ledger; its text form is what the database stores. Each account holds a
@@ -60,6 +61,38 @@ impl Account {
     }
 }
 
+named_enum!(
+    /// What a posting is for. It is written with the posting and read back with it, so a
+    /// statement never guesses from the idempotency key.
+    PostingKind, "posting kind", {
+        /// A cluster's price and fees, paid at deploy.
+        ClusterCharge => "cluster_charge",
+        /// More hours bought for a running cluster.
+        ClusterExtension => "cluster_extension",
+        /// A cluster's end: its providers paid for the time served, the rest back to the renter.
+        ClusterEnd => "cluster_end",
+        /// A device lost while hired: its provider paid for the time served, its down time back
+        /// to the renter.
+        DeviceLoss => "device_loss",
+        /// Hire earnings settled hourly from a running cluster's escrow to a provider.
+        HireSettlement => "hire_settlement",
+        /// A reward block's emission shared among its devices.
+        BlockRewards => "block_rewards",
+        /// A provider's claim, held until it lands on chain.
+        PayoutClaim => "payout_claim",
+        /// A claim that landed: it leaves for the chain.
+        PayoutLanded => "payout_landed",
+        /// A claim that could not be paid: its funds go back to the provider.
+        PayoutReturned => "payout_returned",
+        /// Money in from a renter's wallet, confirmed on chain.
+        Deposit => "deposit",
+        /// The credit a new account starts with.
+        WelcomeCredit => "welcome_credit",
+        /// An operator's credit (promotion, goodwill).
+        OperatorCredit => "operator_credit",
+    }
+);
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PostingError {
     #[error("a transfer of a negative amount ({0}) is not allowed")]
@@ -84,18 +117,31 @@ pub struct Transfer {
 /// another by the same amount, so the entries always sum to zero per asset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Posting {
+    pub kind: PostingKind,
     /// Unique per movement: recording the same key twice changes nothing.
     pub key: String,
     pub memo: String,
+    /// The cluster it belongs to, if any.
+    pub cluster_id: Option<String>,
     transfers: Vec<Transfer>,
 }
 
 impl Posting {
-    pub fn new(key: impl Into<String>, memo: impl Into<String>) -> Posting {
+    pub fn new(kind: PostingKind, key: impl Into<String>, memo: impl Into<String>) -> Posting {
         Posting {
+            kind,
             key: key.into(),
             memo: memo.into(),
+            cluster_id: None,
             transfers: Vec::new(),
+        }
+    }
+
+    /// The same posting, as part of cluster `id`'s money.
+    pub fn of_cluster(self, id: impl Into<String>) -> Posting {
+        Posting {
+            cluster_id: Some(id.into()),
+            ..self
         }
     }
 
@@ -169,8 +215,7 @@ impl Posting {
     }
 }
 
-/// What a movement on an account was, read from its posting's idempotency key (the services
-/// key each kind of movement with its own prefix).
+/// What a movement on an account was, as its statement shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MovementKind {
@@ -191,22 +236,23 @@ pub enum MovementKind {
 }
 
 impl MovementKind {
-    /// The kind of movement that a posting with `key` was for `account`, and the cluster it
-    /// belongs to, if any.
-    pub fn classify<'k>(key: &'k str, account: &Account) -> (MovementKind, Option<&'k str>) {
-        let mut parts = key.split(':');
-        let prefix = parts.next().unwrap_or_default();
-        let cluster = parts.next();
-        match prefix {
-            "deploy" | "extend" => (MovementKind::Charge, cluster),
-            "finish" | "lose" | "settle" => match account {
-                Account::ProviderClaimable(_) => (MovementKind::Earning, cluster),
-                _ => (MovementKind::Refund, cluster),
-            },
-            "block" => (MovementKind::Reward, None),
-            "payout" | "unpaid" => (MovementKind::Payout, None),
-            "deposit" => (MovementKind::Deposit, None),
-            _ => (MovementKind::Credit, None),
+    /// What a posting of `kind` was for `account`: a cluster's settlement pays its providers
+    /// (earnings) and returns the rest to its renter (a refund).
+    pub fn of(kind: PostingKind, account: &Account) -> MovementKind {
+        match kind {
+            PostingKind::ClusterCharge | PostingKind::ClusterExtension => MovementKind::Charge,
+            PostingKind::ClusterEnd | PostingKind::DeviceLoss | PostingKind::HireSettlement => {
+                match account {
+                    Account::ProviderClaimable(_) => MovementKind::Earning,
+                    _ => MovementKind::Refund,
+                }
+            }
+            PostingKind::BlockRewards => MovementKind::Reward,
+            PostingKind::PayoutClaim | PostingKind::PayoutLanded | PostingKind::PayoutReturned => {
+                MovementKind::Payout
+            }
+            PostingKind::Deposit => MovementKind::Deposit,
+            PostingKind::WelcomeCredit | PostingKind::OperatorCredit => MovementKind::Credit,
         }
     }
 
@@ -322,7 +368,7 @@ mod tests {
 
     #[test]
     fn negative_transfers_are_refused_and_zero_ones_dropped() {
-        let p = Posting::new("k", "m");
+        let p = Posting::new(PostingKind::OperatorCredit, "k", "m");
         assert!(p
             .clone()
             .transfer(
@@ -342,32 +388,41 @@ mod tests {
     }
 
     #[test]
-    fn movements_are_read_from_their_keys() {
+    fn movements_follow_the_posting_kind_and_the_account() {
         let renter = Account::UserAvailable(1);
         let provider = Account::ProviderClaimable("W".into());
-        let of = MovementKind::classify;
+        let of = MovementKind::of;
         assert_eq!(
-            of("deploy:cl-1", &renter),
-            (MovementKind::Charge, Some("cl-1"))
+            of(PostingKind::ClusterCharge, &renter),
+            MovementKind::Charge
         );
         assert_eq!(
-            of("extend:cl-1:k", &renter),
-            (MovementKind::Charge, Some("cl-1"))
+            of(PostingKind::ClusterExtension, &renter),
+            MovementKind::Charge
+        );
+        assert_eq!(of(PostingKind::DeviceLoss, &renter), MovementKind::Refund);
+        assert_eq!(
+            of(PostingKind::DeviceLoss, &provider),
+            MovementKind::Earning
         );
         assert_eq!(
-            of("lose:cl-2:dev:5", &renter),
-            (MovementKind::Refund, Some("cl-2"))
+            of(PostingKind::HireSettlement, &provider),
+            MovementKind::Earning
+        );
+        assert_eq!(of(PostingKind::ClusterEnd, &renter), MovementKind::Refund);
+        assert_eq!(
+            of(PostingKind::WelcomeCredit, &renter),
+            MovementKind::Credit
         );
         assert_eq!(
-            of("lose:cl-2:dev:5", &provider),
-            (MovementKind::Earning, Some("cl-2"))
+            of(PostingKind::BlockRewards, &provider),
+            MovementKind::Reward
         );
         assert_eq!(
-            of("settle:cl-3:dev:9", &provider),
-            (MovementKind::Earning, Some("cl-3"))
+            of(PostingKind::PayoutReturned, &provider),
+            MovementKind::Payout
         );
-        assert_eq!(of("welcome:3", &renter), (MovementKind::Credit, None));
-        assert_eq!(of("block:42", &provider), (MovementKind::Reward, None));
+        assert_eq!(of(PostingKind::Deposit, &renter), MovementKind::Deposit);
     }
 
     #[test]
@@ -404,7 +459,7 @@ mod tests {
     proptest! {
         #[test]
         fn entries_always_sum_to_zero_per_asset(transfers in prop::collection::vec((0i64..4, 1i64..4, 0i64..1_000_000_000, any::<bool>()), 0..20)) {
-            let mut p = Posting::new("k", "m");
+            let mut p = Posting::new(PostingKind::OperatorCredit, "k", "m");
             for (from, step, amount, tokens) in transfers {
                 let (from, to) = (Account::UserAvailable(from), Account::UserAvailable(from + step));
                 p = if tokens {

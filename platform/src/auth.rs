@@ -203,14 +203,17 @@ impl AuthService {
         let welcome = self.config.welcome_credit;
         if welcome > domain::money::MicroUsd::ZERO {
             // Keyed by account, so only the first sign-in records it.
-            let credit =
-                domain::ledger::Posting::new(format!("welcome:{user_id}"), "welcome credit")
-                    .transfer(
-                        domain::ledger::OPERATOR_CREDITS,
-                        domain::ledger::Account::UserAvailable(user_id),
-                        welcome,
-                    )
-                    .map_err(|e| Error::Invalid(e.to_string()))?;
+            let credit = domain::ledger::Posting::new(
+                domain::ledger::PostingKind::WelcomeCredit,
+                format!("welcome:{user_id}"),
+                "welcome credit",
+            )
+            .transfer(
+                domain::ledger::OPERATOR_CREDITS,
+                domain::ledger::Account::UserAvailable(user_id),
+                welcome,
+            )
+            .map_err(|e| Error::Invalid(e.to_string()))?;
             crate::ledger::post(&mut tx, &credit, now).await?;
         }
         let token = SessionToken(random_hex(32));

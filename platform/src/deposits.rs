@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use chain::{check_signed, deposit_transfer, parse_address, Confirmation, Signature, Signer};
-use domain::ledger::{Account, Posting, SOLANA};
+use domain::ledger::{Account, Posting, PostingKind, SOLANA};
 use domain::money::Asset;
 use domain::payout::{Deposit, DepositStatus, DepositToSign};
 use domain::time::UnixMillis;
@@ -404,6 +404,7 @@ impl DepositService {
         if changed == 1 && to == DepositStatus::Confirmed {
             let signature = deposit.signature.clone().unwrap_or_default();
             let posting = Posting::new(
+                PostingKind::Deposit,
                 format!("deposit:{signature}"),
                 format!("deposit {} from your wallet", deposit.id),
             )

@@ -4,11 +4,14 @@
 //! movement that would take an internal account below zero (a database check backs that up
 //! under races).
 
-use domain::ledger::{Account, MovementKind, Posting, StatementLine, OPERATOR_CREDITS};
+use domain::ledger::{
+    Account, MovementKind, Posting, PostingKind, StatementLine, OPERATOR_CREDITS,
+};
 use domain::money::{Asset, MicroUsd, Tokens};
 use domain::time::UnixMillis;
 use sqlx::{AnyConnection, Row};
 
+use crate::rows::enum_in;
 use crate::store::{rows_per_statement, values_list, Store};
 use crate::Error;
 
@@ -44,6 +47,14 @@ pub(crate) async fn post(
     let Some(id) = id else {
         return Ok(false);
     };
+    sqlx::query(
+        "INSERT INTO ledger_transaction_kinds (transaction_id, kind, cluster_id) VALUES ($1, $2, $3)",
+    )
+    .bind(id)
+    .bind(posting.kind.as_str())
+    .bind(posting.cluster_id.as_deref())
+    .execute(&mut *conn)
+    .await?;
     // Many rows per statement: a block's posting pays every provider (a hundred thousand and
     // more), and one statement per row is one round trip each on PostgreSQL.
     const TRANSFER_COLUMNS: usize = 5;
@@ -179,17 +190,18 @@ impl LedgerService {
         // Per transaction and asset: the account's net change, and the part of it that went
         // to (or came back from) the platform's fees.
         let rows = sqlx::query(
-            "SELECT t.id, t.at, t.idempotency_key, t.memo, x.asset, \
+            "SELECT t.id, t.at, k.kind, k.cluster_id, t.memo, x.asset, \
                CAST(SUM(CASE WHEN x.credit = $1 THEN x.amount ELSE -x.amount END) AS BIGINT) AS amount, \
                CAST(SUM(CASE WHEN x.credit = $2 THEN -x.amount WHEN x.debit = $2 THEN x.amount \
                              ELSE 0 END) AS BIGINT) AS fees \
              FROM ledger_transfers x JOIN ledger_transactions t ON t.id = x.transaction_id \
+               JOIN ledger_transaction_kinds k ON k.transaction_id = t.id \
              WHERE x.transaction_id IN ( \
                SELECT transaction_id FROM ledger_transfers WHERE debit = $1 \
                UNION SELECT transaction_id FROM ledger_transfers WHERE credit = $1 \
                ORDER BY transaction_id DESC LIMIT $3) \
                AND (x.debit = $1 OR x.credit = $1) \
-             GROUP BY t.id, t.at, t.idempotency_key, t.memo, x.asset \
+             GROUP BY t.id, t.at, k.kind, k.cluster_id, t.memo, x.asset \
              ORDER BY t.id DESC, x.asset",
         )
         .bind(&name)
@@ -199,12 +211,11 @@ impl LedgerService {
         .await?;
         rows.iter()
             .map(|row| {
-                let key: &str = row.try_get("idempotency_key")?;
-                let (kind, cluster) = MovementKind::classify(key, account);
+                let kind = enum_in(row, "kind", PostingKind::parse)?;
                 Ok(StatementLine {
                     at_ms: row.try_get("at")?,
-                    kind,
-                    cluster_id: cluster.map(str::to_owned),
+                    kind: MovementKind::of(kind, account),
+                    cluster_id: row.try_get("cluster_id")?,
                     memo: row.try_get("memo")?,
                     asset: Asset::parse(row.try_get("asset")?)
                         .map_err(|e| Error::Corrupt(e.to_string()))?,
@@ -232,7 +243,7 @@ impl LedgerService {
                 asset.show(units)
             )));
         }
-        let posting = Posting::new(format!("credit:{key}"), memo)
+        let posting = Posting::new(PostingKind::OperatorCredit, format!("credit:{key}"), memo)
             .transfer_units(
                 asset,
                 OPERATOR_CREDITS,
@@ -355,7 +366,7 @@ mod tests {
         let store = Store::open(&url).await.unwrap();
         let ledger = LedgerService::new(store.clone());
         let paid: Vec<i64> = (0..300).map(|n| 1_000 + n).collect();
-        let mut posting = Posting::new("block:7", "block 7 rewards")
+        let mut posting = Posting::new(PostingKind::BlockRewards, "block:7", "block 7 rewards")
             .transfer_tokens(
                 EMISSION,
                 Account::RewardsPool,

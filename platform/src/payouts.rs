@@ -15,7 +15,7 @@ use std::sync::Arc;
 use chain::{
     parse_address, payout_transfer, Confirmation, Keypair, Signature, SolanaRpc, TokenMint,
 };
-use domain::ledger::{Account, Posting, SOLANA};
+use domain::ledger::{Account, Posting, PostingKind, SOLANA};
 use domain::money::Asset;
 use domain::payout::{
     check_claim, explorer_url, ClaimError, Minimums, Payout, PayoutStatus, CLAIMS_IN_FLIGHT,
@@ -205,9 +205,13 @@ impl PayoutService {
         .bind(now.0)
         .execute(&mut *tx)
         .await?;
-        let posting = Posting::new(format!("payout:{id}"), format!("claim {id} to your wallet"))
-            .transfer_units(asset, claimable, Account::PayoutHeld(id.clone()), amount)
-            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let posting = Posting::new(
+            PostingKind::PayoutClaim,
+            format!("payout:{id}"),
+            format!("claim {id} to your wallet"),
+        )
+        .transfer_units(asset, claimable, Account::PayoutHeld(id.clone()), amount)
+        .map_err(|e| Error::Invalid(e.to_string()))?;
         post(&mut tx, &posting, now).await?;
         let row = self.row_in(&mut tx, &id).await?;
         tx.commit().await?;
@@ -462,11 +466,13 @@ impl PayoutService {
         let held = Account::PayoutHeld(payout.id.clone());
         let posting = match to {
             PayoutStatus::Confirmed => Posting::new(
+                PostingKind::PayoutLanded,
                 format!("paid:{}", payout.id),
                 format!("payout {} landed", payout.id),
             )
             .transfer_units(payout.asset, held, SOLANA, payout.amount),
             _ => Posting::new(
+                PostingKind::PayoutReturned,
                 format!("unpaid:{}", payout.id),
                 format!("payout {} could not be paid: returned", payout.id),
             )

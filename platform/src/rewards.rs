@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use domain::catalog::GpuCatalog;
 use domain::fleet::{ConnectivityTier, DeviceKind, DeviceStatus};
-use domain::ledger::{Account, Posting, EMISSION};
+use domain::ledger::{Account, Posting, PostingKind, EMISSION};
 use domain::money::{MicroUsd, Tokens};
 use domain::rewards::{
     block_of, hardware_multiplier, split_block, BlockSplit, BlockSummary, Candidate,
@@ -364,9 +364,13 @@ fn block_posting(number: i64, emission: Tokens, split: &BlockSplit) -> Result<Po
         *per_owner.entry(&r.owner_wallet).or_default() += r.reward.units();
     }
     let invalid = |e: domain::ledger::PostingError| Error::Invalid(e.to_string());
-    let mut posting = Posting::new(format!("block:{number}"), format!("block {number} rewards"))
-        .transfer_tokens(EMISSION, Account::RewardsPool, emission)
-        .map_err(invalid)?;
+    let mut posting = Posting::new(
+        PostingKind::BlockRewards,
+        format!("block:{number}"),
+        format!("block {number} rewards"),
+    )
+    .transfer_tokens(EMISSION, Account::RewardsPool, emission)
+    .map_err(invalid)?;
     for (owner, units) in per_owner {
         posting = posting
             .transfer_tokens(

@@ -229,15 +229,19 @@ pub async fn grant_claimable(
     units: i64,
     key: &str,
 ) -> Result<(), crate::Error> {
-    use domain::ledger::{Account, Posting, OPERATOR_CREDITS};
-    let posting = Posting::new(format!("grant:{key}"), "granted for a test")
-        .transfer_units(
-            asset,
-            OPERATOR_CREDITS,
-            Account::ProviderClaimable(wallet.to_owned()),
-            units,
-        )
-        .map_err(|e| crate::Error::Invalid(e.to_string()))?;
+    use domain::ledger::{Account, Posting, PostingKind, OPERATOR_CREDITS};
+    let posting = Posting::new(
+        PostingKind::OperatorCredit,
+        format!("grant:{key}"),
+        "granted for a test",
+    )
+    .transfer_units(
+        asset,
+        OPERATOR_CREDITS,
+        Account::ProviderClaimable(wallet.to_owned()),
+        units,
+    )
+    .map_err(|e| crate::Error::Invalid(e.to_string()))?;
     let mut tx = store.begin_write().await?;
     crate::ledger::post(&mut tx, &posting, domain::time::UnixMillis(0)).await?;
     tx.commit().await?;

@@ -401,6 +401,7 @@ async fn enum_columns_admit_exactly_the_domain_enums() {
     use domain::cluster::SecurityCompliance;
     use domain::cluster::{ClusterKind, ClusterRole, ClusterStatus, PaymentMethod, Purpose};
     use domain::fleet::{ConnectivityTier, DeviceKind, DeviceStatus};
+    use domain::ledger::PostingKind;
     fn sorted(names: Vec<&str>) -> Vec<String> {
         let mut names: Vec<String> = names.into_iter().map(str::to_owned).collect();
         names.sort();
@@ -457,6 +458,11 @@ async fn enum_columns_admit_exactly_the_domain_enums() {
             "tier",
             sorted(ConnectivityTier::ALL.iter().map(|k| k.as_str()).collect()),
         ),
+        (
+            "ledger_transaction_kinds",
+            "kind",
+            sorted(PostingKind::ALL.iter().map(|k| k.as_str()).collect()),
+        ),
     ];
     let sqlite = Store::open(&platform::testing::fresh_sqlite_url())
         .await
@@ -485,5 +491,81 @@ async fn enum_columns_admit_exactly_the_domain_enums() {
         platform::testing::drop_postgres_database(&url)
             .await
             .unwrap();
+    }
+}
+
+/// The posting-kinds migration gives the postings recorded before it their kinds from the key
+/// prefixes the services used, and their clusters; run here on rows of each prefix.
+#[tokio::test]
+async fn postings_recorded_before_kinds_get_them_from_their_keys() {
+    let sqlite = Store::open(&platform::testing::fresh_sqlite_url())
+        .await
+        .unwrap();
+    check_kind_backfill(
+        &sqlite,
+        include_str!("../../migrations/sqlite/20261203000011_posting_kinds.sql"),
+    )
+    .await;
+    if let Some(url) = platform::testing::fresh_postgres_url().await {
+        let postgres = Store::open(&url).await.unwrap();
+        check_kind_backfill(
+            &postgres,
+            include_str!("../../migrations/postgres/20261203000011_posting_kinds.sql"),
+        )
+        .await;
+        postgres.close().await;
+        platform::testing::drop_postgres_database(&url)
+            .await
+            .unwrap();
+    }
+}
+
+async fn check_kind_backfill(store: &Store, migration: &str) {
+    let pool = platform::testing::pool_of(store);
+    let keys = [
+        ("deploy:cl-1", "cluster_charge", Some("cl-1")),
+        ("extend:cl-1:key", "cluster_extension", Some("cl-1")),
+        ("finish:cl-1", "cluster_end", Some("cl-1")),
+        ("lose:cl-2:dev-1:5", "device_loss", Some("cl-2")),
+        ("settle:cl-3:dev-2:7:100", "hire_settlement", Some("cl-3")),
+        ("block:42", "block_rewards", None),
+        ("payout:po-1", "payout_claim", None),
+        ("paid:po-1", "payout_landed", None),
+        ("unpaid:po-2", "payout_returned", None),
+        ("deposit:sig", "deposit", None),
+        ("welcome:3", "welcome_credit", None),
+        ("credit:promo", "operator_credit", None),
+        ("no prefix", "operator_credit", None),
+    ];
+    for (key, _, _) in &keys {
+        sqlx::query(
+            "INSERT INTO ledger_transactions (idempotency_key, at, memo) VALUES ($1, 0, 'old')",
+        )
+        .bind(*key)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    // The migration's backfill statement, as it ran on databases that had postings.
+    let backfill = migration
+        .split(';')
+        .find(|statement| statement.trim_start().starts_with("WITH parts"))
+        .expect("the migration backfills with one WITH parts … statement");
+    sqlx::query(backfill).execute(pool).await.unwrap();
+    for (key, kind, cluster) in keys {
+        let row = sqlx::query(
+            "SELECT k.kind, k.cluster_id FROM ledger_transaction_kinds k \
+             JOIN ledger_transactions t ON t.id = k.transaction_id WHERE t.idempotency_key = $1",
+        )
+        .bind(key)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert_eq!(row.get::<String, _>("kind"), kind, "{key}");
+        assert_eq!(
+            row.get::<Option<String>, _>("cluster_id").as_deref(),
+            cluster,
+            "{key}"
+        );
     }
 }

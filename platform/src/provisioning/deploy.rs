@@ -10,7 +10,7 @@ use domain::cluster::{
 };
 use domain::device_status::{DeviceEvent, Transition};
 use domain::fleet::ConnectivityTier;
-use domain::ledger::{Account, Posting, TOKEN_EXCHANGE};
+use domain::ledger::{Account, Posting, PostingKind, TOKEN_EXCHANGE};
 use domain::money::MicroUsd;
 use domain::pricing::{split_by_units, Quote};
 use domain::time::UnixMillis;
@@ -173,9 +173,11 @@ impl ProvisioningService {
             user_id,
             &id,
             Posting::new(
+                PostingKind::ClusterCharge,
                 format!("deploy:{id}"),
                 format!("cluster {id}: {}", order.name),
-            ),
+            )
+            .of_cluster(&id),
             quote,
             "this cluster costs",
             now,

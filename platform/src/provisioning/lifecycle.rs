@@ -10,7 +10,7 @@ use domain::cluster::{
 };
 use domain::device_status::{DeviceEvent, Transition};
 use domain::fleet::DeviceStatus;
-use domain::ledger::{Account, Posting};
+use domain::ledger::{Account, Posting, PostingKind};
 use domain::money::MicroUsd;
 use domain::pricing::{self, split_by_units};
 use domain::time::UnixMillis;
@@ -74,7 +74,12 @@ impl ProvisioningService {
             &mut tx,
             user_id,
             id,
-            Posting::new(posting_key, format!("cluster {id}: {hours} h more")),
+            Posting::new(
+                PostingKind::ClusterExtension,
+                posting_key,
+                format!("cluster {id}: {hours} h more"),
+            )
+            .of_cluster(id),
             &quote,
             &format!("{hours} more hours cost"),
             now,
@@ -155,7 +160,12 @@ impl ProvisioningService {
         cluster.change_status(&mut tx, to, &reason, now).await?;
         let members = active_members(&mut tx, id).await?;
         let escrow = usdc_in(&mut tx, &cluster.escrow_account()).await?;
-        let mut posting = Posting::new(format!("finish:{id}"), format!("cluster {id} {to}"));
+        let mut posting = Posting::new(
+            PostingKind::ClusterEnd,
+            format!("finish:{id}"),
+            format!("cluster {id} {to}"),
+        )
+        .of_cluster(id);
         let (unused, fees_back) = match cluster.running_at {
             Some(running_at) => {
                 let mut paid = MicroUsd::ZERO;

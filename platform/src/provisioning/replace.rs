@@ -4,7 +4,7 @@
 use domain::allocator::Want;
 use domain::cluster::{ClusterRole, ClusterStatus};
 use domain::device_status::Transition;
-use domain::ledger::Posting;
+use domain::ledger::{Posting, PostingKind};
 use domain::money::MicroUsd;
 use domain::pricing::split_by_units;
 use domain::time::UnixMillis;
@@ -62,9 +62,11 @@ impl ProvisioningService {
             .pay(
                 &mut tx,
                 Posting::new(
+                    PostingKind::DeviceLoss,
                     format!("lose:{id}:{device_id}:{}", lost.joined_at),
                     format!("cluster {id} lost {device_id}"),
-                ),
+                )
+                .of_cluster(id),
                 lost,
                 due,
                 now,

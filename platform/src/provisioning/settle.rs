@@ -5,7 +5,7 @@ use domain::cluster::{
     ClusterEvent, ClusterKind, ClusterRole, ClusterStatus, Hardware, SecurityCompliance, Workload,
 };
 use domain::fleet::ConnectivityTier;
-use domain::ledger::{Account, Posting, TOKEN_EXCHANGE};
+use domain::ledger::{Account, Posting, PostingKind, TOKEN_EXCHANGE};
 use domain::money::{MicroUsd, TokenPrice};
 use domain::pricing::{self};
 use domain::time::UnixMillis;
@@ -44,6 +44,7 @@ impl ProvisioningService {
             let due = member.due(running_at, until, cluster.ends_at);
             let settled_through = MicroUsd::from_micros(member.earned.micros() + due.micros());
             let posting = Posting::new(
+                PostingKind::HireSettlement,
                 format!(
                     "settle:{id}:{}:{}:{}",
                     member.device_id,
@@ -51,7 +52,8 @@ impl ProvisioningService {
                     settled_through.micros()
                 ),
                 format!("cluster {id}: hire earnings of {}", member.device_id),
-            );
+            )
+            .of_cluster(id);
             let posting = cluster.pay(&mut tx, posting, &member, due, now).await?;
             post(&mut tx, &posting, now).await?;
             paid = MicroUsd::from_micros(paid.micros() + due.micros());
