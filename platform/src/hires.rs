@@ -36,8 +36,8 @@ pub(crate) async fn hires(
             device_name: row.try_get("name")?,
             joined_at: row.try_get("joined_at")?,
             left_at: row.try_get("left_at")?,
-            earned: money_in(&row, "earned")?,
-            forfeited: money_in(&row, "forfeited")?,
+            earned: money_in(row, "earned")?,
+            forfeited: money_in(row, "forfeited")?,
         })
     })
     .collect()

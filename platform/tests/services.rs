@@ -596,7 +596,7 @@ async fn a_device_is_verified_by_proof_of_work_and_goes_down_when_silent(p: Plat
     let outcomes: Vec<_> = detail
         .verifications
         .iter()
-        .map(|v| v.outcome.clone().unwrap())
+        .map(|v| v.outcome.unwrap())
         .collect();
     assert_eq!(outcomes, ["passed", "failed"]);
     let history: Vec<_> = detail
