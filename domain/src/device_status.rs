@@ -9,6 +9,28 @@ use crate::fleet::DeviceStatus;
 /// Consecutive failed proof-of-work challenges after which a device is blocked.
 pub const MAX_VERIFICATION_FAILURES: u32 = 3;
 
+/// Idle-cap violations within [`VIOLATION_WINDOW_MS`] after which a device is blocked for abuse
+/// (DESIGN.md §3: "violations are recorded and can block it").
+pub const VIOLATIONS_BEFORE_BLOCK: i64 = 3;
+/// The window [`VIOLATIONS_BEFORE_BLOCK`] counts in: a day.
+pub const VIOLATION_WINDOW_MS: i64 = 24 * 3_600_000;
+
+/// Whether a device in `status` earns uptime from its heartbeats. A paused device is not on
+/// offer and a blocked one is not trusted, so neither is credited, however it heartbeats.
+pub fn earns_uptime(status: DeviceStatus) -> bool {
+    match status {
+        DeviceStatus::Pending
+        | DeviceStatus::Idle
+        | DeviceStatus::Hired
+        | DeviceStatus::Down
+        | DeviceStatus::Inactive => true,
+        DeviceStatus::Paused
+        | DeviceStatus::Blocked
+        | DeviceStatus::Unsupported
+        | DeviceStatus::Terminated => false,
+    }
+}
+
 /// What happened to a device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DeviceEvent {
@@ -36,6 +58,8 @@ pub enum DeviceEvent {
     BlockedForAbuse {
         reason: String,
     },
+    /// An operator lifted a block; the device must pass verification again.
+    UnblockedByOperator,
 }
 
 /// A device's status and whether it has ever passed verification.
@@ -75,6 +99,7 @@ impl DeviceEvent {
             DeviceEvent::DownTooLong => "down too long",
             DeviceEvent::RemovedByOwner => "removed by owner",
             DeviceEvent::BlockedForAbuse { .. } => "blocked for abuse",
+            DeviceEvent::UnblockedByOperator => "unblocked by the operator",
         }
     }
 }
@@ -154,6 +179,11 @@ impl DeviceState {
             (_, E::BlockedForAbuse { reason }) => {
                 to(DeviceState { status: S::Blocked, verified: false }, format!("blocked: {reason}"))
             }
+            (S::Blocked, E::UnblockedByOperator) => to(
+                DeviceState { status: S::Pending, verified: false },
+                "unblocked by the operator; it must pass verification again".into(),
+            ),
+            (_, E::UnblockedByOperator) => refuse("only a blocked device can be unblocked"),
             _ => refuse("that event does not apply in this status"),
         }
     }
@@ -207,6 +237,40 @@ mod tests {
             .apply(&DeviceEvent::VerificationFailed { consecutive: 3 })
             .unwrap();
         assert_eq!(third.to.status, S::Blocked);
+    }
+
+    #[test]
+    fn only_an_operator_lifts_a_block_and_the_device_is_verified_again() {
+        let blocked = run(&[
+            DeviceEvent::VerificationPassed,
+            DeviceEvent::BlockedForAbuse {
+                reason: "3 idle-cap violations".into(),
+            },
+        ])
+        .unwrap();
+        assert_eq!(blocked.status, S::Blocked);
+        assert!(blocked.apply(&DeviceEvent::ResumedByOwner).is_err());
+        assert!(blocked.apply(&DeviceEvent::HeartbeatsResumed).is_err());
+        let lifted = blocked.apply(&DeviceEvent::UnblockedByOperator).unwrap();
+        assert_eq!(
+            lifted.to,
+            DeviceState {
+                status: S::Pending,
+                verified: false
+            }
+        );
+        let idle = run(&[DeviceEvent::VerificationPassed]).unwrap();
+        assert!(idle
+            .apply(&DeviceEvent::UnblockedByOperator)
+            .unwrap_err()
+            .to_string()
+            .contains("only a blocked device"));
+    }
+
+    #[test]
+    fn paused_and_blocked_devices_earn_no_uptime() {
+        assert!(earns_uptime(S::Idle) && earns_uptime(S::Hired) && earns_uptime(S::Pending));
+        assert!(!earns_uptime(S::Paused) && !earns_uptime(S::Blocked));
     }
 
     #[test]
@@ -283,6 +347,7 @@ mod tests {
             Just(DeviceEvent::DownTooLong),
             Just(DeviceEvent::RemovedByOwner),
             Just(DeviceEvent::BlockedForAbuse { reason: "r".into() }),
+            Just(DeviceEvent::UnblockedByOperator),
         ]
     }
 

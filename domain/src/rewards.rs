@@ -63,6 +63,9 @@ pub struct Candidate {
     pub status: DeviceStatus,
     /// Hours in a row, ending with this block, with at least [`STREAK_HOUR_MIN_ONLINE_MS`] online.
     pub streak_hours: u32,
+    /// An idle-cap violation was recorded for it in the block's hour: busy with other work
+    /// while it claimed to be idle, it forfeits the hour's reward (DESIGN.md §3).
+    pub violated_idle_cap: bool,
 }
 
 /// Why a device online in a block earned nothing from it.
@@ -71,6 +74,8 @@ pub struct Candidate {
 pub enum Ineligible {
     NotVerified,
     Blocked,
+    /// Busy with other work while idle in the block's hour.
+    IdleCapViolation,
     /// No connectivity measurement (or one below the lowest tier).
     NoTier,
     ShortStreak {
@@ -85,6 +90,9 @@ impl fmt::Display for Ineligible {
         match self {
             Ineligible::NotVerified => f.write_str("not verified"),
             Ineligible::Blocked => f.write_str("blocked"),
+            Ineligible::IdleCapViolation => {
+                f.write_str("busy with other work while idle this hour: its reward is forfeited")
+            }
             Ineligible::NoTier => f.write_str("no measured connectivity tier"),
             Ineligible::ShortStreak { hours } => write!(
                 f,
@@ -132,6 +140,8 @@ impl Candidate {
     fn ineligible(&self) -> Option<Ineligible> {
         if self.status == DeviceStatus::Blocked {
             Some(Ineligible::Blocked)
+        } else if self.violated_idle_cap {
+            Some(Ineligible::IdleCapViolation)
         } else if !self.verified {
             Some(Ineligible::NotVerified)
         } else if self.multiplier == 0 {
@@ -289,6 +299,7 @@ mod tests {
             verified: true,
             status: DeviceStatus::Idle,
             streak_hours: STREAK_HOURS,
+            violated_idle_cap: false,
         }
     }
 
@@ -349,6 +360,8 @@ mod tests {
         blocked.status = DeviceStatus::Blocked;
         let mut unknown = device("unknown", DeviceKind::Gpu, 0);
         unknown.status = DeviceStatus::Unsupported;
+        let mut busy = device("busy", DeviceKind::Gpu, 100);
+        busy.violated_idle_cap = true;
         let split = split_block(
             Tokens::from_units(1_000),
             &[
@@ -357,6 +370,7 @@ mod tests {
                 untiered,
                 blocked,
                 unknown,
+                busy,
                 device("ok", DeviceKind::Gpu, 1),
             ],
         );
@@ -373,6 +387,9 @@ mod tests {
                 Some("no measured connectivity tier".to_owned()),
                 Some("blocked".to_owned()),
                 Some("hardware not in the catalog".to_owned()),
+                Some(
+                    "busy with other work while idle this hour: its reward is forfeited".to_owned()
+                ),
                 None,
             ]
         );
@@ -407,6 +424,7 @@ mod tests {
                 verified: *verified,
                 status: DeviceStatus::Idle,
                 streak_hours: *streak,
+                violated_idle_cap: i % 7 == 3,
             }).collect();
             let split = split_block(Tokens::from_units(emission), &candidates);
             prop_assert_eq!(split.gpu_pool.units() + split.cpu_pool.units(), emission);

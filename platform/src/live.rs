@@ -44,6 +44,9 @@ pub(crate) struct LiveDevice {
     pub next_challenge_at: i64,
     pub consecutive_failures: u32,
     pub last_violation_at: i64,
+    /// When a blocked device's stored status was last read (an operator may lift the block
+    /// from another process).
+    pub block_checked_at: i64,
     pub measured_at: Option<i64>,
     pub speed_test_started_at: i64,
     /// The last heartbeat this process took (None since start-up until one comes); unlike
@@ -113,6 +116,7 @@ impl LiveDevice {
             next_challenge_at: 0,
             consecutive_failures: 0,
             last_violation_at: 0,
+            block_checked_at: 0,
             measured_at: None,
             speed_test_started_at: 0,
             unflushed: Vec::new(),

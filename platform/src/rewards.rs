@@ -216,17 +216,30 @@ impl RewardsService {
         for back in 0..STREAK_HOURS {
             query = query.bind(hour - i64::from(back) * BLOCK_MS);
         }
-        query
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|row| self.candidate(row))
+        let rows = query.fetch_all(&mut *conn).await?;
+        // Few devices break the idle caps: one indexed read of the hour's violations.
+        let violated: rustc_hash::FxHashSet<String> = sqlx::query_scalar(
+            "SELECT DISTINCT device_id FROM device_events \
+             WHERE kind = 'violation' AND at >= $1 AND at < $2",
+        )
+        .bind(hour)
+        .bind(hour + BLOCK_MS)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .collect();
+        rows.iter()
+            .map(|row| self.candidate(row, &violated))
             .collect()
     }
 
     /// A device's row from [`Self::candidates`]: its columns, then its online time in the block
     /// and in each of the hours before it.
-    fn candidate(&self, row: &AnyRow) -> Result<Candidate, Error> {
+    fn candidate(
+        &self,
+        row: &AnyRow,
+        violated: &rustc_hash::FxHashSet<String>,
+    ) -> Result<Candidate, Error> {
         let device_id: String = row.try_get("id")?;
         let corrupt = |what: &str, e: &dyn std::fmt::Display| {
             Error::Corrupt(format!("device {device_id}: {what}: {e}"))
@@ -263,6 +276,7 @@ impl RewardsService {
             verified: flag(row, "verified")?,
             status: enum_in(row, "status", DeviceStatus::parse)?,
             streak_hours,
+            violated_idle_cap: violated.contains(&device_id),
             device_id,
         })
     }

@@ -1558,6 +1558,142 @@ async fn blocks_close_once_and_reward_eligible_devices_by_score(p: Platform, url
     assert_eq!(p.ledger.audit().await.unwrap(), Vec::<String>::new());
 }
 
+/// DESIGN.md §3's idle caps with consequences: a device busy with other work while idle forfeits
+/// that hour's block reward; the third violation within a day blocks it for abuse until an
+/// operator lifts the block (then it is verified again); paused devices earn no uptime.
+async fn idle_cap_violations_forfeit_rewards_and_repeated_ones_block(p: Platform, url: String) {
+    hireable_fleet(&p).await;
+    let ids: Vec<String> = (0..2)
+        .map(|n| {
+            platform::testing::seeded_credential(n)
+                .split_once('.')
+                .unwrap()
+                .0
+                .to_owned()
+        })
+        .collect();
+    let (cheat, honest) = (&ids[0], &ids[1]);
+    let block = domain::rewards::block_of(T0.0) - 1;
+    let hour = block * 3_600_000;
+    let busy = Utilisation {
+        gpu_percent: 95,
+        cpu_percent: 5,
+        memory_percent: 10,
+    };
+    let calm = Utilisation::default();
+
+    // Busy with other work while idle, inside the block's hour: recorded, nothing else yet.
+    let t1 = UnixMillis(hour + 10 * 60_000);
+    let reply = p
+        .agents
+        .heartbeat(cheat, heartbeat_at(t1, busy), None, t1)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, DeviceStatus::Idle);
+    online_for(&p, cheat, block, 6).await;
+    online_for(&p, honest, block, 6).await;
+    let closing_at = UnixMillis((block + 1) * 3_600_000 + 15 * 60_000);
+    p.rewards.close_due(closing_at).await.unwrap();
+    let cheat_owner = stored_text(
+        &p.store,
+        "SELECT owner_wallet FROM devices WHERE id = $1",
+        cheat,
+    )
+    .await
+    .unwrap();
+    let lines = p.rewards.rewards_of(&cheat_owner, 10).await.unwrap();
+    let line = |id: &str| lines.iter().find(|l| l.device_id == id).unwrap().clone();
+    assert_eq!(
+        line(cheat).ineligible.as_deref(),
+        Some("busy with other work while idle this hour: its reward is forfeited")
+    );
+    assert_eq!(line(cheat).reward.units(), 0);
+    assert!(line(honest).reward.units() > 0, "{:?}", line(honest));
+
+    // Violations are counted at most hourly; the third within a day blocks for abuse.
+    for n in 1..=2 {
+        let t = UnixMillis(t1.0 + n * 3_600_000);
+        p.agents
+            .heartbeat(cheat, heartbeat_at(t, busy), None, t)
+            .await
+            .unwrap();
+    }
+    assert_eq!(device_status(&p, cheat).await, "blocked");
+    let t3 = UnixMillis(t1.0 + 2 * 3_600_000 + 1_000);
+    let reply = p
+        .agents
+        .heartbeat(cheat, heartbeat_at(t3, calm), None, t3)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, DeviceStatus::Blocked);
+    assert!(
+        reply.reason.contains("3 idle-cap violations within a day"),
+        "{}",
+        reply.reason
+    );
+    assert!(
+        reply.challenge.is_none(),
+        "a blocked device is not verified"
+    );
+
+    // Only a blocked device can be unblocked. The operator's command runs in its own process
+    // (here a second platform on the same database); the serving one learns of it from the
+    // device's heartbeats, and the device must pass verification again.
+    let operator = Platform::new(Store::open(&url).await.unwrap(), config());
+    let refused = operator.agents.unblock(honest, t3).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("only a blocked device"),
+        "{refused}"
+    );
+    let lifted = operator.agents.unblock(cheat, t3).await.unwrap();
+    assert!(lifted.contains("verification again"), "{lifted}");
+    assert_eq!(device_status(&p, cheat).await, "pending");
+    let t4 = UnixMillis(t3.0 + 61_000);
+    let reply = p
+        .agents
+        .heartbeat(cheat, heartbeat_at(t4, calm), None, t4)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, DeviceStatus::Pending);
+    let t4 = UnixMillis(t4.0 + 5_000);
+    let reply = p
+        .agents
+        .heartbeat(cheat, heartbeat_at(t4, calm), None, t4)
+        .await
+        .unwrap();
+    assert!(reply.challenge.is_some(), "challenged again");
+
+    // A paused device heartbeats on but earns no uptime.
+    let me = owner(5);
+    let (paused, _) = registered_device(&p, &me, &["NVIDIA H100 80GB HBM3"]).await;
+    p.worker.pause(&me, &paused, t4).await.unwrap();
+    for n in 0..3 {
+        let t = UnixMillis(t4.0 + n * 5_000);
+        let reply = p
+            .agents
+            .heartbeat(&paused, heartbeat_at(t, calm), None, t)
+            .await
+            .unwrap();
+        assert_eq!(reply.status, DeviceStatus::Paused);
+    }
+    p.agents
+        .flush(Flush::Everything, UnixMillis(t4.0 + 10_000))
+        .await
+        .unwrap();
+    let since = t4.0.div_euclid(3_600_000) * 3_600_000;
+    let earned = stored_number(
+        &p.store,
+        &format!(
+            "SELECT CAST(COALESCE(SUM(online_ms), 0) AS BIGINT) FROM device_uptime \
+             WHERE device_id = $1 AND hour >= {since}"
+        ),
+        &paused,
+    )
+    .await
+    .unwrap();
+    assert_eq!(earned, 0, "a paused device is credited no uptime");
+}
+
 /// Every id of a device-list walk with `filter`, page after page from the first.
 fn walk_device_list(p: &Platform, filter: &domain::explorer::FleetFilter) -> Vec<String> {
     use domain::explorer::PageAt;
@@ -3170,4 +3306,5 @@ on_both_backends!(
     concurrent_deploys_never_share_a_device,
     attested_orders_hire_only_attested_devices,
     blocks_close_once_and_reward_eligible_devices_by_score,
+    idle_cap_violations_forfeit_rewards_and_repeated_ones_block,
 );

@@ -1,5 +1,5 @@
 //! Operator commands (`gpu-commons seed`, `facility`, `attest`, `unattest`, `facilities`,
-//! `credit`): each runs against the configured database in its own process and says what it did.
+//! `unblock`, `credit`): each runs against the configured database in its own process and says what it did.
 
 use platform::store::Store;
 
@@ -51,6 +51,15 @@ pub async fn run_command(config: &Config, command: Command) -> Result<String, Er
             ))
         }
         Command::Facilities => list_facilities(config).await,
+        Command::Unblock { device } => {
+            let platform = open_platform_for_task(config).await?;
+            let done = platform.agents.unblock(&device, platform::now()).await;
+            platform.store.close().await;
+            Ok(format!(
+                "device {device}: {}; running servers apply it within a minute",
+                done?
+            ))
+        }
         Command::Credit {
             wallet,
             usd,

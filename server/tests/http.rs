@@ -1098,6 +1098,47 @@ async fn operators_credit_renters_once_per_key() {
     app.server.stop().await;
 }
 
+/// `gpu-commons unblock`: refused with what is wrong for an unknown or an unblocked device;
+/// a blocked one goes back to pending, to be verified again.
+#[tokio::test]
+async fn operators_unblock_only_blocked_devices() {
+    use server::{run_command, Command};
+    let url = platform::testing::fresh_sqlite_url();
+    let app = spawn(url.clone(), short_sign_in).await;
+    app.sign_in(&new_wallet()).await;
+    let device = app
+        .registered_device("rack-1", "NVIDIA H100 80GB HBM3")
+        .await;
+    let config = Config::for_database(&url).unwrap();
+    let unblock = |device: &str| Command::Unblock {
+        device: device.into(),
+    };
+    let message = |result: Result<String, server::Error>| result.unwrap_err().to_string();
+    let unknown = message(run_command(&config, unblock("dev-nope")).await);
+    assert!(unknown.contains("no device 'dev-nope'"), "{unknown}");
+    let not_blocked = message(run_command(&config, unblock(&device)).await);
+    assert!(
+        not_blocked.contains("only a blocked device can be unblocked"),
+        "{not_blocked}"
+    );
+    let store = platform::store::Store::open(&url).await.unwrap();
+    platform::testing::stored_number(
+        &store,
+        "UPDATE devices SET status = 'blocked', verified = FALSE WHERE id = $1 RETURNING 0",
+        &device,
+    )
+    .await
+    .unwrap();
+    let done = run_command(&config, unblock(&device)).await.unwrap();
+    assert!(done.contains("must pass verification again"), "{done}");
+    let status =
+        platform::testing::stored_text(&store, "SELECT status FROM devices WHERE id = $1", &device)
+            .await
+            .unwrap();
+    assert_eq!(status, "pending");
+    store.close().await;
+}
+
 /// `gpu-commons facility`, `attest`, `unattest` and `facilities`: the operator's list of
 /// certified facilities, with specific errors, shown on the device's public page and JSON.
 #[tokio::test]

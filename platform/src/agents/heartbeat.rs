@@ -8,16 +8,18 @@ use domain::agent_protocol::{
     AssignmentWait, Heartbeat, HeartbeatReply, WorkloadState, MAX_ASSIGNMENT_WAIT_SECS,
     MAX_CLOCK_SKEW_MS,
 };
-use domain::device_status::DeviceEvent;
+use domain::device_status::{earns_uptime, DeviceEvent};
 use domain::fleet::DeviceStatus;
 use domain::proof_of_work::Challenge;
 use domain::time::UnixMillis;
-use domain::worker::DeviceEventKind;
 
 use super::{checked_agent_version, AgentService};
-use crate::lifecycle::{apply_event, mirror, record_event};
+use crate::lifecycle::{apply_event, mirror};
 use crate::live::{LiveDevice, OpenChallenge};
 use crate::{AgentRefusal, Error};
+
+/// A blocked device's stored status is read again at most this often.
+const BLOCK_CHECK_EVERY_MS: i64 = 60_000;
 
 /// Idle-cap violations of one device are recorded at most this often.
 pub(super) const VIOLATION_EVERY_MS: i64 = 3_600_000;
@@ -26,6 +28,8 @@ pub(super) const VIOLATION_EVERY_MS: i64 = 3_600_000;
 pub(super) enum FollowUp {
     Resume,
     Violation(String),
+    /// A blocked device's stored status is read again: an operator may have lifted the block.
+    CheckBlock,
     Challenge(Challenge),
     NewAgentVersion,
     /// The agent reports a new state of its cluster workload.
@@ -81,7 +85,7 @@ impl AgentService {
         let mut follow_ups = Vec::new();
         let down_after_ms = self.config.down_after_secs * 1000;
         let gap = now.0 - d.last_seen;
-        let online_ms = if (0..=down_after_ms).contains(&gap) {
+        let online_ms = if earns_uptime(d.status) && (0..=down_after_ms).contains(&gap) {
             gap
         } else {
             0
@@ -114,6 +118,10 @@ impl AgentService {
                     detail: report.detail.clone(),
                 });
             }
+        }
+        if d.status == DeviceStatus::Blocked && now.0 - d.block_checked_at >= BLOCK_CHECK_EVERY_MS {
+            d.block_checked_at = now.0;
+            follow_ups.push(FollowUp::CheckBlock);
         }
         if d.status == DeviceStatus::Idle && now.0 - d.last_violation_at >= VIOLATION_EVERY_MS {
             if let Some(why) = heartbeat.utilisation.idle_cap_violation() {
@@ -148,19 +156,8 @@ impl AgentService {
                 self.transition(device_id, DeviceEvent::HeartbeatsResumed, now)
                     .await?;
             }
-            FollowUp::Violation(why) => {
-                let mut conn = self.store.pool().acquire().await?;
-                record_event(
-                    &mut conn,
-                    device_id,
-                    now,
-                    DeviceEventKind::Violation,
-                    None,
-                    &why,
-                )
-                .await?;
-                tracing::warn!(device = device_id, %why, "idle-cap violation");
-            }
+            FollowUp::Violation(why) => self.record_violation(device_id, &why, now).await?,
+            FollowUp::CheckBlock => self.reload_if_unblocked(device_id, now).await?,
             FollowUp::Challenge(challenge) => {
                 if let Err(e) = self.store_challenge(device_id, &challenge, now).await {
                     self.live.with(device_id, |d| d.challenge = None);

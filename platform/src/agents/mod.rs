@@ -16,6 +16,7 @@ use crate::provisioning::ProvisioningService;
 use crate::store::Store;
 use crate::Error;
 
+mod abuse;
 mod connectivity;
 mod flush;
 mod heartbeat;

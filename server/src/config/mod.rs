@@ -246,6 +246,13 @@ pub enum Command {
     },
     /// List the certified facilities with their standards, dates and devices.
     Facilities,
+    /// Lift the block of a device blocked for abuse or failed verification: it goes back to
+    /// pending and must pass verification again. Running servers apply it within a minute.
+    Unblock {
+        /// The blocked device's id.
+        #[arg(long)]
+        device: String,
+    },
 }
 
 /// Where and with what payouts are paid.
