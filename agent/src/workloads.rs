@@ -24,6 +24,8 @@ struct Running {
     child: Option<Child>,
     /// The container to stop when the cluster ends (docker runtime).
     container: Option<String>,
+    /// The container's env file, removed when the cluster ends.
+    env_file: Option<PathBuf>,
     state: WorkloadState,
     detail: String,
 }
@@ -45,6 +47,8 @@ struct Recorded {
     pid: Option<u32>,
     started: Option<u64>,
     container: Option<String>,
+    #[serde(default)]
+    env_file: Option<PathBuf>,
 }
 
 /// When process `pid` started (clock ticks since boot), if it is alive (not a zombie), where
@@ -86,6 +90,9 @@ pub fn stop_leftovers(record: &Path) -> Vec<String> {
                 "container {name} of cluster {}",
                 leftover.cluster_id
             ));
+        }
+        if let Some(file) = &leftover.env_file {
+            let _ = std::fs::remove_file(file);
         }
         if let (Some(pid), Some(started)) = (leftover.pid, leftover.started) {
             if process_started(pid) == Some(started) {
@@ -169,6 +176,7 @@ impl Workloads {
                     pid,
                     started: pid.and_then(process_started),
                     container: w.container.clone(),
+                    env_file: w.env_file.clone(),
                 }
             })
             .collect();
@@ -224,10 +232,11 @@ impl Workloads {
         let failed = |detail: String| Running {
             child: None,
             container: None,
+            env_file: None,
             state: WorkloadState::Failed,
             detail,
         };
-        let role = assignment.role.as_str();
+        let env = workload_env(assignment, &self.device_id);
         // What the report says beside the state (empty: nothing to add).
         let mut detail = String::new();
         let (mut command, container) = match assignment.kind.runtime() {
@@ -236,19 +245,24 @@ impl Workloads {
                     return failed("Docker is not installed on this device".into());
                 }
                 let name = format!("gc-{}", assignment.cluster_id);
-                let mut c = Command::new("docker");
-                c.args(["run", "--rm", "--name", &name]);
-                for (key, value) in &workload.env {
-                    c.arg("-e").arg(format!("{key}={value}"));
+                // The env reaches the container only, through a file of the agent's: never
+                // the engine's own process (DOCKER_HOST=…) nor its command line (`ps`).
+                let env_file = self.record.with_file_name(format!("{name}.env"));
+                if let Err(e) = write_env_file(&env_file, &env) {
+                    return failed(format!("could not write the container's env file: {e}"));
                 }
+                let mut c = Command::new("docker");
+                c.args(["run", "--rm", "--name", &name, "--env-file"])
+                    .arg(&env_file);
                 if let Some(port) = workload.port {
                     c.arg("-p").arg(format!("{port}:{port}"));
                 }
-                c.arg(&workload.image);
+                // `--` ends the engine's options: the image is only ever an image.
+                c.arg("--").arg(&workload.image);
                 if !workload.command.is_empty() {
                     c.args(["sh", "-c", &workload.command]);
                 }
-                (c, Some(name))
+                (c, Some((name, env_file)))
             }
             Runtime::Ray if workload.command.is_empty() => {
                 if !installed("ray") {
@@ -303,6 +317,7 @@ impl Workloads {
                 return Running {
                     child: None,
                     container: None,
+                    env_file: None,
                     state: WorkloadState::Running,
                     detail: "holding the device for the renter".into(),
                 }
@@ -311,31 +326,18 @@ impl Workloads {
                 (shell(&workload.command), None)
             }
         };
-        command
-            .envs(&workload.env)
-            .env("GC_CLUSTER_ID", &assignment.cluster_id)
-            .env("GC_DEVICE_ID", &self.device_id)
-            .env("GC_ROLE", role)
-            .envs(
-                assignment
-                    .head_address
-                    .iter()
-                    .map(|a| ("GC_HEAD_ADDRESS", a)),
-            )
-            .envs(
-                assignment
-                    .notebook_token
-                    .iter()
-                    .map(|t| ("GC_NOTEBOOK_TOKEN", t)),
-            )
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
+        if container.is_none() {
+            command.envs(env);
+        }
+        command.stdin(Stdio::null()).kill_on_drop(true);
+        let (container, env_file) = container.unzip();
         #[cfg(unix)]
         command.process_group(0);
         match command.spawn() {
             Ok(child) => Running {
                 child: Some(child),
                 container,
+                env_file,
                 state: WorkloadState::Running,
                 detail,
             },
@@ -388,7 +390,55 @@ const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 /// Asks the workload to stop (SIGTERM to the shell's whole process group, so commands it
 /// started stop too; `docker stop` for a container) and kills it if it has not exited after
 /// [`STOP_GRACE`]. `graceful: false` kills at once (the agent itself is exiting).
+/// The environment of a cluster's workload: the renter's variables and the platform's
+/// (`GC_CLUSTER_ID`, `GC_DEVICE_ID`, `GC_ROLE`, `GC_HEAD_ADDRESS`, `GC_NOTEBOOK_TOKEN`), which
+/// the renter's cannot shadow (the server refuses `GC_` names).
+fn workload_env(assignment: &WorkloadAssignment, device_id: &str) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = assignment
+        .workload
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    env.push(("GC_CLUSTER_ID".into(), assignment.cluster_id.clone()));
+    env.push(("GC_DEVICE_ID".into(), device_id.to_owned()));
+    env.push(("GC_ROLE".into(), assignment.role.as_str().to_owned()));
+    if let Some(head) = &assignment.head_address {
+        env.push(("GC_HEAD_ADDRESS".into(), head.clone()));
+    }
+    if let Some(token) = &assignment.notebook_token {
+        env.push(("GC_NOTEBOOK_TOKEN".into(), token.clone()));
+    }
+    env
+}
+
+/// Writes `env` as an engine env file (`NAME=value` a line; the server allows no line breaks
+/// in values), readable by the agent's user only.
+fn write_env_file(path: &Path, env: &[(String, String)]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    for (name, value) in env {
+        if value.contains(['\n', '\r', '\0']) {
+            return Err(std::io::Error::other(format!(
+                "the value of {name} is not one line"
+            )));
+        }
+        writeln!(file, "{name}={value}")?;
+    }
+    Ok(())
+}
+
 fn stop(workload: &mut Running, graceful: bool) {
+    if let Some(file) = workload.env_file.take() {
+        let _ = std::fs::remove_file(file);
+    }
     if let Some(name) = &workload.container {
         let _ = std::process::Command::new("docker")
             .args(["stop", name])
@@ -449,6 +499,7 @@ mod tests {
             pid: Some(child.id()),
             started,
             container: None,
+            env_file: None,
         };
         let reused_started = process_started(reused.id()).unwrap();
         std::fs::write(

@@ -376,8 +376,9 @@ fn stand_in_jupyter(dir: &Path) -> PathBuf {
     )
 }
 
-/// Docker's CLI: `docker run` records its arguments and runs until stopped; `docker stop
-/// NAME` records the name.
+/// Docker's CLI: `docker run --rm --name NAME --env-file FILE …` records its arguments, its
+/// own environment and the env file under the container's name, and runs until stopped;
+/// `docker stop NAME` records the name.
 fn stand_in_docker(dir: &Path) -> PathBuf {
     let d = dir.display();
     stand_in(
@@ -387,8 +388,10 @@ fn stand_in_docker(dir: &Path) -> PathBuf {
         &format!(
             "#!/bin/sh\n\
              if [ \"$1\" = stop ]; then echo stopped > {d}/docker-stop-$2; exit 0; fi\n\
-             trap 'exit 0' TERM\necho $$ > {d}/pid-$GC_DEVICE_ID\n\
-             echo \"$*\" > {d}/docker-run-$GC_DEVICE_ID\n\
+             trap 'exit 0' TERM\necho $$ > {d}/pid-$4\n\
+             echo \"$*\" > {d}/docker-run-$4\n\
+             env > {d}/docker-env-$4\n\
+             cp \"$6\" {d}/docker-envfile-$4\n\
              while true; do sleep 0.2; done\n"
         ),
     )
@@ -431,8 +434,10 @@ fn h100_request(name: &str, kind: ClusterKind, quantity: u32, workload: Workload
     }
 }
 
-/// A container cluster: the agent runs the image with the cluster's env, port and command
-/// under a name of the cluster's, and stops that container when the cluster ends.
+/// A container cluster: the agent runs the image with the cluster's port and command under a
+/// name of the cluster's, gives the env to the container alone (an env file, never the engine
+/// CLI's own environment or command line), ends the engine's options before the image, and
+/// stops the container and removes the env file when the cluster ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn container_clusters_run_their_image_and_stop_it() {
     let fleet = Fleet::start(platform::testing::fresh_sqlite_url()).await;
@@ -451,10 +456,41 @@ async fn container_clusters_run_their_image_and_stop_it() {
     let running = deploy_running(&fleet, renter, &request, "c-1").await;
     let cluster = &running.summary;
     let name = format!("gc-{}", cluster.id);
+    let args = read(&fleet.dir.join(format!("docker-run-{name}")));
+    let env_file = args
+        .split_whitespace()
+        .nth(5)
+        .expect("the env file follows --env-file")
+        .to_owned();
     assert_eq!(
-        read(&fleet.dir.join(format!("docker-run-{device}"))).trim(),
-        format!("run --rm --name {name} -e MODEL=llama -p 8000:8000 ghcr.io/example/server:1.2 sh -c python serve.py")
+        args.trim(),
+        format!("run --rm --name {name} --env-file {env_file} -p 8000:8000 -- ghcr.io/example/server:1.2 sh -c python serve.py")
     );
+    let given = read(&fleet.dir.join(format!("docker-envfile-{name}")));
+    for line in [
+        "MODEL=llama".to_owned(),
+        format!("GC_CLUSTER_ID={}", cluster.id),
+        format!("GC_DEVICE_ID={device}"),
+        "GC_ROLE=worker".to_owned(),
+    ] {
+        assert!(given.lines().any(|l| l == line), "{line} in {given}");
+    }
+    let engine_env = read(&fleet.dir.join(format!("docker-env-{name}")));
+    assert!(
+        !engine_env
+            .lines()
+            .any(|l| l.starts_with("MODEL=") || l.starts_with("GC_")),
+        "the engine CLI got the cluster's env:\n{engine_env}"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&env_file).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the env file is the agent's alone: {mode:o}"
+        );
+    }
     provisioning
         .terminate(renter, &cluster.id, platform::now())
         .await
@@ -469,6 +505,10 @@ async fn container_clusters_run_their_image_and_stop_it() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert!(
+        !Path::new(&env_file).exists(),
+        "the env file is removed with the container"
+    );
     drop(commands);
     fleet.stop().await;
 }

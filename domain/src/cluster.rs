@@ -203,16 +203,8 @@ impl Hardware {
     }
 }
 
-/// What the agents of a cluster run. `command` runs through the system shell on each device;
-/// containers also name an image and may expose a port.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Workload {
-    pub image: String,
-    pub command: String,
-    pub port: Option<u16>,
-    pub env: BTreeMap<String, String>,
-}
+// What a cluster runs has a module of its own, with its checks; orders name it from here too.
+pub use crate::workload::Workload;
 
 /// A deploy request as the wizard and the JSON API send it; [`DeployRequest::validate`] turns it
 /// into an order or says what is wrong with each field.
@@ -261,8 +253,6 @@ pub struct FieldError {
 pub const MAX_QUANTITY: u32 = 1_024;
 const MAX_COUNTRIES: usize = 60;
 const MAX_NAME_CHARS: usize = 48;
-const MAX_COMMAND_BYTES: usize = 4_096;
-const MAX_ENV_VARS: usize = 64;
 
 /// A validated request: everything the quote and the allocator need.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -387,44 +377,10 @@ impl DeployRequest {
         if let Err(m) = parse_duration(self.duration_unit, self.duration_count) {
             fail("duration_count", m);
         }
-        let workload = &self.workload;
-        if self.kind.needs_image() && workload.image.trim().is_empty() {
-            fail(
-                "workload.image",
-                "a container cluster needs an image".into(),
-            );
-        }
-        if workload.image.len() > 256 || workload.image.chars().any(char::is_whitespace) {
-            fail(
-                "workload.image",
-                "an image reference has no spaces and at most 256 characters".into(),
-            );
-        }
-        if workload.command.len() > MAX_COMMAND_BYTES {
-            fail(
-                "workload.command",
-                format!("a command has at most {MAX_COMMAND_BYTES} bytes"),
-            );
-        }
-        if workload.port == Some(0) {
-            fail("workload.port", "a port is 1 to 65535".into());
-        }
-        if workload.env.len() > MAX_ENV_VARS {
-            fail(
-                "workload.env",
-                format!("at most {MAX_ENV_VARS} environment variables"),
-            );
-        }
-        if let Some(bad) = workload.env.keys().find(|k| {
-            k.is_empty()
-                || k.starts_with(|c: char| c.is_ascii_digit())
-                || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        }) {
-            fail(
-                "workload.env",
-                format!("'{bad}' is not an environment variable name (A-Z, 0-9, _)"),
-            );
-        }
+        self.workload
+            .check(self.kind.needs_image(), |field, message| {
+                fail(field, message)
+            });
         match (name, hardware) {
             (Some(name), Some(hardware)) if errors.is_empty() => Ok(DeployOrder {
                 name,

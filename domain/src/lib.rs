@@ -24,3 +24,4 @@ pub mod time;
 pub mod uptime;
 pub mod wallet;
 pub mod worker;
+pub mod workload;

@@ -1098,6 +1098,61 @@ async fn operators_credit_renters_once_per_key() {
     app.server.stop().await;
 }
 
+/// Workload fields an attacker would use against a provider's machine are refused on their
+/// fields before anything is charged: a flag-shaped image, the platform's own variable names,
+/// a multi-line value (an env file line of its own), a NUL in the command.
+#[tokio::test]
+async fn hostile_workloads_are_refused_on_their_fields() {
+    let app = spawn(platform::testing::fresh_sqlite_url(), short_sign_in).await;
+    app.sign_in(&new_wallet()).await;
+    let order = |workload: Value| {
+        json!({
+            "name": "c", "kind": "container", "hardware": "H200 141GB", "quantity": 1,
+            "duration_unit": "hourly", "duration_count": 1, "payment": "usdc",
+            "workload": workload
+        })
+    };
+    for (workload, field, says) in [
+        (
+            json!({ "image": "--privileged" }),
+            "workload.image",
+            "not an image reference",
+        ),
+        (
+            json!({ "image": "ubuntu", "env": { "GC_ROLE": "head" } }),
+            "workload.env",
+            "set by the platform",
+        ),
+        (
+            json!({ "image": "ubuntu", "env": { "TOKEN": "a\nGC_ROLE=head" } }),
+            "workload.env",
+            "one line",
+        ),
+        (
+            json!({ "image": "ubuntu", "command": "echo \u{0}" }),
+            "workload.command",
+            "NUL",
+        ),
+    ] {
+        for path in ["/api/v1/cloud/quote", "/api/v1/cloud/clusters"] {
+            let refused = app.post(path, order(workload.clone())).await;
+            assert_eq!(
+                refused.status(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{path} {workload}"
+            );
+            let body: Value = refused.json().await.unwrap();
+            let fields = body["error"]["fields"].as_array().unwrap();
+            assert_eq!(fields.len(), 1, "{body}");
+            assert_eq!(fields[0]["field"], field, "{body}");
+            assert!(
+                fields[0]["message"].as_str().unwrap().contains(says),
+                "{body}"
+            );
+        }
+    }
+}
+
 /// `gpu-commons unblock`: refused with what is wrong for an unknown or an unblocked device;
 /// a blocked one goes back to pending, to be verified again.
 #[tokio::test]
