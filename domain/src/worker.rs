@@ -9,6 +9,13 @@ use crate::uptime::{UptimeDay, UtilisationHour};
 
 pub const MAX_DEVICE_NAME_CHARS: usize = 64;
 
+/// Devices one wallet may have waiting for their agent at once: enough for a rack, too few to
+/// flood the network with placeholders (an enrolment ends when its agent registers or its token
+/// expires).
+pub const MAX_AWAITING_AGENT: i64 = 20;
+/// Devices one wallet may add in an hour.
+pub const MAX_ENROLMENTS_PER_HOUR: i64 = 60;
+
 /// The "connect new device" form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

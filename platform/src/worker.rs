@@ -12,7 +12,7 @@ use domain::wallet::WalletAddress;
 use domain::worker::{
     valid_device_name, AwaitingAgent, ChallengeOutcome, DeviceDetail, DeviceEventKind,
     DeviceHistoryEntry, NewDevice, OwnedDevice, RegistrationTicket, VerificationRecord,
-    WorkerDevices,
+    WorkerDevices, MAX_AWAITING_AGENT, MAX_ENROLMENTS_PER_HOUR,
 };
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -64,11 +64,34 @@ impl WorkerService {
     }
 
     /// Reserves a device id and issues a single-use registration token for its agent. Only the
-    /// token's SHA-256 is stored; the ticket is the one time it is shown.
+    /// token's SHA-256 is stored; the ticket is the one time it is shown. A wallet may have
+    /// [`MAX_AWAITING_AGENT`] devices waiting for their agent and add
+    /// [`MAX_ENROLMENTS_PER_HOUR`] an hour.
     pub async fn add_device(
         &self,
         owner: &WalletAddress,
         form: NewDevice,
+        now: UnixMillis,
+    ) -> Result<RegistrationTicket, Error> {
+        self.enrol(owner, form, Limits::PerWallet, now).await
+    }
+
+    /// Adds one of the operator's own devices (the demo network's agents), which the per-wallet
+    /// limits on enrolments do not apply to.
+    pub async fn add_operator_device(
+        &self,
+        owner: &WalletAddress,
+        form: NewDevice,
+        now: UnixMillis,
+    ) -> Result<RegistrationTicket, Error> {
+        self.enrol(owner, form, Limits::None, now).await
+    }
+
+    async fn enrol(
+        &self,
+        owner: &WalletAddress,
+        form: NewDevice,
+        limits: Limits,
         now: UnixMillis,
     ) -> Result<RegistrationTicket, Error> {
         let form = form
@@ -77,6 +100,10 @@ impl WorkerService {
         let device_id = format!("dev-{}", random_hex(8));
         let token = format!("gcr_{}", random_hex(24));
         let expires_at = now.plus_seconds(self.config.registration_ttl_secs);
+        let mut tx = self.store.begin_write().await?;
+        if limits == Limits::PerWallet {
+            enrolment_allowed(&mut tx, owner, now).await?;
+        }
         sqlx::query(
             "INSERT INTO device_registrations \
                (token_hash, device_id, owner_wallet, name, os, kind, country, created_at, expires_at) \
@@ -91,8 +118,9 @@ impl WorkerService {
         .bind(&form.country)
         .bind(now.0)
         .bind(expires_at.0)
-        .execute(self.store.pool())
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         let command = format!(
             "gpu-commons-agent --server {} --token {token}",
             self.config.agent_server_url.trim_end_matches('/')
@@ -456,6 +484,50 @@ impl WorkerService {
             .map(|_| ())
             .ok_or_else(|| not_yours(device_id))
     }
+}
+
+/// Whether an enrolment is held to the per-wallet limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Limits {
+    PerWallet,
+    None,
+}
+
+/// Refuses a new enrolment when `owner` has [`MAX_AWAITING_AGENT`] devices waiting for their
+/// agent or added [`MAX_ENROLMENTS_PER_HOUR`] in the last hour: placeholders cost the network
+/// nothing to make, so a wallet may not make them without bound.
+async fn enrolment_allowed(
+    conn: &mut AnyConnection,
+    owner: &WalletAddress,
+    now: UnixMillis,
+) -> Result<(), Error> {
+    let row = sqlx::query(
+        "SELECT \
+           CAST(COALESCE(SUM(CASE WHEN used_at IS NULL AND expires_at > $2 THEN 1 ELSE 0 END), 0) \
+             AS BIGINT) AS awaiting, \
+           CAST(COALESCE(SUM(CASE WHEN created_at > $3 THEN 1 ELSE 0 END), 0) AS BIGINT) AS recent \
+         FROM device_registrations WHERE owner_wallet = $1",
+    )
+    .bind(owner.as_str())
+    .bind(now.0)
+    .bind(now.0 - 3_600_000)
+    .fetch_one(&mut *conn)
+    .await?;
+    let awaiting: i64 = row.try_get("awaiting")?;
+    if awaiting >= MAX_AWAITING_AGENT {
+        return Err(Error::Conflict(format!(
+            "{awaiting} of your devices are waiting for their agent (at most \
+             {MAX_AWAITING_AGENT}); start their agents, or let their tokens expire, first"
+        )));
+    }
+    let recent: i64 = row.try_get("recent")?;
+    if recent >= MAX_ENROLMENTS_PER_HOUR {
+        return Err(Error::Conflict(format!(
+            "you added {recent} devices in the last hour (at most {MAX_ENROLMENTS_PER_HOUR}); \
+             try again later"
+        )));
+    }
+    Ok(())
 }
 
 fn not_yours(device_id: &str) -> Error {

@@ -684,6 +684,73 @@ async fn speed_tests_keep_each_directions_best_round(p: Platform) {
     );
 }
 
+/// Enrolments cost nothing to make, so a wallet may have only so many devices waiting for
+/// their agent, and add only so many an hour; an agent's registration or an expired token frees
+/// a place, and other wallets are not affected.
+async fn a_wallet_enrols_a_bounded_number_of_devices(p: Platform) {
+    use domain::worker::{MAX_AWAITING_AGENT, MAX_ENROLMENTS_PER_HOUR};
+    let me = owner(7);
+    let mut tickets = Vec::new();
+    for _ in 0..MAX_AWAITING_AGENT {
+        tickets.push(p.worker.add_device(&me, form("node"), T0).await.unwrap());
+    }
+    let refused = p
+        .worker
+        .add_device(&me, form("node"), T0)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, Error::Conflict(why) if why.contains("20 of your devices are waiting for their agent")),
+        "{refused}"
+    );
+    p.worker
+        .add_device(&owner(8), form("node"), T0)
+        .await
+        .unwrap();
+    p.agents
+        .register(
+            register_request(&tickets[0].token, &["NVIDIA H100 80GB HBM3"]),
+            T0,
+        )
+        .await
+        .unwrap();
+    p.worker.add_device(&me, form("node"), T0).await.unwrap();
+    assert!(p.worker.add_device(&me, form("node"), T0).await.is_err());
+    // An hour on, the waiting tokens have expired.
+    let later = T0.plus_seconds(3_601);
+    p.worker.add_device(&me, form("node"), later).await.unwrap();
+
+    // However fast its agents register, a wallet adds at most so many an hour.
+    let busy = owner(9);
+    for n in 0..MAX_ENROLMENTS_PER_HOUR {
+        let at = T0.plus_seconds(n);
+        let ticket = p.worker.add_device(&busy, form("node"), at).await.unwrap();
+        p.agents
+            .register(
+                register_request(&ticket.token, &["NVIDIA H100 80GB HBM3"]),
+                at,
+            )
+            .await
+            .unwrap();
+    }
+    let at = T0.plus_seconds(MAX_ENROLMENTS_PER_HOUR);
+    let refused = p
+        .worker
+        .add_device(&busy, form("node"), at)
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("you added 60 devices in the last hour"),
+        "{refused}"
+    );
+    p.worker
+        .add_device(&busy, form("node"), T0.plus_seconds(3_601))
+        .await
+        .unwrap();
+}
+
 async fn owners_pause_resume_revoke_and_remove(p: Platform) {
     let me = owner(3);
     let (id, credential) = registered_device(&p, &me, &["NVIDIA GeForce RTX 4090"]).await;
@@ -3295,6 +3362,7 @@ on_both_backends!(
     a_device_is_verified_by_proof_of_work_and_goes_down_when_silent,
     speed_tests_keep_each_directions_best_round,
     owners_pause_resume_revoke_and_remove,
+    a_wallet_enrols_a_bounded_number_of_devices,
     owners_rename_their_devices_with_checked_names,
     unsupported_hardware_is_kept_with_what_was_reported,
     clusters_are_paid_placed_extended_and_settled,

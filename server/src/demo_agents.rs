@@ -136,7 +136,7 @@ impl DemoAgents {
             {
                 let ticket = platform
                     .worker
-                    .add_device(
+                    .add_operator_device(
                         &owner,
                         NewDevice {
                             name: format!("demo-{}-{index}", machine.country.to_lowercase()),
