@@ -1527,6 +1527,19 @@ async fn hire_earnings_settle_hourly_and_statements_show_every_movement(p: Platf
 }
 
 /// Writes `hours` hours of full uptime ending with `block`'s hour for `device`.
+/// The ids of the first `count` devices `seed_agent_fleet` made.
+fn seeded_ids(count: usize) -> Vec<String> {
+    (0..count)
+        .map(|n| {
+            platform::testing::seeded_credential(n)
+                .split_once('.')
+                .unwrap()
+                .0
+                .to_owned()
+        })
+        .collect()
+}
+
 async fn online_for(p: &Platform, device: &str, block: i64, hours: i64) {
     for back in 0..hours {
         platform::testing::record_uptime(&p.store, device, (block - back) * 3_600_000, 3_600_000)
@@ -1541,15 +1554,7 @@ async fn blocks_close_once_and_reward_eligible_devices_by_score(p: Platform, url
     let block = domain::rewards::block_of(T0.0) - 1;
     // Seeded devices 0 and 1 are an A100 (1 GPU) and an H100 (2 GPUs) at tiers ultra and high;
     // device 2 has been online only 3 hours; device 3 is not verified.
-    let ids: Vec<String> = (0..4)
-        .map(|n| {
-            platform::testing::seeded_credential(n)
-                .split_once('.')
-                .unwrap()
-                .0
-                .to_owned()
-        })
-        .collect();
+    let ids = seeded_ids(4);
     online_for(&p, &ids[0], block, 6).await;
     online_for(&p, &ids[1], block, 5).await;
     online_for(&p, &ids[2], block, 3).await;
@@ -1630,15 +1635,7 @@ async fn blocks_close_once_and_reward_eligible_devices_by_score(p: Platform, url
 /// operator lifts the block (then it is verified again); paused devices earn no uptime.
 async fn idle_cap_violations_forfeit_rewards_and_repeated_ones_block(p: Platform, url: String) {
     hireable_fleet(&p).await;
-    let ids: Vec<String> = (0..2)
-        .map(|n| {
-            platform::testing::seeded_credential(n)
-                .split_once('.')
-                .unwrap()
-                .0
-                .to_owned()
-        })
-        .collect();
+    let ids = seeded_ids(2);
     let (cheat, honest) = (&ids[0], &ids[1]);
     let block = domain::rewards::block_of(T0.0) - 1;
     let hour = block * 3_600_000;
