@@ -1294,6 +1294,75 @@ async fn holdings(p: &Platform, user: i64) -> (MicroUsd, Tokens) {
     (available(p, user).await, tokens(p, user).await)
 }
 
+/// A hired device that falls silent served until its last heartbeat, not until the silence
+/// was noticed: its provider is paid to that heartbeat and the renter gets back the rest,
+/// down-after window included. The reason names the device's status.
+async fn a_device_lost_to_silence_is_paid_to_its_last_heartbeat(p: Platform) {
+    hireable_fleet(&p).await;
+    let renter = Wallet::new();
+    let me = account_of(&p, &renter).await;
+    p.ledger
+        .operator_credit(me, Asset::Usdc, usd(100).micros(), "promo", "promotion", T0)
+        .await
+        .unwrap();
+    let cluster = p
+        .provisioning
+        .deploy(me, &h200_request("silent", 1), Some("silent-1"), T0)
+        .await
+        .unwrap();
+    let device = report_running(&p, me, &cluster.id, T0).await;
+    let heard = T0.plus_seconds(600);
+    p.agents
+        .heartbeat(
+            &device,
+            heartbeat_at(heard, Utilisation::default()),
+            None,
+            heard,
+        )
+        .await
+        .unwrap();
+    // Noticed a minute later; the cluster sweep runs later still.
+    let noticed = heard.plus_seconds(60);
+    assert!(p.agents.sweep(noticed).await.unwrap() >= 1);
+    assert_eq!(device_status(&p, &device).await, "down");
+    p.provisioning.sweep(noticed.plus_seconds(5)).await.unwrap();
+
+    let owner = stored_text(
+        &p.store,
+        "SELECT owner_wallet FROM devices WHERE id = $1",
+        &device,
+    )
+    .await
+    .unwrap();
+    let hire = p
+        .provisioning
+        .hires_of(&owner, Some(&device), 10)
+        .await
+        .unwrap()
+        .remove(0);
+    let budget = MicroUsd::from_micros(hire.earned.micros() + hire.forfeited.micros());
+    let ends = T0.0 + 2 * 3_600_000;
+    assert_eq!(
+        hire.earned,
+        domain::pricing::accrued(budget, T0.0, heard.0, ends),
+        "paid to the last heartbeat"
+    );
+    assert!(hire.earned < domain::pricing::accrued(budget, T0.0, noticed.0, ends));
+    let detail = p
+        .provisioning
+        .cluster(me, &cluster.id, noticed.plus_seconds(5))
+        .await
+        .unwrap();
+    assert!(
+        detail.events.iter().any(|e| e
+            .detail
+            .contains(&format!("device {device} lost (device {device} is down)"))),
+        "{:?}",
+        detail.events
+    );
+    assert_books_balance(&p, &cluster.id).await;
+}
+
 /// Paid in the token, a cluster takes the renter's tokens at the configured price ($0.25 per
 /// GCT here) and runs on dollars like any other; its refunds come back as tokens at the price
 /// it was paid at, and the renter's dollars are never touched.
@@ -3364,6 +3433,7 @@ on_both_backends!(
     unsupported_hardware_is_kept_with_what_was_reported,
     clusters_are_paid_placed_extended_and_settled,
     clusters_paid_in_the_token_refund_in_the_token,
+    a_device_lost_to_silence_is_paid_to_its_last_heartbeat,
     hire_earnings_settle_hourly_and_statements_show_every_movement,
     money_operations_keep_the_books,
     the_explorer_shows_what_the_database_holds;

@@ -1,11 +1,14 @@
 //! The periodic pass over clusters: start deadlines, paid time that ran out, hired devices that
 //! went down, and hire earnings due for settlement.
 
-use domain::cluster::ClusterEvent;
+use domain::cluster::{ClusterEvent, ClusterStatus};
+use domain::fleet::DeviceStatus;
 use domain::time::UnixMillis;
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::ProvisioningService;
+use crate::rows::enum_in;
 use crate::Error;
 
 impl ProvisioningService {
@@ -39,25 +42,26 @@ impl ProvisioningService {
             changed += self.tolerate(self.finish(&id, ClusterEvent::Expired, now).await)?;
         }
         let gone = sqlx::query(
-            "SELECT c.id, c.status, cd.device_id, d.status, d.status_changed_at FROM cluster_devices cd \
+            "SELECT c.id, c.status AS cluster_status, cd.device_id, d.status AS device_status, \
+               d.status_changed_at, d.last_heartbeat_at FROM cluster_devices cd \
              JOIN clusters c ON c.id = cd.cluster_id JOIN devices d ON d.id = cd.device_id \
              WHERE c.status IN ('deploying', 'running') AND cd.left_at IS NULL AND d.status <> 'hired'",
         )
         .fetch_all(self.store.pool())
         .await?;
         for row in gone {
-            let (id, status, device): (String, String, String) = (
-                row.try_get("id")?,
-                row.try_get("status")?,
-                row.try_get("device_id")?,
-            );
-            let why = format!("device {device} is {}", row.try_get::<String, _>("status")?);
-            let outcome = if status == "deploying" {
-                self.finish(&id, ClusterEvent::StartFailed { why }, now)
-                    .await
-            } else {
-                let down_at = UnixMillis(row.try_get("status_changed_at")?);
-                self.lose(&id, &device, &why, down_at, now).await
+            let (id, device): (String, String) = (row.try_get("id")?, row.try_get("device_id")?);
+            let device_status = enum_in(&row, "device_status", DeviceStatus::parse)?;
+            let why = format!("device {device} is {device_status}");
+            let outcome = match enum_in(&row, "cluster_status", ClusterStatus::parse)? {
+                ClusterStatus::Deploying => {
+                    self.finish(&id, ClusterEvent::StartFailed { why }, now)
+                        .await
+                }
+                _ => {
+                    let down_at = self.left_service_at(&row, &device, device_status)?;
+                    self.lose(&id, &device, &why, down_at, now).await
+                }
             };
             changed += self.tolerate(outcome)?;
         }
@@ -74,6 +78,30 @@ impl ProvisioningService {
             changed += self.tolerate(self.settle(&id, now).await)?;
         }
         Ok(changed)
+    }
+
+    /// When a hired device stopped serving: a device that went down did at its last heartbeat
+    /// (from this process's memory, else as last written), not when the silence was noticed,
+    /// so the renter does not pay for the down-after window; any other change (paused by force,
+    /// blocked, removed) when its status changed.
+    fn left_service_at(
+        &self,
+        row: &AnyRow,
+        device: &str,
+        status: DeviceStatus,
+    ) -> Result<UnixMillis, Error> {
+        let changed_at: i64 = row.try_get("status_changed_at")?;
+        if status != DeviceStatus::Down {
+            return Ok(UnixMillis(changed_at));
+        }
+        let heard = self
+            .live
+            .with(device, |d| d.last_heartbeat)
+            .flatten()
+            .or(row.try_get::<Option<i64>, _>("last_heartbeat_at")?);
+        Ok(UnixMillis(
+            heard.map_or(changed_at, |at| at.min(changed_at)),
+        ))
     }
 
     /// The clusters `sql` selects with `now` as `$1`.
