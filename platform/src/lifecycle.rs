@@ -7,22 +7,25 @@ use domain::device_status::{DeviceEvent, DeviceState, Transition};
 use domain::fleet::DeviceStatus;
 use domain::time::UnixMillis;
 use domain::worker::DeviceEventKind;
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 
 use crate::index::FleetIndex;
 use crate::live::LiveFleet;
+use crate::rows::enum_in;
 use crate::store::{flag, flag_sql};
 use crate::Error;
 
-pub(crate) fn stored<T>(
-    what: &str,
-    parsed: Result<T, domain::fleet::UnknownName>,
-) -> Result<T, Error> {
-    parsed.map_err(|e| Error::Corrupt(format!("{what}: {e}")))
-}
-
-pub(crate) fn status_of(text: &str) -> Result<DeviceStatus, Error> {
-    stored("device status", DeviceStatus::parse(text))
+/// A device's status as the database has it now.
+pub(crate) async fn stored_status(
+    conn: &mut AnyConnection,
+    device_id: &str,
+) -> Result<DeviceStatus, Error> {
+    let row = sqlx::query("SELECT status FROM devices WHERE id = $1")
+        .bind(device_id)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no device '{device_id}'")))?;
+    enum_in(&row, "status", DeviceStatus::parse)
 }
 
 /// Appends one line to a device's history.
@@ -68,7 +71,7 @@ pub(crate) async fn apply_event(
     .await?
     .ok_or_else(|| Error::NotFound(format!("no device '{device_id}'")))?;
     let from = DeviceState {
-        status: status_of(&row.try_get::<String, _>("status")?)?,
+        status: enum_in(&row, "status", DeviceStatus::parse)?,
         verified: flag(&row, "verified")?,
     };
     let transition = from

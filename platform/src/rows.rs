@@ -30,6 +30,15 @@ pub(crate) fn optional_enum_in<T, E: std::fmt::Display>(
         .map_err(|e| corrupt(column, e))
 }
 
+/// A column holding JSON (a cluster's workload, say).
+pub(crate) fn json_in<T: serde::de::DeserializeOwned>(
+    row: &AnyRow,
+    column: &str,
+) -> Result<T, Error> {
+    let text: &str = row.try_get(column)?;
+    serde_json::from_str(text).map_err(|e| corrupt(column, e))
+}
+
 /// A money column (integer micro-dollars).
 pub(crate) fn money_in(row: &AnyRow, column: &str) -> Result<MicroUsd, Error> {
     Ok(MicroUsd::from_micros(row.try_get(column)?))

@@ -19,7 +19,7 @@ use sqlx::{AnyConnection, Row};
 
 use crate::hires;
 use crate::index::FleetIndex;
-use crate::lifecycle::{apply_event, mirror, record_event, status_of, stored};
+use crate::lifecycle::{apply_event, mirror, record_event};
 use crate::live::LiveFleet;
 use crate::rows::{enum_in, optional_enum_in};
 use crate::secret::{random_hex, sha256_hex};
@@ -187,14 +187,8 @@ impl WorkerService {
                 Ok(AwaitingAgent {
                     device_id: row.try_get("device_id")?,
                     name: row.try_get("name")?,
-                    os: stored(
-                        "os",
-                        OperatingSystem::parse(&row.try_get::<String, _>("os")?),
-                    )?,
-                    kind: stored(
-                        "kind",
-                        DeviceKind::parse(&row.try_get::<String, _>("kind")?),
-                    )?,
+                    os: enum_in(row, "os", OperatingSystem::parse)?,
+                    kind: enum_in(row, "kind", DeviceKind::parse)?,
                     expires_at: UnixMillis(row.try_get("expires_at")?),
                 })
             })
@@ -229,6 +223,7 @@ impl WorkerService {
                cpu_model, cpu_cores, ram_gb, disk_gb, download_mb_per_s, upload_mb_per_s, \
                latency_ms, agent_version, \
                CAST(CASE WHEN credential_hash IS NULL THEN 0 ELSE 1 END AS BIGINT) \
+                 AS credential_active \
              FROM devices WHERE id = $1 AND owner_wallet = $2"
         ))
         .bind(device_id)
@@ -291,8 +286,7 @@ impl WorkerService {
             })
             .flatten();
         let online_ms = hours.iter().map(|h| h.online_ms).sum();
-        let at = SUMMARY_COLUMN_COUNT;
-        let changed_at: i64 = row.try_get(at + 2)?;
+        let changed_at: i64 = row.try_get("status_changed_at")?;
         let mut summary = owned_device(&row, online_ms, now)?;
         summary.last_heartbeat_at = last_heartbeat.or(summary.last_heartbeat_at);
         summary.earned = hires::earned_per_device(&self.store, owner)
@@ -302,21 +296,21 @@ impl WorkerService {
         let clusters_served = hires::hires(&self.store, owner, Some(&summary.id), 100).await?;
         Ok(DeviceDetail {
             clusters_served,
-            created_at: UnixMillis(row.try_get(SUMMARY_COLUMN_COUNT - 1)?),
+            created_at: UnixMillis(row.try_get("created_at")?),
             summary,
-            os: stored("os", OperatingSystem::parse(&row.try_get::<String, _>(at)?))?,
-            status_reason: row.try_get(at + 1)?,
+            os: enum_in(&row, "os", OperatingSystem::parse)?,
+            status_reason: row.try_get("status_reason")?,
             status_changed_at: (changed_at > 0).then_some(UnixMillis(changed_at)),
-            reported_gpus: row.try_get(at + 3)?,
-            cpu_model: row.try_get(at + 4)?,
-            cpu_cores: row.try_get(at + 5)?,
-            ram_gb: row.try_get(at + 6)?,
-            disk_gb: row.try_get(at + 7)?,
-            download_mb_per_s: row.try_get(at + 8)?,
-            upload_mb_per_s: row.try_get(at + 9)?,
-            latency_ms: row.try_get(at + 10)?,
-            agent_version: row.try_get(at + 11)?,
-            credential_active: row.try_get::<i64, _>(at + 12)? != 0,
+            reported_gpus: row.try_get("reported_gpus")?,
+            cpu_model: row.try_get("cpu_model")?,
+            cpu_cores: row.try_get("cpu_cores")?,
+            ram_gb: row.try_get("ram_gb")?,
+            disk_gb: row.try_get("disk_gb")?,
+            download_mb_per_s: row.try_get("download_mb_per_s")?,
+            upload_mb_per_s: row.try_get("upload_mb_per_s")?,
+            latency_ms: row.try_get("latency_ms")?,
+            agent_version: row.try_get("agent_version")?,
+            credential_active: row.try_get::<i64, _>("credential_active")? != 0,
             history,
             verifications,
             uptime_days: uptime_by_day(&hours, now, UPTIME_WINDOW_MS / domain::time::DAY_MS),
@@ -541,26 +535,19 @@ const SUMMARY_COLUMNS: &str = concat!(
     flag_sql!("simulated"),
     ", last_heartbeat_at, created_at"
 );
-const SUMMARY_COLUMN_COUNT: usize = 12;
 
 /// A row selected with [`SUMMARY_COLUMNS`], with the device's online time in the uptime window.
 fn owned_device(row: &AnyRow, online_ms: i64, now: UnixMillis) -> Result<OwnedDevice, Error> {
     Ok(OwnedDevice {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
-        kind: stored(
-            "kind",
-            DeviceKind::parse(&row.try_get::<String, _>("kind")?),
-        )?,
-        status: status_of(&row.try_get::<String, _>("status")?)?,
+        kind: enum_in(row, "kind", DeviceKind::parse)?,
+        status: enum_in(row, "status", DeviceStatus::parse)?,
         verified: flag(row, "verified")?,
         gpu_model: row.try_get("gpu_model")?,
         gpu_count: row.try_get("gpu_count")?,
         country: row.try_get("country")?,
-        tier: row
-            .try_get::<Option<String>, _>("tier")?
-            .map(|t| stored("tier", ConnectivityTier::parse(&t)))
-            .transpose()?,
+        tier: optional_enum_in(row, "tier", ConnectivityTier::parse)?,
         simulated: flag(row, "simulated")?,
         last_heartbeat_at: row
             .try_get::<Option<i64>, _>("last_heartbeat_at")?

@@ -8,7 +8,8 @@ use domain::worker::DeviceEventKind;
 use sqlx::Row;
 
 use super::AgentService;
-use crate::lifecycle::{apply_event, mirror, record_event, status_of};
+use crate::lifecycle::stored_status;
+use crate::lifecycle::{apply_event, mirror, record_event};
 use crate::Error;
 
 impl AgentService {
@@ -88,12 +89,8 @@ impl AgentService {
         device_id: &str,
         now: UnixMillis,
     ) -> Result<(), Error> {
-        let stored: String = sqlx::query("SELECT status FROM devices WHERE id = $1")
-            .bind(device_id)
-            .fetch_one(self.store.pool())
-            .await?
-            .try_get("status")?;
-        if status_of(&stored)? != DeviceStatus::Blocked {
+        let mut conn = self.store.pool().acquire().await?;
+        if stored_status(&mut conn, device_id).await? != DeviceStatus::Blocked {
             self.load_one(device_id, now).await?;
             tracing::info!(
                 device = device_id,

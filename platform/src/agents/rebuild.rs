@@ -13,8 +13,8 @@ use super::flush::staggered;
 use super::verify::open_challenge;
 use super::AgentService;
 use crate::index::IndexedDevice;
-use crate::lifecycle::status_of;
 use crate::live::LiveDevice;
+use crate::rows::enum_in;
 use crate::secret::digest_from_hex;
 use crate::store::{flag, flag_sql};
 use crate::Error;
@@ -215,7 +215,7 @@ impl AgentService {
                 written_at,
                 measured_at: row.try_get("measured_at")?,
                 ..LiveDevice::new(
-                    status_of(&row.try_get::<String, _>("status")?)?,
+                    enum_in(row, "status", domain::fleet::DeviceStatus::parse)?,
                     DeviceKind::parse(&kind).map_err(|e| Error::Corrupt(e.to_string()))?,
                     row.try_get("gpu_count")?,
                     row.try_get::<Option<i64>, _>("last_heartbeat_at")?

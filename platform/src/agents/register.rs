@@ -12,8 +12,9 @@ use sqlx::{AnyConnection, Row};
 use super::rebuild::{indexed_device, Interner, LIVE_COLUMNS};
 use super::{checked_agent_version, AgentService};
 use crate::index::IndexedDevice;
-use crate::lifecycle::{apply_event, record_event, status_of};
+use crate::lifecycle::{apply_event, record_event};
 use crate::live::LiveDevice;
+use crate::rows::enum_in;
 use crate::secret::{hex, random_hex, same_digest, sha256, sha256_hex};
 use crate::{AgentRefusal, Error};
 
@@ -116,7 +117,7 @@ impl AgentService {
             .fetch_optional(self.store.pool())
             .await?
             .ok_or_else(|| AgentRefusal::UnknownDevice(device_id.to_owned()))?;
-        if status_of(&row.try_get::<String, _>("status")?)? == DeviceStatus::Terminated {
+        if enum_in(&row, "status", DeviceStatus::parse)? == DeviceStatus::Terminated {
             return Err(AgentRefusal::DeviceRemoved.into());
         }
         if row.try_get::<Option<String>, _>("agent_version")?.is_none() {

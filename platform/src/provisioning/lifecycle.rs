@@ -19,10 +19,12 @@ use sqlx::{AnyConnection, Row};
 use super::deploy::charge;
 use super::read::{cluster_row, summary_of, token_price_in};
 use super::settle::{active_members, Member, Settling};
-use super::{corrupt, lock_cluster, record, ProvisioningService};
+use super::{lock_cluster, record, ProvisioningService};
 use crate::ledger::{post, usdc_in};
-use crate::lifecycle::{apply_event, mirror, status_of};
+use crate::lifecycle::stored_status;
+use crate::lifecycle::{apply_event, mirror};
 use crate::live::HOUR_MS;
+use crate::rows::json_in;
 use crate::rows::{enum_in, money_in};
 use crate::Error;
 
@@ -294,8 +296,7 @@ impl ProvisioningService {
                 cluster_id: row.try_get("id")?,
                 kind: enum_in(row, "kind", ClusterKind::parse)?,
                 role,
-                workload: serde_json::from_str(row.try_get("workload")?)
-                    .map_err(|e| corrupt("workload", e))?,
+                workload: json_in(row, "workload")?,
                 // Addresses are learnt from heartbeats, none yet at start-up; running agents
                 // keep what they were given.
                 head_address: None,
@@ -324,12 +325,7 @@ pub(super) async fn release(
         let released = DeviceEvent::Released {
             cluster_id: cluster_id.to_owned(),
         };
-        let status: String = sqlx::query("SELECT status FROM devices WHERE id = $1")
-            .bind(&member.device_id)
-            .fetch_one(&mut *conn)
-            .await?
-            .try_get("status")?;
-        let t = if status_of(&status)? == DeviceStatus::Hired {
+        let t = if stored_status(conn, &member.device_id).await? == DeviceStatus::Hired {
             Some(apply_event(conn, &member.device_id, &released, now).await?)
         } else {
             None

@@ -79,10 +79,6 @@ impl ProvisioningService {
     }
 }
 
-pub(super) fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Corrupt(format!("{what}: {e}"))
-}
-
 pub(super) fn role_of(kind: ClusterKind, position: usize) -> ClusterRole {
     if kind.has_head() && position == 0 {
         ClusterRole::Head

@@ -3,7 +3,7 @@
 
 use domain::cluster::{
     ClusterDetail, ClusterEventLine, ClusterKind, ClusterMember, ClusterRole, ClusterStatus,
-    ClusterSummary, HireEarning, PaymentMethod, Purpose, Workload,
+    ClusterSummary, HireEarning, PaymentMethod, Purpose,
 };
 use domain::fleet::ConnectivityTier;
 use domain::ledger::Account;
@@ -14,11 +14,11 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::settle::active_members;
-use super::{corrupt, split_countries, ProvisioningService};
+use super::{split_countries, ProvisioningService};
 use crate::hires;
 use crate::ledger::usdc_in;
-use crate::lifecycle::status_of;
 use crate::live::HOUR_MS;
+use crate::rows::json_in;
 use crate::rows::{self, enum_in, money_in, optional_enum_in, u32_in};
 use crate::uptime::uptime_hours;
 use crate::Error;
@@ -152,7 +152,7 @@ impl ProvisioningService {
                 units: u32_in(r, "units")?,
                 country: r.try_get("country")?,
                 tier: optional_enum_in(r, "tier", ConnectivityTier::parse)?,
-                device_status: status_of(r.try_get("status")?)?,
+                device_status: enum_in(r, "status", domain::fleet::DeviceStatus::parse)?,
                 workload_state: enum_in(r, "state", domain::cluster::WorkloadState::parse)?,
                 joined_at: r.try_get("joined_at")?,
                 left_at,
@@ -181,8 +181,7 @@ impl ProvisioningService {
             payment: enum_in(&row, "payment", PaymentMethod::parse)?,
             token_price: token_price_in(&row)?,
             rate_per_unit_hour: money_in(&row, "rate")?,
-            workload: serde_json::from_str::<Workload>(row.try_get("workload")?)
-                .map_err(|e| corrupt("workload", e))?,
+            workload: json_in(&row, "workload")?,
             notebook_token: row.try_get("notebook_token")?,
             members,
             events,

@@ -12,8 +12,9 @@ use domain::time::UnixMillis;
 use sqlx::{AnyConnection, Row};
 
 use super::read::token_price_in;
-use super::{corrupt, lock_cluster, split_countries, ProvisioningService};
+use super::{lock_cluster, split_countries, ProvisioningService};
 use crate::ledger::post;
+use crate::rows::json_in;
 use crate::rows::{enum_in, money_in, optional_enum_in, u32_in};
 use crate::Error;
 
@@ -166,8 +167,7 @@ impl Settling {
             },
             countries: split_countries(row.try_get("countries")?),
             min_tier: optional_enum_in(&row, "min_tier", ConnectivityTier::parse)?,
-            workload: serde_json::from_str(row.try_get("workload")?)
-                .map_err(|e| corrupt("workload", e))?,
+            workload: json_in(&row, "workload")?,
             running_at: row.try_get("running_at")?,
             ends_at: row.try_get::<Option<i64>, _>("ends_at")?.unwrap_or(0),
             charged: money_in(&row, "charged")?,
