@@ -949,6 +949,28 @@ async fn report_running(p: &Platform, user: i64, cluster: &str, at: UnixMillis) 
     device
 }
 
+/// On the hireable fleet, a renter credited `credit` runs a 1-GPU H200 cluster named `name`
+/// from T0; returns the renter, the cluster and its device.
+async fn running_h200(
+    p: &Platform,
+    credit: MicroUsd,
+    name: &str,
+) -> (i64, domain::cluster::ClusterSummary, String) {
+    hireable_fleet(p).await;
+    let me = account_of(p, &Wallet::new()).await;
+    p.ledger
+        .operator_credit(me, Asset::Usdc, credit.micros(), "promo", "promotion", T0)
+        .await
+        .unwrap();
+    let cluster = p
+        .provisioning
+        .deploy(me, &h200_request(name, 1), Some(name), T0)
+        .await
+        .unwrap();
+    let device = report_running(p, me, &cluster.id, T0).await;
+    (me, cluster, device)
+}
+
 async fn device_status(p: &Platform, device: &str) -> String {
     stored_text(&p.store, "SELECT status FROM devices WHERE id = $1", device)
         .await
@@ -1298,19 +1320,7 @@ async fn holdings(p: &Platform, user: i64) -> (MicroUsd, Tokens) {
 /// was noticed: its provider is paid to that heartbeat and the renter gets back the rest,
 /// down-after window included. The reason names the device's status.
 async fn a_device_lost_to_silence_is_paid_to_its_last_heartbeat(p: Platform) {
-    hireable_fleet(&p).await;
-    let renter = Wallet::new();
-    let me = account_of(&p, &renter).await;
-    p.ledger
-        .operator_credit(me, Asset::Usdc, usd(100).micros(), "promo", "promotion", T0)
-        .await
-        .unwrap();
-    let cluster = p
-        .provisioning
-        .deploy(me, &h200_request("silent", 1), Some("silent-1"), T0)
-        .await
-        .unwrap();
-    let device = report_running(&p, me, &cluster.id, T0).await;
+    let (me, cluster, device) = running_h200(&p, usd(100), "silent").await;
     let heard = T0.plus_seconds(600);
     p.agents
         .heartbeat(
@@ -1513,18 +1523,7 @@ async fn clusters_paid_in_the_token_refund_in_the_token(p: Platform) {
 async fn hire_earnings_settle_hourly_and_statements_show_every_movement(p: Platform) {
     use domain::ledger::{statement_csv, MovementKind};
     use domain::pricing::{basis_points, PROVIDER_FEE_BPS};
-    hireable_fleet(&p).await;
-    let me = account_of(&p, &Wallet::new()).await;
-    p.ledger
-        .operator_credit(me, Asset::Usdc, usd(50).micros(), "promo", "promotion", T0)
-        .await
-        .unwrap();
-    let cluster = p
-        .provisioning
-        .deploy(me, &h200_request("hourly", 1), Some("k"), T0)
-        .await
-        .unwrap();
-    let device = report_running(&p, me, &cluster.id, T0).await;
+    let (me, cluster, device) = running_h200(&p, usd(50), "hourly").await;
     let owner = stored_text(
         &p.store,
         "SELECT owner_wallet FROM devices WHERE id = $1",
