@@ -51,23 +51,69 @@ struct Args {
     /// is marked as simulated everywhere.
     #[arg(long, env = "GC_AGENT_SIMULATE", value_name = "FILE")]
     simulate: Option<PathBuf>,
+
+    /// The container engine for container clusters. [default: Podman if installed, else Docker]
+    #[arg(long, env = "GC_AGENT_CONTAINER_ENGINE", value_name = "ENGINE")]
+    container_engine: Option<workloads::Engine>,
+
+    /// Where the private work folders of sandboxed workloads are made (one folder per device,
+    /// emptied when each workload ends).
+    #[arg(
+        long,
+        env = "GC_AGENT_WORK_DIR",
+        value_name = "DIR",
+        default_value = "/var/tmp/gpu-commons"
+    )]
+    work_dir: PathBuf,
+
+    /// A folder shown read-only inside every sandboxed workload (a Python or conda install
+    /// outside /usr, a dataset cache); repeat for several. Never one holding the agent's files.
+    #[arg(
+        long = "sandbox-read-only",
+        env = "GC_AGENT_SANDBOX_READ_ONLY",
+        value_name = "DIR",
+        value_delimiter = ':'
+    )]
+    sandbox_read_only: Vec<PathBuf>,
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    tokio::select! {
-        result = run(args) => match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("gpu-commons-agent: {e}");
-                ExitCode::from(if matches!(e, AgentError::Config(_)) { 2 } else { 3 })
-            }
-        },
-        _ = tokio::signal::ctrl_c() => {
-            println!("stopping");
-            ExitCode::SUCCESS
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gpu-commons-agent: {e}");
+            ExitCode::from(if matches!(e, AgentError::Config(_)) {
+                2
+            } else {
+                3
+            })
         }
+    }
+}
+
+/// Resolves when the agent is asked to stop (SIGTERM from its service manager, or Ctrl-C),
+/// naming the signal.
+async fn stop_requested() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
     }
 }
 
@@ -107,6 +153,8 @@ fn backoff(failures: u32) -> Duration {
 }
 
 async fn run(args: Args) -> Result<(), AgentError> {
+    let stop = stop_requested();
+    tokio::pin!(stop);
     let path = args
         .credentials
         .clone()
@@ -126,7 +174,13 @@ async fn run(args: Args) -> Result<(), AgentError> {
             }
             saved
         }
-        None => register(&args, &machine, &path).await?,
+        None => tokio::select! {
+            saved = register(&args, &machine, &path) => saved?,
+            signal = &mut stop => {
+                println!("{signal}: stopping before registration finished");
+                return Ok(());
+            }
+        },
     };
     let client = ApiClient::new(&saved.server)?.with_credential(saved.credential.clone());
     println!("device {} reporting to {}", saved.device_id, saved.server);
@@ -134,12 +188,73 @@ async fn run(args: Args) -> Result<(), AgentError> {
     for leftover in workloads::stop_leftovers(&record) {
         println!("stopped {leftover}, left running when this agent was last killed");
     }
-    let mut workloads = workloads::Workloads::new(&saved.device_id, record);
+    let settings = workload_settings(&args, &machine, &saved.device_id, &path, &record)?;
+    let mut workloads = workloads::Workloads::new(&saved.device_id, record, settings);
     let assignments = Arc::new(AssignmentWatch::default());
     let watcher = tokio::spawn(watch_assignments(client.clone(), assignments.clone()));
-    let result = heartbeat_loop(&client, &mut machine, &mut workloads, &assignments).await;
+    let result = tokio::select! {
+        result = heartbeat_loop(&client, &mut machine, &mut workloads, &assignments) => result,
+        signal = &mut stop => {
+            println!("{signal}: stopping the workloads, then the agent");
+            Ok(())
+        }
+    };
     watcher.abort();
+    workloads.stop_all().await;
+    println!("stopped");
     result
+}
+
+/// How this device runs workloads: the sandbox (its work folders, the provider's read-only
+/// folders, refusing any that would show the agent's `credentials` or `record`), the engine
+/// found, the machine's share, and the GPUs to pass (only real ones).
+fn workload_settings(
+    args: &Args,
+    machine: &Machine,
+    device_id: &str,
+    credentials: &std::path::Path,
+    record: &std::path::Path,
+) -> Result<workloads::Settings, AgentError> {
+    let hardware = machine.hardware();
+    let gpus: Vec<u32> = match machine {
+        Machine::Real(_) => (0..hardware.gpus.len() as u32).collect(),
+        Machine::Simulated(_) => Vec::new(),
+    };
+    let sandbox = workloads::Sandbox::new(
+        args.work_dir.join(device_id),
+        args.sandbox_read_only.clone(),
+        gpus.clone(),
+        &[credentials.to_path_buf(), record.to_path_buf()],
+    )?;
+    let engine = workloads::Engine::find(args.container_engine);
+    if let (Some(chosen), None) = (args.container_engine, engine) {
+        return Err(AgentError::Config(format!(
+            "--container-engine {}: it is not installed (not on PATH)",
+            chosen.program()
+        )));
+    }
+    let limits = workloads::Limits::of_machine(hardware.ram_gb, hardware.cpu_cores);
+    println!(
+        "workloads: sandboxed by bubblewrap{} (work folders under {}); containers on {}; \
+         each limited to {} MB, {} CPUs, {} processes",
+        if workloads::installed_bwrap() {
+            ""
+        } else {
+            " (NOT INSTALLED: bare-metal and Ray clusters fail here until it is: apt install bubblewrap)"
+        },
+        args.work_dir.join(device_id).display(),
+        engine.map_or("no engine (install Podman or Docker)", |e| e.program()),
+        limits.memory_mb,
+        limits.cpus,
+        limits.pids
+    );
+    Ok(workloads::Settings {
+        sandbox,
+        engine,
+        limits,
+        gpus,
+        logs: credentials.with_extension("logs"),
+    })
 }
 
 /// What the heartbeat loop and the assignment long poll share.

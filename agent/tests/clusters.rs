@@ -2,6 +2,8 @@
 //! agent runs the renter's command for real, the cluster runs, is extended, loses a device when
 //! its agent is killed (refund of the down time, a spare device takes its place and runs the
 //! command too) and is terminated with a refund, its commands stopped and its devices freed.
+//! Commands run in the agent's real bubblewrap sandbox; what they print is read from the
+//! workload logs the agent keeps.
 //! The server sets the default 10 s heartbeat interval: agents learn of new work from their
 //! long poll, not their next heartbeat. Runs on SQLite and, where available, PostgreSQL.
 
@@ -18,54 +20,18 @@ use domain::cluster::{
 use domain::fleet::DeviceStatus;
 use domain::ledger::Account;
 use domain::money::MicroUsd;
-use ed25519_dalek::{Signer, SigningKey};
-use support::{machine_file, Fleet};
+use support::{h100_request, machine_file, Fleet};
 
-/// Signs a new wallet in and credits its account with `dollars`; returns the account id.
+/// Signs the test's renter wallet in and credits it with `dollars`; its account id.
 async fn funded_renter(fleet: &Fleet, dollars: i64) -> i64 {
-    let key = SigningKey::from_bytes(&[7; 32]);
-    let address =
-        domain::wallet::WalletAddress::from_public_key(&key.verifying_key().to_bytes()).to_string();
-    let platform = &fleet.server.platform;
-    let challenge = platform
-        .auth
-        .challenge(&address, platform::now())
-        .await
-        .unwrap();
-    let signature = bs58::encode(key.sign(challenge.message.as_bytes()).to_bytes()).into_string();
-    let (_, signed_in) = platform
-        .auth
-        .sign_in(&challenge.message, &signature, platform::now())
-        .await
-        .unwrap();
-    let amount = MicroUsd::from_micros(dollars * 1_000_000);
-    platform
-        .ledger
-        .operator_credit(
-            signed_in.user_id,
-            domain::money::Asset::Usdc,
-            amount.micros(),
-            "test-grant",
-            "test grant",
-            platform::now(),
-        )
-        .await
-        .unwrap();
-    signed_in.user_id
+    support::funded_renter(fleet, 7, dollars).await
 }
 
-/// A shell command that marks the file `ran-<device>` with the device's role and an env value,
-/// runs until stopped, and marks `stopped-<device>` when the agent stops it. `pid-<device>`
-/// lets the test end a command whose agent it killed.
-fn marking_command(dir: &Path) -> String {
-    let dir = dir.display();
-    format!(
-        "trap 'echo stopped > {dir}/stopped-$GC_DEVICE_ID; exit 0' TERM; \
-         echo $$ > {dir}/pid-$GC_DEVICE_ID; \
-         echo \"$GC_ROLE $GREETING\" > {dir}/ran-$GC_DEVICE_ID; \
-         while true; do sleep 0.2; done"
-    )
-}
+/// A shell command that prints the device's role and an env value, runs until stopped, and
+/// prints `stopped` when the agent stops it.
+const MARKING_COMMAND: &str = "trap 'echo stopped; exit 0' TERM; \
+     echo \"ran $GC_ROLE $GREETING\"; \
+     while true; do sleep 0.2; done";
 
 async fn wait_for_cluster(
     fleet: &Fleet,
@@ -117,40 +83,14 @@ async fn deploy_running(
     .await
 }
 
-/// Ends the commands the agents started when the test ends, passed or not: a killed agent
-/// cannot stop what it started.
-struct Commands(PathBuf);
-
-impl Drop for Commands {
-    fn drop(&mut self) {
-        let Ok(entries) = std::fs::read_dir(&self.0) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with("pid-") {
-                let pid = read(&entry.path());
-                let _ = std::process::Command::new("kill")
-                    .arg(pid.trim())
-                    .stderr(std::process::Stdio::null())
-                    .status();
-            }
-        }
-    }
-}
-
 /// The default heartbeat interval (10 s), so starting a cluster cannot lean on heartbeats.
 fn production_pace(config: &mut server::Config) {
     config.fleet.heartbeat_interval_secs = 10;
     config.fleet.down_after_secs = 20;
 }
 
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
 async fn clusters_run_on_real_agents(fleet: Fleet) {
     // Three one-GPU H100 machines: two to hire, one spare.
-    let commands = Commands(fleet.dir.clone());
     let names = ["a", "b", "spare"];
     let mut agents = BTreeMap::new();
     for name in names {
@@ -190,7 +130,7 @@ async fn clusters_run_on_real_agents(fleet: Fleet) {
         duration_count: 1,
         payment: PaymentMethod::Usdc,
         workload: Workload {
-            command: marking_command(&fleet.dir),
+            command: MARKING_COMMAND.into(),
             env: [("GREETING".to_owned(), "hello".to_owned())].into(),
             ..Workload::default()
         },
@@ -220,11 +160,9 @@ async fn clusters_run_on_real_agents(fleet: Fleet) {
     assert_eq!(hired.len(), 2);
     assert!(!hired.contains(&spare));
     for device in &hired {
-        assert_eq!(
-            read(&fleet.dir.join(format!("ran-{device}"))).trim(),
-            "worker hello",
-            "the agent of {device} ran the command with the cluster's env"
-        );
+        fleet
+            .wait_for_output(ids[device], &cluster.id, "ran worker hello", 10)
+            .await;
     }
 
     // An hour more, on the same devices.
@@ -273,10 +211,9 @@ async fn clusters_run_on_real_agents(fleet: Fleet) {
         replaced.events
     );
     assert!(replaced.summary.charged > MicroUsd::ZERO);
-    assert_eq!(
-        read(&fleet.dir.join(format!("ran-{spare}"))).trim(),
-        "worker hello"
-    );
+    fleet
+        .wait_for_output("spare", &cluster.id, "ran worker hello", 10)
+        .await;
 
     // Terminated: the commands are stopped, the devices free again, the unused time back.
     let before = fleet
@@ -310,16 +247,10 @@ async fn clusters_run_on_real_agents(fleet: Fleet) {
                 d.summary.status == DeviceStatus::Idle
             })
             .await;
-        let stopped = fleet.dir.join(format!("stopped-{device}"));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while read(&stopped).trim() != "stopped" {
-            assert!(
-                Instant::now() < deadline,
-                "the agent of {device} never stopped its command:\n{}",
-                fleet.log(name)
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        // The command's TERM trap ran: stopped gracefully, not killed.
+        fleet
+            .wait_for_output(name, &cluster.id, "\nstopped\n", 15)
+            .await;
     }
     assert_eq!(
         fleet.server.platform.ledger.audit().await.unwrap(),
@@ -327,7 +258,6 @@ async fn clusters_run_on_real_agents(fleet: Fleet) {
         "the ledger balances"
     );
     drop(agents);
-    drop(commands);
     fleet.stop().await;
 }
 
@@ -343,174 +273,40 @@ fn stand_in(dir: &Path, folder: &str, program: &str, script: &str) -> PathBuf {
     bin
 }
 
-/// Ray's CLI: `ray` records the role, head address and arguments it was started with, then
+/// Ray's CLI: `ray` prints the role, head address and arguments it was started with, then
 /// runs until stopped.
 fn stand_in_ray(dir: &Path) -> PathBuf {
-    let d = dir.display();
     stand_in(
         dir,
         "ray-bin",
         "ray",
-        &format!(
-            "#!/bin/sh\ntrap 'exit 0' TERM\necho $$ > {d}/pid-$GC_DEVICE_ID\n\
-             echo \"$GC_ROLE ${{GC_HEAD_ADDRESS:--}} $*\" > {d}/ray-$GC_DEVICE_ID\n\
-             while true; do sleep 0.2; done\n"
-        ),
+        "#!/bin/sh\ntrap 'echo ray stopped; exit 0' TERM\n\
+         echo \"ray: $GC_ROLE ${GC_HEAD_ADDRESS:--} $*\"\n\
+         while true; do sleep 0.2; done\n",
     )
 }
 
-/// JupyterLab's CLI, beside `ray`: records its arguments, then runs until stopped and records
+/// JupyterLab's CLI, beside `ray`: prints its arguments, then runs until stopped and prints
 /// that it was.
 fn stand_in_jupyter(dir: &Path) -> PathBuf {
-    let d = dir.display();
     stand_in(
         dir,
         "ray-bin",
         "jupyter",
-        &format!(
-            "#!/bin/sh\ntrap 'echo stopped > {d}/jupyter-stopped-$GC_DEVICE_ID; exit 0' TERM\n\
-             echo $$ > {d}/pid-jupyter-$GC_DEVICE_ID\n\
-             echo \"$*\" > {d}/jupyter-$GC_DEVICE_ID\n\
-             while true; do sleep 0.2; done\n"
-        ),
+        "#!/bin/sh\ntrap 'echo jupyter stopped; exit 0' TERM\n\
+         echo \"jupyter: $*\"\n\
+         while true; do sleep 0.2; done\n",
     )
 }
 
-/// Docker's CLI: `docker run --rm --name NAME --env-file FILE …` records its arguments, its
-/// own environment and the env file under the container's name, and runs until stopped;
-/// `docker stop NAME` records the name.
-fn stand_in_docker(dir: &Path) -> PathBuf {
-    let d = dir.display();
-    stand_in(
-        dir,
-        "docker-bin",
-        "docker",
-        &format!(
-            "#!/bin/sh\n\
-             if [ \"$1\" = stop ]; then echo stopped > {d}/docker-stop-$2; exit 0; fi\n\
-             trap 'exit 0' TERM\necho $$ > {d}/pid-$4\n\
-             echo \"$*\" > {d}/docker-run-$4\n\
-             env > {d}/docker-env-$4\n\
-             cp \"$6\" {d}/docker-envfile-$4\n\
-             while true; do sleep 0.2; done\n"
-        ),
-    )
-}
-
-/// Adds a one-H100 device called `name`, starts its agent (with `bin` first on its PATH) and
-/// waits until the device can be hired. Returns the agent and the device id.
+/// A one-H100 device called `name` ready for hire (see [`Fleet::start_h100`]): its agent and id.
 async fn ready_h100(
     fleet: &Fleet,
     name: &str,
     bin: Option<&Path>,
 ) -> (tokio::process::Child, String) {
-    let machine = machine_file(&fleet.dir, name, "NVIDIA H100 80GB HBM3", 1, 0);
-    let args = fleet.add_device(name).await;
-    let agent = fleet.agent_with_path(name, &args, &machine, bin);
-    let device = fleet.wait_registered(name, 30).await;
-    fleet
-        .wait_for(name, &device, 60, "ready for hire", |d| {
-            d.summary.readiness().is_ok()
-        })
-        .await;
-    (agent, device)
-}
-
-/// An hour of `quantity` H100s anywhere, paid in USDC.
-fn h100_request(name: &str, kind: ClusterKind, quantity: u32, workload: Workload) -> DeployRequest {
-    DeployRequest {
-        name: name.into(),
-        kind,
-        purpose: Purpose::General,
-        hardware: "H100 80GB SXM".into(),
-        quantity,
-        countries: Vec::new(),
-        min_tier: None,
-        compliance: SecurityCompliance::E2eEncrypted,
-        duration_unit: DurationUnit::Hourly,
-        duration_count: 1,
-        payment: PaymentMethod::Usdc,
-        workload,
-    }
-}
-
-/// A container cluster: the agent runs the image with the cluster's port and command under a
-/// name of the cluster's, gives the env to the container alone (an env file, never the engine
-/// CLI's own environment or command line), ends the engine's options before the image, and
-/// stops the container and removes the env file when the cluster ends.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn container_clusters_run_their_image_and_stop_it() {
-    let fleet = Fleet::start(platform::testing::fresh_sqlite_url()).await;
-    let commands = Commands(fleet.dir.clone());
-    let bin = stand_in_docker(&fleet.dir);
-    let (_agent, device) = ready_h100(&fleet, "c", Some(&bin)).await;
-    let renter = funded_renter(&fleet, 100).await;
-    let workload = Workload {
-        image: "ghcr.io/example/server:1.2".into(),
-        command: "python serve.py".into(),
-        port: Some(8000),
-        env: [("MODEL".to_owned(), "llama".to_owned())].into(),
-    };
-    let request = h100_request("served", ClusterKind::Container, 1, workload);
-    let provisioning = &fleet.server.platform.provisioning;
-    let running = deploy_running(&fleet, renter, &request, "c-1").await;
-    let cluster = &running.summary;
-    let name = format!("gc-{}", cluster.id);
-    let args = read(&fleet.dir.join(format!("docker-run-{name}")));
-    let env_file = args
-        .split_whitespace()
-        .nth(5)
-        .expect("the env file follows --env-file")
-        .to_owned();
-    assert_eq!(
-        args.trim(),
-        format!("run --rm --name {name} --env-file {env_file} -p 8000:8000 -- ghcr.io/example/server:1.2 sh -c python serve.py")
-    );
-    let given = read(&fleet.dir.join(format!("docker-envfile-{name}")));
-    for line in [
-        "MODEL=llama".to_owned(),
-        format!("GC_CLUSTER_ID={}", cluster.id),
-        format!("GC_DEVICE_ID={device}"),
-        "GC_ROLE=worker".to_owned(),
-    ] {
-        assert!(given.lines().any(|l| l == line), "{line} in {given}");
-    }
-    let engine_env = read(&fleet.dir.join(format!("docker-env-{name}")));
-    assert!(
-        !engine_env
-            .lines()
-            .any(|l| l.starts_with("MODEL=") || l.starts_with("GC_")),
-        "the engine CLI got the cluster's env:\n{engine_env}"
-    );
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&env_file).unwrap().permissions().mode();
-        assert_eq!(
-            mode & 0o077,
-            0,
-            "the env file is the agent's alone: {mode:o}"
-        );
-    }
-    provisioning
-        .terminate(renter, &cluster.id, platform::now())
-        .await
-        .unwrap();
-    let stopped = fleet.dir.join(format!("docker-stop-{name}"));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while read(&stopped).trim() != "stopped" {
-        assert!(
-            Instant::now() < deadline,
-            "the agent never stopped the container:\n{}",
-            fleet.log("c")
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        !Path::new(&env_file).exists(),
-        "the env file is removed with the container"
-    );
-    drop(commands);
-    fleet.stop().await;
+    let started = fleet.start_h100(name, bin).await;
+    (started.agent, started.device)
 }
 
 /// The demo provider's devices once `count` of them are ready for hire; their ids.
@@ -554,12 +350,11 @@ async fn a_demo_network_runs_clusters_on_its_demo_agents() {
         };
     };
     let fleet = Fleet::start_with(url.clone(), demo).await;
-    let commands = Commands(fleet.dir.clone());
     let demo_devices = demo_devices_ready(&fleet, 2, 90).await;
     let renter = funded_renter(&fleet, 500).await;
     // The two demo H100 machines have 8 GPUs each.
     let workload = Workload {
-        command: marking_command(&fleet.dir),
+        command: MARKING_COMMAND.into(),
         ..Workload::default()
     };
     let request = h100_request("on-the-demo", ClusterKind::BareMetal, 16, workload);
@@ -573,12 +368,27 @@ async fn a_demo_network_runs_clusters_on_its_demo_agents() {
     let mut expected = demo_devices.clone();
     expected.sort();
     assert_eq!(hired, expected);
-    for device in &hired {
-        assert_eq!(
-            read(&fleet.dir.join(format!("ran-{device}"))).trim(),
-            "worker",
-            "the demo agent of {device} ran the command"
+    // Each demo agent keeps its workload's log beside its credentials.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ran = (0..2)
+            .filter(|n| {
+                std::fs::read_to_string(
+                    agents_dir
+                        .join(format!("agent-{n}.logs"))
+                        .join(format!("{}.log", running.summary.id)),
+                )
+                .is_ok_and(|log| log.contains("ran worker"))
+            })
+            .count();
+        if ran == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{ran} of 2 demo agents ran the command"
         );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let provisioning = &fleet.server.platform.provisioning;
     provisioning
@@ -586,7 +396,6 @@ async fn a_demo_network_runs_clusters_on_its_demo_agents() {
         .await
         .unwrap();
     fleet.server.stop().await;
-    drop(commands);
     let _ = std::fs::remove_dir_all(&fleet.dir);
 
     let fleet = Fleet::start_with(url, demo).await;
@@ -599,18 +408,19 @@ async fn a_demo_network_runs_clusters_on_its_demo_agents() {
     let _ = std::fs::remove_dir_all(&agents_dir);
 }
 
-/// A Ray cluster without a command: the head's agent runs `ray start --head`, the worker's
-/// joins it at the head's address as the server saw it, and the console shows that address.
+/// A Ray cluster without a command: the head's agent runs `ray start --head` with its
+/// dashboard on the sandbox's loopback only, the worker's joins it at the head's address as the
+/// server saw it, and the head's JupyterLab listens on loopback with the renter's token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ray_workers_join_the_head_at_its_address() {
     let fleet = Fleet::start(platform::testing::fresh_sqlite_url()).await;
-    let commands = Commands(fleet.dir.clone());
     let bin = stand_in_ray(&fleet.dir);
     stand_in_jupyter(&fleet.dir);
     let agents = [
         ready_h100(&fleet, "r1", Some(&bin)).await,
         ready_h100(&fleet, "r2", Some(&bin)).await,
     ];
+    let name_of = |device: &str| if device == agents[0].1 { "r1" } else { "r2" };
     let renter = funded_renter(&fleet, 100).await;
     let request = h100_request("ray-on-two", ClusterKind::Ray, 2, Workload::default());
     let provisioning = &fleet.server.platform.provisioning;
@@ -619,12 +429,15 @@ async fn ray_workers_join_the_head_at_its_address() {
     assert_eq!(running.members.len(), 2);
     for member in &running.members {
         assert_eq!(member.address.as_deref(), Some("127.0.0.1"), "{member:?}");
-        let started = read(&fleet.dir.join(format!("ray-{}", member.device_id)));
         let expected = match member.role {
-            ClusterRole::Head => "head - start --head --port 6379 --dashboard-host 0.0.0.0 --block",
-            ClusterRole::Worker => "worker 127.0.0.1 start --address=127.0.0.1:6379 --block",
+            ClusterRole::Head => {
+                "ray: head - start --head --port 6379 --dashboard-host 127.0.0.1 --block"
+            }
+            ClusterRole::Worker => "ray: worker 127.0.0.1 start --address=127.0.0.1:6379 --block",
         };
-        assert_eq!(started.trim(), expected, "{member:?}");
+        fleet
+            .wait_for_output(name_of(&member.device_id), &cluster.id, expected, 15)
+            .await;
     }
     // The head runs JupyterLab with the token only the renter is shown; the worker none.
     let token = running
@@ -641,23 +454,20 @@ async fn ray_workers_join_the_head_at_its_address() {
         .iter()
         .find(|m| m.role == ClusterRole::Worker)
         .unwrap();
-    let started = fleet.dir.join(format!("jupyter-{}", head.device_id));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while read(&started).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the head never started JupyterLab"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        read(&started).trim(),
-        format!("lab --ip=0.0.0.0 --port=8888 --no-browser --allow-root --ServerApp.token={token}")
-    );
+    let head_agent = name_of(&head.device_id);
+    fleet
+        .wait_for_output(
+            head_agent,
+            &cluster.id,
+            &format!(
+                "jupyter: lab --ip=127.0.0.1 --port=8888 --no-browser --ServerApp.token={token}"
+            ),
+            15,
+        )
+        .await;
     assert!(!fleet
-        .dir
-        .join(format!("jupyter-{}", worker.device_id))
-        .exists());
+        .workload_log(name_of(&worker.device_id), &cluster.id)
+        .contains("jupyter"));
     assert!(
         running
             .events
@@ -670,77 +480,114 @@ async fn ray_workers_join_the_head_at_its_address() {
         .terminate(renter, &cluster.id, platform::now())
         .await
         .unwrap();
-    let stopped = fleet
-        .dir
-        .join(format!("jupyter-stopped-{}", head.device_id));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !stopped.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "JupyterLab was not stopped with the cluster"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Both stopped with the cluster, each asked to (not killed).
+    fleet
+        .wait_for_output(head_agent, &cluster.id, "jupyter stopped", 15)
+        .await;
+    fleet
+        .wait_for_output(head_agent, &cluster.id, "ray stopped", 15)
+        .await;
     drop(agents);
-    drop(commands);
     fleet.stop().await;
 }
 
-/// A killed agent cannot stop the command it started; restarted, it stops that one before it
-/// starts the cluster's command again, so the command never runs twice.
+/// A killed agent's sandbox dies with it, survivors included; restarted, the agent runs the
+/// cluster's command again in a fresh sandbox, so the command never runs twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restarted_agent_stops_what_it_left_running_when_killed() {
+async fn a_killed_agents_workloads_die_with_it_and_a_restart_runs_them_again() {
     let fleet = Fleet::start_with(platform::testing::fresh_sqlite_url(), production_pace).await;
-    let commands = Commands(fleet.dir.clone());
-    let machine = machine_file(&fleet.dir, "k", "NVIDIA H100 80GB HBM3", 1, 0);
-    let args = fleet.add_device("k").await;
-    let mut agent = fleet.agent("k", &args, &machine);
-    let device = fleet.wait_registered("k", 30).await;
-    fleet
-        .wait_for("k", &device, 60, "ready for hire", |d| {
-            d.summary.readiness().is_ok()
-        })
-        .await;
+    let support::Started {
+        mut agent,
+        args,
+        machine,
+        ..
+    } = fleet.start_h100("k", None).await;
     let renter = funded_renter(&fleet, 100).await;
+    // A survivor that left the command's session and process group.
+    let marker = 900_000 + std::process::id() % 10_000;
     let workload = Workload {
-        command: marking_command(&fleet.dir),
+        command: format!("(setsid sleep {marker} &); echo ran; while true; do sleep 0.2; done"),
         ..Workload::default()
     };
     let request = h100_request("survives-restarts", ClusterKind::BareMetal, 1, workload);
     let running = deploy_running(&fleet, renter, &request, "k-1").await;
     let cluster = &running.summary;
-    let pid_file = fleet.dir.join(format!("pid-{device}"));
-    let first = read(&pid_file).trim().to_owned();
-    assert!(!first.is_empty(), "the command wrote its pid");
+    fleet.wait_for_output("k", &cluster.id, "ran", 10).await;
+    assert!(
+        support::processes_running(&["sleep", &marker.to_string()]) > 0,
+        "the survivor runs"
+    );
 
     agent.kill().await.unwrap();
-    let alive = |pid: &str| std::path::Path::new(&format!("/proc/{pid}")).exists();
-    assert!(alive(&first), "a killed agent leaves its command running");
-    let _restarted = fleet.agent("k", &args, &machine);
-    let stopped = fleet.dir.join(format!("stopped-{device}"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let now = read(&pid_file).trim().to_owned();
-        if read(&stopped).trim() == "stopped" && !now.is_empty() && now != first {
-            break;
-        }
+    agent.wait().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while support::processes_running(&["sleep", &marker.to_string()]) > 0 {
         assert!(
             Instant::now() < deadline,
-            "the restarted agent did not replace the command it left running:\n{}",
+            "the sandbox outlived its killed agent"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _restarted = fleet.agent("k", &args, &machine);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fleet
+        .workload_log("k", &cluster.id)
+        .matches("\nran\n")
+        .count()
+        < 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted agent did not run the command again:\n{}",
             fleet.log("k")
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(fleet.log("k").contains(&format!(
-        "stopped process group {first} of cluster {}",
-        cluster.id
-    )));
     let detail = wait_for_cluster(&fleet, renter, &cluster.id, 10, "running again", |d| {
         d.members[0].workload_state == "running"
     })
     .await;
     assert_eq!(detail.summary.status, ClusterStatus::Running);
-    drop(commands);
+    fleet.stop().await;
+}
+
+/// Asked to stop (SIGTERM, as its service manager does), the agent stops its workloads the
+/// same way first (their TERM traps run), removes their work folders, and exits cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_agent_stops_its_workloads_first() {
+    let fleet = Fleet::start(platform::testing::fresh_sqlite_url()).await;
+    let (mut agent, device) = ready_h100(&fleet, "t", None).await;
+    let renter = funded_renter(&fleet, 100).await;
+    let workload = Workload {
+        command: "trap 'echo asked to stop; exit 0' TERM; echo ran; \
+                  while true; do sleep 0.2; done"
+            .into(),
+        ..Workload::default()
+    };
+    let request = h100_request("stopped-with-agent", ClusterKind::BareMetal, 1, workload);
+    let running = deploy_running(&fleet, renter, &request, "t-1").await;
+    let cluster = running.summary.id.clone();
+    fleet.wait_for_output("t", &cluster, "ran", 10).await;
+    let workdir = Path::new("/var/tmp/gpu-commons")
+        .join(&device)
+        .join(&cluster);
+    assert!(
+        workdir.is_dir(),
+        "{} exists while it runs",
+        workdir.display()
+    );
+    let pid = agent.id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = support::wait_exit(&mut agent, 20).await;
+    assert!(status.success(), "{status}:\n{}", fleet.log("t"));
+    assert!(fleet
+        .workload_log("t", &cluster)
+        .contains("\nasked to stop\n"));
+    assert!(!workdir.exists(), "the work folder is removed");
+    assert!(fleet.log("t").contains("SIGTERM: stopping the workloads"));
     fleet.stop().await;
 }
 
@@ -767,7 +614,6 @@ async fn postgres_clusters_run_on_real_agents() {
 async fn deploy_latency_of_an_8_device_cluster() {
     const ROUNDS: usize = 30;
     let fleet = Fleet::start_with(platform::testing::fresh_sqlite_url(), production_pace).await;
-    let _commands = Commands(fleet.dir.clone());
     let mut agents = Vec::new();
     for n in 0..8 {
         let name = format!("node-{n}");
@@ -786,21 +632,16 @@ async fn deploy_latency_of_an_8_device_cluster() {
     let mut latencies = Vec::new();
     for round in 0..ROUNDS {
         let request = DeployRequest {
-            name: format!("round-{round}"),
-            kind: ClusterKind::Ray,
             purpose: Purpose::Train,
-            hardware: "H100 80GB SXM".into(),
-            quantity: 8,
-            countries: Vec::new(),
-            min_tier: None,
-            compliance: SecurityCompliance::E2eEncrypted,
-            duration_unit: DurationUnit::Hourly,
-            duration_count: 1,
-            payment: PaymentMethod::Usdc,
-            workload: Workload {
-                command: "sleep 600".into(),
-                ..Workload::default()
-            },
+            ..h100_request(
+                &format!("round-{round}"),
+                ClusterKind::Ray,
+                8,
+                Workload {
+                    command: "sleep 600".into(),
+                    ..Workload::default()
+                },
+            )
         };
         let asked = Instant::now();
         let cluster = provisioning

@@ -1,7 +1,8 @@
 //! `cargo xtask run` and `cargo xtask test`: the two commands of the README. Each installs what it
 //! needs on a fresh machine with only the Rust toolchain (the wasm target, the wasm-bindgen CLI of
-//! the version pinned in Cargo.lock, Debian's Chromium and the npm test packages), then builds and
-//! runs the platform, or runs every test. Nothing is skipped silently: a missing prerequisite
+//! the version pinned in Cargo.lock, Debian's Chromium and the npm test packages, bubblewrap and
+//! Podman for the agent's confined workloads), then builds and runs the platform, or runs every
+//! test. Nothing is skipped silently: a missing prerequisite
 //! that cannot be installed stops the command with what to do.
 
 use std::env;
@@ -194,6 +195,31 @@ fn apt_install(packages: &[&str]) -> Result {
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
+/// What confines workloads on a device (bubblewrap for bare-metal and Ray clusters, Podman on
+/// runc for container clusters; Debian's crun refuses hybrid cgroups, so runc is named), from
+/// Debian. `for_tests` adds the static busybox the container tests build their image from.
+fn ensure_confinement_tools(for_tests: bool) -> Result {
+    step("Workload confinement: bubblewrap, Podman on runc");
+    let mut wanted = vec![
+        ("/usr/bin/bwrap", "bubblewrap"),
+        ("/usr/bin/podman", "podman"),
+        ("/usr/sbin/runc", "runc"),
+    ];
+    if for_tests {
+        wanted.push(("/usr/bin/busybox", "busybox-static"));
+    }
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(path, _)| !Path::new(path).exists())
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        println!("    installed");
+        return Ok(());
+    }
+    apt_install(&missing)
+}
+
 fn ensure_browser_test_tools() -> Result {
     step("Browser tests: Debian Chromium, Node.js, Playwright (no browser downloads)");
     if !Path::new("/usr/bin/chromium").exists() {
@@ -315,6 +341,7 @@ fn build_release() -> Result<PathBuf> {
 
 fn run_platform(server_args: &[String]) -> Result {
     let site = build_release()?;
+    ensure_confinement_tools(false)?;
     step("Starting GPU Commons (Ctrl-C to stop)");
     let mut command = Command::new(
         workspace_root()
@@ -341,6 +368,7 @@ fn test_everything() -> Result {
         }
     );
     ensure_rust_parts()?;
+    ensure_confinement_tools(true)?;
     ensure_browser_test_tools()?;
 
     step("Formatting and lints");

@@ -14,6 +14,14 @@ use tokio::process::{Child, Command};
 
 pub const AGENT: &str = env!("CARGO_BIN_EXE_gpu-commons-agent");
 
+/// An agent started for a device of its own, and what it takes to start it again.
+pub struct Started {
+    pub agent: Child,
+    pub args: Vec<String>,
+    pub machine: PathBuf,
+    pub device: String,
+}
+
 pub struct Fleet {
     pub server: RunningServer,
     pub dir: PathBuf,
@@ -94,7 +102,8 @@ impl Fleet {
         self.agent_with_path(name, args, machine, None)
     }
 
-    /// [`Fleet::agent`] with `bin` searched first for the programs the agent runs.
+    /// [`Fleet::agent`] with `bin` searched first for the programs the agent runs, and shown
+    /// (read-only) inside its sandboxes.
     pub fn agent_with_path(
         &self,
         name: &str,
@@ -102,12 +111,19 @@ impl Fleet {
         machine: &Path,
         bin: Option<&Path>,
     ) -> Child {
-        let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{name}.log")))
+            .unwrap();
         let mut command = Command::new(AGENT);
         if let Some(bin) = bin {
             let path = std::env::var_os("PATH").unwrap_or_default();
             let paths = std::iter::once(bin.to_path_buf()).chain(std::env::split_paths(&path));
-            command.env("PATH", std::env::join_paths(paths).unwrap());
+            command
+                .env("PATH", std::env::join_paths(paths).unwrap())
+                .arg("--sandbox-read-only")
+                .arg(bin);
         }
         command
             .args(args)
@@ -122,8 +138,61 @@ impl Fleet {
             .unwrap()
     }
 
+    /// Adds a one-H100 device called `name`, starts its agent (with `bin` first on its PATH)
+    /// and waits until the device can be hired.
+    pub async fn start_h100(&self, name: &str, bin: Option<&Path>) -> Started {
+        let machine = machine_file(&self.dir, name, "NVIDIA H100 80GB HBM3", 1, 0);
+        let args = self.add_device(name).await;
+        let agent = self.agent_with_path(name, &args, &machine, bin);
+        let device = self.wait_registered(name, 30).await;
+        self.wait_for(name, &device, 60, "ready for hire", |d| {
+            d.summary.readiness().is_ok()
+        })
+        .await;
+        Started {
+            agent,
+            args,
+            machine,
+            device,
+        }
+    }
+
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// What cluster `cluster_id`'s workload printed on the device of agent `name`, as the
+    /// agent keeps it.
+    pub fn workload_log(&self, name: &str, cluster_id: &str) -> String {
+        std::fs::read_to_string(
+            self.dir
+                .join(format!("{name}.logs"))
+                .join(format!("{cluster_id}.log")),
+        )
+        .unwrap_or_default()
+    }
+
+    /// Waits until the workload log of `cluster_id` on agent `name` holds `text`; its content.
+    pub async fn wait_for_output(
+        &self,
+        name: &str,
+        cluster_id: &str,
+        text: &str,
+        secs: u64,
+    ) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let log = self.workload_log(name, cluster_id);
+            if log.contains(text) {
+                return log;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the workload of {cluster_id} on {name} never printed {text:?}:\n{log}\nagent log:\n{}",
+                self.log(name)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub async fn detail(&self, device_id: &str) -> DeviceDetail {
@@ -213,4 +282,78 @@ pub async fn wait_exit(child: &mut Child, secs: u64) -> std::process::ExitStatus
         .await
         .expect("the agent did not stop")
         .unwrap()
+}
+
+/// How many processes on this machine run exactly `argv`.
+pub fn processes_running(argv: &[&str]) -> usize {
+    let wanted: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+                .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|raw| raw == wanted))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Signs in the wallet whose key is `seed` repeated and credits its account with `dollars`;
+/// returns the account id.
+pub async fn funded_renter(fleet: &Fleet, seed: u8, dollars: i64) -> i64 {
+    use ed25519_dalek::{Signer, SigningKey};
+    let key = SigningKey::from_bytes(&[seed; 32]);
+    let address = WalletAddress::from_public_key(&key.verifying_key().to_bytes()).to_string();
+    let platform = &fleet.server.platform;
+    let challenge = platform
+        .auth
+        .challenge(&address, platform::now())
+        .await
+        .unwrap();
+    let signature = bs58::encode(key.sign(challenge.message.as_bytes()).to_bytes()).into_string();
+    let (_, signed_in) = platform
+        .auth
+        .sign_in(&challenge.message, &signature, platform::now())
+        .await
+        .unwrap();
+    platform
+        .ledger
+        .operator_credit(
+            signed_in.user_id,
+            domain::money::Asset::Usdc,
+            dollars * 1_000_000,
+            &format!("test-grant-{seed}"),
+            "test grant",
+            platform::now(),
+        )
+        .await
+        .unwrap();
+    signed_in.user_id
+}
+
+/// An hour of `quantity` H100s anywhere, paid in USDC.
+pub fn h100_request(
+    name: &str,
+    kind: domain::cluster::ClusterKind,
+    quantity: u32,
+    workload: domain::cluster::Workload,
+) -> domain::cluster::DeployRequest {
+    use domain::cluster::{DurationUnit, PaymentMethod, Purpose, SecurityCompliance};
+    domain::cluster::DeployRequest {
+        name: name.into(),
+        kind,
+        purpose: Purpose::General,
+        hardware: "H100 80GB SXM".into(),
+        quantity,
+        countries: Vec::new(),
+        min_tier: None,
+        compliance: SecurityCompliance::E2eEncrypted,
+        duration_unit: DurationUnit::Hourly,
+        duration_count: 1,
+        payment: PaymentMethod::Usdc,
+        workload,
+    }
 }

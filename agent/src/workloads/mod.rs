@@ -1,0 +1,605 @@
+//! Runs the workloads of the clusters this device is hired into, as the server's heartbeat
+//! replies list them, confined, and reports each one's state on the next heartbeat.
+//!
+//! - Container clusters run on the engine this machine has ([`engine`]): unprivileged, limited,
+//!   with only this device's GPUs.
+//! - Bare-metal (and Kubernetes) clusters with a command, and Ray clusters, run inside a
+//!   bubblewrap sandbox ([`sandbox`]); Ray's dashboard and JupyterLab listen on its loopback
+//!   only ([`ray`]).
+//! - A cluster without a command holds the device for the renter and reports running.
+//!
+//! Each workload's output goes to a bounded log ([`logs`]). A missing runtime is reported as a
+//! failure that says what to install. Commands get the cluster's env and `GC_CLUSTER_ID`,
+//! `GC_DEVICE_ID`, `GC_ROLE` and, on the devices of a cluster with a head, `GC_HEAD_ADDRESS`
+//! (for multi-device jobs: `torchrun --master-addr`, …). What runs is written down
+//! ([`record`]) so a restarted agent stops what a killed one left behind.
+
+mod engine;
+mod logs;
+mod ray;
+mod record;
+mod sandbox;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use domain::agent_protocol::{WorkloadAssignment, WorkloadReport, WorkloadState};
+use domain::cluster::Runtime;
+use tokio::process::{Child, Command};
+
+pub use engine::{Engine, Limits};
+pub use record::stop_leftovers;
+pub use sandbox::Sandbox;
+
+use engine::ContainerSpec;
+use logs::Output;
+use record::{process_started, signal, Recorded};
+
+/// How long a stopped workload gets to exit on SIGTERM before it is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// How long an exited workload's last output is waited for before it is reported.
+const DRAIN_WAIT: Duration = Duration::from_secs(2);
+
+/// How this device runs workloads.
+pub struct Settings {
+    /// Bare-metal and Ray workloads' sandbox.
+    pub sandbox: Sandbox,
+    /// The container engine found, if any.
+    pub engine: Option<Engine>,
+    pub limits: Limits,
+    /// This device's NVIDIA GPU indexes (none when its GPUs are simulated).
+    pub gpus: Vec<u32>,
+    /// Where workload logs are kept.
+    pub logs: PathBuf,
+}
+
+/// What confines a running workload, and what to clean up after it.
+enum Confined {
+    /// A bubblewrap sandbox and its private work folder.
+    Sandbox { workdir: PathBuf },
+    /// A container, its engine and its env file.
+    Container {
+        engine: Engine,
+        name: String,
+        env_file: PathBuf,
+    },
+    /// Nothing runs: the device is held for the renter.
+    Holding,
+}
+
+struct Running {
+    /// The sandbox's bubblewrap or the engine's `run`, while it runs.
+    child: Option<Child>,
+    confined: Confined,
+    output: Option<Output>,
+    /// When the child was seen to exit, and how: reported once its output is read.
+    exited: Option<(ExitStatus, Instant)>,
+    state: WorkloadState,
+    detail: String,
+}
+
+impl Running {
+    fn failed(detail: String) -> Running {
+        Running {
+            child: None,
+            confined: Confined::Holding,
+            output: None,
+            exited: None,
+            state: WorkloadState::Failed,
+            detail,
+        }
+    }
+}
+
+pub struct Workloads {
+    device_id: String,
+    settings: Settings,
+    running: HashMap<String, Running>,
+    /// Where what runs is written down (see [`stop_leftovers`]).
+    record: PathBuf,
+}
+
+/// Whether a program is on PATH.
+fn installed(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// Whether bubblewrap, which sandboxed workloads need, is installed.
+pub fn installed_bwrap() -> bool {
+    installed("bwrap")
+}
+
+/// Cluster ids become file and container names: only plain ones are accepted from the server.
+fn plain_name(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Workloads {
+    /// Workloads of `device_id`, written down in `record` while they run.
+    pub fn new(device_id: &str, record: PathBuf, settings: Settings) -> Workloads {
+        Workloads {
+            device_id: device_id.to_owned(),
+            settings,
+            running: HashMap::new(),
+            record,
+        }
+    }
+
+    /// Writes down what runs now (see [`stop_leftovers`]); a failure is reported, not fatal.
+    fn save_record(&self) {
+        let recorded: Vec<Recorded> = self
+            .running
+            .iter()
+            .map(|(id, w)| {
+                let pid = w.child.as_ref().and_then(Child::id);
+                let (container, engine, env_file, workdir) = match &w.confined {
+                    Confined::Sandbox { workdir } => (None, None, None, Some(workdir.clone())),
+                    Confined::Container {
+                        engine,
+                        name,
+                        env_file,
+                    } => (
+                        Some(name.clone()),
+                        Some(*engine),
+                        Some(env_file.clone()),
+                        None,
+                    ),
+                    Confined::Holding => (None, None, None, None),
+                };
+                Recorded {
+                    cluster_id: id.clone(),
+                    pid,
+                    started: pid.and_then(process_started),
+                    container,
+                    engine,
+                    env_file,
+                    workdir,
+                }
+            })
+            .collect();
+        let written = serde_json::to_vec(&recorded)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&self.record, bytes));
+        if let Err(e) = written {
+            eprintln!(
+                "could not write the workload record {}: {e}",
+                self.record.display()
+            );
+        }
+    }
+
+    /// Starts what is newly assigned and stops what no longer is. Returns whether anything
+    /// changed (the caller then reports soon instead of after a full interval).
+    pub fn reconcile(&mut self, assignments: &[WorkloadAssignment]) -> bool {
+        let mut changed = false;
+        let ended: Vec<String> = self
+            .running
+            .keys()
+            .filter(|id| !assignments.iter().any(|a| &a.cluster_id == *id))
+            .cloned()
+            .collect();
+        for id in ended {
+            if let Some(workload) = self.running.remove(&id) {
+                println!("cluster {id} ended; stopping its workload");
+                tokio::spawn(stop(workload));
+                changed = true;
+            }
+        }
+        for assignment in assignments {
+            if !self.running.contains_key(&assignment.cluster_id) {
+                let started = self.start(assignment);
+                println!(
+                    "cluster {}: workload {} {}",
+                    assignment.cluster_id,
+                    started.state.as_str(),
+                    started.detail
+                );
+                self.running.insert(assignment.cluster_id.clone(), started);
+                changed = true;
+            }
+        }
+        if changed {
+            self.save_record();
+        }
+        changed
+    }
+
+    /// Stops every workload gracefully and waits until they are gone (the agent is stopping).
+    pub async fn stop_all(&mut self) {
+        let stopping: Vec<_> = self.running.drain().map(|(_, w)| stop(w)).collect();
+        for done in stopping {
+            done.await;
+        }
+        let _ = std::fs::remove_file(&self.record);
+    }
+
+    fn start(&self, assignment: &WorkloadAssignment) -> Running {
+        if !plain_name(&assignment.cluster_id) {
+            return Running::failed(
+                "the server named the cluster with characters a file name cannot hold".into(),
+            );
+        }
+        let workload = &assignment.workload;
+        let env = workload_env(assignment, &self.device_id);
+        match assignment.kind.runtime() {
+            Runtime::Container => self.start_container(assignment, &env),
+            Runtime::Ray if workload.command.is_empty() => match ray::start(assignment) {
+                Ok(start) => self.start_sandboxed(assignment, start.argv, &env, start.detail),
+                Err(why) => Running::failed(why),
+            },
+            Runtime::Ray | Runtime::Kubernetes | Runtime::Process
+                if workload.command.is_empty() =>
+            {
+                Running {
+                    state: WorkloadState::Running,
+                    detail: "holding the device for the renter".into(),
+                    ..Running::failed(String::new())
+                }
+            }
+            Runtime::Ray | Runtime::Kubernetes | Runtime::Process => {
+                let argv = vec!["sh".into(), "-c".into(), workload.command.clone()];
+                self.start_sandboxed(assignment, argv, &env, String::new())
+            }
+        }
+    }
+
+    fn start_sandboxed(
+        &self,
+        assignment: &WorkloadAssignment,
+        argv: Vec<String>,
+        env: &[(String, String)],
+        detail: String,
+    ) -> Running {
+        if !cfg!(target_os = "linux") {
+            return Running::failed(
+                "bare-metal and Ray workloads run only on Linux devices".into(),
+            );
+        }
+        if !installed("bwrap") {
+            return Running::failed(
+                "bubblewrap is not installed on this device, so its workloads cannot run \
+                 confined (apt install bubblewrap)"
+                    .into(),
+            );
+        }
+        let sandbox = &self.settings.sandbox;
+        let workdir = match sandbox.fresh_workdir(&assignment.cluster_id) {
+            Ok(dir) => dir,
+            Err(e) => return Running::failed(format!("could not make the work folder: {e}")),
+        };
+        let command = sandbox.command(&workdir, &argv, env);
+        self.spawn(assignment, command, Confined::Sandbox { workdir }, detail)
+    }
+
+    fn start_container(
+        &self,
+        assignment: &WorkloadAssignment,
+        env: &[(String, String)],
+    ) -> Running {
+        let Some(engine) = self.settings.engine else {
+            return Running::failed(
+                "no container engine is installed on this device (install Podman or Docker)".into(),
+            );
+        };
+        let name = format!("gc-{}", assignment.cluster_id);
+        // The env reaches the container only, through a file of the agent's: never the
+        // engine's own process (DOCKER_HOST=…) nor its command line (`ps`).
+        let env_file = self.record.with_file_name(format!("{name}.env"));
+        if let Err(e) = write_env_file(&env_file, env) {
+            return Running::failed(format!("could not write the container's env file: {e}"));
+        }
+        let workload = &assignment.workload;
+        let args = engine.run_args(&ContainerSpec {
+            name: &name,
+            env_file: &env_file,
+            image: &workload.image,
+            command: &workload.command,
+            port: workload.port,
+            limits: self.settings.limits,
+            gpus: &self.settings.gpus,
+        });
+        let mut command = Command::new(engine.program());
+        command.args(args);
+        let confined = Confined::Container {
+            engine,
+            name,
+            env_file,
+        };
+        self.spawn(assignment, command, confined, String::new())
+    }
+
+    /// Starts `command` with its output captured into the cluster's log.
+    fn spawn(
+        &self,
+        assignment: &WorkloadAssignment,
+        mut command: Command,
+        confined: Confined,
+        detail: String,
+    ) -> Running {
+        let mut output = Output::start(&self.settings.logs, &assignment.cluster_id);
+        output.note(&format!(
+            "starting the {} workload of cluster {} on device {}",
+            assignment.kind.label(),
+            assignment.cluster_id,
+            self.device_id
+        ));
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        #[cfg(unix)]
+        command.process_group(0);
+        match command.spawn() {
+            Ok(mut child) => {
+                if let Some(out) = child.stdout.take() {
+                    output.capture(out);
+                }
+                if let Some(err) = child.stderr.take() {
+                    output.capture(err);
+                }
+                Running {
+                    child: Some(child),
+                    confined,
+                    output: Some(output),
+                    exited: None,
+                    state: WorkloadState::Running,
+                    detail,
+                }
+            }
+            Err(e) => {
+                clean_up(&confined);
+                Running::failed(format!("could not start the workload: {e}"))
+            }
+        }
+    }
+
+    /// The clusters whose workloads run here (what the server's long poll compares with).
+    pub fn cluster_ids(&self) -> Vec<String> {
+        self.running.keys().cloned().collect()
+    }
+
+    /// Each workload's state now, for the heartbeat.
+    pub fn reports(&mut self) -> Vec<WorkloadReport> {
+        for (id, workload) in &mut self.running {
+            let Some(child) = &mut workload.child else {
+                continue;
+            };
+            if workload.exited.is_none() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    workload.exited = Some((status, Instant::now()));
+                }
+            }
+            let Some((status, at)) = workload.exited else {
+                continue;
+            };
+            let output = workload.output.as_ref();
+            if !output.is_none_or(Output::drained) && at.elapsed() < DRAIN_WAIT {
+                continue;
+            }
+            workload.child = None;
+            let last = output.map(Output::last_line).unwrap_or_default();
+            (workload.state, workload.detail) = ended(&workload.confined, status, &last);
+            if let Some(output) = output {
+                output.note(&format!("workload {}: {}", workload.state, workload.detail));
+            }
+            println!(
+                "cluster {id}: workload {} ({})",
+                workload.state.as_str(),
+                workload.detail
+            );
+        }
+        self.running
+            .iter()
+            .map(|(id, w)| WorkloadReport {
+                cluster_id: id.clone(),
+                state: w.state,
+                detail: w.detail.clone(),
+            })
+            .collect()
+    }
+}
+
+/// A workload's state and the words for it once its process exited with `status`, after
+/// printing `last`: what the renter is told, naming whose problem it is.
+fn ended(confined: &Confined, status: ExitStatus, last: &str) -> (WorkloadState, String) {
+    if status.success() {
+        return (WorkloadState::Stopped, "the command finished".into());
+    }
+    let said = if last.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", cut(last, 300))
+    };
+    let detail = match (confined, status.code()) {
+        (Confined::Sandbox { .. }, _) if last.starts_with("bwrap:") => {
+            format!("this device could not build the workload's sandbox{said}")
+        }
+        (Confined::Container { .. }, Some(125)) => {
+            format!("the container engine could not run the image{said}")
+        }
+        (_, Some(126)) => format!("the command could not be run{said}"),
+        (_, Some(127)) => format!("the command was not found{said}"),
+        _ => format!("the command ended with {status}{said}"),
+    };
+    (WorkloadState::Failed, detail)
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Stops a workload: SIGTERM to every process in its sandbox (`stop` for a container), a kill
+/// after [`STOP_GRACE`], then its work folder and env file are removed.
+async fn stop(mut workload: Running) {
+    let stopping = match &workload.confined {
+        Confined::Container { engine, name, .. } => Some(engine.stop(name)),
+        Confined::Sandbox { .. } => {
+            if let Some(pid) = workload.child.as_ref().and_then(Child::id) {
+                signal(&sandbox::members(pid), "TERM");
+            }
+            None
+        }
+        Confined::Holding => None,
+    };
+    if let Some(mut child) = workload.child.take() {
+        if tokio::time::timeout(STOP_GRACE, child.wait())
+            .await
+            .is_err()
+        {
+            // The sandbox dies with its bubblewrap (`--die-with-parent`).
+            let _ = child.kill().await;
+        }
+    }
+    if let Some(stopping) = stopping {
+        let _ = tokio::task::spawn_blocking(|| stopping.wait()).await;
+    }
+    if let Some(output) = &workload.output {
+        // What it printed while stopping reaches the log before the agent may exit.
+        let deadline = Instant::now() + DRAIN_WAIT;
+        while !output.drained() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        output.note("workload stopped");
+    }
+    clean_up(&workload.confined);
+}
+
+/// Removes what a workload leaves on the provider's disk.
+fn clean_up(confined: &Confined) {
+    match confined {
+        Confined::Sandbox { workdir } => {
+            let _ = std::fs::remove_dir_all(workdir);
+        }
+        Confined::Container { env_file, .. } => {
+            let _ = std::fs::remove_file(env_file);
+        }
+        Confined::Holding => {}
+    }
+}
+
+/// The environment of a cluster's workload: the renter's variables and the platform's
+/// (`GC_CLUSTER_ID`, `GC_DEVICE_ID`, `GC_ROLE`, `GC_HEAD_ADDRESS`, `GC_NOTEBOOK_TOKEN`), which
+/// the renter's cannot shadow (the server refuses `GC_` names).
+fn workload_env(assignment: &WorkloadAssignment, device_id: &str) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = assignment
+        .workload
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    env.push(("GC_CLUSTER_ID".into(), assignment.cluster_id.clone()));
+    env.push(("GC_DEVICE_ID".into(), device_id.to_owned()));
+    env.push(("GC_ROLE".into(), assignment.role.as_str().to_owned()));
+    if let Some(head) = &assignment.head_address {
+        env.push(("GC_HEAD_ADDRESS".into(), head.clone()));
+    }
+    if let Some(token) = &assignment.notebook_token {
+        env.push(("GC_NOTEBOOK_TOKEN".into(), token.clone()));
+    }
+    env
+}
+
+/// Writes `env` as an engine env file (`NAME=value` a line; the server allows no line breaks
+/// in values), readable by the agent's user only.
+fn write_env_file(path: &Path, env: &[(String, String)]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    for (name, value) in env {
+        if value.contains(['\n', '\r', '\0']) {
+            return Err(std::io::Error::other(format!(
+                "the value of {name} is not one line"
+            )));
+        }
+        writeln!(file, "{name}={value}")?;
+    }
+    Ok(())
+}
+
+impl Drop for Workloads {
+    /// The agent is going without [`Workloads::stop_all`]: kill what runs (sandboxes die with
+    /// their bubblewrap) and leave the rest to the next start's [`stop_leftovers`].
+    fn drop(&mut self) {
+        for workload in self.running.values_mut() {
+            if let Some(child) = &mut workload.child {
+                let _ = child.start_kill();
+            }
+            if let Confined::Container { engine, name, .. } = &workload.confined {
+                engine.stop(name);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_cluster_ids_become_names() {
+        assert!(plain_name("cl_01HZX-9"));
+        for bad in ["", "../etc", "a b", "x/y", "a\nb", &"a".repeat(65)] {
+            assert!(!plain_name(bad), "{bad:?}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn failures_say_whose_problem_they_are() {
+        use std::os::unix::process::ExitStatusExt;
+        let sandbox = Confined::Sandbox {
+            workdir: PathBuf::new(),
+        };
+        let container = Confined::Container {
+            engine: Engine::Podman,
+            name: "gc-1".into(),
+            env_file: PathBuf::new(),
+        };
+        let code = |c: i32| ExitStatus::from_raw(c << 8);
+        assert_eq!(
+            ended(&sandbox, code(0), ""),
+            (WorkloadState::Stopped, "the command finished".into())
+        );
+        assert_eq!(
+            ended(&sandbox, code(127), "sh: 1: trainer: not found").1,
+            "the command was not found: sh: 1: trainer: not found"
+        );
+        assert!(ended(
+            &sandbox,
+            code(1),
+            "bwrap: No permissions to create new namespace"
+        )
+        .1
+        .starts_with("this device could not build the workload's sandbox"));
+        assert!(
+            ended(&container, code(125), "Error: localhost/x: image not known")
+                .1
+                .starts_with("the container engine could not run the image: Error")
+        );
+        assert_eq!(
+            ended(&sandbox, code(3), "").1,
+            "the command ended with exit status: 3"
+        );
+        assert_eq!(cut("héllo", 2), "h");
+    }
+}

@@ -1,0 +1,95 @@
+//! Ray clusters without a command: `ray start` on every device, the head with `--head` and
+//! JupyterLab beside it (with the token from the assignment, when JupyterLab is installed),
+//! the others joining the head at its address. Both run in the workload's sandbox, and the
+//! dashboard, its job API and JupyterLab listen on the sandbox's loopback only, never on the
+//! provider's public interfaces (the pattern behind the ShadowRay attacks).
+
+use domain::agent_protocol::{WorkloadAssignment, NOTEBOOK_PORT};
+use domain::cluster::ClusterRole;
+
+use super::installed;
+
+/// The port a Ray head's GCS listens on (Ray's default, which the console shows).
+pub const RAY_PORT: &str = "6379";
+
+/// What the sandbox runs for a Ray device, and the note for the report.
+pub struct RayStart {
+    pub argv: Vec<String>,
+    pub detail: String,
+}
+
+/// `host:port` of a Ray head; IPv6 addresses in brackets.
+fn ray_address(head: &str) -> String {
+    if head.contains(':') {
+        format!("[{head}]:{RAY_PORT}")
+    } else {
+        format!("{head}:{RAY_PORT}")
+    }
+}
+
+/// How to start Ray on this device, or why it cannot.
+pub fn start(assignment: &WorkloadAssignment) -> Result<RayStart, String> {
+    if !installed("ray") {
+        return Err("Ray is not installed on this device (pip install ray)".into());
+    }
+    let mut ray: Vec<String> = vec!["ray".into(), "start".into()];
+    match (assignment.role, &assignment.head_address) {
+        (ClusterRole::Head, _) => ray.extend(
+            [
+                "--head",
+                "--port",
+                RAY_PORT,
+                "--dashboard-host",
+                "127.0.0.1",
+            ]
+            .map(str::to_owned),
+        ),
+        (_, Some(head)) => ray.push(format!("--address={}", ray_address(head))),
+        (_, None) => {
+            return Err("the server has not told this Ray worker its head's address yet".into());
+        }
+    }
+    ray.push("--block".into());
+    let notebook = assignment.notebook_token.is_some() && assignment.role == ClusterRole::Head;
+    if !notebook {
+        return Ok(RayStart {
+            argv: ray,
+            detail: String::new(),
+        });
+    }
+    if !installed("jupyter") {
+        return Ok(RayStart {
+            argv: ray,
+            detail: "no JupyterLab: it is not installed on this device (pip install jupyterlab)"
+                .into(),
+        });
+    }
+    // One shell in one sandbox: the end of the cluster ends both.
+    let quoted: Vec<String> = ray
+        .iter()
+        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+        .collect();
+    Ok(RayStart {
+        argv: vec![
+            "sh".into(),
+            "-c".into(),
+            format!(
+                "jupyter lab --ip=127.0.0.1 --port={NOTEBOOK_PORT} --no-browser \
+                 --ServerApp.token=\"$GC_NOTEBOOK_TOKEN\" & exec {}",
+                quoted.join(" ")
+            ),
+        ],
+        detail: format!("JupyterLab on port {NOTEBOOK_PORT}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_heads_are_bracketed() {
+        assert_eq!(ray_address("10.0.0.5"), "10.0.0.5:6379");
+        assert_eq!(ray_address("2001:db8::1"), "[2001:db8::1]:6379");
+    }
+}
