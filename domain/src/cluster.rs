@@ -77,6 +77,31 @@ impl ClusterKind {
         self.runtime() == Runtime::Container
     }
 
+    /// Why it cannot be ordered now, if it cannot. Kubernetes is withdrawn until devices run a
+    /// real, confined control plane the renter reaches through the platform: a cluster that
+    /// showed an API server nothing served was worse than none. Its name stays, so clusters
+    /// ordered before read back.
+    pub fn not_offered(self) -> Option<&'static str> {
+        match self {
+            ClusterKind::Kubernetes => Some(
+                "Kubernetes clusters are not offered yet: no device runs a Kubernetes control \
+                 plane for renters; choose Ray, Container or Bare metal",
+            ),
+            ClusterKind::Ray
+            | ClusterKind::MegaRay
+            | ClusterKind::BareMetal
+            | ClusterKind::Container => None,
+        }
+    }
+
+    /// The kinds a renter can order, in the order the wizard lists them.
+    pub fn offered() -> impl Iterator<Item = ClusterKind> {
+        ClusterKind::ALL
+            .iter()
+            .copied()
+            .filter(|k| k.not_offered().is_none())
+    }
+
     /// How the console names it.
     pub fn label(self) -> &'static str {
         match self {
@@ -344,6 +369,9 @@ impl DeployRequest {
                 message,
             })
         };
+        if let Some(why) = self.kind.not_offered() {
+            fail("kind", why.to_owned());
+        }
         let name = parse_cluster_name(&self.name)
             .map_err(|m| fail("name", m))
             .ok();
@@ -664,6 +692,23 @@ mod tests {
             "'Voodoo 2' is not a GPU model in the catalog"
         );
         assert_eq!(errors[4].message, "choose 1 to 90 for a daily duration");
+    }
+
+    #[test]
+    fn kubernetes_is_not_offered_until_devices_serve_it() {
+        let mut kubernetes = request();
+        kubernetes.kind = ClusterKind::Kubernetes;
+        let errors = kubernetes.validate(&GpuCatalog::builtin()).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "kind");
+        assert!(errors[0].message.contains("not offered"), "{errors:?}");
+        assert!(!ClusterKind::offered().any(|k| k == ClusterKind::Kubernetes));
+        assert_eq!(ClusterKind::offered().count(), ClusterKind::ALL.len() - 1);
+        // Clusters ordered before still read back.
+        assert_eq!(
+            ClusterKind::parse("kubernetes").ok(),
+            Some(ClusterKind::Kubernetes)
+        );
     }
 
     #[test]

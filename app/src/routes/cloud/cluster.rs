@@ -243,9 +243,10 @@ impl Access {
     }
 }
 
-/// How the renter reaches the cluster at the addresses its devices' agents connect from: the
-/// head's Ray dashboard, JupyterLab (with its token), client and job API or Kubernetes API
-/// server, the workload's port on every device, and the command each device runs.
+/// How the renter reaches the cluster: the workload's port on every device at the address its
+/// agent connects from, and the command each device runs. Ray's dashboard, job API and
+/// JupyterLab listen on the head's loopback only (never on a provider's public interfaces), so
+/// they are named as that, not linked, until the platform tunnels to them.
 fn access_lines(
     kind: ClusterKind,
     workload: &domain::cluster::Workload,
@@ -267,34 +268,26 @@ fn access_lines(
     let unknown = |device: &str| format!("{device}: its address is shown once its agent checks in");
     let mut lines = Vec::new();
     let head = active.iter().find(|m| m.role == ClusterRole::Head);
-    match (kind.runtime(), head) {
-        (Runtime::Ray, Some(head)) => match host(head) {
-            Some(h) => {
-                lines.push(Access::new("Ray dashboard", format!("http://{h}:8265")));
-                if let Some(token) = notebook_token {
-                    let port = domain::agent_protocol::NOTEBOOK_PORT;
-                    lines.push(Access::new(
-                        "JupyterLab",
-                        format!("http://{h}:{port}/lab?token={token}"),
-                    ));
-                }
-                lines.push(Access::new(
-                    "Submit a job",
-                    format!("ray job submit --address http://{h}:8265 -- python job.py"),
-                ));
-                lines.push(Access::new(
-                    "Ray client",
-                    format!("ray.init(\"ray://{h}:10001\")"),
-                ));
-            }
-            None => lines.push(Access::new("Ray head", unknown(&head.device_id))),
-        },
-        (Runtime::Kubernetes, Some(head)) => lines.push(Access::new(
-            "Kubernetes API server",
-            host(head).map_or_else(|| unknown(&head.device_id), |h| format!("https://{h}:6443")),
-        )),
-        (Runtime::Ray | Runtime::Kubernetes, None) | (Runtime::Container | Runtime::Process, _) => {
+    if let (Runtime::Ray, Some(head)) = (kind.runtime(), head) {
+        let loopback = |port: u16| {
+            format!(
+                "on {}'s loopback only (127.0.0.1:{port}); the platform's tunnel to it is not \
+                 available yet",
+                head.device_id
+            )
+        };
+        lines.push(Access::new("Ray dashboard", loopback(8265)));
+        if let Some(token) = notebook_token {
+            let port = domain::agent_protocol::NOTEBOOK_PORT;
+            lines.push(Access::new(
+                "JupyterLab",
+                format!("token {token}, {}", loopback(port)),
+            ));
         }
+        lines.push(Access::new(
+            "Submit a job",
+            "from the head's command: ray job submit --address http://127.0.0.1:8265 -- python job.py",
+        ));
     }
     if let Some(port) = workload.port {
         for m in &active {
@@ -338,7 +331,7 @@ mod tests {
     }
 
     #[test]
-    fn access_is_at_the_devices_addresses() {
+    fn ports_are_at_the_devices_addresses_and_ray_services_stay_on_loopback() {
         let members = [
             member("dev-head", ClusterRole::Head, Some("203.0.113.7")),
             member("dev-w1", ClusterRole::Worker, Some("2001:db8::1")),
@@ -356,14 +349,21 @@ mod tests {
         assert_eq!(
             shown,
             [
-                ("Ray dashboard", "http://203.0.113.7:8265", true),
-                ("JupyterLab", "http://203.0.113.7:8888/lab?token=t0k", true),
                 (
-                    "Submit a job",
-                    "ray job submit --address http://203.0.113.7:8265 -- python job.py",
+                    "Ray dashboard",
+                    "on dev-head's loopback only (127.0.0.1:8265); the platform's tunnel to it is not available yet",
                     false
                 ),
-                ("Ray client", "ray.init(\"ray://203.0.113.7:10001\")", false),
+                (
+                    "JupyterLab",
+                    "token t0k, on dev-head's loopback only (127.0.0.1:8888); the platform's tunnel to it is not available yet",
+                    false
+                ),
+                (
+                    "Submit a job",
+                    "from the head's command: ray job submit --address http://127.0.0.1:8265 -- python job.py",
+                    false
+                ),
                 ("Port 8000 on dev-head", "http://203.0.113.7:8000", true),
                 ("Port 8000 on dev-w1", "http://[2001:db8::1]:8000", true),
                 (

@@ -223,7 +223,7 @@ fn DeployWizard(token_price: Option<TokenPrice>) -> impl IntoView {
                 <legend>"1. Cluster"</legend>
                 <label>"Kind"
                     <select data-testid="deploy-kind" on:change=move |ev| if let Ok(k) = ClusterKind::parse(&event_target_value(&ev)) { form.kind.set(k) }>
-                        {ClusterKind::ALL.iter().map(|k| view! { <option value=k.as_str() selected=*k == ClusterKind::Ray>{k.label()}</option> }).collect_view()}
+                        {ClusterKind::offered().map(|k| view! { <option value=k.as_str() selected=k == ClusterKind::Ray>{k.label()}</option> }).collect_view()}
                     </select>
                 </label>
                 <label>"Purpose"
