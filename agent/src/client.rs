@@ -109,6 +109,20 @@ impl ApiClient {
         .await
     }
 
+    /// Ships lines a workload printed; Ok once the server stored them.
+    pub async fn ship_output(
+        &self,
+        shipment: &domain::output::OutputShipment,
+    ) -> Result<(), AgentError> {
+        let response = self
+            .request(reqwest::Method::POST, "/output")
+            .json(shipment)
+            .send()
+            .await
+            .map_err(transport)?;
+        Self::answer_of(response).await.map(|_| ())
+    }
+
     pub async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<HeartbeatReply, AgentError> {
         self.json(
             self.request(reqwest::Method::POST, "/heartbeat")

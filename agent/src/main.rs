@@ -189,9 +189,11 @@ async fn run(args: Args) -> Result<(), AgentError> {
         println!("stopped {leftover}, left running when this agent was last killed");
     }
     let settings = workload_settings(&args, &machine, &saved.device_id, &path, &record)?;
+    let shipping = settings.shipping.clone();
     let mut workloads = workloads::Workloads::new(&saved.device_id, record, settings);
     let assignments = Arc::new(AssignmentWatch::default());
     let watcher = tokio::spawn(watch_assignments(client.clone(), assignments.clone()));
+    let shipper = tokio::spawn(ship_output(client.clone(), shipping.clone()));
     let result = tokio::select! {
         result = heartbeat_loop(&client, &mut machine, &mut workloads, &assignments) => result,
         signal = &mut stop => {
@@ -201,8 +203,51 @@ async fn run(args: Args) -> Result<(), AgentError> {
     };
     watcher.abort();
     workloads.stop_all().await;
+    shipper.abort();
+    // What the workloads printed while stopping still reaches the renter, if it can quickly.
+    let _ = tokio::time::timeout(Duration::from_secs(5), ship_waiting(&client, &shipping)).await;
     println!("stopped");
     result
+}
+
+/// How often waiting workload output is shipped: the console follows it at about this pace.
+const SHIP_OUTPUT_EVERY: Duration = Duration::from_millis(500);
+/// Lines per shipment.
+const LINES_PER_SHIPMENT: usize = 500;
+
+/// Ships workload output as it comes, forever; an unreachable server only delays it.
+async fn ship_output(client: ApiClient, shipping: workloads::Shipping) {
+    let mut failures = 0u32;
+    loop {
+        let pause = if ship_waiting(&client, &shipping).await {
+            failures = 0;
+            SHIP_OUTPUT_EVERY
+        } else {
+            failures += 1;
+            backoff(failures)
+        };
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// Ships what waits once; false when the server could not be reached.
+async fn ship_waiting(client: &ApiClient, shipping: &workloads::Shipping) -> bool {
+    for shipment in shipping.take(LINES_PER_SHIPMENT) {
+        let last = shipment.lines.last().map_or(0, |l| l.id);
+        match client.ship_output(&shipment).await {
+            Ok(()) => shipping.acknowledge(&shipment.cluster_id, last),
+            // A refusal will not change on a retry (the cluster is unknown, the lines bad).
+            Err(AgentError::Refused { message, .. }) => {
+                eprintln!(
+                    "the server refused output of cluster {}: {message}",
+                    shipment.cluster_id
+                );
+                shipping.acknowledge(&shipment.cluster_id, last);
+            }
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 /// How this device runs workloads: the sandbox (its work folders, the provider's read-only
@@ -254,6 +299,7 @@ fn workload_settings(
         limits,
         gpus,
         logs: credentials.with_extension("logs"),
+        shipping: workloads::Shipping::default(),
     })
 }
 

@@ -83,6 +83,21 @@ async fn deploy_running(
     .await
 }
 
+/// What the renter reads of the cluster's output: (device, line) pairs.
+async fn provisioning_output(fleet: &Fleet, renter: i64, cluster: &str) -> Vec<(String, String)> {
+    fleet
+        .server
+        .platform
+        .output
+        .read(renter, cluster, None, 0, 2_000)
+        .await
+        .unwrap()
+        .lines
+        .into_iter()
+        .map(|l| (l.device_id, l.text))
+        .collect()
+}
+
 /// The default heartbeat interval (10 s), so starting a cluster cannot lean on heartbeats.
 fn production_pace(config: &mut server::Config) {
     config.fleet.heartbeat_interval_secs = 10;
@@ -163,6 +178,27 @@ async fn clusters_run_on_real_agents(fleet: Fleet) {
         fleet
             .wait_for_output(ids[device], &cluster.id, "ran worker hello", 10)
             .await;
+    }
+    // The agents ship what the commands print; the renter reads it, device by device.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let output = provisioning_output(&fleet, renter, &cluster.id).await;
+        let printed: Vec<&String> = hired
+            .iter()
+            .filter(|d| {
+                output
+                    .iter()
+                    .any(|(device, text)| device == *d && text == "ran worker hello")
+            })
+            .collect();
+        if printed.len() == hired.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the renter reads only {output:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     // An hour more, on the same devices.
@@ -251,6 +287,19 @@ async fn clusters_run_on_real_agents(fleet: Fleet) {
         fleet
             .wait_for_output(name, &cluster.id, "\nstopped\n", 15)
             .await;
+        // Printed after the cluster's end, it still reaches the renter.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !provisioning_output(&fleet, renter, &cluster.id)
+            .await
+            .iter()
+            .any(|(d, text)| d == device && text == "stopped")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the last lines of {device} never shipped"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     assert_eq!(
         fleet.server.platform.ledger.audit().await.unwrap(),

@@ -15,6 +15,7 @@ pub mod hardware;
 pub mod ledger;
 pub mod money;
 pub mod network;
+pub mod output;
 pub mod payout;
 pub mod pricing;
 pub mod proof_of_work;

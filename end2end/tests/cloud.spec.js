@@ -85,6 +85,10 @@ test('a renter deploys a cluster on a real agent, extends it and terminates it',
     await expect(page.getByTestId('cluster-devices')).toContainText(device.id);
     await expect(page.getByTestId('cluster-timeline')).toContainText('paid $0.50');
     await expect(page.getByTestId('cluster-access')).toContainText('Each device runs: echo started; sleep 300');
+    // What the command printed, shipped by the agent from its sandbox, follows on the page.
+    await expect(page.getByTestId('cluster-output'), device.log()).toContainText('started', { timeout: 15_000 });
+    const logs = await (await page.request.get(`${new URL(page.url()).pathname.replace('/cloud/clusters/', '/api/v1/cloud/clusters/')}/logs`)).json();
+    expect(logs.lines.map((l) => l.text)).toContain('started');
     // Drawn on the server from the agents' heartbeats.
     await expect(page.getByTestId('cluster-utilisation-chart').locator('svg')).toBeVisible();
     expect(device.log()).toContain('workload running');

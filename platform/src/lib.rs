@@ -16,6 +16,7 @@ mod index;
 pub mod ledger;
 mod lifecycle;
 mod live;
+pub mod output;
 pub mod payouts;
 pub mod provisioning;
 pub mod rewards;
@@ -39,6 +40,7 @@ use deposits::DepositService;
 use explorer::ExplorerService;
 use fleet::FleetService;
 use ledger::LedgerService;
+use output::OutputService;
 use payouts::{PayoutService, SolanaAccess};
 use provisioning::{ProvisioningConfig, ProvisioningService};
 use rewards::{RewardsConfig, RewardsService};
@@ -74,6 +76,7 @@ pub struct Services {
     pub deposits: DepositService,
     pub explorer: ExplorerService,
     pub api_keys: ApiKeyService,
+    pub output: OutputService,
     pub compliance: ComplianceService,
 }
 
@@ -122,6 +125,7 @@ impl Platform {
             payouts: PayoutService::new(store.clone(), config.solana_access.clone()),
             deposits: DepositService::new(store.clone(), config.solana_access),
             api_keys: ApiKeyService::new(store.clone()),
+            output: OutputService::new(store.clone()),
             store,
         }))
     }

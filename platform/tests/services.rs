@@ -1596,6 +1596,108 @@ async fn hire_earnings_settle_hourly_and_statements_show_every_movement(p: Platf
 
 /// Writes `hours` hours of full uptime ending with `block`'s hour for `device`.
 /// The ids of the first `count` devices `seed_agent_fleet` made.
+/// Workload output: only a device the cluster hired writes it, a retried shipment is stored
+/// once, the renter alone reads it after a cursor, and each device keeps only its newest lines.
+async fn workload_output_is_the_hired_devices_and_the_renters_alone(p: Platform) {
+    use domain::output::{OutputShipment, ShippedLine};
+    use platform::output::KEPT_LINES;
+    let (me, cluster, device) = running_h200(&p, usd(100), "printing").await;
+    let shipment = |lines: Vec<(i64, &str)>| OutputShipment {
+        cluster_id: cluster.id.clone(),
+        lines: lines
+            .into_iter()
+            .map(|(id, text)| ShippedLine {
+                id,
+                text: text.into(),
+            })
+            .collect(),
+    };
+    p.output
+        .ship(
+            &device,
+            &shipment(vec![(10, "epoch 1"), (11, "loss\0 0.5")]),
+            T0,
+        )
+        .await
+        .unwrap();
+    // A retry of the last shipment with a new line: each line once.
+    p.output
+        .ship(
+            &device,
+            &shipment(vec![(11, "loss\0 0.5"), (12, "epoch 2")]),
+            T0,
+        )
+        .await
+        .unwrap();
+    let texts = |lines: &[domain::output::OutputLine]| -> Vec<String> {
+        lines.iter().map(|l| l.text.clone()).collect()
+    };
+    let all = p.output.read(me, &cluster.id, None, 0, 500).await.unwrap();
+    assert_eq!(
+        texts(&all.lines),
+        ["epoch 1", "loss\u{FFFD} 0.5", "epoch 2"]
+    );
+    assert!(!all.more);
+    assert!(all
+        .lines
+        .iter()
+        .all(|l| l.device_id == device && l.at == T0.0));
+    let after = p
+        .output
+        .read(me, &cluster.id, Some(&device), 11, 500)
+        .await
+        .unwrap();
+    assert_eq!(texts(&after.lines), ["epoch 2"]);
+    let first_two = p.output.read(me, &cluster.id, None, 0, 2).await.unwrap();
+    assert_eq!(first_two.lines.len(), 2);
+    assert!(first_two.more);
+
+    // Another device cannot write into the cluster; another renter cannot read it.
+    let stranger_device = seeded_ids(2).into_iter().find(|d| *d != device).unwrap();
+    assert!(matches!(
+        p.output
+            .ship(&stranger_device, &shipment(vec![(1, "injected")]), T0)
+            .await,
+        Err(Error::NotFound(_))
+    ));
+    let stranger = account_of(&p, &Wallet::new()).await;
+    assert!(matches!(
+        p.output.read(stranger, &cluster.id, None, 0, 500).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        p.output
+            .ship(
+                &device,
+                &shipment((0..=1_000).map(|n| (100 + n, "x")).collect()),
+                T0
+            )
+            .await,
+        Err(Error::Invalid(_))
+    ));
+
+    // A chatty workload keeps only its newest lines.
+    let mut next = 1_000;
+    for _ in 0..3 {
+        let lines: Vec<(i64, &str)> = (next..next + 1_000).map(|n| (n, "spam")).collect();
+        next += 1_000;
+        p.output.ship(&device, &shipment(lines), T0).await.unwrap();
+    }
+    let kept = stored_number(
+        &p.store,
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM workload_output WHERE cluster_id = $1",
+        &cluster.id,
+    )
+    .await
+    .unwrap();
+    assert_eq!(kept, KEPT_LINES);
+    let tail = p.output.tail(me, &cluster.id, 3).await.unwrap();
+    assert_eq!(
+        tail.iter().map(|l| l.line).collect::<Vec<_>>(),
+        [next - 3, next - 2, next - 1]
+    );
+}
+
 fn seeded_ids(count: usize) -> Vec<String> {
     (0..count)
         .map(|n| {
@@ -3412,6 +3514,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    workload_output_is_the_hired_devices_and_the_renters_alone,
     sign_in_creates_a_session_that_sign_out_ends,
     a_reused_nonce_is_refused,
     an_expired_nonce_is_refused,

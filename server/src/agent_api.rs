@@ -24,7 +24,7 @@ use platform::Platform;
 
 use crate::error::Error;
 
-/// Heartbeats and registrations are small.
+/// Heartbeats, registrations and output shipments are small.
 const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// A challenge answer carries every row hash of up to 16 products.
 const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
@@ -36,6 +36,7 @@ pub fn routes() -> Router<Platform> {
         .route("/register", post(register))
         .route("/heartbeat", post(heartbeat))
         .route("/assignments/wait", post(wait_for_assignment))
+        .route("/output", post(ship_output))
         .route("/speed-tests", post(start_speed_test))
         .route("/speed-tests/{id}/download", get(speed_test_download))
         .route("/speed-tests/{id}/upload", post(speed_test_upload))
@@ -107,6 +108,20 @@ async fn wait_for_assignment(
         .wait_for_assignment(&device_id, &wait)
         .await?;
     Ok(Json(AssignmentChange { changed }))
+}
+
+/// Lines the device's workload printed for a cluster that hired it (204 once stored).
+async fn ship_output(
+    State(platform): State<Platform>,
+    Device(device_id): Device,
+    body: Result<Json<domain::output::OutputShipment>, JsonRejection>,
+) -> Result<StatusCode, Error> {
+    let Json(shipment) = body?;
+    platform
+        .output
+        .ship(&device_id, &shipment, platform::now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn answer_challenge(

@@ -54,6 +54,7 @@ pub fn routes(explorer_limiter: crate::explorer_api::ClientLimiter) -> Router<Pl
         .route("/cloud/name-available", get(name_available))
         .route("/cloud/clusters", get(my_clusters).post(deploy))
         .route("/cloud/clusters/{id}", get(cluster_detail))
+        .route("/cloud/clusters/{id}/logs", get(cluster_logs))
         .route("/cloud/clusters/{id}/extend", post(extend_cluster))
         .route("/cloud/clusters/{id}/terminate", post(terminate_cluster))
         .route("/keys", get(my_keys).post(create_key))
@@ -526,6 +527,45 @@ async fn cluster_detail(
         platform
             .provisioning
             .cluster(session.user_id, &id, platform::now())
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogsQuery {
+    #[serde(default)]
+    device: Option<String>,
+    #[serde(default)]
+    since: i64,
+    #[serde(default = "default_log_lines")]
+    limit: u32,
+}
+
+fn default_log_lines() -> u32 {
+    500
+}
+
+/// What the cluster's workloads printed after line `since` (of one `device`, or all).
+async fn cluster_logs(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    query: Result<Query<LogsQuery>, QueryRejection>,
+) -> Result<Json<domain::output::ClusterOutput>, Error> {
+    let Query(query) = query?;
+    let session = signed_in(&platform, &headers).await?;
+    let device = query.device.filter(|d| !d.is_empty());
+    Ok(Json(
+        platform
+            .output
+            .read(
+                session.user_id,
+                &id,
+                device.as_deref(),
+                query.since,
+                query.limit,
+            )
             .await?,
     ))
 }

@@ -149,6 +149,12 @@ const ENDPOINTS: &[(&str, &str, &str, bool)] = &[
         true,
     ),
     (
+        "get",
+        "/cloud/clusters/{id}/logs",
+        "What the cluster's workloads printed, oldest first, after a line cursor",
+        true,
+    ),
+    (
         "post",
         "/cloud/clusters/{id}/extend",
         "More time on the same devices (Idempotency-Key header)",
@@ -261,6 +267,19 @@ fn query_parameters(path: &str) -> &'static [(&'static str, &'static str, &'stat
                 "the page before this device id (a page's `previous`)",
             ),
             ("last", "boolean", "the last page"),
+        ],
+        "/cloud/clusters/{id}/logs" => &[
+            ("device", "string", "only this device's lines"),
+            (
+                "since",
+                "integer",
+                "lines after this line id (the last `line` read)",
+            ),
+            (
+                "limit",
+                "integer",
+                "at most this many lines (500; up to 2000)",
+            ),
         ],
         "/explorer/clusters" => &[
             ("status", "string", "a cluster status"),

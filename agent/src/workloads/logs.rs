@@ -8,15 +8,18 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use domain::output::ShippedLine;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::task::JoinHandle;
+
+use super::shipping::{Shipping, Waiting};
 
 /// Where one log file is rolled over.
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
 /// How many clusters' logs a device keeps.
 pub const KEPT_CLUSTERS: usize = 8;
 /// The longest line kept whole; longer ones are cut (a binary blob is not a line).
-const MAX_LINE_BYTES: usize = 8 * 1024;
+const MAX_LINE_BYTES: usize = domain::output::MAX_LINE_BYTES;
 
 /// A cluster's log file, shared by the readers of its stdout and stderr.
 struct LogFile {
@@ -24,6 +27,11 @@ struct LogFile {
     file: Option<std::fs::File>,
     written: u64,
     last_line: String,
+    /// The next line's id: the capture's start (ms) × 10⁶ plus the line's index, so ids keep
+    /// increasing when a restarted agent captures the same cluster again.
+    next_id: i64,
+    /// Its lines on their way to the server.
+    waiting: Arc<Mutex<Waiting>>,
 }
 
 impl LogFile {
@@ -48,6 +56,13 @@ impl LogFile {
         if !line.trim().is_empty() {
             self.last_line = line.to_owned();
         }
+        if let Ok(mut waiting) = self.waiting.lock() {
+            waiting.push(ShippedLine {
+                id: self.next_id,
+                text: line.to_owned(),
+            });
+        }
+        self.next_id += 1;
     }
 }
 
@@ -59,8 +74,11 @@ pub struct Output {
 
 impl Output {
     /// Starts a log for `cluster_id` in `dir` (dropping the oldest clusters' logs beyond
-    /// [`KEPT_CLUSTERS`]).
-    pub fn start(dir: &Path, cluster_id: &str) -> Output {
+    /// [`KEPT_CLUSTERS`]) whose lines are also shipped through `shipping`.
+    pub fn start(dir: &Path, cluster_id: &str, shipping: &Shipping) -> Output {
+        let started_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         let _ = std::fs::create_dir_all(dir);
         prune(dir, KEPT_CLUSTERS.saturating_sub(1));
         let path = dir.join(format!("{cluster_id}.log"));
@@ -71,6 +89,8 @@ impl Output {
                 file: None,
                 written: 0,
                 last_line: String::new(),
+                next_id: started_ms * 1_000_000,
+                waiting: shipping.register(cluster_id),
             })),
             readers: Vec::new(),
         }
@@ -149,7 +169,7 @@ mod tests {
     #[tokio::test]
     async fn a_log_is_bounded_and_keeps_the_newest_lines() {
         let dir = dir("bounded");
-        let mut output = Output::start(&dir, "cl-1");
+        let mut output = Output::start(&dir, "cl-1", &Shipping::default());
         let line = "x".repeat(1000);
         let lines = (3 * MAX_FILE_BYTES / 1001) as usize;
         let text = format!("{}\nthe end\n", vec![line; lines].join("\n"));
@@ -170,7 +190,7 @@ mod tests {
     async fn only_the_last_clusters_logs_are_kept() {
         let dir = dir("kept");
         for n in 0..KEPT_CLUSTERS + 3 {
-            let output = Output::start(&dir, &format!("cl-{n}"));
+            let output = Output::start(&dir, &format!("cl-{n}"), &Shipping::default());
             output.note("started");
             // Distinct modification times, oldest first.
             std::thread::sleep(std::time::Duration::from_millis(15));

@@ -19,6 +19,7 @@ mod logs;
 mod ray;
 mod record;
 mod sandbox;
+mod shipping;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,7 @@ use tokio::process::{Child, Command};
 pub use engine::{Engine, Limits};
 pub use record::stop_leftovers;
 pub use sandbox::Sandbox;
+pub use shipping::Shipping;
 
 use engine::ContainerSpec;
 use logs::Output;
@@ -54,6 +56,8 @@ pub struct Settings {
     pub gpus: Vec<u32>,
     /// Where workload logs are kept.
     pub logs: PathBuf,
+    /// Where their lines wait to be shipped to the server.
+    pub shipping: Shipping,
 }
 
 /// What confines a running workload, and what to clean up after it.
@@ -324,7 +328,11 @@ impl Workloads {
         confined: Confined,
         detail: String,
     ) -> Running {
-        let mut output = Output::start(&self.settings.logs, &assignment.cluster_id);
+        let mut output = Output::start(
+            &self.settings.logs,
+            &assignment.cluster_id,
+            &self.settings.shipping,
+        );
         output.note(&format!(
             "starting the {} workload of cluster {} on device {}",
             assignment.kind.label(),

@@ -91,7 +91,13 @@ pub struct ClusterWithChart {
     pub detail: ClusterDetail,
     /// SVG: mean GPU and CPU utilisation of its devices per hour over 48 hours.
     pub utilisation_chart: String,
+    /// The last lines each device's workload printed, oldest first.
+    pub output: Vec<domain::output::OutputLine>,
 }
+
+/// Lines of each device's output the cluster page shows.
+#[cfg(feature = "ssr")]
+const OUTPUT_LINES_SHOWN: u32 = 60;
 
 #[server(output = JsonAnswer)]
 pub async fn load_cluster(id: String) -> Result<ClusterWithChart, AppError> {
@@ -105,9 +111,14 @@ pub async fn load_cluster(id: String) -> Result<ClusterWithChart, AppError> {
             tracing::error!(cluster = %id, error = %e, "could not draw a chart");
             AppError::Internal
         })?;
+    let output = platform
+        .output
+        .tail(session.user_id, &id, OUTPUT_LINES_SHOWN)
+        .await?;
     Ok(ClusterWithChart {
         detail,
         utilisation_chart,
+        output,
     })
 }
 

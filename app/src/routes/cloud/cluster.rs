@@ -146,6 +146,7 @@ fn shown_active() -> Option<bool> {
 fn ClusterView(c: ClusterWithChart) -> impl IntoView {
     let d = c.detail;
     let utilisation_chart = c.utilisation_chart;
+    let output = output_by_device(c.output);
     let s = d.summary;
     let access = access_lines(s.kind, &d.workload, &d.members, d.notebook_token.as_deref());
     let active = s.status.is_active().to_string();
@@ -193,6 +194,18 @@ fn ClusterView(c: ClusterWithChart) -> impl IntoView {
             }).collect_view()}</ul>
         </section>
         <section class="panel">
+            <h2>"Output"</h2>
+            <p class="muted">{format!("The last lines each device's workload printed (stdout and stderr), kept current while the page is open. All of them: GET /api/v1/cloud/clusters/{}/logs", s.id)}</p>
+            {if output.is_empty() {
+                view! { <p class="muted" data-testid="cluster-output-empty">"Nothing printed yet."</p> }.into_any()
+            } else {
+                output.into_iter().map(|(device, text)| view! {
+                    <h3><code>{device.clone()}</code></h3>
+                    <pre class="output" data-testid="cluster-output" data-device=device>{text}</pre>
+                }).collect_view().into_any()
+            }}
+        </section>
+        <section class="panel">
             <h2>"Devices"</h2>
             <table class="table" data-testid="cluster-devices">
                 <thead><tr><th>"Device"</th><th>"Role"</th><th>"Units"</th><th>"Country"</th><th>"Tier"</th><th>"Device status"</th><th>"Workload"</th><th>"Joined"</th><th>"Left"</th></tr></thead>
@@ -222,6 +235,21 @@ fn ClusterView(c: ClusterWithChart) -> impl IntoView {
             </ol>
         </section>
     }
+}
+
+/// Output lines (ordered by device, then line) as one text per device.
+fn output_by_device(lines: Vec<domain::output::OutputLine>) -> Vec<(String, String)> {
+    let mut devices: Vec<(String, String)> = Vec::new();
+    for line in lines {
+        match devices.last_mut() {
+            Some((device, text)) if *device == line.device_id => {
+                text.push('\n');
+                text.push_str(&line.text);
+            }
+            _ => devices.push((line.device_id, line.text)),
+        }
+    }
+    devices
 }
 
 /// One way into the cluster: what it is, and the address or command (a link when it is one).
