@@ -83,6 +83,17 @@ async fn deploy_running(
     .await
 }
 
+/// The renter's available balance.
+async fn balance_of(fleet: &Fleet, renter: i64) -> MicroUsd {
+    fleet
+        .server
+        .platform
+        .ledger
+        .balance(&Account::UserAvailable(renter))
+        .await
+        .unwrap()
+}
+
 /// What the renter reads of the cluster's output: (device, line) pairs.
 async fn provisioning_output(fleet: &Fleet, renter: i64, cluster: &str) -> Vec<(String, String)> {
     fleet
@@ -252,25 +263,13 @@ async fn clusters_run_on_real_agents(fleet: Fleet) {
         .await;
 
     // Terminated: the commands are stopped, the devices free again, the unused time back.
-    let before = fleet
-        .server
-        .platform
-        .ledger
-        .balance(&Account::UserAvailable(renter))
-        .await
-        .unwrap();
+    let before = balance_of(&fleet, renter).await;
     let ended = provisioning
         .terminate(renter, &cluster.id, platform::now())
         .await
         .unwrap();
     assert_eq!(ended.status, ClusterStatus::Terminated);
-    let after = fleet
-        .server
-        .platform
-        .ledger
-        .balance(&Account::UserAvailable(renter))
-        .await
-        .unwrap();
+    let after = balance_of(&fleet, renter).await;
     assert!(
         after > before,
         "terminating returned nothing: {before} → {after}"
@@ -537,6 +536,53 @@ async fn ray_workers_join_the_head_at_its_address() {
         .wait_for_output(head_agent, &cluster.id, "ray stopped", 15)
         .await;
     drop(agents);
+    fleet.stop().await;
+}
+
+/// A renter's command that fails as it starts is the renter's: the cluster fails saying so,
+/// the renter reads what it printed, and the devices' time and the fees are not refunded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renters_failing_command_is_paid_for_not_refunded() {
+    let fleet = Fleet::start(platform::testing::fresh_sqlite_url()).await;
+    let (_agent, _device) = ready_h100(&fleet, "f", None).await;
+    let renter = funded_renter(&fleet, 100).await;
+    let workload = Workload {
+        command: "echo 'no such dataset: /data/train' >&2; exit 3".into(),
+        ..Workload::default()
+    };
+    let request = h100_request("fails-itself", ClusterKind::BareMetal, 1, workload);
+    let cluster = fleet
+        .server
+        .platform
+        .provisioning
+        .deploy(renter, &request, None, platform::now())
+        .await
+        .unwrap();
+    let failed = wait_for_cluster(&fleet, renter, &cluster.id, 20, "failed", |d| {
+        d.summary.status == ClusterStatus::Failed
+    })
+    .await;
+    let reason = &failed.summary.status_reason;
+    assert!(
+        reason.contains("the renter's workload failed")
+            && reason.contains("exit status: 3")
+            && reason.contains("no such dataset"),
+        "{reason}"
+    );
+    let balance = balance_of(&fleet, renter).await;
+    assert!(
+        balance < MicroUsd::from_micros(100_000_000),
+        "not refunded in full: {balance}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !provisioning_output(&fleet, renter, &cluster.id)
+        .await
+        .iter()
+        .any(|(_, text)| text == "no such dataset: /data/train")
+    {
+        assert!(Instant::now() < deadline, "the renter never read the error");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     fleet.stop().await;
 }
 

@@ -3,7 +3,7 @@
 //! refused so a typo in a hand-written message is an error, not a silent default.
 
 // A workload's state is the cluster's concept; agents report it in these messages.
-pub use crate::cluster::WorkloadState;
+pub use crate::cluster::{FailureCause, WorkloadState};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::{ClusterKind, ClusterRole, Workload};
@@ -88,6 +88,9 @@ pub struct WorkloadReport {
     /// Why it failed or stopped, for the renter's timeline.
     #[serde(default)]
     pub detail: String,
+    /// Whose problem a failure is (see [`FailureCause`]); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<FailureCause>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

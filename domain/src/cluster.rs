@@ -125,6 +125,16 @@ named_enum!(
     }
 );
 
+named_enum!(
+    /// Whose problem a failed workload is, as the agent that ran it tells: the renter's own
+    /// (the command exited non-zero or was not found, the image cannot run) or the device's
+    /// (its sandbox or engine could not start the workload). Absent: the device's.
+    FailureCause, "failure cause", {
+        Workload => "workload",
+        Device => "device",
+    }
+);
+
 named_enum!(Purpose, "purpose", { General => "general", Inference => "inference", Train => "train" });
 
 named_enum!(
@@ -439,6 +449,11 @@ pub enum ClusterEvent {
     StartFailed {
         why: String,
     },
+    /// The renter's own workload failed while starting (a command that exits non-zero, an
+    /// image that cannot run): the renter's doing, not the platform's nor the provider's.
+    WorkloadFailed {
+        why: String,
+    },
     TerminatedByRenter,
     Expired,
     /// The renter bought more time (same devices).
@@ -471,7 +486,7 @@ impl ClusterStatus {
         let (action, to) = match event {
             E::Paid => ("paid", (self == S::PendingPayment).then_some(S::Deploying)),
             E::AllRunning => ("started", (self == S::Deploying).then_some(S::Running)),
-            E::StartFailed { .. } => (
+            E::StartFailed { .. } | E::WorkloadFailed { .. } => (
                 "failed to start",
                 (self == S::Deploying).then_some(S::Failed),
             ),
@@ -738,6 +753,10 @@ mod tests {
         assert_eq!(S::Running.apply(&ClusterEvent::Expired), Ok(S::Completed));
         assert_eq!(
             S::Deploying.apply(&ClusterEvent::StartFailed { why: "x".into() }),
+            Ok(S::Failed)
+        );
+        assert_eq!(
+            S::Deploying.apply(&ClusterEvent::WorkloadFailed { why: "x".into() }),
             Ok(S::Failed)
         );
         let err = S::Completed

@@ -943,7 +943,7 @@ async fn report_running(p: &Platform, user: i64, cluster: &str, at: UnixMillis) 
         .device_id
         .clone();
     p.provisioning
-        .workload_reported(&device, cluster, WorkloadState::Running, "", at)
+        .workload_reported(&device, cluster, WorkloadState::Running, "", None, at)
         .await
         .unwrap();
     device
@@ -1081,13 +1081,27 @@ async fn clusters_are_paid_placed_extended_and_settled(p: Platform) {
     }
     let t1 = T0.plus_seconds(10);
     p.provisioning
-        .workload_reported(&members[0].0, &cluster.id, WorkloadState::Running, "", t1)
+        .workload_reported(
+            &members[0].0,
+            &cluster.id,
+            WorkloadState::Running,
+            "",
+            None,
+            t1,
+        )
         .await
         .unwrap();
     let half = p.provisioning.cluster(me, &cluster.id, t1).await.unwrap();
     assert_eq!(half.summary.status, ClusterStatus::Deploying);
     p.provisioning
-        .workload_reported(&members[1].0, &cluster.id, WorkloadState::Running, "", t1)
+        .workload_reported(
+            &members[1].0,
+            &cluster.id,
+            WorkloadState::Running,
+            "",
+            None,
+            t1,
+        )
         .await
         .unwrap();
     let running = p.provisioning.cluster(me, &cluster.id, t1).await.unwrap();
@@ -1131,6 +1145,7 @@ async fn clusters_are_paid_placed_extended_and_settled(p: Platform) {
             &cluster.id,
             WorkloadState::Failed,
             "out of memory",
+            None,
             t3,
         )
         .await
@@ -1470,7 +1485,7 @@ async fn clusters_paid_in_the_token_refund_in_the_token(p: Platform) {
         .clone();
     let t1 = T0.plus_seconds(10);
     p.provisioning
-        .workload_reported(&device, &second.id, WorkloadState::Running, "", t1)
+        .workload_reported(&device, &second.id, WorkloadState::Running, "", None, t1)
         .await
         .unwrap();
     let hour = ExtendRequest {
@@ -1596,6 +1611,128 @@ async fn hire_earnings_settle_hourly_and_statements_show_every_movement(p: Platf
 
 /// Writes `hours` hours of full uptime ending with `block`'s hour for `device`.
 /// The ids of the first `count` devices `seed_agent_fleet` made.
+/// Whose failure it is decides who pays: the renter's workload failing as it starts pays the
+/// devices for the time they were held and keeps the fees; the device failing refunds all; the
+/// renter's workload ending while running leaves the device hired, with no refund and no
+/// replacement.
+async fn a_renters_failing_workload_is_the_renters_and_a_devices_is_refunded(p: Platform) {
+    use domain::cluster::FailureCause;
+    hireable_fleet(&p).await;
+    let me = account_of(&p, &Wallet::new()).await;
+    p.ledger
+        .operator_credit(me, Asset::Usdc, usd(100).micros(), "promo", "promotion", T0)
+        .await
+        .unwrap();
+    let balance = || async {
+        p.ledger
+            .balance(&Account::UserAvailable(me))
+            .await
+            .unwrap()
+            .micros()
+    };
+    let deployed = |name: &'static str| {
+        let p = p.clone();
+        async move {
+            let cluster = p
+                .provisioning
+                .deploy(me, &h200_request(name, 1), Some(name), T0)
+                .await
+                .unwrap();
+            let device = p
+                .provisioning
+                .cluster(me, &cluster.id, T0)
+                .await
+                .unwrap()
+                .members[0]
+                .device_id
+                .clone();
+            (cluster, device)
+        }
+    };
+    let held = T0.plus_seconds(600);
+
+    // The renter's command exits 1 as it starts, ten minutes after the deploy.
+    let before = balance().await;
+    let (cluster, device) = deployed("crashes").await;
+    p.provisioning
+        .workload_reported(
+            &device,
+            &cluster.id,
+            WorkloadState::Failed,
+            "the command ended with exit status: 1",
+            Some(FailureCause::Workload),
+            held,
+        )
+        .await
+        .unwrap();
+    let ended = p.provisioning.cluster(me, &cluster.id, held).await.unwrap();
+    assert_eq!(ended.summary.status, ClusterStatus::Failed);
+    assert!(
+        ended
+            .summary
+            .status_reason
+            .contains("the renter's workload failed"),
+        "{}",
+        ended.summary.status_reason
+    );
+    let spent = before - balance().await;
+    let charged = cluster.charged.micros();
+    // The fees (0.25% + 2%) kept, and ten minutes of the paid hours' escrow paid out.
+    let escrow = charged * 10_000 / 10_225;
+    let fees = charged - escrow;
+    let expected = fees + escrow * 600 / (i64::from(ended.summary.hours) * 3_600);
+    assert!(
+        (spent - expected).abs() <= 2,
+        "spent {spent} of {charged}, expected {expected}"
+    );
+
+    // The device's sandbox cannot start: all of it comes back, the fees too.
+    let before = balance().await;
+    let (cluster, device) = deployed("no-sandbox").await;
+    p.provisioning
+        .workload_reported(
+            &device,
+            &cluster.id,
+            WorkloadState::Failed,
+            "this device could not build the workload's sandbox",
+            Some(FailureCause::Device),
+            held,
+        )
+        .await
+        .unwrap();
+    assert_eq!(balance().await, before, "refunded in full");
+
+    // Running, the renter's command ends badly: the device stays the renter's.
+    let (cluster, device) = deployed("ends-badly").await;
+    p.provisioning
+        .workload_reported(&device, &cluster.id, WorkloadState::Running, "", None, T0)
+        .await
+        .unwrap();
+    p.provisioning
+        .workload_reported(
+            &device,
+            &cluster.id,
+            WorkloadState::Failed,
+            "the command ended with exit status: 2",
+            Some(FailureCause::Workload),
+            held,
+        )
+        .await
+        .unwrap();
+    let still = p.provisioning.cluster(me, &cluster.id, held).await.unwrap();
+    assert_eq!(still.summary.status, ClusterStatus::Running);
+    assert!(still.members.iter().all(|m| m.left_at.is_none()));
+    assert!(
+        still
+            .events
+            .iter()
+            .any(|e| e.detail.contains("the device stays hired")),
+        "{:#?}",
+        still.events
+    );
+    assert_eq!(p.ledger.audit().await.unwrap(), Vec::<String>::new());
+}
+
 /// Workload output: only a device the cluster hired writes it, a retried shipment is stored
 /// once, the renter alone reads it after a cursor, and each device keeps only its newest lines.
 async fn workload_output_is_the_hired_devices_and_the_renters_alone(p: Platform) {
@@ -2086,13 +2223,20 @@ async fn attested_orders_hire_only_attested_devices(p: Platform, url: String) {
     assert_eq!(hired, attested);
     for device in &hired {
         p.provisioning
-            .workload_reported(device, &cluster.id, WorkloadState::Running, "", T0)
+            .workload_reported(device, &cluster.id, WorkloadState::Running, "", None, T0)
             .await
             .unwrap();
     }
     let t1 = T0.plus_seconds(600);
     p.provisioning
-        .workload_reported(&ones[0], &cluster.id, WorkloadState::Failed, "gone", t1)
+        .workload_reported(
+            &ones[0],
+            &cluster.id,
+            WorkloadState::Failed,
+            "gone",
+            None,
+            t1,
+        )
         .await
         .unwrap();
     let after = p.provisioning.cluster(me, &cluster.id, t1).await.unwrap();
@@ -2564,6 +2708,7 @@ async fn money_operations_keep_the_books(p: Platform) {
                                     id,
                                     WorkloadState::Running,
                                     "",
+                                    None,
                                     now,
                                 )
                                 .await
@@ -2615,6 +2760,7 @@ async fn money_operations_keep_the_books(p: Platform) {
                                 id,
                                 WorkloadState::Failed,
                                 "crashed",
+                                None,
                                 now,
                             )
                             .await
@@ -3515,6 +3661,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     workload_output_is_the_hired_devices_and_the_renters_alone,
+    a_renters_failing_workload_is_the_renters_and_a_devices_is_refunded,
     sign_in_creates_a_session_that_sign_out_ends,
     a_reused_nonce_is_refused,
     an_expired_nonce_is_refused,

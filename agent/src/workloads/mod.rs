@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use domain::agent_protocol::{WorkloadAssignment, WorkloadReport, WorkloadState};
+use domain::agent_protocol::{FailureCause, WorkloadAssignment, WorkloadReport, WorkloadState};
 use domain::cluster::Runtime;
 use tokio::process::{Child, Command};
 
@@ -83,9 +83,13 @@ struct Running {
     exited: Option<(ExitStatus, Instant)>,
     state: WorkloadState,
     detail: String,
+    /// Whose problem a failure is.
+    cause: Option<FailureCause>,
 }
 
 impl Running {
+    /// A workload this device could not start: the device's problem (a missing runtime, a
+    /// folder it could not make).
     fn failed(detail: String) -> Running {
         Running {
             child: None,
@@ -94,6 +98,7 @@ impl Running {
             exited: None,
             state: WorkloadState::Failed,
             detail,
+            cause: Some(FailureCause::Device),
         }
     }
 }
@@ -245,6 +250,7 @@ impl Workloads {
                 Running {
                     state: WorkloadState::Running,
                     detail: "holding the device for the renter".into(),
+                    cause: None,
                     ..Running::failed(String::new())
                 }
             }
@@ -361,6 +367,7 @@ impl Workloads {
                     exited: None,
                     state: WorkloadState::Running,
                     detail,
+                    cause: None,
                 }
             }
             Err(e) => {
@@ -395,7 +402,8 @@ impl Workloads {
             }
             workload.child = None;
             let last = output.map(Output::last_line).unwrap_or_default();
-            (workload.state, workload.detail) = ended(&workload.confined, status, &last);
+            (workload.state, workload.detail, workload.cause) =
+                ended(&workload.confined, status, &last);
             if let Some(output) = output {
                 output.note(&format!("workload {}: {}", workload.state, workload.detail));
             }
@@ -411,34 +419,71 @@ impl Workloads {
                 cluster_id: id.clone(),
                 state: w.state,
                 detail: w.detail.clone(),
+                cause: w.cause,
             })
             .collect()
     }
 }
 
-/// A workload's state and the words for it once its process exited with `status`, after
-/// printing `last`: what the renter is told, naming whose problem it is.
-fn ended(confined: &Confined, status: ExitStatus, last: &str) -> (WorkloadState, String) {
+/// What an engine prints when the image itself is the problem (a name that does not exist,
+/// a registry that refuses it): the renter's to fix.
+const IMAGE_PROBLEMS: &[&str] = &[
+    "image not known",
+    "manifest unknown",
+    "not found",
+    "denied",
+    "unauthorized",
+    "invalid reference",
+];
+
+/// A workload's state, the words for it and whose problem it is, once its process exited with
+/// `status` after printing `last`.
+fn ended(
+    confined: &Confined,
+    status: ExitStatus,
+    last: &str,
+) -> (WorkloadState, String, Option<FailureCause>) {
     if status.success() {
-        return (WorkloadState::Stopped, "the command finished".into());
+        return (WorkloadState::Stopped, "the command finished".into(), None);
     }
     let said = if last.is_empty() {
         String::new()
     } else {
         format!(": {}", cut(last, 300))
     };
-    let detail = match (confined, status.code()) {
-        (Confined::Sandbox { .. }, _) if last.starts_with("bwrap:") => {
-            format!("this device could not build the workload's sandbox{said}")
-        }
+    let (detail, cause) = match (confined, status.code()) {
+        (Confined::Sandbox { .. }, _) if last.starts_with("bwrap:") => (
+            format!("this device could not build the workload's sandbox{said}"),
+            FailureCause::Device,
+        ),
         (Confined::Container { .. }, Some(125)) => {
-            format!("the container engine could not run the image{said}")
+            let lower = last.to_ascii_lowercase();
+            if IMAGE_PROBLEMS.iter().any(|p| lower.contains(p)) {
+                (
+                    format!("the image cannot be used{said}"),
+                    FailureCause::Workload,
+                )
+            } else {
+                (
+                    format!("this device's container engine could not run the image{said}"),
+                    FailureCause::Device,
+                )
+            }
         }
-        (_, Some(126)) => format!("the command could not be run{said}"),
-        (_, Some(127)) => format!("the command was not found{said}"),
-        _ => format!("the command ended with {status}{said}"),
+        (_, Some(126)) => (
+            format!("the command could not be run{said}"),
+            FailureCause::Workload,
+        ),
+        (_, Some(127)) => (
+            format!("the command was not found{said}"),
+            FailureCause::Workload,
+        ),
+        _ => (
+            format!("the command ended with {status}{said}"),
+            FailureCause::Workload,
+        ),
     };
-    (WorkloadState::Failed, detail)
+    (WorkloadState::Failed, detail, Some(cause))
 }
 
 /// `text` cut to at most `max` bytes, on a character boundary.
@@ -584,29 +629,39 @@ mod tests {
             env_file: PathBuf::new(),
         };
         let code = |c: i32| ExitStatus::from_raw(c << 8);
+        use FailureCause::{Device, Workload};
         assert_eq!(
             ended(&sandbox, code(0), ""),
-            (WorkloadState::Stopped, "the command finished".into())
+            (WorkloadState::Stopped, "the command finished".into(), None)
         );
+        let failed = |c: &Confined, status: i32, last: &str| {
+            let (state, detail, cause) = ended(c, code(status), last);
+            assert_eq!(state, WorkloadState::Failed);
+            (detail, cause.unwrap())
+        };
         assert_eq!(
-            ended(&sandbox, code(127), "sh: 1: trainer: not found").1,
-            "the command was not found: sh: 1: trainer: not found"
+            failed(&sandbox, 127, "sh: 1: trainer: not found"),
+            (
+                "the command was not found: sh: 1: trainer: not found".into(),
+                Workload
+            )
         );
-        assert!(ended(
-            &sandbox,
-            code(1),
-            "bwrap: No permissions to create new namespace"
-        )
-        .1
-        .starts_with("this device could not build the workload's sandbox"));
-        assert!(
-            ended(&container, code(125), "Error: localhost/x: image not known")
-                .1
-                .starts_with("the container engine could not run the image: Error")
-        );
+        let (detail, cause) = failed(&sandbox, 1, "bwrap: No permissions to create new namespace");
+        assert!(detail.starts_with("this device could not build the workload's sandbox"));
+        assert_eq!(cause, Device);
         assert_eq!(
-            ended(&sandbox, code(3), "").1,
-            "the command ended with exit status: 3"
+            failed(&container, 125, "Error: localhost/x: image not known"),
+            (
+                "the image cannot be used: Error: localhost/x: image not known".into(),
+                Workload
+            )
+        );
+        let (detail, cause) = failed(&container, 125, "Error: runc create failed: rlimit");
+        assert!(detail.starts_with("this device's container engine could not run the image"));
+        assert_eq!(cause, Device);
+        assert_eq!(
+            failed(&sandbox, 3, ""),
+            ("the command ended with exit status: 3".into(), Workload)
         );
         assert_eq!(cut("héllo", 2), "h");
     }

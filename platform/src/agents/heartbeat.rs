@@ -37,6 +37,7 @@ pub(super) enum FollowUp {
         cluster_id: String,
         state: WorkloadState,
         detail: String,
+        cause: Option<domain::cluster::FailureCause>,
     },
 }
 
@@ -116,6 +117,7 @@ impl AgentService {
                     cluster_id: assignment.cluster_id.clone(),
                     state: report.state,
                     detail: report.detail.clone(),
+                    cause: report.cause,
                 });
             }
         }
@@ -168,10 +170,11 @@ impl AgentService {
                 cluster_id,
                 state,
                 detail,
+                cause,
             } => {
                 let reported = self
                     .provisioning
-                    .workload_reported(device_id, &cluster_id, state, &detail, now)
+                    .workload_reported(device_id, &cluster_id, state, &detail, cause, now)
                     .await;
                 if let Err(e) = reported {
                     // Taken again from the next heartbeat's report.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use domain::agent_protocol::{WorkloadAssignment, WorkloadState};
 use domain::cluster::{
     parse_duration, ClusterEvent, ClusterKind, ClusterRole, ClusterStatus, ClusterSummary,
-    ExtendRequest, PaymentMethod,
+    ExtendRequest, FailureCause, PaymentMethod,
 };
 use domain::device_status::{DeviceEvent, Transition};
 use domain::fleet::DeviceStatus;
@@ -154,6 +154,10 @@ impl ProvisioningService {
             .map_err(|e| Error::Conflict(e.to_string()))?;
         let reason = match &event {
             ClusterEvent::StartFailed { why } => format!("failed to start: {why}; fully refunded"),
+            ClusterEvent::WorkloadFailed { why } => format!(
+                "the renter's workload failed as it started: {why}; the devices' time was paid \
+                 and the fees kept"
+            ),
             ClusterEvent::TerminatedByRenter => "terminated by the renter".to_owned(),
             ClusterEvent::Expired => "completed its paid time".to_owned(),
             ClusterEvent::Lost { why } => format!("failed: {why}"),
@@ -182,7 +186,21 @@ impl ProvisioningService {
                     MicroUsd::ZERO,
                 )
             }
-            // Never ran: everything back, the fees too.
+            // The renter's workload failed as it started: the devices were held for it, so
+            // their time is paid, and the fees are kept.
+            None if matches!(event, ClusterEvent::WorkloadFailed { .. }) => {
+                let mut paid = MicroUsd::ZERO;
+                for member in &members {
+                    let due = member.held(now.0, cluster.hours);
+                    posting = cluster.pay(&mut tx, posting, member, due, now).await?;
+                    paid = MicroUsd::from_micros(paid.micros() + due.micros());
+                }
+                (
+                    MicroUsd::from_micros(escrow.micros() - paid.micros()),
+                    MicroUsd::ZERO,
+                )
+            }
+            // Never ran through no fault of the renter's: everything back, the fees too.
             None => (
                 escrow,
                 MicroUsd::from_micros(cluster.charged.micros() - cluster.escrowed.micros()),
@@ -217,13 +235,18 @@ impl ProvisioningService {
     }
 
     /// What an agent reported for a cluster's workload: the cluster runs once every device runs
-    /// it; a device that fails while starting fails the cluster, while running loses it.
+    /// it. A device that fails while starting fails the cluster: refunded in full when the
+    /// failure is the device's (`cause` absent or [`FailureCause::Device`]), the held time paid
+    /// and the fees kept when it is the renter's own workload. While running, a device's
+    /// failure loses it (refund, replacement); the renter's workload failing leaves the device
+    /// hired to the renter.
     pub async fn workload_reported(
         &self,
         device_id: &str,
         cluster_id: &str,
         state: WorkloadState,
         detail: &str,
+        cause: Option<FailureCause>,
         now: UnixMillis,
     ) -> Result<(), Error> {
         let mut tx = self.store.begin_write().await?;
@@ -266,16 +289,39 @@ impl ProvisioningService {
             start_when_all_run(&mut tx, cluster_id, hours, now).await?;
         }
         tx.commit().await?;
-        if state == WorkloadState::Failed {
-            let why = format!("device {device_id} could not run the workload{said}");
-            match status {
-                ClusterStatus::Deploying => {
-                    self.finish(cluster_id, ClusterEvent::StartFailed { why }, now)
-                        .await?
-                }
-                ClusterStatus::Running => self.lose(cluster_id, device_id, &why, now, now).await?,
-                _ => {}
+        if state != WorkloadState::Failed {
+            return Ok(());
+        }
+        let renters = cause == Some(FailureCause::Workload);
+        match (status, renters) {
+            (ClusterStatus::Deploying, true) => {
+                let why = format!("on device {device_id}{said}");
+                self.finish(cluster_id, ClusterEvent::WorkloadFailed { why }, now)
+                    .await?
             }
+            (ClusterStatus::Deploying, false) => {
+                let why = format!("device {device_id} could not run the workload{said}");
+                self.finish(cluster_id, ClusterEvent::StartFailed { why }, now)
+                    .await?
+            }
+            (ClusterStatus::Running, true) => {
+                let mut conn = self.store.pool().acquire().await?;
+                record(
+                    &mut conn,
+                    cluster_id,
+                    now,
+                    &format!(
+                        "the renter's workload ended on device {device_id}; the device stays \
+                         hired until the cluster ends or is terminated"
+                    ),
+                )
+                .await?;
+            }
+            (ClusterStatus::Running, false) => {
+                let why = format!("device {device_id} could not run the workload{said}");
+                self.lose(cluster_id, device_id, &why, now, now).await?
+            }
+            _ => {}
         }
         Ok(())
     }

@@ -84,6 +84,14 @@ impl Member {
         pricing::accrued(self.budget, self.joined_at.max(running_at), until, ends_at)
     }
 
+    /// What it earned for being held from its joining to `until`, in a cluster of `hours`
+    /// that never ran (the renter's workload failed as it started): the hire at its rate.
+    pub(super) fn held(&self, until: i64, hours: i64) -> MicroUsd {
+        let end = self.joined_at + hours * crate::live::HOUR_MS;
+        let accrued = pricing::accrued(self.budget, self.joined_at, until.min(end), end);
+        MicroUsd::from_micros((accrued.micros() - self.earned.micros()).max(0))
+    }
+
     /// What it earned by `until` and was not settled yet.
     pub(super) fn due(&self, running_at: i64, until: i64, ends_at: i64) -> MicroUsd {
         let accrued = self.accrued(running_at, until, ends_at);
@@ -136,6 +144,8 @@ pub(super) struct Settling {
     pub(super) notebook_token: Option<String>,
     pub(super) running_at: Option<i64>,
     pub(super) ends_at: i64,
+    /// The hours paid for.
+    pub(super) hours: i64,
     pub(super) charged: MicroUsd,
     pub(super) escrowed: MicroUsd,
     pub(super) token_price: Option<TokenPrice>,
@@ -147,7 +157,7 @@ impl Settling {
         lock_cluster(conn, id).await?;
         let row = sqlx::query(
             "SELECT status, user_id, kind, hardware, countries, min_tier, workload, running_at, \
-               ends_at, charged, escrowed, token_price, compliance, notebook_token \
+               ends_at, hours, charged, escrowed, token_price, compliance, notebook_token \
              FROM clusters WHERE id = $1",
         )
         .bind(id)
@@ -170,6 +180,7 @@ impl Settling {
             workload: json_in(&row, "workload")?,
             running_at: row.try_get("running_at")?,
             ends_at: row.try_get::<Option<i64>, _>("ends_at")?.unwrap_or(0),
+            hours: row.try_get("hours")?,
             charged: money_in(&row, "charged")?,
             escrowed: money_in(&row, "escrowed")?,
             token_price: token_price_in(&row)?,
