@@ -119,6 +119,25 @@ pub fn share(amount: MicroUsd, numerator: i64, denominator: i64) -> MicroUsd {
     MicroUsd::from_micros(part as i64)
 }
 
+/// Splits `amount` (at most the caps' sum) in proportion to `caps`, each part rounded down but
+/// the last, which takes the remainder: the parts add up to `amount` and none exceeds its cap.
+pub fn split_within(amount: MicroUsd, caps: &[MicroUsd]) -> Vec<MicroUsd> {
+    let mut left = amount.micros().min(caps.iter().map(|c| c.micros()).sum());
+    let mut caps_left: i64 = caps.iter().map(|c| c.micros()).sum();
+    caps.iter()
+        .map(|cap| {
+            let part = if cap.micros() == caps_left {
+                left
+            } else {
+                share(MicroUsd::from_micros(left), cap.micros(), caps_left).micros()
+            };
+            left -= part;
+            caps_left -= cap.micros();
+            MicroUsd::from_micros(part)
+        })
+        .collect()
+}
+
 /// Splits `amount` over devices by their units: each gets its pro-rata share rounded down and
 /// the last one the remainder, so the parts add up to `amount` exactly.
 pub fn split_by_units(amount: MicroUsd, units: &[u32]) -> Vec<MicroUsd> {
@@ -147,6 +166,20 @@ pub fn accrued(budget: MicroUsd, start: i64, until: i64, end: i64) -> MicroUsd {
         return budget;
     }
     share(budget, until.saturating_sub(start), end - start)
+}
+
+/// What the time a cluster served before its renter ended it early costs: `served_ms` of
+/// `units` at `rate`, discounted as a booking of that long would have been (begun hours count
+/// whole for the tier), never more than `escrowed` (what the booking put aside for its whole
+/// time). Booking a week for its discount and stopping after a day so costs the day's rate.
+pub fn early_end_cost(rate: MicroUsd, units: u32, served_ms: i64, escrowed: MicroUsd) -> MicroUsd {
+    let served_ms = served_ms.max(0);
+    let begun_hours = u32::try_from((served_ms + crate::time::HOUR_MS - 1) / crate::time::HOUR_MS)
+        .unwrap_or(u32::MAX);
+    let kept_bps = i128::from(10_000 - discount_bps(begun_hours.max(1)));
+    let cost = i128::from(rate.micros()) * i128::from(units) * i128::from(served_ms) * kept_bps
+        / (i128::from(crate::time::HOUR_MS) * 10_000);
+    MicroUsd::from_micros(cost.min(i128::from(escrowed.micros())) as i64)
 }
 
 pub fn discount_bps(hours: u32) -> i64 {
@@ -215,6 +248,62 @@ mod tests {
 
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        /// Over random bookings and stop times: the time used never costs less than at the
+        /// rate a booking of that length has (so a long booking stopped early is not a
+        /// cheaper short one), never less than the booking's own pro-rata price, and never
+        /// more than the booking put aside.
+        #[test]
+        fn an_early_end_is_never_cheaper_than_booking_the_time_used(
+            rate in 1_000i64..50_000_000,
+            units in 1u32..64,
+            booked in 1u32..=2_160,
+            served_permille in 0i64..=1_000,
+        ) {
+            let rate = MicroUsd::from_micros(rate);
+            let booking = quote(rate, units, booked, PaymentMethod::Usdc).unwrap();
+            let booked_ms = i64::from(booked) * crate::time::HOUR_MS;
+            let served = booked_ms * served_permille / 1_000;
+            let cost = early_end_cost(rate, units, served, booking.escrow());
+            let used_hours =
+                u32::try_from((served + crate::time::HOUR_MS - 1) / crate::time::HOUR_MS).unwrap().max(1);
+            let short = quote(rate, units, used_hours, PaymentMethod::Usdc).unwrap();
+            // The short booking's escrow, pro rata to the time served (rounding: a micro-dollar).
+            let short_rate = share(short.escrow(), served, i64::from(used_hours) * crate::time::HOUR_MS);
+            prop_assert!(cost.micros() + 1 >= short_rate.micros(), "{cost} < {short_rate}");
+            // Its own discount rounds half up once: a micro-dollar either way.
+            prop_assert!(cost.micros() + 1 >= share(booking.escrow(), served, booked_ms).micros());
+            prop_assert!(cost <= booking.escrow());
+        }
+    }
+    #[test]
+    fn a_split_within_caps_adds_up_and_respects_each_cap() {
+        let caps = [7, 0, 5, 1].map(MicroUsd::from_micros);
+        for amount in 0..=13 {
+            let parts = split_within(MicroUsd::from_micros(amount), &caps);
+            assert_eq!(parts.iter().map(|p| p.micros()).sum::<i64>(), amount);
+            assert!(parts.iter().zip(&caps).all(|(p, c)| p <= c), "{parts:?}");
+        }
+    }
+
+    #[test]
+    fn an_early_end_costs_the_time_served_at_its_own_tier() {
+        let rate = MicroUsd::from_micros(2_000_000);
+        let week = quote(rate, 2, 168, PaymentMethod::Usdc).unwrap();
+        // A day of a week's booking: the day's 5%, not the week's 10%.
+        let day = early_end_cost(rate, 2, 24 * crate::time::HOUR_MS, week.escrow());
+        assert_eq!(
+            day,
+            quote(rate, 2, 24, PaymentMethod::Usdc).unwrap().escrow()
+        );
+        // Half an hour: the hourly rate, pro rata.
+        let half = early_end_cost(rate, 2, crate::time::HOUR_MS / 2, week.escrow());
+        assert_eq!(half, MicroUsd::from_micros(2_000_000));
+        // Never more than was put aside.
+        let all = early_end_cost(rate, 2, 1_000 * crate::time::HOUR_MS, week.escrow());
+        assert_eq!(all, week.escrow());
+    }
 
     #[test]
     fn a_usdc_quote_lists_every_fee() {

@@ -1611,6 +1611,69 @@ async fn hire_earnings_settle_hourly_and_statements_show_every_movement(p: Platf
 
 /// Writes `hours` hours of full uptime ending with `block`'s hour for `device`.
 /// The ids of the first `count` devices `seed_agent_fleet` made.
+/// A week booked for its discount and ended after a day costs the day's rate: the devices are
+/// paid the difference, the rest comes back, and the books balance.
+async fn a_week_ended_after_a_day_costs_the_days_rate(p: Platform) {
+    use domain::pricing::{early_end_cost, quote};
+    hireable_fleet(&p).await;
+    let me = account_of(&p, &Wallet::new()).await;
+    p.ledger
+        .operator_credit(
+            me,
+            Asset::Usdc,
+            usd(2_000).micros(),
+            "promo",
+            "promotion",
+            T0,
+        )
+        .await
+        .unwrap();
+    let before = p.ledger.balance(&Account::UserAvailable(me)).await.unwrap();
+    let week = DeployRequest {
+        duration_unit: DurationUnit::Weekly,
+        duration_count: 1,
+        ..h200_request("a-week", 1)
+    };
+    let cluster = p
+        .provisioning
+        .deploy(me, &week, Some("a-week"), T0)
+        .await
+        .unwrap();
+    report_running(&p, me, &cluster.id, T0).await;
+    let day_later = T0.plus_seconds(24 * 3_600);
+    p.provisioning
+        .terminate(me, &cluster.id, day_later)
+        .await
+        .unwrap();
+    let after = p.ledger.balance(&Account::UserAvailable(me)).await.unwrap();
+    let spent = before.micros() - after.micros();
+    let detail = p
+        .provisioning
+        .cluster(me, &cluster.id, day_later)
+        .await
+        .unwrap();
+    let rate = detail.rate_per_unit_hour;
+    let booked = quote(rate, 1, 168, PaymentMethod::Usdc).unwrap();
+    let day = quote(rate, 1, 24, PaymentMethod::Usdc).unwrap();
+    assert_eq!(booked.total, cluster.charged);
+    // The week's fees, and the day at the day's 5% rather than the week's 10%.
+    let expected =
+        booked.fees().micros() + early_end_cost(rate, 1, 24 * 3_600_000, booked.escrow()).micros();
+    assert_eq!(spent, expected);
+    assert_eq!(
+        early_end_cost(rate, 1, 24 * 3_600_000, booked.escrow()),
+        day.escrow()
+    );
+    assert!(
+        detail.events.iter().any(|e| e
+            .detail
+            .contains("re-priced at the rate of a booking that long")),
+        "{:#?}",
+        detail.events
+    );
+    assert_eq!(p.ledger.audit().await.unwrap(), Vec::<String>::new());
+}
+
 /// Whose failure it is decides who pays: the renter's workload failing as it starts pays the
 /// devices for the time they were held and keeps the fees; the device failing refunds all; the
 /// renter's workload ending while running leaves the device hired, with no refund and no
@@ -3662,6 +3725,7 @@ macro_rules! on_both_backends {
 on_both_backends!(
     workload_output_is_the_hired_devices_and_the_renters_alone,
     a_renters_failing_workload_is_the_renters_and_a_devices_is_refunded,
+    a_week_ended_after_a_day_costs_the_days_rate,
     sign_in_creates_a_session_that_sign_out_ends,
     a_reused_nonce_is_refused,
     an_expired_nonce_is_refused,

@@ -152,7 +152,7 @@ impl ProvisioningService {
             .status
             .apply(&event)
             .map_err(|e| Error::Conflict(e.to_string()))?;
-        let reason = match &event {
+        let mut reason = match &event {
             ClusterEvent::StartFailed { why } => format!("failed to start: {why}; fully refunded"),
             ClusterEvent::WorkloadFailed { why } => format!(
                 "the renter's workload failed as it started: {why}; the devices' time was paid \
@@ -175,14 +175,36 @@ impl ProvisioningService {
         let (unused, fees_back) = match cluster.running_at {
             Some(running_at) => {
                 let mut paid = MicroUsd::ZERO;
+                let mut unearned = Vec::with_capacity(members.len());
                 for member in &members {
                     let due = member.due(running_at, now.0, cluster.ends_at);
                     posting = cluster.pay(&mut tx, posting, member, due, now).await?;
                     paid = MicroUsd::from_micros(paid.micros() + due.micros());
+                    unearned.push(MicroUsd::from_micros(
+                        member.budget.micros() - member.earned.micros() - due.micros(),
+                    ));
                 }
-                // The budgets less what was earned add up to the escrow: the rest was not used.
+                // The budgets less what was earned add up to the escrow: the rest was not used,
+                // but for what an early end's re-pricing adds to the devices' pay.
+                let left = MicroUsd::from_micros(escrow.micros() - paid.micros());
+                let surcharge = match event {
+                    ClusterEvent::TerminatedByRenter => cluster.early_end_surcharge(now.0, left),
+                    _ => MicroUsd::ZERO,
+                };
+                for (member, more) in members
+                    .iter()
+                    .zip(pricing::split_within(surcharge, &unearned))
+                {
+                    posting = cluster.pay(&mut tx, posting, member, more, now).await?;
+                }
+                if surcharge > MicroUsd::ZERO {
+                    reason.push_str(&format!(
+                        " early: its time was re-priced at the rate of a booking that long \
+                         ({surcharge} more to its devices)"
+                    ));
+                }
                 (
-                    MicroUsd::from_micros(escrow.micros() - paid.micros()),
+                    MicroUsd::from_micros(left.micros() - surcharge.micros()),
                     MicroUsd::ZERO,
                 )
             }

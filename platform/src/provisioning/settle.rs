@@ -146,18 +146,39 @@ pub(super) struct Settling {
     pub(super) ends_at: i64,
     /// The hours paid for.
     pub(super) hours: i64,
+    /// The price per unit-hour and the units, which re-price an early end.
+    pub(super) rate: MicroUsd,
+    pub(super) units: u32,
+    /// What was refunded before (a lost device's time).
+    pub(super) refunded: MicroUsd,
     pub(super) charged: MicroUsd,
     pub(super) escrowed: MicroUsd,
     pub(super) token_price: Option<TokenPrice>,
 }
 
 impl Settling {
+    /// When the renter ends the running cluster early at `now`: what the time it served costs
+    /// beyond what its devices were paid in all, at the rate of a booking of that length
+    /// ([`pricing::early_end_cost`]), out of `left` (the escrow still held). Nothing for a
+    /// cluster a loss already refunded part of (its time was re-priced by that loss).
+    pub(super) fn early_end_surcharge(&self, now: i64, left: MicroUsd) -> MicroUsd {
+        let Some(running_at) = self.running_at else {
+            return MicroUsd::ZERO;
+        };
+        if self.refunded > MicroUsd::ZERO || now >= self.ends_at {
+            return MicroUsd::ZERO;
+        }
+        let paid_in_all = self.escrowed.micros() - left.micros();
+        let cost = pricing::early_end_cost(self.rate, self.units, now - running_at, self.escrowed);
+        MicroUsd::from_micros((cost.micros() - paid_in_all).clamp(0, left.micros()))
+    }
+
     /// Locks the cluster (see [`lock_cluster`]) and reads it.
     pub(super) async fn load(conn: &mut AnyConnection, id: &str) -> Result<Settling, Error> {
         lock_cluster(conn, id).await?;
         let row = sqlx::query(
             "SELECT status, user_id, kind, hardware, countries, min_tier, workload, running_at, \
-               ends_at, hours, charged, escrowed, token_price, compliance, notebook_token \
+               ends_at, hours, rate, units, refunded, charged, escrowed, token_price, compliance, notebook_token \
              FROM clusters WHERE id = $1",
         )
         .bind(id)
@@ -181,6 +202,9 @@ impl Settling {
             running_at: row.try_get("running_at")?,
             ends_at: row.try_get::<Option<i64>, _>("ends_at")?.unwrap_or(0),
             hours: row.try_get("hours")?,
+            rate: money_in(&row, "rate")?,
+            units: u32_in(&row, "units")?,
+            refunded: money_in(&row, "refunded")?,
             charged: money_in(&row, "charged")?,
             escrowed: money_in(&row, "escrowed")?,
             token_price: token_price_in(&row)?,
