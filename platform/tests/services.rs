@@ -45,6 +45,8 @@ fn config() -> PlatformConfig {
             // Small proofs: the arithmetic is the domain's, tested there at size.
             gpu_challenge_size: 24,
             cpu_challenge_size: 16,
+            // The agents of these tests report simulated hardware, as a test bench's do.
+            accept_simulated: true,
             ..FleetConfig::default()
         },
         provisioning: ProvisioningConfig {

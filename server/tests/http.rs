@@ -139,6 +139,7 @@ async fn spawn(database_url: String, tweak: impl FnOnce(&mut Config)) -> TestApp
     let turn = ONE_SERVER_AT_A_TIME.clone().lock_owned().await;
     let mut config = Config::for_database(&database_url).unwrap();
     config.demo_devices = 60;
+    config.fleet.accept_simulated = true;
     tweak(&mut config);
     let server = start(config).await.unwrap();
     let client = reqwest::Client::builder()
@@ -995,6 +996,49 @@ async fn each_explorer_api_client_is_limited_to_its_share() {
         app.get("/api/v1/network/summary").await.status(),
         StatusCode::OK
     );
+    app.server.stop().await;
+}
+
+/// Outside a demo network an agent that says its hardware is simulated is refused before its
+/// token is used, so the same token still registers the real machine; nothing simulated is
+/// ever hired or rewarded there.
+#[tokio::test]
+async fn a_network_that_is_not_a_demo_refuses_simulated_devices() {
+    let app = spawn(platform::testing::fresh_sqlite_url(), |config| {
+        config.demo_devices = 0;
+        config.fleet.accept_simulated = false;
+    })
+    .await;
+    let wallet = SigningKey::from_bytes(&[77; 32]);
+    app.sign_in(&wallet).await;
+    let ticket: Value = app
+        .post(
+            "/api/v1/worker/devices",
+            json!({ "name": "fake", "os": "linux", "kind": "gpu", "country": "DE" }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let register = |simulated: bool| {
+        json!({
+            "token": ticket["token"],
+            "agent_version": "0.1.0",
+            "simulated": simulated,
+            "hardware": {
+                "os": "linux", "cpu_model": "AMD EPYC 9654", "cpu_cores": 96,
+                "ram_gb": 512, "disk_gb": 2000,
+                "gpus": [{ "name": "NVIDIA H100 80GB HBM3", "memory_mb": 81_559 }]
+            }
+        })
+    };
+    let refused = app.post("/api/agent/v1/register", register(true)).await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(error_message(refused)
+        .await
+        .contains("takes no simulated devices"));
+    let real = app.post("/api/agent/v1/register", register(false)).await;
+    assert_eq!(real.status(), StatusCode::CREATED, "the token still works");
     app.server.stop().await;
 }
 

@@ -48,6 +48,10 @@ pub struct FleetConfig {
     pub speed_test_bytes: u64,
     /// A device's connectivity is measured again after this long.
     pub remeasure_after_secs: i64,
+    /// Whether an agent that says its hardware is simulated (`--simulate`) may register: a
+    /// demo network's (or a test bench's) choice. Elsewhere nothing self-declared as simulated
+    /// joins, so nothing simulated is hired or rewarded for money.
+    pub accept_simulated: bool,
 }
 
 impl Default for FleetConfig {
@@ -62,6 +66,7 @@ impl Default for FleetConfig {
             challenge_deadline_secs: 120,
             reverify_after_secs: 6 * 3600,
             speed_test_bytes: 16 * 1024 * 1024,
+            accept_simulated: false,
             remeasure_after_secs: 86_400,
         }
     }

@@ -31,6 +31,14 @@ impl AgentService {
             .hardware
             .validate()
             .map_err(|e| Error::Invalid(format!("hardware report: {e}")))?;
+        // Before the token is claimed: a refused agent's token still works for a real start.
+        if request.simulated && !self.config.accept_simulated {
+            return Err(Error::Invalid(
+                "this network takes no simulated devices (it is not a demo network): start the \
+                 agent without --simulate, on the machine whose hardware it reports"
+                    .into(),
+            ));
+        }
         let mut tx = self.store.pool().begin().await?;
         let enrolled = claim_token(&mut tx, request.token.trim(), now).await?;
         let classification = request.hardware.classify(enrolled.kind, &self.catalog);

@@ -57,6 +57,12 @@ pub struct Settings {
     #[arg(long, env = "GC_DEMO", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub demo: Option<bool>,
 
+    /// Let agents with simulated hardware (`gpu-commons-agent --simulate`) register though this
+    /// is not a demo network: for test benches only, since simulated devices are then hired
+    /// and rewarded. [default: true with --demo, else false]
+    #[arg(long, env = "GC_ACCEPT_SIMULATED_DEVICES", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub accept_simulated_devices: Option<bool>,
+
     /// How many devices the demo fleet has. [default: 500]
     #[arg(long, env = "GC_DEMO_DEVICES", value_name = "N")]
     pub demo_devices: Option<usize>,
@@ -314,6 +320,9 @@ impl Settings {
             solana_cluster: self.solana_cluster.or(lower.solana_cluster),
             demo: self.demo.or(lower.demo),
             demo_devices: self.demo_devices.or(lower.demo_devices),
+            accept_simulated_devices: self
+                .accept_simulated_devices
+                .or(lower.accept_simulated_devices),
             demo_agents: self.demo_agents.or(lower.demo_agents),
             agent_binary: self.agent_binary.or(lower.agent_binary),
             demo_agents_dir: self.demo_agents_dir.or(lower.demo_agents_dir),
@@ -397,6 +406,24 @@ mod tests {
 
     fn message(args: &[&str]) -> String {
         parse(args).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn only_a_demo_network_takes_simulated_devices_unless_told() {
+        assert!(!parse(&[]).unwrap().fleet.accept_simulated);
+        assert!(parse(&["--demo"]).unwrap().fleet.accept_simulated);
+        assert!(
+            !parse(&["--demo", "--accept-simulated-devices", "false"])
+                .unwrap()
+                .fleet
+                .accept_simulated
+        );
+        assert!(
+            parse(&["--accept-simulated-devices"])
+                .unwrap()
+                .fleet
+                .accept_simulated
+        );
     }
 
     #[test]

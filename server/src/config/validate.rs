@@ -46,7 +46,7 @@ impl Settings {
         let sessions = self.sessions()?;
         let demo_devices = self.demo_devices()?;
         let demo_agents = self.demo_agents(demo_devices)?;
-        let fleet = self.fleet()?;
+        let fleet = self.fleet(demo_devices)?;
         let registration_ttl_secs =
             positive("registration-ttl-secs", self.registration_ttl_secs, 3600)?;
         let flush_interval_secs = self.flush_interval_secs.unwrap_or(60);
@@ -227,7 +227,7 @@ impl Settings {
         })
     }
 
-    fn fleet(&mut self) -> Result<platform::agents::FleetConfig, Error> {
+    fn fleet(&mut self, demo_devices: usize) -> Result<platform::agents::FleetConfig, Error> {
         let defaults = platform::agents::FleetConfig::default();
         let heartbeat_interval_secs = self
             .heartbeat_interval_secs
@@ -263,6 +263,7 @@ impl Settings {
             heartbeat_interval_secs,
             down_after_secs,
             speed_test_bytes,
+            accept_simulated: self.accept_simulated_devices.unwrap_or(demo_devices > 0),
             ..defaults
         })
     }
