@@ -86,21 +86,26 @@ impl TestApp {
         let registered = self
             .post(
                 "/api/agent/v1/register",
-                json!({
-                    "token": ticket["token"],
-                    "agent_version": "0.1.0",
-                    "simulated": true,
-                    "hardware": {
-                        "os": "linux", "cpu_model": "AMD EPYC 9654", "cpu_cores": 96,
-                        "ram_gb": 512, "disk_gb": 2000,
-                        "gpus": [{ "name": gpu, "memory_mb": 24_000 }]
-                    }
-                }),
+                registration(&ticket["token"], true, gpu, 24_000),
             )
             .await;
         assert_eq!(registered.status(), StatusCode::CREATED);
         ticket["device_id"].as_str().unwrap().to_owned()
     }
+}
+
+/// An agent's registration with `token`, reporting one `gpu` of `memory_mb` on a 96-core host.
+fn registration(token: &Value, simulated: bool, gpu: &str, memory_mb: u64) -> Value {
+    json!({
+        "token": token,
+        "agent_version": "0.1.0",
+        "simulated": simulated,
+        "hardware": {
+            "os": "linux", "cpu_model": "AMD EPYC 9654", "cpu_cores": 96,
+            "ram_gb": 512, "disk_gb": 2000,
+            "gpus": [{ "name": gpu, "memory_mb": memory_mb }]
+        }
+    })
 }
 
 fn address(wallet: &SigningKey) -> String {
@@ -1021,16 +1026,7 @@ async fn a_network_that_is_not_a_demo_refuses_simulated_devices() {
         .await
         .unwrap();
     let register = |simulated: bool| {
-        json!({
-            "token": ticket["token"],
-            "agent_version": "0.1.0",
-            "simulated": simulated,
-            "hardware": {
-                "os": "linux", "cpu_model": "AMD EPYC 9654", "cpu_cores": 96,
-                "ram_gb": 512, "disk_gb": 2000,
-                "gpus": [{ "name": "NVIDIA H100 80GB HBM3", "memory_mb": 81_559 }]
-            }
-        })
+        registration(&ticket["token"], simulated, "NVIDIA H100 80GB HBM3", 81_559)
     };
     let refused = app.post("/api/agent/v1/register", register(true)).await;
     assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
