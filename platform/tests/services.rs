@@ -631,11 +631,13 @@ async fn speed_tests_keep_each_directions_best_round(p: Platform) {
     // (download held back, upload taking): round 1 downloads slowly and uploads fast.
     let rounds = [(1_000, 20), (0, 2_000), (500, 500)];
     for (download_held_ms, upload_ms) in rounds {
-        let payload = p.agents.speed_test_payload(&id, &started.id).unwrap();
-        let digest: String = <sha2::Sha256 as sha2::Digest>::digest(&payload)
-            .iter()
-            .map(|b| format!("{b:02x}"))
+        let payload: Vec<u8> = p
+            .agents
+            .speed_test_payload(&id, &started.id)
+            .unwrap()
+            .flatten()
             .collect();
+        let digest = sha256_hex(&payload);
         let arrived = Instant::now() + Duration::from_millis(download_held_ms);
         let upload = SpeedTestUpload {
             arrived,
@@ -683,6 +685,67 @@ async fn speed_tests_keep_each_directions_best_round(p: Platform) {
             Err(Error::NotFound(_))
         ),
         "a finished test serves no more rounds"
+    );
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    <sha2::Sha256 as sha2::Digest>::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A speed test's download cannot be skipped: it comes in bounded chunks, no prefix of it
+/// predicts the rest (two rounds differ from their first bytes on), an answer from a forged
+/// remainder is refused, and so is one for a download that was never sent in full.
+async fn a_speed_test_download_cannot_be_predicted_or_skipped(p: Platform) {
+    use platform::agents::{SpeedTestUpload, PAYLOAD_CHUNK_BYTES};
+    use std::time::Instant;
+    let me = owner(4);
+    let (id, _) = registered_device(&p, &me, &["NVIDIA H100 80GB HBM3"]).await;
+    let started = p.agents.start_speed_test(&id, T0).unwrap();
+    let upload = || {
+        let now = Instant::now();
+        SpeedTestUpload {
+            arrived: now,
+            finished: now,
+            bytes: started.bytes,
+        }
+    };
+    // Round 1: read only the first chunk, forge the rest as zeros.
+    let mut payload = p.agents.speed_test_payload(&id, &started.id).unwrap();
+    assert_eq!(payload.len(), started.bytes);
+    let first = payload.next().unwrap();
+    assert_eq!(first.len(), PAYLOAD_CHUNK_BYTES);
+    let mut forged = first.clone();
+    forged.resize(started.bytes as usize, 0);
+    let refused = p
+        .agents
+        .finish_speed_test(&id, &started.id, &sha256_hex(&forged), upload(), T0)
+        .await;
+    assert!(
+        matches!(&refused, Err(Error::Invalid(m)) if m.contains("not sent in full")),
+        "{refused:?}"
+    );
+    // Round 2 of a new test: everything read, but a forged last chunk.
+    let started = p.agents.start_speed_test(&id, T0.plus_seconds(61)).unwrap();
+    let chunks: Vec<Vec<u8>> = p
+        .agents
+        .speed_test_payload(&id, &started.id)
+        .unwrap()
+        .collect();
+    assert!(chunks.iter().all(|c| c.len() <= PAYLOAD_CHUNK_BYTES));
+    assert_ne!(chunks[0], first, "every round's bytes are new");
+    let mut received = chunks.concat();
+    let last = received.len() - 1;
+    received[last] ^= 1;
+    let refused = p
+        .agents
+        .finish_speed_test(&id, &started.id, &sha256_hex(&received), upload(), T0)
+        .await;
+    assert!(
+        matches!(&refused, Err(Error::Invalid(m)) if m.contains("does not match")),
+        "{refused:?}"
     );
 }
 
@@ -3726,6 +3789,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     workload_output_is_the_hired_devices_and_the_renters_alone,
+    a_speed_test_download_cannot_be_predicted_or_skipped,
     a_renters_failing_workload_is_the_renters_and_a_devices_is_refunded,
     a_week_ended_after_a_day_costs_the_days_rate,
     sign_in_creates_a_session_that_sign_out_ends,

@@ -155,12 +155,18 @@ async fn speed_test_download(
     Path(test_id): Path<String>,
 ) -> Result<impl IntoResponse, Error> {
     let payload = platform.agents.speed_test_payload(&device_id, &test_id)?;
+    let length = payload.len().to_string();
+    // Streamed: a stalled reader holds one chunk, not the whole download.
+    let body = Body::from_stream(futures_util::stream::iter(
+        payload.map(Ok::<_, std::convert::Infallible>),
+    ));
     Ok((
         [
-            (header::CONTENT_TYPE, "application/octet-stream"),
-            (header::CACHE_CONTROL, "no-store"),
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+            (header::CONTENT_LENGTH, length),
         ],
-        payload,
+        body,
     ))
 }
 

@@ -1,16 +1,23 @@
 //! Connectivity measured by the server: download-and-upload rounds timed on this side, the best
 //! round of each direction kept, and the tier derived from it.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use domain::agent_protocol::{SpeedTestResult, SpeedTestStarted};
 use domain::fleet::{ConnectivityTier, SpeedFigures};
 use domain::time::UnixMillis;
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
 use sha2::{Digest, Sha256};
 
 use super::AgentService;
-use crate::secret::{hex, random_hex, random_u64, same_digest};
+use crate::secret::{hex, random_hex, same_digest};
 use crate::{AgentRefusal, Error};
+
+/// A download is made and sent in chunks this large: a slow reader holds the server to one
+/// chunk, never to the whole payload.
+pub const PAYLOAD_CHUNK_BYTES: usize = 64 * 1024;
 
 /// A device may start a speed test at most this often.
 pub(super) const SPEED_TEST_EVERY_MS: i64 = 60_000;
@@ -28,7 +35,8 @@ pub(super) struct SpeedTest {
     /// When the server last answered the agent (the start, or a round's upload): the wait for
     /// the next download request is a round trip.
     pub(super) answered: Instant,
-    pub(super) download: Option<(Instant, String)>,
+    /// When the round's download was asked for, and its SHA-256 once the last byte was made.
+    pub(super) download: Option<(Instant, Arc<OnceLock<String>>)>,
     pub(super) rounds_left: u32,
     pub(super) best: Option<SpeedFigures>,
 }
@@ -80,9 +88,14 @@ impl AgentService {
         })
     }
 
-    /// The download half: random bytes whose digest the agent must return with its upload,
-    /// which proves it received them.
-    pub fn speed_test_payload(&self, device_id: &str, test_id: &str) -> Result<Vec<u8>, Error> {
+    /// The download half: bytes from a ChaCha generator seeded afresh by the server for each
+    /// round and never sent, made as they are sent. The agent must return their SHA-256 with
+    /// its upload, which only receiving every byte gives: no prefix predicts the rest.
+    pub fn speed_test_payload(
+        &self,
+        device_id: &str,
+        test_id: &str,
+    ) -> Result<SpeedTestPayload, Error> {
         let mut tests = self.speed_tests.lock().unwrap_or_else(|p| p.into_inner());
         let test = tests
             .get_mut(test_id)
@@ -92,17 +105,14 @@ impl AgentService {
                     "no speed test '{test_id}' waiting for its download"
                 ))
             })?;
-        let mut payload = vec![0u8; test.bytes as usize];
-        let mut state = random_u64();
-        for chunk in payload.chunks_mut(8) {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let bytes = (state ^ (state >> 31))
-                .wrapping_mul(0xBF58_476D_1CE4_E5B9)
-                .to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
-        }
-        test.download = Some((Instant::now(), hex(&Sha256::digest(&payload))));
-        Ok(payload)
+        let digest = Arc::new(OnceLock::new());
+        test.download = Some((Instant::now(), digest.clone()));
+        Ok(SpeedTestPayload {
+            bytes: StdRng::from_entropy(),
+            left: test.bytes,
+            sent: Sha256::new(),
+            digest,
+        })
     }
 
     /// The upload half, timed by the server: `upload_arrived` when the request came in,
@@ -131,6 +141,11 @@ impl AgentService {
         })?;
         let Some((download_started, digest)) = test.download.take() else {
             return Err(Error::Invalid("the download half was not taken".into()));
+        };
+        let Some(digest) = digest.get() else {
+            return Err(Error::Invalid(
+                "the download was not sent in full, so its upload cannot count".into(),
+            ));
         };
         if !same_digest(digest.as_bytes(), download_digest.trim().as_bytes()) {
             return Err(Error::Invalid(
@@ -188,6 +203,45 @@ impl AgentService {
         self.index.set_tier(device_id, tier);
         tracing::info!(device = device_id, download_mb_per_s = best.download_mb_per_s, upload_mb_per_s = best.upload_mb_per_s, latency_ms = best.latency_ms, tier = ?tier, "connectivity measured");
         Ok(result)
+    }
+}
+
+/// A round's download, made chunk by chunk ([`PAYLOAD_CHUNK_BYTES`]) as the response is sent;
+/// the SHA-256 of all of it is recorded as the last chunk is made.
+pub struct SpeedTestPayload {
+    bytes: StdRng,
+    left: u64,
+    sent: Sha256,
+    digest: Arc<OnceLock<String>>,
+}
+
+impl SpeedTestPayload {
+    /// Bytes still to come.
+    pub fn len(&self) -> u64 {
+        self.left
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.left == 0
+    }
+}
+
+impl Iterator for SpeedTestPayload {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        if self.left == 0 {
+            return None;
+        }
+        let size = self.left.min(PAYLOAD_CHUNK_BYTES as u64) as usize;
+        let mut chunk = vec![0u8; size];
+        self.bytes.fill_bytes(&mut chunk);
+        self.sent.update(&chunk);
+        self.left -= size as u64;
+        if self.left == 0 {
+            let _ = self.digest.set(hex(&self.sent.finalize_reset()));
+        }
+        Some(chunk)
     }
 }
 

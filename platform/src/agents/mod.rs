@@ -26,7 +26,7 @@ mod register;
 mod verify;
 
 use connectivity::SpeedTest;
-pub use connectivity::SpeedTestUpload;
+pub use connectivity::{SpeedTestPayload, SpeedTestUpload, PAYLOAD_CHUNK_BYTES};
 pub use flush::Flush;
 
 /// Timings and sizes of the agent protocol; defaults suit production, tests shrink them.
