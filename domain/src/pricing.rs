@@ -119,21 +119,31 @@ pub fn share(amount: MicroUsd, numerator: i64, denominator: i64) -> MicroUsd {
     MicroUsd::from_micros(part as i64)
 }
 
-/// Splits `amount` (at most the caps' sum) in proportion to `caps`, each part rounded down but
-/// the last, which takes the remainder: the parts add up to `amount` and none exceeds its cap.
+/// Splits `amount` (at most the caps' sum) in proportion to `caps`: none exceeds its cap and
+/// the parts add up to `amount` (see [`split_by_weights`]).
 pub fn split_within(amount: MicroUsd, caps: &[MicroUsd]) -> Vec<MicroUsd> {
-    let mut left = amount.micros().min(caps.iter().map(|c| c.micros()).sum());
-    let mut caps_left: i64 = caps.iter().map(|c| c.micros()).sum();
-    caps.iter()
-        .map(|cap| {
-            let part = if cap.micros() == caps_left {
+    let weights: Vec<i64> = caps.iter().map(|c| c.micros()).collect();
+    let most = MicroUsd::from_micros(weights.iter().sum());
+    split_by_weights(amount.min(most), &weights)
+}
+
+/// Splits `amount` in proportion to `weights`: each part its pro-rata share of what is left,
+/// rounded down, the last the remainder, so the parts add up to `amount` exactly and (for an
+/// amount up to the weights' sum) none exceeds its weight.
+fn split_by_weights(amount: MicroUsd, weights: &[i64]) -> Vec<MicroUsd> {
+    let mut left = amount;
+    let mut weight_left: i64 = weights.iter().sum();
+    weights
+        .iter()
+        .map(|&weight| {
+            let part = if weight == weight_left {
                 left
             } else {
-                share(MicroUsd::from_micros(left), cap.micros(), caps_left).micros()
+                share(left, weight, weight_left)
             };
-            left -= part;
-            caps_left -= cap.micros();
-            MicroUsd::from_micros(part)
+            left = MicroUsd::from_micros(left.micros() - part.micros());
+            weight_left -= weight;
+            part
         })
         .collect()
 }
@@ -141,22 +151,8 @@ pub fn split_within(amount: MicroUsd, caps: &[MicroUsd]) -> Vec<MicroUsd> {
 /// Splits `amount` over devices by their units: each gets its pro-rata share rounded down and
 /// the last one the remainder, so the parts add up to `amount` exactly.
 pub fn split_by_units(amount: MicroUsd, units: &[u32]) -> Vec<MicroUsd> {
-    let total: i64 = units.iter().map(|&u| i64::from(u)).sum();
-    let mut left = amount;
-    let mut units_left = total;
-    units
-        .iter()
-        .map(|&u| {
-            let part = if i64::from(u) == units_left {
-                left
-            } else {
-                share(left, i64::from(u), units_left)
-            };
-            left = MicroUsd::from_micros(left.micros() - part.micros());
-            units_left -= i64::from(u);
-            part
-        })
-        .collect()
+    let weights: Vec<i64> = units.iter().map(|&u| i64::from(u)).collect();
+    split_by_weights(amount, &weights)
 }
 
 /// The part of a device's escrow `budget` earned by `until`, the budget being spread evenly
