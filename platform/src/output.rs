@@ -8,11 +8,14 @@ use domain::time::UnixMillis;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use crate::provisioning::cluster_row;
 use crate::store::Store;
 use crate::Error;
 
 /// Lines kept per device and cluster.
 pub const KEPT_LINES: i64 = 2_000;
+/// Lines one INSERT writes (two parameters each, well under every backend's limit).
+const LINES_PER_INSERT: usize = 250;
 
 #[derive(Clone)]
 pub struct OutputService {
@@ -60,18 +63,25 @@ impl OutputService {
                 shipment.cluster_id
             )));
         }
-        for line in &shipment.lines {
-            sqlx::query(
-                "INSERT INTO workload_output (cluster_id, device_id, line, at, text) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (cluster_id, device_id, line) DO NOTHING",
-            )
-            .bind(&shipment.cluster_id)
-            .bind(device_id)
-            .bind(line.id)
-            .bind(now.0)
-            .bind(stored_text(&line.text))
-            .execute(&mut *tx)
-            .await?;
+        // A statement per batch, not per line: shipments come every half second per device,
+        // and the write lock is held meanwhile.
+        for batch in shipment.lines.chunks(LINES_PER_INSERT) {
+            let rows: Vec<String> = (0..batch.len())
+                .map(|n| format!("($1, $2, $3, ${}, ${})", 4 + 2 * n, 5 + 2 * n))
+                .collect();
+            let sql = format!(
+                "INSERT INTO workload_output (cluster_id, device_id, at, line, text) VALUES {} \
+                 ON CONFLICT (cluster_id, device_id, line) DO NOTHING",
+                rows.join(", ")
+            );
+            let mut insert = sqlx::query(&sql)
+                .bind(&shipment.cluster_id)
+                .bind(device_id)
+                .bind(now.0);
+            for line in batch {
+                insert = insert.bind(line.id).bind(stored_text(&line.text));
+            }
+            insert.execute(&mut *tx).await?;
         }
         let oldest_kept: Option<i64> = sqlx::query(
             "SELECT line FROM workload_output WHERE cluster_id = $1 AND device_id = $2 \
@@ -110,7 +120,7 @@ impl OutputService {
         limit: u32,
     ) -> Result<ClusterOutput, Error> {
         let mut conn = self.store.pool().acquire().await?;
-        owned(&mut conn, user_id, cluster_id).await?;
+        cluster_row(&mut conn, user_id, cluster_id).await?;
         let limit = i64::from(limit.clamp(1, MAX_LINES_PER_READ));
         let rows = sqlx::query(
             "SELECT device_id, line, at, text FROM workload_output \
@@ -140,7 +150,7 @@ impl OutputService {
         per_device: u32,
     ) -> Result<Vec<OutputLine>, Error> {
         let mut conn = self.store.pool().acquire().await?;
-        owned(&mut conn, user_id, cluster_id).await?;
+        cluster_row(&mut conn, user_id, cluster_id).await?;
         let devices = sqlx::query(
             "SELECT device_id FROM cluster_devices WHERE cluster_id = $1 ORDER BY device_id",
         )
@@ -167,19 +177,4 @@ impl OutputService {
         }
         Ok(lines)
     }
-}
-
-/// Refuses a cluster that is not `user_id`'s as not found.
-async fn owned(
-    conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
-    user_id: i64,
-    cluster_id: &str,
-) -> Result<(), Error> {
-    sqlx::query("SELECT id FROM clusters WHERE id = $1 AND user_id = $2")
-        .bind(cluster_id)
-        .bind(user_id)
-        .fetch_optional(&mut **conn)
-        .await?
-        .map(|_| ())
-        .ok_or_else(|| Error::NotFound(format!("no cluster '{cluster_id}'")))
 }

@@ -27,6 +27,7 @@ mod lifecycle;
 mod place;
 mod quote;
 mod read;
+pub(crate) use read::cluster_row;
 mod replace;
 mod settle;
 mod sweep;

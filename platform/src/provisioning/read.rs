@@ -231,7 +231,8 @@ impl ProvisioningService {
     }
 }
 
-pub(super) async fn cluster_row(
+/// The renter's cluster's row; another renter's cluster is not found.
+pub(crate) async fn cluster_row(
     conn: &mut AnyConnection,
     user_id: i64,
     id: &str,
