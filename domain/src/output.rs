@@ -48,11 +48,16 @@ impl OutputShipment {
 /// A line as stored: the text cut to [`MAX_LINE_BYTES`] on a character boundary, and NUL (which
 /// text columns cannot hold) shown as U+FFFD.
 pub fn stored_text(text: &str) -> String {
-    let mut end = text.len().min(MAX_LINE_BYTES);
+    cut(text, MAX_LINE_BYTES).replace('\0', "\u{FFFD}")
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+pub fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    text[..end].replace('\0', "\u{FFFD}")
+    &text[..end]
 }
 
 /// A line of a cluster's output, as the renter reads it.
@@ -81,6 +86,7 @@ mod tests {
     #[test]
     fn stored_lines_are_bounded_and_hold_no_nul() {
         assert_eq!(stored_text("a\0b"), "a\u{FFFD}b");
+        assert_eq!(cut("héllo", 2), "h");
         let long = "é".repeat(MAX_LINE_BYTES);
         let stored = stored_text(&long);
         assert!(stored.len() <= MAX_LINE_BYTES && stored.len() >= MAX_LINE_BYTES - 1);

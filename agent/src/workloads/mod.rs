@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use domain::agent_protocol::{FailureCause, WorkloadAssignment, WorkloadReport, WorkloadState};
 use domain::cluster::Runtime;
+use domain::output::cut;
 use tokio::process::{Child, Command};
 
 pub use engine::{Engine, Limits};
@@ -486,15 +487,6 @@ fn ended(
     (WorkloadState::Failed, detail, Some(cause))
 }
 
-/// `text` cut to at most `max` bytes, on a character boundary.
-fn cut(text: &str, max: usize) -> &str {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
 /// Stops a workload: SIGTERM to every process in its sandbox (`stop` for a container), a kill
 /// after [`STOP_GRACE`], then its work folder and env file are removed.
 async fn stop(mut workload: Running) {
@@ -663,6 +655,5 @@ mod tests {
             failed(&sandbox, 3, ""),
             ("the command ended with exit status: 3".into(), Workload)
         );
-        assert_eq!(cut("héllo", 2), "h");
     }
 }
