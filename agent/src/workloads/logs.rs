@@ -35,18 +35,28 @@ struct LogFile {
 }
 
 impl LogFile {
+    /// Opens the log for appending; a restarted agent appends to the cluster's log, so what
+    /// is there already counts towards the bound.
+    fn open(&mut self) {
+        self.file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .ok();
+        self.written = self
+            .file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map_or(0, |m| m.len());
+    }
+
     fn append(&mut self, line: &str) {
+        if self.file.is_none() {
+            self.open();
+        }
         if self.written >= MAX_FILE_BYTES {
             let _ = std::fs::rename(&self.path, self.path.with_extension("log.1"));
-            self.file = None;
-            self.written = 0;
-        }
-        if self.file.is_none() {
-            self.file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .ok();
+            self.open();
         }
         if let Some(file) = &mut self.file {
             if writeln!(file, "{line}").is_ok() {
@@ -183,6 +193,19 @@ mod tests {
         let newest = std::fs::read_to_string(dir.join("cl-1.log")).unwrap();
         assert!(newest.ends_with("the end\n"));
         assert_eq!(output.last_line(), "the end");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_log_appended_after_a_restart_stays_bounded() {
+        let dir = dir("restarted");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cl-1.log");
+        std::fs::write(&path, vec![b'x'; MAX_FILE_BYTES as usize]).unwrap();
+        let output = Output::start(&dir, "cl-1", &Shipping::default());
+        output.note("after the restart");
+        assert!(dir.join("cl-1.log.1").exists(), "the full log rolled over");
+        assert!(std::fs::metadata(&path).unwrap().len() < 100);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
