@@ -1778,21 +1778,34 @@ async fn a_renters_failing_workload_is_the_renters_and_a_devices_is_refunded(p: 
         }
     };
     let held = T0.plus_seconds(600);
+    // The device's agent reports the workload failed, ten minutes after the deploy.
+    let failed = |device: &str, cluster: &str, detail: &'static str, cause: FailureCause| {
+        let (p, device, cluster) = (p.clone(), device.to_owned(), cluster.to_owned());
+        async move {
+            p.provisioning
+                .workload_reported(
+                    &device,
+                    &cluster,
+                    WorkloadState::Failed,
+                    detail,
+                    Some(cause),
+                    held,
+                )
+                .await
+                .unwrap();
+        }
+    };
 
     // The renter's command exits 1 as it starts, ten minutes after the deploy.
     let before = balance().await;
     let (cluster, device) = deployed("crashes").await;
-    p.provisioning
-        .workload_reported(
-            &device,
-            &cluster.id,
-            WorkloadState::Failed,
-            "the command ended with exit status: 1",
-            Some(FailureCause::Workload),
-            held,
-        )
-        .await
-        .unwrap();
+    failed(
+        &device,
+        &cluster.id,
+        "the command ended with exit status: 1",
+        FailureCause::Workload,
+    )
+    .await;
     let ended = p.provisioning.cluster(me, &cluster.id, held).await.unwrap();
     assert_eq!(ended.summary.status, ClusterStatus::Failed);
     assert!(
@@ -1817,17 +1830,13 @@ async fn a_renters_failing_workload_is_the_renters_and_a_devices_is_refunded(p: 
     // The device's sandbox cannot start: all of it comes back, the fees too.
     let before = balance().await;
     let (cluster, device) = deployed("no-sandbox").await;
-    p.provisioning
-        .workload_reported(
-            &device,
-            &cluster.id,
-            WorkloadState::Failed,
-            "this device could not build the workload's sandbox",
-            Some(FailureCause::Device),
-            held,
-        )
-        .await
-        .unwrap();
+    failed(
+        &device,
+        &cluster.id,
+        "this device could not build the workload's sandbox",
+        FailureCause::Device,
+    )
+    .await;
     assert_eq!(balance().await, before, "refunded in full");
 
     // Running, the renter's command ends badly: the device stays the renter's.
@@ -1836,17 +1845,13 @@ async fn a_renters_failing_workload_is_the_renters_and_a_devices_is_refunded(p: 
         .workload_reported(&device, &cluster.id, WorkloadState::Running, "", None, T0)
         .await
         .unwrap();
-    p.provisioning
-        .workload_reported(
-            &device,
-            &cluster.id,
-            WorkloadState::Failed,
-            "the command ended with exit status: 2",
-            Some(FailureCause::Workload),
-            held,
-        )
-        .await
-        .unwrap();
+    failed(
+        &device,
+        &cluster.id,
+        "the command ended with exit status: 2",
+        FailureCause::Workload,
+    )
+    .await;
     let still = p.provisioning.cluster(me, &cluster.id, held).await.unwrap();
     assert_eq!(still.summary.status, ClusterStatus::Running);
     assert!(still.members.iter().all(|m| m.left_at.is_none()));
