@@ -996,17 +996,21 @@ async fn assert_books_balance(p: &Platform, cluster: &str) {
     );
 }
 
-/// The device of `user`'s one-device `cluster`, its agent having reported the workload running
-/// at `at`.
-async fn report_running(p: &Platform, user: i64, cluster: &str, at: UnixMillis) -> String {
-    let device = p
-        .provisioning
+/// The first device of `user`'s `cluster` at `at`.
+async fn first_device(p: &Platform, user: i64, cluster: &str, at: UnixMillis) -> String {
+    p.provisioning
         .cluster(user, cluster, at)
         .await
         .unwrap()
         .members[0]
         .device_id
-        .clone();
+        .clone()
+}
+
+/// The device of `user`'s one-device `cluster`, its agent having reported the workload running
+/// at `at`.
+async fn report_running(p: &Platform, user: i64, cluster: &str, at: UnixMillis) -> String {
+    let device = first_device(p, user, cluster, at).await;
     p.provisioning
         .workload_reported(&device, cluster, WorkloadState::Running, "", None, at)
         .await
@@ -1540,14 +1544,7 @@ async fn clusters_paid_in_the_token_refund_in_the_token(p: Platform) {
         )
         .await
         .unwrap();
-    let device = p
-        .provisioning
-        .cluster(me, &second.id, T0)
-        .await
-        .unwrap()
-        .members[0]
-        .device_id
-        .clone();
+    let device = first_device(&p, me, &second.id, T0).await;
     let t1 = T0.plus_seconds(10);
     p.provisioning
         .workload_reported(&device, &second.id, WorkloadState::Running, "", None, t1)
@@ -1766,14 +1763,7 @@ async fn a_renters_failing_workload_is_the_renters_and_a_devices_is_refunded(p: 
                 .deploy(me, &h200_request(name, 1), Some(name), T0)
                 .await
                 .unwrap();
-            let device = p
-                .provisioning
-                .cluster(me, &cluster.id, T0)
-                .await
-                .unwrap()
-                .members[0]
-                .device_id
-                .clone();
+            let device = first_device(&p, me, &cluster.id, T0).await;
             (cluster, device)
         }
     };
