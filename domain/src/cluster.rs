@@ -614,6 +614,10 @@ pub struct ClusterDetail {
     pub utilisation_hours: Vec<crate::uptime::UtilisationHour>,
     /// A Ray cluster's JupyterLab token (on its head), for its renter only.
     pub notebook_token: Option<String>,
+    /// While it runs: each port its devices serve, through the platform's tunnels.
+    pub tunnels: Vec<crate::tunnel::TunnelLink>,
+    /// Bytes carried through its tunnels, both ways, over connections that have closed.
+    pub tunnel_bytes: u64,
 }
 
 /// What one device earned in one cluster, as the provider's earnings page and the device page

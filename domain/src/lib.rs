@@ -22,6 +22,7 @@ pub mod proof_of_work;
 pub mod rewards;
 pub mod siws;
 pub mod time;
+pub mod tunnel;
 pub mod uptime;
 pub mod wallet;
 pub mod worker;
