@@ -25,6 +25,7 @@ mod secret;
 pub mod store;
 #[cfg(feature = "test-support")]
 pub mod testing;
+pub mod tunnels;
 mod uptime;
 pub mod worker;
 
@@ -77,6 +78,7 @@ pub struct Services {
     pub explorer: ExplorerService,
     pub api_keys: ApiKeyService,
     pub output: OutputService,
+    pub tunnels: tunnels::TunnelService,
     pub compliance: ComplianceService,
 }
 
@@ -126,6 +128,7 @@ impl Platform {
             deposits: DepositService::new(store.clone(), config.solana_access),
             api_keys: ApiKeyService::new(store.clone()),
             output: OutputService::new(store.clone()),
+            tunnels: tunnels::TunnelService::new(store.clone()),
             store,
         }))
     }

@@ -41,6 +41,9 @@ pub struct ProvisioningConfig {
     /// What the platform takes the network token at for clusters; without it, clusters are paid
     /// in USDC only.
     pub token_price: Option<TokenPrice>,
+    /// The URL of the tunnel origin renters reach their clusters' ports at (see
+    /// `domain::tunnel`), without a trailing slash; None where the server runs no tunnels.
+    pub tunnel_origin: Option<String>,
 }
 
 impl Default for ProvisioningConfig {
@@ -49,6 +52,7 @@ impl Default for ProvisioningConfig {
             start_deadline_secs: 180,
             settle_every_secs: 3_600,
             token_price: None,
+            tunnel_origin: None,
         }
     }
 }

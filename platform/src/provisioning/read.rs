@@ -29,7 +29,7 @@ pub(super) const UTILISATION_HOURS: i64 = 48;
 pub(super) const SUMMARY_COLUMNS: &str =
     "id, name, kind, hardware, units, status, status_reason, hours, \
      charged, created_at, running_at, ends_at, finished_at, user_id, escrowed, refunded, rate, \
-     purpose, countries, min_tier, payment, workload, token_price, notebook_token";
+     purpose, countries, min_tier, payment, workload, token_price, notebook_token, tunnel_bytes";
 
 /// The token price a cluster was paid at; None for clusters paid in USDC.
 pub(super) fn token_price_in(row: &AnyRow) -> Result<Option<TokenPrice>, Error> {
@@ -173,7 +173,21 @@ impl ProvisioningService {
                 })
                 .collect::<Result<Vec<_>, Error>>()?;
         let utilisation_hours = self.utilisation(&mut conn, &members, now).await?;
+        let workload: domain::cluster::Workload = json_in(&row, "workload")?;
+        let tunnels = match (&self.config.tunnel_origin, summary.status) {
+            (Some(origin), ClusterStatus::Running) => {
+                let current: Vec<(&str, ClusterRole)> = members
+                    .iter()
+                    .filter(|m| m.left_at.is_none())
+                    .map(|m| (m.device_id.as_str(), m.role))
+                    .collect();
+                domain::tunnel::links(origin, id, summary.kind, &workload, &current)
+            }
+            _ => Vec::new(),
+        };
         Ok(ClusterDetail {
+            tunnels,
+            tunnel_bytes: u64::try_from(row.try_get::<i64, _>("tunnel_bytes")?).unwrap_or(0),
             utilisation_hours,
             purpose: enum_in(&row, "purpose", Purpose::parse)?,
             countries: split_countries(row.try_get("countries")?),
@@ -181,7 +195,7 @@ impl ProvisioningService {
             payment: enum_in(&row, "payment", PaymentMethod::parse)?,
             token_price: token_price_in(&row)?,
             rate_per_unit_hour: money_in(&row, "rate")?,
-            workload: json_in(&row, "workload")?,
+            workload,
             notebook_token: row.try_get("notebook_token")?,
             members,
             events,
