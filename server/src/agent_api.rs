@@ -41,6 +41,7 @@ pub fn routes() -> Router<Platform> {
         .route("/speed-tests/{id}/download", get(speed_test_download))
         .route("/speed-tests/{id}/upload", post(speed_test_upload))
         .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
+        .merge(crate::tunnel::agent::routes())
         .merge(
             Router::new()
                 .route("/challenges/{id}", post(answer_challenge))
@@ -49,7 +50,7 @@ pub fn routes() -> Router<Platform> {
 }
 
 /// The device a bearer credential belongs to, checked against the live fleet.
-struct Device(String);
+pub(crate) struct Device(pub(crate) String);
 
 impl FromRequestParts<Platform> for Device {
     type Rejection = Error;

@@ -112,7 +112,7 @@ fn presented_token(headers: &HeaderMap) -> Option<SessionToken> {
 }
 
 /// The caller: an API key (`Authorization: Bearer gck_…`) or the browser's session cookie.
-async fn signed_in(platform: &Platform, headers: &HeaderMap) -> Result<SignedIn, Error> {
+pub(crate) async fn signed_in(platform: &Platform, headers: &HeaderMap) -> Result<SignedIn, Error> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())

@@ -27,6 +27,10 @@ pub enum Error {
     /// An answer that could not be written as JSON (a bug).
     #[error("cannot write the answer as JSON: {0}")]
     Encode(#[from] serde_json::Error),
+    /// A tunnel that could not be opened or carried: the device's agent did not answer, the
+    /// workload did not, or too many connections were opening.
+    #[error("{message}")]
+    Tunnel { status: StatusCode, message: String },
     /// An agent call without a bearer credential.
     #[error("this call needs the device credential as 'Authorization: Bearer <credential>'")]
     CredentialMissing,
@@ -67,6 +71,7 @@ impl IntoResponse for Error {
         use platform::Error as P;
         let (status, code, message) = match self {
             Error::BadRequest { status, message } => (status, "bad_request", message),
+            Error::Tunnel { status, message } => (status, "tunnel", message),
             limited @ Error::RateLimited { .. } => {
                 let body =
                     json!({ "error": { "code": "rate_limited", "message": limited.to_string() } });

@@ -13,6 +13,7 @@ mod openapi;
 mod operator;
 mod router;
 mod startup;
+pub mod tunnel;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -37,9 +38,13 @@ const STOP_GRACE: Duration = Duration::from_secs(15);
 pub struct RunningServer {
     pub addr: SocketAddr,
     pub public_url: Url,
+    /// Where renters reach tunnels; None when the server runs none.
+    pub tunnel_url: Option<Url>,
     pub platform: Platform,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
+    /// The tunnel origin's listener; it stops with the main one.
+    tunnel_task: Option<JoinHandle<std::io::Result<()>>>,
     jobs: JoinHandle<()>,
     stop_jobs: tokio::sync::watch::Sender<bool>,
     demo_agents: DemoAgents,
@@ -55,6 +60,10 @@ impl RunningServer {
         self.demo_agents.stop().await;
         self.platform.agents.release_waits();
         let _ = self.shutdown.send(());
+        if let Some(tunnels) = self.tunnel_task {
+            // Open tunnels are long-lived connections to workloads: they are cut, not awaited.
+            tunnels.abort();
+        }
         let task = self.task.abort_handle();
         match tokio::time::timeout(STOP_GRACE, self.task).await {
             Ok(Ok(Err(e))) => tracing::error!(error = %e, "server ended with an error"),

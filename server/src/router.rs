@@ -21,10 +21,11 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
+use crate::tunnel::TunnelHub;
 use crate::{agent_api, api, explorer_api};
 
 /// The whole HTTP surface over `platform`, as `start` serves it (tests serve it too).
-pub fn router(platform: Platform, config: &Config, addr: SocketAddr) -> Router {
+pub fn router(platform: Platform, config: &Config, addr: SocketAddr, hub: TunnelHub) -> Router {
     let leptos_options = LeptosOptions::builder()
         .output_name(BUNDLE_NAME)
         .site_root(config.site_root.to_string_lossy().into_owned())
@@ -75,6 +76,7 @@ pub fn router(platform: Platform, config: &Config, addr: SocketAddr) -> Router {
     let agents = Router::new()
         .nest("/api/agent/v1", agent_api::routes())
         .with_state(platform)
+        .layer(axum::Extension(hub))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             config.request_timeout,
@@ -87,6 +89,7 @@ pub fn router(platform: Platform, config: &Config, addr: SocketAddr) -> Router {
         .is_some_and(|u| u.scheme() == "https");
     let mut app = operational
         .merge(site)
+        .layer(axum::middleware::from_fn(same_origin_writes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             config.request_timeout,
@@ -97,6 +100,44 @@ pub fn router(platform: Platform, config: &Config, addr: SocketAddr) -> Router {
         app = app.layer(SetResponseHeaderLayer::if_not_present(name, value));
     }
     app.merge(agents).layer(TraceLayer::new_for_http())
+}
+
+/// Refuses a browser's write whose `Origin` is not this site's own. `SameSite=Lax` cookies
+/// are still sent from another port of the same host, where the tunnel origin serves what
+/// workloads answer: without this, a provider's page there could write as the renter.
+async fn same_origin_writes(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::Method;
+    if matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) {
+        return next.run(request).await;
+    }
+    let headers = request.headers();
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        // Not a browser's cross-origin write: scripts and API clients send none.
+        return next.run(request).await;
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest.trim_end_matches('/'));
+    match (origin_host, host) {
+        (Some(from), Some(host)) if from.eq_ignore_ascii_case(host) => next.run(request).await,
+        _ => (
+            StatusCode::FORBIDDEN,
+            axum::Json(serde_json::json!({ "error": {
+                "code": "cross_origin",
+                "message": "this write came from a page of another origin; use the console itself",
+            }})),
+        )
+            .into_response(),
+    }
 }
 
 fn security_headers(secure_site: bool) -> Vec<(HeaderName, HeaderValue)> {

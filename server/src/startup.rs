@@ -28,8 +28,14 @@ const SEEDED_RECENT_HOURS: i64 = 12;
 const SEEDED_DEVICES_PER_CLUSTER: usize = 20;
 
 /// Opens and migrates the database and makes the services over it.
-async fn open_platform(config: &Config, public_url: &Url) -> Result<Platform, Error> {
+async fn open_platform(
+    config: &Config,
+    public_url: &Url,
+    tunnel_url: Option<&Url>,
+) -> Result<Platform, Error> {
     let store = Store::open(&config.database_url).await?;
+    let mut provisioning = config.provisioning.clone();
+    provisioning.tunnel_origin = tunnel_url.map(|u| u.as_str().trim_end_matches('/').to_owned());
     Ok(Platform::new(
         store,
         PlatformConfig {
@@ -39,7 +45,7 @@ async fn open_platform(config: &Config, public_url: &Url) -> Result<Platform, Er
                 registration_ttl_secs: config.registration_ttl_secs,
             },
             fleet: config.fleet.clone(),
-            provisioning: config.provisioning.clone(),
+            provisioning,
             rewards: config.rewards.clone(),
             solana_access: solana_access(config)?,
         },
@@ -113,7 +119,20 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
             .map_err(|e| Error::Config(format!("listen address {addr}: {e}")))?,
     };
 
-    let platform = open_platform(&config, &public_url).await?;
+    let tunnel_listener = match config.tunnel_listen {
+        Some(at) => Some(
+            TcpListener::bind(at)
+                .await
+                .map_err(|source| Error::Bind { addr: at, source })?,
+        ),
+        None => None,
+    };
+    let tunnel_url = match &tunnel_listener {
+        Some(listener) => Some(tunnel_url_of(&config, &public_url, listener)?),
+        None => None,
+    };
+
+    let platform = open_platform(&config, &public_url, tunnel_url.as_ref()).await?;
     platform.agents.rebuild(platform::now()).await?;
     platform.compliance.refresh(platform::now()).await?;
     if config.demo_devices > 0 {
@@ -151,7 +170,12 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         jobs_stopped,
     );
 
-    let router = crate::router::router(platform.clone(), &config, addr);
+    let hub = crate::tunnel::TunnelHub::new();
+    let router = crate::router::router(platform.clone(), &config, addr, hub.clone());
+    let tunnel_task = tunnel_listener.map(|listener| {
+        let tunnels = crate::tunnel::proxy::router(platform.clone(), hub);
+        tokio::spawn(async move { axum::serve(listener, tunnels).await })
+    });
     let (shutdown, stop_signal) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         // Peer addresses let the public explorer API limit each client.
@@ -164,19 +188,41 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         })
         .await
     });
+    if let Some(url) = &tunnel_url {
+        tracing::info!(%url, "tunnels served");
+    }
     tracing::info!(%addr, %public_url, database = %platform::store::redact(&config.database_url), "serving");
     let agent_url = public_url.as_str().trim_end_matches('/');
     let demo_agents = DemoAgents::start(&platform, &config.demo_agents, agent_url).await?;
     Ok(RunningServer {
         addr,
         public_url,
+        tunnel_url,
         platform,
         shutdown,
         task,
+        tunnel_task,
         jobs: background,
         stop_jobs,
         demo_agents,
     })
+}
+
+/// Where renters reach the tunnel listener: `--tunnel-url`, or the public URL's scheme and
+/// host with the listener's port.
+fn tunnel_url_of(config: &Config, public_url: &Url, listener: &TcpListener) -> Result<Url, Error> {
+    if let Some(url) = &config.tunnel_url {
+        return Ok(url.clone());
+    }
+    let port = listener
+        .local_addr()
+        .map_err(|e| Error::Config(format!("tunnel listener: {e}")))?
+        .port();
+    let mut url = public_url.clone();
+    url.set_path("/");
+    url.set_port(Some(port))
+        .map_err(|()| Error::Config(format!("the public URL {public_url} cannot take a port")))?;
+    Ok(url)
 }
 
 fn auth_config(config: &Config, public_url: &Url) -> AuthConfig {
@@ -230,5 +276,5 @@ pub(crate) async fn open_platform_for_task(config: &Config) -> Result<Platform, 
         None => Url::parse(&format!("http://{}", config.listen))
             .map_err(|e| Error::Config(format!("listen address: {e}")))?,
     };
-    open_platform(config, &public_url).await
+    open_platform(config, &public_url, None).await
 }

@@ -132,6 +132,14 @@ fn new_wallet() -> SigningKey {
     SigningKey::generate(&mut rand::rngs::OsRng)
 }
 
+async fn error_code(response: reqwest::Response) -> String {
+    let body: Value = response.json().await.unwrap();
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 async fn error_message(response: reqwest::Response) -> String {
     let body: Value = response.json().await.unwrap();
     body["error"]["message"]
@@ -156,6 +164,46 @@ async fn spawn(database_url: String, tweak: impl FnOnce(&mut Config)) -> TestApp
         client,
         _turn: turn,
     }
+}
+
+/// A page of another origin (the tunnel origin is one: same host, another port) cannot write
+/// as the signed-in renter; the console's own pages and plain API clients can.
+async fn writes_from_another_origin_are_refused(app: TestApp) {
+    let tunnels = app.server.tunnel_url.clone().expect("tunnels are served");
+    let foreign = tunnels.as_str().trim_end_matches('/').to_owned();
+    let own = format!("http://{}", app.server.addr);
+    let sign_out = |origin: Option<String>| {
+        let mut request = app.client.post(app.url("/api/v1/auth/sign-out"));
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+    let refused = sign_out(Some(foreign)).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(error_code(refused).await, "cross_origin");
+    assert_eq!(
+        sign_out(Some("null".into())).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        sign_out(Some(own)).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        sign_out(None).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    // Reads are not writes.
+    let read = app
+        .client
+        .get(app.url("/api/v1/network/summary"))
+        .header("origin", "http://elsewhere.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), StatusCode::OK);
+    app.server.stop().await;
 }
 
 async fn health_and_readiness_answer(app: TestApp) {
@@ -1496,6 +1544,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     health_and_readiness_answer,
+    writes_from_another_origin_are_refused,
     each_section_renders_on_the_server_with_hydration_and_navigation,
     the_root_redirects_to_the_explorer,
     an_unknown_page_is_a_404_page,

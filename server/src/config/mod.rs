@@ -45,6 +45,17 @@ pub struct Settings {
     #[arg(long, env = "GC_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
 
+    /// Address of the tunnel origin, where renters reach their clusters' ports through the
+    /// platform: a listener of its own, so what workloads answer never runs as the console's
+    /// pages; "off" runs no tunnels. [default: ADDR's IP and the port after ADDR's (0 if 0)]
+    #[arg(long, env = "GC_TUNNEL_LISTEN", value_name = "ADDR")]
+    pub tunnel_listen: Option<String>,
+
+    /// The URL renters reach the tunnel origin at (behind a proxy or TLS terminator).
+    /// [default: the public URL's scheme and host with the tunnel listener's port]
+    #[arg(long, env = "GC_TUNNEL_URL", value_name = "URL")]
+    pub tunnel_url: Option<String>,
+
     /// Folder with the built site: pkg/ (WASM, JS, CSS) and public files. [default: target/site]
     #[arg(long, env = "GC_SITE_ROOT", value_name = "DIR")]
     pub site_root: Option<PathBuf>,
@@ -285,6 +296,9 @@ pub struct Config {
     pub listen: SocketAddr,
     pub database_url: String,
     pub public_url: Option<Url>,
+    /// None runs no tunnels.
+    pub tunnel_listen: Option<SocketAddr>,
+    pub tunnel_url: Option<Url>,
     pub site_root: PathBuf,
     pub chain_id: String,
     /// 0 when no demo fleet is wanted.
@@ -316,6 +330,8 @@ impl Settings {
             listen: self.listen.or(lower.listen),
             database_url: self.database_url.or(lower.database_url),
             public_url: self.public_url.or(lower.public_url),
+            tunnel_listen: self.tunnel_listen.or(lower.tunnel_listen),
+            tunnel_url: self.tunnel_url.or(lower.tunnel_url),
             site_root: self.site_root.or(lower.site_root),
             solana_cluster: self.solana_cluster.or(lower.solana_cluster),
             demo: self.demo.or(lower.demo),
@@ -406,6 +422,51 @@ mod tests {
 
     fn message(args: &[&str]) -> String {
         parse(args).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn tunnels_have_an_origin_of_their_own() {
+        let config = parse(&["--listen", "127.0.0.1:3000"]).unwrap();
+        assert_eq!(config.tunnel_listen.unwrap().to_string(), "127.0.0.1:3001");
+        assert_eq!(
+            parse(&["--listen", "127.0.0.1:0"])
+                .unwrap()
+                .tunnel_listen
+                .unwrap()
+                .port(),
+            0
+        );
+        assert!(parse(&["--tunnel-listen", "off"])
+            .unwrap()
+            .tunnel_listen
+            .is_none());
+        assert!(message(&[
+            "--listen",
+            "127.0.0.1:4000",
+            "--tunnel-listen",
+            "127.0.0.1:4000"
+        ])
+        .contains("must differ from --listen"));
+        assert!(message(&["--tunnel-listen", "nowhere"]).contains("--tunnel-listen 'nowhere'"));
+        assert!(message(&["--listen", "127.0.0.1:65535"]).contains("--tunnel-listen"));
+        assert!(message(&[
+            "--public-url",
+            "https://gpu.example",
+            "--tunnel-url",
+            "https://gpu.example/"
+        ])
+        .contains("another origin"));
+        let apart = parse(&[
+            "--public-url",
+            "https://gpu.example",
+            "--tunnel-url",
+            "https://tunnels.gpu.example",
+        ])
+        .unwrap();
+        assert_eq!(
+            apart.tunnel_url.unwrap().host_str(),
+            Some("tunnels.gpu.example")
+        );
     }
 
     #[test]

@@ -27,6 +27,8 @@ struct Endpoints {
     listen: SocketAddr,
     database_url: String,
     public_url: Option<Url>,
+    tunnel_listen: Option<SocketAddr>,
+    tunnel_url: Option<Url>,
     /// The Solana cluster's name: mainnet, devnet or testnet.
     cluster: String,
 }
@@ -68,6 +70,8 @@ impl Settings {
             listen: endpoints.listen,
             database_url: endpoints.database_url,
             public_url: endpoints.public_url,
+            tunnel_listen: endpoints.tunnel_listen,
+            tunnel_url: endpoints.tunnel_url,
             site_root: self
                 .site_root
                 .take()
@@ -109,18 +113,63 @@ impl Settings {
             .unwrap_or_else(|| "sqlite://data/gpu-commons.db".into());
         platform::store::Backend::of_url(&database_url)
             .map_err(|e| Error::Config(format!("--database-url: {e}")))?;
+        let site_url = |flag: &str, text: String| {
+            let url =
+                Url::parse(&text).map_err(|e| bad(flag, &text, &format!("not a URL ({e})")))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(bad(flag, &text, "expected http(s)://host[:port]"));
+            }
+            Ok(url)
+        };
         let public_url = self
             .public_url
             .take()
-            .map(|text| {
-                let url = Url::parse(&text)
-                    .map_err(|e| bad("public-url", &text, &format!("not a URL ({e})")))?;
-                if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-                    return Err(bad("public-url", &text, "expected http(s)://host[:port]"));
-                }
-                Ok(url)
-            })
+            .map(|text| site_url("public-url", text))
             .transpose()?;
+        let tunnel_listen = match self.tunnel_listen.take() {
+            Some(text) if text == "off" => None,
+            Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+                bad(
+                    "tunnel-listen",
+                    &text,
+                    "expected an IP address and port, e.g. 127.0.0.1:3001, or off",
+                )
+            })?),
+            None => Some(SocketAddr::new(
+                listen.ip(),
+                match listen.port() {
+                    0 => 0,
+                    port => port.checked_add(1).ok_or_else(|| {
+                        bad(
+                            "tunnel-listen",
+                            &"",
+                            "must be given when --listen's port is 65535",
+                        )
+                    })?,
+                },
+            )),
+        };
+        if tunnel_listen.is_some_and(|t| t.port() != 0 && t == listen) {
+            return Err(bad(
+                "tunnel-listen",
+                &listen,
+                "must differ from --listen: workloads' answers never share the console's origin",
+            ));
+        }
+        let tunnel_url = self
+            .tunnel_url
+            .take()
+            .map(|text| site_url("tunnel-url", text))
+            .transpose()?;
+        if let (Some(tunnel), Some(public)) = (&tunnel_url, &public_url) {
+            if tunnel.origin() == public.origin() {
+                return Err(bad(
+                    "tunnel-url",
+                    tunnel,
+                    "must be another origin than --public-url: workloads' answers never share the console's origin",
+                ));
+            }
+        }
         let cluster = self
             .solana_cluster
             .take()
@@ -136,6 +185,8 @@ impl Settings {
             listen,
             database_url,
             public_url,
+            tunnel_listen,
+            tunnel_url,
             cluster,
         })
     }
@@ -305,6 +356,8 @@ impl Settings {
             start_deadline_secs,
             settle_every_secs,
             token_price,
+            // Known once the tunnel listener is bound (start-up sets it).
+            tunnel_origin: None,
         })
     }
 
