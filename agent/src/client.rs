@@ -7,6 +7,7 @@ use domain::agent_protocol::{
     SpeedTestResult, SpeedTestStarted, VerificationOutcome, MAX_ASSIGNMENT_WAIT_SECS,
 };
 use domain::proof_of_work::Answer;
+use domain::tunnel::{OrderWait, TunnelOrder, TunnelOrders, MAX_ORDER_WAIT_SECS, STREAM_PROTOCOL};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -16,6 +17,8 @@ use crate::error::AgentError;
 #[derive(Clone)]
 pub struct ApiClient {
     http: reqwest::Client,
+    /// For tunnel streams, which last as long as the renter's connection: no total time limit.
+    streams: reqwest::Client,
     base: String,
     credential: Option<String>,
 }
@@ -50,8 +53,15 @@ impl ApiClient {
             .user_agent(concat!("gpu-commons-agent/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(transport)?;
+        let streams = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("gpu-commons-agent/", env!("CARGO_PKG_VERSION")))
+            .http1_only()
+            .build()
+            .map_err(transport)?;
         Ok(ApiClient {
             http,
+            streams,
             base: format!("{}/api/agent/v1", server.trim_end_matches('/')),
             credential: None,
         })
@@ -63,7 +73,16 @@ impl ApiClient {
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let builder = self.http.request(method, format!("{}{path}", self.base));
+        self.request_on(&self.http, method, path)
+    }
+
+    fn request_on(
+        &self,
+        http: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        let builder = http.request(method, format!("{}{path}", self.base));
         match &self.credential {
             Some(c) => builder.bearer_auth(c),
             None => builder,
@@ -145,6 +164,56 @@ impl ApiClient {
             )
             .await?;
         Ok(change.changed)
+    }
+
+    /// Waits (up to the server's limit) for connections the server asks this device to open.
+    pub async fn wait_for_tunnel_orders(&self) -> Result<Vec<TunnelOrder>, AgentError> {
+        let wait = OrderWait {
+            wait_secs: MAX_ORDER_WAIT_SECS,
+        };
+        let orders: TunnelOrders = self
+            .json(
+                self.request(reqwest::Method::POST, "/tunnel/orders")
+                    .json(&wait),
+            )
+            .await?;
+        Ok(orders.orders)
+    }
+
+    /// Opens the stream of tunnel order `stream`: the connection, upgraded, then carries the
+    /// renter's bytes.
+    pub async fn open_tunnel_stream(&self, stream: &str) -> Result<reqwest::Upgraded, AgentError> {
+        let response = self
+            .request_on(
+                &self.streams,
+                reqwest::Method::GET,
+                &format!("/tunnel/streams/{stream}"),
+            )
+            .header(reqwest::header::CONNECTION, "upgrade")
+            .header(reqwest::header::UPGRADE, STREAM_PROTOCOL)
+            .send()
+            .await
+            .map_err(transport)?;
+        if response.status() != reqwest::StatusCode::SWITCHING_PROTOCOLS {
+            return Err(Self::answer_of(response).await.err().unwrap_or_else(|| {
+                AgentError::Transport("the server did not switch the tunnel stream".into())
+            }));
+        }
+        response.upgrade().await.map_err(transport)
+    }
+
+    /// Tells the server why order `stream` cannot be connected.
+    pub async fn refuse_tunnel_stream(&self, stream: &str, why: &str) -> Result<(), AgentError> {
+        let response = self
+            .request(
+                reqwest::Method::POST,
+                &format!("/tunnel/streams/{stream}/refused"),
+            )
+            .json(&serde_json::json!({ "reason": why }))
+            .send()
+            .await
+            .map_err(transport)?;
+        Self::answer_of(response).await.map(|_| ())
     }
 
     pub async fn answer(&self, answer: &Answer) -> Result<VerificationOutcome, AgentError> {

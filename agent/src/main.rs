@@ -7,6 +7,7 @@ mod client;
 mod credentials;
 mod error;
 mod hardware;
+mod tunnel;
 mod workloads;
 
 use std::path::PathBuf;
@@ -190,10 +191,12 @@ async fn run(args: Args) -> Result<(), AgentError> {
     }
     let settings = workload_settings(&args, &machine, &saved.device_id, &path, &record)?;
     let shipping = settings.shipping.clone();
+    let served = settings.served.clone();
     let mut workloads = workloads::Workloads::new(&saved.device_id, record, settings);
     let assignments = Arc::new(AssignmentWatch::default());
     let watcher = tokio::spawn(watch_assignments(client.clone(), assignments.clone()));
     let shipper = tokio::spawn(ship_output(client.clone(), shipping.clone()));
+    let tunnels = tokio::spawn(tunnel::serve(client.clone(), served));
     let result = tokio::select! {
         result = heartbeat_loop(&client, &mut machine, &mut workloads, &assignments) => result,
         signal = &mut stop => {
@@ -202,6 +205,7 @@ async fn run(args: Args) -> Result<(), AgentError> {
         }
     };
     watcher.abort();
+    tunnels.abort();
     workloads.stop_all().await;
     shipper.abort();
     // What the workloads printed while stopping still reaches the renter, if it can quickly.
@@ -300,6 +304,7 @@ fn workload_settings(
         gpus,
         logs: credentials.with_extension("logs"),
         shipping: workloads::Shipping::default(),
+        served: tunnel::Served::default(),
     })
 }
 

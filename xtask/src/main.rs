@@ -207,6 +207,8 @@ fn ensure_confinement_tools(for_tests: bool) -> Result {
     ];
     if for_tests {
         wanted.push(("/usr/bin/busybox", "busybox-static"));
+        // The tunnel test's workload serves HTTP with Python's standard library.
+        wanted.push(("/usr/bin/python3", "python3"));
     }
     let missing: Vec<&str> = wanted
         .iter()

@@ -151,7 +151,9 @@ impl Engine {
             "bridge".into(),
         ]);
         if let Some(port) = spec.port {
-            args.extend(["--publish".into(), format!("{port}:{port}")]);
+            // On the loopback only: renters reach it through the platform's tunnel, never at
+            // the provider's public address.
+            args.extend(["--publish".into(), format!("127.0.0.1:{port}:{port}")]);
         }
         if !spec.gpus.is_empty() {
             match self {
@@ -240,7 +242,7 @@ mod tests {
              --cap-add CHOWN --cap-add DAC_OVERRIDE --cap-add FOWNER --cap-add SETUID \
              --cap-add SETGID --cap-add KILL --cap-add NET_BIND_SERVICE \
              --security-opt no-new-privileges --pids-limit 4096 --memory 30000m --cpus 8 \
-             --ulimit nofile=1024:1024 --ulimit nproc=9000:9000 --network bridge --publish 8000:8000 \
+             --ulimit nofile=1024:1024 --ulimit nproc=9000:9000 --network bridge --publish 127.0.0.1:8000:8000 \
              --device nvidia.com/gpu=0 --device nvidia.com/gpu=3 \
              -- ghcr.io/example/server:1.2 sh -c python serve.py"
         );

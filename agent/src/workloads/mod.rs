@@ -59,6 +59,8 @@ pub struct Settings {
     pub logs: PathBuf,
     /// Where their lines wait to be shipped to the server.
     pub shipping: Shipping,
+    /// The ports running workloads serve through tunnels.
+    pub served: crate::tunnel::Served,
 }
 
 /// What confines a running workload, and what to clean up after it.
@@ -198,6 +200,7 @@ impl Workloads {
             .collect();
         for id in ended {
             if let Some(workload) = self.running.remove(&id) {
+                self.settings.served.remove(&id);
                 println!("cluster {id} ended; stopping its workload");
                 tokio::spawn(stop(workload));
                 changed = true;
@@ -212,6 +215,19 @@ impl Workloads {
                     started.state.as_str(),
                     started.detail
                 );
+                if started.state != WorkloadState::Failed {
+                    self.settings.served.set(
+                        &assignment.cluster_id,
+                        domain::tunnel::ports_of(
+                            assignment.kind,
+                            assignment.role,
+                            &assignment.workload,
+                        )
+                        .iter()
+                        .map(|p| p.port)
+                        .collect(),
+                    );
+                }
                 self.running.insert(assignment.cluster_id.clone(), started);
                 changed = true;
             }
@@ -224,7 +240,14 @@ impl Workloads {
 
     /// Stops every workload gracefully and waits until they are gone (the agent is stopping).
     pub async fn stop_all(&mut self) {
-        let stopping: Vec<_> = self.running.drain().map(|(_, w)| stop(w)).collect();
+        let stopping: Vec<_> = self
+            .running
+            .drain()
+            .map(|(id, w)| {
+                self.settings.served.remove(&id);
+                stop(w)
+            })
+            .collect();
         for done in stopping {
             done.await;
         }
@@ -241,10 +264,12 @@ impl Workloads {
         let env = workload_env(assignment, &self.device_id);
         match assignment.kind.runtime() {
             Runtime::Container => self.start_container(assignment, &env),
-            Runtime::Ray if workload.command.is_empty() => match ray::start(assignment) {
-                Ok(start) => self.start_sandboxed(assignment, start.argv, &env, start.detail),
-                Err(why) => Running::failed(why),
-            },
+            Runtime::Ray if workload.command.is_empty() => {
+                match ray::start(assignment, &self.device_id) {
+                    Ok(start) => self.start_sandboxed(assignment, start.argv, &env, start.detail),
+                    Err(why) => Running::failed(why),
+                }
+            }
             Runtime::Ray | Runtime::Kubernetes | Runtime::Process
                 if workload.command.is_empty() =>
             {

@@ -27,8 +27,8 @@ fn ray_address(head: &str) -> String {
     }
 }
 
-/// How to start Ray on this device, or why it cannot.
-pub fn start(assignment: &WorkloadAssignment) -> Result<RayStart, String> {
+/// How to start Ray on device `device_id`, or why it cannot.
+pub fn start(assignment: &WorkloadAssignment, device_id: &str) -> Result<RayStart, String> {
     if !installed("ray") {
         return Err("Ray is not installed on this device (pip install ray)".into());
     }
@@ -64,6 +64,9 @@ pub fn start(assignment: &WorkloadAssignment) -> Result<RayStart, String> {
                 .into(),
         });
     }
+    // Renters reach JupyterLab through the platform's tunnel, under its prefix: its pages and
+    // API must be served there.
+    let base_url = domain::tunnel::prefix(&assignment.cluster_id, device_id, NOTEBOOK_PORT);
     // One shell in one sandbox: the end of the cluster ends both.
     let quoted: Vec<String> = ray
         .iter()
@@ -75,11 +78,11 @@ pub fn start(assignment: &WorkloadAssignment) -> Result<RayStart, String> {
             "-c".into(),
             format!(
                 "jupyter lab --ip=127.0.0.1 --port={NOTEBOOK_PORT} --no-browser \
-                 --ServerApp.token=\"$GC_NOTEBOOK_TOKEN\" & exec {}",
+                 --ServerApp.token=\"$GC_NOTEBOOK_TOKEN\" --ServerApp.base_url='{base_url}' & exec {}",
                 quoted.join(" ")
             ),
         ],
-        detail: format!("JupyterLab on port {NOTEBOOK_PORT}"),
+        detail: format!("JupyterLab on port {NOTEBOOK_PORT}, reached through the platform's tunnel"),
     })
 }
 
