@@ -148,7 +148,7 @@ fn ClusterView(c: ClusterWithChart) -> impl IntoView {
     let utilisation_chart = c.utilisation_chart;
     let output = output_by_device(c.output);
     let s = d.summary;
-    let access = access_lines(s.kind, &d.workload, &d.members, d.notebook_token.as_deref());
+    let access = access_lines(s.kind, &d.workload, &d.tunnels, d.notebook_token.as_deref());
     let active = s.status.is_active().to_string();
     view! {
         <section class="hero" data-cluster-active=active>
@@ -184,6 +184,10 @@ fn ClusterView(c: ClusterWithChart) -> impl IntoView {
         </section>
         <section class="panel">
             <h2>"Access"</h2>
+            <p class="muted">{format!(
+                "Through the platform's tunnels: signed in here, or with an API key (Authorization: Bearer …). {} carried so far.",
+                byte_text(d.tunnel_bytes)
+            )}</p>
             <ul data-testid="cluster-access">{access.into_iter().map(|line| view! {
                 <li>{format!("{}: ", line.what)}{if line.link {
                     let href = line.text.clone();
@@ -265,65 +269,64 @@ impl Access {
         let text = text.into();
         Access {
             what: what.into(),
-            link: text.starts_with("http://"),
+            link: text.starts_with("http://") || text.starts_with("https://"),
             text,
         }
     }
 }
 
-/// How the renter reaches the cluster: the workload's port on every device at the address its
-/// agent connects from, and the command each device runs. Ray's dashboard, job API and
-/// JupyterLab listen on the head's loopback only (never on a provider's public interfaces), so
-/// they are named as that, not linked, until the platform tunnels to them.
+/// Bytes in the unit that reads best.
+fn byte_text(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// How the renter reaches the cluster: each port its devices serve (the workload's, and on a
+/// Ray head its dashboard and JupyterLab) through the platform's tunnels, which only the
+/// renter can open, and the command each device runs. Nothing is reached at a provider's
+/// address: the agents open the tunnels outwards.
 fn access_lines(
     kind: ClusterKind,
     workload: &domain::cluster::Workload,
-    members: &[domain::cluster::ClusterMember],
+    tunnels: &[domain::tunnel::TunnelLink],
     notebook_token: Option<&str>,
 ) -> Vec<Access> {
-    use domain::cluster::{ClusterRole, Runtime};
-    let active: Vec<_> = members.iter().filter(|m| m.left_at.is_none()).collect();
-    // IPv6 in brackets, ready for a URL; until its agent is heard from, no address.
-    let host = |m: &domain::cluster::ClusterMember| {
-        m.address.as_ref().map(|a| {
-            if a.contains(':') {
-                format!("[{a}]")
-            } else {
-                a.clone()
+    use domain::tunnel::RAY_DASHBOARD_PORT;
+    let mut lines: Vec<Access> = tunnels
+        .iter()
+        .map(|t| {
+            let what = format!("{} on {}", t.what, t.device_id);
+            match (t.port, notebook_token) {
+                (domain::agent_protocol::NOTEBOOK_PORT, Some(token)) => {
+                    Access::new(what, format!("{}lab?token={token}", t.url))
+                }
+                _ => Access::new(what, t.url.clone()),
             }
         })
-    };
-    let unknown = |device: &str| format!("{device}: its address is shown once its agent checks in");
-    let mut lines = Vec::new();
-    let head = active.iter().find(|m| m.role == ClusterRole::Head);
-    if let (Runtime::Ray, Some(head)) = (kind.runtime(), head) {
-        let loopback = |port: u16| {
-            format!(
-                "on {}'s loopback only (127.0.0.1:{port}); the platform's tunnel to it is not \
-                 available yet",
-                head.device_id
-            )
-        };
-        lines.push(Access::new("Ray dashboard", loopback(8265)));
-        if let Some(token) = notebook_token {
-            let port = domain::agent_protocol::NOTEBOOK_PORT;
-            lines.push(Access::new(
-                "JupyterLab",
-                format!("token {token}, {}", loopback(port)),
-            ));
-        }
+        .collect();
+    if let Some(dashboard) = tunnels.iter().find(|t| t.port == RAY_DASHBOARD_PORT) {
         lines.push(Access::new(
             "Submit a job",
-            "from the head's command: ray job submit --address http://127.0.0.1:8265 -- python job.py",
+            format!(
+                "ray job submit --address {} --headers '{{\"Authorization\": \"Bearer <your API key>\"}}' -- python job.py",
+                dashboard.url.trim_end_matches('/')
+            ),
         ));
     }
-    if let Some(port) = workload.port {
-        for m in &active {
-            lines.push(Access::new(
-                format!("Port {port} on {}", m.device_id),
-                host(m).map_or_else(|| unknown(&m.device_id), |h| format!("http://{h}:{port}")),
-            ));
-        }
+    if kind.runtime() == domain::cluster::Runtime::Ray && tunnels.is_empty() {
+        lines.push(Access::new(
+            "Ray dashboard",
+            "reached through the platform's tunnel while the cluster runs",
+        ));
     }
     if !workload.command.is_empty() {
         lines.push(Access::new("Each device runs", workload.command.clone()));
@@ -340,36 +343,26 @@ fn access_lines(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use domain::cluster::{ClusterMember, ClusterRole, Workload};
-    use domain::fleet::DeviceStatus;
-
-    fn member(id: &str, role: ClusterRole, address: Option<&str>) -> ClusterMember {
-        ClusterMember {
-            device_id: id.into(),
-            role,
-            units: 1,
-            country: "DE".into(),
-            tier: None,
-            device_status: DeviceStatus::Hired,
-            workload_state: domain::cluster::WorkloadState::Running,
-            joined_at: 0,
-            left_at: None,
-            address: address.map(str::to_owned),
-        }
-    }
+    use domain::cluster::{ClusterRole, Workload};
 
     #[test]
-    fn ports_are_at_the_devices_addresses_and_ray_services_stay_on_loopback() {
+    fn every_way_in_is_a_tunnel_and_the_notebook_link_carries_its_token() {
         let members = [
-            member("dev-head", ClusterRole::Head, Some("203.0.113.7")),
-            member("dev-w1", ClusterRole::Worker, Some("2001:db8::1")),
-            member("dev-w2", ClusterRole::Worker, None),
+            ("dev-head", ClusterRole::Head),
+            ("dev-w1", ClusterRole::Worker),
         ];
         let workload = Workload {
             port: Some(8000),
             ..Workload::default()
         };
-        let lines = access_lines(ClusterKind::Ray, &workload, &members, Some("t0k"));
+        let tunnels = domain::tunnel::links(
+            "https://t.example",
+            "cl-1",
+            ClusterKind::Ray,
+            &workload,
+            &members,
+        );
+        let lines = access_lines(ClusterKind::Ray, &workload, &tunnels, Some("t0k"));
         let shown: Vec<(&str, &str, bool)> = lines
             .iter()
             .map(|l| (l.what.as_str(), l.text.as_str(), l.link))
@@ -377,31 +370,20 @@ mod tests {
         assert_eq!(
             shown,
             [
-                (
-                    "Ray dashboard",
-                    "on dev-head's loopback only (127.0.0.1:8265); the platform's tunnel to it is not available yet",
-                    false
-                ),
-                (
-                    "JupyterLab",
-                    "token t0k, on dev-head's loopback only (127.0.0.1:8888); the platform's tunnel to it is not available yet",
-                    false
-                ),
+                ("Ray dashboard and job API on dev-head", "https://t.example/c/cl-1/dev-head/8265/", true),
+                ("JupyterLab on dev-head", "https://t.example/c/cl-1/dev-head/8888/lab?token=t0k", true),
+                ("Port 8000 on dev-head", "https://t.example/c/cl-1/dev-head/8000/", true),
+                ("Port 8000 on dev-w1", "https://t.example/c/cl-1/dev-w1/8000/", true),
                 (
                     "Submit a job",
-                    "from the head's command: ray job submit --address http://127.0.0.1:8265 -- python job.py",
-                    false
-                ),
-                ("Port 8000 on dev-head", "http://203.0.113.7:8000", true),
-                ("Port 8000 on dev-w1", "http://[2001:db8::1]:8000", true),
-                (
-                    "Port 8000 on dev-w2",
-                    "dev-w2: its address is shown once its agent checks in",
+                    "ray job submit --address https://t.example/c/cl-1/dev-head/8265 --headers '{\"Authorization\": \"Bearer <your API key>\"}' -- python job.py",
                     false
                 ),
             ]
         );
-        let held = access_lines(ClusterKind::BareMetal, &Workload::default(), &members, None);
+        let held = access_lines(ClusterKind::BareMetal, &Workload::default(), &[], None);
         assert_eq!(held[0].what, "Devices");
+        assert_eq!(byte_text(512), "512 B");
+        assert_eq!(byte_text(3 * 1024 * 1024 / 2), "1.5 MiB");
     }
 }
