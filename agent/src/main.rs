@@ -429,7 +429,7 @@ async fn heartbeat_loop(
                     println!("status: {} ({})", reply.status, reply.reason);
                     last_status = Some(status);
                 }
-                let changed = workloads.reconcile(&reply.workloads);
+                let changed = workloads.reconcile(&reply.workloads).await;
                 if let Ok(mut known) = assignments.known.lock() {
                     *known = workloads.cluster_ids();
                 }

@@ -460,7 +460,7 @@ async fn a_demo_network_runs_clusters_on_its_demo_agents() {
 /// dashboard on the sandbox's loopback only, the worker's joins it at the head's address as the
 /// server saw it, and the head's JupyterLab listens on loopback with the renter's token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ray_workers_join_the_head_at_its_address() {
+async fn ray_workers_join_the_head_at_its_address_and_a_new_one_when_it_is_lost() {
     let fleet = Fleet::start(platform::testing::fresh_sqlite_url()).await;
     let bin = stand_in_ray(&fleet.dir);
     stand_in_jupyter(&fleet.dir);
@@ -524,17 +524,66 @@ async fn ray_workers_join_the_head_at_its_address() {
         "{:?}",
         running.events
     );
+    // The head is lost: a spare device replaces it as head, and the worker restarts to join
+    // the new head.
+    let (mut spare, spare_device) = ready_h100(&fleet, "r3", Some(&bin)).await;
+    let worker_agent = name_of(&worker.device_id);
+    let head_index = agents
+        .iter()
+        .position(|(_, d)| *d == head.device_id)
+        .unwrap();
+    let mut agents = agents;
+    agents[head_index].0.start_kill().unwrap();
+    wait_for_cluster(
+        &fleet,
+        renter,
+        &cluster.id,
+        30,
+        "headed by the spare",
+        |d| {
+            d.members.iter().any(|m| {
+                m.left_at.is_none() && m.role == ClusterRole::Head && m.device_id == spare_device
+            })
+        },
+    )
+    .await;
+    fleet
+        .wait_for_output(
+            "r3",
+            &cluster.id,
+            "ray: head - start --head --port 6379 --dashboard-host 127.0.0.1 --block",
+            15,
+        )
+        .await;
+    let joined = "ray: worker 127.0.0.1 start --address=127.0.0.1:6379 --block";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let log = fleet.workload_log(worker_agent, &cluster.id);
+        if log.matches(joined).count() == 2 {
+            assert!(
+                log.contains("ray stopped"),
+                "the old worker stopped first:\n{log}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker never rejoined:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     provisioning
         .terminate(renter, &cluster.id, platform::now())
         .await
         .unwrap();
     // Both stopped with the cluster, each asked to (not killed).
     fleet
-        .wait_for_output(head_agent, &cluster.id, "jupyter stopped", 15)
+        .wait_for_output("r3", &cluster.id, "jupyter stopped", 15)
         .await;
     fleet
-        .wait_for_output(head_agent, &cluster.id, "ray stopped", 15)
+        .wait_for_output("r3", &cluster.id, "ray stopped", 15)
         .await;
+    let _ = spare.start_kill();
     drop(agents);
     fleet.stop().await;
 }

@@ -117,6 +117,10 @@ pub struct WorkloadAssignment {
     /// heard from the head since it started.
     #[serde(default)]
     pub head_address: Option<String>,
+    /// The cluster's head device, for the others: when it changes (the head was lost and
+    /// replaced) they restart to join the new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_device: Option<String>,
     /// For the head of a Ray cluster: the token its JupyterLab (on [`NOTEBOOK_PORT`]) requires.
     #[serde(default)]
     pub notebook_token: Option<String>,

@@ -3,8 +3,8 @@
 
 use domain::agent_protocol::{Heartbeat, RegisterRequest, Utilisation, WorkloadState};
 use domain::cluster::{
-    ClusterKind, ClusterStatus, DeployRequest, DurationUnit, ExtendRequest, PaymentMethod, Purpose,
-    SecurityCompliance, Workload,
+    ClusterKind, ClusterRole, ClusterStatus, DeployRequest, DurationUnit, ExtendRequest,
+    PaymentMethod, Purpose, SecurityCompliance, Workload,
 };
 use domain::fleet::{DeviceKind, DeviceStatus, OperatingSystem};
 use domain::hardware::{GpuReport, HardwareReport};
@@ -1403,6 +1403,93 @@ async fn holdings(p: &Platform, user: i64) -> (MicroUsd, Tokens) {
 /// A hired device that falls silent served until its last heartbeat, not until the silence
 /// was noticed: its provider is paid to that heartbeat and the renter gets back the rest,
 /// down-after window included. The reason names the device's status.
+/// A Ray cluster that loses its head with no device free to replace it makes a surviving
+/// device its head, so the others have one to join; the tunnels follow the new head.
+async fn a_lost_head_with_no_replacement_is_followed_by_a_survivor(p: Platform) {
+    hireable_fleet(&p).await;
+    let me = account_of(&p, &Wallet::new()).await;
+    p.ledger
+        .operator_credit(
+            me,
+            Asset::Usdc,
+            usd(100_000).micros(),
+            "promo",
+            "promotion",
+            T0,
+        )
+        .await
+        .unwrap();
+    // Every free H200: none is left to replace a lost one.
+    let request = DeployRequest {
+        kind: ClusterKind::MegaRay,
+        workload: Workload::default(),
+        ..h200_request("every-h200", 1)
+    };
+    let cluster = p
+        .provisioning
+        .deploy(me, &request, Some("every-h200"), T0)
+        .await
+        .unwrap();
+    let members = p
+        .provisioning
+        .cluster(me, &cluster.id, T0)
+        .await
+        .unwrap()
+        .members;
+    assert!(members.len() >= 3, "{members:?}");
+    for m in &members {
+        p.provisioning
+            .workload_reported(
+                &m.device_id,
+                &cluster.id,
+                WorkloadState::Running,
+                "",
+                None,
+                T0,
+            )
+            .await
+            .unwrap();
+    }
+    let head = members
+        .iter()
+        .find(|m| m.role == ClusterRole::Head)
+        .unwrap();
+    let at = T0.plus_seconds(60);
+    p.provisioning
+        .workload_reported(
+            &head.device_id,
+            &cluster.id,
+            WorkloadState::Failed,
+            "the GPU fell off the bus",
+            Some(domain::agent_protocol::FailureCause::Device),
+            at,
+        )
+        .await
+        .unwrap();
+    let detail = p.provisioning.cluster(me, &cluster.id, at).await.unwrap();
+    let current: Vec<_> = detail
+        .members
+        .iter()
+        .filter(|m| m.left_at.is_none())
+        .collect();
+    assert_eq!(current.len(), members.len() - 1, "no replacement was free");
+    let heads: Vec<&str> = current
+        .iter()
+        .filter(|m| m.role == ClusterRole::Head)
+        .map(|m| m.device_id.as_str())
+        .collect();
+    let expected = current.iter().map(|m| m.device_id.as_str()).min().unwrap();
+    assert_eq!(heads, [expected], "one head: the first survivor");
+    assert!(
+        detail.events.iter().any(|e| e
+            .detail
+            .contains(&format!("{expected} is the cluster's head now"))),
+        "{:?}",
+        detail.events
+    );
+    assert_books_balance(&p, &cluster.id).await;
+}
+
 async fn a_device_lost_to_silence_is_paid_to_its_last_heartbeat(p: Platform) {
     let (me, cluster, device) = running_h200(&p, usd(100), "silent").await;
     let heard = T0.plus_seconds(600);
@@ -3783,6 +3870,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    a_lost_head_with_no_replacement_is_followed_by_a_survivor,
     workload_output_is_the_hired_devices_and_the_renters_alone,
     a_speed_test_download_cannot_be_predicted_or_skipped,
     a_renters_failing_workload_is_the_renters_and_a_devices_is_refunded,

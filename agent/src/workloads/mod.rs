@@ -27,7 +27,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use domain::agent_protocol::{FailureCause, WorkloadAssignment, WorkloadReport, WorkloadState};
-use domain::cluster::Runtime;
+use domain::cluster::{ClusterRole, Runtime};
 use domain::output::cut;
 use tokio::process::{Child, Command};
 
@@ -77,6 +77,22 @@ enum Confined {
     Holding,
 }
 
+/// A device's part in a cluster, as its workload was started for.
+#[derive(Debug, PartialEq, Eq)]
+struct Part {
+    role: ClusterRole,
+    head_device: Option<String>,
+}
+
+impl Part {
+    fn of(assignment: &WorkloadAssignment) -> Part {
+        Part {
+            role: assignment.role,
+            head_device: assignment.head_device.clone(),
+        }
+    }
+}
+
 struct Running {
     /// The sandbox's bubblewrap or the engine's `run`, while it runs.
     child: Option<Child>,
@@ -110,6 +126,9 @@ pub struct Workloads {
     device_id: String,
     settings: Settings,
     running: HashMap<String, Running>,
+    /// Each running cluster's part as this device started it: its role and the head device
+    /// it joined. A new head (the old one was lost) restarts the workload to join it.
+    parts: HashMap<String, Part>,
     /// Where what runs is written down (see [`stop_leftovers`]).
     record: PathBuf,
 }
@@ -141,6 +160,7 @@ impl Workloads {
             device_id: device_id.to_owned(),
             settings,
             running: HashMap::new(),
+            parts: HashMap::new(),
             record,
         }
     }
@@ -188,9 +208,10 @@ impl Workloads {
         }
     }
 
-    /// Starts what is newly assigned and stops what no longer is. Returns whether anything
-    /// changed (the caller then reports soon instead of after a full interval).
-    pub fn reconcile(&mut self, assignments: &[WorkloadAssignment]) -> bool {
+    /// Starts what is newly assigned, stops what no longer is, and restarts what has a new
+    /// part (a Ray worker whose head was replaced, a worker made head). Returns whether
+    /// anything changed (the caller then reports soon instead of after a full interval).
+    pub async fn reconcile(&mut self, assignments: &[WorkloadAssignment]) -> bool {
         let mut changed = false;
         let ended: Vec<String> = self
             .running
@@ -201,13 +222,32 @@ impl Workloads {
         for id in ended {
             if let Some(workload) = self.running.remove(&id) {
                 self.settings.served.remove(&id);
+                self.parts.remove(&id);
                 println!("cluster {id} ended; stopping its workload");
                 tokio::spawn(stop(workload));
                 changed = true;
             }
         }
         for assignment in assignments {
+            let id = &assignment.cluster_id;
+            let recast = self
+                .parts
+                .get(id)
+                .is_some_and(|part| *part != Part::of(assignment));
+            if recast {
+                if let Some(workload) = self.running.remove(id) {
+                    println!(
+                        "cluster {id}: now {} with head {}; restarting its workload",
+                        assignment.role.as_str(),
+                        assignment.head_device.as_deref().unwrap_or("this device")
+                    );
+                    // Awaited: the new start reuses the cluster's names (work folder, container).
+                    stop(workload).await;
+                }
+            }
             if !self.running.contains_key(&assignment.cluster_id) {
+                self.parts
+                    .insert(assignment.cluster_id.clone(), Part::of(assignment));
                 let started = self.start(assignment);
                 println!(
                     "cluster {}: workload {} {}",
@@ -245,6 +285,7 @@ impl Workloads {
             .drain()
             .map(|(id, w)| {
                 self.settings.served.remove(&id);
+                self.parts.remove(&id);
                 stop(w)
             })
             .collect();

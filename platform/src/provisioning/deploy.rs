@@ -143,6 +143,7 @@ impl ProvisioningService {
                 .head
                 .filter(|head| *head != device)
                 .and_then(|head| self.address_of(head)),
+            head_device: work.head.filter(|head| *head != device).map(str::to_owned),
             notebook_token: work
                 .notebook_token
                 .filter(|_| role == ClusterRole::Head)

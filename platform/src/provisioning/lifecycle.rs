@@ -357,17 +357,30 @@ impl ProvisioningService {
         )
         .fetch_all(self.store.pool())
         .await?;
+        // Each cluster's head device, which the others' assignments name.
+        let mut heads = std::collections::HashMap::new();
+        for row in &rows {
+            if enum_in(row, "role", ClusterRole::parse)? == ClusterRole::Head {
+                heads.insert(
+                    row.try_get::<String, _>("id")?,
+                    row.try_get::<String, _>("device_id")?,
+                );
+            }
+        }
         for row in &rows {
             let device: String = row.try_get("device_id")?;
             let role = enum_in(row, "role", ClusterRole::parse)?;
+            let cluster_id: String = row.try_get("id")?;
+            let head_device = heads.get(&cluster_id).filter(|h| **h != device).cloned();
             let assignment = Arc::new(WorkloadAssignment {
-                cluster_id: row.try_get("id")?,
+                cluster_id,
                 kind: enum_in(row, "kind", ClusterKind::parse)?,
                 role,
                 workload: json_in(row, "workload")?,
                 // Addresses are learnt from heartbeats, none yet at start-up; running agents
                 // keep what they were given.
                 head_address: None,
+                head_device,
                 notebook_token: row
                     .try_get::<Option<String>, _>("notebook_token")?
                     .filter(|_| role == ClusterRole::Head),

@@ -99,6 +99,19 @@ impl ProvisioningService {
                 )
             }
         };
+        // A lost head is followed by its replacement, or else by a surviving device, so the
+        // others have a head to join.
+        let new_head = match (lost.role, hired.first()) {
+            (ClusterRole::Worker, _) => None,
+            (ClusterRole::Head, Some((first, _))) => Some(first.clone()),
+            (ClusterRole::Head, None) => {
+                promote_a_survivor(&mut tx, id, &members, device_id).await?
+            }
+        };
+        let line = match &new_head {
+            Some(head) => format!("{line}; {head} is the cluster's head now"),
+            None => line,
+        };
         let last = members.len() == 1 && hired.is_empty();
         if last {
             // Nothing runs any more: rounding dust left in escrow goes back as well.
@@ -114,22 +127,36 @@ impl ProvisioningService {
         }
         tx.commit().await?;
         self.released(&released, now);
-        let head = members
-            .iter()
-            .find(|m| m.role == ClusterRole::Head && m.device_id != device_id)
-            .map(|m| m.device_id.as_str());
-        self.hand_over(&cluster, lost.role, head, &hired, now);
+        let head = new_head.as_deref().or_else(|| {
+            members
+                .iter()
+                .find(|m| m.role == ClusterRole::Head && m.device_id != device_id)
+                .map(|m| m.device_id.as_str())
+        });
+        // Under a new head, the devices that stay get their new part: the survivors restart
+        // to join it (or, promoted, to be it).
+        let survivors: Vec<&str> = match new_head {
+            Some(_) => members
+                .iter()
+                .map(|m| m.device_id.as_str())
+                .filter(|d| *d != device_id)
+                .collect(),
+            None => Vec::new(),
+        };
+        self.hand_over(&cluster, lost.role, head, &hired, &survivors, now);
         tracing::info!(cluster = id, device = device_id, replaced = !hired.is_empty(), refund = %refund, "cluster device lost");
         Ok(())
     }
 
-    /// Mirrors the replacements hired for a lost device and gives each the lost one's part.
+    /// Mirrors the replacements hired for a lost device and gives each the lost one's part
+    /// (the first a lost head's), and gives the `survivors` theirs under `head`.
     fn hand_over(
         &self,
         cluster: &Settling,
         role: ClusterRole,
         head: Option<&str>,
         hired: &[(String, Transition)],
+        survivors: &[&str],
         now: UnixMillis,
     ) {
         let work = ClusterWork {
@@ -139,9 +166,17 @@ impl ProvisioningService {
             head,
             notebook_token: cluster.notebook_token.as_deref(),
         };
+        let part = |device: &str| match head {
+            Some(head) if head == device => ClusterRole::Head,
+            Some(_) => ClusterRole::Worker,
+            None => role,
+        };
         for (device, t) in hired {
             mirror(&self.live, &self.index, device, t, now);
-            self.assign(device, role, &work);
+            self.assign(device, part(device), &work);
+        }
+        for device in survivors {
+            self.assign(device, part(device), &work);
         }
     }
 
@@ -172,11 +207,16 @@ impl ProvisioningService {
         let units: Vec<u32> = chosen.iter().map(|(_, units)| *units).collect();
         let budgets = split_by_units(budget, &units);
         let mut hired = Vec::with_capacity(units.len());
-        for ((device, units), budget) in chosen.into_iter().zip(budgets) {
+        for (n, ((device, units), budget)) in chosen.into_iter().zip(budgets).enumerate() {
             // Savepoint-free: a device taken meanwhile fails the whole loss, retried next sweep.
             let seat = Seat {
                 cluster_id: &cluster.id,
-                role: lost.role,
+                // A cluster has one head: a head replaced by several devices heads with the first.
+                role: if n == 0 {
+                    lost.role
+                } else {
+                    ClusterRole::Worker
+                },
                 units,
                 budget,
                 compliance: cluster.compliance,
@@ -186,4 +226,32 @@ impl ProvisioningService {
         }
         Ok(Some(hired))
     }
+}
+
+/// Makes the first surviving device (by id) the head of cluster `id`, whose head `lost` was
+/// lost with no replacement; None when no device survives.
+async fn promote_a_survivor(
+    tx: &mut AnyConnection,
+    id: &str,
+    members: &[Member],
+    lost: &str,
+) -> Result<Option<String>, Error> {
+    let Some(survivor) = members
+        .iter()
+        .map(|m| m.device_id.as_str())
+        .filter(|d| *d != lost)
+        .min()
+    else {
+        return Ok(None);
+    };
+    sqlx::query(
+        "UPDATE cluster_devices SET role = $1 \
+         WHERE cluster_id = $2 AND device_id = $3 AND left_at IS NULL",
+    )
+    .bind(ClusterRole::Head.as_str())
+    .bind(id)
+    .bind(survivor)
+    .execute(&mut *tx)
+    .await?;
+    Ok(Some(survivor.to_owned()))
 }
