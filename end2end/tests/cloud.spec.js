@@ -58,7 +58,10 @@ test('a renter deploys a cluster on a real agent, extends it and terminates it',
     await page.getByTestId('country-search').fill('germ');
     await page.getByTestId('country-DE').check();
     await expect(page.getByTestId('chosen-countries')).toContainText('DE');
-    await page.getByTestId('deploy-command').fill('echo started; sleep 300');
+    // A web server in the sandbox, on the device's loopback: reached only through the tunnel.
+    const command = 'echo tunnelled > /tmp/index.html; echo started; exec busybox httpd -f -p 127.0.0.1:18089 -h /tmp';
+    await page.getByTestId('deploy-command').fill(command);
+    await page.getByTestId('deploy-port').fill('18089');
 
     // Asking for more than exists: an honest no, with the reason and what can be placed.
     await page.getByTestId('deploy-quantity').fill('3');
@@ -84,11 +87,16 @@ test('a renter deploys a cluster on a real agent, extends it and terminates it',
     await expect(page.getByTestId('workload-state')).toHaveText('running');
     await expect(page.getByTestId('cluster-devices')).toContainText(device.id);
     await expect(page.getByTestId('cluster-timeline')).toContainText('paid $0.50');
-    await expect(page.getByTestId('cluster-access')).toContainText('Each device runs: echo started; sleep 300');
+    await expect(page.getByTestId('cluster-access')).toContainText(`Each device runs: ${command}`);
     // What the command printed, shipped by the agent from its sandbox, follows on the page.
     await expect(page.getByTestId('cluster-output'), device.log()).toContainText('started', { timeout: 15_000 });
     const logs = await (await page.request.get(`${new URL(page.url()).pathname.replace('/cloud/clusters/', '/api/v1/cloud/clusters/')}/logs`)).json();
     expect(logs.lines.map((l) => l.text)).toContain('started');
+    // The port, through the platform's tunnel on its own origin, with the console's session.
+    const tunnel = await page.getByTestId('cluster-access').getByRole('link', { name: /18089/ }).getAttribute('href');
+    expect(new URL(tunnel).port).not.toBe(new URL(page.url()).port);
+    await expect.poll(async () => (await page.request.get(tunnel)).status(), { timeout: 15_000 }).toBe(200);
+    expect(await (await page.request.get(tunnel)).text()).toContain('tunnelled');
     // Drawn on the server from the agents' heartbeats.
     await expect(page.getByTestId('cluster-utilisation-chart').locator('svg')).toBeVisible();
     expect(device.log()).toContain('workload running');
