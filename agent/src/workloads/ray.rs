@@ -67,7 +67,9 @@ pub fn start(assignment: &WorkloadAssignment, device_id: &str) -> Result<RayStar
     // Renters reach JupyterLab through the platform's tunnel, under its prefix: its pages and
     // API must be served there.
     let base_url = domain::tunnel::prefix(&assignment.cluster_id, device_id, NOTEBOOK_PORT);
-    // One shell in one sandbox: the end of the cluster ends both.
+    // One shell in one sandbox, which lives as long as Ray does and outlives both: when the
+    // shell (the sandbox's main process) ends, the sandbox kills what is left, so it waits
+    // for Ray (through the stop's SIGTERM), then stops JupyterLab and waits for it too.
     let quoted: Vec<String> = ray
         .iter()
         .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
@@ -78,7 +80,11 @@ pub fn start(assignment: &WorkloadAssignment, device_id: &str) -> Result<RayStar
             "-c".into(),
             format!(
                 "jupyter lab --ip=127.0.0.1 --port={NOTEBOOK_PORT} --no-browser \
-                 --ServerApp.token=\"$GC_NOTEBOOK_TOKEN\" --ServerApp.base_url='{base_url}' & exec {}",
+                 --ServerApp.token=\"$GC_NOTEBOOK_TOKEN\" --ServerApp.base_url='{base_url}' & J=$!; \
+                 {} & R=$!; \
+                 trap 'kill -TERM $R 2>/dev/null' TERM; \
+                 S=0; while kill -0 $R 2>/dev/null; do wait $R; S=$?; done; \
+                 kill -TERM $J 2>/dev/null; wait $J; exit $S",
                 quoted.join(" ")
             ),
         ],
