@@ -42,9 +42,7 @@ pub fn parse_key_name(text: &str) -> Result<String, String> {
             "a key name has at most {MAX_NAME_CHARS} characters"
         ));
     }
-    if name.chars().any(char::is_control) {
-        return Err("a key name cannot hold control characters".into());
-    }
+    crate::text::check_name("a key name", name)?;
     Ok(name.to_owned())
 }
 

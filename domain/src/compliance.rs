@@ -93,7 +93,7 @@ impl Facility {
         let name = name.trim();
         if name.is_empty()
             || name.chars().count() > MAX_FACILITY_NAME_CHARS
-            || name.chars().any(char::is_control)
+            || crate::text::refused_name_char(name).is_some()
         {
             return Err(format!(
                 "a facility name has 1–{MAX_FACILITY_NAME_CHARS} printable characters, e.g. \"Equinix FR5\""

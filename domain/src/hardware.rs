@@ -43,6 +43,8 @@ pub enum HardwareError {
         min: u64,
         max: u64,
     },
+    #[error("{field} must not contain {}", crate::text::describe(*refused))]
+    RefusedCharacter { field: &'static str, refused: char },
     #[error("{count} GPUs reported; at most {MAX_GPUS} per device")]
     TooManyGpus { count: usize },
 }
@@ -64,6 +66,8 @@ fn text(field: &'static str, value: &str) -> Result<(), HardwareError> {
         Err(HardwareError::Empty { field })
     } else if value.chars().count() > MAX_NAME_CHARS {
         Err(HardwareError::TooLong { field })
+    } else if let Some(refused) = crate::text::refused_name_char(value) {
+        Err(HardwareError::RefusedCharacter { field, refused })
     } else {
         Ok(())
     }

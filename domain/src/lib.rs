@@ -21,6 +21,7 @@ pub mod pricing;
 pub mod proof_of_work;
 pub mod rewards;
 pub mod siws;
+pub mod text;
 pub mod time;
 pub mod tunnel;
 pub mod uptime;

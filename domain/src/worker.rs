@@ -38,9 +38,7 @@ pub fn valid_device_name(name: &str) -> Result<String, String> {
             "the device name is longer than {MAX_DEVICE_NAME_CHARS} characters"
         ));
     }
-    if name.chars().any(char::is_control) {
-        return Err("the device name must not contain control characters".into());
-    }
+    crate::text::check_name("the device name", name)?;
     Ok(name.to_owned())
 }
 

@@ -50,11 +50,8 @@ impl Workload {
                 format!("a command has at most {MAX_COMMAND_BYTES} bytes"),
             );
         }
-        if self.command.contains('\0') {
-            fail(
-                "workload.command",
-                "a command cannot hold a NUL character".into(),
-            );
+        if let Err(why) = crate::text::check_text("a command", &self.command) {
+            fail("workload.command", why);
         }
         if self.port == Some(0) {
             fail("workload.port", "a port is 1 to 65535".into());
@@ -97,9 +94,10 @@ fn check_env(name: &str, value: &str) -> Result<(), String> {
             "the value of {shown} is longer than {MAX_ENV_VALUE_BYTES} bytes"
         ));
     }
-    if value.contains(['\0', '\n', '\r']) {
+    if let Some(c) = crate::text::refused_name_char(value) {
         return Err(format!(
-            "the value of {shown} must be one line without NUL characters"
+            "the value of {shown} must be one line without {}",
+            crate::text::describe(c)
         ));
     }
     Ok(())
