@@ -83,6 +83,10 @@ pub struct AuthService {
 // Touching `last_seen_at` at most this often keeps reads from turning into writes.
 const TOUCH_EVERY_MS: i64 = 60_000;
 
+/// The shortest idle limit a session may have. `last_seen_at` lags use by up to a minute
+/// ([`TOUCH_EVERY_MS`]), so a limit near that would end sessions that are in use.
+pub const MIN_SESSION_IDLE_SECS: i64 = 5 * TOUCH_EVERY_MS / 1000;
+
 impl AuthService {
     pub fn new(store: Store, config: AuthConfig) -> AuthService {
         AuthService {
@@ -161,7 +165,7 @@ impl AuthService {
         )
         .map_err(SignInRefusal::from)?;
         let wallet = message.address.as_str();
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         let consumed = sqlx::query(
             "UPDATE auth_nonces SET used_at = $1 \
              WHERE nonce = $2 AND wallet = $3 AND used_at IS NULL AND expires_at > $1",

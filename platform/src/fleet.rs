@@ -87,7 +87,7 @@ impl FleetService {
             return Ok(0);
         }
         let devices = demo::fleet(&self.catalog, count, seed, now);
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         const COLUMNS: usize = 19;
         for chunk in devices.chunks(self.store.rows_per_statement(COLUMNS)) {
             let mut sql = String::from(
@@ -227,7 +227,7 @@ impl FleetService {
         .fetch_all(pool)
         .await?;
         let plan = demo::cluster_history(&self.catalog, &devices, per.max(1), seed, now);
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         const CLUSTER_COLUMNS: usize = 23;
         for chunk in plan.chunks(self.store.rows_per_statement(CLUSTER_COLUMNS)) {
             let mut sql = String::from(

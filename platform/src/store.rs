@@ -156,6 +156,7 @@ impl Store {
     /// (`BEGIN IMMEDIATE`): a deferred transaction that upgrades from reading fails at once
     /// with "database is locked" when another connection wrote meanwhile, where this one
     /// waits its turn under the busy timeout. PostgreSQL locks rows as it writes them.
+    #[allow(clippy::disallowed_methods)] // the one place write transactions open
     pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, Error> {
         Ok(match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
@@ -164,6 +165,7 @@ impl Store {
     }
 
     /// [`Store::begin_write`] on a connection the caller holds (to set it up first).
+    #[allow(clippy::disallowed_methods)]
     pub(crate) async fn begin_write_on<'c>(
         &self,
         conn: &'c mut sqlx::pool::PoolConnection<sqlx::Any>,
@@ -230,6 +232,7 @@ fn prepare_sqlite_url(url: &str) -> Result<String, Error> {
     let mode = if query.contains("mode=") {
         String::new()
     } else {
+        create_private(std::path::Path::new(path))?;
         "mode=rwc".into()
     };
     let query = [query, mode.as_str()]
@@ -239,6 +242,24 @@ fn prepare_sqlite_url(url: &str) -> Result<String, Error> {
         .collect::<Vec<_>>()
         .join("&");
     Ok(format!("sqlite://{path}?{query}"))
+}
+
+/// Creates the database file readable and writable by its owner only (0600), if it does not
+/// exist: it holds session and credential digests and the ledger. SQLite gives the `-wal` and
+/// `-shm` files it makes next to it the same permissions.
+fn create_private(path: &std::path::Path) -> Result<(), Error> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::Invalid(format!(
+            "cannot create the SQLite database '{}': {e}",
+            path.display()
+        ))),
+    }
 }
 
 /// Hides a password in a URL before it reaches a log or an error message.
@@ -279,6 +300,29 @@ mod tests {
         assert!(prepare_sqlite_url("sqlite://x.db?mode=ro")
             .unwrap()
             .ends_with("?mode=ro"));
+    }
+
+    /// Sessions, credential digests and the ledger are no other local user's to read.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_sqlite_database_and_its_wal_are_its_owners_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("gc-store-mode-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let db = dir.join("gc.db");
+        let store = Store::open(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        store.ping().await.unwrap();
+        for file in ["gc.db", "gc.db-wal", "gc.db-shm"] {
+            let mode = std::fs::metadata(dir.join(file))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{file} has mode {:o}", mode & 0o777);
+        }
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

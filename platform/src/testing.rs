@@ -86,7 +86,7 @@ pub async fn seed_agent_fleet(
     let rows_per_statement = store.rows_per_statement(COLUMNS);
     let catalog = domain::catalog::GpuCatalog::builtin();
     let models = catalog.models();
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     for first in (0..count).step_by(rows_per_statement) {
         let rows = rows_per_statement.min(count - first);
         let mut sql = String::from(

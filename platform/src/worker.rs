@@ -326,7 +326,7 @@ impl WorkerService {
         event: DeviceEvent,
         now: UnixMillis,
     ) -> Result<Transition, Error> {
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         self.check_owner(&mut tx, owner, device_id).await?;
         let transition = apply_event(&mut tx, device_id, &event, now).await?;
         if event == DeviceEvent::RemovedByOwner {
@@ -399,7 +399,7 @@ impl WorkerService {
         device_id: &str,
         now: UnixMillis,
     ) -> Result<(), Error> {
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         self.check_owner(&mut tx, owner, device_id).await?;
         let revoked = sqlx::query(
             "UPDATE devices SET credential_hash = NULL WHERE id = $1 AND credential_hash IS NOT NULL",

@@ -78,7 +78,7 @@ impl AgentService {
         &self,
         taken: &[(String, Option<i64>, Vec<HourlyUptime>)],
     ) -> Result<(), Error> {
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         let heartbeats: Vec<(&str, i64)> = taken
             .iter()
             .filter_map(|(id, at, _)| at.map(|at| (id.as_str(), at)))

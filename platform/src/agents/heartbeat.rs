@@ -200,7 +200,7 @@ impl AgentService {
         event: DeviceEvent,
         now: UnixMillis,
     ) -> Result<domain::device_status::Transition, Error> {
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         let t = apply_event(&mut tx, device_id, &event, now).await?;
         tx.commit().await?;
         mirror(&self.live, &self.index, device_id, &t, now);
@@ -254,8 +254,9 @@ impl AgentService {
 
 /// The heartbeat's agent version, once its clock, utilisation and workload list pass the checks.
 fn checked_version(heartbeat: &Heartbeat, now: UnixMillis) -> Result<&str, Error> {
-    let skew = heartbeat.sent_at - now.0;
-    if skew.abs() > MAX_CLOCK_SKEW_MS {
+    // Saturating: a `sent_at` near the ends of i64 must read as far off, not wrap to near.
+    let skew = heartbeat.sent_at.saturating_sub(now.0);
+    if skew.unsigned_abs() > MAX_CLOCK_SKEW_MS.unsigned_abs() {
         return Err(AgentRefusal::ClockSkew {
             skew_secs: skew / 1000,
         }

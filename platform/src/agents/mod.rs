@@ -124,5 +124,6 @@ fn checked_agent_version(version: &str) -> Result<&str, Error> {
             "agent_version must be 1–32 characters".into(),
         ));
     }
+    domain::text::check_name("agent_version", version).map_err(Error::Invalid)?;
     Ok(version)
 }

@@ -39,7 +39,7 @@ impl AgentService {
                     .into(),
             ));
         }
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         let enrolled = claim_token(&mut tx, request.token.trim(), now).await?;
         let classification = request.hardware.classify(enrolled.kind, &self.catalog);
         let (gpu_model, gpu_count) = match &classification {

@@ -125,7 +125,7 @@ impl AgentService {
             ),
             Err(why) => (failed_as, why.clone()),
         };
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         sqlx::query(
             "UPDATE device_challenges SET answered_at = $1, outcome = $2, detail = $3 WHERE id = $4",
         )
