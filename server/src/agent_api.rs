@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -22,6 +21,7 @@ use futures_util::StreamExt;
 use platform::agents::SpeedTestUpload;
 use platform::Platform;
 
+use crate::api_input::ApiJson;
 use crate::error::Error;
 
 /// Heartbeats, registrations and output shipments are small.
@@ -56,12 +56,7 @@ impl FromRequestParts<Platform> for Device {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, platform: &Platform) -> Result<Device, Error> {
-        let credential = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or(Error::CredentialMissing)?;
+        let credential = crate::api::bearer(&parts.headers).ok_or(Error::CredentialMissing)?;
         Ok(Device(
             platform
                 .agents
@@ -73,9 +68,9 @@ impl FromRequestParts<Platform> for Device {
 
 async fn register(
     State(platform): State<Platform>,
-    body: Result<Json<RegisterRequest>, JsonRejection>,
+    body: Result<ApiJson<RegisterRequest>, Error>,
 ) -> Result<(StatusCode, Json<Registered>), Error> {
-    let Json(request) = body?;
+    let ApiJson(request) = body?;
     let registered = platform.agents.register(request, platform::now()).await?;
     Ok((StatusCode::CREATED, Json(registered)))
 }
@@ -85,9 +80,9 @@ async fn heartbeat(
     Device(device_id): Device,
     // Absent only where the router is served without connection info (in-process tests).
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    body: Result<Json<Heartbeat>, JsonRejection>,
+    body: Result<ApiJson<Heartbeat>, Error>,
 ) -> Result<Json<HeartbeatReply>, Error> {
-    let Json(heartbeat) = body?;
+    let ApiJson(heartbeat) = body?;
     let from = peer.map(|Extension(ConnectInfo(peer))| peer.ip().to_canonical());
     Ok(Json(
         platform
@@ -101,9 +96,9 @@ async fn heartbeat(
 async fn wait_for_assignment(
     State(platform): State<Platform>,
     Device(device_id): Device,
-    body: Result<Json<AssignmentWait>, JsonRejection>,
+    body: Result<ApiJson<AssignmentWait>, Error>,
 ) -> Result<Json<AssignmentChange>, Error> {
-    let Json(wait) = body?;
+    let ApiJson(wait) = body?;
     let changed = platform
         .agents
         .wait_for_assignment(&device_id, &wait)
@@ -115,9 +110,9 @@ async fn wait_for_assignment(
 async fn ship_output(
     State(platform): State<Platform>,
     Device(device_id): Device,
-    body: Result<Json<domain::output::OutputShipment>, JsonRejection>,
+    body: Result<ApiJson<domain::output::OutputShipment>, Error>,
 ) -> Result<StatusCode, Error> {
-    let Json(shipment) = body?;
+    let ApiJson(shipment) = body?;
     platform
         .output
         .ship(&device_id, &shipment, platform::now())
@@ -129,9 +124,9 @@ async fn answer_challenge(
     State(platform): State<Platform>,
     Device(device_id): Device,
     Path(challenge_id): Path<String>,
-    body: Result<Json<Answer>, JsonRejection>,
+    body: Result<ApiJson<Answer>, Error>,
 ) -> Result<Json<VerificationOutcome>, Error> {
-    let Json(answer) = body?;
+    let ApiJson(answer) = body?;
     Ok(Json(
         platform
             .agents

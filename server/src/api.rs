@@ -2,7 +2,7 @@
 //! handler reads its input, calls one platform service and answers JSON; errors map through
 //! [`crate::error::Error`].
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -25,10 +25,11 @@ use platform::auth::{Challenge, SessionToken};
 use platform::Platform;
 use serde::Deserialize;
 
+use crate::api_input::ApiJson;
 use crate::error::Error;
 
 /// Requests here are small; anything larger is refused before it is read.
-const MAX_BODY_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub fn routes(explorer_limiter: crate::explorer_api::ClientLimiter) -> Router<Platform> {
     Router::new()
@@ -71,9 +72,9 @@ struct ChallengeRequest {
 
 async fn challenge(
     State(platform): State<Platform>,
-    body: Result<Json<ChallengeRequest>, JsonRejection>,
+    body: Result<ApiJson<ChallengeRequest>, Error>,
 ) -> Result<Json<Challenge>, Error> {
-    let Json(request) = body?;
+    let ApiJson(request) = body?;
     Ok(Json(
         platform
             .auth
@@ -92,9 +93,9 @@ struct SignInRequest {
 
 async fn sign_in(
     State(platform): State<Platform>,
-    body: Result<Json<SignInRequest>, JsonRejection>,
+    body: Result<ApiJson<SignInRequest>, Error>,
 ) -> Result<Response, Error> {
-    let Json(request) = body?;
+    let ApiJson(request) = body?;
     let (token, signed_in) = platform
         .auth
         .sign_in(&request.message, &request.signature, platform::now())
@@ -111,13 +112,19 @@ fn presented_token(headers: &HeaderMap) -> Option<SessionToken> {
     SessionToken::from_cookie_header(cookie)
 }
 
+/// The credential of an `Authorization: Bearer <credential>` header; the scheme's name is
+/// case-insensitive (RFC 9110 §11.1), so `bearer` and `BEARER` are the same.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credential) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(credential.trim())
+}
+
 /// The caller: an API key (`Authorization: Bearer gck_…`) or the browser's session cookie.
 pub(crate) async fn signed_in(platform: &Platform, headers: &HeaderMap) -> Result<SignedIn, Error> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    match bearer {
+    match bearer(headers) {
         Some(secret) => Ok(platform
             .api_keys
             .authenticate(secret.trim(), platform::now())
@@ -180,10 +187,10 @@ async fn my_devices(
 async fn add_device(
     State(platform): State<Platform>,
     headers: HeaderMap,
-    body: Result<Json<NewDevice>, JsonRejection>,
+    body: Result<ApiJson<NewDevice>, Error>,
 ) -> Result<(StatusCode, Json<RegistrationTicket>), Error> {
     let session = signed_in(&platform, &headers).await?;
-    let Json(form) = body?;
+    let ApiJson(form) = body?;
     let ticket = platform
         .worker
         .add_device(&session.wallet, form, platform::now())
@@ -220,10 +227,10 @@ async fn rename_device(
     State(platform): State<Platform>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Result<Json<RenameRequest>, JsonRejection>,
+    body: Result<ApiJson<RenameRequest>, Error>,
 ) -> Result<Json<Renamed>, Error> {
     let session = signed_in(&platform, &headers).await?;
-    let Json(request) = body?;
+    let ApiJson(request) = body?;
     let name = platform
         .worker
         .rename(&session.wallet, &id, &request.name)
@@ -345,10 +352,10 @@ async fn my_deposits(
 async fn prepare_deposit(
     State(platform): State<Platform>,
     headers: HeaderMap,
-    body: Result<Json<AssetAmount>, JsonRejection>,
+    body: Result<ApiJson<AssetAmount>, Error>,
 ) -> Result<(StatusCode, Json<DepositToSign>), Error> {
     let session = signed_in(&platform, &headers).await?;
-    let Json(request) = body?;
+    let ApiJson(request) = body?;
     let (asset, amount) = request.parsed()?;
     let prepared = platform
         .deposits
@@ -374,10 +381,10 @@ async fn submit_deposit(
     State(platform): State<Platform>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Result<Json<SignedDeposit>, JsonRejection>,
+    body: Result<ApiJson<SignedDeposit>, Error>,
 ) -> Result<Json<Deposit>, Error> {
     let session = signed_in(&platform, &headers).await?;
-    let Json(signed) = body?;
+    let ApiJson(signed) = body?;
     Ok(Json(
         platform
             .deposits
@@ -407,10 +414,10 @@ impl AssetAmount {
 async fn claim(
     State(platform): State<Platform>,
     headers: HeaderMap,
-    body: Result<Json<AssetAmount>, JsonRejection>,
+    body: Result<ApiJson<AssetAmount>, Error>,
 ) -> Result<(StatusCode, Json<Payout>), Error> {
     let session = signed_in(&platform, &headers).await?;
-    let Json(request) = body?;
+    let ApiJson(request) = body?;
     let (asset, amount) = request.parsed()?;
     let key = idempotency_key(&headers)?;
     let payout = platform
@@ -439,9 +446,9 @@ async fn deploy_options(
 /// The price and fillability of a deploy request; needs no sign-in.
 async fn quote(
     State(platform): State<Platform>,
-    body: Result<Json<DeployRequest>, JsonRejection>,
+    body: Result<ApiJson<DeployRequest>, Error>,
 ) -> Result<Json<QuoteAnswer>, Error> {
-    let Json(request) = body?;
+    let ApiJson(request) = body?;
     Ok(Json(platform.provisioning.quote(&request)?))
 }
 
@@ -505,10 +512,10 @@ async fn my_clusters(
 async fn deploy(
     State(platform): State<Platform>,
     headers: HeaderMap,
-    body: Result<Json<DeployRequest>, JsonRejection>,
+    body: Result<ApiJson<DeployRequest>, Error>,
 ) -> Result<(StatusCode, Json<ClusterSummary>), Error> {
     let session = signed_in(&platform, &headers).await?;
-    let Json(request) = body?;
+    let ApiJson(request) = body?;
     let key = idempotency_key(&headers)?;
     let cluster = platform
         .provisioning
@@ -574,10 +581,10 @@ async fn extend_cluster(
     State(platform): State<Platform>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Result<Json<ExtendRequest>, JsonRejection>,
+    body: Result<ApiJson<ExtendRequest>, Error>,
 ) -> Result<Json<ClusterSummary>, Error> {
     let session = signed_in(&platform, &headers).await?;
-    let Json(request) = body?;
+    let ApiJson(request) = body?;
     let key = idempotency_key(&headers)?;
     Ok(Json(
         platform
@@ -619,10 +626,10 @@ struct NewKey {
 async fn create_key(
     State(platform): State<Platform>,
     headers: HeaderMap,
-    body: Result<Json<NewKey>, JsonRejection>,
+    body: Result<ApiJson<NewKey>, Error>,
 ) -> Result<(StatusCode, Json<CreatedApiKey>), Error> {
     let session = session_only(&platform, &headers).await?;
-    let Json(new) = body?;
+    let ApiJson(new) = body?;
     let created = platform
         .api_keys
         .create(session.user_id, &new.name, platform::now())

@@ -70,7 +70,15 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         use platform::Error as P;
         let (status, code, message) = match self {
-            Error::BadRequest { status, message } => (status, "bad_request", message),
+            Error::BadRequest { status, message } => {
+                let code = match status {
+                    StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+                    StatusCode::UNPROCESSABLE_ENTITY => "invalid",
+                    _ => "bad_request",
+                };
+                (status, code, message)
+            }
             Error::Tunnel { status, message } => (status, "tunnel", message),
             limited @ Error::RateLimited { .. } => {
                 let body =

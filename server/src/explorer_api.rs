@@ -67,8 +67,10 @@ fn cached(
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
-            v.split(',')
-                .any(|tag| tag.trim().trim_start_matches("W/") == etag)
+            // `*` matches any current version (RFC 9110 §13.1.2).
+            v.trim() == "*"
+                || v.split(',')
+                    .any(|tag| tag.trim().trim_start_matches("W/") == etag)
         });
     if held {
         return (StatusCode::NOT_MODIFIED, [cache_control, etag_header]).into_response();

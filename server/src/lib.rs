@@ -4,6 +4,8 @@
 
 pub mod agent_api;
 pub mod api;
+mod api_errors;
+mod api_input;
 pub mod config;
 pub mod demo_agents;
 pub mod error;

@@ -99,7 +99,9 @@ pub fn router(platform: Platform, config: &Config, addr: SocketAddr, hub: Tunnel
     for (name, value) in security_headers(secure_site) {
         app = app.layer(SetResponseHeaderLayer::if_not_present(name, value));
     }
-    app.merge(agents).layer(TraceLayer::new_for_http())
+    app.merge(agents)
+        .layer(axum::middleware::from_fn(crate::api_errors::json_errors))
+        .layer(TraceLayer::new_for_http())
 }
 
 /// Refuses a browser's write whose `Origin` is not this site's own. `SameSite=Lax` cookies

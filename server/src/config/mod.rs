@@ -96,7 +96,7 @@ pub struct Settings {
     #[arg(long, env = "GC_SIGN_IN_TTL_SECS", value_name = "SECS")]
     pub sign_in_ttl_secs: Option<i64>,
 
-    /// Seconds without use after which a session ends. [default: 86400]
+    /// Seconds without use after which a session ends; at least 300. [default: 86400]
     #[arg(long, env = "GC_SESSION_IDLE_SECS", value_name = "SECS")]
     pub session_idle_secs: Option<i64>,
 
@@ -519,8 +519,9 @@ mod tests {
         assert!(message(&["--public-url", "not a url"]).contains("not a URL"));
         assert!(message(&["--solana-cluster", "moon"]).contains("mainnet, devnet or testnet"));
         assert!(message(&["--session-idle-secs", "0"]).contains("positive"));
+        assert!(message(&["--session-idle-secs", "59"]).contains("must be at least 300"));
         assert!(
-            message(&["--session-idle-secs", "100", "--session-max-secs", "10"])
+            message(&["--session-idle-secs", "400", "--session-max-secs", "350"])
                 .contains("must not exceed")
         );
         assert!(message(&["--demo", "true", "--demo-devices", "0"]).contains("at least one device"));

@@ -194,6 +194,16 @@ impl Settings {
     fn sessions(&mut self) -> Result<Sessions, Error> {
         let sign_in_ttl_secs = positive("sign-in-ttl-secs", self.sign_in_ttl_secs, 300)?;
         let session_idle_secs = positive("session-idle-secs", self.session_idle_secs, 86_400)?;
+        if session_idle_secs < platform::auth::MIN_SESSION_IDLE_SECS {
+            return Err(bad(
+                "session-idle-secs",
+                &session_idle_secs,
+                &format!(
+                    "must be at least {} (a session's last use is recorded once a minute)",
+                    platform::auth::MIN_SESSION_IDLE_SECS
+                ),
+            ));
+        }
         let session_max_secs = positive("session-max-secs", self.session_max_secs, 30 * 86_400)?;
         if session_idle_secs > session_max_secs {
             return Err(bad(

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Request};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,6 +14,7 @@ use serde::Deserialize;
 
 use super::TunnelHub;
 use crate::agent_api::Device;
+use crate::api_input::ApiJson;
 use crate::error::Error;
 
 pub fn routes() -> Router<Platform> {
@@ -27,9 +27,9 @@ pub fn routes() -> Router<Platform> {
 async fn wait_for_orders(
     Extension(hub): Extension<TunnelHub>,
     Device(device_id): Device,
-    body: Result<Json<OrderWait>, JsonRejection>,
+    body: Result<ApiJson<OrderWait>, Error>,
 ) -> Result<Json<TunnelOrders>, Error> {
-    let Json(wait) = body?;
+    let ApiJson(wait) = body?;
     let secs = wait.wait_secs.min(MAX_ORDER_WAIT_SECS);
     let orders = hub
         .wait_for_orders(&device_id, Duration::from_secs(secs.into()))
@@ -106,9 +106,9 @@ async fn refuse_stream(
     Extension(hub): Extension<TunnelHub>,
     Device(device_id): Device,
     Path(stream): Path<String>,
-    body: Result<Json<Refusal>, JsonRejection>,
+    body: Result<ApiJson<Refusal>, Error>,
 ) -> Result<StatusCode, Error> {
-    let Json(refusal) = body?;
+    let ApiJson(refusal) = body?;
     let reason = domain::output::cut(&refusal.reason, 300).to_owned();
     if hub.answer(&device_id, &stream, Err(reason)) {
         Ok(StatusCode::NO_CONTENT)
