@@ -44,6 +44,16 @@ struct Args {
     #[arg(long, env = "GC_AGENT_TOKEN", value_name = "TOKEN")]
     token: Option<String>,
 
+    /// Read the registration token from FILE, or from standard input with `-`, so that it is
+    /// not on the command line where every local user can read it (`ps`).
+    #[arg(
+        long,
+        env = "GC_AGENT_TOKEN_FILE",
+        value_name = "FILE",
+        conflicts_with = "token"
+    )]
+    token_file: Option<PathBuf>,
+
     /// Where the device credential is kept. [default: ~/.config/gpu-commons/agent.json]
     #[arg(long, env = "GC_AGENT_CREDENTIALS", value_name = "FILE")]
     credentials: Option<PathBuf>,
@@ -166,7 +176,7 @@ async fn run(args: Args) -> Result<(), AgentError> {
     };
     let saved = match Credentials::load(&path)? {
         Some(saved) => {
-            if args.token.is_some() {
+            if args.token.is_some() || args.token_file.is_some() {
                 println!(
                     "already registered as {} (credentials in {}); ignoring --token. Delete that file to register anew.",
                     saved.device_id,
@@ -340,14 +350,43 @@ async fn watch_assignments(client: ApiClient, watch: Arc<AssignmentWatch>) {
     }
 }
 
+/// The registration token: `--token`, or the first line of `--token-file` (`-`: standard input).
+fn registration_token(args: &Args) -> Result<Option<String>, AgentError> {
+    let Some(file) = &args.token_file else {
+        return Ok(args.token.clone());
+    };
+    let text = if file.as_os_str() == "-" {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map_err(|e| {
+            AgentError::Config(format!("cannot read the token from standard input: {e}"))
+        })?;
+        line
+    } else {
+        std::fs::read_to_string(file).map_err(|e| {
+            AgentError::Config(format!(
+                "cannot read the token file {}: {e}",
+                file.display()
+            ))
+        })?
+    };
+    let token = text.lines().next().unwrap_or("").trim().to_owned();
+    if token.is_empty() {
+        return Err(AgentError::Config(format!(
+            "the token file {} holds no token",
+            file.display()
+        )));
+    }
+    Ok(Some(token))
+}
+
 async fn register(
     args: &Args,
     machine: &Machine,
     path: &std::path::Path,
 ) -> Result<Credentials, AgentError> {
-    let (Some(server), Some(token)) = (&args.server, &args.token) else {
+    let (Some(server), Some(token)) = (&args.server, registration_token(args)?) else {
         return Err(AgentError::Config(format!(
-            "this machine is not registered yet (no {}): start the agent with the command from the Worker tab (--server URL --token TOKEN)",
+            "this machine is not registered yet (no {}): start the agent with the command from the Worker tab (--server URL --token TOKEN, or --token-file FILE)",
             path.display()
         )));
     };
@@ -365,7 +404,7 @@ async fn register(
         }
     );
     let request = RegisterRequest {
-        token: token.clone(),
+        token,
         agent_version: VERSION.to_owned(),
         simulated: matches!(machine, Machine::Simulated(_)),
         hardware,

@@ -20,7 +20,8 @@ async fn agents_register_verify_heartbeat_and_recover(fleet: Fleet) {
 
     let h100_args = fleet.add_device("h100").await;
     let mut h100_agent = fleet.agent("h100", &h100_args, &h100);
-    let rtx_args = fleet.add_device("rtx").await;
+    // This one reads its token from a file, so it never shows on a command line.
+    let rtx_args = token_in_a_file(&fleet.dir, fleet.add_device("rtx").await);
     let _rtx_agent = fleet.agent("rtx", &rtx_args, &rtx);
     let odd_args = fleet.add_device("odd").await;
     let _odd_agent = fleet.agent("odd", &odd_args, &odd);
@@ -170,6 +171,17 @@ async fn an_unregistered_agent_without_a_token_says_what_to_do() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("not registered yet"), "{stderr}");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The Worker tab's `--token TOKEN` as `--token-file FILE`.
+fn token_in_a_file(dir: &Path, args: Vec<String>) -> Vec<String> {
+    let at = args.iter().position(|a| a == "--token").unwrap();
+    let file = dir.join("rtx.token");
+    std::fs::write(&file, format!("{}\n", args[at + 1])).unwrap();
+    let mut args = args;
+    args[at] = "--token-file".into();
+    args[at + 1] = file.display().to_string();
+    args
 }
 
 fn machine_file_in(dir: &Path) -> PathBuf {
