@@ -1,0 +1,210 @@
+//! Many clients writing at once, on SQLite (one writer at a time) and PostgreSQL: owners pausing,
+//! resuming and renaming their devices and adding new ones, renters deploying and terminating,
+//! keys being made, sign-ins, and agents heartbeating, all in parallel. Issue 19 saw one call
+//! in five answer 500 "database is locked" on SQLite; here no call may answer 5xx, and the
+//! ledger must balance afterwards.
+
+mod support;
+
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use support::*;
+use tokio::task::JoinSet;
+
+/// A device of the session's owner, registered through the agent API: (id, credential).
+async fn device_of(app: &TestApp, owner: &reqwest::Client, name: &str) -> (String, String) {
+    let device = json!({ "name": name, "os": "linux", "kind": "gpu", "country": "DE" });
+    let ticket = app
+        .post_json_as(owner, "/api/v1/worker/devices", device)
+        .await;
+    let agent = registration(&ticket["token"], true, "NVIDIA GeForce RTX 4090", 24_564);
+    let registered = app
+        .post_json_as(owner, "/api/agent/v1/register", agent)
+        .await;
+    (
+        ticket["device_id"].as_str().unwrap().to_owned(),
+        registered["credential"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// What each call answered: (what was called, status).
+type Answers = Arc<std::sync::Mutex<Vec<(String, StatusCode)>>>;
+
+async fn record(answers: &Answers, what: &str, request: reqwest::RequestBuilder) {
+    let status = request.send().await.unwrap().status();
+    answers.lock().unwrap().push((what.to_owned(), status));
+}
+
+async fn concurrent_writes_never_fail_on_the_database(app: TestApp) {
+    let app = Arc::new(app);
+    let platform = &app.server.platform;
+    platform::testing::seed_agent_fleet(&platform.store, 92, platform::now())
+        .await
+        .unwrap();
+    platform.agents.rebuild(platform::now()).await.unwrap();
+    let answers: Answers = Default::default();
+    let mut tasks = JoinSet::new();
+    for owner_number in 0..2 {
+        let owner = app.session_for(&new_wallet()).await;
+        let mut devices = Vec::new();
+        for d in 0..3 {
+            devices.push(device_of(&app, &owner, &format!("o{owner_number}-d{d}")).await);
+        }
+        // Two clients per owner pause, resume and rename the owner's devices.
+        for client in 0..2 {
+            let (app, owner, devices, answers) =
+                (app.clone(), owner.clone(), devices.clone(), answers.clone());
+            tasks.spawn(async move {
+                for round in 0..25 {
+                    let (id, _) = &devices[(round + client) % devices.len()];
+                    for action in ["pause", "resume"] {
+                        let url = app.url(&format!("/api/v1/worker/devices/{id}/{action}"));
+                        record(&answers, action, owner.post(url)).await;
+                    }
+                    let url = app.url(&format!("/api/v1/worker/devices/{id}/rename"));
+                    let name = json!({ "name": format!("r{round}-{client}") });
+                    record(&answers, "rename", owner.post(url).json(&name)).await;
+                }
+            });
+        }
+        // One adds devices and makes keys.
+        let (app2, owner2, answers2) = (app.clone(), owner.clone(), answers.clone());
+        tasks.spawn(async move {
+            for round in 0..10 {
+                let device = json!({ "name": format!("new-{round}"), "os": "linux", "kind": "gpu", "country": "FI" });
+                let url = app2.url("/api/v1/worker/devices");
+                record(&answers2, "add device", owner2.post(url).json(&device)).await;
+                let url = app2.url("/api/v1/keys");
+                let key = json!({ "name": format!("k{round}") });
+                record(&answers2, "new key", owner2.post(url).json(&key)).await;
+            }
+        });
+        // Each device's agent heartbeats throughout.
+        for (_, credential) in devices {
+            let (app, answers) = (app.clone(), answers.clone());
+            tasks.spawn(async move {
+                let agent = reqwest::Client::new();
+                for _ in 0..40 {
+                    let beat = json!({
+                        "sent_at": platform::now().0,
+                        "agent_version": "0.1.0",
+                        "utilisation": { "gpu_percent": 0, "cpu_percent": 3, "memory_percent": 9 },
+                        "workloads": [],
+                    });
+                    let url = app.url("/api/agent/v1/heartbeat");
+                    record(
+                        &answers,
+                        "heartbeat",
+                        agent.post(url).bearer_auth(&credential).json(&beat),
+                    )
+                    .await;
+                }
+            });
+        }
+    }
+    // Renters deploy and terminate, which moves money, while all that goes on.
+    for renter_number in 0..2 {
+        let renter = app.session_for(&new_wallet()).await;
+        let (app, answers) = (app.clone(), answers.clone());
+        tasks.spawn(async move {
+            for round in 0..6 {
+                let order = json!({
+                    "name": format!("load-{renter_number}-{round}"), "kind": "bare_metal",
+                    "hardware": "H200 141GB", "quantity": 1,
+                    "duration_unit": "hourly", "duration_count": 1, "payment": "usdc",
+                    "workload": { "command": "sleep 1" }
+                });
+                let deployed = renter
+                    .post(app.url("/api/v1/cloud/clusters"))
+                    .json(&order)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = deployed.status();
+                answers.lock().unwrap().push(("deploy".into(), status));
+                if status == StatusCode::CREATED || status == StatusCode::OK {
+                    let cluster: Value = deployed.json().await.unwrap();
+                    let id = cluster["id"].as_str().unwrap();
+                    let url = app.url(&format!("/api/v1/cloud/clusters/{id}/terminate"));
+                    record(&answers, "terminate", renter.post(url)).await;
+                }
+            }
+        });
+    }
+    // And new people sign in.
+    for _ in 0..2 {
+        let app = app.clone();
+        tasks.spawn(async move {
+            for _ in 0..5 {
+                app.session_for(&new_wallet()).await;
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+
+    let answers = answers.lock().unwrap().clone();
+    let mut tally = std::collections::BTreeMap::new();
+    for (what, status) in &answers {
+        *tally.entry((what.as_str(), status.as_u16())).or_insert(0) += 1;
+    }
+    eprintln!("{} calls: {tally:?}", answers.len());
+    let failed: Vec<&(String, StatusCode)> = answers
+        .iter()
+        .filter(|(_, status)| status.is_server_error())
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} calls failed on the server: {failed:?}",
+        failed.len(),
+        answers.len()
+    );
+    let deployed = answers
+        .iter()
+        .filter(|(what, status)| what == "deploy" && status.is_success())
+        .count();
+    assert!(deployed > 0, "no deploy went through: {tally:?}");
+    // The owners' own writes went through, not only failed politely.
+    for what in [
+        "pause",
+        "resume",
+        "rename",
+        "heartbeat",
+        "add device",
+        "new key",
+    ] {
+        assert!(
+            tally
+                .get(&(what, 200))
+                .or(tally.get(&(what, 201)))
+                .is_some(),
+            "no {what} succeeded: {tally:?}"
+        );
+    }
+    assert_eq!(
+        app.server.platform.ledger.audit().await.unwrap(),
+        Vec::<String>::new()
+    );
+    Arc::into_inner(app).unwrap().server.stop().await;
+}
+
+fn with_credit(config: &mut server::Config) {
+    config.welcome_credit = domain::money::MicroUsd::from_micros(100_000_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_concurrent_writes_never_fail_on_the_database() {
+    let app = spawn(platform::testing::fresh_sqlite_url(), with_credit).await;
+    concurrent_writes_never_fail_on_the_database(app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_writes_never_fail_on_the_database() {
+    let Some(url) = platform::testing::fresh_postgres_url().await else {
+        return;
+    };
+    concurrent_writes_never_fail_on_the_database(spawn(url, with_credit).await).await;
+}
