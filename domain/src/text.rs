@@ -77,8 +77,12 @@ pub fn refused_in_json(json: &[u8]) -> Option<char> {
             }
             continue;
         }
-        if chars.next() != Some('u') {
-            continue;
+        match chars.next() {
+            Some('u') => {}
+            // JSON's short escapes for two control characters.
+            Some('b') => return Some('\u{8}'),
+            Some('f') => return Some('\u{c}'),
+            _ => continue,
         }
         let hex: String = chars.by_ref().take(4).collect();
         let escaped = u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32);
@@ -134,6 +138,8 @@ mod tests {
             Some('\u{1b}')
         );
         assert_eq!(refused_in_json(br#"{"n":"\u202e"}"#), Some('\u{202E}'));
+        assert_eq!(refused_in_json(br#"{"n":"form\ffeed"}"#), Some('\u{c}'));
+        assert_eq!(refused_in_json(br#"{"n":"\b"}"#), Some('\u{8}'));
         assert_eq!(
             refused_in_json("{\"n\":\"\u{2066}\"}".as_bytes()),
             Some('\u{2066}')
