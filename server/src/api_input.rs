@@ -54,6 +54,44 @@ pub(crate) fn check_form_or_json(body: &[u8], form: bool) -> Result<(), Error> {
     }
 }
 
+/// A 422 naming the field that holds `refused` (a dotted path such as `workload.command`),
+/// found by parsing the body: only refusals pay for that.
+fn refused_field(body: &[u8], refused: char) -> Error {
+    fn holding(value: &serde_json::Value, at: &str, refused: char) -> Option<String> {
+        let join = |key: &str| match at {
+            "" => key.to_owned(),
+            _ => format!("{at}.{key}"),
+        };
+        match value {
+            serde_json::Value::String(text) => text.contains(refused).then(|| at.to_owned()),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, item)| holding(item, &join(&i.to_string()), refused)),
+            serde_json::Value::Object(map) => map.iter().find_map(|(key, item)| {
+                if key.contains(refused) {
+                    return Some(join(key));
+                }
+                holding(item, &join(key), refused)
+            }),
+            _ => None,
+        }
+    }
+    let field = serde_json::from_slice(body)
+        .ok()
+        .and_then(|value| holding(&value, "", refused))
+        .filter(|field| !field.is_empty())
+        .unwrap_or_else(|| "body".to_owned());
+    platform::Error::InvalidFields(vec![domain::cluster::FieldError {
+        message: format!(
+            "{field} must not contain {}",
+            domain::text::describe(refused)
+        ),
+        field,
+    }])
+    .into()
+}
+
 /// A JSON body that passed the text rule, then parsed into `T`. Unlike axum's `Json`, a body
 /// holding NUL, control or bidirectional-override characters is refused as a whole (422),
 /// whichever field holds them, so none reaches a query.
@@ -86,10 +124,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 message: rejection.body_text(),
             })?;
         if let Some(c) = domain::text::refused_in_json(&bytes) {
-            return Err(Error::BadRequest {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                message: format!("the body must not contain {}", domain::text::describe(c)),
-            });
+            return Err(refused_field(&bytes, c));
         }
         let Json(value) = Json::<T>::from_bytes(&bytes)?;
         Ok(ApiJson(value))
