@@ -12,6 +12,7 @@ pub mod device_status;
 pub mod explorer;
 pub mod fleet;
 pub mod hardware;
+pub mod id;
 pub mod ledger;
 pub mod money;
 pub mod network;

@@ -111,6 +111,9 @@ impl ApiKeyService {
 
     /// Ends a key for good; revoking it again changes nothing. Other accounts' keys are not found.
     pub async fn revoke(&self, user_id: i64, id: &str, now: UnixMillis) -> Result<ApiKey, Error> {
+        domain::id::IdKind::ApiKey
+            .check(id)
+            .map_err(Error::NotFound)?;
         sqlx::query(
             "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
         )

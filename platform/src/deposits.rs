@@ -175,6 +175,9 @@ impl DepositService {
         id: &str,
         signed_base64: &str,
     ) -> Result<Deposit, Error> {
+        domain::id::IdKind::Deposit
+            .check(id)
+            .map_err(Error::NotFound)?;
         let solana = self.solana()?;
         let stored = self.row(user_id, id).await?;
         let signed = base64()

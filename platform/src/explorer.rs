@@ -214,6 +214,9 @@ impl ExplorerService {
 
     /// A device's public page.
     pub async fn device(&self, id: &str, now: UnixMillis) -> Result<PublicDevice, Error> {
+        domain::id::IdKind::Device
+            .check(id)
+            .map_err(Error::NotFound)?;
         let owner: Option<String> =
             sqlx::query_scalar("SELECT owner_wallet FROM devices WHERE id = $1")
                 .bind(id)
@@ -275,6 +278,9 @@ impl ExplorerService {
 
     /// A cluster's public page: what was hired and which devices served it.
     pub async fn cluster(&self, id: &str, now: UnixMillis) -> Result<PublicClusterDetail, Error> {
+        domain::id::IdKind::Cluster
+            .check(id)
+            .map_err(Error::NotFound)?;
         let pool = self.store.pool();
         let row = sqlx::query(&format!(
             "SELECT {PUBLIC_CLUSTER_COLUMNS} FROM clusters c WHERE c.id = $2"

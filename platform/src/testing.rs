@@ -64,7 +64,7 @@ pub async fn fresh_postgres_url() -> Option<String> {
 /// The credential [`seed_agent_fleet`] gives its `n`-th device.
 pub fn seeded_credential(n: usize) -> String {
     format!(
-        "bench-{n:07}.{}",
+        "dev-bench-{n:07}.{}",
         crate::secret::sha256_hex(&format!("seeded agent {n}"))
     )
 }

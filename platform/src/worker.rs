@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use domain::device_status::{DeviceEvent, Transition};
 use domain::fleet::{ConnectivityTier, DeviceKind, DeviceStatus, OperatingSystem, OwnerAction};
+use domain::id::IdKind;
 use domain::time::UnixMillis;
 use domain::uptime::{uptime_by_day, uptime_permille, utilisation_by_hour, UPTIME_WINDOW_MS};
 use domain::wallet::WalletAddress;
@@ -206,6 +207,7 @@ impl WorkerService {
         device_id: &str,
         now: UnixMillis,
     ) -> Result<DeviceDetail, Error> {
+        IdKind::Device.check(device_id).map_err(Error::NotFound)?;
         self.detail_of(owner.as_str(), device_id, now).await
     }
 
@@ -470,6 +472,7 @@ impl WorkerService {
         owner: &WalletAddress,
         device_id: &str,
     ) -> Result<(), Error> {
+        IdKind::Device.check(device_id).map_err(Error::NotFound)?;
         sqlx::query("SELECT 1 FROM devices WHERE id = $1 AND owner_wallet = $2")
             .bind(device_id)
             .bind(owner.as_str())

@@ -153,6 +153,9 @@ async fn hostile_text_is_refused_before_any_query(app: TestApp) {
         "/api/v1/explorer/clusters/%E2%80%AE",
         "/api/v1/explorer/wallets/%1B%5B31m",
         "/api/v1/explorer/blocks/1%00",
+        // Clean text that cannot be an id is not looked up either.
+        "/api/v1/explorer/devices/1%20OR%201=1",
+        "/api/v1/explorer/clusters/dev-00ff",
     ] {
         assert_eq!(
             json_error(app.get(path).await).await,

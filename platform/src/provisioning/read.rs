@@ -251,6 +251,9 @@ pub(crate) async fn cluster_row(
     user_id: i64,
     id: &str,
 ) -> Result<AnyRow, Error> {
+    domain::id::IdKind::Cluster
+        .check(id)
+        .map_err(Error::NotFound)?;
     sqlx::query(&format!(
         "SELECT {SUMMARY_COLUMNS} FROM clusters WHERE id = $1 AND user_id = $2"
     ))
