@@ -1,4 +1,5 @@
-//! One JSON error shape under `/api`: errors that no handler wrote (an unknown path, a wrong
+//! The edge of every request: the text rule for paths and queries (see `api_input`), and one
+//! JSON error shape under `/api`: errors that no handler wrote (an unknown path, a wrong
 //! method, an oversize body, a time limit) are answered as `{"error": {"code", "message"}}`
 //! like every handler's own, keeping their status and headers (`Allow` on a 405).
 //!
@@ -20,12 +21,14 @@ fn json_api(path: &str) -> bool {
 }
 
 pub(crate) async fn json_errors(request: Request, next: Next) -> Response {
+    // Pages take ids and queries too (`/explorer/devices/{id}`, `?after=`): the text rule
+    // holds for every path, and its refusal is JSON there as well.
+    if let Err(refused) = crate::api_input::check_target(&request) {
+        return refused.into_response();
+    }
     let path = request.uri().path();
     if !path.starts_with("/api/") {
         return next.run(request).await;
-    }
-    if let Err(refused) = crate::api_input::check_target(&request) {
-        return refused.into_response();
     }
     let path = path.to_owned();
     let method = request.method().clone();

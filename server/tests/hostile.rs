@@ -156,6 +156,8 @@ async fn hostile_text_is_refused_before_any_query(app: TestApp) {
         // Clean text that cannot be an id is not looked up either.
         "/api/v1/explorer/devices/1%20OR%201=1",
         "/api/v1/explorer/clusters/dev-00ff",
+        // The pages take ids too.
+        "/explorer/devices/dev-%00",
     ] {
         assert_eq!(
             json_error(app.get(path).await).await,
@@ -167,6 +169,8 @@ async fn hostile_text_is_refused_before_any_query(app: TestApp) {
         "/api/v1/explorer/search?q=%00",
         "/api/v1/explorer/devices?after=%E2%81%A6x",
         "/api/v1/explorer/clusters?status=%07",
+        "/explorer/devices?after=%00",
+        "/explorer/search?q=%E2%80%AE",
     ] {
         assert_eq!(
             json_error(app.get(path).await).await,
