@@ -253,9 +253,38 @@ fn from_hex(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// When a device that passed a proof at `passed_at` is challenged next: at a moment drawn
+/// from `random` between a quarter of `longest_gap_ms` and all of it after the pass. A fixed
+/// period would tell a provider exactly when the claimed hardware must be present; this way
+/// it must be present all the time.
+pub fn next_challenge_at(passed_at: i64, longest_gap_ms: i64, random: u64) -> i64 {
+    let shortest = longest_gap_ms.max(0) / 4;
+    let spread = (longest_gap_ms.max(0) - shortest) as u64;
+    passed_at.saturating_add(shortest + (random % (spread + 1)) as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_challenge_comes_at_an_unpredictable_time_within_the_longest_gap() {
+        let gap = 6 * 3_600_000;
+        let times: Vec<i64> = (0..2000u64)
+            .map(|n| next_challenge_at(1_000, gap, n.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+            .collect();
+        assert!(times
+            .iter()
+            .all(|&t| (1_000 + gap / 4..=1_000 + gap).contains(&t)));
+        // Spread over the window, not bunched at one end.
+        let early = times.iter().filter(|&&t| t < 1_000 + gap / 2).count();
+        assert!(
+            (600..=730).contains(&early),
+            "{early} of 2000 in the first third"
+        );
+        assert_eq!(next_challenge_at(5, 0, 77), 5);
+        assert_eq!(next_challenge_at(i64::MAX - 1, gap, u64::MAX), i64::MAX);
+    }
 
     fn challenge(size: u32, products: u32) -> Challenge {
         Challenge {

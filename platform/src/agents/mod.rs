@@ -43,7 +43,8 @@ pub struct FleetConfig {
     pub cpu_challenge_size: u32,
     pub challenge_openings: u32,
     pub challenge_deadline_secs: u32,
-    /// An idle device is challenged again after this long.
+    /// An idle device is challenged again at a random moment within this long after its last
+    /// pass (never sooner than a quarter of it).
     pub reverify_after_secs: i64,
     pub speed_test_bytes: u64,
     /// A device's connectivity is measured again after this long.

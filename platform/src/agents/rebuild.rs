@@ -206,8 +206,13 @@ impl AgentService {
                     row.try_get::<Option<&str>, _>("agent_version")?
                         .unwrap_or_default(),
                 ),
-                next_challenge_at: verified_at
-                    .map_or(0, |at| at + self.config.reverify_after_secs * 1000),
+                next_challenge_at: verified_at.map_or(0, |at| {
+                    domain::proof_of_work::next_challenge_at(
+                        at,
+                        self.config.reverify_after_secs * 1000,
+                        crate::secret::random_u64(),
+                    )
+                }),
                 consecutive_failures: row
                     .try_get::<i64, _>("verification_failures")?
                     .try_into()

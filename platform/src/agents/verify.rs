@@ -166,7 +166,11 @@ impl AgentService {
             mirror(&self.live, &self.index, device_id, t, now);
         }
         let next = match verdict {
-            Ok(()) => now.0 + self.config.reverify_after_secs * 1000,
+            Ok(()) => proof_of_work::next_challenge_at(
+                now.0,
+                self.config.reverify_after_secs * 1000,
+                random_u64(),
+            ),
             Err(_) => now.0,
         };
         self.live.with(device_id, |d| d.next_challenge_at = next);
