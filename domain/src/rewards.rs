@@ -66,6 +66,9 @@ pub struct Candidate {
     /// An idle-cap violation was recorded for it in the block's hour: busy with other work
     /// while it claimed to be idle, it forfeits the hour's reward (DESIGN.md §3).
     pub violated_idle_cap: bool,
+    /// A proof of its hardware due in the block's hour failed or went unanswered: what it
+    /// claimed to be was not shown to be there, so the hour earns nothing.
+    pub failed_proof: bool,
 }
 
 /// Why a device online in a block earned nothing from it.
@@ -76,6 +79,8 @@ pub enum Ineligible {
     Blocked,
     /// Busy with other work while idle in the block's hour.
     IdleCapViolation,
+    /// A proof of its hardware due in the block's hour failed or was missed.
+    FailedProof,
     /// No connectivity measurement (or one below the lowest tier).
     NoTier,
     ShortStreak {
@@ -93,6 +98,9 @@ impl fmt::Display for Ineligible {
             Ineligible::IdleCapViolation => {
                 f.write_str("busy with other work while idle this hour: its reward is forfeited")
             }
+            Ineligible::FailedProof => f.write_str(
+                "failed or missed a proof of its hardware this hour: its reward is forfeited",
+            ),
             Ineligible::NoTier => f.write_str("no measured connectivity tier"),
             Ineligible::ShortStreak { hours } => write!(
                 f,
@@ -140,6 +148,8 @@ impl Candidate {
     fn ineligible(&self) -> Option<Ineligible> {
         if self.status == DeviceStatus::Blocked {
             Some(Ineligible::Blocked)
+        } else if self.failed_proof {
+            Some(Ineligible::FailedProof)
         } else if self.violated_idle_cap {
             Some(Ineligible::IdleCapViolation)
         } else if !self.verified {
@@ -300,6 +310,7 @@ mod tests {
             status: DeviceStatus::Idle,
             streak_hours: STREAK_HOURS,
             violated_idle_cap: false,
+            failed_proof: false,
         }
     }
 
@@ -362,6 +373,8 @@ mod tests {
         unknown.status = DeviceStatus::Unsupported;
         let mut busy = device("busy", DeviceKind::Gpu, 100);
         busy.violated_idle_cap = true;
+        let mut faked = device("faked", DeviceKind::Gpu, 100);
+        faked.failed_proof = true;
         let split = split_block(
             Tokens::from_units(1_000),
             &[
@@ -371,6 +384,7 @@ mod tests {
                 blocked,
                 unknown,
                 busy,
+                faked,
                 device("ok", DeviceKind::Gpu, 1),
             ],
         );
@@ -389,6 +403,10 @@ mod tests {
                 Some("hardware not in the catalog".to_owned()),
                 Some(
                     "busy with other work while idle this hour: its reward is forfeited".to_owned()
+                ),
+                Some(
+                    "failed or missed a proof of its hardware this hour: its reward is forfeited"
+                        .to_owned()
                 ),
                 None,
             ]
@@ -425,6 +443,7 @@ mod tests {
                 status: DeviceStatus::Idle,
                 streak_hours: *streak,
                 violated_idle_cap: i % 7 == 3,
+                failed_proof: i % 11 == 5,
             }).collect();
             let split = split_block(Tokens::from_units(emission), &candidates);
             prop_assert_eq!(split.gpu_pool.units() + split.cpu_pool.units(), emission);

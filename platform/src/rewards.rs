@@ -228,8 +228,19 @@ impl RewardsService {
         .await?
         .into_iter()
         .collect();
+        // Failed and missed proofs are rarer still: one indexed read by deadline.
+        let failed_proof: rustc_hash::FxHashSet<String> = sqlx::query_scalar(
+            "SELECT DISTINCT device_id FROM device_challenges \
+             WHERE outcome IN ('failed', 'expired') AND deadline_at >= $1 AND deadline_at < $2",
+        )
+        .bind(hour)
+        .bind(hour + BLOCK_MS)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .collect();
         rows.iter()
-            .map(|row| self.candidate(row, &violated))
+            .map(|row| self.candidate(row, &violated, &failed_proof))
             .collect()
     }
 
@@ -239,6 +250,7 @@ impl RewardsService {
         &self,
         row: &AnyRow,
         violated: &rustc_hash::FxHashSet<String>,
+        failed_proof: &rustc_hash::FxHashSet<String>,
     ) -> Result<Candidate, Error> {
         let device_id: String = row.try_get("id")?;
         let corrupt = |what: &str, e: &dyn std::fmt::Display| {
@@ -277,6 +289,7 @@ impl RewardsService {
             status: enum_in(row, "status", DeviceStatus::parse)?,
             streak_hours,
             violated_idle_cap: violated.contains(&device_id),
+            failed_proof: failed_proof.contains(&device_id),
             device_id,
         })
     }

@@ -2147,6 +2147,77 @@ async fn blocks_close_once_and_reward_eligible_devices_by_score(p: Platform, url
     assert_eq!(p.ledger.audit().await.unwrap(), Vec::<String>::new());
 }
 
+/// Issue 23: a device whose proof of hardware, due in an hour, fails earns nothing that hour,
+/// even though it passes the next one before the block closes and is verified again; the
+/// honest device beside it is paid. Proofs come at random times, never later than the
+/// longest gap after the last pass.
+async fn a_failed_proof_forfeits_the_hours_reward(p: Platform, _url: String) {
+    hireable_fleet(&p).await;
+    let ids = seeded_ids(2);
+    let (faker, honest) = (&ids[0], &ids[1]);
+    let calm = Utilisation::default();
+    // Seeded devices passed at T0: the next proof is due at most six hours later.
+    let due = UnixMillis(T0.0 + 6 * 3_600_000 + 60_000);
+    let block = domain::rewards::block_of(due.0);
+    let challenge = p
+        .agents
+        .heartbeat(faker, heartbeat_at(due, calm), None, due)
+        .await
+        .unwrap()
+        .challenge
+        .expect("a proof is due within the longest gap");
+    let forged = domain::proof_of_work::solve(
+        &domain::proof_of_work::Challenge {
+            seed: challenge.seed ^ 1,
+            ..challenge.clone()
+        },
+        |_| {},
+    );
+    let failed = p
+        .agents
+        .answer_challenge(faker, &challenge.id, forged, due)
+        .await
+        .unwrap();
+    assert!(!failed.passed);
+    // The honest answer to the next challenge verifies it again within the same hour.
+    let later = UnixMillis(due.0 + 60_000);
+    let retry = p
+        .agents
+        .heartbeat(faker, heartbeat_at(later, calm), None, later)
+        .await
+        .unwrap()
+        .challenge
+        .unwrap();
+    let solved = domain::proof_of_work::solve(&retry, |_| {});
+    let passed = p
+        .agents
+        .answer_challenge(faker, &retry.id, solved, later)
+        .await
+        .unwrap();
+    assert!(passed.passed && passed.status == DeviceStatus::Idle);
+
+    online_for(&p, faker, block, 6).await;
+    online_for(&p, honest, block, 6).await;
+    let closing_at = UnixMillis((block + 1) * 3_600_000 + 15 * 60_000);
+    p.rewards.close_due(closing_at).await.unwrap();
+    let owner = stored_text(
+        &p.store,
+        "SELECT owner_wallet FROM devices WHERE id = $1",
+        faker,
+    )
+    .await
+    .unwrap();
+    let lines = p.rewards.rewards_of(&owner, 10).await.unwrap();
+    let line = |id: &str| lines.iter().find(|l| l.device_id == *id).unwrap().clone();
+    assert_eq!(
+        line(faker).ineligible.as_deref(),
+        Some("failed or missed a proof of its hardware this hour: its reward is forfeited")
+    );
+    assert_eq!(line(faker).reward.units(), 0);
+    assert!(line(honest).reward.units() > 0, "{:?}", line(honest));
+    assert_eq!(p.ledger.audit().await.unwrap(), Vec::<String>::new());
+}
+
 /// DESIGN.md §3's idle caps with consequences: a device busy with other work while idle forfeits
 /// that hour's block reward; the third violation within a day blocks it for abuse until an
 /// operator lifts the block (then it is verified again); paused devices earn no uptime.
@@ -3904,4 +3975,5 @@ on_both_backends!(
     attested_orders_hire_only_attested_devices,
     blocks_close_once_and_reward_eligible_devices_by_score,
     idle_cap_violations_forfeit_rewards_and_repeated_ones_block,
+    a_failed_proof_forfeits_the_hours_reward,
 );
