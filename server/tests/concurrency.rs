@@ -1,7 +1,8 @@
 //! Many clients writing at once, on SQLite (one writer at a time) and PostgreSQL: owners pausing,
 //! resuming and renaming their devices, adding and removing others, making and revoking keys,
 //! renters deploying, extending and terminating, people signing in and out, and agents
-//! heartbeating, all in parallel. Issue 19 saw one call
+//! heartbeating, testing their speed, shipping output and answering challenges, all in
+//! parallel; claims and deposits are asked for too, though none can succeed here. Issue 19 saw one call
 //! in five answer 500 "database is locked" on SQLite; here no call may answer 5xx, and the
 //! ledger must balance afterwards.
 
@@ -90,12 +91,33 @@ async fn concurrent_writes_never_fail_on_the_database(app: TestApp) {
                 record(&answers2, "revoke key", owner2.post(url)).await;
             }
         });
-        // Each device's agent heartbeats throughout.
+        // Each device's agent heartbeats throughout, and makes its other calls: a speed test
+        // (once a minute is allowed, so most are refused), output for a cluster it does not
+        // run, an answer to a challenge it was not given.
         for (_, credential) in devices {
             let (app, answers) = (app.clone(), answers.clone());
             tasks.spawn(async move {
                 let agent = reqwest::Client::new();
-                for _ in 0..40 {
+                for round in 0..40 {
+                    if round % 8 == 0 {
+                        let calls = [
+                            ("speed test", "/api/agent/v1/speed-tests", json!({})),
+                            (
+                                "output",
+                                "/api/agent/v1/output",
+                                json!({ "cluster_id": "cl-0", "lines": [{ "id": round, "text": "x" }] }),
+                            ),
+                            (
+                                "challenge answer",
+                                "/api/agent/v1/challenges/chl-0",
+                                json!({ "challenge_id": "chl-0", "products": [] }),
+                            ),
+                        ];
+                        for (what, path, body) in calls {
+                            let call = agent.post(app.url(path)).bearer_auth(&credential);
+                            record(&answers, what, call.json(&body)).await;
+                        }
+                    }
                     let beat = json!({
                         "sent_at": platform::now().0,
                         "agent_version": "0.1.0",
@@ -125,6 +147,19 @@ async fn concurrent_writes_never_fail_on_the_database(app: TestApp) {
                     "duration_unit": "hourly", "duration_count": 1, "payment": "usdc",
                     "workload": { "command": "sleep 1" }
                 });
+                // Money the renter asks for and cannot have yet, and a deposit to prepare.
+                let claim = json!({ "asset": "usdc", "amount": "1" });
+                let call = renter.post(app.url("/api/v1/worker/payouts"));
+                let key = format!("claim-{renter_number}-{round}");
+                record(
+                    &answers,
+                    "claim",
+                    call.header("idempotency-key", key).json(&claim),
+                )
+                .await;
+                let deposit = json!({ "asset": "usdc", "amount": "5" });
+                let call = renter.post(app.url("/api/v1/cloud/deposits"));
+                record(&answers, "deposit", call.json(&deposit)).await;
                 let deployed = renter
                     .post(app.url("/api/v1/cloud/clusters"))
                     .json(&order)
@@ -193,6 +228,7 @@ async fn concurrent_writes_never_fail_on_the_database(app: TestApp) {
         "extend",
         "terminate",
         "sign out",
+        "speed test",
     ];
     for what in kinds {
         assert!(
