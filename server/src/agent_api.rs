@@ -31,9 +31,13 @@ const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
 /// Header carrying the SHA-256 of the speed test's download with its upload.
 pub const DOWNLOAD_DIGEST_HEADER: &str = "x-download-sha256";
 
-pub fn routes() -> Router<Platform> {
+/// The agent API; `registrations` bounds each address's registrations.
+pub fn routes(registrations: crate::limiter::ClientLimiter) -> Router<Platform> {
+    let register = Router::new().route("/register", post(register)).layer(
+        axum::middleware::from_fn_with_state(registrations, crate::limiter::limit),
+    );
     Router::new()
-        .route("/register", post(register))
+        .merge(register)
         .route("/heartbeat", post(heartbeat))
         .route("/assignments/wait", post(wait_for_assignment))
         .route("/output", post(ship_output))

@@ -31,7 +31,7 @@ use crate::error::Error;
 /// Requests here are small; anything larger is refused before it is read.
 pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 
-pub fn routes(explorer_limiter: crate::explorer_api::ClientLimiter) -> Router<Platform> {
+pub fn routes(explorer_limiter: crate::limiter::ClientLimiter) -> Router<Platform> {
     Router::new()
         .nest("/explorer", crate::explorer_api::routes(explorer_limiter))
         .route("/auth/challenge", post(challenge))

@@ -22,8 +22,8 @@ pub enum Error {
     #[error("{message}")]
     BadRequest { status: StatusCode, message: String },
     /// A public API client asked more often than its share.
-    #[error("more than {per_second} requests a second from this address; slow down and retry in a second")]
-    RateLimited { per_second: u32 },
+    #[error("more than {limit} requests in {window_secs} s from this address; slow down and retry in {window_secs} s")]
+    RateLimited { limit: u32, window_secs: u64 },
     /// An answer that could not be written as JSON (a bug).
     #[error("cannot write the answer as JSON: {0}")]
     Encode(#[from] serde_json::Error),
@@ -80,12 +80,12 @@ impl IntoResponse for Error {
                 (status, code, message)
             }
             Error::Tunnel { status, message } => (status, "tunnel", message),
-            limited @ Error::RateLimited { .. } => {
+            limited @ Error::RateLimited { window_secs, .. } => {
                 let body =
                     json!({ "error": { "code": "rate_limited", "message": limited.to_string() } });
                 return (
                     StatusCode::TOO_MANY_REQUESTS,
-                    [(axum::http::header::RETRY_AFTER, "1")],
+                    [(axum::http::header::RETRY_AFTER, window_secs.to_string())],
                     Json(body),
                 )
                     .into_response();

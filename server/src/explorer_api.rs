@@ -2,13 +2,8 @@
 //! number of requests per second, and every answer carries an ETag and a max-age that match how
 //! fresh its figures are (a closed block never changes; the fleet changes by the second).
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -99,56 +94,7 @@ fn json(
     Ok(cached(headers, freshness, body, "application/json"))
 }
 
-/// Requests per second each client (by IP address) may make to the explorer API.
-#[derive(Clone)]
-pub struct ClientLimiter {
-    per_second: u32,
-    windows: Arc<Mutex<HashMap<IpAddr, (Instant, u32)>>>,
-}
-
-/// Clients remembered at most before the idle ones are forgotten.
-const REMEMBERED_CLIENTS: usize = 100_000;
-
-impl ClientLimiter {
-    pub fn new(per_second: u32) -> ClientLimiter {
-        ClientLimiter {
-            per_second,
-            windows: Arc::new(Mutex::new(HashMap::new())),
-        }
-    }
-
-    /// Whether `client` may make one more request now (a fixed one-second window each).
-    fn admit(&self, client: IpAddr, now: Instant) -> bool {
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        if windows.len() >= REMEMBERED_CLIENTS {
-            windows.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(1));
-        }
-        let (start, used) = windows.entry(client).or_insert((now, 0));
-        if now.duration_since(*start) >= Duration::from_secs(1) {
-            *start = now;
-            *used = 0;
-        }
-        *used += 1;
-        *used <= self.per_second
-    }
-}
-
-async fn limit(State(limiter): State<ClientLimiter>, request: Request, next: Next) -> Response {
-    // Served without the peer's address (in-process tests), every caller shares one window.
-    let client = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(peer)| peer.ip());
-    if limiter.admit(client, Instant::now()) {
-        return next.run(request).await;
-    }
-    Error::RateLimited {
-        per_second: limiter.per_second,
-    }
-    .into_response()
-}
-
-pub fn routes(limiter: ClientLimiter) -> Router<Platform> {
+pub fn routes(limiter: crate::limiter::ClientLimiter) -> Router<Platform> {
     Router::new()
         .route("/summary", get(summary))
         .route("/activity", get(activity))
@@ -161,7 +107,10 @@ pub fn routes(limiter: ClientLimiter) -> Router<Platform> {
         .route("/blocks/{number}/lines.csv", get(block_csv))
         .route("/wallets/{address}", get(wallet))
         .route("/search", get(search))
-        .layer(axum::middleware::from_fn_with_state(limiter, limit))
+        .layer(axum::middleware::from_fn_with_state(
+            limiter,
+            crate::limiter::limit,
+        ))
 }
 
 async fn summary(State(platform): State<Platform>, headers: HeaderMap) -> Result<Response, Error> {
@@ -333,20 +282,6 @@ pub async fn search_redirect(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn each_client_gets_its_own_window_of_requests() {
-        let limiter = ClientLimiter::new(3);
-        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
-        let t0 = Instant::now();
-        assert!((0..3).all(|_| limiter.admit(a, t0)));
-        assert!(!limiter.admit(a, t0 + Duration::from_millis(500)));
-        assert!(limiter.admit(b, t0), "another client is not held back");
-        assert!(
-            limiter.admit(a, t0 + Duration::from_millis(1000)),
-            "a new second, a new window"
-        );
-    }
 
     #[test]
     fn a_client_holding_the_current_version_gets_304() {

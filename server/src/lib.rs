@@ -11,6 +11,7 @@ pub mod demo_agents;
 pub mod error;
 pub mod explorer_api;
 pub mod jobs;
+pub mod limiter;
 mod openapi;
 mod operator;
 mod router;

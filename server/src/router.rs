@@ -21,6 +21,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
+use crate::limiter::ClientLimiter;
 use crate::tunnel::TunnelHub;
 use crate::{agent_api, api, explorer_api};
 
@@ -65,16 +66,20 @@ pub fn router(platform: Platform, config: &Config, addr: SocketAddr, hub: Tunnel
         .route("/readyz", get(readyz))
         .nest(
             "/api/v1",
-            api::routes(explorer_api::ClientLimiter::new(
-                config.explorer_requests_per_sec,
-            )),
+            api::routes(ClientLimiter::per_second(config.explorer_requests_per_sec)),
         )
         .with_state(platform.clone());
     // The agents' calls are the hot path (tens of thousands of heartbeats a second): small JSON
     // that needs neither compression nor the pages' security headers, only a time limit and
     // a panic guard.
     let agents = Router::new()
-        .nest("/api/agent/v1", agent_api::routes())
+        .nest(
+            "/api/agent/v1",
+            agent_api::routes(ClientLimiter::new(
+                config.registrations_per_minute,
+                std::time::Duration::from_secs(60),
+            )),
+        )
         .with_state(platform)
         .layer(axum::Extension(hub))
         .layer(TimeoutLayer::with_status_code(

@@ -266,6 +266,41 @@ async fn hostile_text_is_refused_before_any_query(app: TestApp) {
     app.server.stop().await;
 }
 
+/// One address spraying registrations (guessing tokens, or enrolling a farm of fakes) is held
+/// to its share a minute; a 429 says when to retry, and heartbeats are not counted.
+#[tokio::test]
+async fn registrations_are_limited_per_address() {
+    let app = spawn(platform::testing::fresh_sqlite_url(), |config| {
+        config.registrations_per_minute = 5;
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for n in 0..8 {
+        let guess = json!(format!("gcr_{n:048}"));
+        let attempt = app
+            .post(
+                "/api/agent/v1/register",
+                registration(&guess, false, "NVIDIA H100 80GB HBM3", 81_559),
+            )
+            .await;
+        statuses.push(attempt);
+    }
+    let (refused, limited): (Vec<_>, Vec<_>) = statuses
+        .into_iter()
+        .partition(|r| r.status() == StatusCode::UNAUTHORIZED);
+    assert_eq!((refused.len(), limited.len()), (5, 3));
+    let limited = limited.into_iter().next().unwrap();
+    assert_eq!(limited.headers()[header::RETRY_AFTER], "60");
+    assert_eq!(
+        json_error(limited).await,
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited".into())
+    );
+    // Heartbeats and the rest of the agent API are not counted.
+    let heartbeat = app.post("/api/agent/v1/heartbeat", json!({})).await;
+    assert_eq!(heartbeat.status(), StatusCode::UNAUTHORIZED);
+    app.server.stop().await;
+}
+
 macro_rules! on_both_backends {
     ($($case:ident),+ $(,)?) => {
         mod sqlite {

@@ -112,6 +112,11 @@ pub struct Settings {
     #[arg(long, env = "GC_EXPLORER_REQUESTS_PER_SEC", value_name = "N")]
     pub explorer_requests_per_sec: Option<u32>,
 
+    /// Agent registrations a minute each client address may make; past it, 429 (the agent
+    /// retries with backoff). [default: 30]
+    #[arg(long, env = "GC_REGISTRATIONS_PER_MINUTE", value_name = "N")]
+    pub registrations_per_minute: Option<u32>,
+
     /// Seconds between an agent's heartbeats (the server tells agents). [default: 10]
     #[arg(long, env = "GC_HEARTBEAT_INTERVAL_SECS", value_name = "SECS")]
     pub heartbeat_interval_secs: Option<u32>,
@@ -310,6 +315,7 @@ pub struct Config {
     pub session_max_secs: i64,
     pub request_timeout: Duration,
     pub explorer_requests_per_sec: u32,
+    pub registrations_per_minute: u32,
     pub fleet: platform::agents::FleetConfig,
     pub registration_ttl_secs: i64,
     pub flush_interval: Duration,
@@ -349,6 +355,9 @@ impl Settings {
             explorer_requests_per_sec: self
                 .explorer_requests_per_sec
                 .or(lower.explorer_requests_per_sec),
+            registrations_per_minute: self
+                .registrations_per_minute
+                .or(lower.registrations_per_minute),
             heartbeat_interval_secs: self
                 .heartbeat_interval_secs
                 .or(lower.heartbeat_interval_secs),

@@ -40,6 +40,7 @@ struct Sessions {
     session_max_secs: i64,
     request_timeout: Duration,
     explorer_requests_per_sec: u32,
+    registrations_per_minute: u32,
 }
 
 impl Settings {
@@ -84,6 +85,7 @@ impl Settings {
             session_max_secs: sessions.session_max_secs,
             request_timeout: sessions.request_timeout,
             explorer_requests_per_sec: sessions.explorer_requests_per_sec,
+            registrations_per_minute: sessions.registrations_per_minute,
             fleet,
             registration_ttl_secs,
             flush_interval: Duration::from_secs(flush_interval_secs),
@@ -216,20 +218,27 @@ impl Settings {
         if timeout == 0 {
             return Err(bad("request-timeout-secs", &timeout, "must be at least 1"));
         }
-        let explorer_requests_per_sec = self.explorer_requests_per_sec.unwrap_or(20);
-        if explorer_requests_per_sec == 0 {
-            return Err(bad(
-                "explorer-requests-per-sec",
-                &explorer_requests_per_sec,
-                "must be at least 1",
-            ));
-        }
+        let at_least_one = |flag: &str, value: Option<u32>, default: u32| match value {
+            Some(0) => Err(bad(flag, &0, "must be at least 1")),
+            value => Ok(value.unwrap_or(default)),
+        };
+        let explorer_requests_per_sec = at_least_one(
+            "explorer-requests-per-sec",
+            self.explorer_requests_per_sec,
+            20,
+        )?;
+        let registrations_per_minute = at_least_one(
+            "registrations-per-minute",
+            self.registrations_per_minute,
+            30,
+        )?;
         Ok(Sessions {
             sign_in_ttl_secs,
             session_idle_secs,
             session_max_secs,
             request_timeout: Duration::from_secs(timeout),
             explorer_requests_per_sec,
+            registrations_per_minute,
         })
     }
 
