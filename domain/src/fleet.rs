@@ -88,6 +88,17 @@ named_enum!(
     }
 );
 
+/// How long after a measurement a device is measured again. A measurement below the lowest
+/// tier leaves the device unhireable; a dip on a busy machine should not keep it so for a day,
+/// so after `tierless_in_a_row` such measurements the next comes after a minute, doubling with
+/// each one that finds no tier again (a slow link is not flooded), up to `regular_ms`.
+pub fn remeasure_after_ms(tierless_in_a_row: u32, regular_ms: i64) -> i64 {
+    match tierless_in_a_row {
+        0 => regular_ms,
+        n => (60_000i64 << (n - 1).min(20)).min(regular_ms),
+    }
+}
+
 impl ConnectivityTier {
     /// Minimum (download, upload) throughput in MB/s for each tier, best first (DESIGN.md §2).
     const THRESHOLDS: [(ConnectivityTier, i64, i64); 4] = [
@@ -140,6 +151,17 @@ impl SpeedFigures {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_device_without_a_tier_is_measured_again_soon_then_less_often() {
+        let day = 86_400_000;
+        assert_eq!(remeasure_after_ms(0, day), day);
+        assert_eq!(remeasure_after_ms(1, day), 60_000);
+        assert_eq!(remeasure_after_ms(2, day), 120_000);
+        assert_eq!(remeasure_after_ms(5, day), 960_000);
+        assert_eq!(remeasure_after_ms(12, day), day);
+        assert_eq!(remeasure_after_ms(u32::MAX, day), day);
+    }
 
     #[test]
     fn the_best_rounds_of_each_direction_set_the_tier() {

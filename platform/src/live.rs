@@ -48,6 +48,9 @@ pub(crate) struct LiveDevice {
     /// from another process).
     pub block_checked_at: i64,
     pub measured_at: Option<i64>,
+    /// Measurements in a row, up to the last, that found no tier
+    /// (see [`domain::fleet::remeasure_after_ms`]).
+    pub tierless_measurements: u32,
     pub speed_test_started_at: i64,
     /// The last heartbeat this process took (None since start-up until one comes); unlike
     /// `last_seen`, never moved by a restart.
@@ -118,6 +121,7 @@ impl LiveDevice {
             last_violation_at: 0,
             block_checked_at: 0,
             measured_at: None,
+            tierless_measurements: 0,
             speed_test_started_at: 0,
             unflushed: Vec::new(),
             heartbeat_dirty: false,

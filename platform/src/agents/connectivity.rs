@@ -199,7 +199,13 @@ impl AgentService {
         .bind(device_id)
         .execute(self.store.pool())
         .await?;
-        self.live.with(device_id, |d| d.measured_at = Some(now.0));
+        self.live.with(device_id, |d| {
+            d.measured_at = Some(now.0);
+            d.tierless_measurements = match tier {
+                None => d.tierless_measurements.saturating_add(1),
+                Some(_) => 0,
+            };
+        });
         self.index.set_tier(device_id, tier);
         tracing::info!(device = device_id, download_mb_per_s = best.download_mb_per_s, upload_mb_per_s = best.upload_mb_per_s, latency_ms = best.latency_ms, tier = ?tier, "connectivity measured");
         Ok(result)

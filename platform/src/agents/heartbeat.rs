@@ -9,7 +9,7 @@ use domain::agent_protocol::{
     MAX_CLOCK_SKEW_MS,
 };
 use domain::device_status::{earns_uptime, DeviceEvent};
-use domain::fleet::DeviceStatus;
+use domain::fleet::{remeasure_after_ms, DeviceStatus};
 use domain::proof_of_work::Challenge;
 use domain::time::UnixMillis;
 
@@ -68,7 +68,9 @@ impl AgentService {
                 heartbeat_interval_secs: config.heartbeat_interval_secs,
                 challenge: d.challenge.as_ref().map(|c| c.challenge.clone()),
                 workloads: d.assignment.iter().map(|a| (**a).clone()).collect(),
-                speed_test_due: d.measured_at.is_none_or(|at| now.0 - at >= remeasure_ms),
+                speed_test_due: d.measured_at.is_none_or(|at| {
+                    now.0 - at >= remeasure_after_ms(d.tierless_measurements, remeasure_ms)
+                }),
             })
             .ok_or_else(|| AgentRefusal::UnknownDevice(device_id.to_owned()).into())
     }

@@ -219,6 +219,11 @@ impl AgentService {
                     .unwrap_or(u32::MAX),
                 written_at,
                 measured_at: row.try_get("measured_at")?,
+                // One tierless measurement is all a restart remembers: the next comes soon.
+                tierless_measurements: u32::from(
+                    row.try_get::<Option<i64>, _>("measured_at")?.is_some()
+                        && row.try_get::<Option<&str>, _>("tier")?.is_none(),
+                ),
                 ..LiveDevice::new(
                     enum_in(row, "status", domain::fleet::DeviceStatus::parse)?,
                     DeviceKind::parse(&kind).map_err(|e| Error::Corrupt(e.to_string()))?,
