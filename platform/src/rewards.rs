@@ -217,28 +217,21 @@ impl RewardsService {
             query = query.bind(hour - i64::from(back) * BLOCK_MS);
         }
         let rows = query.fetch_all(&mut *conn).await?;
-        // Few devices break the idle caps: one indexed read of the hour's violations.
-        let violated: rustc_hash::FxHashSet<String> = sqlx::query_scalar(
+        // Few devices break the idle caps, fewer still fail a proof: one indexed read each.
+        let violated = devices_in_hour(
+            conn,
             "SELECT DISTINCT device_id FROM device_events \
              WHERE kind = 'violation' AND at >= $1 AND at < $2",
+            hour,
         )
-        .bind(hour)
-        .bind(hour + BLOCK_MS)
-        .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .collect();
-        // Failed and missed proofs are rarer still: one indexed read by deadline.
-        let failed_proof: rustc_hash::FxHashSet<String> = sqlx::query_scalar(
+        .await?;
+        let failed_proof = devices_in_hour(
+            conn,
             "SELECT DISTINCT device_id FROM device_challenges \
              WHERE outcome IN ('failed', 'expired') AND deadline_at >= $1 AND deadline_at < $2",
+            hour,
         )
-        .bind(hour)
-        .bind(hour + BLOCK_MS)
-        .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .collect();
+        .await?;
         rows.iter()
             .map(|row| self.candidate(row, &violated, &failed_proof))
             .collect()
@@ -408,4 +401,18 @@ fn block_posting(number: i64, emission: Tokens, split: &BlockSplit) -> Result<Po
             .map_err(invalid)?;
     }
     Ok(posting)
+}
+
+/// The devices a query of one block's hour names (`$1` its start, `$2` its end).
+async fn devices_in_hour(
+    conn: &mut AnyConnection,
+    sql: &str,
+    hour: i64,
+) -> Result<rustc_hash::FxHashSet<String>, Error> {
+    let ids: Vec<String> = sqlx::query_scalar(sql)
+        .bind(hour)
+        .bind(hour + BLOCK_MS)
+        .fetch_all(conn)
+        .await?;
+    Ok(ids.into_iter().collect())
 }
