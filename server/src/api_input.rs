@@ -24,30 +24,31 @@ pub(crate) fn check_target(request: &Request) -> Result<(), Error> {
         .into());
     }
     let query = uri.query().unwrap_or("");
-    let refused = url::form_urlencoded::parse(query.as_bytes())
-        .find_map(|(name, value)| domain::text::refused_char(&format!("{name}{value}")));
-    match refused {
-        None => Ok(()),
-        Some(c) => Err(platform::Error::Invalid(format!(
-            "the query must not contain {}",
-            domain::text::describe(c)
-        ))
-        .into()),
-    }
+    refused_as_invalid("the query", refused_in_form(query.as_bytes()))
 }
 
 /// `Err` if a server function's body (a `form`, else JSON) holds a refused character.
 pub(crate) fn check_form_or_json(body: &[u8], form: bool) -> Result<(), Error> {
     let refused = if form {
-        url::form_urlencoded::parse(body)
-            .find_map(|(name, value)| domain::text::refused_char(&format!("{name}{value}")))
+        refused_in_form(body)
     } else {
         domain::text::refused_in_json(body)
     };
+    refused_as_invalid("the form", refused)
+}
+
+/// The first refused character in the names or values of URL-encoded pairs.
+fn refused_in_form(pairs: &[u8]) -> Option<char> {
+    url::form_urlencoded::parse(pairs)
+        .find_map(|(name, value)| domain::text::refused_char(&format!("{name}{value}")))
+}
+
+/// A 422 saying that `what` holds the `refused` character, if there is one.
+fn refused_as_invalid(what: &str, refused: Option<char>) -> Result<(), Error> {
     match refused {
         None => Ok(()),
         Some(c) => Err(platform::Error::Invalid(format!(
-            "the form must not contain {}",
+            "{what} must not contain {}",
             domain::text::describe(c)
         ))
         .into()),
