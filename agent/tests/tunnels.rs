@@ -1,9 +1,11 @@
 //! Tunnels through the real server to a real agent's sandboxed workload: a renter reaches the
 //! port their cluster declares, over a connection the agent opened outwards, with HTTP and an
-//! upgraded (WebSocket-style) connection; the bytes are counted. And what a renter or a
+//! upgraded (WebSocket-style) connection, with an API key or the cluster's access token; the
+//! bytes are counted, an open connection's too. And what a renter or a
 //! provider would try: another renter, no credentials, an undeclared port (the provider's
 //! other services), the renter's platform credentials reaching the provider, a workload
-//! planting the platform's session cookie, a tunnel after the cluster ended.
+//! planting the platform's session cookie, a guessed, foreign or rotated access token, a
+//! tunnel after the cluster ended.
 
 mod support;
 
@@ -11,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use domain::cluster::{ClusterKind, ClusterStatus, Workload};
-use support::{h100_request, Fleet};
+use support::{free_port, h100_request, Fleet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A small HTTP server the workload runs: it answers what it was sent (path, headers, body
@@ -57,7 +59,7 @@ class Echo(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-server = http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Echo)
+server = http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), Echo)
 print("listening", flush=True)
 server.serve_forever()
 "#;
@@ -71,14 +73,6 @@ fn echo_bin(dir: &Path) -> PathBuf {
     std::fs::write(&script, ECHO_SERVER).unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     bin
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn api_key(fleet: &Fleet, user: i64) -> String {
@@ -207,16 +201,12 @@ async fn a_renter_reaches_their_port_through_the_agents_tunnel_and_nobody_else_d
         format!("/c/{}/{}/{port}/", cluster.id, started.device)
     );
     // A body of a MiB arrives whole.
-    let posted: serde_json::Value = http
-        .post(format!("{base}upload"))
-        .bearer_auth(&key)
-        .body(vec![7u8; 1 << 20])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let posted = json_of(
+        http.post(format!("{base}upload"))
+            .bearer_auth(&key)
+            .body(vec![7u8; 1 << 20]),
+    )
+    .await;
     assert_eq!(posted["received"], 1 << 20);
     // The tunnel's address without its slash leads to it.
     let bare = reqwest::Client::builder()
@@ -229,7 +219,14 @@ async fn a_renter_reaches_their_port_through_the_agents_tunnel_and_nobody_else_d
         .unwrap();
     assert_eq!(bare.status(), 308);
 
-    // An upgraded connection carries bytes both ways.
+    // The bytes of closed connections are counted, both ways.
+    wait_for_bytes(platform, &cluster.id, 1 << 20).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    platform.tunnels.flush_meters().await.unwrap();
+    let counted = platform.tunnels.bytes_of(&cluster.id).await.unwrap();
+
+    // An upgraded connection carries bytes both ways, and they are counted while it stays
+    // open.
     let mut raw = tokio::net::TcpStream::connect(origin.socket_addrs(|| None).unwrap()[0])
         .await
         .unwrap();
@@ -253,6 +250,7 @@ async fn a_renter_reaches_their_port_through_the_agents_tunnel_and_nobody_else_d
         .expect("echoed in time")
         .unwrap();
     assert_eq!(echoed, b"PING THROUGH THE TUNNEL");
+    wait_for_bytes(platform, &cluster.id, counted + 46).await;
     drop(raw);
 
     // Nobody else: no credentials, another renter, a port the cluster does not declare (the
@@ -264,26 +262,109 @@ async fn a_renter_reaches_their_port_through_the_agents_tunnel_and_nobody_else_d
     let elsewhere = format!("{}c/{}/dev-0000/{port}/", origin.as_str(), cluster.id);
     assert_eq!(status_of(&http, &elsewhere, Some(&key)).await, 404);
 
-    // The bytes were counted, both ways, once the connections closed.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let bytes = platform.tunnels.bytes_of(&cluster.id).await.unwrap();
-        if bytes > 1 << 20 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "only {bytes} bytes counted");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The cluster's access token, made through the API as a script would.
+    let token_url = format!(
+        "{}api/v1/cloud/clusters/{}/access-token",
+        fleet.server.public_url, cluster.id
+    );
+    let made = http
+        .post(&token_url)
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 200);
+    let made: serde_json::Value = made.json().await.unwrap();
+    let token = made["token"].as_str().unwrap().to_owned();
+    assert!(domain::tunnel::is_access_token(&token), "{token}");
+    assert_eq!(made["links"][0]["url"], format!("{base}?gc_access={token}"));
+    // As a bearer: it passes, and the workload never sees it.
+    let seen = json_of(http.get(format!("{base}t?y=2")).bearer_auth(&token)).await;
+    assert_eq!(seen["path"], "/t?y=2");
+    assert!(seen["headers"].get("authorization").is_none(), "{seen}");
+    // In a link: the browser keeps it in a cookie for this cluster's tunnels and goes on to
+    // the address without it.
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let link = no_redirects
+        .get(format!("{base}page?gc_access={token}&z=3"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(link.status(), 303);
+    assert_eq!(
+        link.headers()["location"],
+        format!("/c/{}/{}/{port}/page?z=3", cluster.id, started.device)
+    );
+    assert_eq!(
+        link.headers()["set-cookie"],
+        domain::tunnel::access_cookie(&cluster.id, &token, false).as_str()
+    );
+    let by_cookie = |cookie: String| http.get(format!("{base}page?z=3")).header("cookie", cookie);
+    let seen = json_of(by_cookie(format!("gc_access={token}; app=2"))).await;
+    assert_eq!(seen["path"], "/page?z=3");
+    assert_eq!(
+        seen["headers"]["cookie"], "app=2",
+        "the token's cookie stays"
+    );
+    // It opens this cluster alone, and a guess opens nothing.
+    let foreign = format!("{}c/cl-0000/{}/{port}/", origin.as_str(), started.device);
+    assert_eq!(status_of(&http, &foreign, Some(&token)).await, 401);
+    let guess = format!("gct_{}", "0".repeat(64));
+    assert_eq!(status_of(&http, &base, Some(&guess)).await, 401);
+    let query_guess = format!("{base}?gc_access=gct_{}", "1".repeat(64));
+    assert_eq!(status_of(&no_redirects, &query_guess, None).await, 401);
+    // Another renter cannot make one for this cluster.
+    let stolen = http.post(&token_url).bearer_auth(&other_key).send().await;
+    assert_eq!(stolen.unwrap().status(), 404);
+    // A new token ends the one before, in a header and in a kept cookie.
+    let renewed = json_of(http.post(&token_url).bearer_auth(&key)).await;
+    let renewed = renewed["token"].as_str().unwrap().to_owned();
+    assert_ne!(renewed, token);
+    assert_eq!(status_of(&http, &base, Some(&token)).await, 401);
+    let stale = by_cookie(format!("gc_access={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 401);
+    assert_eq!(status_of(&http, &base, Some(&renewed)).await, 200);
 
-    // After the end, no tunnel.
+    // After the end, no tunnel, and no new token.
     platform
         .provisioning
         .terminate(renter, &cluster.id, platform::now())
         .await
         .unwrap();
     assert_eq!(status_of(&http, &base, Some(&key)).await, 409);
+    assert_eq!(status_of(&http, &base, Some(&renewed)).await, 409);
+    let late = http.post(&token_url).bearer_auth(&key).send().await;
+    assert_eq!(late.unwrap().status(), 409);
     drop(started);
     fleet.stop().await;
+}
+
+/// What a request answers, as JSON.
+async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
+/// Waits until the cluster's metered bytes reach `at_least` (tunnels' counts are written every
+/// few seconds); the count then.
+async fn wait_for_bytes(platform: &platform::Platform, cluster_id: &str, at_least: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let bytes = platform.tunnels.bytes_of(cluster_id).await.unwrap();
+        if bytes >= at_least {
+            return bytes;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {bytes} bytes counted, not {at_least}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Reads an HTTP response head, up to its blank line.

@@ -100,6 +100,7 @@ impl AppError {
             E::SignInRefused(refusal) => AppError::Unauthorized(refusal.to_string()),
             E::NotSignedIn => AppError::Unauthorized(E::NotSignedIn.to_string()),
             E::ApiKeyRejected => AppError::Unauthorized(E::ApiKeyRejected.to_string()),
+            E::AccessTokenRejected => AppError::Unauthorized(E::AccessTokenRejected.to_string()),
             E::NotFound(message) => AppError::NotFound(message),
             E::Conflict(message) => AppError::Conflict(message),
             E::Chain(message) => {

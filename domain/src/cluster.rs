@@ -616,8 +616,11 @@ pub struct ClusterDetail {
     pub notebook_token: Option<String>,
     /// While it runs: each port its devices serve, through the platform's tunnels.
     pub tunnels: Vec<crate::tunnel::TunnelLink>,
-    /// Bytes carried through its tunnels, both ways, over connections that have closed.
+    /// Bytes carried through its tunnels, both ways (counted every few seconds while a
+    /// connection stays open).
     pub tunnel_bytes: u64,
+    /// When the renter last made the cluster's tunnel access token; None if never.
+    pub access_token_made_at: Option<i64>,
 }
 
 /// What one device earned in one cluster, as the provider's earnings page and the device page

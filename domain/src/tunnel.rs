@@ -170,16 +170,91 @@ pub fn is_withheld_request_header(name: &str, value: &[u8], upgrading: bool) -> 
     }
 }
 
-/// Whether an `Authorization` value carries one of the platform's API keys.
+/// Whether an `Authorization` value carries one of the platform's credentials: an API key or
+/// a cluster's access token.
 pub fn is_platform_key(value: &[u8]) -> bool {
     let text = String::from_utf8_lossy(value);
     let mut words = text.split_whitespace();
     words
         .next()
         .is_some_and(|s| s.eq_ignore_ascii_case("bearer"))
-        && words
-            .next()
-            .is_some_and(|k| k.starts_with(crate::api_key::SECRET_PREFIX))
+        && words.next().is_some_and(|k| {
+            k.starts_with(crate::api_key::SECRET_PREFIX) || k.starts_with(ACCESS_TOKEN_PREFIX)
+        })
+}
+
+/// How every cluster access token begins (a leaked one is recognisable): the renter's
+/// rotatable credential for one cluster's tunnels alone, for scripts and for browsers on a
+/// tunnel origin the console's session cookie does not reach.
+pub const ACCESS_TOKEN_PREFIX: &str = "gct_";
+/// Hex digits after the prefix (32 random bytes).
+const ACCESS_TOKEN_HEX: usize = 64;
+/// The query parameter a tunnel link carries an access token in. The tunnel origin answers
+/// such a link with a redirect to the same address without it and keeps the token in the
+/// [`ACCESS_COOKIE`], so the token neither reaches the workload nor stays in the address bar.
+pub const ACCESS_QUERY: &str = "gc_access";
+/// The cookie a browser keeps a cluster's access token in, scoped to the cluster's tunnels'
+/// path; named like the platform's cookies, so it never crosses a tunnel.
+pub const ACCESS_COOKIE: &str = "gc_access";
+
+/// Whether `text` has the shape of an access token (checked before any lookup).
+pub fn is_access_token(text: &str) -> bool {
+    text.strip_prefix(ACCESS_TOKEN_PREFIX).is_some_and(|hex| {
+        hex.len() == ACCESS_TOKEN_HEX
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// A tunnel's address that opens it in a browser with `token`.
+pub fn access_link(url: &str, token: &str) -> String {
+    format!("{url}?{ACCESS_QUERY}={token}")
+}
+
+/// Splits the access token out of a query string: the token (if the query carries one) and
+/// the rest of the query, in order, without it.
+pub fn take_access_query(query: &str) -> (Option<&str>, String) {
+    let mut token = None;
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some((ACCESS_QUERY, value)) => token = Some(value),
+            _ if pair == ACCESS_QUERY => token = Some(""),
+            _ => rest.push(pair),
+        }
+    }
+    (token, rest.join("&"))
+}
+
+/// The `Set-Cookie` value that keeps `token` for cluster `cluster_id`'s tunnels alone:
+/// `HttpOnly` (a workload's script cannot read it), `SameSite=Lax`, `Secure` on HTTPS.
+pub fn access_cookie(cluster_id: &str, token: &str, secure: bool) -> String {
+    format!(
+        "{ACCESS_COOKIE}={token}; Path=/c/{cluster_id}/; HttpOnly; SameSite=Lax{}",
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+/// The access token of a request's `Cookie` header, if it holds one.
+pub fn access_cookie_value(header: &str) -> Option<&str> {
+    header
+        .split(';')
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == ACCESS_COOKIE)
+        .map(|(_, value)| value)
+}
+
+/// A cluster's access token just made: shown once (the platform keeps only its digest), with
+/// the cluster's tunnel links that open with it in a browser.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessToken {
+    pub cluster_id: String,
+    pub token: String,
+    /// UTC milliseconds.
+    pub made_at: i64,
+    /// The cluster's current tunnels, each with the token in its address.
+    pub links: Vec<TunnelLink>,
 }
 
 /// Cookies of the request that the workload may see: all but the platform's own (`gc_…`).
@@ -232,6 +307,56 @@ mod tests {
             command: command.into(),
             ..Workload::default()
         }
+    }
+
+    #[test]
+    fn access_tokens_have_one_shape_and_never_cross_a_tunnel() {
+        let token = format!("gct_{}", "0a".repeat(32));
+        assert!(is_access_token(&token));
+        for bad in [
+            "gct_",
+            "gck_0a",
+            &format!("gct_{}", "0A".repeat(32)),
+            &format!("gct_{}0", "0a".repeat(32)),
+            &format!("gct_{}", "zz".repeat(32)),
+        ] {
+            assert!(!is_access_token(bad), "{bad}");
+        }
+        assert!(is_platform_key(format!("Bearer {token}").as_bytes()));
+        assert!(is_platform_key(b"bearer gck_abc"));
+        assert!(!is_platform_key(b"Bearer the-apps-own"));
+        // The cookie keeping it is the platform's, so it is never forwarded.
+        let cookie = access_cookie("cl-1", &token, true);
+        assert_eq!(
+            cookie,
+            format!("gc_access={token}; Path=/c/cl-1/; HttpOnly; SameSite=Lax; Secure")
+        );
+        assert_eq!(
+            access_cookie_value(&format!("app=1; gc_access={token}")),
+            Some(token.as_str())
+        );
+        assert_eq!(access_cookie_value("app=1"), None);
+        assert_eq!(
+            forwarded_cookies(&format!("gc_access={token}; app=1")).as_deref(),
+            Some("app=1")
+        );
+    }
+
+    #[test]
+    fn an_access_link_is_split_back_into_its_token_and_the_rest_of_the_query() {
+        let link = access_link("https://t.example/c/cl-1/dev-1/80/", "gct_x");
+        assert_eq!(link, "https://t.example/c/cl-1/dev-1/80/?gc_access=gct_x");
+        assert_eq!(
+            take_access_query("a=1&gc_access=gct_x&b=2"),
+            (Some("gct_x"), "a=1&b=2".to_owned())
+        );
+        assert_eq!(take_access_query("a=1"), (None, "a=1".to_owned()));
+        assert_eq!(take_access_query("gc_access"), (Some(""), String::new()));
+        // Only the exact name: the application's own parameters pass.
+        assert_eq!(
+            take_access_query("gc_accessory=1"),
+            (None, "gc_accessory=1".to_owned())
+        );
     }
 
     #[test]

@@ -59,7 +59,7 @@ test('a renter deploys a cluster on a real agent, extends it and terminates it',
     await page.getByTestId('country-DE').check();
     await expect(page.getByTestId('chosen-countries')).toContainText('DE');
     // A web server in the sandbox, on the device's loopback: reached only through the tunnel.
-    const command = 'echo tunnelled > /tmp/index.html; echo started; exec busybox httpd -f -p 127.0.0.1:18089 -h /tmp';
+    const command = 'echo tunnelled > /tmp/index.html; echo started; exec busybox httpd -f -p 0.0.0.0:18089 -h /tmp';
     await page.getByTestId('deploy-command').fill(command);
     await page.getByTestId('deploy-port').fill('18089');
 
@@ -97,6 +97,19 @@ test('a renter deploys a cluster on a real agent, extends it and terminates it',
     expect(new URL(tunnel).port).not.toBe(new URL(page.url()).port);
     await expect.poll(async () => (await page.request.get(tunnel)).status(), { timeout: 15_000 }).toBe(200);
     expect(await (await page.request.get(tunnel)).text()).toContain('tunnelled');
+    // The cluster's access token opens the tunnel in a browser that is not signed in: the link
+    // leaves it in a cookie and lands on the address without it.
+    await page.getByTestId('rotate-access-token').click();
+    await expect(page.getByTestId('access-token-value')).toContainText(/^gct_[0-9a-f]{64}$/);
+    const withToken = await page.getByTestId('access-link').first().getAttribute('href');
+    expect(withToken).toContain('?gc_access=gct_');
+    const stranger = await page.context().browser().newContext();
+    const strangerPage = await stranger.newPage();
+    await strangerPage.goto(withToken);
+    await expect(strangerPage.locator('body')).toContainText('tunnelled');
+    expect(strangerPage.url()).not.toContain('gc_access');
+    await stranger.close();
+    await expect(page.getByTestId('cluster-access-note')).toContainText('Access token made');
     // Drawn on the server from the agents' heartbeats.
     await expect(page.getByTestId('cluster-utilisation-chart').locator('svg')).toBeVisible();
     expect(device.log()).toContain('workload running');

@@ -16,6 +16,10 @@ pub enum Error {
     NotSignedIn,
     #[error("this API key is unknown, revoked or expired; make a new one in the Cloud console")]
     ApiKeyRejected,
+    #[error(
+        "this access token does not open this cluster's tunnels: it is wrong, or was rotated since"
+    )]
+    AccessTokenRejected,
     /// Nothing by that id, or it belongs to someone else (the two are not told apart).
     #[error("{0}")]
     NotFound(String),

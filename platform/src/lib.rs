@@ -89,6 +89,7 @@ impl Platform {
         // Parsed once; the services share it.
         let catalog = domain::catalog::GpuCatalog::builtin();
         let live = Arc::new(live::LiveFleet::new());
+        let tunnel_origin = config.provisioning.tunnel_origin.clone();
         let index = Arc::new(index::FleetIndex::new(catalog.clone()));
         let provisioning = ProvisioningService::new(
             store.clone(),
@@ -128,7 +129,7 @@ impl Platform {
             deposits: DepositService::new(store.clone(), config.solana_access),
             api_keys: ApiKeyService::new(store.clone()),
             output: OutputService::new(store.clone()),
-            tunnels: tunnels::TunnelService::new(store.clone()),
+            tunnels: tunnels::TunnelService::new(store.clone(), tunnel_origin),
             store,
         }))
     }

@@ -20,6 +20,7 @@ use domain::network::NetworkSummary;
 use domain::payout::{Deposit, DepositToSign, Payout};
 use domain::rewards::ProviderEarnings;
 use domain::siws::SignedIn;
+use domain::tunnel::AccessToken;
 use domain::worker::{DeviceDetail, DeviceFilter, NewDevice, RegistrationTicket, WorkerDevices};
 use platform::auth::{Challenge, SessionToken};
 use platform::Platform;
@@ -58,6 +59,10 @@ pub fn routes(explorer_limiter: crate::limiter::ClientLimiter) -> Router<Platfor
         .route("/cloud/clusters/{id}/logs", get(cluster_logs))
         .route("/cloud/clusters/{id}/extend", post(extend_cluster))
         .route("/cloud/clusters/{id}/terminate", post(terminate_cluster))
+        .route(
+            "/cloud/clusters/{id}/access-token",
+            post(rotate_access_token),
+        )
         .route("/keys", get(my_keys).post(create_key))
         .route("/keys/{id}/revoke", post(revoke_key))
         .route("/openapi.json", get(openapi))
@@ -604,6 +609,21 @@ async fn terminate_cluster(
         platform
             .provisioning
             .terminate(session.user_id, &id, platform::now())
+            .await?,
+    ))
+}
+
+/// A new access token for the cluster's tunnels; the one before stops working.
+async fn rotate_access_token(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<AccessToken>, Error> {
+    let session = signed_in(&platform, &headers).await?;
+    Ok(Json(
+        platform
+            .tunnels
+            .rotate_access_token(session.user_id, &id, platform::now())
             .await?,
     ))
 }

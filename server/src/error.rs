@@ -144,6 +144,11 @@ impl IntoResponse for Error {
                 "api_key_rejected",
                 P::ApiKeyRejected.to_string(),
             ),
+            Error::Platform(P::AccessTokenRejected) => (
+                StatusCode::UNAUTHORIZED,
+                "access_token_rejected",
+                P::AccessTokenRejected.to_string(),
+            ),
             internal => {
                 tracing::error!(error = %internal, "request failed");
                 (

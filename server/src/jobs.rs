@@ -1,5 +1,5 @@
 //! Background jobs: the fleet and cluster sweeps, heartbeat flushes, compliance refreshes,
-//! reward blocks, payouts, deposits and the session purge. Each has its own named cadence and
+//! reward blocks, payouts, deposits, tunnel meters and the session purge. Each has its own named cadence and
 //! runs in its own `tracing` span; one loop runs them one after another, so no two of them
 //! write at once (SQLite has one writer) and a stop lands between jobs, never inside one.
 
@@ -26,6 +26,8 @@ const SWEEP_AT_MOST_EVERY: Duration = Duration::from_secs(5);
 const SWEEP_AT_LEAST_EVERY: Duration = Duration::from_millis(250);
 /// Payouts and deposits wait on the chain; this is how often their next step is tried.
 const CHAIN_WORK_EVERY: Duration = Duration::from_secs(1);
+/// Bytes through tunnels are added to their clusters this often, open connections' included.
+const TUNNEL_METERS_EVERY: Duration = Duration::from_secs(5);
 
 /// The background jobs, each with its cadence in [`Cadences`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,10 +48,12 @@ pub enum Job {
     Deposits,
     /// Dead sign-in nonces and sessions deleted.
     SessionPurge,
+    /// Bytes counted through tunnels added to their clusters.
+    TunnelMeters,
 }
 
 impl Job {
-    pub const ALL: [Job; 8] = [
+    pub const ALL: [Job; 9] = [
         Job::FleetSweep,
         Job::ClusterSweep,
         Job::HeartbeatFlush,
@@ -58,6 +62,7 @@ impl Job {
         Job::Payouts,
         Job::Deposits,
         Job::SessionPurge,
+        Job::TunnelMeters,
     ];
 
     /// The name its span and log lines carry.
@@ -71,6 +76,7 @@ impl Job {
             Job::Payouts => "payouts",
             Job::Deposits => "deposits",
             Job::SessionPurge => "session_purge",
+            Job::TunnelMeters => "tunnel_meters",
         }
     }
 
@@ -85,6 +91,7 @@ impl Job {
             Job::BlockClose => platform.rewards.close_due(now).await.err(),
             Job::Payouts => platform.payouts.work(now).await.err(),
             Job::Deposits => platform.deposits.work(now).await.err(),
+            Job::TunnelMeters => platform.tunnels.flush_meters().await.err(),
             Job::SessionPurge => match platform.auth.purge_expired(now).await {
                 Ok(removed) => {
                     tracing::debug!(removed, "purged expired sign-in nonces and sessions");
@@ -110,6 +117,7 @@ pub struct Cadences {
     pub payouts: Duration,
     pub deposits: Duration,
     pub session_purge: Duration,
+    pub tunnel_meters: Duration,
 }
 
 impl Cadences {
@@ -129,6 +137,7 @@ impl Cadences {
             payouts: CHAIN_WORK_EVERY,
             deposits: CHAIN_WORK_EVERY,
             session_purge: SESSION_PURGE_EVERY,
+            tunnel_meters: TUNNEL_METERS_EVERY,
         }
     }
 
@@ -142,6 +151,7 @@ impl Cadences {
             Job::Payouts => self.payouts,
             Job::Deposits => self.deposits,
             Job::SessionPurge => self.session_purge,
+            Job::TunnelMeters => self.tunnel_meters,
         }
     }
 
@@ -218,6 +228,7 @@ mod tests {
             Job::Payouts,
             Job::Deposits,
             Job::SessionPurge,
+            Job::TunnelMeters,
         ] {
             assert_eq!(quick.of(job), slow.of(job), "{}", job.name());
         }

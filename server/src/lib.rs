@@ -91,6 +91,9 @@ impl RunningServer {
         {
             tracing::error!(error = %e, "could not write the last heartbeats");
         }
+        if let Err(e) = self.platform.tunnels.flush_meters().await {
+            tracing::error!(error = %e, "could not count the tunnels' last bytes");
+        }
         if tokio::time::timeout(STOP_GRACE, self.platform.store.close())
             .await
             .is_err()

@@ -167,6 +167,12 @@ const ENDPOINTS: &[(&str, &str, &str, bool)] = &[
         true,
     ),
     (
+        "post",
+        "/cloud/clusters/{id}/access-token",
+        "A new access token for the cluster's tunnels, shown once; the one before stops working",
+        true,
+    ),
+    (
         "get",
         "/keys",
         "The account's API keys (session cookie only)",

@@ -173,7 +173,8 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
     let hub = crate::tunnel::TunnelHub::new();
     let router = crate::router::router(platform.clone(), &config, addr, hub.clone());
     let tunnel_task = tunnel_listener.map(|listener| {
-        let tunnels = crate::tunnel::proxy::router(platform.clone(), hub);
+        let secure = tunnel_url.as_ref().is_some_and(|u| u.scheme() == "https");
+        let tunnels = crate::tunnel::proxy::router(platform.clone(), hub, secure);
         tokio::spawn(async move { axum::serve(listener, tunnels).await })
     });
     let (shutdown, stop_signal) = oneshot::channel::<()>();

@@ -287,6 +287,15 @@ pub async fn wait_exit(child: &mut Child, secs: u64) -> std::process::ExitStatus
 }
 
 /// How many processes on this machine run exactly `argv`.
+/// A TCP port nothing on this machine's loopback listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn processes_running(argv: &[&str]) -> usize {
     let wanted: Vec<u8> = argv
         .iter()

@@ -155,6 +155,16 @@ pub async fn terminate_cluster(id: String) -> Result<ClusterSummary, AppError> {
         .await?)
 }
 
+/// A new access token for the cluster's tunnels, shown this once; the one before stops working.
+#[server(output = JsonAnswer)]
+pub async fn rotate_access_token(id: String) -> Result<domain::tunnel::AccessToken, AppError> {
+    let (platform, session) = super::context::signed_in_platform().await?;
+    Ok(platform
+        .tunnels
+        .rotate_access_token(session.user_id, &id, platform::now())
+        .await?)
+}
+
 /// The account's API keys (never their secrets).
 #[server(output = JsonAnswer)]
 pub async fn my_api_keys() -> Result<Vec<domain::api_key::ApiKey>, AppError> {

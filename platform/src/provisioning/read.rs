@@ -29,7 +29,8 @@ pub(super) const UTILISATION_HOURS: i64 = 48;
 pub(super) const SUMMARY_COLUMNS: &str =
     "id, name, kind, hardware, units, status, status_reason, hours, \
      charged, created_at, running_at, ends_at, finished_at, user_id, escrowed, refunded, rate, \
-     purpose, countries, min_tier, payment, workload, token_price, notebook_token, tunnel_bytes";
+     purpose, countries, min_tier, payment, workload, token_price, notebook_token, tunnel_bytes, \
+     access_token_made_at";
 
 /// The token price a cluster was paid at; None for clusters paid in USDC.
 pub(super) fn token_price_in(row: &AnyRow) -> Result<Option<TokenPrice>, Error> {
@@ -188,6 +189,7 @@ impl ProvisioningService {
         Ok(ClusterDetail {
             tunnels,
             tunnel_bytes: u64::try_from(row.try_get::<i64, _>("tunnel_bytes")?).unwrap_or(0),
+            access_token_made_at: row.try_get("access_token_made_at")?,
             utilisation_hours,
             purpose: enum_in(&row, "purpose", Purpose::parse)?,
             countries: split_countries(row.try_get("countries")?),

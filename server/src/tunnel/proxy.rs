@@ -1,20 +1,26 @@
 //! The tunnel origin: a listener of its own where renters reach `/c/{cluster}/{device}/{port}/…`.
 //! Each request is checked, sent over a stream the device's agent opens (see the module above),
 //! and answered with what the workload answers; WebSocket upgrades carry on both ways.
+//!
+//! Who may pass: the cluster's access token (a link's `?gc_access=`, the cookie such a link
+//! leaves for the cluster's path, or `Authorization: Bearer gct_…`), or its renter signed in
+//! (the session cookie, where the tunnel origin shares the console's host, or an API key).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Router;
 use domain::tunnel::{
-    allows_set_cookie, forwarded_cookies, is_withheld_request_header, prefix, TunnelPath,
+    access_cookie, access_cookie_value, allows_set_cookie, forwarded_cookies,
+    is_withheld_request_header, prefix, take_access_query, TunnelPath, ACCESS_TOKEN_PREFIX,
 };
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use platform::tunnels::ConnectionMeter;
 use platform::Platform;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -27,13 +33,19 @@ use crate::error::Error;
 struct Tunnels {
     platform: Platform,
     hub: TunnelHub,
+    /// Whether the tunnel origin is served over HTTPS (its cookies are then `Secure`).
+    secure: bool,
 }
 
 /// The tunnel origin's whole HTTP surface.
-pub fn router(platform: Platform, hub: TunnelHub) -> Router {
+pub fn router(platform: Platform, hub: TunnelHub, secure: bool) -> Router {
     Router::new()
         .fallback(proxy)
-        .with_state(Tunnels { platform, hub })
+        .with_state(Tunnels {
+            platform,
+            hub,
+            secure,
+        })
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http())
 }
@@ -70,22 +82,17 @@ async fn forward(tunnels: Tunnels, mut request: Request) -> Result<Response, Err
         }
         return Ok(Redirect::permanent(&to).into_response());
     }
-    let caller = crate::api::signed_in(&tunnels.platform, request.headers()).await?;
-    tunnels
-        .platform
-        .tunnels
-        .authorize(caller.user_id, &path)
-        .await?;
     let upgrading = asks_upgrade(request.headers());
+    // The request's body is not shared between threads: only its head is held across awaits.
+    let (uri, headers) = (request.uri(), request.headers());
+    if let Passed::ByLink(token) = check_caller(&tunnels, uri, headers, &path, upgrading).await? {
+        return Ok(keep_token(&tunnels, uri, &path, &token));
+    }
     let renter_side = upgrading.then(|| hyper::upgrade::on(&mut request));
     let stream = open(&tunnels, &path).await?;
     let metered = Metered {
         inner: TokioIo::new(stream),
-        meter: Meter {
-            platform: tunnels.platform.clone(),
-            cluster_id: path.cluster_id.to_owned(),
-            bytes: 0,
-        },
+        meter: tunnels.platform.tunnels.meter(path.cluster_id),
     };
     let port = path.port;
     let (mut sender, connection) =
@@ -125,6 +132,80 @@ async fn forward(tunnels: Tunnels, mut request: Request) -> Result<Response, Err
         });
     }
     Ok(response_of(answer, switched))
+}
+
+/// How the caller passed.
+enum Passed {
+    /// By the access token in the link's query, for a browser to keep in a cookie.
+    ByLink(String),
+    /// By a credential the request carries with it every time.
+    Carried,
+}
+
+/// Whether the caller may open `path`'s tunnel now.
+async fn check_caller(
+    tunnels: &Tunnels,
+    uri: &Uri,
+    headers: &HeaderMap,
+    path: &TunnelPath<'_>,
+    upgrading: bool,
+) -> Result<Passed, Error> {
+    let service = &tunnels.platform.tunnels;
+    let (in_link, _) = take_access_query(uri.query().unwrap_or(""));
+    if let Some(token) = in_link {
+        service.authorize_token(token, path).await?;
+        // A WebSocket cannot follow a redirect: its request passes as it is (the token is
+        // taken out of the query it forwards).
+        return Ok(if upgrading {
+            Passed::Carried
+        } else {
+            Passed::ByLink(token.to_owned())
+        });
+    }
+    let bearer = crate::api::bearer(headers);
+    if let Some(token) = bearer.filter(|b| b.starts_with(ACCESS_TOKEN_PREFIX)) {
+        service.authorize_token(token, path).await?;
+        return Ok(Passed::Carried);
+    }
+    let kept = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(access_cookie_value);
+    if let (None, Some(token)) = (bearer, kept) {
+        match service.authorize_token(token, path).await {
+            Ok(()) => return Ok(Passed::Carried),
+            // A rotated token's cookie: the renter may still be signed in.
+            Err(platform::Error::AccessTokenRejected) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let caller = crate::api::signed_in(&tunnels.platform, headers).await?;
+    service.authorize(caller.user_id, path).await?;
+    Ok(Passed::Carried)
+}
+
+/// The answer to a link carrying an access token: the token kept in a cookie for the
+/// cluster's tunnels alone, and the browser sent to the same address without it, so it
+/// stays out of the address bar, the history and what the workload sees.
+fn keep_token(tunnels: &Tunnels, uri: &Uri, path: &TunnelPath<'_>, token: &str) -> Response {
+    let (_, rest) = take_access_query(uri.query().unwrap_or(""));
+    let mut to = uri.path().to_owned();
+    if !rest.is_empty() {
+        to.push('?');
+        to.push_str(&rest);
+    }
+    let cookie = access_cookie(path.cluster_id, token, tunnels.secure);
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, to),
+            (header::SET_COOKIE, cookie),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+            (header::REFERRER_POLICY, "no-referrer".to_owned()),
+        ],
+    )
+        .into_response()
 }
 
 fn bad_gateway(port: u16, error: &hyper::Error) -> Error {
@@ -179,9 +260,11 @@ fn outgoing(
 ) -> Result<hyper::Request<Body>, Error> {
     let (parts, body) = request.into_parts();
     let mut target = path.forwarded(full_path);
-    if let Some(query) = parts.uri.query() {
+    // Never the access token: the workload is the provider's.
+    let (_, query) = take_access_query(parts.uri.query().unwrap_or(""));
+    if !query.is_empty() {
         target.push('?');
-        target.push_str(query);
+        target.push_str(&query);
     }
     let mut headers = HeaderMap::new();
     for (name, value) in &parts.headers {
@@ -249,37 +332,10 @@ fn response_of(answer: hyper::Response<hyper::body::Incoming>, switched: bool) -
     response
 }
 
-/// Counts a tunnel's bytes both ways; they are added to the cluster when it is dropped (the
-/// connection closed).
-struct Meter {
-    platform: Platform,
-    cluster_id: String,
-    bytes: u64,
-}
-
-impl Drop for Meter {
-    fn drop(&mut self) {
-        if self.bytes == 0 {
-            return;
-        }
-        let (platform, cluster_id, bytes) = (
-            self.platform.clone(),
-            std::mem::take(&mut self.cluster_id),
-            self.bytes,
-        );
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(e) = platform.tunnels.add_bytes(&cluster_id, bytes).await {
-                    tracing::warn!(error = %e, %cluster_id, bytes, "could not count a tunnel's bytes");
-                }
-            });
-        }
-    }
-}
-
+/// A connection to a workload whose bytes, both ways, count for its cluster as they pass.
 struct Metered<T> {
     inner: T,
-    meter: Meter,
+    meter: ConnectionMeter,
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Metered<T> {
@@ -291,7 +347,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Metered<T> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = polled {
-            self.meter.bytes += (buf.filled().len() - before) as u64;
+            self.meter.count((buf.filled().len() - before) as u64);
         }
         polled
     }
@@ -305,7 +361,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Metered<T> {
     ) -> Poll<std::io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, data);
         if let Poll::Ready(Ok(written)) = polled {
-            self.meter.bytes += written as u64;
+            self.meter.count(written as u64);
         }
         polled
     }

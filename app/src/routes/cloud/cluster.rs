@@ -8,7 +8,9 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
 use crate::components::live::{on_live_refreshed, refresh_live_parts, LiveRefresh};
-use crate::functions::cloud::{extend_cluster, load_cluster, terminate_cluster, ClusterWithChart};
+use crate::functions::cloud::{
+    extend_cluster, load_cluster, rotate_access_token, terminate_cluster, ClusterWithChart,
+};
 use crate::routes::cloud::time_text;
 use crate::routes::{new_idempotency_key, PageError};
 
@@ -103,8 +105,36 @@ fn ClusterControls(id: String, active: bool) -> impl IntoView {
             refresh_live_parts();
         });
     };
+    let token = RwSignal::new(None::<domain::tunnel::AccessToken>);
+    let rotate = move |_| {
+        leptos::task::spawn_local(async move {
+            match rotate_access_token(id.get_value()).await {
+                Ok(made) => {
+                    outcome.set(None);
+                    token.set(Some(made));
+                }
+                Err(e) => outcome.set(Some(Err(e.to_string()))),
+            }
+            refresh_live_parts();
+        });
+    };
     view! {
         <Show when=move || active.get()>
+            <section class="panel">
+                <h2>"Tunnel access token"</h2>
+                <p class="muted">"For scripts, and for browsers where the tunnels' address is not this site's: opens this cluster's tunnels alone. A new one ends the one before."</p>
+                <button class="btn btn-ghost" data-testid="rotate-access-token" on:click=rotate>"Make a new access token"</button>
+                {move || token.get().map(|made| view! {
+                    <div class="notice" data-testid="access-token">
+                        <p>"Shown this once; copy it now: " <code data-testid="access-token-value">{made.token.clone()}</code></p>
+                        <p class="muted">{format!("Send it as Authorization: Bearer {}…, or open a link below (the token is kept in a cookie for this cluster's tunnels).", &made.token[..8.min(made.token.len())])}</p>
+                        <ul>{made.links.into_iter().map(|link| {
+                            let href = link.url.clone();
+                            view! { <li>{format!("{} on {}: ", link.what, link.device_id)}<a href=href rel="noopener noreferrer" target="_blank" data-testid="access-link">"open"</a></li> }
+                        }).collect_view()}</ul>
+                    </div>
+                })}
+            </section>
             <section class="panel">
                 <h2>"Change"</h2>
                 <form class="inline" on:submit=extend>
@@ -184,9 +214,13 @@ fn ClusterView(c: ClusterWithChart) -> impl IntoView {
         </section>
         <section class="panel">
             <h2>"Access"</h2>
-            <p class="muted">{format!(
-                "Through the platform's tunnels: signed in here, or with an API key (Authorization: Bearer …). {} carried so far.",
-                byte_text(d.tunnel_bytes)
+            <p class="muted" data-testid="cluster-access-note">{format!(
+                "Through the platform's tunnels: signed in here, with an API key or with the cluster's access token (Authorization: Bearer …). {} carried so far. {}",
+                byte_text(d.tunnel_bytes),
+                match d.access_token_made_at {
+                    Some(at) => format!("Access token made {}.", time_text(Some(at))),
+                    None => "No access token made.".to_owned(),
+                }
             )}</p>
             <ul data-testid="cluster-access">{access.into_iter().map(|line| view! {
                 <li>{format!("{}: ", line.what)}{if line.link {
