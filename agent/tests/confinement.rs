@@ -3,7 +3,9 @@
 //! local busybox root file system, since no registry is reachable), and shown to fail:
 //! escaping the end of a cluster with `setsid` and double forks, reading the agent's
 //! credentials, reading another workload's environment through /proc, leaving a file for the
-//! next renter, running as root with capabilities, and handing env to the engine's own CLI.
+//! next renter, running as root with capabilities, and handing env to the engine's own CLI;
+//! and, in a one-device cluster's own network, reaching the provider's loopback services or
+//! listening on the provider's interfaces.
 
 mod support;
 
@@ -11,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use domain::cluster::{ClusterDetail, ClusterKind, ClusterStatus, DeployRequest, Workload};
-use support::{processes_running, Fleet};
+use support::{free_port, processes_running, Fleet};
 
 /// Signs in the wallet of `seed` and credits it with $500; its account id.
 async fn funded_renter(fleet: &Fleet, seed: u8) -> i64 {
@@ -129,6 +131,28 @@ async fn a_renters_command_cannot_escape_its_sandbox() {
         .unwrap();
     let credentials_a = fleet.dir.join("a.json");
     let credentials_b = fleet.dir.join("b.json");
+    // A service of the provider's on its loopback (a database, an admin page), and one on
+    // every address (what the LAN sees), which the workload's outbound connections reach.
+    let provider_local = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    provider_local.set_nonblocking(true).unwrap();
+    let local_port = provider_local.local_addr().unwrap().port();
+    let outward = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let outward_port = outward.local_addr().unwrap().port();
+    let machine_ip = machine_address();
+    let inside_port = free_port();
+    let network_probe = format!(
+        "import socket\n\
+         def reach(host, port):\n    \
+             try:\n        socket.create_connection((host, port), 3).close(); return 'open'\n    \
+             except OSError: return 'closed'\n\
+         print('loopback=' + reach('127.0.0.1', {local_port}), flush=True)\n\
+         print('gateway=' + reach('10.0.2.2', {local_port}), flush=True)\n\
+         print('outward=' + (reach('{outward_ip}', {outward_port}) if '{outward_ip}' else 'untested'), flush=True)\n\
+         s = socket.socket(); s.bind(('0.0.0.0', {inside_port})); s.listen()\n\
+         print('probed', flush=True)\n\
+         while True: s.accept()[0].close()\n",
+        outward_ip = machine_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+    );
     let probe = format!(
         "echo \"uid=$(id -u)\"; \
          cat {a} {b} 2>&1; \
@@ -136,7 +160,7 @@ async fn a_renters_command_cannot_escape_its_sandbox() {
          cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n' | grep -c {secret}; \
          ls /root /home {dir} 2>&1; \
          cat /proc/self/status | grep -E '^(CapEff|NoNewPrivs)'; \
-         echo probed; while true; do sleep 0.2; done",
+         exec python3 -c \"$PROBE\"",
         a = credentials_a.display(),
         b = credentials_b.display(),
         dir = fleet.dir.display(),
@@ -149,6 +173,8 @@ async fn a_renters_command_cannot_escape_its_sandbox() {
             ClusterKind::BareMetal,
             Workload {
                 command: probe,
+                // Env values are one line: the script as one Python string literal.
+                env: [("PROBE".to_owned(), format!("exec({network_probe:?})"))].into(),
                 ..Workload::default()
             },
         ),
@@ -182,6 +208,35 @@ async fn a_renters_command_cannot_escape_its_sandbox() {
     assert!(processes <= 6, "sees {processes} processes:\n{seen}");
     assert!(seen.contains("CapEff:\t0000000000000000"), "{seen}");
     assert!(seen.contains("No such file or directory"), "{seen}");
+    // Its own network: the provider's loopback is out of reach, directly and through the
+    // gateway, while outbound connections work; what it listens on is not on the provider's
+    // addresses (no port of its was declared, so none is forwarded).
+    assert!(seen.contains("loopback=closed"), "{seen}");
+    assert!(seen.contains("gateway=closed"), "{seen}");
+    assert!(
+        matches!(provider_local.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the provider's loopback service was reached"
+    );
+    match machine_ip {
+        Some(ip) => {
+            assert!(seen.contains("outward=open"), "{seen}");
+            let listening = std::net::SocketAddr::new(ip, inside_port);
+            assert!(
+                std::net::TcpStream::connect_timeout(&listening, Duration::from_secs(2)).is_err(),
+                "the workload listens on the provider's {listening}"
+            );
+        }
+        None => eprintln!(
+            "this machine has no address but its loopback: outbound connections and \
+             listening on its interfaces were not tried"
+        ),
+    }
+    let on_loopback = std::net::SocketAddr::from(([127, 0, 0, 1], inside_port));
+    assert!(
+        std::net::TcpStream::connect_timeout(&on_loopback, Duration::from_secs(2)).is_err(),
+        "an undeclared port of the workload is on the provider's loopback"
+    );
+    drop(outward);
 
     // The victim's cluster ends: every process of it ends, survivors included, and its
     // folders go with it.
@@ -241,6 +296,15 @@ async fn a_renters_command_cannot_escape_its_sandbox() {
     assert!(!seen.contains("mine"), "the last renter's file:\n{seen}");
     assert!(seen.contains("No such file or directory"), "{seen}");
     fleet.stop().await;
+}
+
+/// This machine's address on the way to other machines (its default route's), if it has one
+/// but its loopback; no packet is sent.
+fn machine_address() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }
 
 /// The busybox image the container tests run, imported into Podman from a root file system

@@ -124,6 +124,21 @@ pub struct WorkloadAssignment {
     /// For the head of a Ray cluster: the token its JupyterLab (on [`NOTEBOOK_PORT`]) requires.
     #[serde(default)]
     pub notebook_token: Option<String>,
+    /// How many devices the cluster has now. A sandboxed workload of a one-device cluster
+    /// gets a network of its own (see [`WorkloadAssignment::shares_network`]).
+    #[serde(default)]
+    pub devices: u32,
+}
+
+impl WorkloadAssignment {
+    /// Whether the workload's sandbox shares the device's network: only when the cluster has
+    /// several devices, whose processes must reach each other (`ray start --address`,
+    /// `torchrun --master-addr`, NCCL) until a private network joins a cluster's devices. A
+    /// one-device cluster (or one whose size is not said) is cut off from the provider's
+    /// loopback and interfaces, and reached through its tunnels alone.
+    pub fn shares_network(&self) -> bool {
+        self.devices > 1
+    }
 }
 
 /// Where a Ray head's JupyterLab listens (Jupyter's default), as the console links it.

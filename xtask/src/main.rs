@@ -195,13 +195,15 @@ fn apt_install(packages: &[&str]) -> Result {
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
-/// What confines workloads on a device (bubblewrap for bare-metal and Ray clusters, Podman on
-/// runc for container clusters; Debian's crun refuses hybrid cgroups, so runc is named), from
-/// Debian. `for_tests` adds the static busybox the container tests build their image from.
+/// What confines workloads on a device (bubblewrap for bare-metal and Ray clusters, with
+/// slirp4netns for a one-device cluster's own network; Podman on runc for container clusters;
+/// Debian's crun refuses hybrid cgroups, so runc is named), from Debian. `for_tests` adds the
+/// static busybox the container tests build their image from.
 fn ensure_confinement_tools(for_tests: bool) -> Result {
-    step("Workload confinement: bubblewrap, Podman on runc");
+    step("Workload confinement: bubblewrap, slirp4netns, Podman on runc");
     let mut wanted = vec![
         ("/usr/bin/bwrap", "bubblewrap"),
+        ("/usr/bin/slirp4netns", "slirp4netns"),
         ("/usr/bin/podman", "podman"),
         ("/usr/sbin/runc", "runc"),
     ];

@@ -4,8 +4,9 @@
 //! - Container clusters run on the engine this machine has ([`engine`]): unprivileged, limited,
 //!   with only this device's GPUs.
 //! - Bare-metal (and Kubernetes) clusters with a command, and Ray clusters, run inside a
-//!   bubblewrap sandbox ([`sandbox`]); Ray's dashboard and JupyterLab listen on its loopback
-//!   only ([`ray`]).
+//!   bubblewrap sandbox ([`sandbox`]); a one-device cluster's has a network of its own, with
+//!   only the ports it serves forwarded from the provider's loopback ([`network`]); Ray's
+//!   dashboard and JupyterLab are reached through the platform's tunnel alone ([`ray`]).
 //! - A cluster without a command holds the device for the renter and reports running.
 //!
 //! Each workload's output goes to a bounded log ([`logs`]). A missing runtime is reported as a
@@ -16,6 +17,7 @@
 
 mod engine;
 mod logs;
+mod network;
 mod ray;
 mod record;
 mod sandbox;
@@ -65,8 +67,12 @@ pub struct Settings {
 
 /// What confines a running workload, and what to clean up after it.
 enum Confined {
-    /// A bubblewrap sandbox and its private work folder.
-    Sandbox { workdir: PathBuf },
+    /// A bubblewrap sandbox, its private work folder and, for a one-device cluster, its own
+    /// network (which ends when this is dropped).
+    Sandbox {
+        workdir: PathBuf,
+        network: Option<network::SandboxNetwork>,
+    },
     /// A container, its engine and its env file.
     Container {
         engine: Engine,
@@ -173,7 +179,7 @@ impl Workloads {
             .map(|(id, w)| {
                 let pid = w.child.as_ref().and_then(Child::id);
                 let (container, engine, env_file, workdir) = match &w.confined {
-                    Confined::Sandbox { workdir } => (None, None, None, Some(workdir.clone())),
+                    Confined::Sandbox { workdir, .. } => (None, None, None, Some(workdir.clone())),
                     Confined::Container {
                         engine,
                         name,
@@ -347,13 +353,58 @@ impl Workloads {
                     .into(),
             );
         }
+        let own_network = !assignment.shares_network();
+        if own_network && !network::installed() {
+            return Running::failed(
+                "slirp4netns is not installed on this device, so a one-device cluster's \
+                 workload cannot have a network of its own (apt install slirp4netns)"
+                    .into(),
+            );
+        }
         let sandbox = &self.settings.sandbox;
         let workdir = match sandbox.fresh_workdir(&assignment.cluster_id) {
             Ok(dir) => dir,
             Err(e) => return Running::failed(format!("could not make the work folder: {e}")),
         };
-        let command = sandbox.command(&workdir, &argv, env);
-        self.spawn(assignment, command, Confined::Sandbox { workdir }, detail)
+        let mode = if own_network {
+            sandbox::Network::Own
+        } else {
+            sandbox::Network::Shared
+        };
+        let mut command = sandbox.command(&workdir, &argv, env, mode);
+        let gate = match own_network.then(|| network::Gate::attach(&mut command)) {
+            Some(Err(e)) => return Running::failed(format!("could not set up the sandbox: {e}")),
+            Some(Ok(gate)) => Some(gate),
+            None => None,
+        };
+        let confined = Confined::Sandbox {
+            workdir,
+            network: None,
+        };
+        let mut running = self.spawn(assignment, command, confined, detail);
+        if let (Some(gate), Some(_)) = (gate, &running.child) {
+            let ports: Vec<u16> =
+                domain::tunnel::ports_of(assignment.kind, assignment.role, &assignment.workload)
+                    .iter()
+                    .map(|p| p.port)
+                    .collect();
+            let dir = sandbox.network_dir(&assignment.cluster_id);
+            match network::connect(gate, &ports, sandbox.outside_user(), &dir) {
+                Ok(connected) => {
+                    if let Confined::Sandbox { network, .. } = &mut running.confined {
+                        *network = Some(connected);
+                    }
+                }
+                Err(why) => {
+                    // Dropping the child kills the sandbox, still waiting for its network.
+                    clean_up(&running.confined);
+                    return Running::failed(format!(
+                        "could not give the workload its network: {why}"
+                    ));
+                }
+            }
+        }
+        running
     }
 
     fn start_container(
@@ -592,7 +643,7 @@ async fn stop(mut workload: Running) {
 /// Removes what a workload leaves on the provider's disk.
 fn clean_up(confined: &Confined) {
     match confined {
-        Confined::Sandbox { workdir } => {
+        Confined::Sandbox { workdir, .. } => {
             let _ = std::fs::remove_dir_all(workdir);
         }
         Confined::Container { env_file, .. } => {
@@ -680,6 +731,7 @@ mod tests {
         use std::os::unix::process::ExitStatusExt;
         let sandbox = Confined::Sandbox {
             workdir: PathBuf::new(),
+            network: None,
         };
         let container = Confined::Container {
             engine: Engine::Podman,

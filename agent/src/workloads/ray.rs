@@ -1,8 +1,11 @@
 //! Ray clusters without a command: `ray start` on every device, the head with `--head` and
 //! JupyterLab beside it (with the token from the assignment, when JupyterLab is installed),
 //! the others joining the head at its address. Both run in the workload's sandbox, and the
-//! dashboard, its job API and JupyterLab listen on the sandbox's loopback only, never on the
-//! provider's public interfaces (the pattern behind the ShadowRay attacks).
+//! dashboard, its job API and JupyterLab are reached through the platform's tunnel alone, never
+//! on the provider's public interfaces (the pattern behind the ShadowRay attacks): a one-device
+//! cluster's sandbox has a network of its own, where they listen on every address of the
+//! sandbox and only their ports are forwarded from the provider's loopback; in a cluster of
+//! several devices (which share the device's network) they listen on its loopback.
 
 use domain::agent_protocol::{WorkloadAssignment, NOTEBOOK_PORT};
 use domain::cluster::ClusterRole;
@@ -32,18 +35,16 @@ pub fn start(assignment: &WorkloadAssignment, device_id: &str) -> Result<RayStar
     if !installed("ray") {
         return Err("Ray is not installed on this device (pip install ray)".into());
     }
+    // Inside a sandbox's own network, the loopback is not where the forwarded ports arrive.
+    let listen = if assignment.shares_network() {
+        "127.0.0.1"
+    } else {
+        "0.0.0.0"
+    };
     let mut ray: Vec<String> = vec!["ray".into(), "start".into()];
     match (assignment.role, &assignment.head_address) {
-        (ClusterRole::Head, _) => ray.extend(
-            [
-                "--head",
-                "--port",
-                RAY_PORT,
-                "--dashboard-host",
-                "127.0.0.1",
-            ]
-            .map(str::to_owned),
-        ),
+        (ClusterRole::Head, _) => ray
+            .extend(["--head", "--port", RAY_PORT, "--dashboard-host", listen].map(str::to_owned)),
         (_, Some(head)) => ray.push(format!("--address={}", ray_address(head))),
         (_, None) => {
             return Err("the server has not told this Ray worker its head's address yet".into());
@@ -79,7 +80,7 @@ pub fn start(assignment: &WorkloadAssignment, device_id: &str) -> Result<RayStar
             "sh".into(),
             "-c".into(),
             format!(
-                "jupyter lab --ip=127.0.0.1 --port={NOTEBOOK_PORT} --no-browser \
+                "jupyter lab --ip={listen} --port={NOTEBOOK_PORT} --no-browser \
                  --ServerApp.token=\"$GC_NOTEBOOK_TOKEN\" --ServerApp.base_url='{base_url}' & J=$!; \
                  {} & R=$!; \
                  trap 'kill -TERM $R 2>/dev/null' TERM; \

@@ -1,6 +1,7 @@
 //! Bare-metal and Ray workloads run inside a bubblewrap sandbox: new user, PID, IPC, UTS, mount
-//! and cgroup namespaces (the network is shared: multi-device jobs reach their head, and
-//! workloads fetch their data), so the end of the sandbox's first process ends every process in
+//! and cgroup namespaces, and a network namespace of its own for one-device clusters
+//! ([`super::network`]; several devices share the device's network so their processes reach
+//! each other), so the end of the sandbox's first process ends every process in
 //! it, `setsid` and double forks included; the sandbox dies with the agent
 //! (`--die-with-parent`). Inside: an unprivileged user with no capabilities, the system's
 //! programs and libraries read-only, a few files of /etc, the provider's chosen read-only
@@ -57,6 +58,15 @@ const NVIDIA_CONTROL_NODES: &[&str] = &[
     "/dev/nvidia-uvm-tools",
     "/dev/nvidia-modeset",
 ];
+
+/// Which network a sandbox has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// The device's own (a cluster of several devices).
+    Shared,
+    /// A namespace of its own, which waits for [`super::network::connect`] before it starts.
+    Own,
+}
 
 /// How this agent builds sandboxes.
 #[derive(Debug, Clone)]
@@ -143,16 +153,34 @@ impl Sandbox {
         Ok(dir)
     }
 
+    /// The user the sandbox (and its network's slirp4netns) runs as outside, when the agent
+    /// is root; None when it runs as the agent's own user.
+    pub fn outside_user(&self) -> Option<u32> {
+        self.as_root.then_some(SANDBOX_ID)
+    }
+
+    /// Where cluster `cluster_id`'s sandbox network keeps its control socket.
+    pub fn network_dir(&self, cluster_id: &str) -> PathBuf {
+        self.work_root.join(format!("{cluster_id}.net"))
+    }
+
     /// bubblewrap's arguments to run `argv` with `workdir` as its work folder.
-    pub fn args(&self, workdir: &Path, argv: &[String]) -> Vec<OsString> {
+    pub fn args(&self, workdir: &Path, argv: &[String], network: Network) -> Vec<OsString> {
         let mut args: Vec<OsString> = Vec::new();
         let mut push = |items: &[&dyn AsRef<std::ffi::OsStr>]| {
             args.extend(items.iter().map(|i| i.as_ref().to_owned()));
         };
         let id = SANDBOX_ID.to_string();
+        push(&[&"--unshare-all"]);
+        match network {
+            Network::Shared => push(&[&"--share-net"]),
+            Network::Own => {
+                for arg in super::network::bwrap_args() {
+                    push(&[&arg]);
+                }
+            }
+        }
         push(&[
-            &"--unshare-all",
-            &"--share-net",
             &"--die-with-parent",
             &"--new-session",
             &"--uid",
@@ -200,10 +228,11 @@ impl Sandbox {
         workdir: &Path,
         argv: &[String],
         env: &[(String, String)],
+        network: Network,
     ) -> tokio::process::Command {
         let mut command = tokio::process::Command::new("bwrap");
         command
-            .args(self.args(workdir, argv))
+            .args(self.args(workdir, argv, network))
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", "/work")
@@ -289,10 +318,26 @@ mod tests {
     }
 
     #[test]
-    fn the_sandbox_unshares_everything_but_the_network_and_shows_only_what_it_needs() {
+    fn a_sandbox_has_a_network_of_its_own_unless_its_cluster_spans_devices() {
+        let argv = ["true".to_owned()];
+        let own = text(&sandbox(Vec::new(), Vec::new()).args(Path::new("/w"), &argv, Network::Own));
+        assert!(
+            own.starts_with("--unshare-all --info-fd 3 --block-fd 4 "),
+            "{own}"
+        );
+        assert!(!own.contains("--share-net"));
+        let shared =
+            text(&sandbox(Vec::new(), Vec::new()).args(Path::new("/w"), &argv, Network::Shared));
+        assert!(shared.starts_with("--unshare-all --share-net "), "{shared}");
+        assert!(!shared.contains("--block-fd"));
+    }
+
+    #[test]
+    fn the_sandbox_unshares_everything_and_shows_only_what_it_needs() {
         let args = text(&sandbox(vec![PathBuf::from("/opt/conda")], vec![2]).args(
             Path::new("/var/tmp/gc/cl-1"),
             &["sh".into(), "-c".into(), "echo hi".into()],
+            Network::Shared,
         ));
         for part in [
             "--unshare-all --share-net --die-with-parent --new-session --uid 65534 --gid 65534",

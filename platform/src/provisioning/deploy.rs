@@ -95,6 +95,7 @@ impl ProvisioningService {
                         workload: &order.workload,
                         head: (role_of(order.kind, 0) == ClusterRole::Head).then(|| chosen[0].0),
                         notebook_token: notebook_token.as_deref(),
+                        devices: u32::try_from(chosen.len()).unwrap_or(u32::MAX),
                     };
                     for (position, ((device, _), t)) in chosen.iter().zip(&transitions).enumerate()
                     {
@@ -148,6 +149,7 @@ impl ProvisioningService {
                 .notebook_token
                 .filter(|_| role == ClusterRole::Head)
                 .map(str::to_owned),
+            devices: work.devices,
         });
         self.live.with(device, |d| {
             d.assign(Some(assignment), Some(WorkloadState::Assigned))
@@ -340,6 +342,8 @@ pub(super) struct ClusterWork<'a> {
     pub(super) head: Option<&'a str>,
     /// The head's JupyterLab token (the head alone gets it).
     pub(super) notebook_token: Option<&'a str>,
+    /// How many devices the cluster has.
+    pub(super) devices: u32,
 }
 
 /// Whether the head of a cluster of `kind` running `workload` starts a JupyterLab: Ray

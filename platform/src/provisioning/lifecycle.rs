@@ -357,9 +357,11 @@ impl ProvisioningService {
         )
         .fetch_all(self.store.pool())
         .await?;
-        // Each cluster's head device, which the others' assignments name.
+        // Each cluster's head device, which the others' assignments name, and its size.
         let mut heads = std::collections::HashMap::new();
+        let mut sizes: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
         for row in &rows {
+            *sizes.entry(row.try_get::<String, _>("id")?).or_default() += 1;
             if enum_in(row, "role", ClusterRole::parse)? == ClusterRole::Head {
                 heads.insert(
                     row.try_get::<String, _>("id")?,
@@ -373,7 +375,6 @@ impl ProvisioningService {
             let cluster_id: String = row.try_get("id")?;
             let head_device = heads.get(&cluster_id).filter(|h| **h != device).cloned();
             let assignment = Arc::new(WorkloadAssignment {
-                cluster_id,
                 kind: enum_in(row, "kind", ClusterKind::parse)?,
                 role,
                 workload: json_in(row, "workload")?,
@@ -384,6 +385,8 @@ impl ProvisioningService {
                 notebook_token: row
                     .try_get::<Option<String>, _>("notebook_token")?
                     .filter(|_| role == ClusterRole::Head),
+                devices: sizes.get(&cluster_id).copied().unwrap_or(1),
+                cluster_id,
             });
             let state = enum_in(row, "state", WorkloadState::parse)?;
             self.live

@@ -143,40 +143,40 @@ impl ProvisioningService {
                 .collect(),
             None => Vec::new(),
         };
-        self.hand_over(&cluster, lost.role, head, &hired, &survivors, now);
-        tracing::info!(cluster = id, device = device_id, replaced = !hired.is_empty(), refund = %refund, "cluster device lost");
-        Ok(())
-    }
-
-    /// Mirrors the replacements hired for a lost device and gives each the lost one's part
-    /// (the first a lost head's), and gives the `survivors` theirs under `head`.
-    fn hand_over(
-        &self,
-        cluster: &Settling,
-        role: ClusterRole,
-        head: Option<&str>,
-        hired: &[(String, Transition)],
-        survivors: &[&str],
-        now: UnixMillis,
-    ) {
         let work = ClusterWork {
             cluster_id: &cluster.id,
             kind: cluster.kind,
             workload: &cluster.workload,
             head,
             notebook_token: cluster.notebook_token.as_deref(),
+            devices: u32::try_from(members.len() - 1 + hired.len()).unwrap_or(u32::MAX),
         };
-        let part = |device: &str| match head {
+        self.hand_over(&work, lost.role, &hired, &survivors, now);
+        tracing::info!(cluster = id, device = device_id, replaced = !hired.is_empty(), refund = %refund, "cluster device lost");
+        Ok(())
+    }
+
+    /// Mirrors the replacements hired for a lost device and gives each the lost one's part
+    /// (the first a lost head's), and gives the `survivors` theirs under the work's head.
+    fn hand_over(
+        &self,
+        work: &ClusterWork,
+        role: ClusterRole,
+        hired: &[(String, Transition)],
+        survivors: &[&str],
+        now: UnixMillis,
+    ) {
+        let part = |device: &str| match work.head {
             Some(head) if head == device => ClusterRole::Head,
             Some(_) => ClusterRole::Worker,
             None => role,
         };
         for (device, t) in hired {
             mirror(&self.live, &self.index, device, t, now);
-            self.assign(device, part(device), &work);
+            self.assign(device, part(device), work);
         }
         for device in survivors {
-            self.assign(device, part(device), &work);
+            self.assign(device, part(device), work);
         }
     }
 

@@ -300,7 +300,7 @@ fn DeployWizard(token_price: Option<TokenPrice>) -> impl IntoView {
                     <textarea data-testid="deploy-command" rows="2" prop:value=move || form.command.get() on:input=move |ev| form.command.set(event_target_value(&ev))></textarea>
                     {field_error("workload.command")}
                 </label>
-                <label>"Port"
+                <label>"Port (listen on 0.0.0.0, as in a container; reached through the platform's tunnel)"
                     <input data-testid="deploy-port" placeholder="8888" prop:value=move || form.port.get() on:input=move |ev| form.port.set(event_target_value(&ev)) />
                     {field_error("workload.port")}
                 </label>
