@@ -625,7 +625,7 @@ async fn speed_tests_keep_each_directions_best_round(p: Platform) {
     use std::time::{Duration, Instant};
     let me = owner(3);
     let (id, _) = registered_device(&p, &me, &["NVIDIA H100 80GB HBM3"]).await;
-    let started = p.agents.start_speed_test(&id, T0).unwrap();
+    let started = p.agents.start_speed_test(&id, T0).await.unwrap();
     assert_eq!(started.rounds, 3);
     let mut results = Vec::new();
     // (download held back, upload taking): round 1 downloads slowly and uploads fast.
@@ -703,7 +703,7 @@ async fn a_speed_test_download_cannot_be_predicted_or_skipped(p: Platform) {
     use std::time::Instant;
     let me = owner(4);
     let (id, _) = registered_device(&p, &me, &["NVIDIA H100 80GB HBM3"]).await;
-    let started = p.agents.start_speed_test(&id, T0).unwrap();
+    let started = p.agents.start_speed_test(&id, T0).await.unwrap();
     let upload = || {
         let now = Instant::now();
         SpeedTestUpload {
@@ -728,7 +728,11 @@ async fn a_speed_test_download_cannot_be_predicted_or_skipped(p: Platform) {
         "{refused:?}"
     );
     // Round 2 of a new test: everything read, but a forged last chunk.
-    let started = p.agents.start_speed_test(&id, T0.plus_seconds(61)).unwrap();
+    let started = p
+        .agents
+        .start_speed_test(&id, T0.plus_seconds(61))
+        .await
+        .unwrap();
     let chunks: Vec<Vec<u8>> = p
         .agents
         .speed_test_payload(&id, &started.id)
@@ -747,6 +751,39 @@ async fn a_speed_test_download_cannot_be_predicted_or_skipped(p: Platform) {
         matches!(&refused, Err(Error::Invalid(m)) if m.contains("does not match")),
         "{refused:?}"
     );
+}
+
+/// A speed test moves tens of MiB through the server: one provider's devices may have only
+/// so many under way at once, other providers are not affected, and tests abandoned by an
+/// agent stop counting once forgotten (issue 23).
+async fn a_provider_has_a_bounded_number_of_speed_tests_under_way(p: Platform) {
+    use platform::agents::SPEED_TESTS_PER_PROVIDER;
+    let me = owner(5);
+    let mut mine = Vec::new();
+    for _ in 0..=SPEED_TESTS_PER_PROVIDER {
+        mine.push(
+            registered_device(&p, &me, &["NVIDIA H100 80GB HBM3"])
+                .await
+                .0,
+        );
+    }
+    let (theirs, _) = registered_device(&p, &owner(6), &["NVIDIA H100 80GB HBM3"]).await;
+    for id in &mine[..SPEED_TESTS_PER_PROVIDER] {
+        p.agents.start_speed_test(id, T0).await.unwrap();
+    }
+    let one_more = &mine[SPEED_TESTS_PER_PROVIDER];
+    let refused = refusal(p.agents.start_speed_test(one_more, T0).await);
+    assert!(
+        matches!(&refused, AgentRefusal::TooSoon(m) if m.contains("at most 4 at once")),
+        "{refused:?}"
+    );
+    p.agents.start_speed_test(&theirs, T0).await.unwrap();
+    // The refusal did not count as the device's own test of the minute.
+    let forgotten = T0.plus_seconds(301);
+    p.agents
+        .start_speed_test(one_more, forgotten)
+        .await
+        .unwrap();
 }
 
 /// Enrolments cost nothing to make, so a wallet may have only so many devices waiting for
@@ -2151,6 +2188,17 @@ async fn blocks_close_once_and_reward_eligible_devices_by_score(p: Platform, url
 /// even though it passes the next one before the block closes and is verified again; the
 /// honest device beside it is paid. Proofs come at random times, never later than the
 /// longest gap after the last pass.
+/// An answer to another seed's challenge: well formed, and wrong.
+fn forged_answer(challenge: &domain::proof_of_work::Challenge) -> domain::proof_of_work::Answer {
+    domain::proof_of_work::solve(
+        &domain::proof_of_work::Challenge {
+            seed: challenge.seed ^ 1,
+            ..challenge.clone()
+        },
+        |_| {},
+    )
+}
+
 async fn a_failed_proof_forfeits_the_hours_reward(p: Platform, _url: String) {
     hireable_fleet(&p).await;
     let ids = seeded_ids(2);
@@ -2166,13 +2214,7 @@ async fn a_failed_proof_forfeits_the_hours_reward(p: Platform, _url: String) {
         .unwrap()
         .challenge
         .expect("a proof is due within the longest gap");
-    let forged = domain::proof_of_work::solve(
-        &domain::proof_of_work::Challenge {
-            seed: challenge.seed ^ 1,
-            ..challenge.clone()
-        },
-        |_| {},
-    );
+    let forged = forged_answer(&challenge);
     let failed = p
         .agents
         .answer_challenge(faker, &challenge.id, forged, due)
@@ -2216,6 +2258,60 @@ async fn a_failed_proof_forfeits_the_hours_reward(p: Platform, _url: String) {
     assert_eq!(line(faker).reward.units(), 0);
     assert!(line(honest).reward.units() > 0, "{:?}", line(honest));
     assert_eq!(p.ledger.audit().await.unwrap(), Vec::<String>::new());
+}
+
+/// A provider caught failing one device's proof has every other device of theirs prove its
+/// hardware at its next heartbeat, not hours later at its drawn time; other providers' devices
+/// keep theirs (issue 23).
+async fn a_failed_proof_brings_the_providers_other_devices_to_proof(p: Platform, _url: String) {
+    hireable_fleet(&p).await;
+    let ids = seeded_ids(9);
+    // Seeded devices 0–7 share an owner; device 8 has another.
+    let (faker, sibling, stranger) = (&ids[0], &ids[1], &ids[8]);
+    let calm = Utilisation::default();
+    let due = UnixMillis(T0.0 + 6 * 3_600_000 + 60_000);
+    let challenge_of = |device: &String, at: UnixMillis| {
+        let p = p.clone();
+        let device = device.clone();
+        async move {
+            p.agents
+                .heartbeat(&device, heartbeat_at(at, calm), None, at)
+                .await
+                .unwrap()
+                .challenge
+        }
+    };
+    // The sibling and the stranger pass: their next proofs are drawn 1.5–6 h away.
+    for honest in [sibling, stranger] {
+        let challenge = challenge_of(honest, due).await.expect("a proof is due");
+        let solved = domain::proof_of_work::solve(&challenge, |_| {});
+        let verdict = p
+            .agents
+            .answer_challenge(honest, &challenge.id, solved, due)
+            .await
+            .unwrap();
+        assert!(verdict.passed);
+    }
+    let soon = UnixMillis(due.0 + 60_000);
+    assert!(challenge_of(sibling, soon).await.is_none(), "not due yet");
+    // The faker's forged answer fails.
+    let challenge = challenge_of(faker, soon).await.expect("a proof is due");
+    let forged = forged_answer(&challenge);
+    let failed = p
+        .agents
+        .answer_challenge(faker, &challenge.id, forged, soon)
+        .await
+        .unwrap();
+    assert!(!failed.passed);
+    let next = UnixMillis(soon.0 + 1_000);
+    assert!(
+        challenge_of(sibling, next).await.is_some(),
+        "the same provider's device proves its hardware again at once"
+    );
+    assert!(
+        challenge_of(stranger, next).await.is_none(),
+        "another provider's device keeps its drawn time"
+    );
 }
 
 /// DESIGN.md §3's idle caps with consequences: a device busy with other work while idle forfeits
@@ -3944,6 +4040,7 @@ on_both_backends!(
     a_lost_head_with_no_replacement_is_followed_by_a_survivor,
     workload_output_is_the_hired_devices_and_the_renters_alone,
     a_speed_test_download_cannot_be_predicted_or_skipped,
+    a_provider_has_a_bounded_number_of_speed_tests_under_way,
     a_renters_failing_workload_is_the_renters_and_a_devices_is_refunded,
     a_week_ended_after_a_day_costs_the_days_rate,
     sign_in_creates_a_session_that_sign_out_ends,
@@ -3976,4 +4073,5 @@ on_both_backends!(
     blocks_close_once_and_reward_eligible_devices_by_score,
     idle_cap_violations_forfeit_rewards_and_repeated_ones_block,
     a_failed_proof_forfeits_the_hours_reward,
+    a_failed_proof_brings_the_providers_other_devices_to_proof,
 );

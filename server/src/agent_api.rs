@@ -145,7 +145,8 @@ async fn start_speed_test(
 ) -> Result<(StatusCode, Json<SpeedTestStarted>), Error> {
     let started = platform
         .agents
-        .start_speed_test(&device_id, platform::now())?;
+        .start_speed_test(&device_id, platform::now())
+        .await?;
     Ok((StatusCode::CREATED, Json(started)))
 }
 

@@ -28,8 +28,15 @@ pub(super) const SPEED_TEST_TTL_MS: i64 = 300_000;
 /// Download-and-upload rounds in one speed test; each direction keeps its best round.
 pub(super) const SPEED_TEST_ROUNDS: u32 = 3;
 
+/// Speed tests one provider's devices may have under way at once: each moves tens of MiB
+/// through the server, and a provider with thousands of devices (or fake ones) must not hold
+/// its bandwidth (issue 23). The rest are told to retry.
+pub const SPEED_TESTS_PER_PROVIDER: usize = 4;
+
 pub(super) struct SpeedTest {
     pub(super) device_id: String,
+    /// The device owner's wallet, for the bound per provider.
+    pub(super) owner: String,
     pub(super) bytes: u64,
     pub(super) started_at: i64,
     /// When the server last answered the agent (the start, or a round's upload): the wait for
@@ -43,12 +50,28 @@ pub(super) struct SpeedTest {
 
 impl AgentService {
     /// Starts a connectivity measurement: in each of `rounds` rounds the agent downloads
-    /// `bytes`, then uploads as many.
-    pub fn start_speed_test(
+    /// `bytes`, then uploads as many. At most one a minute per device and
+    /// [`SPEED_TESTS_PER_PROVIDER`] under way per provider.
+    pub async fn start_speed_test(
         &self,
         device_id: &str,
         now: UnixMillis,
     ) -> Result<SpeedTestStarted, Error> {
+        let owner: String = sqlx::query_scalar("SELECT owner_wallet FROM devices WHERE id = $1")
+            .bind(device_id)
+            .fetch_optional(self.store.pool())
+            .await?
+            .ok_or_else(|| AgentRefusal::UnknownDevice(device_id.to_owned()))?;
+        let mut tests = self.speed_tests.lock().unwrap_or_else(|p| p.into_inner());
+        tests.retain(|_, t| now.0 - t.started_at < SPEED_TEST_TTL_MS);
+        let under_way = tests.values().filter(|t| t.owner == owner).count();
+        if under_way >= SPEED_TESTS_PER_PROVIDER {
+            return Err(AgentRefusal::TooSoon(format!(
+                "{under_way} of this provider's devices are being measured now (at most \
+                 {SPEED_TESTS_PER_PROVIDER} at once); retry when one has finished"
+            ))
+            .into());
+        }
         let allowed = self
             .live
             .with(device_id, |d| {
@@ -67,12 +90,11 @@ impl AgentService {
             .into());
         }
         let id = format!("spd-{}", random_hex(8));
-        let mut tests = self.speed_tests.lock().unwrap_or_else(|p| p.into_inner());
-        tests.retain(|_, t| now.0 - t.started_at < SPEED_TEST_TTL_MS);
         tests.insert(
             id.clone(),
             SpeedTest {
                 device_id: device_id.to_owned(),
+                owner,
                 bytes: self.config.speed_test_bytes,
                 started_at: now.0,
                 answered: Instant::now(),

@@ -26,7 +26,9 @@ mod register;
 mod verify;
 
 use connectivity::SpeedTest;
-pub use connectivity::{SpeedTestPayload, SpeedTestUpload, PAYLOAD_CHUNK_BYTES};
+pub use connectivity::{
+    SpeedTestPayload, SpeedTestUpload, PAYLOAD_CHUNK_BYTES, SPEED_TESTS_PER_PROVIDER,
+};
 pub use flush::Flush;
 
 /// Timings and sizes of the agent protocol; defaults suit production, tests shrink them.

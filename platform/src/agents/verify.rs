@@ -174,6 +174,9 @@ impl AgentService {
             Err(_) => now.0,
         };
         self.live.with(device_id, |d| d.next_challenge_at = next);
+        if verdict.is_err() {
+            self.recheck_siblings(device_id, now).await?;
+        }
         tracing::info!(device = device_id, %outcome, %detail, "verification settled");
         let (status, reason) = self
             .live
@@ -184,6 +187,40 @@ impl AgentService {
             status,
             reason,
         })
+    }
+}
+
+impl AgentService {
+    /// After a failed or missed proof, the same provider's other devices prove their hardware
+    /// at their next heartbeat rather than at their drawn time: a provider caught faking one
+    /// device may be faking others (issue 23). Devices on another replica are re-checked when
+    /// their own proof falls due.
+    async fn recheck_siblings(&self, device_id: &str, now: UnixMillis) -> Result<(), Error> {
+        let siblings = sqlx::query(
+            "SELECT id FROM devices WHERE id <> $1 \
+               AND owner_wallet = (SELECT owner_wallet FROM devices WHERE id = $1)",
+        )
+        .bind(device_id)
+        .fetch_all(self.store.pool())
+        .await?;
+        let mut rechecked = 0usize;
+        for row in &siblings {
+            let id: String = row.try_get("id")?;
+            let brought = self.live.with(&id, |d| {
+                let later = d.next_challenge_at > now.0;
+                d.next_challenge_at = d.next_challenge_at.min(now.0);
+                later
+            });
+            rechecked += usize::from(brought == Some(true));
+        }
+        if rechecked > 0 {
+            tracing::info!(
+                device = device_id,
+                rechecked,
+                "a failed proof brings the provider's other devices to proof"
+            );
+        }
+        Ok(())
     }
 }
 
