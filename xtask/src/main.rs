@@ -361,6 +361,9 @@ fn run_platform(server_args: &[String]) -> Result {
     run(command.args(server_args))
 }
 
+/// The binaries the browser tests start, built by `cargo test`.
+const E2E_BINARIES: [&str; 3] = ["gpu-commons", "gpu-commons-agent", "local-solana"];
+
 fn test_everything() -> Result {
     let ci = env::var("CI").is_ok_and(|v| v == "true");
     println!(
@@ -409,20 +412,19 @@ fn test_everything() -> Result {
     ]))?;
 
     build_site(false)?;
-    step("Server, agent and local Solana binaries for the browser tests");
-    run(cargo().args(["build", "--package", "server", "--package", "agent"]))?;
-    run(cargo().args([
-        "build",
-        "--package",
-        "chain",
-        "--features",
-        "litesvm",
-        "--bin",
-        "local-solana",
-    ]))?;
     step("Browser end-to-end tests (Chromium)");
     let root = workspace_root();
     let binaries = root.join("target").join("debug");
+    // The test run just built them, with its own features, for the integration tests that run
+    // them (the server's, the agent's, chain's of local-solana): building them again with
+    // another feature set would rebuild most of the workspace (minutes on two cores).
+    for binary in E2E_BINARIES {
+        if !binaries.join(binary).is_file() {
+            return Err(format!(
+                "the test run did not build target/debug/{binary}, which the browser tests run"
+            ));
+        }
+    }
     run(Command::new("npx")
         .args(["playwright", "test"])
         .current_dir(root.join("end2end"))
