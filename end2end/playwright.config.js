@@ -57,7 +57,7 @@ module.exports = defineConfig({
     },
     {
       // Waits for local-solana's key file in case both start at once.
-      command: `sh -c 'while [ ! -s "${treasuryKey}" ]; do sleep 0.1; done; exec "${server}" --listen 127.0.0.1:${port} --tunnel-listen 127.0.0.1:${tunnelPort} --database-url sqlite://${database} --demo --demo-devices 200 --agent-binary "${agent}" --demo-agents-dir "${path.join(scratch, 'demo-agents')}" --heartbeat-interval-secs 1 --down-after-secs 5 --speed-test-bytes 4194304 --min-transfer-usd 0.000001 --solana-rpc-url http://127.0.0.1:${solanaPort}/ --treasury-key "${treasuryKey}" ${mints} --site-root "${path.join(root, 'target', 'site')}" --log warn'`,
+      command: `sh -c 'while [ ! -s "${treasuryKey}" ]; do sleep 0.1; done; exec "${server}" --listen 127.0.0.1:${port} --tunnel-listen 127.0.0.1:${tunnelPort} --tunnel-url http://localhost:${tunnelPort} --database-url sqlite://${database} --demo --demo-devices 200 --agent-binary "${agent}" --demo-agents-dir "${path.join(scratch, 'demo-agents')}" --heartbeat-interval-secs 1 --down-after-secs 5 --speed-test-bytes 4194304 --min-transfer-usd 0.000001 --solana-rpc-url http://127.0.0.1:${solanaPort}/ --treasury-key "${treasuryKey}" ${mints} --site-root "${path.join(root, 'target', 'site')}" --log warn'`,
       url: `http://127.0.0.1:${port}/readyz`,
       reuseExistingServer: false,
       timeout: 60_000,

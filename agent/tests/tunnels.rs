@@ -12,7 +12,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use domain::cluster::{ClusterKind, ClusterStatus, Workload};
+use domain::cluster::{ClusterDetail, ClusterKind, ClusterStatus, Workload};
 use support::{free_port, h100_request, Fleet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -94,19 +94,13 @@ async fn status_of(http: &reqwest::Client, url: &str, key: Option<&str>) -> u16 
     request.send().await.unwrap().status().as_u16()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_renter_reaches_their_port_through_the_agents_tunnel_and_nobody_else_does() {
+/// A one-device cluster of `renter`'s on `fleet`'s device `agent`, running the echo server on
+/// `port`; its detail once running.
+async fn echo_cluster(fleet: &Fleet, agent: &str, renter: i64, port: u16) -> ClusterDetail {
     if !std::path::Path::new("/usr/bin/python3").exists() {
         // The test command installs python3 (`cargo xtask test`); say so rather than pass.
         panic!("this test needs /usr/bin/python3 for its workload's HTTP server");
     }
-    let fleet = Fleet::start(platform::testing::fresh_sqlite_url()).await;
-    let bin = echo_bin(&fleet.dir);
-    let started = fleet.start_h100("t", Some(&bin)).await;
-    let renter = support::funded_renter(&fleet, 7, 100).await;
-    let other = support::funded_renter(&fleet, 8, 100).await;
-    let (key, other_key) = (api_key(&fleet, renter).await, api_key(&fleet, other).await);
-    let port = free_port();
     let platform = &fleet.server.platform;
     let cluster = platform
         .provisioning
@@ -128,17 +122,17 @@ async fn a_renter_reaches_their_port_through_the_agents_tunnel_and_nobody_else_d
         .await
         .unwrap();
     fleet
-        .wait_for_output("t", &cluster.id, "listening", 30)
+        .wait_for_output(agent, &cluster.id, "listening", 30)
         .await;
     let deadline = Instant::now() + Duration::from_secs(20);
-    let detail = loop {
+    loop {
         let detail = platform
             .provisioning
             .cluster(renter, &cluster.id, platform::now())
             .await
             .unwrap();
         if detail.summary.status == ClusterStatus::Running {
-            break detail;
+            return detail;
         }
         assert!(
             Instant::now() < deadline,
@@ -146,7 +140,21 @@ async fn a_renter_reaches_their_port_through_the_agents_tunnel_and_nobody_else_d
             detail.events
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renter_reaches_their_port_through_the_agents_tunnel_and_nobody_else_does() {
+    let fleet = Fleet::start(platform::testing::fresh_sqlite_url()).await;
+    let bin = echo_bin(&fleet.dir);
+    let started = fleet.start_h100("t", Some(&bin)).await;
+    let renter = support::funded_renter(&fleet, 7, 100).await;
+    let other = support::funded_renter(&fleet, 8, 100).await;
+    let (key, other_key) = (api_key(&fleet, renter).await, api_key(&fleet, other).await);
+    let port = free_port();
+    let platform = &fleet.server.platform;
+    let detail = echo_cluster(&fleet, "t", renter, port).await;
+    let cluster = &detail.summary;
     let origin = fleet.server.tunnel_url.clone().expect("tunnels are served");
     assert_ne!(
         origin.port(),
@@ -341,6 +349,69 @@ async fn a_renter_reaches_their_port_through_the_agents_tunnel_and_nobody_else_d
     assert_eq!(status_of(&http, &base, Some(&renewed)).await, 409);
     let late = http.post(&token_url).bearer_auth(&key).send().await;
     assert_eq!(late.unwrap().status(), 409);
+    drop(started);
+    fleet.stop().await;
+}
+
+/// With a DNS name for the tunnel origin, each device of each cluster is served at a host of
+/// its own, so one provider's pages never share an origin with the renter's other tunnels: its
+/// links name that host, the tunnel answers there alone (not at the shared host, not at another
+/// device's), and an access token's cookie is kept for that host alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_device_is_served_at_a_host_of_its_own() {
+    let tunnel_port = free_port();
+    let fleet = Fleet::start_with(platform::testing::fresh_sqlite_url(), |config| {
+        config.tunnel_listen = Some(([127, 0, 0, 1], tunnel_port).into());
+        config.tunnel_url = Some(format!("http://localhost:{tunnel_port}").parse().unwrap());
+    })
+    .await;
+    let bin = echo_bin(&fleet.dir);
+    let started = fleet.start_h100("h", Some(&bin)).await;
+    let renter = support::funded_renter(&fleet, 9, 100).await;
+    let key = api_key(&fleet, renter).await;
+    let port = free_port();
+    let detail = echo_cluster(&fleet, "h", renter, port).await;
+    let cluster = &detail.summary.id;
+    let own_host = format!("{cluster}-{}.localhost", started.device);
+    let path = format!("/c/{cluster}/{}/{port}/", started.device);
+    assert_eq!(
+        detail.tunnels[0].url,
+        format!("http://{own_host}:{tunnel_port}{path}")
+    );
+    // No resolver here knows the wildcard: the client is told where the hosts are.
+    let listener: std::net::SocketAddr = ([127, 0, 0, 1], tunnel_port).into();
+    let elsewhere = format!("{cluster}-dev-0000000000000000.localhost");
+    let http = reqwest::Client::builder()
+        .resolve(&own_host, listener)
+        .resolve(&elsewhere, listener)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let own = format!("http://{own_host}:{tunnel_port}{path}");
+    assert_eq!(status_of(&http, &own, Some(&key)).await, 200);
+    let shared = format!("http://localhost:{tunnel_port}{path}");
+    let refused = http.get(&shared).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(refused.status(), 404);
+    let said: serde_json::Value = refused.json().await.unwrap();
+    assert!(
+        said["error"]["message"].as_str().unwrap().contains(&own),
+        "{said}"
+    );
+    let other_device = format!("http://{elsewhere}:{tunnel_port}{path}");
+    assert_eq!(status_of(&http, &other_device, Some(&key)).await, 404);
+    // An access token's link lands on the device's host and keeps the token there alone.
+    let made = fleet
+        .server
+        .platform
+        .tunnels
+        .rotate_access_token(renter, cluster, platform::now())
+        .await
+        .unwrap();
+    assert!(made.links[0].url.starts_with(&own), "{:?}", made.links);
+    let kept = http.get(&made.links[0].url).send().await.unwrap();
+    assert_eq!(kept.status(), 303);
+    let cookie = kept.headers()["set-cookie"].to_str().unwrap();
+    assert!(!cookie.to_ascii_lowercase().contains("domain="), "{cookie}");
     drop(started);
     fleet.stop().await;
 }

@@ -92,22 +92,26 @@ test('a renter deploys a cluster on a real agent, extends it and terminates it',
     await expect(page.getByTestId('cluster-output'), device.log()).toContainText('started', { timeout: 15_000 });
     const logs = await (await page.request.get(`${new URL(page.url()).pathname.replace('/cloud/clusters/', '/api/v1/cloud/clusters/')}/logs`)).json();
     expect(logs.lines.map((l) => l.text)).toContain('started');
-    // The port, through the platform's tunnel on its own origin, with the console's session.
+    // The port, through the platform's tunnel at a host of the device's own (the tunnel URL is
+    // a DNS name, localhost, which Chromium resolves with every name under it), where the
+    // console's session cookie does not reach.
     const tunnel = await page.getByTestId('cluster-access').getByRole('link', { name: /18089/ }).getAttribute('href');
-    expect(new URL(tunnel).port).not.toBe(new URL(page.url()).port);
-    await expect.poll(async () => (await page.request.get(tunnel)).status(), { timeout: 15_000 }).toBe(200);
-    expect(await (await page.request.get(tunnel)).text()).toContain('tunnelled');
-    // The cluster's access token opens the tunnel in a browser that is not signed in: the link
-    // leaves it in a cookie and lands on the address without it.
+    expect(new URL(tunnel).hostname).toBe(`${new URL(page.url()).pathname.split('/').pop()}-${device.id}.localhost`);
+    const signedIn = await page.context().newPage();
+    expect((await signedIn.goto(tunnel)).status()).toBe(401);
+    await expect(signedIn.locator('body')).toContainText('access token');
+    await signedIn.close();
+    // The cluster's access token opens it in any browser, signed in or not: the link leaves it
+    // in a cookie for that host and lands on the address without it.
     await page.getByTestId('rotate-access-token').click();
     await expect(page.getByTestId('access-token-value')).toContainText(/^gct_[0-9a-f]{64}$/);
     const withToken = await page.getByTestId('access-link').first().getAttribute('href');
-    expect(withToken).toContain('?gc_access=gct_');
+    expect(withToken).toBe(`${tunnel}?gc_access=${await page.getByTestId('access-token-value').textContent()}`);
     const stranger = await page.context().browser().newContext();
     const strangerPage = await stranger.newPage();
-    await strangerPage.goto(withToken);
+    await expect.poll(async () => (await strangerPage.goto(withToken)).status(), { timeout: 15_000 }).toBe(200);
     await expect(strangerPage.locator('body')).toContainText('tunnelled');
-    expect(strangerPage.url()).not.toContain('gc_access');
+    expect(strangerPage.url()).toBe(tunnel);
     await stranger.close();
     await expect(page.getByTestId('cluster-access-note')).toContainText('Access token made');
     // Drawn on the server from the agents' heartbeats.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use domain::cluster::{ClusterKind, ClusterRole, ClusterStatus, Workload};
 use domain::time::UnixMillis;
-use domain::tunnel::{access_link, ports_of, AccessToken, TunnelLink, TunnelPath};
+use domain::tunnel::{access_link, ports_of, AccessToken, TunnelLink, TunnelOrigin, TunnelPath};
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 use sqlx::Row;
@@ -22,8 +22,8 @@ use crate::Error;
 #[derive(Clone)]
 pub struct TunnelService {
     store: Store,
-    /// The tunnel origin's URL without its trailing slash; None when tunnels are not served.
-    origin: Option<String>,
+    /// The tunnel origin; None when tunnels are not served.
+    origin: Option<TunnelOrigin>,
     meters: Arc<Meters>,
 }
 
@@ -95,7 +95,7 @@ impl Drop for ConnectionMeter {
 }
 
 impl TunnelService {
-    pub(crate) fn new(store: Store, origin: Option<String>) -> TunnelService {
+    pub(crate) fn new(store: Store, origin: Option<TunnelOrigin>) -> TunnelService {
         TunnelService {
             store,
             origin,
@@ -234,7 +234,7 @@ impl TunnelService {
     ) -> Result<Vec<TunnelLink>, Error> {
         let Some(origin) = self
             .origin
-            .as_deref()
+            .as_ref()
             .filter(|_| status == ClusterStatus::Running)
         else {
             return Ok(Vec::new());

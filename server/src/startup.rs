@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use app::BUNDLE_NAME;
+use domain::tunnel::TunnelOrigin;
 use platform::auth::AuthConfig;
 use platform::payouts::SolanaAccess;
 use platform::store::Store;
@@ -31,11 +32,11 @@ const SEEDED_DEVICES_PER_CLUSTER: usize = 20;
 async fn open_platform(
     config: &Config,
     public_url: &Url,
-    tunnel_url: Option<&Url>,
+    tunnel_origin: Option<&TunnelOrigin>,
 ) -> Result<Platform, Error> {
     let store = Store::open(&config.database_url).await?;
     let mut provisioning = config.provisioning.clone();
-    provisioning.tunnel_origin = tunnel_url.map(|u| u.as_str().trim_end_matches('/').to_owned());
+    provisioning.tunnel_origin = tunnel_origin.cloned();
     Ok(Platform::new(
         store,
         PlatformConfig {
@@ -132,7 +133,14 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         None => None,
     };
 
-    let platform = open_platform(&config, &public_url, tunnel_url.as_ref()).await?;
+    let tunnel_origin = tunnel_url
+        .as_ref()
+        .map(|url| {
+            crate::config::tunnel_origin(url, config.tunnel_hosts)
+                .map_err(|e| Error::Config(format!("--tunnel-hosts for {url}: {e}")))
+        })
+        .transpose()?;
+    let platform = open_platform(&config, &public_url, tunnel_origin.as_ref()).await?;
     platform.agents.rebuild(platform::now()).await?;
     platform.compliance.refresh(platform::now()).await?;
     if config.demo_devices > 0 {
@@ -173,8 +181,8 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
     let hub = crate::tunnel::TunnelHub::new();
     let router = crate::router::router(platform.clone(), &config, addr, hub.clone());
     let tunnel_task = tunnel_listener.map(|listener| {
-        let secure = tunnel_url.as_ref().is_some_and(|u| u.scheme() == "https");
-        let tunnels = crate::tunnel::proxy::router(platform.clone(), hub, secure);
+        let origin = tunnel_origin.clone().expect("an origin for every listener");
+        let tunnels = crate::tunnel::proxy::router(platform.clone(), hub, origin);
         tokio::spawn(async move { axum::serve(listener, tunnels).await })
     });
     let (shutdown, stop_signal) = oneshot::channel::<()>();

@@ -41,9 +41,9 @@ pub struct ProvisioningConfig {
     /// What the platform takes the network token at for clusters; without it, clusters are paid
     /// in USDC only.
     pub token_price: Option<TokenPrice>,
-    /// The URL of the tunnel origin renters reach their clusters' ports at (see
-    /// `domain::tunnel`), without a trailing slash; None where the server runs no tunnels.
-    pub tunnel_origin: Option<String>,
+    /// The tunnel origin renters reach their clusters' ports at (see `domain::tunnel`); None
+    /// where the server runs no tunnels.
+    pub tunnel_origin: Option<domain::tunnel::TunnelOrigin>,
 }
 
 impl Default for ProvisioningConfig {

@@ -3,6 +3,8 @@
 
 mod validate;
 
+pub(crate) use validate::tunnel_origin;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -55,6 +57,13 @@ pub struct Settings {
     /// [default: the public URL's scheme and host with the tunnel listener's port]
     #[arg(long, env = "GC_TUNNEL_URL", value_name = "URL")]
     pub tunnel_url: Option<String>,
+
+    /// per-device: each device of each cluster is served at a host of its own under the tunnel
+    /// URL's host ({cluster}-{device}.HOST, one wildcard DNS record and certificate), so one
+    /// provider's pages cannot read the renter's other tunnels; shared: one host for all.
+    /// [default: per-device when the tunnel URL's host is a DNS name, shared for an IP address]
+    #[arg(long, env = "GC_TUNNEL_HOSTS", value_name = "MODE")]
+    pub tunnel_hosts: Option<String>,
 
     /// Folder with the built site: pkg/ (WASM, JS, CSS) and public files. [default: target/site]
     #[arg(long, env = "GC_SITE_ROOT", value_name = "DIR")]
@@ -304,6 +313,8 @@ pub struct Config {
     /// None runs no tunnels.
     pub tunnel_listen: Option<SocketAddr>,
     pub tunnel_url: Option<Url>,
+    /// None chooses by the tunnel URL's host (see `domain::tunnel::TunnelOrigin::new`).
+    pub tunnel_hosts: Option<domain::tunnel::TunnelHosts>,
     pub site_root: PathBuf,
     pub chain_id: String,
     /// 0 when no demo fleet is wanted.
@@ -338,6 +349,7 @@ impl Settings {
             public_url: self.public_url.or(lower.public_url),
             tunnel_listen: self.tunnel_listen.or(lower.tunnel_listen),
             tunnel_url: self.tunnel_url.or(lower.tunnel_url),
+            tunnel_hosts: self.tunnel_hosts.or(lower.tunnel_hosts),
             site_root: self.site_root.or(lower.site_root),
             solana_cluster: self.solana_cluster.or(lower.solana_cluster),
             demo: self.demo.or(lower.demo),
@@ -476,6 +488,33 @@ mod tests {
             apart.tunnel_url.unwrap().host_str(),
             Some("tunnels.gpu.example")
         );
+    }
+
+    #[test]
+    fn tunnel_hosts_are_per_device_unless_shared_is_asked_or_the_host_is_an_ip() {
+        use domain::tunnel::TunnelHosts;
+        let origin = |args: &[&str]| {
+            let config = parse(args).unwrap();
+            tunnel_origin(&config.tunnel_url.unwrap(), config.tunnel_hosts)
+                .unwrap()
+                .hosts()
+        };
+        let named = ["--tunnel-url", "https://tunnels.gpu.example"];
+        assert_eq!(origin(&named), TunnelHosts::PerDevice);
+        let shared = [&named[..], &["--tunnel-hosts", "shared"]].concat();
+        assert_eq!(origin(&shared), TunnelHosts::Shared);
+        assert_eq!(
+            origin(&["--tunnel-url", "http://10.0.0.9:3001"]),
+            TunnelHosts::Shared
+        );
+        assert!(message(&[
+            "--tunnel-url",
+            "http://10.0.0.9:3001",
+            "--tunnel-hosts",
+            "per-device"
+        ])
+        .contains("need a DNS name"));
+        assert!(message(&["--tunnel-hosts", "sideways"]).contains("--tunnel-hosts 'sideways'"));
     }
 
     #[test]

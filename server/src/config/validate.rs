@@ -29,6 +29,7 @@ struct Endpoints {
     public_url: Option<Url>,
     tunnel_listen: Option<SocketAddr>,
     tunnel_url: Option<Url>,
+    tunnel_hosts: Option<domain::tunnel::TunnelHosts>,
     /// The Solana cluster's name: mainnet, devnet or testnet.
     cluster: String,
 }
@@ -73,6 +74,7 @@ impl Settings {
             public_url: endpoints.public_url,
             tunnel_listen: endpoints.tunnel_listen,
             tunnel_url: endpoints.tunnel_url,
+            tunnel_hosts: endpoints.tunnel_hosts,
             site_root: self
                 .site_root
                 .take()
@@ -172,6 +174,17 @@ impl Settings {
                 ));
             }
         }
+        let tunnel_hosts = self
+            .tunnel_hosts
+            .take()
+            .map(|text| {
+                domain::tunnel::TunnelHosts::parse(&text)
+                    .map_err(|e| bad("tunnel-hosts", &text, &e.to_string()))
+            })
+            .transpose()?;
+        if let Some(url) = &tunnel_url {
+            tunnel_origin(url, tunnel_hosts).map_err(|e| bad("tunnel-hosts", url, &e))?;
+        }
         let cluster = self
             .solana_cluster
             .take()
@@ -189,6 +202,7 @@ impl Settings {
             public_url,
             tunnel_listen,
             tunnel_url,
+            tunnel_hosts,
             cluster,
         })
     }
@@ -470,4 +484,17 @@ impl Settings {
             }
         })
     }
+}
+
+/// The tunnel origin at `url`, with `hosts` or the default for its host.
+pub(crate) fn tunnel_origin(
+    url: &Url,
+    hosts: Option<domain::tunnel::TunnelHosts>,
+) -> Result<domain::tunnel::TunnelOrigin, String> {
+    domain::tunnel::TunnelOrigin::new(
+        url.scheme(),
+        url.host_str().unwrap_or_default(),
+        url.port(),
+        hosts,
+    )
 }

@@ -16,7 +16,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Router;
 use domain::tunnel::{
     access_cookie, access_cookie_value, allows_set_cookie, forwarded_cookies,
-    is_withheld_request_header, prefix, take_access_query, TunnelPath, ACCESS_TOKEN_PREFIX,
+    is_withheld_request_header, prefix, take_access_query, TunnelOrigin, TunnelPath,
+    ACCESS_TOKEN_PREFIX,
 };
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
@@ -33,18 +34,17 @@ use crate::error::Error;
 struct Tunnels {
     platform: Platform,
     hub: TunnelHub,
-    /// Whether the tunnel origin is served over HTTPS (its cookies are then `Secure`).
-    secure: bool,
+    origin: TunnelOrigin,
 }
 
 /// The tunnel origin's whole HTTP surface.
-pub fn router(platform: Platform, hub: TunnelHub, secure: bool) -> Router {
+pub fn router(platform: Platform, hub: TunnelHub, origin: TunnelOrigin) -> Router {
     Router::new()
         .fallback(proxy)
         .with_state(Tunnels {
             platform,
             hub,
-            secure,
+            origin,
         })
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http())
@@ -73,6 +73,21 @@ async fn forward(tunnels: Tunnels, mut request: Request) -> Result<Response, Err
         status: StatusCode::NOT_FOUND,
         message,
     })?;
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    if !tunnels.origin.serves(host, path.cluster_id, path.device_id) {
+        // Each device has a host of its own: its pages never share an origin with another's.
+        return Err(Error::BadRequest {
+            status: StatusCode::NOT_FOUND,
+            message: format!(
+                "this tunnel is served at {}{}",
+                tunnels.origin.serving(path.cluster_id, path.device_id),
+                prefix(path.cluster_id, path.device_id, path.port)
+            ),
+        });
+    }
     if path.rest.is_none() {
         // To the prefix with its slash, so the workload's relative links resolve under it.
         let mut to = prefix(path.cluster_id, path.device_id, path.port);
@@ -180,7 +195,19 @@ async fn check_caller(
             Err(e) => return Err(e.into()),
         }
     }
-    let caller = crate::api::signed_in(&tunnels.platform, headers).await?;
+    let caller = match crate::api::signed_in(&tunnels.platform, headers).await {
+        Err(Error::Platform(platform::Error::NotSignedIn)) => {
+            // The console's session cookie does not reach a tunnel host of its own.
+            return Err(Error::Tunnel {
+                status: StatusCode::UNAUTHORIZED,
+                message: "open this tunnel with one of the links the cluster page gives with \
+                          a new access token, or send Authorization: Bearer with the access \
+                          token or an API key"
+                    .into(),
+            });
+        }
+        other => other?,
+    };
     service.authorize(caller.user_id, path).await?;
     Ok(Passed::Carried)
 }
@@ -195,7 +222,7 @@ fn keep_token(tunnels: &Tunnels, uri: &Uri, path: &TunnelPath<'_>, token: &str) 
         to.push('?');
         to.push_str(&rest);
     }
-    let cookie = access_cookie(path.cluster_id, token, tunnels.secure);
+    let cookie = access_cookie(path.cluster_id, token, tunnels.origin.is_secure());
     (
         StatusCode::SEE_OTHER,
         [

@@ -215,7 +215,7 @@ fn ClusterView(c: ClusterWithChart) -> impl IntoView {
         <section class="panel">
             <h2>"Access"</h2>
             <p class="muted" data-testid="cluster-access-note">{format!(
-                "Through the platform's tunnels: signed in here, with an API key or with the cluster's access token (Authorization: Bearer …). {} carried so far. {}",
+                "Through the platform's tunnels: with the cluster's access token (its links open in any browser; Authorization: Bearer … for scripts), an API key, or signed in here where tunnels share this site's host. {} carried so far. {}",
                 byte_text(d.tunnel_bytes),
                 match d.access_token_made_at {
                     Some(at) => format!("Access token made {}.", time_text(Some(at))),
@@ -389,13 +389,14 @@ mod tests {
             port: Some(8000),
             ..Workload::default()
         };
-        let tunnels = domain::tunnel::links(
-            "https://t.example",
-            "cl-1",
-            ClusterKind::Ray,
-            &workload,
-            &members,
-        );
+        let origin = domain::tunnel::TunnelOrigin::new(
+            "https",
+            "t.example",
+            None,
+            Some(domain::tunnel::TunnelHosts::Shared),
+        )
+        .unwrap();
+        let tunnels = domain::tunnel::links(&origin, "cl-1", ClusterKind::Ray, &workload, &members);
         let lines = access_lines(ClusterKind::Ray, &workload, &tunnels, Some("t0k"));
         let shown: Vec<(&str, &str, bool)> = lines
             .iter()

@@ -6,7 +6,11 @@
 //! not the console's: what a workload answers is the provider's content, and it must never run
 //! as the console's own pages.
 
+mod origin;
+
 use serde::{Deserialize, Serialize};
+
+pub use origin::{TunnelHosts, TunnelOrigin};
 
 use crate::agent_protocol::NOTEBOOK_PORT;
 use crate::cluster::{ClusterKind, ClusterRole, Runtime, Workload};
@@ -62,24 +66,23 @@ pub struct TunnelLink {
     pub url: String,
 }
 
-/// Every tunnel into the cluster's current `members` (device and role), at `origin` (the
-/// tunnel origin's URL, without a trailing slash).
+/// Every tunnel into the cluster's current `members` (device and role), at `origin`.
 pub fn links(
-    origin: &str,
+    origin: &TunnelOrigin,
     cluster_id: &str,
     kind: ClusterKind,
     workload: &Workload,
     members: &[(&str, ClusterRole)],
 ) -> Vec<TunnelLink> {
-    let origin = origin.trim_end_matches('/');
     members
         .iter()
         .flat_map(|(device_id, role)| {
+            let serving = origin.serving(cluster_id, device_id);
             ports_of(kind, *role, workload)
                 .into_iter()
                 .map(move |p| TunnelLink {
                     device_id: (*device_id).to_owned(),
-                    url: format!("{origin}{}", prefix(cluster_id, device_id, p.port)),
+                    url: format!("{serving}{}", prefix(cluster_id, device_id, p.port)),
                     port: p.port,
                     what: p.what,
                 })
@@ -405,8 +408,9 @@ mod tests {
     #[test]
     fn links_name_every_members_tunnels_at_the_origin() {
         let members = [("dev-h", ClusterRole::Head), ("dev-w", ClusterRole::Worker)];
+        let shared = TunnelOrigin::new("http", "10.0.0.9", Some(3001), None).unwrap();
         let links = links(
-            "http://t.example:3001/",
+            &shared,
             "cl-1",
             ClusterKind::Ray,
             &with_port(Some(80), ""),
@@ -416,13 +420,26 @@ mod tests {
         assert_eq!(
             urls,
             [
-                "http://t.example:3001/c/cl-1/dev-h/8265/",
-                "http://t.example:3001/c/cl-1/dev-h/8888/",
-                "http://t.example:3001/c/cl-1/dev-h/80/",
-                "http://t.example:3001/c/cl-1/dev-w/80/",
+                "http://10.0.0.9:3001/c/cl-1/dev-h/8265/",
+                "http://10.0.0.9:3001/c/cl-1/dev-h/8888/",
+                "http://10.0.0.9:3001/c/cl-1/dev-h/80/",
+                "http://10.0.0.9:3001/c/cl-1/dev-w/80/",
             ]
         );
         assert_eq!(links[3].what, "Port 80");
+        // With a DNS name, each device at its own host.
+        let named = TunnelOrigin::new("https", "t.example", None, None).unwrap();
+        let apart = super::links(
+            &named,
+            "cl-1",
+            ClusterKind::Ray,
+            &with_port(Some(80), ""),
+            &members,
+        );
+        assert_eq!(
+            apart[3].url,
+            "https://cl-1-dev-w.t.example/c/cl-1/dev-w/80/"
+        );
     }
 
     #[test]
