@@ -35,6 +35,16 @@ async fn cluster(fleet: &Fleet, renter: i64, id: &str) -> ClusterDetail {
         .unwrap()
 }
 
+async fn terminate(fleet: &Fleet, renter: i64, id: &str) {
+    fleet
+        .server
+        .platform
+        .provisioning
+        .terminate(renter, id, platform::now())
+        .await
+        .unwrap();
+}
+
 /// Deploys one device's cluster for `renter` and waits until it runs; its id.
 async fn deploy(fleet: &Fleet, renter: i64, request: &DeployRequest) -> String {
     let id = fleet
@@ -307,6 +317,81 @@ fn machine_address() -> Option<std::net::IpAddr> {
     (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }
 
+/// A renter's memory hog stays inside the sandbox's control groups, which hold the device's
+/// share of the machine (here one claiming 1 GB of RAM: 768 MiB after the reserve) and at most
+/// 4,096 processes; the groups go with the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workload_is_held_to_the_devices_share_of_the_machine() {
+    if !running_as_root() {
+        // The test command runs as root in CI; control groups need it (or a delegation).
+        panic!("this test needs root: the agent makes control groups for its sandboxes");
+    }
+    let fleet = Fleet::start(platform::testing::fresh_sqlite_url()).await;
+    let machine = fleet.dir.join("small.toml");
+    let description = std::fs::read_to_string(support::machine_file(
+        &fleet.dir,
+        "small",
+        "NVIDIA H100 80GB HBM3",
+        1,
+        0,
+    ))
+    .unwrap()
+    .replace("ram_gb = 512", "ram_gb = 1");
+    std::fs::write(&machine, description).unwrap();
+    let started = fleet.start_machine("small", machine, None).await;
+    let renter = funded_renter(&fleet, 21).await;
+    let hog = "python3 -c 'b = bytearray(1536 * 1024 * 1024); print(\"allocated\")'; \
+               echo \"hog exit $?\"; echo done; while true; do sleep 0.2; done";
+    let id = deploy(
+        &fleet,
+        renter,
+        &request(
+            "hog",
+            ClusterKind::BareMetal,
+            Workload {
+                command: hog.into(),
+                ..Workload::default()
+            },
+        ),
+    )
+    .await;
+    let seen = fleet.wait_for_output("small", &id, "done", 30).await;
+    assert!(!seen.contains("allocated"), "{seen}");
+    assert!(seen.contains("hog exit 137"), "killed for memory: {seen}");
+    let group = |controller: &str| {
+        Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join("gpu-commons")
+            .join(&id)
+    };
+    let read = |path: PathBuf| std::fs::read_to_string(path).unwrap().trim().to_owned();
+    assert_eq!(
+        read(group("memory").join("memory.limit_in_bytes")),
+        (768u64 * 1024 * 1024).to_string()
+    );
+    assert_eq!(read(group("pids").join("pids.max")), "4096");
+    assert!(
+        !read(group("pids").join("cgroup.procs")).is_empty(),
+        "the workload's processes are in its group"
+    );
+    terminate(&fleet, renter, &id).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while group("pids").exists() {
+        assert!(Instant::now() < deadline, "the cluster's groups stay");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(started);
+    fleet.stop().await;
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    })
+}
+
 /// The busybox image the container tests run, imported into Podman from a root file system
 /// made here (Debian's busybox-static); None, with the reason printed, where Podman cannot run.
 fn busybox_image() -> Option<&'static str> {
@@ -472,13 +557,7 @@ async fn containers_run_unprivileged_on_the_real_engine() {
         assert!(Instant::now() < deadline, "{}", fleet.log("c"));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    fleet
-        .server
-        .platform
-        .provisioning
-        .terminate(renter, &id, platform::now())
-        .await
-        .unwrap();
+    terminate(&fleet, renter, &id).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while running(&name) || env_file.exists() {
         assert!(Instant::now() < deadline, "{}", fleet.log("c"));

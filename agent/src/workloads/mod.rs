@@ -15,6 +15,7 @@
 //! (for multi-device jobs: `torchrun --master-addr`, …). What runs is written down
 //! ([`record`]) so a restarted agent stops what a killed one left behind.
 
+mod cgroup;
 mod engine;
 mod logs;
 mod network;
@@ -67,10 +68,12 @@ pub struct Settings {
 
 /// What confines a running workload, and what to clean up after it.
 enum Confined {
-    /// A bubblewrap sandbox, its private work folder and, for a one-device cluster, its own
-    /// network (which ends when this is dropped).
+    /// A bubblewrap sandbox, its private work folder, its control groups (where the agent
+    /// may make them) and, for a one-device cluster, its own network; the last two end when
+    /// this is dropped.
     Sandbox {
         workdir: PathBuf,
+        cgroups: Option<cgroup::Cgroups>,
         network: Option<network::SandboxNetwork>,
     },
     /// A container, its engine and its env file.
@@ -372,39 +375,83 @@ impl Workloads {
             sandbox::Network::Shared
         };
         let mut command = sandbox.command(&workdir, &argv, env, mode);
-        let gate = match own_network.then(|| network::Gate::attach(&mut command)) {
-            Some(Err(e)) => return Running::failed(format!("could not set up the sandbox: {e}")),
-            Some(Ok(gate)) => Some(gate),
-            None => None,
+        let gate = match network::Gate::attach(&mut command) {
+            Ok(gate) => gate,
+            Err(e) => return Running::failed(format!("could not set up the sandbox: {e}")),
         };
         let confined = Confined::Sandbox {
             workdir,
+            cgroups: None,
             network: None,
         };
         let mut running = self.spawn(assignment, command, confined, detail);
-        if let (Some(gate), Some(_)) = (gate, &running.child) {
+        let Some(bwrap) = running.child.as_ref().and_then(Child::id) else {
+            return running;
+        };
+        match self.ready_sandbox(gate, bwrap, assignment, own_network, &mut running) {
+            Ok(()) => running,
+            Err(why) => {
+                // Dropping the child kills the sandbox, which still waits.
+                clean_up(&running.confined);
+                Running::failed(format!("could not start the workload's sandbox: {why}"))
+            }
+        }
+    }
+
+    /// Readies the sandbox `bwrap` runs while it waits at its gate: its control groups, its
+    /// own network for a one-device cluster; then lets it start.
+    fn ready_sandbox(
+        &self,
+        mut gate: network::Gate,
+        bwrap: u32,
+        assignment: &WorkloadAssignment,
+        own_network: bool,
+        running: &mut Running,
+    ) -> Result<(), String> {
+        let sandbox = &self.settings.sandbox;
+        let first = gate.sandbox_pid()?;
+        let cgroups = match cgroup::confine(
+            &assignment.cluster_id,
+            &self.settings.limits,
+            &[bwrap, first],
+        ) {
+            Ok(made) => Some(made),
+            Err(why) => {
+                // The provider's choice (an agent that is not root); said where both see it.
+                let note = format!("running without resource limits: {why}");
+                eprintln!("{note}");
+                if let Some(output) = &running.output {
+                    output.note(&note);
+                }
+                None
+            }
+        };
+        let network = if own_network {
             let ports: Vec<u16> =
                 domain::tunnel::ports_of(assignment.kind, assignment.role, &assignment.workload)
                     .iter()
                     .map(|p| p.port)
                     .collect();
             let dir = sandbox.network_dir(&assignment.cluster_id);
-            match network::connect(gate, &ports, sandbox.outside_user(), &dir) {
-                Ok(connected) => {
-                    if let Confined::Sandbox { network, .. } = &mut running.confined {
-                        *network = Some(connected);
-                    }
-                }
-                Err(why) => {
-                    // Dropping the child kills the sandbox, still waiting for its network.
-                    clean_up(&running.confined);
-                    return Running::failed(format!(
-                        "could not give the workload its network: {why}"
-                    ));
-                }
-            }
+            Some(network::connect(
+                &mut gate,
+                &ports,
+                sandbox.outside_user(),
+                &dir,
+            )?)
+        } else {
+            None
+        };
+        if let Confined::Sandbox {
+            cgroups: held_cgroups,
+            network: held_network,
+            ..
+        } = &mut running.confined
+        {
+            *held_cgroups = cgroups;
+            *held_network = network;
         }
-        running
+        gate.open()
     }
 
     fn start_container(
@@ -731,6 +778,7 @@ mod tests {
         use std::os::unix::process::ExitStatusExt;
         let sandbox = Confined::Sandbox {
             workdir: PathBuf::new(),
+            cgroups: None,
             network: None,
         };
         let container = Confined::Container {

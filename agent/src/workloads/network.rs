@@ -33,7 +33,8 @@ const NS_GET_USERNS: u64 = 0xb701;
 /// How long slirp4netns gets to answer.
 const SLIRP_WAIT: Duration = Duration::from_secs(10);
 
-/// bubblewrap's arguments that keep the sandbox waiting for its network.
+/// bubblewrap's arguments that keep the sandbox waiting until its control groups (and, when
+/// it has its own, its network) are ready, and say which process it is.
 pub fn bwrap_args() -> [String; 4] {
     [
         "--info-fd".into(),
@@ -49,6 +50,8 @@ pub struct Gate {
     info: PipeReader,
     block: PipeWriter,
     child_ends: Option<(PipeWriter, PipeReader)>,
+    /// The sandbox's first process, once bubblewrap said it.
+    sandbox_pid: Option<u32>,
 }
 
 impl Gate {
@@ -67,12 +70,28 @@ impl Gate {
             info,
             block,
             child_ends: Some((info_child, block_child)),
+            sandbox_pid: None,
         })
     }
 
-    /// Lets the sandbox start: its network is ready.
-    fn open(mut self) -> std::io::Result<()> {
-        self.block.write_all(b"1")
+    /// The sandbox's first process (whose namespaces it has; every process of the workload
+    /// descends from it), once bubblewrap has made it. Call after the spawn.
+    pub fn sandbox_pid(&mut self) -> Result<u32, String> {
+        if let Some(pid) = self.sandbox_pid {
+            return Ok(pid);
+        }
+        // The sandbox holds its ends now; ours would keep the pipes open past its end.
+        drop(self.child_ends.take());
+        let pid = child_pid(&mut self.info)?;
+        self.sandbox_pid = Some(pid);
+        Ok(pid)
+    }
+
+    /// Lets the sandbox start.
+    pub fn open(mut self) -> Result<(), String> {
+        self.block
+            .write_all(b"1")
+            .map_err(|e| format!("the sandbox ended before it could start: {e}"))
     }
 }
 
@@ -97,20 +116,18 @@ pub fn installed() -> bool {
     super::installed("slirp4netns")
 }
 
-/// Connects the sandbox bubblewrap was just spawned with `gate` to the outside: slirp4netns on
-/// its namespace, `ports` forwarded from the provider's loopback, then lets it start. Runs
+/// Connects the sandbox bubblewrap was just spawned with `gate` to the outside (it still
+/// waits): slirp4netns on its namespace, `ports` forwarded from the provider's loopback. Runs
 /// slirp4netns as `user` when the agent is root (as the sandbox itself runs); its API socket
 /// lives in `socket_dir`, made here. Why not, in words, on failure (the sandbox must then be
-/// killed: it still waits).
+/// killed).
 pub fn connect(
-    mut gate: Gate,
+    gate: &mut Gate,
     ports: &[u16],
     user: Option<u32>,
     socket_dir: &Path,
 ) -> Result<SandboxNetwork, String> {
-    // The sandbox holds its ends now; ours would keep the pipes open past its end.
-    drop(gate.child_ends.take());
-    let pid = child_pid(&mut gate.info)?;
+    let pid = gate.sandbox_pid()?;
     wait_for_id_maps(pid)?;
     let (netns, userns) = namespaces_of(pid)?;
     make_socket_dir(socket_dir, user).map_err(|e| {
@@ -170,8 +187,6 @@ pub fn connect(
     for &port in ports {
         forward(&socket, port)?;
     }
-    gate.open()
-        .map_err(|e| format!("the sandbox ended before its network was ready: {e}"))?;
     Ok(network)
 }
 

@@ -64,7 +64,7 @@ const NVIDIA_CONTROL_NODES: &[&str] = &[
 pub enum Network {
     /// The device's own (a cluster of several devices).
     Shared,
-    /// A namespace of its own, which waits for [`super::network::connect`] before it starts.
+    /// A namespace of its own, connected by [`super::network::connect`] before it starts.
     Own,
 }
 
@@ -172,13 +172,11 @@ impl Sandbox {
         };
         let id = SANDBOX_ID.to_string();
         push(&[&"--unshare-all"]);
-        match network {
-            Network::Shared => push(&[&"--share-net"]),
-            Network::Own => {
-                for arg in super::network::bwrap_args() {
-                    push(&[&arg]);
-                }
-            }
+        if network == Network::Shared {
+            push(&[&"--share-net"]);
+        }
+        for arg in super::network::bwrap_args() {
+            push(&[&arg]);
         }
         push(&[
             &"--die-with-parent",
@@ -328,8 +326,10 @@ mod tests {
         assert!(!own.contains("--share-net"));
         let shared =
             text(&sandbox(Vec::new(), Vec::new()).args(Path::new("/w"), &argv, Network::Shared));
-        assert!(shared.starts_with("--unshare-all --share-net "), "{shared}");
-        assert!(!shared.contains("--block-fd"));
+        assert!(
+            shared.starts_with("--unshare-all --share-net --info-fd 3 --block-fd 4 "),
+            "{shared}"
+        );
     }
 
     #[test]
@@ -340,7 +340,8 @@ mod tests {
             Network::Shared,
         ));
         for part in [
-            "--unshare-all --share-net --die-with-parent --new-session --uid 65534 --gid 65534",
+            "--unshare-all --share-net --info-fd 3 --block-fd 4 --die-with-parent --new-session",
+            "--uid 65534 --gid 65534",
             "--cap-drop ALL",
             "--ro-bind-try /etc/passwd /etc/passwd",
             "--ro-bind /opt/conda /opt/conda",

@@ -144,6 +144,11 @@ impl Fleet {
     /// and waits until the device can be hired.
     pub async fn start_h100(&self, name: &str, bin: Option<&Path>) -> Started {
         let machine = machine_file(&self.dir, name, "NVIDIA H100 80GB HBM3", 1, 0);
+        self.start_machine(name, machine, bin).await
+    }
+
+    /// [`Fleet::start_h100`] on the machine the file `machine` describes.
+    pub async fn start_machine(&self, name: &str, machine: PathBuf, bin: Option<&Path>) -> Started {
         let args = self.add_device(name).await;
         let agent = self.agent_with_path(name, &args, &machine, bin);
         let device = self.wait_registered(name, 30).await;
