@@ -199,6 +199,7 @@ async fn run(args: Args) -> Result<(), AgentError> {
     for leftover in workloads::stop_leftovers(&record) {
         println!("stopped {leftover}, left running when this agent was last killed");
     }
+    workloads::remove_empty_cgroups();
     let settings = workload_settings(&args, &machine, &saved.device_id, &path, &record)?;
     let shipping = settings.shipping.clone();
     let served = settings.served.clone();

@@ -10,6 +10,7 @@
 //! are handled.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::Limits;
 
@@ -23,6 +24,11 @@ const CPU_PERIOD_US: u64 = 100_000;
 const SWAP_V1: &str = "memory.memsw.limit_in_bytes";
 const SWAP_V2: &str = "memory.swap.max";
 
+/// How long a dropped workload's groups are tried for removal: the sandbox's last processes
+/// may still be exiting when its bubblewrap has been reaped, and a group with a process in it
+/// cannot be removed.
+const REMOVAL_WAIT: Duration = Duration::from_secs(10);
+
 /// A workload's control groups, removed when dropped (once its processes have ended).
 pub struct Cgroups {
     dirs: Vec<PathBuf>,
@@ -30,10 +36,20 @@ pub struct Cgroups {
 
 impl Drop for Cgroups {
     fn drop(&mut self) {
-        for dir in &self.dirs {
-            // Fails while a process is still inside; the next start of the cluster reuses it.
-            let _ = std::fs::remove_dir(dir);
-        }
+        let dirs = std::mem::take(&mut self.dirs);
+        // Beside the caller: it must not wait for the last processes to go.
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + REMOVAL_WAIT;
+            let mut left = dirs;
+            while !left.is_empty() && Instant::now() < deadline {
+                left.retain(|dir| std::fs::remove_dir(dir).is_err() && dir.exists());
+                if !left.is_empty() {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            // Any still there (a process that would not end) is reused by the cluster's next
+            // start, here or after a restart.
+        });
     }
 }
 
@@ -111,6 +127,30 @@ fn confine_under(
         }
     }
     Ok(made)
+}
+
+/// Removes the agent's groups that no process is in any more: those of workloads whose agent
+/// was killed. A group in use cannot be removed, so another agent's are safe.
+pub fn remove_empty_cgroups() {
+    let root = Path::new(CGROUP_ROOT);
+    let parents: Vec<PathBuf> = if root.join("cgroup.controllers").exists() {
+        vec![root.join(AGENT_GROUP)]
+    } else {
+        ["memory", "pids", "cpu"]
+            .iter()
+            .map(|controller| root.join(controller).join(AGENT_GROUP))
+            .collect()
+    };
+    for parent in parents {
+        let Ok(entries) = std::fs::read_dir(&parent) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                let _ = std::fs::remove_dir(entry.path());
+            }
+        }
+    }
 }
 
 fn make_dir(dir: &Path) -> Result<(), String> {

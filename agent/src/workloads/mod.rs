@@ -34,6 +34,7 @@ use domain::cluster::{ClusterRole, Runtime};
 use domain::output::cut;
 use tokio::process::{Child, Command};
 
+pub use cgroup::remove_empty_cgroups;
 pub use engine::{Engine, Limits};
 pub use record::stop_leftovers;
 pub use sandbox::Sandbox;
