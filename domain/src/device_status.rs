@@ -150,9 +150,17 @@ impl DeviceState {
                 DeviceState { status: S::Pending, verified: false },
                 format!("failed verification ({consecutive} of {MAX_VERIFICATION_FAILURES} allowed); it will be challenged again"),
             ),
-            (S::Hired, E::VerificationPassed | E::VerificationFailed { .. }) => {
-                refuse("hired devices are never challenged")
-            }
+            // A spot check while hired (issue 23) that passes changes nothing; one that fails
+            // takes the device out of its cluster (the sweep replaces it) like a failure idle.
+            (S::Hired, E::VerificationPassed) => refuse("a hired device stays hired when it passes"),
+            (S::Hired, E::VerificationFailed { consecutive }) if *consecutive >= MAX_VERIFICATION_FAILURES => to(
+                DeviceState { status: S::Blocked, verified: false },
+                format!("failed verification {consecutive} times in a row, the last a spot check while hired"),
+            ),
+            (S::Hired, E::VerificationFailed { consecutive }) => to(
+                DeviceState { status: S::Pending, verified: false },
+                format!("failed a spot check of its hardware while hired ({consecutive} of {MAX_VERIFICATION_FAILURES} allowed); it will be challenged again"),
+            ),
             (S::Pending, E::HardwareUnsupported { reported }) => {
                 to(with(S::Unsupported), format!("hardware '{reported}' is not in the GPU catalog"))
             }
@@ -274,7 +282,29 @@ mod tests {
     }
 
     #[test]
-    fn a_hired_device_cannot_be_paused_removed_or_challenged() {
+    fn a_failed_spot_check_takes_a_hired_device_out_and_repeated_ones_block_it() {
+        let hired_state = run(&[DeviceEvent::VerificationPassed, hired()]).unwrap();
+        let once = hired_state
+            .apply(&DeviceEvent::VerificationFailed { consecutive: 1 })
+            .unwrap();
+        assert_eq!(
+            once.to,
+            DeviceState {
+                status: S::Pending,
+                verified: false
+            }
+        );
+        assert!(once.reason.contains("spot check"), "{}", once.reason);
+        let last = hired_state
+            .apply(&DeviceEvent::VerificationFailed {
+                consecutive: MAX_VERIFICATION_FAILURES,
+            })
+            .unwrap();
+        assert_eq!(last.to.status, S::Blocked);
+    }
+
+    #[test]
+    fn a_hired_device_cannot_be_paused_or_removed_and_stays_hired_when_it_passes() {
         let state = run(&[DeviceEvent::VerificationPassed, hired()]).unwrap();
         for event in [
             DeviceEvent::PausedByOwner,

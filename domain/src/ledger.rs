@@ -21,6 +21,10 @@ pub enum Account {
     /// What a provider (owner wallet) has earned and not yet claimed: hire earnings, settled at
     /// least hourly, and block rewards.
     ProviderClaimable(String),
+    /// A provider's block rewards waiting for the device's next passed proof of its hardware
+    /// (issue 23's time lock): released to [`Account::ProviderClaimable`] when it passes,
+    /// back to the rewards pool when it fails or goes unanswered.
+    ProviderHeld(String),
     PlatformFees,
     /// Each block's emission passes through here; what no eligible device earned stays.
     RewardsPool,
@@ -46,6 +50,7 @@ impl fmt::Display for Account {
             Account::UserAvailable(id) => write!(f, "user:{id}:available"),
             Account::ClusterEscrow(id) => write!(f, "cluster:{id}:escrow"),
             Account::ProviderClaimable(wallet) => write!(f, "provider:{wallet}:claimable"),
+            Account::ProviderHeld(wallet) => write!(f, "provider:{wallet}:held"),
             Account::PlatformFees => f.write_str("platform:fees"),
             Account::RewardsPool => f.write_str("platform:rewards_pool"),
             Account::PayoutHeld(id) => write!(f, "payout:{id}:held"),
@@ -76,8 +81,13 @@ named_enum!(
         DeviceLoss => "device_loss",
         /// Hire earnings settled hourly from a running cluster's escrow to a provider.
         HireSettlement => "hire_settlement",
-        /// A reward block's emission shared among its devices.
+        /// A reward block's emission shared among its devices, held until each device's next
+        /// passed proof.
         BlockRewards => "block_rewards",
+        /// A device's held rewards made claimable by a passed proof of its hardware.
+        RewardsReleased => "rewards_released",
+        /// A device's held rewards back to the pool: a proof failed or went unanswered.
+        RewardsForfeited => "rewards_forfeited",
         /// A provider's claim, held until it lands on chain.
         PayoutClaim => "payout_claim",
         /// A claim that landed: it leaves for the chain.
@@ -247,7 +257,9 @@ impl MovementKind {
                     _ => MovementKind::Refund,
                 }
             }
-            PostingKind::BlockRewards => MovementKind::Reward,
+            PostingKind::BlockRewards
+            | PostingKind::RewardsReleased
+            | PostingKind::RewardsForfeited => MovementKind::Reward,
             PostingKind::PayoutClaim | PostingKind::PayoutLanded | PostingKind::PayoutReturned => {
                 MovementKind::Payout
             }
@@ -363,6 +375,10 @@ mod tests {
         assert_eq!(
             Account::ProviderClaimable("W".into()).to_string(),
             "provider:W:claimable"
+        );
+        assert_eq!(
+            Account::ProviderHeld("W".into()).to_string(),
+            "provider:W:held"
         );
     }
 

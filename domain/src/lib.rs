@@ -19,6 +19,7 @@ pub mod network;
 pub mod output;
 pub mod payout;
 pub mod pricing;
+pub mod promo;
 pub mod proof_of_work;
 pub mod rewards;
 pub mod siws;

@@ -11,6 +11,16 @@ named_enum!(
     PaymentMethod, "payment method", { Usdc => "usdc", Token => "token" }
 );
 
+impl PaymentMethod {
+    /// The asset the renter's balance pays in.
+    pub fn asset(self) -> crate::money::Asset {
+        match self {
+            PaymentMethod::Usdc => crate::money::Asset::Usdc,
+            PaymentMethod::Token => crate::money::Asset::Token,
+        }
+    }
+}
+
 /// 0.25% on every cluster order (DESIGN.md §3).
 pub const RESERVATION_FEE_BPS: i64 = 25;
 /// 2% when paying in USDC, none in the network token.

@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::fleet::{ConnectivityTier, DeviceKind, DeviceStatus};
+use crate::fleet::{named_enum, ConnectivityTier, DeviceKind, DeviceStatus};
 use crate::money::{MicroUsd, Tokens};
 
 /// A block is one UTC hour; block `n` covers `[n, n + 1)` hours since the Unix epoch.
@@ -18,6 +18,31 @@ pub const GPU_SHARE_PERCENT: i64 = 95;
 pub const STREAK_HOURS: u32 = 5;
 /// An hour counts toward the streak when the device was online at least this long in it (90%).
 pub const STREAK_HOUR_MIN_ONLINE_MS: i64 = BLOCK_MS * 9 / 10;
+
+named_enum!(
+    /// Where a device's reward from one block stands. Rewards are time-locked (issue 23): a
+    /// block's reward is held until the device next passes a proof of its hardware, so a device
+    /// caught faking loses every hour since it last proved itself, not only the hour it failed.
+    RewardHold, "reward hold", {
+        /// Waiting for the device's next proof; not claimable yet.
+        Held => "held",
+        /// A later proof passed: claimable.
+        Released => "released",
+        /// A later proof failed or went unanswered: back to the rewards pool.
+        Forfeited => "forfeited",
+    }
+);
+
+impl RewardHold {
+    /// How the earnings page names it.
+    pub fn label(self) -> &'static str {
+        match self {
+            RewardHold::Held => "held until the device's next proof",
+            RewardHold::Released => "claimable",
+            RewardHold::Forfeited => "forfeited: a later proof failed or was missed",
+        }
+    }
+}
 
 /// The block that contains `at_ms`.
 pub fn block_of(at_ms: i64) -> i64 {
@@ -269,6 +294,8 @@ pub struct DeviceBlockReward {
     pub reward: Tokens,
     /// Why it earned nothing, when it did not.
     pub ineligible: Option<String>,
+    /// Whether the reward waits for a proof, was released or was forfeited.
+    pub hold: RewardHold,
 }
 
 /// A provider's money, as `/worker/earnings` shows it.
@@ -278,6 +305,8 @@ pub struct ProviderEarnings {
     pub claimable: MicroUsd,
     /// Block rewards not yet claimed.
     pub claimable_tokens: Tokens,
+    /// Block rewards held until their devices' next passed proof.
+    pub held_tokens: Tokens,
     /// Every hire of the provider's devices, all time: earned (settled, before the fee) and
     /// forfeited (devices down or failed while hired).
     pub hired_earned: MicroUsd,

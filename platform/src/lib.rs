@@ -168,6 +168,10 @@ impl Services {
         Ok(domain::rewards::ProviderEarnings {
             claimable: self.ledger.balance(&account).await?,
             claimable_tokens: self.ledger.tokens(&account).await?,
+            held_tokens: self
+                .ledger
+                .tokens(&Account::ProviderHeld(wallet.to_owned()))
+                .await?,
             hired_earned,
             hired_forfeited,
             hires: self

@@ -1,7 +1,9 @@
 //! Block rewards: closes each hourly block once (the block's row is its lock: a second server
 //! process closing the same block finds it taken and changes nothing), scores the devices that
 //! were online in it from the written uptime buckets (`domain::rewards`), stores every device's
-//! line, and posts the emission through the rewards pool to the providers' claimable balances.
+//! line, and posts the emission through the rewards pool to the providers' held balances.
+//! Held rewards are time-locked (issue 23): [`settle_held`] releases a device's to claimable
+//! when it next passes a proof of its hardware, or forfeits them to the pool when it fails.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use domain::ledger::{Account, Posting, PostingKind, EMISSION};
 use domain::money::{MicroUsd, Tokens};
 use domain::rewards::{
     block_of, hardware_multiplier, split_block, BlockSplit, BlockSummary, Candidate,
-    DeviceBlockReward, BLOCK_MS, STREAK_HOURS, STREAK_HOUR_MIN_ONLINE_MS,
+    DeviceBlockReward, RewardHold, BLOCK_MS, STREAK_HOURS, STREAK_HOUR_MIN_ONLINE_MS,
 };
 use domain::time::UnixMillis;
 use sqlx::any::AnyRow;
@@ -293,11 +295,11 @@ impl RewardsService {
         number: i64,
         split: &BlockSplit,
     ) -> Result<(), Error> {
-        const COLUMNS: usize = 8;
+        const COLUMNS: usize = 9;
         for chunk in split.records.chunks(self.store.rows_per_statement(COLUMNS)) {
             let sql = format!(
                 "INSERT INTO block_rewards (block_number, device_id, owner_wallet, kind, score, \
-                   share_ppm, reward, ineligible) VALUES {}",
+                   share_ppm, reward, ineligible, hold) VALUES {}",
                 values_list(chunk.len(), COLUMNS)
             );
             let mut query = sqlx::query(&sql);
@@ -310,7 +312,13 @@ impl RewardsService {
                     .bind(i64::try_from(r.score).unwrap_or(i64::MAX))
                     .bind(i64::from(r.share_ppm))
                     .bind(r.reward.units())
-                    .bind(r.ineligible.map(|why| why.to_string()));
+                    .bind(r.ineligible.map(|why| why.to_string()))
+                    // Nothing to hold where nothing was earned.
+                    .bind(if r.reward > Tokens::ZERO {
+                        RewardHold::Held.as_str()
+                    } else {
+                        RewardHold::Released.as_str()
+                    });
             }
             query.execute(&mut *conn).await?;
         }
@@ -352,7 +360,8 @@ impl RewardsService {
         limit: u32,
     ) -> Result<Vec<DeviceBlockReward>, Error> {
         sqlx::query(
-            "SELECT r.block_number, r.device_id, d.name, r.score, r.share_ppm, r.reward, r.ineligible \
+            "SELECT r.block_number, r.device_id, d.name, r.score, r.share_ppm, r.reward, \
+               r.ineligible, r.hold \
              FROM block_rewards r JOIN devices d ON d.id = r.device_id \
              WHERE r.owner_wallet = $1 ORDER BY r.block_number DESC, r.device_id LIMIT $2",
         )
@@ -370,14 +379,96 @@ impl RewardsService {
                 share_ppm: row.try_get("share_ppm")?,
                 reward: Tokens::from_units(row.try_get("reward")?),
                 ineligible: row.try_get("ineligible")?,
+                hold: enum_in(row, "hold", RewardHold::parse)?,
             })
         })
         .collect()
     }
 }
 
+/// Settles every reward of `device_id` held until its next proof, in the caller's transaction:
+/// released to its provider's claimable balance when `passed`, else forfeited to the rewards
+/// pool. `challenge_id` (the proof's, or what else settles them, e.g. the device's removal)
+/// keys the posting, so settling one proof twice moves nothing twice. Returns what moved.
+pub(crate) async fn settle_held(
+    conn: &mut AnyConnection,
+    device_id: &str,
+    challenge_id: &str,
+    passed: bool,
+    now: UnixMillis,
+) -> Result<Tokens, Error> {
+    let (to, kind, prefix, verb) = if passed {
+        (
+            RewardHold::Released,
+            PostingKind::RewardsReleased,
+            "release",
+            "released",
+        )
+    } else {
+        (
+            RewardHold::Forfeited,
+            PostingKind::RewardsForfeited,
+            "forfeit",
+            "forfeited",
+        )
+    };
+    // Each row moves once: a concurrent settle re-reads it after this one and finds it taken.
+    let rows = sqlx::query(
+        "UPDATE block_rewards SET hold = $1 WHERE device_id = $2 AND hold = 'held' \
+         RETURNING owner_wallet, reward",
+    )
+    .bind(to.as_str())
+    .bind(device_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut per_owner: BTreeMap<String, i64> = BTreeMap::new();
+    for row in &rows {
+        let reward: i64 = row.try_get("reward")?;
+        *per_owner.entry(row.try_get("owner_wallet")?).or_default() += reward;
+    }
+    let invalid = |e: domain::ledger::PostingError| Error::Invalid(e.to_string());
+    let mut posting = Posting::new(
+        kind,
+        format!("{prefix}:{challenge_id}"),
+        format!(
+            "device {device_id}: {} block rewards {verb} ({challenge_id})",
+            rows.len()
+        ),
+    );
+    let mut moved = 0i64;
+    for (owner, units) in per_owner {
+        let destination = if passed {
+            Account::ProviderClaimable(owner.clone())
+        } else {
+            Account::RewardsPool
+        };
+        posting = posting
+            .transfer_tokens(
+                Account::ProviderHeld(owner),
+                destination,
+                Tokens::from_units(units),
+            )
+            .map_err(invalid)?;
+        moved = moved
+            .checked_add(units)
+            .ok_or_else(|| Error::Corrupt(format!("device {device_id}: held rewards overflow")))?;
+    }
+    if !posting.is_empty() {
+        post(conn, &posting, now).await?;
+        tracing::info!(
+            device = device_id,
+            challenge = challenge_id,
+            blocks = rows.len(),
+            moved,
+            "held rewards {verb}"
+        );
+    }
+    Ok(Tokens::from_units(moved))
+}
+
 /// The block's money: its emission enters the rewards pool and the rewards leave it, one
-/// transfer per provider; what no device earned stays in the pool.
+/// transfer per provider, held until each device's next proof; what no device earned stays in
+/// the pool.
 fn block_posting(number: i64, emission: Tokens, split: &BlockSplit) -> Result<Posting, Error> {
     let mut per_owner: BTreeMap<&str, i64> = BTreeMap::new();
     for r in &split.records {
@@ -395,7 +486,7 @@ fn block_posting(number: i64, emission: Tokens, split: &BlockSplit) -> Result<Po
         posting = posting
             .transfer_tokens(
                 Account::RewardsPool,
-                Account::ProviderClaimable(owner.to_owned()),
+                Account::ProviderHeld(owner.to_owned()),
                 Tokens::from_units(units),
             )
             .map_err(invalid)?;

@@ -248,6 +248,30 @@ pub async fn grant_claimable(
     Ok(())
 }
 
+/// Credits `units` of `asset` to renter `user_id`'s balance as a confirmed deposit would (from
+/// the chain's account): money of the renter's own, for tests of what promotional credit may
+/// not pay for, without a chain.
+pub async fn grant_deposit(
+    store: &crate::store::Store,
+    user_id: i64,
+    asset: domain::money::Asset,
+    units: i64,
+    key: &str,
+) -> Result<(), crate::Error> {
+    use domain::ledger::{Account, Posting, PostingKind, SOLANA};
+    let posting = Posting::new(
+        PostingKind::Deposit,
+        format!("deposit:{key}"),
+        "deposited for a test",
+    )
+    .transfer_units(asset, SOLANA, Account::UserAvailable(user_id), units)
+    .map_err(|e| crate::Error::Invalid(e.to_string()))?;
+    let mut tx = store.begin_write().await?;
+    crate::ledger::post(&mut tx, &posting, domain::time::UnixMillis(0)).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// The store's pool, for tests that read what no service exposes (the schema, say).
 pub fn pool_of(store: &crate::store::Store) -> &sqlx::AnyPool {
     store.pool()

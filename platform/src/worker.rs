@@ -337,6 +337,16 @@ impl WorkerService {
                 .bind(device_id)
                 .execute(&mut *tx)
                 .await?;
+            // No proof will ever come for the rewards it holds: they go back to the pool
+            // rather than stay held for ever (a removal cannot dodge a proof).
+            crate::rewards::settle_held(
+                &mut tx,
+                device_id,
+                &format!("removal-{device_id}"),
+                false,
+                now,
+            )
+            .await?;
         }
         tx.commit().await?;
         mirror(&self.live, &self.index, device_id, &transition, now);

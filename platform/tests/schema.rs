@@ -402,6 +402,7 @@ async fn enum_columns_admit_exactly_the_domain_enums() {
     use domain::cluster::{ClusterKind, ClusterRole, ClusterStatus, PaymentMethod, Purpose};
     use domain::fleet::{ConnectivityTier, DeviceKind, DeviceStatus};
     use domain::ledger::PostingKind;
+    use domain::rewards::RewardHold;
     fn sorted(names: Vec<&str>) -> Vec<String> {
         let mut names: Vec<String> = names.into_iter().map(str::to_owned).collect();
         names.sort();
@@ -462,6 +463,11 @@ async fn enum_columns_admit_exactly_the_domain_enums() {
             "ledger_transaction_kinds",
             "kind",
             sorted(PostingKind::ALL.iter().map(|k| k.as_str()).collect()),
+        ),
+        (
+            "block_rewards",
+            "hold",
+            sorted(RewardHold::ALL.iter().map(|k| k.as_str()).collect()),
         ),
     ];
     let sqlite = Store::open(&platform::testing::fresh_sqlite_url())

@@ -24,6 +24,10 @@ use platform::testing::{stored_number, stored_text};
 use platform::worker::WorkerConfig;
 use platform::{AgentRefusal, Error, Platform, PlatformConfig, SignInRefusal};
 
+#[path = "services/rewards_and_promotions.rs"]
+mod rewards_and_promotions;
+use rewards_and_promotions::*;
+
 const T0: UnixMillis = UnixMillis(1_795_600_000_000);
 
 fn config() -> PlatformConfig {
@@ -1572,9 +1576,9 @@ async fn a_device_lost_to_silence_is_paid_to_its_last_heartbeat(p: Platform) {
         .await
         .unwrap();
     assert!(
-        detail.events.iter().any(|e| e
-            .detail
-            .contains(&format!("device {device} lost (device {device} is down)"))),
+        detail.events.iter().any(|e| e.detail.contains(&format!(
+            "device {device} lost (device {device} is down: stopped sending heartbeats)"
+        ))),
         "{:?}",
         detail.events
     );
@@ -2173,10 +2177,17 @@ async fn blocks_close_once_and_reward_eligible_devices_by_score(p: Platform, url
     // The seeded owners hold 8 devices each: all four are this owner's.
     let tokens = p
         .ledger
-        .tokens(&Account::ProviderClaimable(owner))
+        .tokens(&Account::ProviderHeld(owner.clone()))
         .await
         .unwrap();
-    assert_eq!(tokens, closed.paid);
+    assert_eq!(tokens, closed.paid, "held until each device's next proof");
+    assert_eq!(
+        p.ledger
+            .tokens(&Account::ProviderClaimable(owner))
+            .await
+            .unwrap(),
+        Tokens::ZERO
+    );
     assert_eq!(
         p.ledger.tokens(&Account::RewardsPool).await.unwrap(),
         Tokens::from_units(closed.emission.units() - closed.paid.units())
@@ -2184,10 +2195,6 @@ async fn blocks_close_once_and_reward_eligible_devices_by_score(p: Platform, url
     assert_eq!(p.ledger.audit().await.unwrap(), Vec::<String>::new());
 }
 
-/// Issue 23: a device whose proof of hardware, due in an hour, fails earns nothing that hour,
-/// even though it passes the next one before the block closes and is verified again; the
-/// honest device beside it is paid. Proofs come at random times, never later than the
-/// longest gap after the last pass.
 /// An answer to another seed's challenge: well formed, and wrong.
 fn forged_answer(challenge: &domain::proof_of_work::Challenge) -> domain::proof_of_work::Answer {
     domain::proof_of_work::solve(
@@ -2199,43 +2206,59 @@ fn forged_answer(challenge: &domain::proof_of_work::Challenge) -> domain::proof_
     )
 }
 
+/// Seeded devices passed a proof at T0: their next is due at most six hours later.
+const PROOF_DUE: UnixMillis = UnixMillis(T0.0 + 6 * 3_600_000 + 60_000);
+
+/// The challenge `device`'s heartbeat at `at` brings, if a proof is due.
+async fn challenge_at(
+    p: &Platform,
+    device: &str,
+    at: UnixMillis,
+) -> Option<domain::proof_of_work::Challenge> {
+    p.agents
+        .heartbeat(device, heartbeat_at(at, Utilisation::default()), None, at)
+        .await
+        .unwrap()
+        .challenge
+}
+
+/// `device`'s answer to `challenge` at `at`: solved when `honest`, else forged.
+async fn answer_at(
+    p: &Platform,
+    device: &str,
+    challenge: &domain::proof_of_work::Challenge,
+    honest: bool,
+    at: UnixMillis,
+) -> domain::agent_protocol::VerificationOutcome {
+    let answer = if honest {
+        domain::proof_of_work::solve(challenge, |_| {})
+    } else {
+        forged_answer(challenge)
+    };
+    p.agents
+        .answer_challenge(device, &challenge.id, answer, at)
+        .await
+        .unwrap()
+}
+
+/// Issue 23: a device whose proof of hardware, due in an hour, fails earns nothing that hour,
+/// even though it passes the next one before the block closes and is verified again; the
+/// honest device beside it is paid. Proofs come at random times, never later than the
+/// longest gap after the last pass.
 async fn a_failed_proof_forfeits_the_hours_reward(p: Platform, _url: String) {
     hireable_fleet(&p).await;
     let ids = seeded_ids(2);
     let (faker, honest) = (&ids[0], &ids[1]);
-    let calm = Utilisation::default();
-    // Seeded devices passed at T0: the next proof is due at most six hours later.
-    let due = UnixMillis(T0.0 + 6 * 3_600_000 + 60_000);
+    let due = PROOF_DUE;
     let block = domain::rewards::block_of(due.0);
-    let challenge = p
-        .agents
-        .heartbeat(faker, heartbeat_at(due, calm), None, due)
+    let challenge = challenge_at(&p, faker, due)
         .await
-        .unwrap()
-        .challenge
         .expect("a proof is due within the longest gap");
-    let forged = forged_answer(&challenge);
-    let failed = p
-        .agents
-        .answer_challenge(faker, &challenge.id, forged, due)
-        .await
-        .unwrap();
-    assert!(!failed.passed);
+    assert!(!answer_at(&p, faker, &challenge, false, due).await.passed);
     // The honest answer to the next challenge verifies it again within the same hour.
     let later = UnixMillis(due.0 + 60_000);
-    let retry = p
-        .agents
-        .heartbeat(faker, heartbeat_at(later, calm), None, later)
-        .await
-        .unwrap()
-        .challenge
-        .unwrap();
-    let solved = domain::proof_of_work::solve(&retry, |_| {});
-    let passed = p
-        .agents
-        .answer_challenge(faker, &retry.id, solved, later)
-        .await
-        .unwrap();
+    let retry = challenge_at(&p, faker, later).await.unwrap();
+    let passed = answer_at(&p, faker, &retry, true, later).await;
     assert!(passed.passed && passed.status == DeviceStatus::Idle);
 
     online_for(&p, faker, block, 6).await;
@@ -2268,48 +2291,27 @@ async fn a_failed_proof_brings_the_providers_other_devices_to_proof(p: Platform,
     let ids = seeded_ids(9);
     // Seeded devices 0–7 share an owner; device 8 has another.
     let (faker, sibling, stranger) = (&ids[0], &ids[1], &ids[8]);
-    let calm = Utilisation::default();
-    let due = UnixMillis(T0.0 + 6 * 3_600_000 + 60_000);
-    let challenge_of = |device: &String, at: UnixMillis| {
-        let p = p.clone();
-        let device = device.clone();
-        async move {
-            p.agents
-                .heartbeat(&device, heartbeat_at(at, calm), None, at)
-                .await
-                .unwrap()
-                .challenge
-        }
-    };
+    let due = PROOF_DUE;
     // The sibling and the stranger pass: their next proofs are drawn 1.5–6 h away.
     for honest in [sibling, stranger] {
-        let challenge = challenge_of(honest, due).await.expect("a proof is due");
-        let solved = domain::proof_of_work::solve(&challenge, |_| {});
-        let verdict = p
-            .agents
-            .answer_challenge(honest, &challenge.id, solved, due)
-            .await
-            .unwrap();
-        assert!(verdict.passed);
+        let challenge = challenge_at(&p, honest, due).await.expect("a proof is due");
+        assert!(answer_at(&p, honest, &challenge, true, due).await.passed);
     }
     let soon = UnixMillis(due.0 + 60_000);
-    assert!(challenge_of(sibling, soon).await.is_none(), "not due yet");
+    assert!(
+        challenge_at(&p, sibling, soon).await.is_none(),
+        "not due yet"
+    );
     // The faker's forged answer fails.
-    let challenge = challenge_of(faker, soon).await.expect("a proof is due");
-    let forged = forged_answer(&challenge);
-    let failed = p
-        .agents
-        .answer_challenge(faker, &challenge.id, forged, soon)
-        .await
-        .unwrap();
-    assert!(!failed.passed);
+    let challenge = challenge_at(&p, faker, soon).await.expect("a proof is due");
+    assert!(!answer_at(&p, faker, &challenge, false, soon).await.passed);
     let next = UnixMillis(soon.0 + 1_000);
     assert!(
-        challenge_of(sibling, next).await.is_some(),
+        challenge_at(&p, sibling, next).await.is_some(),
         "the same provider's device proves its hardware again at once"
     );
     assert!(
-        challenge_of(stranger, next).await.is_none(),
+        challenge_at(&p, stranger, next).await.is_none(),
         "another provider's device keeps its drawn time"
     );
 }
@@ -4074,4 +4076,7 @@ on_both_backends!(
     idle_cap_violations_forfeit_rewards_and_repeated_ones_block,
     a_failed_proof_forfeits_the_hours_reward,
     a_failed_proof_brings_the_providers_other_devices_to_proof,
+    held_rewards_wait_for_the_next_proof,
+    promotional_credit_pays_only_other_established_providers,
+    a_hired_device_that_fails_a_spot_check_leaves_its_cluster,
 );

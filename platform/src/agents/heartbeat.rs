@@ -133,10 +133,14 @@ impl AgentService {
                 follow_ups.push(FollowUp::Violation(why));
             }
         }
-        // Never while hired, paused, blocked or unsupported.
-        let challengeable = matches!(d.status, DeviceStatus::Pending | DeviceStatus::Idle);
+        // Never while paused, blocked or unsupported; a spot check while hired (issue 23).
+        let challengeable = matches!(
+            d.status,
+            DeviceStatus::Pending | DeviceStatus::Idle | DeviceStatus::Hired
+        );
         if challengeable && d.challenge.is_none() && now.0 >= d.next_challenge_at {
-            let challenge = self.new_challenge(d.kind, d.gpu_count);
+            let spot = d.status == DeviceStatus::Hired;
+            let challenge = self.new_challenge(d.kind, d.gpu_count, spot);
             d.challenge = Some(Box::new(OpenChallenge {
                 deadline_at: now.0 + i64::from(challenge.deadline_secs) * 1000,
                 challenge: challenge.clone(),

@@ -16,11 +16,19 @@ use crate::secret::{random_hex, random_u64};
 use crate::{AgentRefusal, Error};
 
 impl AgentService {
-    pub(super) fn new_challenge(&self, kind: DeviceKind, gpu_count: i64) -> Challenge {
+    /// A challenge for a device of `kind` with `gpu_count` GPUs. A `spot` check, for a device
+    /// hired by a cluster, is one product of half the side (an eighth of one product's work),
+    /// small enough to fit beside the renter's workload.
+    pub(super) fn new_challenge(&self, kind: DeviceKind, gpu_count: i64, spot: bool) -> Challenge {
         let config = &self.config;
         let (size, products) = match kind {
             DeviceKind::Gpu => (config.gpu_challenge_size, gpu_count.clamp(1, 16) as u32),
             DeviceKind::Cpu => (config.cpu_challenge_size, 1),
+        };
+        let (size, products) = if spot {
+            ((size / 2).max(config.challenge_openings), 1)
+        } else {
+            (size, products)
         };
         Challenge {
             id: format!("chl-{}", random_hex(8)),
@@ -145,6 +153,10 @@ impl AgentService {
         .bind(device_id)
         .execute(&mut *tx)
         .await?;
+        // The proof settles the rewards held since the device's last one (issue 23's time lock).
+        let settled =
+            crate::rewards::settle_held(&mut tx, device_id, &challenge.id, verdict.is_ok(), now)
+                .await?;
         let event = match &verdict {
             Ok(()) => DeviceEvent::VerificationPassed,
             Err(_) => DeviceEvent::VerificationFailed {
@@ -177,7 +189,7 @@ impl AgentService {
         if verdict.is_err() {
             self.recheck_siblings(device_id, now).await?;
         }
-        tracing::info!(device = device_id, %outcome, %detail, "verification settled");
+        tracing::info!(device = device_id, %outcome, %detail, rewards_settled = %settled, "verification settled");
         let (status, reason) = self
             .live
             .with(device_id, |d| (d.status, d.reason.to_string()))

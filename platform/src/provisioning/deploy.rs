@@ -18,6 +18,7 @@ use rustc_hash::FxHashSet;
 use sqlx::AnyConnection;
 
 use super::place::Placing;
+use super::promo;
 use super::settle::invalid_posting;
 use super::{record, role_of, ProvisioningService};
 use crate::ledger::{post, tokens_in, usdc_in};
@@ -32,6 +33,8 @@ pub(super) const CLAIM_ATTEMPTS: usize = 4;
 pub(super) enum Attempt {
     /// Another order claimed this device first: choose again without it.
     Taken(String),
+    /// Promotional credit may not pay this device (`domain::promo`): choose again without it.
+    Barred(String),
     Failed(Error),
 }
 
@@ -72,9 +75,32 @@ impl ProvisioningService {
             use std::hash::BuildHasher;
             rustc_hash::FxBuildHasher.hash_one((user_id, key))
         };
-        let mut excluded = FxHashSet::default();
+        // Promotional money pays only other, established providers: their devices are left out
+        // here, and the claim checks again in its transaction.
+        let (standing, barred) = {
+            let mut conn = self.store.pool().acquire().await?;
+            let standing = promo::standing(&mut conn, user_id, order.payment.asset()).await?;
+            let barred = if standing.binds() {
+                promo::barred_devices(&mut conn, user_id, now).await?
+            } else {
+                FxHashSet::default()
+            };
+            (standing, barred)
+        };
+        let mut excluded = barred;
         for _ in 0..CLAIM_ATTEMPTS {
             let Ok(chosen) = self.place(&Placing::of(&order), &excluded, seed, now) else {
+                let everything = FxHashSet::default();
+                if standing.binds()
+                    && self
+                        .place(&Placing::of(&order), &everything, seed, now)
+                        .is_ok()
+                {
+                    return Err(Error::Conflict(format!(
+                        "this cluster cannot be placed now: {}",
+                        standing.reason()
+                    )));
+                }
                 let answer = self.quote(request)?;
                 return Err(Error::Conflict(format!(
                     "this cluster cannot be placed now: {}",
@@ -107,6 +133,10 @@ impl ProvisioningService {
                 }
                 Err(Attempt::Taken(device)) => {
                     tracing::info!(device = %device, "device taken by a concurrent order; choosing again");
+                    excluded.insert(device);
+                }
+                Err(Attempt::Barred(device)) => {
+                    tracing::info!(device = %device, "promotional credit may not pay this device; choosing again");
                     excluded.insert(device);
                 }
                 Err(Attempt::Failed(e)) => {
@@ -171,6 +201,15 @@ impl ProvisioningService {
         if name_taken(&mut tx, user_id, &order.name).await? {
             return Err(name_conflict(&order.name).into());
         }
+        let promotional = promo::standing(&mut tx, user_id, order.payment.asset())
+            .await?
+            .binds();
+        if promotional {
+            let ids: Vec<&str> = devices.iter().map(|(id, _)| *id).collect();
+            if let Some(device) = promo::first_barred(&mut tx, user_id, &ids, now).await? {
+                return Err(Attempt::Barred(device));
+            }
+        }
         charge(
             &mut tx,
             user_id,
@@ -191,9 +230,10 @@ impl ProvisioningService {
         sqlx::query(
             "INSERT INTO clusters (id, user_id, name, kind, purpose, hardware, units, countries, \
                min_tier, compliance, payment, workload, status, status_reason, rate, hours, charged, \
-               escrowed, idempotency_key, created_at, deadline_at, token_price, notebook_token) \
+               escrowed, idempotency_key, created_at, deadline_at, token_price, notebook_token, \
+               promotional) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'deploying', $13, $14, $15, \
-               $16, $17, $18, $19, $20, $21, $22)",
+               $16, $17, $18, $19, $20, $21, $22, $23)",
         )
         .bind(&id)
         .bind(user_id)
@@ -217,6 +257,7 @@ impl ProvisioningService {
         .bind(now.0 + self.config.start_deadline_secs * 1000)
         .bind(quote.in_tokens.map(|t| t.price.per_token().micros()))
         .bind(&notebook_token)
+        .bind(promotional)
         .execute(&mut *tx)
         .await?;
         let units: Vec<u32> = devices.iter().map(|(_, units)| *units).collect();
@@ -245,14 +286,20 @@ impl ProvisioningService {
             &id,
             now,
             &format!(
-                "paid {} ({} {unit}s × {} h at {}/h, {} discount, {} fees); hired {} device(s)",
+                "paid {} ({} {unit}s × {} h at {}/h, {} discount, {} fees); hired {} device(s){}",
                 quote.shown_total(),
                 quote.units,
                 quote.hours,
                 quote.rate_per_unit_hour,
                 quote.discount,
                 quote.fees(),
-                devices.len()
+                devices.len(),
+                if promotional {
+                    "; paid while your balance held promotional credit, so its devices are \
+                     never yours nor a new provider's"
+                } else {
+                    ""
+                }
             ),
         )
         .await?;

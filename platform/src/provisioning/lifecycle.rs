@@ -67,6 +67,23 @@ impl ProvisioningService {
             .apply(&ClusterEvent::Extended)
             .map_err(|e| Error::Conflict(e.to_string()))?;
         let payment = enum_in(&row, "payment", PaymentMethod::parse)?;
+        // Promotional money may not pay the renter's own devices or a new provider's
+        // (`domain::promo`); what it extends keeps to that rule from now on.
+        let promotional = super::promo::standing(&mut tx, user_id, payment.asset())
+            .await?
+            .binds();
+        if promotional {
+            let members = active_members(&mut tx, id).await?;
+            let ids: Vec<&str> = members.iter().map(|m| m.device_id.as_str()).collect();
+            if let Some(device) = super::promo::first_barred(&mut tx, user_id, &ids, now).await? {
+                return Err(Error::Conflict(format!(
+                    "this cluster cannot be extended while your balance holds promotional credit: \
+                     its device {device} is yours or belongs to a provider whose account is less \
+                     than {} days old",
+                    domain::promo::PROVIDER_MIN_AGE_MS / 86_400_000
+                )));
+            }
+        }
         // At the price the cluster was paid at, so its refunds convert at one price.
         let quote = self.priced(
             pricing::quote(money_in(&row, "rate")?, summary.units, hours, payment),
@@ -101,12 +118,13 @@ impl ProvisioningService {
         }
         sqlx::query(
             "UPDATE clusters SET hours = hours + $1, charged = charged + $2, escrowed = escrowed + $3, \
-               ends_at = ends_at + $4 WHERE id = $5",
+               ends_at = ends_at + $4, promotional = (promotional OR $5) WHERE id = $6",
         )
         .bind(i64::from(hours))
         .bind(quote.total.micros())
         .bind(quote.escrow().micros())
         .bind(i64::from(hours) * HOUR_MS)
+        .bind(promotional)
         .bind(id)
         .execute(&mut *tx)
         .await?;

@@ -25,6 +25,7 @@ use crate::Error;
 mod deploy;
 mod lifecycle;
 mod place;
+mod promo;
 mod quote;
 mod read;
 pub(crate) use read::cluster_row;

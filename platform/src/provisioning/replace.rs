@@ -201,7 +201,13 @@ impl ProvisioningService {
             compliance: cluster.compliance,
             want: Want::Exactly(lost.units),
         };
-        let Ok(chosen) = self.place(&placing, &FxHashSet::default(), seed, now) else {
+        // What promotional credit paid for keeps to its rule in its replacements too.
+        let excluded = if cluster.promotional {
+            super::promo::barred_devices(tx, cluster.user_id, now).await?
+        } else {
+            FxHashSet::default()
+        };
+        let Ok(chosen) = self.place(&placing, &excluded, seed, now) else {
             return Ok(None);
         };
         let units: Vec<u32> = chosen.iter().map(|(_, units)| *units).collect();

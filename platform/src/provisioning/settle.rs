@@ -16,6 +16,7 @@ use super::{lock_cluster, split_countries, ProvisioningService};
 use crate::ledger::post;
 use crate::rows::json_in;
 use crate::rows::{enum_in, money_in, optional_enum_in, u32_in};
+use crate::store::{flag, flag_sql};
 use crate::Error;
 
 impl ProvisioningService {
@@ -154,6 +155,8 @@ pub(super) struct Settling {
     pub(super) charged: MicroUsd,
     pub(super) escrowed: MicroUsd,
     pub(super) token_price: Option<TokenPrice>,
+    /// Paid while its renter held promotional credit: its hires keep to `domain::promo`.
+    pub(super) promotional: bool,
 }
 
 impl Settling {
@@ -176,11 +179,13 @@ impl Settling {
     /// Locks the cluster (see [`lock_cluster`]) and reads it.
     pub(super) async fn load(conn: &mut AnyConnection, id: &str) -> Result<Settling, Error> {
         lock_cluster(conn, id).await?;
-        let row = sqlx::query(
+        let row = sqlx::query(concat!(
             "SELECT status, user_id, kind, hardware, countries, min_tier, workload, running_at, \
-               ends_at, hours, rate, units, refunded, charged, escrowed, token_price, compliance, notebook_token \
-             FROM clusters WHERE id = $1",
-        )
+               ends_at, hours, rate, units, refunded, charged, escrowed, token_price, compliance, \
+               notebook_token, ",
+            flag_sql!("promotional"),
+            " FROM clusters WHERE id = $1"
+        ))
         .bind(id)
         .fetch_optional(conn)
         .await?
@@ -210,6 +215,7 @@ impl Settling {
             token_price: token_price_in(&row)?,
             compliance: enum_in(&row, "compliance", SecurityCompliance::parse)?,
             notebook_token: row.try_get("notebook_token")?,
+            promotional: flag(&row, "promotional")?,
         })
     }
 

@@ -43,7 +43,7 @@ impl ProvisioningService {
         }
         let gone = sqlx::query(
             "SELECT c.id, c.status AS cluster_status, cd.device_id, d.status AS device_status, \
-               d.status_changed_at, d.last_heartbeat_at FROM cluster_devices cd \
+               d.status_reason, d.status_changed_at, d.last_heartbeat_at FROM cluster_devices cd \
              JOIN clusters c ON c.id = cd.cluster_id JOIN devices d ON d.id = cd.device_id \
              WHERE c.status IN ('deploying', 'running') AND cd.left_at IS NULL AND d.status <> 'hired'",
         )
@@ -52,7 +52,13 @@ impl ProvisioningService {
         for row in gone {
             let (id, device): (String, String) = (row.try_get("id")?, row.try_get("device_id")?);
             let device_status = enum_in(&row, "device_status", DeviceStatus::parse)?;
-            let why = format!("device {device} is {device_status}");
+            // The device's own reason says why (down, paused, a failed spot check…).
+            let reason: String = row.try_get("status_reason")?;
+            let why = if reason.is_empty() {
+                format!("device {device} is {device_status}")
+            } else {
+                format!("device {device} is {device_status}: {reason}")
+            };
             let outcome = match enum_in(&row, "cluster_status", ClusterStatus::parse)? {
                 ClusterStatus::Deploying => {
                     self.finish(&id, ClusterEvent::StartFailed { why }, now)

@@ -5,7 +5,7 @@
 
 use domain::cluster::HireEarning;
 use domain::ledger::StatementLine;
-use domain::money::{Asset, MicroUsd};
+use domain::money::{Asset, MicroUsd, Tokens};
 use domain::payout::{Payout, PayoutStatus};
 use domain::pricing;
 use domain::rewards::{DeviceBlockReward, ProviderEarnings};
@@ -67,6 +67,7 @@ fn EarningsView(e: EarningsWithCharts, search: String) -> impl IntoView {
     let ProviderEarnings {
         claimable,
         claimable_tokens,
+        held_tokens,
         hired_earned,
         hired_forfeited,
         hires,
@@ -81,7 +82,10 @@ fn EarningsView(e: EarningsWithCharts, search: String) -> impl IntoView {
                     <strong data-testid="claimable-usdc">{claimable.to_string()}</strong></div>
                 <div class="stat"><span class="stat-label">"Claimable block rewards"</span>
                     <strong data-testid="claimable-tokens">{claimable_tokens.to_string()}</strong></div>
+                <div class="stat"><span class="stat-label">"Block rewards held until each device's next proof"</span>
+                    <strong data-testid="held-tokens">{held_tokens.to_string()}</strong></div>
             </div>
+            <p class="muted" data-testid="held-note">"A block's reward becomes claimable when its device next passes a proof of its hardware (at a random time within 6 hours, spot checks included while hired); a failed or missed proof forfeits every reward held since the last one."</p>
             {if payouts_enabled {
                 view! { <ClaimForm usdc=claimable.micros() tokens=claimable_tokens.units() /> }.into_any()
             } else {
@@ -150,7 +154,7 @@ fn RewardTable(rewards: Vec<DeviceBlockReward>) -> impl IntoView {
     }
     view! {
         <table class="table">
-            <thead><tr><th>"Block"</th><th>"Device"</th><th class="num">"Share of its pool"</th><th class="num">"Reward"</th></tr></thead>
+            <thead><tr><th>"Block"</th><th>"Device"</th><th class="num">"Share of its pool"</th><th class="num">"Reward"</th><th>"Standing"</th></tr></thead>
             <tbody>
                 {rewards.into_iter().map(|r| view! {
                     <tr data-testid="reward-row">
@@ -161,6 +165,7 @@ fn RewardTable(rewards: Vec<DeviceBlockReward>) -> impl IntoView {
                             Some(why) => view! { <span class="muted">{format!("none: {why}")}</span> }.into_any(),
                             None => r.reward.to_string().into_any(),
                         }}</td>
+                        <td data-testid="reward-hold" data-hold=r.hold.as_str()>{(r.reward > Tokens::ZERO).then(|| r.hold.label())}</td>
                     </tr>
                 }).collect_view()}
             </tbody>
