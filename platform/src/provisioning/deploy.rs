@@ -79,7 +79,9 @@ impl ProvisioningService {
         // here, and the claim checks again in its transaction.
         let (standing, barred) = {
             let mut conn = self.store.pool().acquire().await?;
-            let standing = promo::standing(&mut conn, user_id, order.payment.asset()).await?;
+            let standing = self
+                .promo_standing(&mut conn, user_id, order.payment.asset())
+                .await?;
             let barred = if standing.binds() {
                 promo::barred_devices(&mut conn, user_id, now).await?
             } else {
@@ -201,7 +203,8 @@ impl ProvisioningService {
         if name_taken(&mut tx, user_id, &order.name).await? {
             return Err(name_conflict(&order.name).into());
         }
-        let promotional = promo::standing(&mut tx, user_id, order.payment.asset())
+        let promotional = self
+            .promo_standing(&mut tx, user_id, order.payment.asset())
             .await?
             .binds();
         if promotional {

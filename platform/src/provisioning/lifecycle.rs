@@ -69,7 +69,8 @@ impl ProvisioningService {
         let payment = enum_in(&row, "payment", PaymentMethod::parse)?;
         // Promotional money may not pay the renter's own devices or a new provider's
         // (`domain::promo`); what it extends keeps to that rule from now on.
-        let promotional = super::promo::standing(&mut tx, user_id, payment.asset())
+        let promotional = self
+            .promo_standing(&mut tx, user_id, payment.asset())
             .await?
             .binds();
         if promotional {

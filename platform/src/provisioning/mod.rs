@@ -45,6 +45,10 @@ pub struct ProvisioningConfig {
     /// The tunnel origin renters reach their clusters' ports at (see `domain::tunnel`); None
     /// where the server runs no tunnels.
     pub tunnel_origin: Option<domain::tunnel::TunnelOrigin>,
+    /// Whether promotional credit pays only other, established providers (`domain::promo`).
+    /// Off only on a demo network, whose devices are simulated and whose credit is play money,
+    /// so a visitor can rent the device they just added.
+    pub limit_promotional_credit: bool,
 }
 
 impl Default for ProvisioningConfig {
@@ -54,6 +58,7 @@ impl Default for ProvisioningConfig {
             settle_every_secs: 3_600,
             token_price: None,
             tunnel_origin: None,
+            limit_promotional_credit: true,
         }
     }
 }

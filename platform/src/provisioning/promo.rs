@@ -8,12 +8,32 @@ use domain::time::UnixMillis;
 use rustc_hash::FxHashSet;
 use sqlx::{AnyConnection, Row};
 
+use super::ProvisioningService;
 use crate::Error;
+
+impl ProvisioningService {
+    /// [`standing`], or none at all where promotional credit is not limited (a demo network).
+    pub(super) async fn promo_standing(
+        &self,
+        conn: &mut AnyConnection,
+        user_id: i64,
+        asset: Asset,
+    ) -> Result<PromoStanding, Error> {
+        if !self.config.limit_promotional_credit {
+            return Ok(PromoStanding {
+                asset,
+                granted: 0,
+                spent_bound: 0,
+            });
+        }
+        standing(conn, user_id, asset).await
+    }
+}
 
 /// What renter `user_id` received of promotional credit in `asset` (the welcome credit and
 /// operator credits both come from the operator's account) and spent, net of refunds, on
 /// promotional clusters paid in it.
-pub(super) async fn standing(
+async fn standing(
     conn: &mut AnyConnection,
     user_id: i64,
     asset: Asset,

@@ -536,6 +536,17 @@ mod tests {
     }
 
     #[test]
+    fn promotional_credit_is_limited_except_on_a_demo_network() {
+        assert!(parse(&[]).unwrap().provisioning.limit_promotional_credit);
+        assert!(
+            !parse(&["--demo"])
+                .unwrap()
+                .provisioning
+                .limit_promotional_credit
+        );
+    }
+
+    #[test]
     fn defaults_run_on_embedded_sqlite() {
         let config = parse(&[]).unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:3000");

@@ -391,6 +391,8 @@ impl Settings {
             token_price,
             // Known once the tunnel listener is bound (start-up sets it).
             tunnel_origin: None,
+            // A demo network's credit is play money and its devices simulated.
+            limit_promotional_credit: demo_devices == 0,
         })
     }
 
