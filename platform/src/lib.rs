@@ -19,6 +19,7 @@ mod live;
 pub mod output;
 pub mod payouts;
 pub mod provisioning;
+pub mod replicas;
 pub mod rewards;
 mod rows;
 mod secret;
@@ -80,6 +81,7 @@ pub struct Services {
     pub output: OutputService,
     pub tunnels: tunnels::TunnelService,
     pub compliance: ComplianceService,
+    pub replicas: replicas::ReplicaService,
 }
 
 impl Platform {
@@ -101,6 +103,7 @@ impl Platform {
         let worker = WorkerService::new(store.clone(), live.clone(), index.clone(), config.worker);
         let rewards = RewardsService::new(store.clone(), catalog.clone(), config.rewards);
         let compliance = ComplianceService::new(store.clone(), index.clone());
+        let replicas = replicas::ReplicaService::new(store.clone());
         Platform(Arc::new(Services {
             auth: AuthService::new(store.clone(), config.auth),
             fleet: FleetService::new(store.clone(), index.clone(), catalog.clone()),
@@ -121,6 +124,7 @@ impl Platform {
                 catalog.clone(),
                 config.fleet,
                 provisioning.clone(),
+                replicas.clone(),
             ),
             provisioning,
             ledger: LedgerService::new(store.clone()),
@@ -130,6 +134,7 @@ impl Platform {
             api_keys: ApiKeyService::new(store.clone()),
             output: OutputService::new(store.clone()),
             tunnels: tunnels::TunnelService::new(store.clone(), tunnel_origin),
+            replicas,
             store,
         }))
     }

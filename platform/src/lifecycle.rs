@@ -55,11 +55,35 @@ pub(crate) async fn record_event(
 /// Applies `event` to the stored device through the domain state machine and records the
 /// transition with its reason, inside the caller's transaction. The update is conditional on the
 /// status read, so a concurrent change (another replica) makes this fail instead of overwriting it.
+/// The change goes on the change feed, so every replica mirrors it.
 pub(crate) async fn apply_event(
     conn: &mut AnyConnection,
     device_id: &str,
     event: &DeviceEvent,
     now: UnixMillis,
+) -> Result<Transition, Error> {
+    apply_event_where(conn, device_id, event, now, None).await
+}
+
+/// [`apply_event`] only while the replica serving the device is `served_by` (None: no replica
+/// has claimed it): a replica's silence, or a dead replica's, decides nothing about a device
+/// another replica hears now (issue 16). A device claimed meanwhile fails with a conflict.
+pub(crate) async fn apply_event_if_served_by(
+    conn: &mut AnyConnection,
+    device_id: &str,
+    event: &DeviceEvent,
+    now: UnixMillis,
+    served_by: Option<&str>,
+) -> Result<Transition, Error> {
+    apply_event_where(conn, device_id, event, now, Some(served_by)).await
+}
+
+async fn apply_event_where(
+    conn: &mut AnyConnection,
+    device_id: &str,
+    event: &DeviceEvent,
+    now: UnixMillis,
+    served_by: Option<Option<&str>>,
 ) -> Result<Transition, Error> {
     let row = sqlx::query(concat!(
         "SELECT status, ",
@@ -77,20 +101,27 @@ pub(crate) async fn apply_event(
     let transition = from
         .apply(event)
         .map_err(|e| Error::Conflict(e.to_string()))?;
-    let changed = sqlx::query(
+    let guard = if served_by.is_some() {
+        " AND served_by IS NOT DISTINCT FROM $7"
+    } else {
+        ""
+    };
+    let sql = format!(
         "UPDATE devices SET status = $1, verified = $2, status_reason = $3, \
            status_changed_at = CASE WHEN status = $1 THEN status_changed_at ELSE $4 END \
-         WHERE id = $5 AND status = $6",
-    )
-    .bind(transition.to.status.as_str())
-    .bind(transition.to.verified)
-    .bind(&transition.reason)
-    .bind(now.0)
-    .bind(device_id)
-    .bind(from.status.as_str())
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
+         WHERE id = $5 AND status = $6{guard}"
+    );
+    let mut update = sqlx::query(&sql)
+        .bind(transition.to.status.as_str())
+        .bind(transition.to.verified)
+        .bind(&transition.reason)
+        .bind(now.0)
+        .bind(device_id)
+        .bind(from.status.as_str());
+    if let Some(served_by) = served_by {
+        update = update.bind(served_by);
+    }
+    let changed = update.execute(&mut *conn).await?.rows_affected();
     if changed == 0 {
         return Err(Error::Conflict(
             "the device changed at the same moment; try again".into(),
@@ -105,6 +136,7 @@ pub(crate) async fn apply_event(
         &transition.reason,
     )
     .await?;
+    crate::replicas::record_change(conn, device_id, now).await?;
     Ok(transition)
 }
 

@@ -68,8 +68,11 @@ pub(crate) struct LiveDevice {
     /// first waits; most devices never need one).
     pub assignment_changed: Option<Arc<tokio::sync::Notify>>,
     /// Where the agent's last heartbeat came from: where renters reach what the device runs.
-    /// Kept in memory only; a restarted server learns it again from the next heartbeat.
+    /// Written to the database when it changes (`devices.last_address`), for other replicas.
     pub address: Option<std::net::IpAddr>,
+    /// This replica hears the device's agent (and has claimed it, or will at the next claim
+    /// write): only then does its silence here mean anything (issue 16).
+    pub watched: bool,
 }
 
 impl LiveDevice {
@@ -129,6 +132,7 @@ impl LiveDevice {
             workload_state: None,
             assignment_changed: None,
             address: None,
+            watched: false,
         }
     }
 

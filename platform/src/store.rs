@@ -210,9 +210,43 @@ pub(crate) fn values_list(rows: usize, columns: usize) -> String {
 }
 
 /// `sqlite://path` (or `sqlite:path`) → an URL that creates the file, after creating its folder.
-fn prepare_sqlite_url(url: &str) -> Result<String, Error> {
+/// The file of a SQLite URL (`sqlite://data/x.db?mode=rwc` → `data/x.db`), and its query.
+fn sqlite_parts(url: &str) -> (&str, &str) {
     let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    rest.split_once('?').unwrap_or((rest, ""))
+}
+
+/// On SQLite, takes the file's serving lock for as long as the returned file is kept: SQLite
+/// serves one process, so a second `gpu-commons` serving the same file is refused at start-up
+/// with what to do instead (issue 16). The kernel releases the lock when the process ends,
+/// however it ends. None on PostgreSQL, where any number of replicas serve.
+pub fn lock_for_serving(url: &str) -> Result<Option<std::fs::File>, Error> {
+    if Backend::of_url(url)? != Backend::Sqlite {
+        return Ok(None);
+    }
+    let (path, _) = sqlite_parts(url);
+    let lock_path = format!("{path}.serving");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::Invalid(format!("cannot open the serving lock '{lock_path}': {e}")))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Invalid(format!(
+            "another gpu-commons process is serving the SQLite database '{path}' (its lock \
+             '{lock_path}' is held): SQLite serves one process; stop that one, or run several \
+             replicas on PostgreSQL"
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(Error::Invalid(format!("cannot lock '{lock_path}': {e}")))
+        }
+    }
+}
+
+fn prepare_sqlite_url(url: &str) -> Result<String, Error> {
+    let (path, query) = sqlite_parts(url);
     if path.is_empty() || path == ":memory:" {
         return Err(Error::Invalid(
             "the SQLite database needs a file path (e.g. sqlite://data/gpu-commons.db): an in-memory database would lose everything on restart".into(),

@@ -434,6 +434,7 @@ impl WorkerService {
             "agent credential revoked by the owner",
         )
         .await?;
+        crate::replicas::record_change(&mut tx, device_id, now).await?;
         tx.commit().await?;
         self.live.with(device_id, |d| d.credential_digest = None);
         Ok(())

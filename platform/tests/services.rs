@@ -24,8 +24,11 @@ use platform::testing::{stored_number, stored_text};
 use platform::worker::WorkerConfig;
 use platform::{AgentRefusal, Error, Platform, PlatformConfig, SignInRefusal};
 
+#[path = "services/replicas.rs"]
+mod replicas;
 #[path = "services/rewards_and_promotions.rs"]
 mod rewards_and_promotions;
+use replicas::*;
 use rewards_and_promotions::*;
 
 const T0: UnixMillis = UnixMillis(1_795_600_000_000);
@@ -4079,4 +4082,5 @@ on_both_backends!(
     held_rewards_wait_for_the_next_proof,
     promotional_credit_pays_only_other_established_providers,
     a_hired_device_that_fails_a_spot_check_leaves_its_cluster,
+    replicas_agree_on_liveness_and_what_devices_run,
 );

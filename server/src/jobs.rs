@@ -2,6 +2,8 @@
 //! reward blocks, payouts, deposits, tunnel meters and the session purge. Each has its own named cadence and
 //! runs in its own `tracing` span; one loop runs them one after another, so no two of them
 //! write at once (SQLite has one writer) and a stop lands between jobs, never inside one.
+//! Each job runs on every replica (it works on what this replica holds in memory) or on the
+//! leader alone ([`Scope`]; issue 16), so nothing runs twice across replicas.
 
 use std::time::Duration;
 
@@ -28,6 +30,20 @@ const SWEEP_AT_LEAST_EVERY: Duration = Duration::from_millis(250);
 const CHAIN_WORK_EVERY: Duration = Duration::from_secs(1);
 /// Bytes through tunnels are added to their clusters this often, open connections' included.
 const TUNNEL_METERS_EVERY: Duration = Duration::from_secs(5);
+/// Devices this replica began to hear are claimed this often: well inside the down window,
+/// so the replica an agent left sees the claim before it would judge the silence.
+const CLAIMS_EVERY: Duration = Duration::from_secs(1);
+/// Old entries of the change feed are deleted this often.
+const FEED_PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Where a job runs when several replicas serve one database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// On every replica: it works on what the replica holds in memory.
+    EachReplica,
+    /// On the leader alone: it works on shared rows.
+    Leader,
+}
 
 /// The background jobs, each with its cadence in [`Cadences`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,11 +66,19 @@ pub enum Job {
     SessionPurge,
     /// Bytes counted through tunnels added to their clusters.
     TunnelMeters,
+    /// Devices this replica began to hear claimed as served by it.
+    Claims,
+    /// Devices of replicas that died, and never claimed ones, marked down once silent.
+    Orphans,
+    /// Change-feed entries every replica has read deleted.
+    FeedPrune,
 }
 
 impl Job {
-    pub const ALL: [Job; 9] = [
+    pub const ALL: [Job; 12] = [
+        Job::Claims,
         Job::FleetSweep,
+        Job::Orphans,
         Job::ClusterSweep,
         Job::HeartbeatFlush,
         Job::ComplianceRefresh,
@@ -63,7 +87,25 @@ impl Job {
         Job::Deposits,
         Job::SessionPurge,
         Job::TunnelMeters,
+        Job::FeedPrune,
     ];
+
+    pub fn scope(self) -> Scope {
+        match self {
+            Job::Claims
+            | Job::FleetSweep
+            | Job::HeartbeatFlush
+            | Job::ComplianceRefresh
+            | Job::TunnelMeters => Scope::EachReplica,
+            Job::Orphans
+            | Job::ClusterSweep
+            | Job::BlockClose
+            | Job::Payouts
+            | Job::Deposits
+            | Job::SessionPurge
+            | Job::FeedPrune => Scope::Leader,
+        }
+    }
 
     /// The name its span and log lines carry.
     pub fn name(self) -> &'static str {
@@ -77,6 +119,9 @@ impl Job {
             Job::Deposits => "deposits",
             Job::SessionPurge => "session_purge",
             Job::TunnelMeters => "tunnel_meters",
+            Job::Claims => "claims",
+            Job::Orphans => "orphans",
+            Job::FeedPrune => "feed_prune",
         }
     }
 
@@ -92,6 +137,9 @@ impl Job {
             Job::Payouts => platform.payouts.work(now).await.err(),
             Job::Deposits => platform.deposits.work(now).await.err(),
             Job::TunnelMeters => platform.tunnels.flush_meters().await.err(),
+            Job::Claims => platform.agents.write_claims().await.err(),
+            Job::Orphans => platform.agents.take_over_orphans(now).await.err(),
+            Job::FeedPrune => platform.replicas.prune_changes(now).await.err(),
             Job::SessionPurge => match platform.auth.purge_expired(now).await {
                 Ok(removed) => {
                     tracing::debug!(removed, "purged expired sign-in nonces and sessions");
@@ -118,6 +166,8 @@ pub struct Cadences {
     pub deposits: Duration,
     pub session_purge: Duration,
     pub tunnel_meters: Duration,
+    pub claims: Duration,
+    pub feed_prune: Duration,
 }
 
 impl Cadences {
@@ -138,12 +188,14 @@ impl Cadences {
             deposits: CHAIN_WORK_EVERY,
             session_purge: SESSION_PURGE_EVERY,
             tunnel_meters: TUNNEL_METERS_EVERY,
+            claims: CLAIMS_EVERY,
+            feed_prune: FEED_PRUNE_EVERY,
         }
     }
 
     pub fn of(&self, job: Job) -> Duration {
         match job {
-            Job::FleetSweep => self.fleet_sweep,
+            Job::FleetSweep | Job::Orphans => self.fleet_sweep,
             Job::ClusterSweep => self.cluster_sweep,
             Job::HeartbeatFlush => self.heartbeat_flush,
             Job::ComplianceRefresh => self.compliance_refresh,
@@ -152,6 +204,8 @@ impl Cadences {
             Job::Deposits => self.deposits,
             Job::SessionPurge => self.session_purge,
             Job::TunnelMeters => self.tunnel_meters,
+            Job::Claims => self.claims,
+            Job::FeedPrune => self.feed_prune,
         }
     }
 
@@ -168,10 +222,12 @@ impl Cadences {
 }
 
 /// Runs every job when it falls due, one after another, until `stop` turns true; it stops only
-/// between jobs. Every job runs once at the start, then at its cadence.
+/// between jobs. Every job runs once at the start, then at its cadence; a leader's job only
+/// while this replica leads.
 pub fn spawn(
     platform: Platform,
     cadences: Cadences,
+    leadership: crate::replication::Leadership,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -189,6 +245,10 @@ pub fn spawn(
                     return;
                 }
                 if Instant::now() < *due {
+                    continue;
+                }
+                if job.scope() == Scope::Leader && !leadership.leads() {
+                    *due = Instant::now() + cadences.of(*job);
                     continue;
                 }
                 let span = tracing::info_span!("job", name = job.name());
@@ -229,10 +289,12 @@ mod tests {
             Job::Deposits,
             Job::SessionPurge,
             Job::TunnelMeters,
+            Job::Claims,
+            Job::FeedPrune,
         ] {
             assert_eq!(quick.of(job), slow.of(job), "{}", job.name());
         }
-        assert_eq!(slow.tick(), CHAIN_WORK_EVERY);
+        assert_eq!(slow.tick(), CLAIMS_EVERY);
     }
 
     #[test]

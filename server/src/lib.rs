@@ -6,6 +6,7 @@ pub mod agent_api;
 pub mod api;
 mod api_errors;
 mod api_input;
+pub mod client_address;
 pub mod config;
 pub mod demo_agents;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod jobs;
 pub mod limiter;
 mod openapi;
 mod operator;
+pub mod replication;
 mod router;
 mod startup;
 pub mod tunnel;
@@ -51,6 +53,12 @@ pub struct RunningServer {
     jobs: JoinHandle<()>,
     stop_jobs: tokio::sync::watch::Sender<bool>,
     demo_agents: DemoAgents,
+    /// The replica's row and leader lease kept alive, and the change feed followed (on
+    /// PostgreSQL); both end with the jobs.
+    keep_alive: JoinHandle<()>,
+    follower: Option<JoinHandle<()>>,
+    /// On SQLite, the file's serving lock, held until the process ends.
+    _serving_lock: Option<std::fs::File>,
 }
 
 impl RunningServer {
@@ -82,6 +90,13 @@ impl RunningServer {
         let _ = self.stop_jobs.send(true);
         if let Err(e) = self.jobs.await {
             tracing::error!(error = %e, "the background jobs ended abnormally");
+        }
+        // The leader lease is given up, so another replica leads at once.
+        if let Err(e) = self.keep_alive.await {
+            tracing::error!(error = %e, "the replica's keep-alive ended abnormally");
+        }
+        if let Some(follower) = self.follower {
+            let _ = follower.await;
         }
         if let Err(e) = self
             .platform

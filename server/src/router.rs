@@ -107,6 +107,11 @@ pub fn router(platform: Platform, config: &Config, addr: SocketAddr, hub: Tunnel
     app.merge(agents)
         .layer(axum::middleware::from_fn(crate::api_errors::json_errors))
         .layer(TraceLayer::new_for_http())
+        // First of all: who the client is, behind a trusted load balancer.
+        .layer(axum::middleware::from_fn_with_state(
+            config.trusted_proxies.clone(),
+            crate::client_address::resolve,
+        ))
 }
 
 /// Refuses a browser's write whose `Origin` is not this site's own. `SameSite=Lax` cookies

@@ -141,6 +141,14 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         })
         .transpose()?;
     let platform = open_platform(&config, &public_url, tunnel_origin.as_ref()).await?;
+    let serving_lock = platform::store::lock_for_serving(&config.database_url)?;
+    // Where this replica starts following other replicas' changes: read before the rebuild,
+    // so a change committed during it is mirrored again, never missed.
+    let feed_start = platform.replicas.newest_change().await?;
+    platform.replicas.renew(platform::now()).await?;
+    let leadership = crate::replication::Leadership::default();
+    let leads = crate::replication::try_to_lead(&platform, &leadership).await?;
+    tracing::info!(replica = platform.replicas.id(), leads, "replica started");
     platform.agents.rebuild(platform::now()).await?;
     platform.compliance.refresh(platform::now()).await?;
     if config.demo_devices > 0 {
@@ -172,9 +180,18 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         }
     });
     let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
+    let keep_alive =
+        crate::replication::keep_alive(platform.clone(), leadership.clone(), jobs_stopped.clone());
+    let follower = crate::replication::follow(
+        platform.clone(),
+        config.database_url.clone(),
+        platform::replicas::FeedPosition::starting_at(feed_start),
+        jobs_stopped.clone(),
+    );
     let background = jobs::spawn(
         platform.clone(),
         jobs::Cadences::for_config(&config),
+        leadership,
         jobs_stopped,
     );
 
@@ -214,6 +231,9 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         jobs: background,
         stop_jobs,
         demo_agents,
+        keep_alive,
+        follower,
+        _serving_lock: serving_lock,
     })
 }
 

@@ -10,6 +10,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod replicas;
+
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 const BUNDLE_NAME: &str = "gpu_commons";
 /// npm `binaryen` (Debian's wasm-opt is too old for today's rustc output).
@@ -27,6 +29,7 @@ const USAGE: &str = "usage:
   cargo xtask run [SERVER FLAGS…]   build (release) and start the platform on SQLite with a demo fleet
   cargo xtask test                  run every test: lints, unit, integration (SQLite + PostgreSQL), browser
   cargo xtask build                 build the release server binary and site without starting it
+  cargo xtask replicas [N] [FLAGS…] N replicas (default 3) on PostgreSQL behind HAProxy at 127.0.0.1:8080
 Server flags go to the gpu-commons binary; see `cargo xtask run --help`.";
 
 type Result<T = ()> = std::result::Result<T, String>;
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
         Some("run") => run_platform(&args[1..]),
         Some("test") => test_everything(),
         Some("build") => build_release().map(|_| ()),
+        Some("replicas") => replicas::run_replicas(&args[1..]),
         _ => Err(USAGE.to_owned()),
     };
     match result {
@@ -193,6 +197,16 @@ fn apt_install(packages: &[&str]) -> Result {
         .args(["install", "-y", "-qq"])
         .args(packages)
         .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// HAProxy, from Debian: the replicas test (and `cargo xtask replicas`) puts several servers
+/// behind it.
+fn ensure_load_balancer() -> Result {
+    step("Load balancer: HAProxy");
+    if Path::new("/usr/sbin/haproxy").exists() {
+        return Ok(());
+    }
+    apt_install(&["haproxy"])
 }
 
 /// What confines workloads on a device (bubblewrap for bare-metal and Ray clusters, with
@@ -376,6 +390,7 @@ fn test_everything() -> Result {
     );
     ensure_rust_parts()?;
     ensure_confinement_tools(true)?;
+    ensure_load_balancer()?;
     ensure_browser_test_tools()?;
 
     step("Formatting and lints");

@@ -75,29 +75,7 @@ impl Fleet {
 
     /// What the Worker tab's wizard does: reserve a device and get its one-line command.
     pub async fn add_device(&self, name: &str) -> Vec<String> {
-        let ticket = self
-            .server
-            .platform
-            .worker
-            .add_device(
-                &self.owner,
-                NewDevice {
-                    name: name.into(),
-                    os: OperatingSystem::Linux,
-                    kind: DeviceKind::Gpu,
-                    country: "FI".into(),
-                },
-                platform::now(),
-            )
-            .await
-            .unwrap();
-        let words: Vec<String> = ticket
-            .command
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect();
-        assert_eq!(words[0], "gpu-commons-agent");
-        words[1..].to_vec()
+        enrol(&self.server.platform, &self.owner, name).await
     }
 
     pub fn agent(&self, name: &str, args: &[String], machine: &Path) -> Child {
@@ -284,6 +262,36 @@ impl Fleet {
     }
 }
 
+/// Reserves a GPU device called `name` for `owner` as the Worker tab's wizard does; returns
+/// the arguments of the agent command it shows.
+pub async fn enrol(
+    platform: &platform::Platform,
+    owner: &WalletAddress,
+    name: &str,
+) -> Vec<String> {
+    let ticket = platform
+        .worker
+        .add_device(
+            owner,
+            NewDevice {
+                name: name.into(),
+                os: OperatingSystem::Linux,
+                kind: DeviceKind::Gpu,
+                country: "FI".into(),
+            },
+            platform::now(),
+        )
+        .await
+        .unwrap();
+    let words: Vec<String> = ticket
+        .command
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(words[0], "gpu-commons-agent");
+    words[1..].to_vec()
+}
+
 pub async fn wait_exit(child: &mut Child, secs: u64) -> std::process::ExitStatus {
     tokio::time::timeout(Duration::from_secs(secs), child.wait())
         .await
@@ -317,13 +325,11 @@ pub fn processes_running(argv: &[&str]) -> usize {
         .unwrap_or(0)
 }
 
-/// Signs in the wallet whose key is `seed` repeated and credits its account with `dollars`;
-/// returns the account id.
-pub async fn funded_renter(fleet: &Fleet, seed: u8, dollars: i64) -> i64 {
+/// Signs in the wallet whose key is `seed` repeated; returns the account id.
+pub async fn sign_in(platform: &platform::Platform, seed: u8) -> i64 {
     use ed25519_dalek::{Signer, SigningKey};
     let key = SigningKey::from_bytes(&[seed; 32]);
     let address = WalletAddress::from_public_key(&key.verifying_key().to_bytes()).to_string();
-    let platform = &fleet.server.platform;
     let challenge = platform
         .auth
         .challenge(&address, platform::now())
@@ -335,10 +341,18 @@ pub async fn funded_renter(fleet: &Fleet, seed: u8, dollars: i64) -> i64 {
         .sign_in(&challenge.message, &signature, platform::now())
         .await
         .unwrap();
+    signed_in.user_id
+}
+
+/// Signs in the wallet whose key is `seed` repeated and credits its account with `dollars`;
+/// returns the account id.
+pub async fn funded_renter(fleet: &Fleet, seed: u8, dollars: i64) -> i64 {
+    let platform = &fleet.server.platform;
+    let user_id = sign_in(platform, seed).await;
     platform
         .ledger
         .operator_credit(
-            signed_in.user_id,
+            user_id,
             domain::money::Asset::Usdc,
             dollars * 1_000_000,
             &format!("test-grant-{seed}"),
@@ -347,7 +361,7 @@ pub async fn funded_renter(fleet: &Fleet, seed: u8, dollars: i64) -> i64 {
         )
         .await
         .unwrap();
-    signed_in.user_id
+    user_id
 }
 
 /// An hour of `quantity` H100s anywhere, paid in USDC.

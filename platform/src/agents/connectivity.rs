@@ -209,6 +209,7 @@ impl AgentService {
             tests.insert(test_id.to_owned(), test);
             return Ok(result);
         }
+        let mut tx = self.store.begin_write().await?;
         sqlx::query(
             "UPDATE devices SET download_mb_per_s = $1, upload_mb_per_s = $2, latency_ms = $3, \
                measured_at = $4, tier = $5 WHERE id = $6",
@@ -219,8 +220,11 @@ impl AgentService {
         .bind(now.0)
         .bind(tier.map(ConnectivityTier::as_str))
         .bind(device_id)
-        .execute(self.store.pool())
+        .execute(&mut *tx)
         .await?;
+        // Other replicas place orders by tier too.
+        crate::replicas::record_change(&mut tx, device_id, now).await?;
+        tx.commit().await?;
         self.live.with(device_id, |d| {
             d.measured_at = Some(now.0);
             d.tierless_measurements = match tier {

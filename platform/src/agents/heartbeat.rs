@@ -54,7 +54,9 @@ impl AgentService {
         let version = checked_version(&heartbeat, now)?;
         let follow_ups = self
             .live
-            .with(device_id, |d| self.merge(d, &heartbeat, version, from, now))
+            .with(device_id, |d| {
+                self.merge(device_id, d, &heartbeat, version, from, now)
+            })
             .ok_or_else(|| AgentRefusal::UnknownDevice(device_id.to_owned()))?;
         for follow_up in follow_ups {
             self.follow_up(device_id, follow_up, version, now).await?;
@@ -79,6 +81,7 @@ impl AgentService {
     /// must be written once the lock is released.
     fn merge(
         &self,
+        id: &str,
         d: &mut LiveDevice,
         heartbeat: &Heartbeat,
         version: &str,
@@ -98,8 +101,14 @@ impl AgentService {
         d.last_heartbeat = Some(now.0);
         d.utilisation = heartbeat.utilisation;
         d.heartbeat_dirty = true;
+        let moved = from.is_some() && from != d.address;
         if from.is_some() {
             d.address = from;
+        }
+        if !d.watched || moved {
+            // First heard here (or from elsewhere): claimed in the next batch.
+            d.watched = true;
+            self.note_heard(id, d.address);
         }
         if *d.agent_version != *version {
             d.agent_version = version.into();

@@ -23,6 +23,7 @@ mod heartbeat;
 mod monitor;
 mod rebuild;
 mod register;
+mod replicated;
 mod verify;
 
 use connectivity::SpeedTest;
@@ -86,6 +87,10 @@ pub struct AgentService {
     provisioning: ProvisioningService,
     /// Turns true when the server stops: agents' long polls answer at once.
     stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    /// This process among the replicas, and the devices it began to hear (with the address
+    /// they call from) that it has not yet claimed in the database.
+    replicas: crate::replicas::ReplicaService,
+    claims: Arc<Mutex<rustc_hash::FxHashMap<String, Option<std::net::IpAddr>>>>,
 }
 
 impl AgentService {
@@ -96,6 +101,7 @@ impl AgentService {
         catalog: GpuCatalog,
         config: FleetConfig,
         provisioning: ProvisioningService,
+        replicas: crate::replicas::ReplicaService,
     ) -> AgentService {
         AgentService {
             store,
@@ -106,6 +112,8 @@ impl AgentService {
             speed_tests: Arc::new(Mutex::new(HashMap::new())),
             provisioning,
             stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
+            replicas,
+            claims: Arc::default(),
         }
     }
 

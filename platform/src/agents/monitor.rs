@@ -38,10 +38,14 @@ impl AgentService {
         let due = self
             .scan(move |id, d| {
                 let mut due = Vec::new();
-                if matches!(
-                    d.status,
-                    DeviceStatus::Pending | DeviceStatus::Idle | DeviceStatus::Hired
-                ) && now.0 - d.last_seen > down_after_ms
+                // Only a device this replica hears can fall silent here; the rest are another
+                // replica's to judge, or the leader's once their replica died.
+                if d.watched
+                    && matches!(
+                        d.status,
+                        DeviceStatus::Pending | DeviceStatus::Idle | DeviceStatus::Hired
+                    )
+                    && now.0 - d.last_seen > down_after_ms
                 {
                     due.push(Due::Silent);
                 }
@@ -49,20 +53,33 @@ impl AgentService {
                 {
                     due.push(Due::DownTooLong);
                 }
-                if let Some(open) = d.challenge.take_if(|c| now.0 > c.deadline_at) {
+                // An unanswered challenge is settled by the replica the agent talks to.
+                let watched = d.watched;
+                if let Some(open) = d.challenge.take_if(|c| watched && now.0 > c.deadline_at) {
                     due.push(Due::Unanswered(open.challenge));
                 }
                 (!due.is_empty()).then(|| (id.to_owned(), due))
             })
             .await?;
+        // A silent device is marked down only while this replica still serves it.
+        let silent: Vec<String> = due
+            .iter()
+            .filter(|(_, items)| items.iter().any(|i| matches!(i, Due::Silent)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let served: rustc_hash::FxHashMap<String, Option<String>> = if silent.is_empty() {
+            Default::default()
+        } else {
+            self.still_served(silent).await?.into_iter().collect()
+        };
         let mut changed = 0;
         for (device_id, due) in due {
             for item in due {
                 let result = match item {
-                    Due::Silent => self
-                        .transition(&device_id, DeviceEvent::HeartbeatsMissed, now)
-                        .await
-                        .map(|_| ()),
+                    Due::Silent => match served.get(&device_id) {
+                        Some(by) => self.mark_silent(&device_id, by.as_deref(), now).await,
+                        None => Ok(()),
+                    },
                     Due::DownTooLong => self
                         .transition(&device_id, DeviceEvent::DownTooLong, now)
                         .await

@@ -259,6 +259,7 @@ async fn insert_device(
         &detail,
     )
     .await?;
+    crate::replicas::record_change(conn, device_id, now).await?;
     match classification {
         Classification::Unsupported { reported } => {
             let event = DeviceEvent::HardwareUnsupported { reported };

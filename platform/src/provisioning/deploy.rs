@@ -117,11 +117,13 @@ impl ProvisioningService {
             let quote = self.order_quote(&order, units)?;
             match self.claim(user_id, &order, key, &quote, &chosen, now).await {
                 Ok((summary, transitions, notebook_token)) => {
+                    let head = (role_of(order.kind, 0) == ClusterRole::Head).then(|| chosen[0].0);
                     let work = ClusterWork {
                         cluster_id: &summary.id,
                         kind: order.kind,
                         workload: &order.workload,
-                        head: (role_of(order.kind, 0) == ClusterRole::Head).then(|| chosen[0].0),
+                        head,
+                        head_address: self.device_address(head).await?,
                         notebook_token: notebook_token.as_deref(),
                         devices: u32::try_from(chosen.len()).unwrap_or(u32::MAX),
                     };
@@ -163,6 +165,27 @@ impl ProvisioningService {
             .map(|ip| ip.to_string())
     }
 
+    /// The address `device`'s agent calls from: as this process heard it, else as the replica
+    /// hearing it wrote it (`devices.last_address`).
+    pub(super) async fn device_address(
+        &self,
+        device: Option<&str>,
+    ) -> Result<Option<String>, Error> {
+        let Some(device) = device else {
+            return Ok(None);
+        };
+        if let Some(heard) = self.address_of(device) {
+            return Ok(Some(heard));
+        }
+        Ok(sqlx::query_scalar::<_, Option<String>>(
+            "SELECT last_address FROM devices WHERE id = $1",
+        )
+        .bind(device)
+        .fetch_optional(self.store.pool())
+        .await?
+        .flatten())
+    }
+
     /// Hands a hired device its part in `work`: the address of the cluster's head device when
     /// it is another, the notebook token when it is the head. Its agent gets it with the next
     /// heartbeat reply.
@@ -175,7 +198,7 @@ impl ProvisioningService {
             head_address: work
                 .head
                 .filter(|head| *head != device)
-                .and_then(|head| self.address_of(head)),
+                .and(work.head_address.clone()),
             head_device: work.head.filter(|head| *head != device).map(str::to_owned),
             notebook_token: work
                 .notebook_token
@@ -388,8 +411,9 @@ pub(super) struct ClusterWork<'a> {
     pub(super) cluster_id: &'a str,
     pub(super) kind: ClusterKind,
     pub(super) workload: &'a Workload,
-    /// The head device, whose address the others get.
+    /// The head device, and the address the others get to reach it.
     pub(super) head: Option<&'a str>,
+    pub(super) head_address: Option<String>,
     /// The head's JupyterLab token (the head alone gets it).
     pub(super) notebook_token: Option<&'a str>,
     /// How many devices the cluster has.

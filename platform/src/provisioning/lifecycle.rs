@@ -369,38 +369,96 @@ impl ProvisioningService {
 
     /// Gives every device of an active cluster its assignment in the live fleet (start-up).
     pub(crate) async fn load_assignments(&self) -> Result<usize, Error> {
-        let rows = sqlx::query(
-            "SELECT cd.device_id, c.id, c.kind, cd.role, c.workload, cd.state, c.notebook_token \
+        let assignments = self.assignments_where("TRUE", None).await?;
+        let count = assignments.len();
+        for (device, assignment, state) in assignments {
+            self.live
+                .with(&device, |d| d.assign(Some(assignment), Some(state)));
+        }
+        Ok(count)
+    }
+
+    /// Gives `device_id` the assignment the database holds for it (its cluster changed
+    /// through another replica), or none; its agent is woken only when it differs.
+    pub(crate) async fn reload_assignment(&self, device_id: &str) -> Result<(), Error> {
+        let assignment = self
+            .assignments_where(
+                "c.id IN (SELECT cluster_id FROM cluster_devices \
+                   WHERE device_id = $1 AND left_at IS NULL)",
+                Some(device_id),
+            )
+            .await?
+            .into_iter()
+            .find(|(device, _, _)| device == device_id);
+        self.live.with(device_id, |d| match assignment {
+            Some((_, assignment, state)) => {
+                if d.assignment.as_deref() != Some(&*assignment) {
+                    // A report this replica took meanwhile is newer than what was stored.
+                    let state = d
+                        .workload_state
+                        .filter(|_| {
+                            d.assignment
+                                .as_ref()
+                                .is_some_and(|a| a.cluster_id == assignment.cluster_id)
+                        })
+                        .unwrap_or(state);
+                    d.assign(Some(assignment), Some(state));
+                }
+            }
+            None => {
+                if d.assignment.is_some() {
+                    d.assign(None, None);
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// The assignments of the devices of the active clusters that `condition` (SQL on `c`, the
+    /// cluster, with `bind` as `$1`) selects: `(device, assignment, stored workload state)`.
+    async fn assignments_where(
+        &self,
+        condition: &str,
+        bind: Option<&str>,
+    ) -> Result<Vec<(String, Arc<WorkloadAssignment>, WorkloadState)>, Error> {
+        let sql = format!(
+            "SELECT cd.device_id, c.id, c.kind, cd.role, c.workload, cd.state, c.notebook_token, \
+               d.last_address \
              FROM cluster_devices cd JOIN clusters c ON c.id = cd.cluster_id \
-             WHERE cd.left_at IS NULL AND c.status IN ('deploying', 'running')",
-        )
-        .fetch_all(self.store.pool())
-        .await?;
-        // Each cluster's head device, which the others' assignments name, and its size.
+             JOIN devices d ON d.id = cd.device_id \
+             WHERE cd.left_at IS NULL AND c.status IN ('deploying', 'running') AND {condition}"
+        );
+        let mut query = sqlx::query(&sql);
+        if let Some(bind) = bind {
+            query = query.bind(bind);
+        }
+        let rows = query.fetch_all(self.store.pool()).await?;
+        // Each cluster's head device (and where it is reached), which the others' assignments
+        // name, and its size.
         let mut heads = std::collections::HashMap::new();
         let mut sizes: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
         for row in &rows {
             *sizes.entry(row.try_get::<String, _>("id")?).or_default() += 1;
             if enum_in(row, "role", ClusterRole::parse)? == ClusterRole::Head {
-                heads.insert(
-                    row.try_get::<String, _>("id")?,
-                    row.try_get::<String, _>("device_id")?,
-                );
+                let device: String = row.try_get("device_id")?;
+                let address = self
+                    .address_of(&device)
+                    .or(row.try_get::<Option<String>, _>("last_address")?);
+                heads.insert(row.try_get::<String, _>("id")?, (device, address));
             }
         }
+        let mut assignments = Vec::with_capacity(rows.len());
         for row in &rows {
             let device: String = row.try_get("device_id")?;
             let role = enum_in(row, "role", ClusterRole::parse)?;
             let cluster_id: String = row.try_get("id")?;
-            let head_device = heads.get(&cluster_id).filter(|h| **h != device).cloned();
+            let head = heads.get(&cluster_id).filter(|(h, _)| *h != device);
             let assignment = Arc::new(WorkloadAssignment {
                 kind: enum_in(row, "kind", ClusterKind::parse)?,
                 role,
                 workload: json_in(row, "workload")?,
-                // Addresses are learnt from heartbeats, none yet at start-up; running agents
-                // keep what they were given.
-                head_address: None,
-                head_device,
+                head_address: head.and_then(|(_, address)| address.clone()),
+                head_device: head.map(|(h, _)| h.clone()),
                 notebook_token: row
                     .try_get::<Option<String>, _>("notebook_token")?
                     .filter(|_| role == ClusterRole::Head),
@@ -408,10 +466,9 @@ impl ProvisioningService {
                 cluster_id,
             });
             let state = enum_in(row, "state", WorkloadState::parse)?;
-            self.live
-                .with(&device, |d| d.assign(Some(assignment), Some(state)));
+            assignments.push((device, assignment, state));
         }
-        Ok(rows.len())
+        Ok(assignments)
     }
 }
 
@@ -443,6 +500,10 @@ pub(super) async fn release(
         .bind(&member.device_id)
         .execute(&mut *conn)
         .await?;
+        if t.is_none() {
+            // Its status stays, but not its assignment: every replica drops it.
+            crate::replicas::record_change(conn, &member.device_id, now).await?;
+        }
         transitions.push((member.device_id.clone(), t));
     }
     Ok(transitions)

@@ -132,7 +132,7 @@ impl ProvisioningService {
             summary.charged.micros() - refunded.micros() - escrow.micros() + accrued.micros();
         let members = sqlx::query(
             "SELECT cd.device_id, cd.role, cd.units, d.country, d.tier, d.status, cd.state, \
-               cd.joined_at, cd.left_at \
+               cd.joined_at, cd.left_at, d.last_address \
              FROM cluster_devices cd JOIN devices d ON d.id = cd.device_id \
              WHERE cd.cluster_id = $1 ORDER BY cd.left_at IS NOT NULL, cd.role, cd.device_id",
         )
@@ -145,7 +145,7 @@ impl ProvisioningService {
             let left_at: Option<i64> = r.try_get("left_at")?;
             Ok(ClusterMember {
                 address: match left_at {
-                    None => self.address_of(&device_id),
+                    None => self.address_of(&device_id).or(r.try_get("last_address")?),
                     Some(_) => None,
                 },
                 device_id,

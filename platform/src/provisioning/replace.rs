@@ -118,6 +118,12 @@ impl ProvisioningService {
             let escrow = usdc_in(&mut tx, &cluster.escrow_account()).await?;
             refund = MicroUsd::from_micros(escrow.micros() - due.micros());
         }
+        if new_head.is_some() {
+            // The survivors' parts change with the head: every replica gives them the new one.
+            for member in members.iter().filter(|m| m.device_id != device_id) {
+                crate::replicas::record_change(&mut tx, &member.device_id, now).await?;
+            }
+        }
         posting = cluster.refund(posting, cluster.escrow_account(), refund)?;
         post(&mut tx, &posting, now).await?;
         cluster.refunded(&mut tx, refund).await?;
@@ -148,6 +154,7 @@ impl ProvisioningService {
             kind: cluster.kind,
             workload: &cluster.workload,
             head,
+            head_address: self.device_address(head).await?,
             notebook_token: cluster.notebook_token.as_deref(),
             devices: u32::try_from(members.len() - 1 + hired.len()).unwrap_or(u32::MAX),
         };

@@ -126,6 +126,12 @@ pub struct Settings {
     #[arg(long, env = "GC_REGISTRATIONS_PER_MINUTE", value_name = "N")]
     pub registrations_per_minute: Option<u32>,
 
+    /// Load balancers and proxies in front of the server, as a comma-separated list of
+    /// addresses and ranges (127.0.0.1,10.0.0.0/8): only their X-Forwarded-For or Forwarded
+    /// header says who the client is (rate limits, agents' addresses). [default: none]
+    #[arg(long, env = "GC_TRUSTED_PROXIES", value_name = "LIST")]
+    pub trusted_proxies: Option<String>,
+
     /// Seconds between an agent's heartbeats (the server tells agents). [default: 10]
     #[arg(long, env = "GC_HEARTBEAT_INTERVAL_SECS", value_name = "SECS")]
     pub heartbeat_interval_secs: Option<u32>,
@@ -327,6 +333,8 @@ pub struct Config {
     pub request_timeout: Duration,
     pub explorer_requests_per_sec: u32,
     pub registrations_per_minute: u32,
+    /// Whose word on the client's address the server takes (issue 16).
+    pub trusted_proxies: crate::client_address::TrustedProxies,
     pub fleet: platform::agents::FleetConfig,
     pub registration_ttl_secs: i64,
     pub flush_interval: Duration,
@@ -370,6 +378,7 @@ impl Settings {
             registrations_per_minute: self
                 .registrations_per_minute
                 .or(lower.registrations_per_minute),
+            trusted_proxies: self.trusted_proxies.or(lower.trusted_proxies),
             heartbeat_interval_secs: self
                 .heartbeat_interval_secs
                 .or(lower.heartbeat_interval_secs),

@@ -65,6 +65,11 @@ impl Settings {
         let provisioning = self.provisioning(demo_devices)?;
         let rewards = self.rewards()?;
         let payouts = self.payouts(&endpoints.cluster)?;
+        let trusted_proxies = match self.trusted_proxies.take() {
+            Some(list) => crate::client_address::TrustedProxies::parse(&list)
+                .map_err(|why| bad("trusted-proxies", &list, &why))?,
+            None => Default::default(),
+        };
         let log = self.log.take().unwrap_or_else(|| "info".into());
         tracing_subscriber::EnvFilter::try_new(&log)
             .map_err(|e| bad("log", &log, &e.to_string()))?;
@@ -88,6 +93,7 @@ impl Settings {
             request_timeout: sessions.request_timeout,
             explorer_requests_per_sec: sessions.explorer_requests_per_sec,
             registrations_per_minute: sessions.registrations_per_minute,
+            trusted_proxies,
             fleet,
             registration_ttl_secs,
             flush_interval: Duration::from_secs(flush_interval_secs),
