@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use domain::wallet::WalletAddress;
 use platform::store::Store;
-use platform::{Platform, PlatformConfig};
+use platform::Platform;
 use support::{free_port, machine_file, AGENT};
 use tokio::process::{Child, Command};
 
@@ -69,7 +69,11 @@ impl Bench {
             .collect();
         // The platform's schema, migrated once before the replicas race to do it.
         let store = Store::open(&database_url).await.unwrap();
-        let platform = Platform::new(store, test_platform_config(balancer_port));
+        // Its tickets name the balancer.
+        let platform = Platform::new(
+            store,
+            platform::testing::plain_config(&format!("http://127.0.0.1:{balancer_port}")),
+        );
         for replica in &mut replicas {
             replica.child = Some(spawn_replica(replica, &database_url, balancer_port));
         }
@@ -173,30 +177,6 @@ impl Bench {
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// The services the test uses beside the replicas, as configured as they are: their tickets
-/// name the balancer.
-fn test_platform_config(balancer_port: u16) -> PlatformConfig {
-    PlatformConfig {
-        auth: platform::auth::AuthConfig {
-            domain: "127.0.0.1".into(),
-            uri: "http://127.0.0.1".into(),
-            chain_id: "solana:devnet".into(),
-            nonce_ttl_secs: 300,
-            session_idle_secs: 3600,
-            session_max_secs: 86_400,
-            welcome_credit: domain::money::MicroUsd::ZERO,
-        },
-        worker: platform::worker::WorkerConfig {
-            agent_server_url: format!("http://127.0.0.1:{balancer_port}"),
-            registration_ttl_secs: 3600,
-        },
-        fleet: platform::agents::FleetConfig::default(),
-        provisioning: platform::provisioning::ProvisioningConfig::default(),
-        rewards: platform::rewards::RewardsConfig::default(),
-        solana_access: None,
-    }
 }
 
 fn spawn_replica(replica: &Replica, database_url: &str, balancer_port: u16) -> Child {

@@ -276,3 +276,27 @@ pub async fn grant_deposit(
 pub fn pool_of(store: &crate::store::Store) -> &sqlx::AnyPool {
     store.pool()
 }
+
+/// Services configured as a plain server's are (no credit, no chain), whose enrolment tickets
+/// name `agent_server_url`: for tests and benches that run services beside real servers.
+pub fn plain_config(agent_server_url: &str) -> crate::PlatformConfig {
+    crate::PlatformConfig {
+        auth: crate::auth::AuthConfig {
+            domain: "127.0.0.1".into(),
+            uri: "http://127.0.0.1".into(),
+            chain_id: "solana:devnet".into(),
+            nonce_ttl_secs: 300,
+            session_idle_secs: 3600,
+            session_max_secs: 86_400,
+            welcome_credit: domain::money::MicroUsd::ZERO,
+        },
+        worker: crate::worker::WorkerConfig {
+            agent_server_url: agent_server_url.to_owned(),
+            registration_ttl_secs: 3600,
+        },
+        fleet: crate::agents::FleetConfig::default(),
+        provisioning: crate::provisioning::ProvisioningConfig::default(),
+        rewards: crate::rewards::RewardsConfig::default(),
+        solana_access: None,
+    }
+}
