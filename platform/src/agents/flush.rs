@@ -113,8 +113,11 @@ impl AgentService {
             );
             sql.push_str(&values_list(chunk.len(), 6));
             sql.push_str(
+                // An hour holds at most an hour online, whichever replicas heard the device
+                // in it (an agent that reached two replicas is credited by both).
                 " ON CONFLICT (device_id, hour) DO UPDATE SET \
-                   online_ms = device_uptime.online_ms + excluded.online_ms, \
+                   online_ms = CASE WHEN device_uptime.online_ms + excluded.online_ms > 3600000 \
+                     THEN 3600000 ELSE device_uptime.online_ms + excluded.online_ms END, \
                    samples = device_uptime.samples + excluded.samples, \
                    gpu_util_sum = device_uptime.gpu_util_sum + excluded.gpu_util_sum, \
                    cpu_util_sum = device_uptime.cpu_util_sum + excluded.cpu_util_sum",

@@ -122,4 +122,24 @@ pub(crate) async fn replicas_agree_on_liveness_and_what_devices_run(p: Platform,
     assert_eq!(device_status(&a, orphan).await, "down");
     assert_eq!(device_status(&a, stays).await, "idle");
     assert_eq!(a.ledger.audit().await.unwrap(), Vec::<String>::new());
+
+    // An agent that reaches both replicas in turn (around the balancer) is credited by each
+    // for the gaps between its heartbeats there; the hour still holds at most an hour.
+    let twice = &seeded_ids(5)[4];
+    let hour = (domain::rewards::block_of(after_death.0) + 2) * 3_600_000;
+    for s in (1..3_600).step_by(10) {
+        let replica = if (s / 10) % 2 == 0 { &a } else { &b };
+        heartbeat(replica, twice, UnixMillis(hour + s * 1_000)).await;
+    }
+    let end = UnixMillis(hour + 3_600_000);
+    a.agents.flush(Flush::Everything, end).await.unwrap();
+    b.agents.flush(Flush::Everything, end).await.unwrap();
+    let online = stored_number(
+        &a.store,
+        &format!("SELECT online_ms FROM device_uptime WHERE device_id = $1 AND hour = {hour}"),
+        twice,
+    )
+    .await
+    .unwrap();
+    assert_eq!(online, 3_600_000, "capped at the hour");
 }
