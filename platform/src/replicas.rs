@@ -100,21 +100,6 @@ impl ReplicaService {
         Ok(())
     }
 
-    /// Who holds lease `name`, and until when, if anyone does at `now`.
-    pub async fn holder(
-        &self,
-        name: &str,
-        now: UnixMillis,
-    ) -> Result<Option<(String, i64)>, Error> {
-        let row = sqlx::query("SELECT holder, expires_at FROM leases WHERE name = $1")
-            .bind(name)
-            .fetch_optional(self.store.pool())
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let expires_at: i64 = row.try_get("expires_at")?;
-        Ok((expires_at >= now.0).then_some((row.try_get("holder")?, expires_at)))
-    }
-
     /// The changes recorded after `after`, and those of the last [`REREAD_WINDOW_MS`] (the
     /// caller skips what it applied), oldest first: `(seq, device id)`.
     pub async fn changes_since(
