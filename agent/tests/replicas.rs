@@ -2,7 +2,10 @@
 //! HAProxy (`deploy/haproxy.cfg`), real agents and renters through it; one replica is killed
 //! mid-run and started again. Asserts that no live device is marked down, no device is in two
 //! clusters, every deploy runs or fails with its reason, the replicas agree on the network,
-//! and the books balance.
+//! each reward block is closed once, each payout is sent once though the leader that runs the
+//! payout worker is the replica killed, a renter's tunnel works through any replica, a client
+//! cannot pick its own address for the rate limits by forging `X-Forwarded-For`, and the books
+//! balance.
 
 mod support;
 
@@ -16,12 +19,20 @@ use support::{free_port, machine_file, AGENT};
 use tokio::process::{Child, Command};
 
 const HAPROXY: &str = "/usr/sbin/haproxy";
+/// The two mints local-solana makes and the replicas pay in (any valid addresses).
+const USDC_MINT: &str = "CNhiw7naLWn5r7xUoYY6L3XNsK6W6fwW17GAjHKfi2Yv";
+const TOKEN_MINT: &str = "EzavvU4p7nThs6nG2tHHTUcs14QvptJKcELF9vfUyjuE";
 const DEVICES: usize = 6;
 const RENTERS: usize = 3;
 
 /// The server binary `cargo test` built beside the agent's.
 fn server_binary() -> PathBuf {
     Path::new(AGENT).with_file_name("gpu-commons")
+}
+
+/// The local Solana endpoint `cargo test` built beside the agent (crate chain).
+fn solana_binary() -> PathBuf {
+    Path::new(AGENT).with_file_name("local-solana")
 }
 
 /// Why this machine cannot run the test, if it cannot: in CI (`CI=true`) that fails it.
@@ -31,14 +42,21 @@ async fn missing() -> Option<String> {
             "{HAPROXY} is not installed (cargo xtask test installs haproxy)"
         ));
     }
-    if !server_binary().exists() {
-        return Some(format!("{} was not built", server_binary().display()));
+    for binary in [server_binary(), solana_binary()] {
+        if !binary.exists() {
+            return Some(format!("{} was not built", binary.display()));
+        }
     }
     None
 }
 
+/// The address HAProxy connects to the replicas from: the one proxy they trust. Clients are at
+/// 127.0.0.1, so what a client says of its own address is never taken.
+const PROXY_ADDRESS: &str = "127.0.0.2";
+
 struct Replica {
     port: u16,
+    tunnel_port: u16,
     child: Option<Child>,
     log: PathBuf,
 }
@@ -47,8 +65,11 @@ struct Bench {
     dir: PathBuf,
     database_url: String,
     balancer_port: u16,
+    tunnel_balancer_port: u16,
     replicas: Vec<Replica>,
     balancer: Child,
+    solana: Child,
+    solana_port: u16,
     agents: Vec<Child>,
     /// The services over the same database, for what the test sets up and reads.
     platform: Platform,
@@ -60,9 +81,25 @@ impl Bench {
         let dir = std::env::temp_dir().join(format!("gc-replicas-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let balancer_port = free_port();
+        let tunnel_balancer_port = free_port();
+        // The chain payouts land on; it writes the treasury key the replicas sign with.
+        let solana_port = free_port();
+        let treasury = dir.join("treasury.json");
+        let solana = Command::new(solana_binary())
+            .args(["--listen", &format!("127.0.0.1:{solana_port}")])
+            .arg("--treasury-key")
+            .arg(&treasury)
+            .args(["--usdc-mint", USDC_MINT, "--token-mint", TOKEN_MINT])
+            .stdout(std::fs::File::create(dir.join("solana.log")).unwrap())
+            .stderr(std::fs::File::create(dir.join("solana.err")).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        wait_ready_at(solana_port, "/health", &dir.join("solana.err")).await;
         let mut replicas: Vec<Replica> = (0..3)
             .map(|n| Replica {
                 port: free_port(),
+                tunnel_port: free_port(),
                 child: None,
                 log: dir.join(format!("replica{n}.log")),
             })
@@ -74,8 +111,13 @@ impl Bench {
             store,
             platform::testing::plain_config(&format!("http://127.0.0.1:{balancer_port}")),
         );
+        let ports = Ports {
+            site: balancer_port,
+            tunnels: tunnel_balancer_port,
+            solana: solana_port,
+        };
         for replica in &mut replicas {
-            replica.child = Some(spawn_replica(replica, &database_url, balancer_port));
+            replica.child = Some(spawn_replica(replica, &database_url, &dir, ports));
         }
         for replica in &replicas {
             wait_ready(replica.port, &replica.log).await;
@@ -84,23 +126,33 @@ impl Bench {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/haproxy.cfg"),
         )
         .unwrap();
-        let servers: Vec<String> = replicas
-            .iter()
-            .enumerate()
-            .map(|(n, r)| format!("    server replica{n} 127.0.0.1:{}", r.port))
-            .collect();
+        let servers = |port: fn(&Replica) -> u16| -> String {
+            let lines: Vec<String> = replicas
+                .iter()
+                .enumerate()
+                .map(|(n, r)| format!("    server replica{n} 127.0.0.1:{}", port(r)))
+                .collect();
+            lines.join("\n")
+        };
         assert!(template.contains("    # @replicas@"));
+        assert!(template.contains("    # @replica-tunnels@"));
         let config = dir.join("haproxy.cfg");
-        std::fs::write(
-            &config,
-            template.replace("    # @replicas@", &servers.join("\n")),
-        )
-        .unwrap();
+        let filled = template
+            .replace(
+                "    # @replicas@",
+                &format!("    source {PROXY_ADDRESS}\n{}", servers(|r| r.port)),
+            )
+            .replace("    # @replica-tunnels@", &servers(|r| r.tunnel_port));
+        std::fs::write(&config, filled).unwrap();
         let balancer = Command::new(HAPROXY)
             .arg("-f")
             .arg(&config)
             .arg("-db")
             .env("GC_LB_LISTEN", format!("127.0.0.1:{balancer_port}"))
+            .env(
+                "GC_LB_TUNNEL_LISTEN",
+                format!("127.0.0.1:{tunnel_balancer_port}"),
+            )
             .stdout(std::fs::File::create(dir.join("haproxy.log")).unwrap())
             .stderr(std::fs::File::create(dir.join("haproxy.err")).unwrap())
             .kill_on_drop(true)
@@ -111,8 +163,11 @@ impl Bench {
             dir,
             database_url,
             balancer_port,
+            tunnel_balancer_port,
             replicas,
             balancer,
+            solana,
+            solana_port,
             agents: Vec::new(),
             platform,
             owner: WalletAddress::from_public_key(&[43; 32]),
@@ -156,9 +211,52 @@ impl Bench {
     }
 
     async fn restart(&mut self, n: usize) {
-        let child = spawn_replica(&self.replicas[n], &self.database_url, self.balancer_port);
+        let ports = Ports {
+            site: self.balancer_port,
+            tunnels: self.tunnel_balancer_port,
+            solana: self.solana_port,
+        };
+        let child = spawn_replica(&self.replicas[n], &self.database_url, &self.dir, ports);
         self.replicas[n].child = Some(child);
         wait_ready(self.replicas[n].port, &self.replicas[n].log).await;
+    }
+
+    /// Which replica holds the leader lease now (its start-up line names its id).
+    async fn leader(&self) -> usize {
+        let holders = platform::testing::stored_texts(
+            &self.platform.store,
+            "SELECT holder FROM leases WHERE name = $1",
+            "leader",
+        )
+        .await
+        .unwrap();
+        let holder = holders.first().expect("a replica leads");
+        self.replicas
+            .iter()
+            .position(|r| {
+                without_colours(&std::fs::read_to_string(&r.log).unwrap_or_default())
+                    .contains(holder.as_str())
+            })
+            .unwrap_or_else(|| panic!("no replica's log names leader {holder}"))
+    }
+
+    /// `wallet`'s balance of the USDC mint on the local chain, in base units.
+    async fn chain_usdc(&self, wallet: &str) -> u64 {
+        let answer: serde_json::Value = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}/", self.solana_port))
+            .json(&serde_json::json!({
+                "jsonrpc": "2.0", "id": 1, "method": "localMintTo",
+                "params": [wallet, USDC_MINT, 0],
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["result"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{answer}"))
     }
 
     fn logs(&self) -> String {
@@ -174,12 +272,106 @@ impl Bench {
     }
 }
 
+/// A log without its terminal colour codes.
+fn without_colours(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // An escape sequence runs to its final letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
+/// The cluster's one tunnel link, once it runs, as the API at `base` gives it to the renter.
+async fn tunnel_link(client: &reqwest::Client, base: &str, key: &str, cluster_id: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let detail: domain::cluster::ClusterDetail = client
+            .get(format!("{base}/api/v1/cloud/clusters/{cluster_id}"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if detail.summary.status == domain::cluster::ClusterStatus::Running {
+            if let Some(link) = detail.tunnels.first() {
+                return link.url.clone();
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never running with a tunnel: {:?}",
+            detail.events
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The page at `path` of tunnel listener `port`, asked with the renter's API key; retried
+/// while the workload's server is starting.
+async fn served_page(client: &reqwest::Client, port: u16, path: &str, key: &str) -> String {
+    let mut last = String::new();
+    for _ in 0..50 {
+        let answer = client
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status();
+        last = format!("{status}: {}", answer.text().await.unwrap_or_default());
+        if status == 200 {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("tunnel listener {port} never served {path}: {last}");
+}
+
+/// The statuses of 120 explorer requests to `base` sent at once, the n-th claiming to be
+/// forwarded for client address 10.`net`.x.y of its own.
+async fn explorer_statuses(client: &reqwest::Client, base: &str, net: u8) -> Vec<u16> {
+    let mut requests = tokio::task::JoinSet::new();
+    for n in 0..120u8 {
+        let request = client
+            .get(format!("{base}/api/v1/explorer/summary"))
+            .header("x-forwarded-for", format!("10.{net}.0.{n}"));
+        requests.spawn(async move { request.send().await.unwrap().status().as_u16() });
+    }
+    requests.join_all().await
+}
+
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-fn spawn_replica(replica: &Replica, database_url: &str, balancer_port: u16) -> Child {
+/// The ports a replica is told of: the balancer's two frontends and the local chain.
+#[derive(Clone, Copy)]
+struct Ports {
+    site: u16,
+    tunnels: u16,
+    solana: u16,
+}
+
+/// Starts a replica behind the balancer, paying out on the local chain.
+fn spawn_replica(replica: &Replica, database_url: &str, dir: &Path, ports: Ports) -> Child {
+    let Ports {
+        site,
+        tunnels,
+        solana,
+    } = ports;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -188,8 +380,20 @@ fn spawn_replica(replica: &Replica, database_url: &str, balancer_port: u16) -> C
     Command::new(server_binary())
         .args(["--listen", &format!("127.0.0.1:{}", replica.port)])
         .args(["--database-url", database_url])
-        .args(["--public-url", &format!("http://127.0.0.1:{balancer_port}")])
-        .args(["--trusted-proxies", "127.0.0.1"])
+        .args(["--public-url", &format!("http://127.0.0.1:{site}")])
+        .args([
+            "--tunnel-listen",
+            &format!("127.0.0.1:{}", replica.tunnel_port),
+        ])
+        .args(["--tunnel-url", &format!("http://127.0.0.1:{tunnels}")])
+        .args(["--trusted-proxies", PROXY_ADDRESS])
+        // The last hour's reward block is due at once: the leader closes it.
+        .args(["--block-close-delay-secs", "0"])
+        .args(["--solana-rpc-url", &format!("http://127.0.0.1:{solana}/")])
+        .arg("--treasury-key")
+        .arg(dir.join("treasury.json"))
+        .args(["--usdc-mint", USDC_MINT, "--token-mint", TOKEN_MINT])
+        .args(["--min-transfer-usd", "0.000001"])
         .args(["--heartbeat-interval-secs", "1"])
         .args(["--down-after-secs", "8"])
         .args(["--flush-interval-secs", "1"])
@@ -204,10 +408,15 @@ fn spawn_replica(replica: &Replica, database_url: &str, balancer_port: u16) -> C
 }
 
 async fn wait_ready(port: u16, log: &Path) {
+    wait_ready_at(port, "/readyz", log).await;
+}
+
+/// Waits until `path` on `port` answers 2xx.
+async fn wait_ready_at(port: u16, path: &str, log: &Path) {
     let client = reqwest::Client::new();
     for _ in 0..300 {
         let ready = client
-            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .get(format!("http://127.0.0.1:{port}{path}"))
             .timeout(Duration::from_secs(2))
             .send()
             .await
@@ -297,19 +506,12 @@ async fn three_replicas_behind_a_balancer_survive_losing_one() {
         keys.push(key.secret);
     }
     let url = bench.url();
-    let deploy = |key: String, name: String| {
+    let deploy_running = |key: String, name: String, workload: domain::cluster::Workload| {
         let client = client.clone();
         let url = url.clone();
         async move {
-            let request = support::h100_request(
-                &name,
-                domain::cluster::ClusterKind::BareMetal,
-                1,
-                domain::cluster::Workload {
-                    command: "sleep 600".into(),
-                    ..Default::default()
-                },
-            );
+            let request =
+                support::h100_request(&name, domain::cluster::ClusterKind::BareMetal, 1, workload);
             let response = client
                 .post(format!("{url}/api/v1/cloud/clusters"))
                 .bearer_auth(&key)
@@ -323,6 +525,13 @@ async fn three_replicas_behind_a_balancer_survive_losing_one() {
             (status, body)
         }
     };
+    let deploy = |key: String, name: String| {
+        let sleeping = domain::cluster::Workload {
+            command: "sleep 600".into(),
+            ..Default::default()
+        };
+        deploy_running(key, name, sleeping)
+    };
     let mut deployed = Vec::new();
     for (n, key) in keys.iter().enumerate() {
         deployed.push(deploy(key.clone(), format!("before-{n}")).await);
@@ -331,8 +540,53 @@ async fn three_replicas_behind_a_balancer_survive_losing_one() {
         assert!(status.is_success(), "{status} {body}");
     }
 
-    // One replica dies mid-run; its agents move to the others, which claim them.
-    bench.kill(1).await;
+    // A provider claims twice (the first claim sent twice at once, as a retry would) just
+    // before the leader, which runs the payout worker, dies.
+    let provider_seed = 70;
+    let provider = support::sign_in(&bench.platform, provider_seed).await;
+    let provider_address = {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[provider_seed; 32]);
+        WalletAddress::from_public_key(&key.verifying_key().to_bytes())
+    };
+    let provider_wallet = provider_address.to_string();
+    platform::testing::grant_claimable(
+        &bench.platform.store,
+        &provider_wallet,
+        domain::money::Asset::Usdc,
+        5_000_000,
+        "replicas-payouts",
+    )
+    .await
+    .unwrap();
+    let provider_key = bench
+        .platform
+        .api_keys
+        .create(provider, "replicas payouts", platform::now())
+        .await
+        .unwrap()
+        .secret;
+    let claim = |amount: &'static str, key: &'static str| {
+        let request = client
+            .post(format!("{url}/api/v1/worker/payouts"))
+            .bearer_auth(&provider_key)
+            .header("Idempotency-Key", key)
+            .json(&serde_json::json!({ "asset": "usdc", "amount": amount }));
+        async move {
+            let answer = request.send().await.unwrap();
+            let status = answer.status();
+            let body: serde_json::Value = answer.json().await.unwrap_or_default();
+            assert!(status.is_success(), "claim {key}: {status} {body}");
+            body["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let (first, retried) = tokio::join!(claim("2", "claim-1"), claim("2", "claim-1"));
+    assert_eq!(first, retried, "a retried claim is the same payout");
+    claim("1.5", "claim-2").await;
+
+    // One replica dies mid-run, the leader: its agents move to the others, which claim them,
+    // and another replica takes the lease and the payouts over.
+    let killed = bench.leader().await;
+    bench.kill(killed).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let during = deploy(keys[0].clone(), "during".into()).await;
     assert!(
@@ -340,7 +594,7 @@ async fn three_replicas_behind_a_balancer_survive_losing_one() {
         "a deploy answers or says why: {during:?}"
     );
     tokio::time::sleep(Duration::from_secs(12)).await;
-    bench.restart(1).await;
+    bench.restart(killed).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
 
     // No device was ever marked down: every agent stayed alive throughout.
@@ -420,6 +674,124 @@ async fn three_replicas_behind_a_balancer_survive_losing_one() {
         Vec::<String>::new()
     );
 
+    // Each payout landed once: the wallet holds exactly what was claimed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let payouts = bench
+            .platform
+            .payouts
+            .payouts_of(&provider_address, 10)
+            .await
+            .unwrap();
+        assert_eq!(payouts.len(), 2, "{payouts:?}");
+        let done = payouts
+            .iter()
+            .all(|p| p.status == domain::payout::PayoutStatus::Confirmed);
+        if done {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "payouts not confirmed: {payouts:?}\n{}",
+            bench.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(bench.chain_usdc(&provider_wallet).await, 3_500_000);
+    assert_eq!(
+        bench.platform.ledger.audit().await.unwrap(),
+        Vec::<String>::new()
+    );
+
+    // The last hour's reward block was closed, by one replica alone, whichever led.
+    let blocks = texts(
+        "SELECT CAST(number AS TEXT) FROM reward_blocks WHERE CAST(number AS TEXT) <> $1",
+        "",
+    )
+    .await;
+    assert!(
+        !blocks.is_empty(),
+        "no reward block closed\n{}",
+        bench.logs()
+    );
+    let logs: Vec<String> = bench
+        .replicas
+        .iter()
+        .map(|r| without_colours(&std::fs::read_to_string(&r.log).unwrap_or_default()))
+        .collect();
+    for block in &blocks {
+        let closings = logs
+            .iter()
+            .flat_map(|log| log.lines())
+            .filter(|l| l.contains("block closed") && l.contains(&format!("block={block} ")))
+            .count();
+        assert_eq!(closings, 1, "block {block} closed {closings} times");
+    }
+
+    // A renter's tunnel works through every replica: the two its device's agent does not poll
+    // relay the request to the one it does.
+    let port = free_port();
+    let served = domain::cluster::Workload {
+        command: format!("exec python3 -m http.server {port}"),
+        port: Some(port),
+        ..Default::default()
+    };
+    let (status, body) = deploy_running(keys[1].clone(), "tunnelled".into(), served).await;
+    assert!(status.is_success(), "{status} {body}");
+    let cluster_id = body["id"].as_str().expect("a cluster id").to_owned();
+    let link = tunnel_link(&client, &bench.url(), &keys[1], &cluster_id).await;
+    let path = link
+        .strip_prefix(&format!("http://127.0.0.1:{}", bench.tunnel_balancer_port))
+        .unwrap_or_else(|| panic!("the link names the tunnel balancer: {link}"))
+        .to_owned();
+    for replica in &bench.replicas {
+        let page = served_page(&client, replica.tunnel_port, &path, &keys[1]).await;
+        assert!(page.contains("Directory listing"), "{page}");
+    }
+    // Through the balancer, and never without the key.
+    assert!(
+        served_page(&client, bench.tunnel_balancer_port, &path, &keys[1])
+            .await
+            .contains("Directory listing")
+    );
+    let anonymous = client
+        .get(format!(
+            "http://127.0.0.1:{}{path}",
+            bench.replicas[2].tunnel_port
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    // A renter who marks the request as relayed gains nothing: it is checked and served (or
+    // not) like any other.
+    let forged = client
+        .get(format!(
+            "http://127.0.0.1:{}{path}",
+            bench.replicas[0].tunnel_port
+        ))
+        .header(domain::tunnel::RELAYED_BY_HEADER, "replica-forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+
+    // Rate limits: a client that forges X-Forwarded-For through the balancer is still one
+    // client (the balancer appends what it saw, and only the balancer is trusted) ...
+    let forging = explorer_statuses(&client, &bench.url(), 9).await;
+    assert!(forging.contains(&429), "{forging:?}");
+    // ... and so is one that sends it straight to a replica ...
+    let direct = format!("http://127.0.0.1:{}", bench.replicas[0].port);
+    let forging = explorer_statuses(&client, &direct, 8).await;
+    assert!(forging.contains(&429), "{forging:?}");
+    // ... while the trusted proxy's word on its many clients is taken, each limited alone.
+    let proxy = reqwest::Client::builder()
+        .local_address(PROXY_ADDRESS.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let proxied = explorer_statuses(&proxy, &direct, 7).await;
+    assert!(proxied.iter().all(|s| *s == 200), "{proxied:?}");
+
     for agent in &mut bench.agents {
         let _ = agent.kill().await;
     }
@@ -429,6 +801,7 @@ async fn three_replicas_behind_a_balancer_survive_losing_one() {
         }
     }
     let _ = bench.balancer.kill().await;
+    let _ = bench.solana.kill().await;
     bench.platform.store.close().await;
     let _ = platform::testing::drop_postgres_database(&database_url).await;
     let _ = std::fs::remove_dir_all(&bench.dir);

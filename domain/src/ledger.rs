@@ -353,7 +353,7 @@ pub struct Billing {
 }
 
 /// Base units with six decimals, exactly (`-1.500000`).
-fn decimal(units: i64) -> String {
+pub fn decimal(units: i64) -> String {
     let sign = if units < 0 { "-" } else { "" };
     let abs = units.unsigned_abs();
     format!("{sign}{}.{:06}", abs / 1_000_000, abs % 1_000_000)

@@ -329,3 +329,38 @@ test('a renter makes an API key, a script uses it, and revoking it locks the scr
   await expect(page.getByTestId('api-key-error')).toContainText('give the key a name');
   noErrors();
 });
+
+test('a page of another origin on the same host cannot act as the signed-in renter', async ({ page, baseURL, context }) => {
+  const noErrors = watchPageErrors(page);
+  await page.addInitScript({ path: TEST_WALLET });
+  await page.goto('/cloud');
+  await hydrated(page);
+  await signIn(page);
+  await page.getByTestId('api-key-name').fill('kept safe');
+  await page.getByTestId('create-api-key').click();
+  await expect(page.getByTestId('api-key-row').filter({ hasText: 'kept safe' })).toContainText('works until');
+  const keys = await (await page.request.get('/api/v1/keys')).json();
+  const id = keys.find((k) => k.name === 'kept safe').id;
+
+  // The tunnel origin: the same host on another port, where providers' pages are served. The
+  // renter's SameSite=Lax session cookie still goes with its requests to the console.
+  const tunnels = baseURL.replace(/:(\d+)$/, (_, port) => `:${Number(port) + 10}`);
+  const foreign = await context.newPage();
+  await foreign.goto(`${tunnels}/`);
+  await foreign.evaluate(async ({ console, id }) => {
+    // Simple requests (no preflight), as a hostile page would send them; their answers are
+    // opaque to it, so only the server's state tells whether they worked.
+    const post = (path) => fetch(`${console}${path}`, { method: 'POST', mode: 'no-cors', credentials: 'include' });
+    await post(`/api/v1/keys/${id}/revoke`);
+    await post('/api/v1/auth/sign-out');
+  }, { console: baseURL, id });
+
+  // Neither took effect: the key still works and the renter is still signed in.
+  const after = await (await page.request.get('/api/v1/keys')).json();
+  expect(after.find((k) => k.id === id).revoked_at).toBeNull();
+  expect((await page.request.get('/api/v1/auth/session')).status()).toBe(200);
+  // The console's own page still can.
+  await page.getByTestId('api-key-row').filter({ hasText: 'kept safe' }).getByTestId('revoke-api-key').click();
+  await expect(page.getByTestId('api-key-row').filter({ hasText: 'kept safe' })).toContainText('revoked');
+  noErrors();
+});

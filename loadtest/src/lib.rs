@@ -1,5 +1,6 @@
 //! What the load tools share.
 
+pub mod balancer;
 pub mod http;
 
 use std::path::PathBuf;

@@ -421,6 +421,9 @@ impl DepositService {
             post(&mut tx, &posting, now).await?;
         }
         tx.commit().await?;
+        if changed == 1 {
+            crate::metrics::deposit_finished(to.as_str());
+        }
         Ok(())
     }
 }

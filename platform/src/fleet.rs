@@ -69,6 +69,11 @@ impl FleetService {
         (version, summary)
     }
 
+    /// How many devices are in each status now (from the fleet index).
+    pub fn devices_by_status(&self) -> Vec<(domain::fleet::DeviceStatus, i64)> {
+        self.index.devices_by_status()
+    }
+
     /// Fills an empty network with `count` simulated devices (deterministic for a `seed`),
     /// marked as simulated everywhere. Does nothing if simulated devices already exist, so it is
     /// safe on every start.

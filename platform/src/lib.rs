@@ -12,10 +12,12 @@ mod error;
 pub mod explorer;
 pub mod fleet;
 mod hires;
+mod idempotency;
 mod index;
 pub mod ledger;
 mod lifecycle;
 mod live;
+pub mod metrics;
 pub mod output;
 pub mod payouts;
 pub mod provisioning;
@@ -196,17 +198,6 @@ impl std::ops::Deref for Platform {
 
     fn deref(&self) -> &Services {
         &self.0
-    }
-}
-
-/// The caller's idempotency key (1–128 characters), or a fresh one when there is none.
-pub(crate) fn idempotency(key: Option<&str>) -> Result<String, Error> {
-    match key.map(str::trim) {
-        None => Ok(format!("auto-{}", secret::random_hex(16))),
-        Some(key) if key.is_empty() || key.len() > 128 => Err(Error::Invalid(
-            "an idempotency key is 1–128 characters".into(),
-        )),
-        Some(key) => Ok(key.to_owned()),
     }
 }
 

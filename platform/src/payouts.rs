@@ -26,6 +26,7 @@ use domain::wallet::WalletAddress;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use crate::idempotency::key_or_fresh;
 use crate::ledger::{balance_in, post};
 use crate::rows::enum_in;
 use crate::secret::random_hex;
@@ -139,7 +140,8 @@ impl PayoutService {
     }
 
     /// Records a claim of `amount` base units of `asset` to `owner`'s wallet and holds the
-    /// funds. The same `key` again returns the same payout.
+    /// funds. The same `key` again returns the same payout, for the same asset and amount
+    /// (another is refused), also when the two arrive at once.
     pub async fn request(
         &self,
         owner: &WalletAddress,
@@ -148,8 +150,27 @@ impl PayoutService {
         key: Option<&str>,
         now: UnixMillis,
     ) -> Result<Payout, Error> {
+        match self.request_once(owner, asset, amount, key, now).await {
+            // A retry racing this one recorded the claim first (PostgreSQL lets both look
+            // before either writes): it is answered as a retry that came after.
+            Err(Error::Database(e)) if key.is_some() && crate::store::is_unique_violation(&e) => {
+                self.request_once(owner, asset, amount, key, now).await
+            }
+            other => other,
+        }
+    }
+
+    async fn request_once(
+        &self,
+        owner: &WalletAddress,
+        asset: Asset,
+        amount: i64,
+        key: Option<&str>,
+        now: UnixMillis,
+    ) -> Result<Payout, Error> {
         let minimums = self.chain()?.minimums;
-        let key = crate::idempotency(key)?;
+        let given = key;
+        let key = key_or_fresh(key)?;
         let wallet = owner.as_str();
         let mut tx = self.store.begin_write().await?;
         if let Some(row) = sqlx::query(&format!(
@@ -160,7 +181,15 @@ impl PayoutService {
         .fetch_optional(&mut *tx)
         .await?
         {
-            return Ok(read_row(&row)?.payout);
+            let first = read_row(&row)?.payout;
+            // The payout row is the request's fingerprint: its asset and amount.
+            if given.is_some() && (first.asset, first.amount) != (asset, amount) {
+                return Err(Error::Invalid(format!(
+                    "the Idempotency-Key '{key}' was already used for a claim of another \
+                     amount; send the same claim to retry it, or a new key for a new one"
+                )));
+            }
+            return Ok(first);
         }
         let hour_ago = now.0 - 3_600_000;
         let (recent, oldest_recent, in_flight): (i64, Option<i64>, i64) = {
@@ -486,6 +515,7 @@ impl PayoutService {
         .map_err(|e| Error::Invalid(e.to_string()))?;
         post(&mut tx, &posting, now).await?;
         tx.commit().await?;
+        crate::metrics::payout_finished(to.as_str());
         tracing::info!(payout = %payout.id, status = to.as_str(), %signature, "payout finished");
         Ok(())
     }

@@ -5,7 +5,7 @@
 //! decide, and PostgreSQL's `NOTIFY` only wakes followers early (they also poll).
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use domain::time::UnixMillis;
 use sqlx::{AnyConnection, Row};
@@ -31,6 +31,9 @@ pub struct ReplicaService {
     /// When this replica first renewed its row (0 before): it judges no orphan within a down
     /// window of it.
     started_at: Arc<AtomicI64>,
+    /// Where other replicas reach this one's tunnel listener, once it listens (and can be
+    /// reached).
+    tunnel_address: Arc<OnceLock<String>>,
 }
 
 impl ReplicaService {
@@ -39,6 +42,7 @@ impl ReplicaService {
             store,
             id: format!("replica-{}", crate::secret::random_hex(6)).into(),
             started_at: Arc::default(),
+            tunnel_address: Arc::default(),
         }
     }
 
@@ -51,6 +55,12 @@ impl ReplicaService {
         UnixMillis(self.started_at.load(Ordering::Relaxed))
     }
 
+    /// Says where other replicas reach this one's tunnel listener (`host:port`), from its next
+    /// renewal on. Set once, when the listener is bound.
+    pub fn advertise_tunnels_at(&self, address: String) {
+        let _ = self.tunnel_address.set(address);
+    }
+
     /// Records this replica alive at `now`: at start-up (which starts it), then every few
     /// seconds.
     pub async fn renew(&self, now: UnixMillis) -> Result<(), Error> {
@@ -58,12 +68,15 @@ impl ReplicaService {
             .started_at
             .compare_exchange(0, now.0, Ordering::Relaxed, Ordering::Relaxed);
         sqlx::query(
-            "INSERT INTO replicas (id, started_at, renewed_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (id) DO UPDATE SET renewed_at = excluded.renewed_at",
+            "INSERT INTO replicas (id, started_at, renewed_at, tunnel_address) \
+             VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO UPDATE SET renewed_at = excluded.renewed_at, \
+               tunnel_address = excluded.tunnel_address",
         )
         .bind(self.id.as_ref())
         .bind(self.started_at().0)
         .bind(now.0)
+        .bind(self.tunnel_address.get().cloned())
         .execute(self.store.pool())
         .await?;
         Ok(())
@@ -87,6 +100,27 @@ impl ReplicaService {
         .await?
         .rows_affected();
         Ok(held == 1)
+    }
+
+    /// The tunnel listener of the live replica, other than this one, that device `device_id`'s
+    /// agent is connected to; None when it is this one's, nobody's, or a replica that cannot
+    /// be reached or has not renewed its row within `alive_ms`.
+    pub async fn tunnels_of_device_at(
+        &self,
+        device_id: &str,
+        alive_ms: i64,
+        now: UnixMillis,
+    ) -> Result<Option<String>, Error> {
+        Ok(sqlx::query_scalar(
+            "SELECT r.tunnel_address FROM devices d JOIN replicas r ON r.id = d.served_by \
+             WHERE d.id = $1 AND r.id <> $2 AND r.renewed_at > $3 \
+               AND r.tunnel_address IS NOT NULL",
+        )
+        .bind(device_id)
+        .bind(self.id.as_ref())
+        .bind(now.0 - alive_ms)
+        .fetch_optional(self.store.pool())
+        .await?)
     }
 
     /// Gives lease `name` up if this replica holds it (a clean stop), so another takes it at

@@ -128,6 +128,7 @@ impl RewardsService {
                 .await?;
         }
         if written? {
+            crate::metrics::block_closed(started.elapsed());
             tracing::info!(
                 block = number,
                 devices = split.records.len(),

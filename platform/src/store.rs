@@ -152,6 +152,11 @@ impl Store {
         &self.pool
     }
 
+    /// The pool's connections now: `(open, idle)`, for the operator's metrics.
+    pub fn connections(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+
     /// A transaction that reads and then writes. SQLite takes its write lock at the start
     /// (`BEGIN IMMEDIATE`): a deferred transaction that upgrades from reading fails at once
     /// with "database is locked" when another connection wrote meanwhile, where this one
@@ -305,6 +310,13 @@ pub fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// Whether `error` is a unique constraint refusing a second row with the same key.
+pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|e| e.kind() == sqlx::error::ErrorKind::UniqueViolation)
 }
 
 #[cfg(test)]

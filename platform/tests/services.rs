@@ -1150,6 +1150,17 @@ async fn clusters_are_paid_placed_extended_and_settled(p: Platform) {
         .await
         .unwrap();
     assert_eq!(again.id, cluster.id);
+    // The same key with another request is a mistake, refused rather than answered with the
+    // first cluster.
+    let reused = p
+        .provisioning
+        .deploy(me, &h200_request("trainer", 2), Some("click-1"), T0)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&reused, Error::Invalid(m) if m.contains("'click-1' was already used for another request")),
+        "{reused}"
+    );
     let after_deploy = MicroUsd::from_micros(usd(100).micros() - expected.total.micros());
     assert_eq!(available(&p, me).await, after_deploy);
     assert!(matches!(
@@ -1238,6 +1249,16 @@ async fn clusters_are_paid_placed_extended_and_settled(p: Platform) {
         .extend(me, &cluster.id, &hour, Some("more-1"), t2)
         .await
         .unwrap();
+    let two_hours = ExtendRequest {
+        duration_count: 2,
+        ..hour.clone()
+    };
+    assert!(matches!(
+        p.provisioning
+            .extend(me, &cluster.id, &two_hours, Some("more-1"), t2)
+            .await,
+        Err(Error::Invalid(m)) if m.contains("already used for another request")
+    ));
     let extra = domain::pricing::quote(MicroUsd::from_micros(3_490_000), 3, 1, PaymentMethod::Usdc)
         .unwrap();
     assert_eq!(extended.hours, 3);
@@ -3290,6 +3311,12 @@ async fn payouts_pay_real_tokens_once_and_return_what_cannot_land(url: String) {
         (claim.id.clone(), claim.status),
         (again.id, PayoutStatus::Requested)
     );
+    assert!(matches!(
+        p.payouts
+            .request(&owner, Asset::Usdc, usd(11).micros(), Some("c1"), T0)
+            .await,
+        Err(Error::Invalid(m)) if m.contains("'c1' was already used for a claim of another amount")
+    ));
     assert_eq!(p.ledger.balance(&claimable).await.unwrap(), usd(40));
     p.payouts.work(T0).await.unwrap();
     p.payouts.work(T0).await.unwrap();
@@ -3384,6 +3411,23 @@ async fn payouts_pay_real_tokens_once_and_return_what_cannot_land(url: String) {
         2_000_000_000_000
     );
     assert_eq!(rpc.token_balance(&recipient(&whale), &token), 0);
+
+    // The same claim sent twice at once (a retry racing the first) is one payout holding the
+    // funds once, never an error, on either backend.
+    let race = || {
+        p.payouts
+            .request(&whale, Asset::Token, 1_000_000, Some("race"), T0)
+    };
+    let (first, second) = tokio::join!(race(), race());
+    assert_eq!(first.unwrap().id, second.unwrap().id);
+    assert_eq!(
+        p.ledger
+            .tokens(&Account::ProviderClaimable(whale.as_str().to_owned()))
+            .await
+            .unwrap()
+            .units(),
+        2_000_000_000_000 - 1_000_000
+    );
 
     // Settled and balanced: everything claimed either left for the chain or is claimable.
     assert_eq!(p.ledger.balance(&claimable).await.unwrap(), usd(37));

@@ -88,12 +88,13 @@ async fn heartbeat(
 ) -> Result<Json<HeartbeatReply>, Error> {
     let ApiJson(heartbeat) = body?;
     let from = peer.map(|Extension(ConnectInfo(peer))| peer.ip().to_canonical());
-    Ok(Json(
-        platform
-            .agents
-            .heartbeat(&device_id, heartbeat, from, platform::now())
-            .await?,
-    ))
+    let reply = platform
+        .agents
+        .heartbeat(&device_id, heartbeat, from, platform::now())
+        .await;
+    let outcome = if reply.is_ok() { "accepted" } else { "refused" };
+    metrics::counter!(crate::metrics::HEARTBEATS, "outcome" => outcome).increment(1);
+    Ok(Json(reply?))
 }
 
 /// The agent's long poll for new cluster work (see `AgentService::wait_for_assignment`).

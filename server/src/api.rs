@@ -628,11 +628,13 @@ async fn rotate_access_token(
     ))
 }
 
+/// The account's keys (no secrets): a key may list them, only the wallet's session makes or
+/// revokes one.
 async fn my_keys(
     State(platform): State<Platform>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<ApiKey>>, Error> {
-    let session = session_only(&platform, &headers).await?;
+    let session = signed_in(&platform, &headers).await?;
     Ok(Json(platform.api_keys.list(session.user_id).await?))
 }
 

@@ -126,7 +126,8 @@ impl Job {
     }
 
     /// Runs one pass; a failure is logged and the pass is tried again at the next due time.
-    async fn run(self, platform: &Platform) {
+    /// Returns whether it failed.
+    async fn run(self, platform: &Platform) -> bool {
         let now = platform::now();
         let failed = match self {
             Job::FleetSweep => platform.agents.sweep(now).await.err(),
@@ -148,9 +149,10 @@ impl Job {
                 Err(e) => Some(e),
             },
         };
-        if let Some(e) = failed {
+        if let Some(e) = &failed {
             tracing::warn!(error = %e, "background job failed; trying again when next due");
         }
+        failed.is_some()
     }
 }
 
@@ -252,7 +254,9 @@ pub fn spawn(
                     continue;
                 }
                 let span = tracing::info_span!("job", name = job.name());
-                job.run(&platform).instrument(span).await;
+                let started = Instant::now();
+                let failed = job.run(&platform).instrument(span).await;
+                crate::metrics::job_ran(job.name(), started.elapsed(), failed);
                 *due = Instant::now() + cadences.of(*job);
             }
         }

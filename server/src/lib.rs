@@ -13,6 +13,7 @@ pub mod error;
 pub mod explorer_api;
 pub mod jobs;
 pub mod limiter;
+pub mod metrics;
 mod openapi;
 mod operator;
 pub mod replication;
@@ -45,11 +46,15 @@ pub struct RunningServer {
     pub public_url: Url,
     /// Where renters reach tunnels; None when the server runs none.
     pub tunnel_url: Option<Url>,
+    /// Where the operator's metrics are served; None when they are not.
+    pub metrics_addr: Option<SocketAddr>,
     pub platform: Platform,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
     /// The tunnel origin's listener; it stops with the main one.
     tunnel_task: Option<JoinHandle<std::io::Result<()>>>,
+    /// The metrics listener's; it stops with the main one.
+    metrics_task: Option<JoinHandle<std::io::Result<()>>>,
     jobs: JoinHandle<()>,
     stop_jobs: tokio::sync::watch::Sender<bool>,
     demo_agents: DemoAgents,
@@ -74,6 +79,9 @@ impl RunningServer {
         if let Some(tunnels) = self.tunnel_task {
             // Open tunnels are long-lived connections to workloads: they are cut, not awaited.
             tunnels.abort();
+        }
+        if let Some(metrics) = self.metrics_task {
+            metrics.abort();
         }
         let task = self.task.abort_handle();
         match tokio::time::timeout(STOP_GRACE, self.task).await {

@@ -175,7 +175,7 @@ const ENDPOINTS: &[(&str, &str, &str, bool)] = &[
     (
         "get",
         "/keys",
-        "The account's API keys (session cookie only)",
+        "The account's API keys, without their secrets (an API key or the session cookie)",
         true,
     ),
     (

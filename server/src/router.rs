@@ -3,6 +3,7 @@
 //! headers, tracing).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use app::{shell, App, BUNDLE_NAME};
 use axum::extract::State;
@@ -62,7 +63,6 @@ pub fn router(platform: Platform, config: &Config, addr: SocketAddr, hub: Tunnel
             "/",
             get(|| async { axum::response::Redirect::to("/explorer") }),
         )
-        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .nest(
             "/api/v1",
@@ -73,6 +73,9 @@ pub fn router(platform: Platform, config: &Config, addr: SocketAddr, hub: Tunnel
     // that needs neither compression nor the pages' security headers, only a time limit and
     // a panic guard.
     let agents = Router::new()
+        // Liveness (no database): on the same lean path, it is also the hello world `fleet-sim`
+        // weighs a heartbeat against.
+        .route("/healthz", get(healthz))
         .nest(
             "/api/agent/v1",
             agent_api::routes(ClientLimiter::new(
@@ -94,7 +97,13 @@ pub fn router(platform: Platform, config: &Config, addr: SocketAddr, hub: Tunnel
         .is_some_and(|u| u.scheme() == "https");
     let mut app = operational
         .merge(site)
-        .layer(axum::middleware::from_fn(same_origin_writes))
+        .layer(axum::middleware::from_fn_with_state(
+            config
+                .public_url
+                .as_ref()
+                .map(|url| Arc::from(url.origin().ascii_serialization())),
+            same_origin_writes,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             config.request_timeout,
@@ -104,8 +113,12 @@ pub fn router(platform: Platform, config: &Config, addr: SocketAddr, hub: Tunnel
     for (name, value) in security_headers(secure_site) {
         app = app.layer(SetResponseHeaderLayer::if_not_present(name, value));
     }
-    app.merge(agents)
-        .layer(axum::middleware::from_fn(crate::api_errors::json_errors))
+    let mut app = app.merge(agents);
+    if config.metrics_listen.is_some() {
+        // Only where metrics are served: otherwise the heartbeats' path stays as lean as it was.
+        app = app.layer(axum::middleware::from_fn(crate::metrics::track));
+    }
+    app.layer(axum::middleware::from_fn(crate::api_errors::json_errors))
         .layer(TraceLayer::new_for_http())
         // First of all: who the client is, behind a trusted load balancer.
         .layer(axum::middleware::from_fn_with_state(
@@ -114,10 +127,16 @@ pub fn router(platform: Platform, config: &Config, addr: SocketAddr, hub: Tunnel
         ))
 }
 
-/// Refuses a browser's write whose `Origin` is not this site's own. `SameSite=Lax` cookies
-/// are still sent from another port of the same host, where the tunnel origin serves what
-/// workloads answer: without this, a provider's page there could write as the renter.
+/// Refuses a browser's write that a page of another origin sent (cross-site request forgery,
+/// login CSRF included). `SameSite=Lax` cookies are still sent from another port of the same
+/// host, where the tunnel origin serves what workloads answer: without this, a provider's page
+/// there could write as the renter, or sign the renter in as someone else. A browser says
+/// where a write comes from: `Origin` (compared with the public URL's origin, or the request's
+/// host when none is set), or at least `Sec-Fetch-Site`. Scripts and API clients send neither
+/// and pass; a browser cannot add `Authorization` to another origin's request without the
+/// CORS permission this server never gives.
 async fn same_origin_writes(
+    State(public_origin): State<Option<Arc<str>>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -129,27 +148,35 @@ async fn same_origin_writes(
         return next.run(request).await;
     }
     let headers = request.headers();
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        // Not a browser's cross-origin write: scripts and API clients send none.
-        return next.run(request).await;
+    let text = |name: HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let same_origin = match (
+        text(header::ORIGIN),
+        text(HeaderName::from_static("sec-fetch-site")),
+    ) {
+        (Some(origin), _) => {
+            let origin = origin.trim_end_matches('/');
+            match &public_origin {
+                Some(public) => origin.eq_ignore_ascii_case(public),
+                None => {
+                    let from = origin.split_once("://").map(|(_, rest)| rest);
+                    matches!((from, text(header::HOST)), (Some(from), Some(host)) if from.eq_ignore_ascii_case(host))
+                }
+            }
+        }
+        (None, Some(site)) => matches!(site, "same-origin" | "none"),
+        (None, None) => true,
     };
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let origin_host = origin
-        .to_str()
-        .ok()
-        .and_then(|o| o.split_once("://"))
-        .map(|(_, rest)| rest.trim_end_matches('/'));
-    match (origin_host, host) {
-        (Some(from), Some(host)) if from.eq_ignore_ascii_case(host) => next.run(request).await,
-        _ => (
-            StatusCode::FORBIDDEN,
-            axum::Json(serde_json::json!({ "error": {
-                "code": "cross_origin",
-                "message": "this write came from a page of another origin; use the console itself",
-            }})),
-        )
-            .into_response(),
+    if same_origin {
+        return next.run(request).await;
     }
+    (
+        StatusCode::FORBIDDEN,
+        axum::Json(serde_json::json!({ "error": {
+            "code": "cross_origin",
+            "message": "this write came from a page of another origin; use the console itself",
+        }})),
+    )
+        .into_response()
 }
 
 fn security_headers(secure_site: bool) -> Vec<(HeaderName, HeaderValue)> {

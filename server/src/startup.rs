@@ -128,6 +128,17 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         ),
         None => None,
     };
+    let metrics_listener = match config.metrics_listen {
+        Some(at) => Some(
+            TcpListener::bind(at)
+                .await
+                .map_err(|source| Error::Bind { addr: at, source })?,
+        ),
+        None => None,
+    };
+    let metrics_addr = metrics_listener
+        .as_ref()
+        .and_then(|listener| listener.local_addr().ok());
     let tunnel_url = match &tunnel_listener {
         Some(listener) => Some(tunnel_url_of(&config, &public_url, listener)?),
         None => None,
@@ -145,6 +156,15 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
     // Where this replica starts following other replicas' changes: read before the rebuild,
     // so a change committed during it is mirrored again, never missed.
     let feed_start = platform.replicas.newest_change().await?;
+    if let (Some(host), Some(listener)) = (&config.replica_host, &tunnel_listener) {
+        let port = listener
+            .local_addr()
+            .map_err(|e| Error::Config(format!("tunnel listener: {e}")))?
+            .port();
+        platform
+            .replicas
+            .advertise_tunnels_at(format!("{host}:{port}"));
+    }
     platform.replicas.renew(platform::now()).await?;
     let leadership = crate::replication::Leadership::default();
     let leads = crate::replication::try_to_lead(&platform, &leadership).await?;
@@ -188,6 +208,14 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         platform::replicas::FeedPosition::starting_at(feed_start),
         jobs_stopped.clone(),
     );
+    let metrics_task = metrics_listener.map(|listener| {
+        let metrics = crate::metrics::router(
+            crate::metrics::install(),
+            platform.clone(),
+            leadership.clone(),
+        );
+        tokio::spawn(async move { axum::serve(listener, metrics).await })
+    });
     let background = jobs::spawn(
         platform.clone(),
         jobs::Cadences::for_config(&config),
@@ -217,6 +245,9 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
     if let Some(url) = &tunnel_url {
         tracing::info!(%url, "tunnels served");
     }
+    if let Some(at) = metrics_addr {
+        tracing::info!(%at, "metrics served at /metrics");
+    }
     tracing::info!(%addr, %public_url, database = %platform::store::redact(&config.database_url), "serving");
     let agent_url = public_url.as_str().trim_end_matches('/');
     let demo_agents = DemoAgents::start(&platform, &config.demo_agents, agent_url).await?;
@@ -224,10 +255,12 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         addr,
         public_url,
         tunnel_url,
+        metrics_addr,
         platform,
         shutdown,
         task,
         tunnel_task,
+        metrics_task,
         jobs: background,
         stop_jobs,
         demo_agents,

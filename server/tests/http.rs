@@ -24,6 +24,31 @@ async fn writes_from_another_origin_are_refused(app: TestApp) {
         }
         request.send()
     };
+    // A browser that sends no Origin still says where the write comes from.
+    let fetched_from = |site: &'static str| {
+        app.client
+            .post(app.url("/api/v1/auth/sign-out"))
+            .header("sec-fetch-site", site)
+            .send()
+    };
+    for (site, status) in [
+        ("same-site", StatusCode::FORBIDDEN),
+        ("cross-site", StatusCode::FORBIDDEN),
+        ("same-origin", StatusCode::NO_CONTENT),
+        ("none", StatusCode::NO_CONTENT),
+    ] {
+        assert_eq!(fetched_from(site).await.unwrap().status(), status, "{site}");
+    }
+    // Sign-in too (login CSRF: a page of another origin signing the renter in as itself).
+    let challenge = app
+        .client
+        .post(app.url("/api/v1/auth/challenge"))
+        .header("origin", "http://elsewhere.example")
+        .json(&json!({ "address": address(&new_wallet()) }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(challenge.status(), StatusCode::FORBIDDEN);
     let refused = sign_out(Some(foreign)).await.unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     assert_eq!(error_code(refused).await, "cross_origin");
@@ -492,6 +517,21 @@ async fn the_cloud_api_quotes_deploys_extends_and_terminates(app: TestApp) {
         first["id"], again["id"],
         "a retry with the same key is the same cluster"
     );
+    // The same key with another order is refused, not answered with the first cluster.
+    let mut other_order = order.clone();
+    other_order["name"] = json!("another");
+    let reused = app
+        .client
+        .post(app.url("/api/v1/cloud/clusters"))
+        .header("Idempotency-Key", "k1")
+        .json(&other_order)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(error_message(reused)
+        .await
+        .contains("'k1' was already used for another request"));
     assert_eq!(first["status"], "deploying");
     let balance = app.get_json("/api/v1/cloud/balance").await;
     assert_eq!(balance["available"].as_i64().unwrap(), 100_000_000 - total);
@@ -605,11 +645,24 @@ async fn api_keys_open_the_api_until_revoked(app: TestApp) {
         balance.json::<Value>().await.unwrap()["available"],
         100_000_000
     );
-    // Keys cannot make or list keys: that takes the wallet's session.
-    assert_eq!(
-        with_key("/api/v1/keys").await.unwrap().status(),
-        StatusCode::UNAUTHORIZED
-    );
+    // A key may list the account's keys (names and prefixes, never secrets: `gpuc keys`),
+    // but not make or revoke one: that takes the wallet's session.
+    let seen: Value = with_key("/api/v1/keys")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen[0]["name"], "ci deploys", "{seen}");
+    assert!(seen[0].get("secret").is_none());
+    let made_by_key = script
+        .post(app.url("/api/v1/keys"))
+        .bearer_auth(&secret)
+        .json(&json!({ "name": "made by a key" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made_by_key.status(), StatusCode::UNAUTHORIZED);
     let wrong = script
         .get(app.url("/api/v1/cloud/balance"))
         .bearer_auth("gck_0000")
@@ -928,6 +981,71 @@ async fn a_network_that_is_not_a_demo_refuses_simulated_devices() {
         .contains("takes no simulated devices"));
     let real = app.post("/api/agent/v1/register", register(false)).await;
     assert_eq!(real.status(), StatusCode::CREATED, "the token still works");
+    app.server.stop().await;
+}
+
+/// The operator's metrics: off the public site, on a listener of their own, in Prometheus's
+/// text format, counting what the server did.
+#[tokio::test]
+async fn metrics_count_requests_jobs_devices_and_quotes_off_the_public_site() {
+    let app = spawn(platform::testing::fresh_sqlite_url(), |config| {
+        config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let at = app.server.metrics_addr.expect("metrics are served");
+    assert_eq!(
+        app.get("/metrics").await.status(),
+        StatusCode::NOT_FOUND,
+        "never on the public site"
+    );
+    let wallet = SigningKey::from_bytes(&[78; 32]);
+    app.sign_in(&wallet).await;
+    let device = app
+        .registered_device("metered", "NVIDIA H100 80GB HBM3")
+        .await;
+    assert!(!device.is_empty());
+    let quote = app
+        .post(
+            "/api/v1/cloud/quote",
+            json!({ "name": "q", "kind": "bare_metal", "hardware": "H200 141GB", "quantity": 1,
+                    "duration_unit": "hourly", "duration_count": 1, "payment": "usdc",
+                    "workload": { "command": "python serve.py" } }),
+        )
+        .await;
+    assert_eq!(quote.status(), StatusCode::OK);
+    let scraped = reqwest::get(format!("http://{at}/metrics")).await.unwrap();
+    assert_eq!(scraped.status(), StatusCode::OK);
+    assert!(scraped
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = scraped.text().await.unwrap();
+    let has = |needle: &str| text.lines().any(|l| l.starts_with(needle));
+    // Requests by route pattern (never the raw path), method and status, with latency.
+    assert!(
+        has(r#"gc_http_requests_total{route="/api/v1/worker/devices",method="POST",status="201"}"#)
+            || has(
+                r#"gc_http_requests_total{route="/api/v1/worker/devices",method="POST",status="200"}"#
+            ),
+        "{text}"
+    );
+    assert!(has("gc_http_request_duration_seconds_bucket{"), "{text}");
+    assert!(
+        has(r#"gc_devices{status="idle"}"#) || has(r#"gc_devices{status="pending"}"#),
+        "{text}"
+    );
+    assert!(has(r#"gc_db_connections{state="idle"}"#), "{text}");
+    assert!(has("gc_replica_leader 1"), "{text}");
+    assert!(has("gc_job_runs_total{"), "{text}");
+    assert!(has("gc_quotes_total{fillable="), "{text}");
+    assert!(has("gc_quote_duration_seconds_count"), "{text}");
+    assert!(
+        text.contains("# HELP gc_quotes_total quotes answered"),
+        "{text}"
+    );
     app.server.stop().await;
 }
 

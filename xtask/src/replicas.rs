@@ -1,15 +1,22 @@
 //! `cargo xtask replicas [N]`: the platform as several stateless replicas on one PostgreSQL
 //! behind HAProxy (issue 16, `deploy/haproxy.cfg`), on this machine. The first replica runs the
-//! demo network; the load balancer listens on 127.0.0.1:8080. Ctrl-C stops them all.
+//! demo network; the load balancer listens on 127.0.0.1:8080, and for tunnels on 8081. Ctrl-C
+//! stops them all.
 
 use std::path::Path;
 use std::process::{Child, Command};
 
 use crate::{apt_install, build_release, run, step, workspace_root, Result};
 
-/// Where the load balancer listens, and where each replica does (port + 1, + 2, …).
+/// Where the load balancer listens (the site, and renters' tunnels), and where each replica
+/// does: replica n at the first port + 2n, its tunnel listener at the port after.
 const BALANCER: &str = "127.0.0.1:8080";
+const TUNNEL_BALANCER: &str = "127.0.0.1:8081";
 const FIRST_REPLICA_PORT: u16 = 3001;
+
+fn replica_port(n: u16) -> u16 {
+    FIRST_REPLICA_PORT + 2 * n
+}
 /// The PostgreSQL the replicas share (the project's test server: trust auth, user postgres).
 const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 const DATABASE: &str = "gpu_commons_replicas";
@@ -57,7 +64,7 @@ pub fn run_replicas(args: &[String]) -> Result {
     std::fs::write(&config_path, config).map_err(|e| format!("{}: {e}", config_path.display()))?;
 
     step(&format!(
-        "{count} replicas behind HAProxy at http://{BALANCER} (Ctrl-C to stop)"
+        "{count} replicas behind HAProxy at http://{BALANCER}, tunnels at http://{TUNNEL_BALANCER} (Ctrl-C to stop)"
     ));
     let server = workspace_root()
         .join("target")
@@ -68,11 +75,13 @@ pub fn run_replicas(args: &[String]) -> Result {
         let mut replica = Command::new(&server);
         replica
             .arg("--listen")
-            .arg(format!("127.0.0.1:{}", FIRST_REPLICA_PORT + n))
+            .arg(format!("127.0.0.1:{}", replica_port(n)))
             .arg("--database-url")
             .arg(&database_url)
             .arg("--public-url")
             .arg(format!("http://{BALANCER}"))
+            .arg("--tunnel-url")
+            .arg(format!("http://{TUNNEL_BALANCER}"))
             .arg("--trusted-proxies")
             .arg("127.0.0.1")
             .arg("--site-root")
@@ -89,7 +98,8 @@ pub fn run_replicas(args: &[String]) -> Result {
         .arg("-f")
         .arg(&config_path)
         .arg("-db")
-        .env("GC_LB_LISTEN", BALANCER);
+        .env("GC_LB_LISTEN", BALANCER)
+        .env("GC_LB_TUNNEL_LISTEN", TUNNEL_BALANCER);
     children.push(spawn(&mut balancer)?);
     // Ctrl-C reaches every child (one process group); wait for all of them to end.
     let mut failed = None;
@@ -105,21 +115,31 @@ pub fn run_replicas(args: &[String]) -> Result {
     failed.map_or(Ok(()), Err)
 }
 
-/// `deploy/haproxy.cfg` with a `server` line per replica where its marker is.
+/// `deploy/haproxy.cfg` with a `server` line per replica where each marker is: its site and
+/// API listener, and its tunnel listener.
 pub fn balancer_config(count: u16) -> Result<String> {
     let template_path = workspace_root().join("deploy").join("haproxy.cfg");
-    let template = std::fs::read_to_string(&template_path)
+    let mut config = std::fs::read_to_string(&template_path)
         .map_err(|e| format!("{}: {e}", template_path.display()))?;
-    let servers: Vec<String> = (0..count)
-        .map(|n| format!("    server replica{n} 127.0.0.1:{}", FIRST_REPLICA_PORT + n))
-        .collect();
-    if !template.contains("# @replicas@") {
-        return Err(format!(
-            "{} has no '# @replicas@' marker",
-            template_path.display()
-        ));
+    for (marker, offset) in [("replicas", 0), ("replica-tunnels", 1)] {
+        let servers: Vec<String> = (0..count)
+            .map(|n| {
+                format!(
+                    "    server replica{n} 127.0.0.1:{}",
+                    replica_port(n) + offset
+                )
+            })
+            .collect();
+        let line = format!("    # @{marker}@");
+        if !config.contains(&line) {
+            return Err(format!(
+                "{} has no '# @{marker}@' marker",
+                template_path.display()
+            ));
+        }
+        config = config.replace(&line, &servers.join("\n"));
     }
-    Ok(template.replace("    # @replicas@", &servers.join("\n")))
+    Ok(config)
 }
 
 fn spawn(command: &mut Command) -> Result<Child> {

@@ -152,6 +152,11 @@ impl<'a> TunnelPath<'a> {
     }
 }
 
+/// The header one replica marks a renter's request with when it relays it to the replica its
+/// device's agent polls: that replica serves it and relays it no further. A renter who sends
+/// it only keeps the request from being relayed (every replica checks the caller itself).
+pub const RELAYED_BY_HEADER: &str = "x-gc-relayed-by";
+
 /// Request headers that never travel through a tunnel: the connection's own (hop-by-hop), and
 /// the renter's credentials for the platform (an API key; cookies are sifted by
 /// [`forwarded_cookies`]), which are not the provider's to see. An `Authorization` of the
@@ -167,7 +172,8 @@ pub fn is_withheld_request_header(name: &str, value: &[u8], upgrading: bool) -> 
         | "te"
         | "trailer"
         | "transfer-encoding"
-        | "cookie" => true,
+        | "cookie"
+        | RELAYED_BY_HEADER => true,
         "authorization" => is_platform_key(value),
         _ => false,
     }
@@ -494,6 +500,11 @@ mod tests {
         assert!(!is_withheld_request_header("Connection", b"upgrade", true));
         assert!(!is_withheld_request_header("Upgrade", b"websocket", true));
         assert!(!is_withheld_request_header("accept", b"*/*", false));
+        assert!(is_withheld_request_header(
+            "X-GC-Relayed-By",
+            b"replica-1",
+            false
+        ));
         assert_eq!(
             forwarded_cookies("gc_session=abc; _xsrf=1; gc_other=2; theme=dark").as_deref(),
             Some("_xsrf=1; theme=dark")

@@ -511,6 +511,24 @@ impl FleetIndex {
             .collect()
     }
 
+    /// How many devices the index holds in each status (those it holds none in left out), for
+    /// the operator's metrics.
+    pub fn devices_by_status(&self) -> Vec<(DeviceStatus, i64)> {
+        let state = self.read();
+        let mut by_status: Vec<(DeviceStatus, i64)> = Vec::new();
+        for (key, count) in &state.counts {
+            match by_status
+                .iter_mut()
+                .find(|(status, _)| *status == key.status)
+            {
+                Some((_, devices)) => *devices += count.devices,
+                None => by_status.push((key.status, count.devices)),
+            }
+        }
+        by_status.retain(|(_, devices)| *devices > 0);
+        by_status
+    }
+
     /// The network totals and supply by model and country, from the counts alone.
     pub fn summary(&self, country_name: impl Fn(&str) -> Option<String>) -> NetworkSummary {
         let state = self.read();

@@ -21,6 +21,7 @@ use super::place::Placing;
 use super::promo;
 use super::settle::invalid_posting;
 use super::{record, role_of, ProvisioningService};
+use crate::idempotency::{check_given, key_or_fresh, GivenKey};
 use crate::ledger::{post, tokens_in, usdc_in};
 use crate::lifecycle::{apply_event, mirror};
 use crate::secret::random_hex;
@@ -52,8 +53,8 @@ impl From<sqlx::Error> for Attempt {
 
 impl ProvisioningService {
     /// Pays for `request` from the renter's balance and hires its devices, in one transaction.
-    /// The same `idempotency_key` again returns the cluster it created; without one, every
-    /// call is a new order.
+    /// The same `idempotency_key` with the same request again returns the cluster it created
+    /// (with another request it is refused); without one, every call is a new order.
     pub async fn deploy(
         &self,
         user_id: i64,
@@ -61,10 +62,31 @@ impl ProvisioningService {
         idempotency_key: Option<&str>,
         now: UnixMillis,
     ) -> Result<ClusterSummary, Error> {
+        let deployed = self
+            .place_and_pay(user_id, request, idempotency_key, now)
+            .await;
+        crate::metrics::deployed(match &deployed {
+            Ok(_) => "placed",
+            Err(Error::Invalid(_) | Error::InvalidFields(_)) => "invalid",
+            Err(Error::Conflict(_) | Error::NotFound(_)) => "refused",
+            Err(_) => "failed",
+        });
+        deployed
+    }
+
+    async fn place_and_pay(
+        &self,
+        user_id: i64,
+        request: &DeployRequest,
+        idempotency_key: Option<&str>,
+        now: UnixMillis,
+    ) -> Result<ClusterSummary, Error> {
         let order = self.order(request)?;
-        let key = crate::idempotency(idempotency_key)?;
+        let given = GivenKey::of(format!("deploy:{user_id}"), idempotency_key, request)?;
+        let key = key_or_fresh(idempotency_key)?;
         let key = key.as_str();
         if let Some(existing) = self.by_key(user_id, key).await? {
+            check_given(&self.store, given.as_ref()).await?;
             return Ok(existing);
         }
         // Said before anything is chosen; the transaction checks again (and the unique index).
@@ -103,7 +125,7 @@ impl ProvisioningService {
                         standing.reason()
                     )));
                 }
-                let answer = self.quote(request)?;
+                let answer = self.answer_quote(request)?;
                 return Err(Error::Conflict(format!(
                     "this cluster cannot be placed now: {}",
                     answer.fillability.reasons.join("; ")
@@ -115,7 +137,10 @@ impl ProvisioningService {
                 .map(|(id, units)| (id.as_str(), *units))
                 .collect();
             let quote = self.order_quote(&order, units)?;
-            match self.claim(user_id, &order, key, &quote, &chosen, now).await {
+            let claimed = self
+                .claim(user_id, &order, (key, given.as_ref()), &quote, &chosen, now)
+                .await;
+            match claimed {
                 Ok((summary, transitions, notebook_token)) => {
                     let head = (role_of(order.kind, 0) == ClusterRole::Head).then(|| chosen[0].0);
                     let work = ClusterWork {
@@ -146,6 +171,7 @@ impl ProvisioningService {
                 Err(Attempt::Failed(e)) => {
                     // A double submit racing this one may have created the cluster.
                     if let Some(existing) = self.by_key(user_id, key).await? {
+                        check_given(&self.store, given.as_ref()).await?;
                         return Ok(existing);
                     }
                     return Err(e);
@@ -211,11 +237,13 @@ impl ProvisioningService {
         });
     }
 
+    /// Hires `devices` for `order` in one transaction, keyed by `key` (and the fingerprint of
+    /// the request, when the caller gave the key).
     pub(super) async fn claim(
         &self,
         user_id: i64,
         order: &DeployOrder,
-        key: &str,
+        (key, given): (&str, Option<&GivenKey>),
         quote: &Quote,
         devices: &[(&str, u32)],
         now: UnixMillis,
@@ -225,6 +253,9 @@ impl ProvisioningService {
         let mut tx = self.store.begin_write().await?;
         if name_taken(&mut tx, user_id, &order.name).await? {
             return Err(name_conflict(&order.name).into());
+        }
+        if let Some(given) = given {
+            given.record(&mut tx, now).await?;
         }
         let promotional = self
             .promo_standing(&mut tx, user_id, order.payment.asset())

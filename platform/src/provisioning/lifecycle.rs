@@ -20,6 +20,7 @@ use super::deploy::charge;
 use super::read::{cluster_row, summary_of, token_price_in};
 use super::settle::{active_members, Member, Settling};
 use super::{lock_cluster, record, ProvisioningService};
+use crate::idempotency::{key_or_fresh, GivenKey};
 use crate::ledger::{post, usdc_in};
 use crate::lifecycle::stored_status;
 use crate::lifecycle::{apply_event, mirror};
@@ -30,7 +31,8 @@ use crate::Error;
 
 impl ProvisioningService {
     /// Buys `request`'s hours more on the same devices, charged like a new order; the same
-    /// `idempotency_key` again changes nothing.
+    /// `idempotency_key` with the same request again changes nothing (with another request it
+    /// is refused).
     pub async fn extend(
         &self,
         user_id: i64,
@@ -46,7 +48,8 @@ impl ProvisioningService {
                     message,
                 }])
             })?;
-        let key = crate::idempotency(idempotency_key)?;
+        let given = GivenKey::of(format!("extend:{id}"), idempotency_key, request)?;
+        let key = key_or_fresh(idempotency_key)?;
         let mut tx = self.store.begin_write().await?;
         lock_cluster(&mut tx, id).await?;
         let row = cluster_row(&mut tx, user_id, id).await?;
@@ -60,7 +63,13 @@ impl ProvisioningService {
                 .map(|r| r.try_get("id"))
                 .transpose()?;
         if already.is_some() {
+            if let Some(given) = &given {
+                given.check(&mut tx).await?;
+            }
             return Ok(summary);
+        }
+        if let Some(given) = &given {
+            given.record(&mut tx, now).await?;
         }
         summary
             .status
@@ -326,10 +335,15 @@ impl ProvisioningService {
         .await?;
         // A command that already finished cleanly has started, too.
         let started = matches!(state, WorkloadState::Running | WorkloadState::Stopped);
-        if started && status == ClusterStatus::Deploying {
-            start_when_all_run(&mut tx, cluster_id, hours, now).await?;
-        }
+        let ran_after = if started && status == ClusterStatus::Deploying {
+            start_when_all_run(&mut tx, cluster_id, hours, now).await?
+        } else {
+            None
+        };
         tx.commit().await?;
+        if let Some(ms) = ran_after {
+            crate::metrics::running_after(ms);
+        }
         if state != WorkloadState::Failed {
             return Ok(());
         }
@@ -510,13 +524,13 @@ pub(super) async fn release(
 }
 
 /// Moves a deploying cluster to running once no device is still starting the workload: its paid
-/// time starts now.
+/// time starts now. Returns how long after its deploy it started, when it did.
 async fn start_when_all_run(
     conn: &mut AnyConnection,
     cluster_id: &str,
     hours: i64,
     now: UnixMillis,
-) -> Result<(), Error> {
+) -> Result<Option<i64>, Error> {
     let waiting: i64 = sqlx::query(
         "SELECT COUNT(*) AS waiting FROM cluster_devices \
          WHERE cluster_id = $1 AND left_at IS NULL AND state NOT IN ('running', 'stopped')",
@@ -526,22 +540,22 @@ async fn start_when_all_run(
     .await?
     .try_get("waiting")?;
     if waiting > 0 {
-        return Ok(());
+        return Ok(None);
     }
     let to = ClusterStatus::Deploying
         .apply(&ClusterEvent::AllRunning)
         .map_err(|e| Error::Conflict(e.to_string()))?;
     let ends_at = now.0 + hours * HOUR_MS;
-    sqlx::query(
+    let deployed_at: Option<i64> = sqlx::query_scalar(
         "UPDATE clusters SET status = $1, status_reason = $2, running_at = $3, ends_at = $4 \
-         WHERE id = $5 AND status = 'deploying'",
+         WHERE id = $5 AND status = 'deploying' RETURNING created_at",
     )
     .bind(to.as_str())
     .bind("every device runs the workload")
     .bind(now.0)
     .bind(ends_at)
     .bind(cluster_id)
-    .execute(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
     record(
         conn,
@@ -554,5 +568,5 @@ async fn start_when_all_run(
     )
     .await?;
     tracing::info!(cluster = cluster_id, "cluster running");
-    Ok(())
+    Ok(deployed_at.map(|at| now.0 - at))
 }

@@ -34,6 +34,14 @@ impl ProvisioningService {
 
     /// The price of `request` and whether it can be placed now, from the fleet index alone.
     pub fn quote(&self, request: &DeployRequest) -> Result<QuoteAnswer, Error> {
+        let started = std::time::Instant::now();
+        let answer = self.answer_quote(request)?;
+        crate::metrics::quoted(started.elapsed(), answer.fillability.fillable);
+        Ok(answer)
+    }
+
+    /// [`Self::quote`], uncounted (a deploy that cannot be placed says why with it).
+    pub(super) fn answer_quote(&self, request: &DeployRequest) -> Result<QuoteAnswer, Error> {
         let order = self.order(request)?;
         let cells = self.index.free_supply(&order.hardware, order.compliance);
         let want = Placing::of(&order).want;

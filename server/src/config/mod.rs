@@ -65,6 +65,18 @@ pub struct Settings {
     #[arg(long, env = "GC_TUNNEL_HOSTS", value_name = "MODE")]
     pub tunnel_hosts: Option<String>,
 
+    /// The host or IP other replicas on the same PostgreSQL reach this one's tunnel listener
+    /// at: a renter's tunnel that arrives at another replica is relayed to the one its
+    /// device's agent is connected to. [default: the tunnel listener's IP, unless it listens
+    /// on every interface; then other replicas cannot relay here]
+    #[arg(long, env = "GC_REPLICA_HOST", value_name = "HOST")]
+    pub replica_host: Option<String>,
+
+    /// Address of a listener of its own serving the operator's Prometheus metrics at
+    /// `/metrics` (docs/METRICS.md); keep it off the public network. [default: off]
+    #[arg(long, env = "GC_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+
     /// Folder with the built site: pkg/ (WASM, JS, CSS) and public files. [default: target/site]
     #[arg(long, env = "GC_SITE_ROOT", value_name = "DIR")]
     pub site_root: Option<PathBuf>,
@@ -321,6 +333,10 @@ pub struct Config {
     pub tunnel_url: Option<Url>,
     /// None chooses by the tunnel URL's host (see `domain::tunnel::TunnelOrigin::new`).
     pub tunnel_hosts: Option<domain::tunnel::TunnelHosts>,
+    /// Where other replicas relay tunnels to this one; None when they cannot.
+    pub replica_host: Option<String>,
+    /// None serves no metrics.
+    pub metrics_listen: Option<SocketAddr>,
     pub site_root: PathBuf,
     pub chain_id: String,
     /// 0 when no demo fleet is wanted.
@@ -358,6 +374,8 @@ impl Settings {
             tunnel_listen: self.tunnel_listen.or(lower.tunnel_listen),
             tunnel_url: self.tunnel_url.or(lower.tunnel_url),
             tunnel_hosts: self.tunnel_hosts.or(lower.tunnel_hosts),
+            replica_host: self.replica_host.or(lower.replica_host),
+            metrics_listen: self.metrics_listen.or(lower.metrics_listen),
             site_root: self.site_root.or(lower.site_root),
             solana_cluster: self.solana_cluster.or(lower.solana_cluster),
             demo: self.demo.or(lower.demo),
@@ -497,6 +515,38 @@ mod tests {
             apart.tunnel_url.unwrap().host_str(),
             Some("tunnels.gpu.example")
         );
+    }
+
+    #[test]
+    fn other_replicas_relay_tunnels_to_the_listeners_ip_or_the_host_given() {
+        let host = |args: &[&str]| parse(args).unwrap().replica_host;
+        assert_eq!(
+            host(&["--listen", "10.0.0.5:3000"]).as_deref(),
+            Some("10.0.0.5")
+        );
+        assert_eq!(
+            host(&["--tunnel-listen", "[::1]:3001"]).as_deref(),
+            Some("[::1]")
+        );
+        // "Every interface" is no address another replica can reach.
+        assert_eq!(host(&["--listen", "0.0.0.0:3000"]), None);
+        assert_eq!(host(&["--tunnel-listen", "off"]), None);
+        assert_eq!(
+            host(&[
+                "--listen",
+                "0.0.0.0:3000",
+                "--replica-host",
+                "node-2.internal"
+            ])
+            .as_deref(),
+            Some("node-2.internal")
+        );
+        for wrong in ["node-2:3001", "http://node-2", ""] {
+            assert!(
+                message(&["--replica-host", wrong]).contains("--replica-host"),
+                "{wrong}"
+            );
+        }
     }
 
     #[test]

@@ -30,6 +30,8 @@ struct Endpoints {
     tunnel_listen: Option<SocketAddr>,
     tunnel_url: Option<Url>,
     tunnel_hosts: Option<domain::tunnel::TunnelHosts>,
+    replica_host: Option<String>,
+    metrics_listen: Option<SocketAddr>,
     /// The Solana cluster's name: mainnet, devnet or testnet.
     cluster: String,
 }
@@ -80,6 +82,8 @@ impl Settings {
             tunnel_listen: endpoints.tunnel_listen,
             tunnel_url: endpoints.tunnel_url,
             tunnel_hosts: endpoints.tunnel_hosts,
+            replica_host: endpoints.replica_host,
+            metrics_listen: endpoints.metrics_listen,
             site_root: self
                 .site_root
                 .take()
@@ -191,6 +195,49 @@ impl Settings {
         if let Some(url) = &tunnel_url {
             tunnel_origin(url, tunnel_hosts).map_err(|e| bad("tunnel-hosts", url, &e))?;
         }
+        let replica_host = match self.replica_host.take() {
+            Some(text) => Some(
+                url::Host::parse(&text)
+                    .ok()
+                    .filter(|_| !text.contains([':', '/']) || text.starts_with('['))
+                    .map(|host| host.to_string())
+                    .ok_or_else(|| {
+                        bad(
+                            "replica-host",
+                            &text,
+                            "expected a host name or IP address alone, e.g. 10.0.0.5",
+                        )
+                    })?,
+            ),
+            // Another replica cannot reach "every interface".
+            None => tunnel_listen
+                .map(|at| at.ip())
+                .filter(|ip| !ip.is_unspecified())
+                .map(|ip| match ip {
+                    std::net::IpAddr::V4(v4) => v4.to_string(),
+                    std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                }),
+        };
+        let metrics_listen = match self.metrics_listen.take() {
+            None => None,
+            Some(text) if text == "off" => None,
+            Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+                bad(
+                    "metrics-listen",
+                    &text,
+                    "expected an IP address and port, e.g. 127.0.0.1:9100, or off",
+                )
+            })?),
+        };
+        if metrics_listen
+            .is_some_and(|m| m.port() != 0 && (m == listen || Some(m) == tunnel_listen))
+        {
+            return Err(bad(
+                "metrics-listen",
+                &listen,
+                "must differ from --listen and --tunnel-listen: metrics are not public",
+            ));
+        }
         let cluster = self
             .solana_cluster
             .take()
@@ -209,6 +256,8 @@ impl Settings {
             tunnel_listen,
             tunnel_url,
             tunnel_hosts,
+            replica_host,
+            metrics_listen,
             cluster,
         })
     }

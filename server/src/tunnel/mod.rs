@@ -12,14 +12,15 @@
 //!    added to the cluster when the connection closes.
 //!
 //! The hub pairs orders with the agents' streams. It is in memory: a replica answers the
-//! tunnels of the agents that talk to it.
+//! tunnels of the agents that talk to it, and relays a renter's request for a device whose
+//! agent polls another replica to that replica (`proxy`), which serves it as its own.
 
 pub mod agent;
 pub mod proxy;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use domain::tunnel::TunnelOrder;
 use hyper::upgrade::Upgraded;
@@ -29,6 +30,9 @@ use tokio::sync::{oneshot, Notify};
 const MAX_OPENING_PER_DEVICE: usize = 32;
 /// How long a renter's connection waits for the agent's stream.
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// An agent whose long poll for orders ended this long ago still counts as polling here: it
+/// asks again at once.
+const BETWEEN_POLLS: Duration = Duration::from_secs(5);
 
 /// What the agent answered an order with: its stream, or why it could not connect the port.
 pub type Opened = Result<Upgraded, String>;
@@ -46,6 +50,9 @@ struct Inner {
 struct Orders {
     queued: Vec<TunnelOrder>,
     arrived: Arc<Notify>,
+    /// Until when the device's agent polls this replica for orders: the end of its current
+    /// long poll, and a moment for the next to begin.
+    polling_until: Option<Instant>,
 }
 
 struct Pending {
@@ -121,7 +128,9 @@ impl TunnelHub {
         let arrived = {
             let mut devices = locked(&self.0.devices);
             let orders = devices.entry(device_id.to_owned()).or_default();
+            orders.polling_until = Some(Instant::now() + wait + BETWEEN_POLLS);
             if !orders.queued.is_empty() {
+                orders.polling_until = Some(Instant::now() + BETWEEN_POLLS);
                 return std::mem::take(&mut orders.queued);
             }
             orders.arrived.clone()
@@ -129,9 +138,25 @@ impl TunnelHub {
         let _ = tokio::time::timeout(wait, arrived.notified()).await;
         let mut devices = locked(&self.0.devices);
         match devices.get_mut(device_id) {
-            Some(orders) => std::mem::take(&mut orders.queued),
+            Some(orders) => {
+                orders.polling_until = Some(Instant::now() + BETWEEN_POLLS);
+                std::mem::take(&mut orders.queued)
+            }
             None => Vec::new(),
         }
+    }
+
+    /// Whether the device's agent polls this replica for orders now (or did a moment ago):
+    /// its tunnels are served here, not relayed to another replica.
+    pub fn polls_here(&self, device_id: &str) -> bool {
+        self.polls_here_at(device_id, Instant::now())
+    }
+
+    fn polls_here_at(&self, device_id: &str, now: Instant) -> bool {
+        locked(&self.0.devices)
+            .get(device_id)
+            .and_then(|orders| orders.polling_until)
+            .is_some_and(|until| until > now)
     }
 
     /// Hands the agent's answer to the renter's connection waiting on `stream`; false when no
@@ -178,6 +203,28 @@ mod tests {
         assert!(hub.answer("dev-a", &stream, Err("nothing listens".into())));
         assert!(!hub.answer("dev-a", &stream, Err("again".into())));
         assert_eq!(opened.await.unwrap().unwrap_err(), "nothing listens");
+    }
+
+    #[tokio::test]
+    async fn an_agent_polls_here_while_it_waits_and_a_moment_after() {
+        let hub = TunnelHub::new();
+        assert!(!hub.polls_here("dev-a"));
+        let wait = Duration::from_millis(300);
+        let waiter = tokio::spawn({
+            let hub = hub.clone();
+            async move { hub.wait_for_orders("dev-a", wait).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(hub.polls_here("dev-a"));
+        assert!(hub.polls_here_at("dev-a", Instant::now() + BETWEEN_POLLS));
+        assert!(!hub.polls_here("dev-b"));
+        waiter.await.unwrap();
+        assert!(hub.polls_here("dev-a"), "between two polls");
+        let later = Instant::now() + BETWEEN_POLLS + Duration::from_millis(10);
+        assert!(
+            !hub.polls_here_at("dev-a", later),
+            "its agent went elsewhere"
+        );
     }
 
     #[tokio::test]

@@ -2,6 +2,10 @@
 //! Each request is checked, sent over a stream the device's agent opens (see the module above),
 //! and answered with what the workload answers; WebSocket upgrades carry on both ways.
 //!
+//! A request for a device whose agent polls another replica for orders is relayed, as it came,
+//! to that replica's tunnel listener (`devices.served_by`, `replicas.tunnel_address`), which
+//! checks the caller again and serves it; it is marked so that it is relayed no further.
+//!
 //! Who may pass: the cluster's access token (a link's `?gc_access=`, the cookie such a link
 //! leaves for the cluster's path, or `Authorization: Bearer gct_…`), or its renter signed in
 //! (the session cookie, where the tunnel origin shares the console's host, or an API key).
@@ -17,17 +21,21 @@ use axum::Router;
 use domain::tunnel::{
     access_cookie, access_cookie_value, allows_set_cookie, forwarded_cookies,
     is_withheld_request_header, prefix, take_access_query, TunnelOrigin, TunnelPath,
-    ACCESS_TOKEN_PREFIX,
+    ACCESS_TOKEN_PREFIX, RELAYED_BY_HEADER,
 };
-use hyper::upgrade::Upgraded;
+use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use platform::tunnels::ConnectionMeter;
 use platform::Platform;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use super::{Busy, TunnelHub, OPEN_TIMEOUT};
+
+/// A replica that renewed its row this recently is alive: tunnels are relayed to it.
+const PEER_ALIVE_MS: i64 = 10_000;
 use crate::error::Error;
 
 #[derive(Clone)]
@@ -103,42 +111,67 @@ async fn forward(tunnels: Tunnels, mut request: Request) -> Result<Response, Err
     if let Passed::ByLink(token) = check_caller(&tunnels, uri, headers, &path, upgrading).await? {
         return Ok(keep_token(&tunnels, uri, &path, &token));
     }
+    let relayed_to_us = request.headers().contains_key(RELAYED_BY_HEADER);
+    if !relayed_to_us && !tunnels.hub.polls_here(path.device_id) {
+        let peer = tunnels
+            .platform
+            .replicas
+            .tunnels_of_device_at(path.device_id, PEER_ALIVE_MS, platform::now())
+            .await?;
+        if let Some(peer) = peer {
+            return relay(&tunnels, request, &path, &peer, upgrading).await;
+        }
+    }
     let renter_side = upgrading.then(|| hyper::upgrade::on(&mut request));
     let stream = open(&tunnels, &path).await?;
     let metered = Metered {
         inner: TokioIo::new(stream),
         meter: tunnels.platform.tunnels.meter(path.cluster_id),
     };
-    let port = path.port;
+    let outgoing = outgoing(request, &path, &full_path, upgrading)?;
+    let workload = format!("the workload on port {}", path.port);
+    exchange(metered, outgoing, renter_side, &workload).await
+}
+
+/// Sends `outgoing` over `connection` (to a workload through its agent's stream, or to another
+/// replica) and answers with what comes back; an upgrade it accepts carries on both ways.
+async fn exchange<T>(
+    connection: T,
+    outgoing: hyper::Request<Body>,
+    renter_side: Option<OnUpgrade>,
+    other_end: &str,
+) -> Result<Response, Error>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, connection) =
-        hyper::client::conn::http1::handshake::<_, Body>(TokioIo::new(metered))
+        hyper::client::conn::http1::handshake::<_, Body>(TokioIo::new(connection))
             .await
-            .map_err(|e| bad_gateway(port, &e))?;
+            .map_err(|e| bad_gateway(other_end, &e))?;
     tokio::spawn(async move {
         if let Err(e) = connection.with_upgrades().await {
             tracing::debug!(error = %e, "a tunnel connection ended with an error");
         }
     });
-    let outgoing = outgoing(request, &path, &full_path, upgrading)?;
     let mut answer = sender
         .send_request(outgoing)
         .await
-        .map_err(|e| bad_gateway(port, &e))?;
+        .map_err(|e| bad_gateway(other_end, &e))?;
     let switched = answer.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switched {
         let Some(renter_side) = renter_side else {
             return Err(Error::Tunnel {
                 status: StatusCode::BAD_GATEWAY,
-                message: format!("the workload on port {port} switched protocols unasked"),
+                message: format!("{other_end} switched protocols unasked"),
             });
         };
-        let workload_side = hyper::upgrade::on(&mut answer);
+        let far_side = hyper::upgrade::on(&mut answer);
         tokio::spawn(async move {
-            match tokio::try_join!(renter_side, workload_side) {
-                Ok((renter, workload)) => {
+            match tokio::try_join!(renter_side, far_side) {
+                Ok((renter, far)) => {
                     let _ = tokio::io::copy_bidirectional(
                         &mut TokioIo::new(renter),
-                        &mut TokioIo::new(workload),
+                        &mut TokioIo::new(far),
                     )
                     .await;
                 }
@@ -147,6 +180,48 @@ async fn forward(tunnels: Tunnels, mut request: Request) -> Result<Response, Err
         });
     }
     Ok(response_of(answer, switched))
+}
+
+/// Sends the renter's request, as it came, to the replica at `peer` whose hub the device's
+/// agent polls: that replica checks the caller again and serves it as its own (and meters it).
+async fn relay(
+    tunnels: &Tunnels,
+    mut request: Request,
+    path: &TunnelPath<'_>,
+    peer: &str,
+    upgrading: bool,
+) -> Result<Response, Error> {
+    let renter_side = upgrading.then(|| hyper::upgrade::on(&mut request));
+    let other_end = format!(
+        "replica {peer}, which device '{}' is connected to,",
+        path.device_id
+    );
+    let unreachable = |why: String| Error::Tunnel {
+        status: StatusCode::BAD_GATEWAY,
+        message: format!("{other_end} cannot be reached: {why}"),
+    };
+    let connection = tokio::time::timeout(OPEN_TIMEOUT, TcpStream::connect(peer))
+        .await
+        .map_err(|_| unreachable(format!("no answer within {} s", OPEN_TIMEOUT.as_secs())))?
+        .map_err(|e| unreachable(e.to_string()))?;
+    let (parts, body) = request.into_parts();
+    let mut headers = HeaderMap::new();
+    for (name, value) in &parts.headers {
+        let hop_by_hop = match name.as_str() {
+            "connection" | "upgrade" => !upgrading,
+            "keep-alive" | "proxy-connection" | "te" | "trailer" | "transfer-encoding" => true,
+            _ => false,
+        };
+        if !hop_by_hop {
+            headers.append(name, value.clone());
+        }
+    }
+    if let Ok(us) = HeaderValue::from_str(tunnels.platform.replicas.id()) {
+        headers.insert(RELAYED_BY_HEADER, us);
+    }
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let outgoing = request_for(parts.method, target, body, headers, "relayed")?;
+    exchange(connection, outgoing, renter_side, &other_end).await
 }
 
 /// How the caller passed.
@@ -235,10 +310,10 @@ fn keep_token(tunnels: &Tunnels, uri: &Uri, path: &TunnelPath<'_>, token: &str) 
         .into_response()
 }
 
-fn bad_gateway(port: u16, error: &hyper::Error) -> Error {
+fn bad_gateway(other_end: &str, error: &hyper::Error) -> Error {
     Error::Tunnel {
         status: StatusCode::BAD_GATEWAY,
-        message: format!("the workload on port {port} did not answer: {error}"),
+        message: format!("{other_end} did not answer: {error}"),
     }
 }
 
@@ -322,16 +397,33 @@ fn outgoing(
     if let Ok(value) = HeaderValue::from_str(&prefix(path.cluster_id, path.device_id, path.port)) {
         headers.insert("x-forwarded-prefix", value);
     }
-    let mut outgoing = hyper::Request::builder()
-        .method(parts.method)
+    request_for(
+        parts.method,
+        &target,
+        body,
+        headers,
+        "sent through a tunnel",
+    )
+}
+
+/// The request to send on: `how` says what could not be done with it, when it cannot.
+fn request_for(
+    method: axum::http::Method,
+    target: &str,
+    body: Body,
+    headers: HeaderMap,
+    how: &str,
+) -> Result<hyper::Request<Body>, Error> {
+    let mut request = hyper::Request::builder()
+        .method(method)
         .uri(target)
         .body(body)
         .map_err(|e| Error::BadRequest {
             status: StatusCode::BAD_REQUEST,
-            message: format!("this request cannot be sent through a tunnel: {e}"),
+            message: format!("this request cannot be {how}: {e}"),
         })?;
-    *outgoing.headers_mut() = headers;
-    Ok(outgoing)
+    *request.headers_mut() = headers;
+    Ok(request)
 }
 
 /// The workload's answer for the renter, without the connection's own headers and without
