@@ -651,6 +651,15 @@ async fn three_replicas_behind_a_balancer_survive_losing_one() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // Deploy → running through the balancer, wherever each deploy and each agent's long poll
+    // landed (docs/BENCHMARKS.md records what runs printed; the agents heartbeat every second).
+    let ran_after = texts(
+        "SELECT CAST(running_at - created_at AS TEXT) FROM clusters \
+         WHERE running_at IS NOT NULL AND name <> $1",
+        "",
+    )
+    .await;
+    eprintln!("deploy → running, ms: {ran_after:?}");
     // Every replica counts the same network (the change feed reached each within a second).
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut summaries = Vec::new();

@@ -18,6 +18,9 @@ pub enum AppError {
     /// Refused in the thing's current state; the message says why.
     #[error("{0}")]
     Conflict(String),
+    /// Asked too often; the message says when to try again.
+    #[error("{0}")]
+    TooMany(String),
     /// Something the request needs outside GPU Commons (Solana) did not answer; retry later.
     #[error("{0}")]
     Unavailable(String),
@@ -44,6 +47,7 @@ impl AppError {
             AppError::Unauthorized(_) => http::StatusCode::UNAUTHORIZED,
             AppError::NotFound(_) => http::StatusCode::NOT_FOUND,
             AppError::Conflict(_) => http::StatusCode::CONFLICT,
+            AppError::TooMany(_) => http::StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => http::StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal | AppError::Transport(_) => http::StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -103,6 +107,7 @@ impl AppError {
             E::AccessTokenRejected => AppError::Unauthorized(E::AccessTokenRejected.to_string()),
             E::NotFound(message) => AppError::NotFound(message),
             E::Conflict(message) => AppError::Conflict(message),
+            E::TooMany { message, .. } => AppError::TooMany(message),
             E::Chain(message) => {
                 AppError::Unavailable(format!("Solana: {message}; please try again in a moment"))
             }

@@ -83,6 +83,10 @@ pub struct AuthService {
 // Touching `last_seen_at` at most this often keeps reads from turning into writes.
 const TOUCH_EVERY_MS: i64 = 60_000;
 
+/// At most this many sign-in messages per wallet in a window of this long.
+pub const CHALLENGES_PER_WINDOW: i64 = 20;
+const CHALLENGE_WINDOW_MS: i64 = 60_000;
+
 /// The shortest idle limit a session may have. `last_seen_at` lags use by up to a minute
 /// ([`TOUCH_EVERY_MS`]), so a limit near that would end sessions that are in use.
 pub const MIN_SESSION_IDLE_SECS: i64 = 5 * TOUCH_EVERY_MS / 1000;
@@ -128,6 +132,30 @@ impl AuthService {
 
     pub async fn challenge(&self, address: &str, now: UnixMillis) -> Result<Challenge, Error> {
         let address = WalletAddress::parse(address).map_err(|e| Error::Invalid(e.to_string()))?;
+        // A wallet asks for one message per sign-in: a flood for one address is refused (each
+        // is a row until the purge, and would drown a real owner's in the table).
+        let (recent, oldest): (i64, Option<i64>) = {
+            let row = sqlx::query(
+                "SELECT CAST(COUNT(*) AS BIGINT) AS recent, MIN(issued_at) AS oldest \
+                 FROM auth_nonces WHERE wallet = $1 AND issued_at > $2",
+            )
+            .bind(address.as_str())
+            .bind(now.0 - CHALLENGE_WINDOW_MS)
+            .fetch_one(self.store.pool())
+            .await?;
+            (row.try_get("recent")?, row.try_get("oldest")?)
+        };
+        if recent >= CHALLENGES_PER_WINDOW {
+            let retry_after_secs =
+                ((oldest.unwrap_or(now.0) + CHALLENGE_WINDOW_MS - now.0) / 1_000 + 1).max(1) as u64;
+            return Err(Error::TooMany {
+                message: format!(
+                    "{CHALLENGES_PER_WINDOW} sign-in requests for this wallet in a minute; \
+                     try again in {retry_after_secs} s"
+                ),
+                retry_after_secs,
+            });
+        }
         let nonce = Nonce::parse(&random_hex(16)).map_err(|e| Error::Invalid(e.to_string()))?;
         let message = SignInMessage {
             domain: self.config.domain.clone(),
@@ -164,28 +192,43 @@ impl AuthService {
             &self.config.chain_id,
         )
         .map_err(SignInRefusal::from)?;
+        // The message must be the one issued, word for word: a wallet that signs a copy with a
+        // later expiry or another URI has not signed what this server asked.
+        if message.uri != self.config.uri {
+            return Err(SignInRefusal::Altered("URI").into());
+        }
         let wallet = message.address.as_str();
         let mut tx = self.store.begin_write().await?;
         let consumed = sqlx::query(
             "UPDATE auth_nonces SET used_at = $1 \
-             WHERE nonce = $2 AND wallet = $3 AND used_at IS NULL AND expires_at > $1",
+             WHERE nonce = $2 AND wallet = $3 AND used_at IS NULL AND expires_at > $1 \
+               AND issued_at = $4 AND expires_at = $5",
         )
         .bind(now.0)
         .bind(message.nonce.as_str())
         .bind(wallet)
+        .bind(message.issued_at.0)
+        .bind(message.expiration_time.0)
         .execute(&mut *tx)
         .await?
         .rows_affected();
         if consumed != 1 {
-            let row =
-                sqlx::query("SELECT wallet, expires_at, used_at FROM auth_nonces WHERE nonce = $1")
-                    .bind(message.nonce.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let row = sqlx::query(
+                "SELECT wallet, issued_at, expires_at, used_at FROM auth_nonces WHERE nonce = $1",
+            )
+            .bind(message.nonce.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
             let refusal = match row {
                 None => SignInRefusal::UnknownNonce,
                 Some(row) if row.try_get::<String, _>("wallet")? != wallet => {
                     SignInRefusal::WrongWallet
+                }
+                Some(row)
+                    if row.try_get::<i64, _>("issued_at")? != message.issued_at.0
+                        || row.try_get::<i64, _>("expires_at")? != message.expiration_time.0 =>
+                {
+                    SignInRefusal::Altered("issued-at or expiration time")
                 }
                 Some(row) if row.try_get::<Option<i64>, _>("used_at")?.is_some() => {
                     SignInRefusal::NonceUsed

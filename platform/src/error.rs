@@ -26,6 +26,12 @@ pub enum Error {
     /// The request is valid but the thing's current state refuses it; the message says why.
     #[error("{0}")]
     Conflict(String),
+    /// Asked too often; the caller may ask again after `retry_after_secs`.
+    #[error("{message}")]
+    TooMany {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("{0}")]
     AgentRefused(#[from] AgentRefusal),
     #[error("cannot reach the database at {url}: {source}")]
@@ -61,6 +67,9 @@ pub enum SignInRefusal {
     NonceExpired,
     #[error("this sign-in request was issued to another wallet")]
     WrongWallet,
+    /// The signed message's nonce was issued here, but the message around it was changed.
+    #[error("this sign-in message is not the one issued: its {0} was changed; ask for a new one")]
+    Altered(&'static str),
 }
 
 /// Why the agent API refused a device's call. Each has a stable code the agent acts on.

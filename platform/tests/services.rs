@@ -158,6 +158,84 @@ async fn a_nonce_issued_to_another_wallet_is_refused(p: Platform) {
     assert_eq!(refusal_of(result).await, SignInRefusal::WrongWallet);
 }
 
+/// A wallet that signs a copy of the message with a later expiry, an earlier issue time or
+/// another URI has not signed what was asked: refused, and the nonce stays usable.
+async fn an_altered_sign_in_message_is_refused(p: Platform) {
+    let wallet = Wallet::new();
+    let challenge = p.auth.challenge(&wallet.address(), T0).await.unwrap();
+    let line = |name: &str| {
+        challenge
+            .message
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap()
+            .to_owned()
+    };
+    let later = T0.plus_seconds(86_400 * 365);
+    let altered = [
+        (
+            line("Expiration Time: "),
+            format!("Expiration Time: {later}"),
+            "expiration time",
+        ),
+        (
+            line("Issued At: "),
+            format!("Issued At: {}", T0.plus_seconds(-60)),
+            "issued-at",
+        ),
+        (line("URI: "), "URI: https://evil.example".to_owned(), "URI"),
+    ];
+    for (from, to, what) in altered {
+        let forged = challenge.message.replace(&from, &to);
+        assert_ne!(forged, challenge.message);
+        let result = p.auth.sign_in(&forged, &wallet.sign(&forged), T0).await;
+        let refusal = refusal_of(result).await;
+        assert!(
+            matches!(refusal, SignInRefusal::Altered(changed) if changed.contains(what)),
+            "{what}: {refusal:?}"
+        );
+    }
+    p.auth
+        .sign_in(&challenge.message, &wallet.sign(&challenge.message), T0)
+        .await
+        .unwrap();
+}
+
+/// Sign-in messages for one wallet are limited per minute (others are not held up).
+async fn sign_in_requests_for_one_wallet_are_throttled(p: Platform) {
+    let (flooded, other) = (Wallet::new(), Wallet::new());
+    for n in 0..platform::auth::CHALLENGES_PER_WINDOW {
+        p.auth
+            .challenge(&flooded.address(), T0.plus_seconds(n))
+            .await
+            .unwrap();
+    }
+    let refused = p
+        .auth
+        .challenge(&flooded.address(), T0.plus_seconds(20))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &refused,
+            Error::TooMany {
+                retry_after_secs: 41,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    p.auth
+        .challenge(&other.address(), T0.plus_seconds(20))
+        .await
+        .unwrap();
+    // A minute after the first, the wallet may ask again.
+    p.auth
+        .challenge(&flooded.address(), T0.plus_seconds(61))
+        .await
+        .unwrap();
+}
+
 async fn a_bad_signature_is_refused_and_leaves_the_nonce_usable(p: Platform) {
     let wallet = Wallet::new();
     let challenge = p.auth.challenge(&wallet.address(), T0).await.unwrap();
@@ -4097,6 +4175,8 @@ on_both_backends!(
     an_expired_nonce_is_refused,
     a_nonce_not_issued_here_is_refused,
     a_nonce_issued_to_another_wallet_is_refused,
+    an_altered_sign_in_message_is_refused,
+    sign_in_requests_for_one_wallet_are_throttled,
     a_bad_signature_is_refused_and_leaves_the_nonce_usable,
     a_wrong_domain_is_refused,
     sessions_end_when_idle_or_too_old,

@@ -112,6 +112,21 @@ impl IntoResponse for Error {
                 refusal.to_string(),
             ),
             Error::Platform(P::NotFound(message)) => (StatusCode::NOT_FOUND, "not_found", message),
+            Error::Platform(P::TooMany {
+                message,
+                retry_after_secs,
+            }) => {
+                let body = json!({ "error": { "code": "rate_limited", "message": message } });
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(
+                        axum::http::header::RETRY_AFTER,
+                        retry_after_secs.to_string(),
+                    )],
+                    Json(body),
+                )
+                    .into_response();
+            }
             Error::Platform(P::Conflict(message)) => (StatusCode::CONFLICT, "conflict", message),
             Error::Platform(P::AgentRefused(refusal)) => {
                 use platform::AgentRefusal as R;

@@ -1,16 +1,26 @@
 //! The API keys panel of `/cloud`: make a key for a script (its secret shown once), see when
 //! each was last used, revoke it.
+//!
+//! The page renders the keys into the island as a prop and the island reads them again after
+//! each change: an island's own resource inside the page's suspense could hydrate against
+//! HTML that had not streamed in yet (a hydration error seen in the browser tests).
 
+use domain::api_key::ApiKey;
 use leptos::prelude::*;
 
 use crate::components::supply::ErrorNote;
+use crate::errors::AppError;
 use crate::functions::cloud::{create_api_key, my_api_keys, revoke_api_key};
 use crate::routes::cloud::time_text;
 
 #[island]
-pub fn ApiKeysPanel() -> impl IntoView {
-    let version = RwSignal::new(0u32);
-    let keys = Resource::new(move || version.get(), |_| my_api_keys());
+pub fn ApiKeysPanel(keys: Vec<ApiKey>) -> impl IntoView {
+    let keys = RwSignal::new(Ok::<_, AppError>(keys));
+    let reload = move || {
+        leptos::task::spawn_local(async move {
+            keys.set(my_api_keys().await);
+        });
+    };
     let name = RwSignal::new(String::new());
     let secret = RwSignal::new(None::<String>);
     let problem = RwSignal::new(None::<String>);
@@ -26,7 +36,7 @@ pub fn ApiKeysPanel() -> impl IntoView {
                 }
                 Err(e) => problem.set(Some(e.to_string())),
             }
-            version.update(|v| *v += 1);
+            reload();
         });
     };
     let revoke = move |id: String| {
@@ -34,13 +44,13 @@ pub fn ApiKeysPanel() -> impl IntoView {
             if let Err(e) = revoke_api_key(id).await {
                 problem.set(Some(e.to_string()));
             }
-            version.update(|v| *v += 1);
+            reload();
         });
     };
     view! {
         <section class="panel">
             <h2>"API keys"</h2>
-            <p class="muted">"Scripts and agents call the JSON API (" <a href="/api/v1/openapi.json">"OpenAPI document"</a> ") with " <code>"Authorization: Bearer gck_…"</code> ". A key can do what you can, except manage keys."</p>
+            <p class="muted">"Scripts and agents call the JSON API (" <a href="/api/v1/openapi.json">"OpenAPI document"</a> ") with " <code>"Authorization: Bearer gck_…"</code> ". A key can do what you can, except make or revoke keys."</p>
             <form class="inline" on:submit=create>
                 <input aria-label="Key name" placeholder="what will use it?" data-testid="api-key-name" prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev)) />
                 <button class="btn btn-ghost" type="submit" data-testid="create-api-key">"Make a key"</button>
@@ -52,8 +62,7 @@ pub fn ApiKeysPanel() -> impl IntoView {
                 </div>
             })}
             {move || problem.get().map(|p| view! { <p class="notice error" data-testid="api-key-error">{p}</p> })}
-            <Transition fallback=|| ()>
-                {move || keys.get().map(|result| match result {
+            {move || match keys.get() {
                     Ok(list) if list.is_empty() => view! { <p class="empty">"No keys yet."</p> }.into_any(),
                     Ok(list) => view! {
                         <table class="table">
@@ -79,8 +88,7 @@ pub fn ApiKeysPanel() -> impl IntoView {
                         </table>
                     }.into_any(),
                     Err(error) => view! { <ErrorNote error /> }.into_any(),
-                })}
-            </Transition>
+                }}
         </section>
     }
 }

@@ -21,7 +21,7 @@ use crate::components::live::SubmitOnChange;
 use crate::components::session::use_session;
 use crate::components::supply::{ErrorNote, ModelSupplyTable};
 use crate::errors::AppError;
-use crate::functions::cloud::load_cloud_overview;
+use crate::functions::cloud::{load_cloud_overview, my_api_keys};
 use crate::functions::network::load_network_summary;
 use api_keys::ApiKeysPanel;
 
@@ -67,7 +67,11 @@ pub fn CloudPage() -> impl IntoView {
         </section>
         <Suspense fallback=|| ()>
             {move || Suspend::new(async move {
-                session.signed_in().await.map(|_| view! { <ApiKeysPanel /> })
+                session.signed_in().await?;
+                Some(match my_api_keys().await {
+                    Ok(keys) => view! { <ApiKeysPanel keys /> }.into_any(),
+                    Err(error) => view! { <section class="panel"><ErrorNote error /></section> }.into_any(),
+                })
             })}
         </Suspense>
         <section class="panel">
