@@ -207,12 +207,7 @@ async fn relay(
     let (parts, body) = request.into_parts();
     let mut headers = HeaderMap::new();
     for (name, value) in &parts.headers {
-        let hop_by_hop = match name.as_str() {
-            "connection" | "upgrade" => !upgrading,
-            "keep-alive" | "proxy-connection" | "te" | "trailer" | "transfer-encoding" => true,
-            _ => false,
-        };
-        if !hop_by_hop {
+        if !is_hop_by_hop(name.as_str(), upgrading) {
             headers.append(name, value.clone());
         }
     }
@@ -440,15 +435,23 @@ fn response_of(answer: hyper::Response<hyper::body::Incoming>, switched: bool) -
     for (name, value) in &parts.headers {
         let keep = match name.as_str() {
             "set-cookie" => value.to_str().is_ok_and(allows_set_cookie),
-            "connection" | "upgrade" => switched,
-            "keep-alive" | "proxy-connection" | "transfer-encoding" | "trailer" | "te" => false,
-            _ => true,
+            other => !is_hop_by_hop(other, switched),
         };
         if keep {
             headers.append(name, value.clone());
         }
     }
     response
+}
+
+/// Whether a (lower-case) header belongs to one connection rather than the message, and so is
+/// not passed on; `connection` and `upgrade` pass while an upgrade is asked or made.
+fn is_hop_by_hop(name: &str, upgrading: bool) -> bool {
+    match name {
+        "connection" | "upgrade" => !upgrading,
+        "keep-alive" | "proxy-connection" | "te" | "trailer" | "transfer-encoding" => true,
+        _ => false,
+    }
 }
 
 /// A connection to a workload whose bytes, both ways, count for its cluster as they pass.
