@@ -6,6 +6,7 @@ use domain::agent_protocol::{
     AssignmentChange, AssignmentWait, Heartbeat, HeartbeatReply, RegisterRequest, Registered,
     SpeedTestResult, SpeedTestStarted, VerificationOutcome, MAX_ASSIGNMENT_WAIT_SECS,
 };
+use domain::agent_release::AgentReleases;
 use domain::proof_of_work::Answer;
 use domain::tunnel::{OrderWait, TunnelOrder, TunnelOrders, MAX_ORDER_WAIT_SECS, STREAM_PROTOCOL};
 use serde::de::DeserializeOwned;
@@ -19,6 +20,8 @@ pub struct ApiClient {
     http: reqwest::Client,
     /// For tunnel streams, which last as long as the renter's connection: no total time limit.
     streams: reqwest::Client,
+    /// The server's root URL (`https://gpucommons.example`), for its public agent downloads.
+    root: String,
     base: String,
     credential: Option<String>,
 }
@@ -62,6 +65,7 @@ impl ApiClient {
         Ok(ApiClient {
             http,
             streams,
+            root: server.trim_end_matches('/').to_owned(),
             base: format!("{}/api/agent/v1", server.trim_end_matches('/')),
             credential: None,
         })
@@ -118,6 +122,40 @@ impl ApiClient {
             .json()
             .await
             .map_err(transport)
+    }
+
+    /// The agent builds the server offers.
+    pub async fn releases(&self) -> Result<AgentReleases, AgentError> {
+        self.json(self.http.get(format!("{}/agent/releases.json", self.root)))
+            .await
+    }
+
+    /// Downloads the release at `path` (a path on this server), refusing more than `size` bytes.
+    pub async fn download(&self, path: &str, size: u64) -> Result<Vec<u8>, AgentError> {
+        if !path.starts_with("/agent/download/") {
+            return Err(AgentError::Transport(format!(
+                "the server names '{path}' as a download, which is not one of its agent downloads"
+            )));
+        }
+        let mut response = Self::answer_of(
+            self.http
+                .get(format!("{}{path}", self.root))
+                .timeout(Duration::from_secs(600))
+                .send()
+                .await
+                .map_err(transport)?,
+        )
+        .await?;
+        let mut binary = Vec::with_capacity(size.min(64 << 20) as usize);
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if (binary.len() + chunk.len()) as u64 > size {
+                return Err(AgentError::Transport(format!(
+                    "the download of {path} runs past the {size} bytes offered"
+                )));
+            }
+            binary.extend_from_slice(&chunk);
+        }
+        Ok(binary)
     }
 
     pub async fn register(&self, request: &RegisterRequest) -> Result<Registered, AgentError> {

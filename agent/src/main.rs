@@ -7,6 +7,7 @@ mod client;
 mod credentials;
 mod error;
 mod hardware;
+mod release;
 mod tunnel;
 mod workloads;
 
@@ -28,7 +29,6 @@ use credentials::Credentials;
 use error::AgentError;
 use hardware::{SimulatedMachine, UtilisationProbe};
 
-const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Longest wait between retries when the server is unreachable.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -86,13 +86,36 @@ struct Args {
         value_delimiter = ':'
     )]
     sandbox_read_only: Vec<PathBuf>,
+
+    /// Never replace this binary with the build the server offers (for agents a package
+    /// manager keeps up to date). By default the agent installs it, once no cluster runs here.
+    #[arg(long, env = "GC_AGENT_NO_AUTO_UPDATE")]
+    no_auto_update: bool,
+}
+
+/// Why the agent's run ended without an error.
+enum Exit {
+    Stopped,
+    /// A new build replaced the binary: start it in this process.
+    Restart,
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse();
     match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Exit::Stopped) => ExitCode::SUCCESS,
+        Ok(Exit::Restart) => {
+            let Some(exe) = release::own_build().exe.as_deref() else {
+                return ExitCode::from(3);
+            };
+            let error = release::restart(exe);
+            eprintln!(
+                "gpu-commons-agent: cannot restart as the new build {}: {error}",
+                exe.display()
+            );
+            ExitCode::from(3)
+        }
         Err(e) => {
             eprintln!("gpu-commons-agent: {e}");
             ExitCode::from(if matches!(e, AgentError::Config(_)) {
@@ -163,7 +186,7 @@ fn backoff(failures: u32) -> Duration {
     base.mul_f64(rand::thread_rng().gen_range(0.5..1.5))
 }
 
-async fn run(args: Args) -> Result<(), AgentError> {
+async fn run(args: Args) -> Result<Exit, AgentError> {
     let stop = stop_requested();
     tokio::pin!(stop);
     let path = args
@@ -189,12 +212,17 @@ async fn run(args: Args) -> Result<(), AgentError> {
             saved = register(&args, &machine, &path) => saved?,
             signal = &mut stop => {
                 println!("{signal}: stopping before registration finished");
-                return Ok(());
+                return Ok(Exit::Stopped);
             }
         },
     };
     let client = ApiClient::new(&saved.server)?.with_credential(saved.credential.clone());
-    println!("device {} reporting to {}", saved.device_id, saved.server);
+    println!(
+        "device {} reporting to {} (agent {})",
+        saved.device_id,
+        saved.server,
+        release::own_build().version
+    );
     let record = path.with_extension("workloads.json");
     for leftover in workloads::stop_leftovers(&record) {
         println!("stopped {leftover}, left running when this agent was last killed");
@@ -208,13 +236,18 @@ async fn run(args: Args) -> Result<(), AgentError> {
     let watcher = tokio::spawn(watch_assignments(client.clone(), assignments.clone()));
     let shipper = tokio::spawn(ship_output(client.clone(), shipping.clone()));
     let tunnels = tokio::spawn(tunnel::serve(client.clone(), served));
+    let updater = (!args.no_auto_update)
+        .then(|| tokio::spawn(keep_updated(client.clone(), assignments.clone())));
     let result = tokio::select! {
         result = heartbeat_loop(&client, &mut machine, &mut workloads, &assignments) => result,
         signal = &mut stop => {
             println!("{signal}: stopping the workloads, then the agent");
-            Ok(())
+            Ok(Exit::Stopped)
         }
     };
+    if let Some(updater) = updater {
+        updater.abort();
+    }
     watcher.abort();
     tunnels.abort();
     workloads.stop_all().await;
@@ -319,13 +352,80 @@ fn workload_settings(
     })
 }
 
-/// What the heartbeat loop and the assignment long poll share.
+/// What the heartbeat loop, the assignment long poll and the updater share.
 #[derive(Default)]
 struct AssignmentWatch {
     /// The clusters whose workloads run here, as of the last heartbeat.
     known: Mutex<Vec<String>>,
+    /// Whether a heartbeat was answered yet: until then `known` says nothing.
+    heard: std::sync::atomic::AtomicBool,
     /// Rung when the server has other work for the device: heartbeat now.
     changed: Notify,
+    /// A new build installed over this binary, which the heartbeat loop restarts into between
+    /// heartbeats once no cluster runs here.
+    installed: Mutex<Option<String>>,
+}
+
+impl AssignmentWatch {
+    /// Whether a cluster may run here now (or the server was not heard yet).
+    fn busy(&self) -> bool {
+        !self.heard.load(std::sync::atomic::Ordering::Acquire)
+            || self.known.lock().map_or(true, |known| !known.is_empty())
+    }
+
+    fn installed(&self) -> Option<String> {
+        self.installed.lock().ok().and_then(|v| v.clone())
+    }
+}
+
+/// Keeps this agent on the build the server offers: looks now and every hour, installs it once
+/// no cluster runs here, then has the heartbeat loop restart into it.
+async fn keep_updated(client: ApiClient, watch: Arc<AssignmentWatch>) {
+    // Until the server answers a heartbeat, whether a cluster runs here is unknown.
+    while !watch.heard.load(std::sync::atomic::Ordering::Acquire) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut said = None::<String>;
+    loop {
+        let pause = match release::check(&client, || watch.busy()).await {
+            Ok(release::Checked::Installed(version)) => {
+                println!("agent {version} installed; restarting into it between heartbeats");
+                if let Ok(mut installed) = watch.installed.lock() {
+                    *installed = Some(version);
+                }
+                watch.changed.notify_one();
+                return;
+            }
+            Ok(release::Checked::Deferred(version)) => {
+                if said.as_deref() != Some(version.as_str()) {
+                    println!(
+                        "agent {version} is offered; it is installed once no cluster runs here"
+                    );
+                    said = Some(version);
+                }
+                release::RECHECK_WHEN_BUSY
+            }
+            Ok(release::Checked::Downgrade(version)) => {
+                if said.as_deref() != Some(version.as_str()) {
+                    println!(
+                        "the server offers agent {version}, an earlier release than this one ({}): kept this one",
+                        release::own_build().version
+                    );
+                    said = Some(version);
+                }
+                release::CHECK_EVERY
+            }
+            Ok(release::Checked::Current | release::Checked::NothingOffered) => {
+                release::CHECK_EVERY
+            }
+            Err(e) => {
+                eprintln!("agent update: {e}");
+                Duration::from_secs(300)
+            }
+        };
+        let jitter = rand::thread_rng().gen_range(0.9..1.1);
+        tokio::time::sleep(pause.mul_f64(jitter)).await;
+    }
 }
 
 /// Long-polls the server for new cluster work so a hired device starts within a round trip,
@@ -406,7 +506,7 @@ async fn register(
     );
     let request = RegisterRequest {
         token,
-        agent_version: VERSION.to_owned(),
+        agent_version: release::own_build().version.clone(),
         simulated: matches!(machine, Machine::Simulated(_)),
         hardware,
     };
@@ -445,7 +545,7 @@ async fn heartbeat_loop(
     machine: &mut Machine,
     workloads: &mut workloads::Workloads,
     assignments: &AssignmentWatch,
-) -> Result<(), AgentError> {
+) -> Result<Exit, AgentError> {
     let mut interval = Duration::from_secs(10);
     let mut failures = 0u32;
     let mut last_status: Option<(DeviceStatus, String)> = None;
@@ -453,7 +553,7 @@ async fn heartbeat_loop(
     loop {
         let heartbeat = Heartbeat {
             sent_at: now_ms(),
-            agent_version: VERSION.to_owned(),
+            agent_version: release::own_build().version.clone(),
             utilisation: machine.utilisation(),
             workloads: workloads.reports(),
         };
@@ -473,7 +573,18 @@ async fn heartbeat_loop(
                 if let Ok(mut known) = assignments.known.lock() {
                     *known = workloads.cluster_ids();
                 }
+                assignments
+                    .heard
+                    .store(true, std::sync::atomic::Ordering::Release);
                 follow_up(client, &reply, &mut last_challenge).await?;
+                // Between heartbeats, with proofs answered and no cluster here, a new build
+                // takes over.
+                if workloads.cluster_ids().is_empty() {
+                    if let Some(version) = assignments.installed() {
+                        println!("restarting as agent {version}");
+                        return Ok(Exit::Restart);
+                    }
+                }
                 let reported = heartbeat.workloads;
                 let next = if changed || reported != workloads.reports() {
                     REPORT_CHANGE_AFTER

@@ -41,7 +41,7 @@ pub enum DeviceCommand {
     Add {
         #[arg(long)]
         name: String,
-        /// linux, windows or mac_os.
+        /// linux, windows or macos.
         #[arg(long, default_value = "linux")]
         os: String,
         /// gpu or cpu.

@@ -1,14 +1,26 @@
 //! Fleet vocabulary shared by every layer: device status, OS, kind and connectivity tier, each
 //! with the exact lowercase names the database and the API use.
 
-use serde::{Deserialize, Serialize};
-
 macro_rules! named_enum {
     ($(#[$meta:meta])* $name:ident, $what:literal, { $($(#[$variant_meta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(rename_all = "snake_case")]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum $name { $($(#[$variant_meta])* $variant),+ }
+
+        // On the wire a value is its name, the same text the database and the pages use, so
+        // what the API documents, accepts and returns is one spelling (`macos`, not `mac_os`).
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<$name, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                $name::parse(&text).map_err(serde::de::Error::custom)
+            }
+        }
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
@@ -203,6 +215,26 @@ mod tests {
         for t in ConnectivityTier::ALL {
             assert_eq!(ConnectivityTier::parse(t.as_str()), Ok(*t));
         }
+    }
+
+    #[test]
+    fn json_carries_the_same_names() {
+        for os in OperatingSystem::ALL {
+            let json = serde_json::to_string(os).unwrap();
+            assert_eq!(json, format!("\"{}\"", os.as_str()));
+            assert_eq!(serde_json::from_str::<OperatingSystem>(&json).unwrap(), *os);
+        }
+        assert_eq!(
+            serde_json::to_string(&OwnerAction::RevokeCredential).unwrap(),
+            "\"revoke-credential\""
+        );
+        let refused = serde_json::from_str::<OperatingSystem>("\"mac_os\"").unwrap_err();
+        assert!(
+            refused.to_string().contains(
+                "unknown operating system 'mac_os' (expected one of: linux, windows, macos)"
+            ),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the browser (compiled to WASM) and on the server.
 
 pub mod agent_protocol;
+pub mod agent_release;
 pub mod allocator;
 pub mod api_key;
 pub mod catalog;

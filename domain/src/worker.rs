@@ -66,8 +66,12 @@ impl NewDevice {
 pub struct RegistrationTicket {
     pub device_id: String,
     pub token: String,
-    /// The one line that starts the agent with this token.
+    /// The one line to run on the machine: the server's install script (download, checksum,
+    /// service) with this token, or, where the server offers no agent download, the agent
+    /// command itself.
     pub command: String,
+    /// The agent command with this token, for a machine that has the agent already.
+    pub run_command: String,
     pub expires_at: UnixMillis,
 }
 
@@ -99,6 +103,9 @@ pub struct OwnedDevice {
     pub uptime_30d_permille: u16,
     /// Hire earnings settled for it so far, before the 0.25% provider fee.
     pub earned: crate::money::MicroUsd,
+    /// Its agent runs an older build than the server offers (and will install it once no
+    /// cluster runs there, unless its provider turned updates off).
+    pub agent_outdated: bool,
 }
 
 impl OwnedDevice {
@@ -200,6 +207,8 @@ pub fn models_of(devices: &[OwnedDevice]) -> Vec<String> {
 pub struct WorkerDevices {
     pub devices: Vec<OwnedDevice>,
     pub awaiting_agent: Vec<AwaitingAgent>,
+    /// The agent build the server offers (`CORE+BUILD`), when it offers one.
+    pub offered_agent: Option<String>,
 }
 
 crate::fleet::named_enum!(
@@ -337,6 +346,7 @@ mod tests {
             last_heartbeat_at: Some(UnixMillis(i64::from(uptime))),
             uptime_30d_permille: uptime,
             earned: crate::money::MicroUsd::ZERO,
+            agent_outdated: false,
         }
     }
 

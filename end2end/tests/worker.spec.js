@@ -1,7 +1,8 @@
-// The provider flow: add a device in the Worker tab, run the command it shows (the real agent
-// binary, with simulated hardware), and watch the device get verified; pause and resume it.
+// The provider flow: add a device in the Worker tab, run the command it shows (the server's
+// install script, which downloads and checks the real agent binary), start the agent as the
+// script says (with simulated hardware), and watch the device get verified; pause and resume it.
 const { test, expect } = require('@playwright/test');
-const { spawn } = require('child_process');
+const { spawn, spawnSync } = require('child_process');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
@@ -28,15 +29,25 @@ test('a provider adds a device, runs the shown command, and sees it verified', a
   await page.getByTestId('create-device').click();
 
   const command = (await page.getByTestId('agent-command').textContent()).trim();
-  expect(command).toMatch(/^gpu-commons-agent --server http:\/\/127\.0\.0\.1:\d+ --token gcr_[0-9a-f]{48}$/);
+  expect(command).toMatch(/^curl -fsSL http:\/\/127\.0\.0\.1:\d+\/install\.sh \| sh -s -- --token gcr_[0-9a-f]{48}$/);
+  const runCommand = (await page.getByTestId('agent-run-command').textContent()).trim();
+  expect(runCommand).toMatch(/^gpu-commons-agent --server http:\/\/127\.0\.0\.1:\d+ --token gcr_[0-9a-f]{48}$/);
   await page.getByTestId('copy-command').click();
   await expect(page.getByTestId('copy-command')).toHaveText('Copied');
   expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(command);
 
-  // Run exactly the shown command with this build's agent, describing the hardware from a file.
+  // Run exactly the shown command (into a scratch folder rather than /usr/local), then start
+  // the installed agent as the script says, describing the hardware from a file.
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gc-e2e-agent-'));
-  const [, ...args] = command.split(' ');
-  const agent = spawn(AGENT_BIN, [...args, '--credentials', path.join(dir, 'agent.json'), '--simulate', MACHINE]);
+  const install = spawnSync('sh', ['-c', `${command} --prefix ${dir}/prefix --config-dir ${dir}/etc`], { encoding: 'utf8' });
+  const said = install.stdout + install.stderr;
+  expect(install.status, said).toBe(0);
+  const installed = path.join(dir, 'prefix', 'bin', 'gpu-commons-agent');
+  expect(fs.readFileSync(installed).equals(fs.readFileSync(AGENT_BIN)), said).toBe(true);
+  const start = said.split('\n').map((l) => l.trim()).find((l) => l.startsWith(`${installed} `));
+  expect(start, said).toBeTruthy();
+  const [, ...args] = start.split(' ');
+  const agent = spawn(installed, [...args, '--simulate', MACHINE]);
   let log = '';
   agent.stdout.on('data', (d) => (log += d));
   agent.stderr.on('data', (d) => (log += d));

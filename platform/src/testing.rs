@@ -293,6 +293,7 @@ pub fn plain_config(agent_server_url: &str) -> crate::PlatformConfig {
         worker: crate::worker::WorkerConfig {
             agent_server_url: agent_server_url.to_owned(),
             registration_ttl_secs: 3600,
+            offered_agent: None,
         },
         fleet: crate::agents::FleetConfig::default(),
         provisioning: crate::provisioning::ProvisioningConfig::default(),

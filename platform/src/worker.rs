@@ -39,6 +39,9 @@ pub struct WorkerConfig {
     /// The server URL agents are told to call (the public URL).
     pub agent_server_url: String,
     pub registration_ttl_secs: i64,
+    /// The agent build the server offers for download, if any: devices running another are
+    /// flagged, and new devices get the install script's command.
+    pub offered_agent: Option<domain::agent_release::AgentVersion>,
 }
 
 #[derive(Clone)]
@@ -122,14 +125,17 @@ impl WorkerService {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        let command = format!(
-            "gpu-commons-agent --server {} --token {token}",
-            self.config.agent_server_url.trim_end_matches('/')
-        );
+        let server = self.config.agent_server_url.trim_end_matches('/');
+        let run_command = format!("gpu-commons-agent --server {server} --token {token}");
+        let command = match self.config.offered_agent {
+            Some(_) => format!("curl -fsSL {server}/install.sh | sh -s -- --token {token}"),
+            None => run_command.clone(),
+        };
         Ok(RegistrationTicket {
             device_id,
             token,
             command,
+            run_command,
             expires_at,
         })
     }
@@ -167,7 +173,7 @@ impl WorkerService {
                 let id: String = row.try_get("id")?;
                 let flushed = online.get(&id).copied().unwrap_or(0);
                 let (unflushed, last_heartbeat) = self.unwritten(&id);
-                let mut device = owned_device(row, flushed + unflushed, now)?;
+                let mut device = self.owned_device(row, flushed + unflushed, now)?;
                 device.last_heartbeat_at = last_heartbeat.or(device.last_heartbeat_at);
                 device.earned = earned.get(&id).copied().unwrap_or_default();
                 Ok::<_, Error>(device)
@@ -197,6 +203,7 @@ impl WorkerService {
         Ok(WorkerDevices {
             devices,
             awaiting_agent,
+            offered_agent: self.config.offered_agent.as_ref().map(ToString::to_string),
         })
     }
 
@@ -223,7 +230,7 @@ impl WorkerService {
         let row = sqlx::query(&format!(
             "SELECT {SUMMARY_COLUMNS}, os, status_reason, status_changed_at, reported_gpus, \
                cpu_model, cpu_cores, ram_gb, disk_gb, download_mb_per_s, upload_mb_per_s, \
-               latency_ms, agent_version, \
+               latency_ms, \
                CAST(CASE WHEN credential_hash IS NULL THEN 0 ELSE 1 END AS BIGINT) \
                  AS credential_active \
              FROM devices WHERE id = $1 AND owner_wallet = $2"
@@ -289,7 +296,7 @@ impl WorkerService {
             .flatten();
         let online_ms = hours.iter().map(|h| h.online_ms).sum();
         let changed_at: i64 = row.try_get("status_changed_at")?;
-        let mut summary = owned_device(&row, online_ms, now)?;
+        let mut summary = self.owned_device(&row, online_ms, now)?;
         summary.last_heartbeat_at = last_heartbeat.or(summary.last_heartbeat_at);
         summary.earned = hires::earned_per_device(&self.store, owner)
             .await?
@@ -318,6 +325,24 @@ impl WorkerService {
             uptime_days: uptime_by_day(&hours, now, UPTIME_WINDOW_MS / domain::time::DAY_MS),
             utilisation_hours: utilisation_by_hour(&hours, now, UTILISATION_HOURS),
         })
+    }
+
+    /// A row selected with [`SUMMARY_COLUMNS`], its agent's build compared with the one offered.
+    fn owned_device(
+        &self,
+        row: &AnyRow,
+        online_ms: i64,
+        now: UnixMillis,
+    ) -> Result<OwnedDevice, Error> {
+        let mut device = owned_device(row, online_ms, now)?;
+        let reported: Option<String> = row.try_get("agent_version")?;
+        device.agent_outdated = match (&self.config.offered_agent, reported) {
+            (Some(offered), Some(reported)) => {
+                domain::agent_release::is_outdated(&reported, offered)
+            }
+            _ => false,
+        };
+        Ok(device)
     }
 
     /// Applies an owner's action (pause, resume, remove) to one of their devices.
@@ -547,7 +572,7 @@ const SUMMARY_COLUMNS: &str = concat!(
     flag_sql!("verified"),
     ", gpu_model, gpu_count, country, tier, ",
     flag_sql!("simulated"),
-    ", last_heartbeat_at, created_at"
+    ", last_heartbeat_at, created_at, agent_version"
 );
 
 /// A row selected with [`SUMMARY_COLUMNS`], with the device's online time in the uptime window.
@@ -572,5 +597,6 @@ fn owned_device(row: &AnyRow, online_ms: i64, now: UnixMillis) -> Result<OwnedDe
             now,
         ),
         earned: domain::money::MicroUsd::ZERO,
+        agent_outdated: false,
     })
 }

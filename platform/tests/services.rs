@@ -47,6 +47,7 @@ fn config() -> PlatformConfig {
         worker: WorkerConfig {
             agent_server_url: "http://gpu.test:3000/".into(),
             registration_ttl_secs: 3600,
+            offered_agent: None,
         },
         fleet: FleetConfig {
             // Small proofs: the arithmetic is the domain's, tested there at size.

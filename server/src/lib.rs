@@ -3,6 +3,7 @@
 //! (`router`), runs the background jobs (`jobs`) and the operator commands (`operator`).
 
 pub mod agent_api;
+pub mod agent_delivery;
 pub mod api;
 mod api_errors;
 mod api_input;

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use url::Url;
 
+use crate::agent_delivery::AgentDownloads;
 use crate::config::Config;
 use crate::demo_agents::DemoAgents;
 use crate::Error;
@@ -33,6 +34,7 @@ async fn open_platform(
     config: &Config,
     public_url: &Url,
     tunnel_origin: Option<&TunnelOrigin>,
+    offered_agent: Option<domain::agent_release::AgentVersion>,
 ) -> Result<Platform, Error> {
     let store = Store::open(&config.database_url).await?;
     let mut provisioning = config.provisioning.clone();
@@ -44,6 +46,7 @@ async fn open_platform(
             worker: WorkerConfig {
                 agent_server_url: public_url.as_str().trim_end_matches('/').to_owned(),
                 registration_ttl_secs: config.registration_ttl_secs,
+                offered_agent,
             },
             fleet: config.fleet.clone(),
             provisioning,
@@ -151,7 +154,14 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
                 .map_err(|e| Error::Config(format!("--tunnel-hosts for {url}: {e}")))
         })
         .transpose()?;
-    let platform = open_platform(&config, &public_url, tunnel_origin.as_ref()).await?;
+    let downloads = Arc::new(AgentDownloads::load(&config.agent_binary));
+    let platform = open_platform(
+        &config,
+        &public_url,
+        tunnel_origin.as_ref(),
+        downloads.offered_version(),
+    )
+    .await?;
     let serving_lock = platform::store::lock_for_serving(&config.database_url)?;
     // Where this replica starts following other replicas' changes: read before the rebuild,
     // so a change committed during it is mirrored again, never missed.
@@ -224,7 +234,9 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
     );
 
     let hub = crate::tunnel::TunnelHub::new();
-    let router = crate::router::router(platform.clone(), &config, addr, hub.clone());
+    let router = crate::router::router(platform.clone(), &config, addr, hub.clone()).merge(
+        crate::agent_delivery::routes(downloads, public_url.as_str()),
+    );
     let tunnel_task = tunnel_listener.map(|listener| {
         let origin = tunnel_origin.clone().expect("an origin for every listener");
         let tunnels = crate::tunnel::proxy::router(platform.clone(), hub, origin);
@@ -338,5 +350,5 @@ pub(crate) async fn open_platform_for_task(config: &Config) -> Result<Platform, 
         None => Url::parse(&format!("http://{}", config.listen))
             .map_err(|e| Error::Config(format!("listen address: {e}")))?,
     };
-    open_platform(config, &public_url, None).await
+    open_platform(config, &public_url, None, None).await
 }

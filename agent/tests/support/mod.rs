@@ -263,13 +263,29 @@ impl Fleet {
 }
 
 /// Reserves a GPU device called `name` for `owner` as the Worker tab's wizard does; returns
-/// the arguments of the agent command it shows.
+/// the arguments of the agent command it shows for a machine with the agent installed.
 pub async fn enrol(
     platform: &platform::Platform,
     owner: &WalletAddress,
     name: &str,
 ) -> Vec<String> {
-    let ticket = platform
+    let ticket = ticket(platform, owner, name).await;
+    let words: Vec<String> = ticket
+        .run_command
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(words[0], "gpu-commons-agent");
+    words[1..].to_vec()
+}
+
+/// What the Worker tab's wizard shows for a new GPU device called `name`.
+pub async fn ticket(
+    platform: &platform::Platform,
+    owner: &WalletAddress,
+    name: &str,
+) -> domain::worker::RegistrationTicket {
+    platform
         .worker
         .add_device(
             owner,
@@ -282,14 +298,7 @@ pub async fn enrol(
             platform::now(),
         )
         .await
-        .unwrap();
-    let words: Vec<String> = ticket
-        .command
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect();
-    assert_eq!(words[0], "gpu-commons-agent");
-    words[1..].to_vec()
+        .unwrap()
 }
 
 pub async fn wait_exit(child: &mut Child, secs: u64) -> std::process::ExitStatus {

@@ -6,8 +6,6 @@
 //! browser keeps its pages, cookies and storage apart. An origin at an IP address cannot have
 //! such hosts and stays shared.
 
-use serde::{Deserialize, Serialize};
-
 use crate::fleet::named_enum;
 
 named_enum!(

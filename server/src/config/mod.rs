@@ -104,7 +104,9 @@ pub struct Settings {
     #[arg(long, env = "GC_DEMO_AGENTS", value_name = "N")]
     pub demo_agents: Option<usize>,
 
-    /// The agent binary the demo agents run. [default: gpu-commons-agent beside this binary]
+    /// The agent binary this server offers for download (the Worker tab's install command,
+    /// agents' self-updates) and its demo agents run. [default: gpu-commons-agent beside this
+    /// binary; none offered when it is not there]
     #[arg(long, env = "GC_AGENT_BINARY", value_name = "FILE")]
     pub agent_binary: Option<PathBuf>,
 
@@ -343,6 +345,8 @@ pub struct Config {
     pub demo_devices: usize,
     /// `count` 0 when no demo agents are wanted.
     pub demo_agents: DemoAgentSettings,
+    /// The agent binary offered for download (nothing is offered when it is not there).
+    pub agent_binary: PathBuf,
     pub sign_in_ttl_secs: i64,
     pub session_idle_secs: i64,
     pub session_max_secs: i64,

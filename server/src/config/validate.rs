@@ -90,6 +90,7 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from("target/site")),
             chain_id: format!("solana:{}", endpoints.cluster),
             demo_devices,
+            agent_binary: demo_agents.binary.clone(),
             demo_agents,
             sign_in_ttl_secs: sessions.sign_in_ttl_secs,
             session_idle_secs: sessions.session_idle_secs,

@@ -150,7 +150,7 @@ fn DeviceView(d: DeviceWithCharts) -> impl IntoView {
                 <dt>"Memory / disk"</dt><dd>{format!("{} GB RAM · {} GB disk", d.ram_gb, d.disk_gb)}</dd>
                 <dt>"OS / country"</dt><dd>{format!("{} · {}", d.os, s.country)}</dd>
                 <dt>"Connectivity"</dt><dd data-testid="device-connectivity">{connectivity}</dd>
-                <dt>"Agent"</dt><dd>{d.agent_version.clone().unwrap_or_else(|| "no agent".into())}{(!d.credential_active).then_some(" (credential revoked)")}</dd>
+                <dt>"Agent"</dt><dd data-testid="device-agent">{d.agent_version.clone().unwrap_or_else(|| "no agent".into())}{(!d.credential_active).then_some(" (credential revoked)")}{s.agent_outdated.then_some(" (an older build: it updates itself once no cluster runs on it)")}</dd>
                 <dt>"Last heartbeat"</dt><dd data-testid="device-last-heartbeat">{s.last_heartbeat_at.map_or_else(|| "never".to_owned(), |t| t.to_rfc3339())}</dd>
                 <dt>"Added"</dt><dd>{d.created_at.to_rfc3339()}</dd>
             </dl>

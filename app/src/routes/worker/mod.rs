@@ -177,6 +177,7 @@ fn DeviceTable(devices: Vec<OwnedDevice>, filter: DeviceFilter) -> impl IntoView
                                     <td>
                                         <a href=format!("/worker/devices/{}", d.id)>{d.name.clone()}</a>
                                         {d.simulated.then(|| view! { <span class="tag">"simulated"</span> })}
+                                        {d.agent_outdated.then(|| view! { <span class="tag" data-testid="agent-outdated" title="Its agent runs an older build than this server offers; it updates itself once no cluster runs on it.">"agent update pending"</span> })}
                                     </td>
                                     <td>
                                         <span class=format!("status status-{}", d.status)>{d.status.as_str()}</span>

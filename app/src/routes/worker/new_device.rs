@@ -136,7 +136,7 @@ fn Ticket(ticket: RegistrationTicket) -> impl IntoView {
     view! {
         <div class="ticket" data-testid="registration-ticket">
             <p>"Device " <code data-testid="new-device-id">{ticket.device_id.clone()}</code> " is reserved. On that machine, run:"</p>
-            <pre class="command"><code data-testid="agent-command">{ticket.command}</code></pre>
+            <pre class="command"><code data-testid="agent-command">{ticket.command.clone()}</code></pre>
             <button class="btn" data-testid="copy-command" on:click=copy>
                 {move || match copied.get() {
                     None => "Copy command",
@@ -148,6 +148,13 @@ fn Ticket(ticket: RegistrationTicket) -> impl IntoView {
                 "The token in this command works once and expires at " {ticket.expires_at.to_rfc3339()}
                 ". Only its hash is stored, so it cannot be shown again; if it expires, add the device again."
             </p>
+            {(ticket.run_command != ticket.command).then(|| view! {
+                <p class="muted">
+                    "The script downloads the agent, checks its SHA-256, keeps the token in a file only root reads, and installs the "
+                    <code>"gpu-commons-agent"</code>" systemd service (or says how to start the agent without systemd). The agent then keeps itself up to date. If the agent is installed already, run instead:"
+                </p>
+                <pre class="command"><code data-testid="agent-run-command">{ticket.run_command.clone()}</code></pre>
+            })}
             <p><a href=format!("/worker/devices/{}", ticket.device_id) data-testid="watch-device">"Watch this device"</a></p>
         </div>
     }
