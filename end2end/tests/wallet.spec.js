@@ -22,6 +22,9 @@ test('a Wallet-Standard wallet signs in, the session survives a reload, and sign
   expect(signed).toHaveLength(1);
   expect(signed[0]).toContain(`127.0.0.1:${new URL(page.url()).port} wants you to sign in with your Solana account:\n${address}`);
   expect(signed[0]).toMatch(/\nNonce: [0-9a-f]{32}\n/);
+  // The wallet offers `solana:signIn`, so it wrote the message from the fields itself (after
+  // checking the domain against the page).
+  expect(await page.evaluate(() => window.__testWallet.via)).toEqual(['solana:signIn']);
 
   // The server renders the signed-in header from the HttpOnly cookie.
   const cookies = await page.context().cookies();
@@ -37,6 +40,23 @@ test('a Wallet-Standard wallet signs in, the session survives a reload, and sign
   await expect(page.getByTestId('connect-wallet')).toBeVisible();
   await expect(page.getByTestId('worker-sign-in')).toBeVisible();
   expect((await page.request.get('/api/v1/auth/session')).status()).toBe(401);
+  noErrors();
+});
+
+test('a wallet without solana:signIn signs the message instead', async ({ page }) => {
+  const noErrors = watchPageErrors(page);
+  await page.addInitScript({ path: TEST_WALLET });
+  await page.addInitScript(() => {
+    window.__testWallet.noSignIn = true;
+  });
+  await page.goto('/cloud');
+  await hydrated(page);
+  const address = await page.evaluate(() => window.__testWallet.address);
+  const reloaded = page.waitForEvent('load');
+  await page.getByTestId('connect-wallet').click();
+  await reloaded;
+  await expect(page.getByTestId('wallet-address')).toHaveText(short(address));
+  expect(await page.evaluate(() => window.__testWallet.via)).toEqual(['solana:signMessage']);
   noErrors();
 });
 

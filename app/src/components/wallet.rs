@@ -136,11 +136,15 @@ pub async fn sign_transaction(
 mod browser {
     use std::cell::RefCell;
 
+    use domain::siws::SignInMessage;
     use domain::siws::SignedIn;
+    use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
     use leptos::prelude::*;
     use leptos_solana::discovery::{self, DiscoveryHandle};
     use leptos_solana::features;
-    use leptos_solana::wallet::Wallet;
+    use leptos_solana::wallet::{Wallet, WalletAccount, FEATURE_SIGN_IN};
+    use wasm_bindgen::{JsCast, JsValue};
+    use wasm_bindgen_futures::JsFuture;
 
     use crate::functions::auth::{sign_in, sign_in_challenge};
 
@@ -209,11 +213,98 @@ mod browser {
         let message = sign_in_challenge(account.address())
             .await
             .map_err(|e| e.to_string())?;
-        let signature = features::sign_message(&wallet, &account, message.as_bytes())
-            .await
-            .map_err(|e| format!("{name} did not sign the sign-in message: {e}"))?;
-        sign_in(message, domain::siws::signature_to_base58(&signature))
+        // `solana:signIn` where the wallet has it: the wallet writes the message from its
+        // fields and checks the domain against this page's origin itself, so a phishing page
+        // cannot pass another site's sign-in off as its own. `signMessage` otherwise.
+        let (signed, signature) = if has_feature(&wallet, FEATURE_SIGN_IN) {
+            sign_in_feature(&wallet, &account, &message)
+                .await
+                .map_err(|e| format!("{name} did not sign in: {e}"))?
+        } else {
+            let signature = features::sign_message(&wallet, &account, message.as_bytes())
+                .await
+                .map_err(|e| format!("{name} did not sign the sign-in message: {e}"))?;
+            (message, signature)
+        };
+        sign_in(signed, domain::siws::signature_to_base58(&signature))
             .await
             .map_err(|e| e.to_string())
+    }
+
+    fn has_feature(wallet: &Wallet, id: &str) -> bool {
+        Reflect::get(&wallet.features(), &JsValue::from_str(id))
+            .is_ok_and(|feature| feature.is_object())
+    }
+
+    /// Asks the wallet to sign in with the fields of the server's `message` (Wallet Standard
+    /// `solana:signIn`); returns the text the wallet signed and the signature. The server
+    /// checks that text as it checks a `signMessage` one: it must be the message it issued.
+    async fn sign_in_feature(
+        wallet: &Wallet,
+        account: &WalletAccount,
+        message: &str,
+    ) -> Result<(String, Vec<u8>), String> {
+        let fields = SignInMessage::parse(message).map_err(|e| e.to_string())?;
+        let input = Object::new();
+        for (key, value) in [
+            ("domain", fields.domain.clone()),
+            ("address", fields.address.to_string()),
+            ("statement", domain::siws::STATEMENT.to_owned()),
+            ("uri", fields.uri.clone()),
+            ("version", "1".to_owned()),
+            ("chainId", fields.chain_id.clone()),
+            ("nonce", fields.nonce.as_str().to_owned()),
+            ("issuedAt", fields.issued_at.to_string()),
+            ("expirationTime", fields.expiration_time.to_string()),
+        ] {
+            Reflect::set(&input, &JsValue::from_str(key), &JsValue::from_str(&value))
+                .map_err(|_| "cannot build the sign-in request".to_owned())?;
+        }
+        let js_error = |e: JsValue| {
+            e.as_string()
+                .or_else(|| {
+                    Reflect::get(&e, &JsValue::from_str("message"))
+                        .ok()
+                        .and_then(|m| m.as_string())
+                })
+                .unwrap_or_else(|| "the wallet refused".to_owned())
+        };
+        let feature = Reflect::get(&wallet.features(), &JsValue::from_str(FEATURE_SIGN_IN))
+            .map_err(js_error)?;
+        let sign_in: Function = Reflect::get(&feature, &JsValue::from_str("signIn"))
+            .map_err(js_error)?
+            .dyn_into()
+            .map_err(|_| "its solana:signIn has no signIn method".to_owned())?;
+        let promise: Promise = sign_in
+            .call1(&feature, &input)
+            .map_err(js_error)?
+            .dyn_into()
+            .map_err(|_| "its signIn did not answer a promise".to_owned())?;
+        let outputs: Array = JsFuture::from(promise)
+            .await
+            .map_err(js_error)?
+            .dyn_into()
+            .map_err(|_| "its signIn did not answer a list".to_owned())?;
+        let output = outputs.get(0);
+        let bytes = |key: &str| {
+            Reflect::get(&output, &JsValue::from_str(key))
+                .ok()
+                .and_then(|v| v.dyn_into::<Uint8Array>().ok())
+                .map(|a| a.to_vec())
+                .ok_or_else(|| format!("its signIn answered no {key}"))
+        };
+        let signed = String::from_utf8(bytes("signedMessage")?)
+            .map_err(|_| "it signed a message that is not text".to_owned())?;
+        let signer = Reflect::get(&output, &JsValue::from_str("account"))
+            .ok()
+            .and_then(|a| Reflect::get(&a, &JsValue::from_str("address")).ok())
+            .and_then(|a| a.as_string());
+        if signer.as_deref() != Some(account.address().as_str()) {
+            return Err(format!(
+                "it signed in with another account ({}) than the one it connected",
+                signer.unwrap_or_else(|| "none named".into())
+            ));
+        }
+        Ok((signed, bytes("signature")?))
     }
 }
