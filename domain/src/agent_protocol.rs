@@ -19,6 +19,7 @@ pub const IDLE_GPU_CAP_PERCENT: u8 = 20;
 pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// The single-use registration token from the Worker tab.
@@ -30,6 +31,7 @@ pub struct RegisterRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Registered {
     pub device_id: String,
@@ -39,6 +41,7 @@ pub struct Registered {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Utilisation {
     pub gpu_percent: u8,
@@ -81,6 +84,7 @@ impl Utilisation {
 
 /// The state of one cluster workload on the device, as the agent last saw it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WorkloadReport {
     pub cluster_id: String,
@@ -94,6 +98,7 @@ pub struct WorkloadReport {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
     /// The agent's clock, UTC milliseconds; refused when far from the server's.
@@ -105,6 +110,7 @@ pub struct Heartbeat {
 
 /// A cluster the device is hired into and must run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WorkloadAssignment {
     pub cluster_id: String,
@@ -147,6 +153,7 @@ pub const NOTEBOOK_PORT: u16 = 8888;
 /// The agent's long poll for new work: the server answers when its workloads for the device
 /// differ from `known` (then the agent heartbeats at once to get them), or after `wait_secs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AssignmentWait {
     /// The clusters whose workloads the agent runs now.
@@ -158,11 +165,13 @@ pub struct AssignmentWait {
 pub const MAX_ASSIGNMENT_WAIT_SECS: u32 = 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AssignmentChange {
     pub changed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatReply {
     pub status: DeviceStatus,
@@ -179,6 +188,7 @@ pub struct HeartbeatReply {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SpeedTestStarted {
     pub id: String,
@@ -191,6 +201,7 @@ pub struct SpeedTestStarted {
 
 /// What the server measured, never what the agent claims.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SpeedTestResult {
     pub download_mb_per_s: i64,
@@ -203,6 +214,7 @@ pub struct SpeedTestResult {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct VerificationOutcome {
     pub passed: bool,

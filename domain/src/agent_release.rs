@@ -152,6 +152,7 @@ pub fn platform_of_binary(binary: &[u8]) -> Option<AgentPlatform> {
 
 /// One agent binary the server offers (`GET /agent/releases.json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AgentRelease {
     pub platform: AgentPlatform,
@@ -165,6 +166,7 @@ pub struct AgentRelease {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AgentReleases {
     pub releases: Vec<AgentRelease>,

@@ -229,6 +229,7 @@ pub struct SupplyCell {
 
 /// The answer to "can this be placed now?".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Fillability {
     pub fillable: bool,
     /// Units the exact request would get (all of them when fillable).
@@ -240,6 +241,7 @@ pub struct Fillability {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Alternative {
     pub description: String,
     pub quantity: u32,

@@ -13,6 +13,7 @@ const MAX_NAME_CHARS: usize = 48;
 
 /// A key as its owner sees it in the console: never the secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiKey {
     pub id: String,
     pub name: String,
@@ -26,6 +27,7 @@ pub struct ApiKey {
 
 /// A key just made, with its secret: the only time the secret leaves the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedApiKey {
     pub key: ApiKey,
     pub secret: String,

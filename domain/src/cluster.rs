@@ -244,6 +244,7 @@ pub use crate::workload::Workload;
 /// A deploy request as the wizard and the JSON API send it; [`DeployRequest::validate`] turns it
 /// into an order or says what is wrong with each field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DeployRequest {
     pub name: String,
@@ -279,6 +280,7 @@ fn e2e() -> SecurityCompliance {
 
 /// One field's problem, named as the form and the API name the field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -507,6 +509,7 @@ impl ClusterStatus {
 
 /// A deploy request's live answer: the price and whether it can be placed now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QuoteAnswer {
     pub quote: Quote,
     pub fillability: Fillability,
@@ -514,6 +517,7 @@ pub struct QuoteAnswer {
 
 /// One kind of hardware a cluster can be made of, with its free supply and price.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HardwareOffer {
     /// A canonical GPU model name, or `cpu`.
     pub hardware: String,
@@ -524,6 +528,9 @@ pub struct HardwareOffer {
 
 /// Free units of the chosen hardware in one country.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+// Named apart from the network summary's `CountrySupply` in the OpenAPI document.
+#[cfg_attr(feature = "openapi", schema(as = CountryFreeSupply))]
 pub struct CountrySupply {
     pub code: String,
     pub name: String,
@@ -534,6 +541,7 @@ pub struct CountrySupply {
 /// country: those with free units of the chosen hardware first (most first), then the rest
 /// by name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeployOptions {
     pub hardware: Vec<HardwareOffer>,
     pub countries: Vec<CountrySupply>,
@@ -543,6 +551,7 @@ pub struct DeployOptions {
 
 /// Buying more time for a running cluster, on the same devices.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ExtendRequest {
     pub duration_unit: DurationUnit,
@@ -551,6 +560,7 @@ pub struct ExtendRequest {
 
 /// A cluster in the renter's list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterSummary {
     pub id: String,
     pub name: String,
@@ -569,6 +579,7 @@ pub struct ClusterSummary {
 
 /// One device of a cluster, now or in the past.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterMember {
     pub device_id: String,
     pub role: ClusterRole,
@@ -586,6 +597,7 @@ pub struct ClusterMember {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterEventLine {
     pub at: i64,
     pub detail: String,
@@ -593,6 +605,7 @@ pub struct ClusterEventLine {
 
 /// Everything the cluster page shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterDetail {
     pub summary: ClusterSummary,
     pub purpose: Purpose,
@@ -626,6 +639,7 @@ pub struct ClusterDetail {
 /// What one device earned in one cluster, as the provider's earnings page and the device page
 /// list it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HireEarning {
     pub cluster_id: String,
     pub device_id: String,

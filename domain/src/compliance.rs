@@ -11,6 +11,7 @@ use crate::time::UnixMillis;
 
 /// The standards a device is attested for now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Attestations {
     pub soc2: bool,
     pub hipaa: bool,
@@ -73,6 +74,7 @@ const MAX_FACILITY_NAME_CHARS: usize = 80;
 
 /// A certified facility as an operator records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Facility {
     pub name: String,
     pub standards: Attestations,

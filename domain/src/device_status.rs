@@ -33,6 +33,7 @@ pub fn earns_uptime(status: DeviceStatus) -> bool {
 
 /// What happened to a device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum DeviceEvent {
     VerificationPassed,
     /// `consecutive` counts this failure too.
@@ -64,6 +65,7 @@ pub enum DeviceEvent {
 
 /// A device's status and whether it has ever passed verification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceState {
     pub status: DeviceStatus,
     pub verified: bool,
@@ -71,6 +73,7 @@ pub struct DeviceState {
 
 /// An allowed change, with the reason to record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Transition {
     pub to: DeviceState,
     pub reason: String,

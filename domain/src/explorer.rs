@@ -19,6 +19,7 @@ pub const PAGE_ROWS: usize = 50;
 
 /// Which devices the list shows; every part is optional and they combine.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FleetFilter {
     /// `cpu` or a catalog GPU model.
     pub hardware: Option<String>,
@@ -74,6 +75,8 @@ impl FleetFilter {
 /// The device list's query string as given (empty means "any"): what the page's GET form and
 /// the JSON API both send.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema, utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields, default)]
 pub struct DeviceListQuery {
     pub hardware: String,
@@ -88,6 +91,7 @@ pub struct DeviceListQuery {
 /// Where in a list a page starts. Pages are keyed by the id next to them, never by an offset,
 /// so the last page costs what the first does.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum PageAt {
     #[default]
     First,
@@ -113,6 +117,7 @@ impl PageAt {
 
 /// A page of a list, with the keys of the pages beside it (None at either end).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Page<T> {
     pub rows: Vec<T>,
     /// How many rows the whole list (with its filter) has.
@@ -125,6 +130,7 @@ pub struct Page<T> {
 
 /// One device in the public list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FleetDevice {
     pub id: String,
     pub kind: DeviceKind,
@@ -149,6 +155,7 @@ fn is_public(entry: &DeviceHistoryEntry) -> bool {
 
 /// The device page of the explorer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PublicDevice {
     pub id: String,
     pub provider: String,
@@ -195,6 +202,7 @@ pub struct PublicDevice {
 
 /// A cluster a device served, without the renter's name for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServedCluster {
     pub cluster_id: String,
     pub joined_at: i64,
@@ -204,6 +212,7 @@ pub struct ServedCluster {
 
 /// One device's line in one block: its score and reward, or why it earned nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceBlockLine {
     pub block: i64,
     pub device_id: String,
@@ -277,6 +286,7 @@ impl PublicDevice {
 /// One cluster in the public list and on its page: what was hired, where and for how long;
 /// never who hired it, what they named it or what it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PublicCluster {
     pub id: String,
     pub kind: ClusterKind,
@@ -300,6 +310,7 @@ pub struct PublicCluster {
 
 /// A device of a cluster, on the cluster's public page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PublicClusterDevice {
     pub device_id: String,
     pub role: crate::cluster::ClusterRole,
@@ -310,6 +321,7 @@ pub struct PublicClusterDevice {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PublicClusterDetail {
     pub cluster: PublicCluster,
     pub devices: Vec<PublicClusterDevice>,
@@ -317,6 +329,7 @@ pub struct PublicClusterDetail {
 
 /// A block's page: its summary and one page of its per-device lines, in device id order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BlockDetail {
     pub block: crate::rewards::BlockSummary,
     pub gpu_pool: Tokens,
@@ -347,6 +360,7 @@ pub fn block_csv(lines: &[DeviceBlockLine]) -> String {
 
 /// A provider's public page: their devices and what the network paid them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PublicWallet {
     pub address: String,
     /// The first of their devices in id order.
@@ -359,6 +373,7 @@ pub struct PublicWallet {
 
 /// What the network earned its providers: hire earnings settled and block rewards paid.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NetworkEarnings {
     pub hire_earned: MicroUsd,
     pub rewards_paid: Tokens,
@@ -368,6 +383,7 @@ pub struct NetworkEarnings {
 /// The explorer's front page beyond the live supply: what was recently hired and rewarded.
 /// Figures that need the database are read at most once a minute, never per request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NetworkActivity {
     /// Newest first.
     pub recent_clusters: Vec<PublicCluster>,
@@ -453,6 +469,7 @@ impl SearchShape {
 
 /// Where a search leads: straight to a page, or to suggestions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum SearchOutcome {
     /// The path of the page it found.
     Found(String),
@@ -464,6 +481,7 @@ pub enum SearchOutcome {
 
 /// A page that may be what the searcher meant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Suggestion {
     pub label: String,
     pub path: String,

@@ -12,6 +12,7 @@ pub const MAX_GPUS: usize = 16;
 const MAX_NAME_CHARS: usize = 128;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HardwareReport {
     pub os: OperatingSystem,
@@ -24,6 +25,7 @@ pub struct HardwareReport {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GpuReport {
     pub name: String,

@@ -227,6 +227,7 @@ impl Posting {
 
 /// What a movement on an account was, as its statement shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum MovementKind {
     /// A cluster's price and fees, at deploy or extension.
@@ -284,6 +285,7 @@ impl MovementKind {
 /// One transaction as one account saw it: its net change in one asset, and the part of that
 /// which paid (or came back from) platform fees.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatementLine {
     pub at_ms: i64,
     pub kind: MovementKind,
@@ -318,6 +320,7 @@ pub fn statement_csv(lines: &[StatementLine]) -> String {
 
 /// What an account received on one UTC day, in one asset's base units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DailyAmount {
     /// Start of the day, UTC milliseconds.
     pub day_ms: i64,
@@ -345,6 +348,7 @@ pub fn daily_series(sums: &[(i64, i64)], now_ms: i64, days: i64) -> Vec<DailyAmo
 
 /// A renter's money, as `/cloud/billing` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Billing {
     pub available: MicroUsd,
     pub available_tokens: Tokens,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
 )]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct MicroUsd(i64);
 
@@ -89,6 +90,7 @@ impl fmt::Display for MicroUsd {
 /// What the ledger counts: each account holds a balance per asset, and every transfer moves
 /// one asset, so each asset's accounts sum to zero on their own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Asset {
     /// US dollars as USDC, in micro-USD ([`MicroUsd`]).
@@ -146,6 +148,7 @@ pub const TOKEN_UNITS_PER_TOKEN: i64 = 1_000_000;
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
 )]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct Tokens(i64);
 
@@ -195,6 +198,7 @@ impl fmt::Display for Tokens {
 /// What one whole token is worth in US dollars, as the operator sets it: the rate at which the
 /// platform takes the token for a cluster and gives it back in that cluster's refunds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct TokenPrice(MicroUsd);
 

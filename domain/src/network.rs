@@ -9,6 +9,7 @@ use crate::money::MicroUsd;
 
 /// Network-wide totals. Only verified devices count as available supply.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NetworkTotals {
     pub devices: i64,
     pub gpus: i64,
@@ -21,6 +22,7 @@ pub struct NetworkTotals {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelSupply {
     pub model: String,
     pub vram_gb: u32,
@@ -43,6 +45,7 @@ impl ModelSupply {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CountrySupply {
     pub code: String,
     pub name: String,
@@ -51,6 +54,7 @@ pub struct CountrySupply {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NetworkSummary {
     pub totals: NetworkTotals,
     /// Best supply first.

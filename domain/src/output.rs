@@ -14,6 +14,7 @@ pub const MAX_LINES_PER_READ: u32 = 2_000;
 
 /// One line a workload printed, as the agent numbered it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ShippedLine {
     pub id: i64,
@@ -22,6 +23,7 @@ pub struct ShippedLine {
 
 /// Lines of one cluster's workload on the shipping device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct OutputShipment {
     pub cluster_id: String,
@@ -62,6 +64,7 @@ pub fn cut(text: &str, max: usize) -> &str {
 
 /// A line of a cluster's output, as the renter reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OutputLine {
     pub device_id: String,
     /// The line's id: pass the last one read as `since` to read on.
@@ -73,6 +76,7 @@ pub struct OutputLine {
 
 /// Lines of a cluster's output after a cursor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterOutput {
     pub lines: Vec<OutputLine>,
     /// Whether more lines follow the last one returned.

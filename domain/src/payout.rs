@@ -92,6 +92,7 @@ pub fn check_claim(
 
 /// A payout as the provider sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Payout {
     pub id: String,
     pub asset: Asset,
@@ -132,6 +133,7 @@ named_enum!(
 
 /// A deposit as the renter sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Deposit {
     pub id: String,
     pub asset: Asset,
@@ -146,6 +148,7 @@ pub struct Deposit {
 /// A deposit to sign: the transaction in wire format, base64, for the wallet's
 /// `signTransaction` on `chain` (`solana:devnet`, …).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DepositToSign {
     pub deposit: Deposit,
     pub transaction: String,

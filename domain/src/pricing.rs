@@ -33,6 +33,7 @@ const DISCOUNTS: [(u32, i64); 2] = [(168, 1_000), (24, 500)];
 pub const CPU_DEVICE_PRICE_PER_HOUR: MicroUsd = MicroUsd::from_micros(60_000);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Quote {
     pub rate_per_unit_hour: MicroUsd,
     pub units: u32,
@@ -52,6 +53,7 @@ pub struct Quote {
 
 /// A total paid in the network token: the dollars converted at the operator's price, rounded up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenTotal {
     pub tokens: Tokens,
     pub price: TokenPrice,

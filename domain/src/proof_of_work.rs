@@ -23,6 +23,9 @@ pub const MAX_OPENINGS: u32 = 64;
 
 /// What the server asks a device to compute.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+// Named apart from the sign-in `Challenge` in the OpenAPI document.
+#[cfg_attr(feature = "openapi", schema(as = ProofChallenge))]
 #[serde(deny_unknown_fields)]
 pub struct Challenge {
     pub id: String,
@@ -40,6 +43,7 @@ pub struct Challenge {
 /// The device's answer: per product, the SHA-256 of every row of the product and the rows
 /// that the commitment selects.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Answer {
     pub challenge_id: String,
@@ -47,6 +51,7 @@ pub struct Answer {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProductProof {
     /// Lowercase hex SHA-256 of each row's little-endian `u32` entries, in row order.

@@ -98,6 +98,7 @@ pub struct Candidate {
 
 /// Why a device online in a block earned nothing from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case", tag = "reason")]
 pub enum Ineligible {
     NotVerified,
@@ -267,6 +268,7 @@ pub fn split_block(emission: Tokens, candidates: &[Candidate]) -> BlockSplit {
 
 /// A closed block as pages list it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BlockSummary {
     pub number: i64,
     pub closed_at_ms: i64,
@@ -285,6 +287,7 @@ impl BlockSummary {
 
 /// One of a provider's devices in one block, as the earnings page lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceBlockReward {
     pub block_number: i64,
     pub device_id: String,
@@ -300,6 +303,7 @@ pub struct DeviceBlockReward {
 
 /// A provider's money, as `/worker/earnings` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProviderEarnings {
     /// Hire earnings settled and not yet claimed.
     pub claimable: MicroUsd,

@@ -15,6 +15,7 @@ const HEADER_SUFFIX: &str = " wants you to sign in with your Solana account:";
 
 /// A server-issued single-use nonce: letters and digits only, at least 8 (as SIWS requires).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Nonce(String);
 
 impl Nonce {
@@ -34,6 +35,7 @@ impl Nonce {
 
 /// Who a live session belongs to, as the header and the API show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignedIn {
     pub wallet: WalletAddress,
     pub expires_at: UnixMillis,
@@ -43,6 +45,7 @@ pub struct SignedIn {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignInMessage {
     /// `host[:port]` of the site asking for the signature.
     pub domain: String,

@@ -19,6 +19,7 @@ pub fn uptime_permille(online_ms: i64, created_at: UnixMillis, now: UnixMillis) 
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UptimeDay {
     /// Start of the UTC day.
     pub day: UnixMillis,
@@ -32,6 +33,7 @@ impl UptimeDay {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UtilisationHour {
     /// Start of the UTC hour.
     pub hour: UnixMillis,
@@ -43,6 +45,7 @@ pub struct UtilisationHour {
 
 /// One device's merged heartbeats in one UTC hour, as the database keeps them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HourlyUptime {
     pub hour: i64,
     pub online_ms: i64,

@@ -18,6 +18,7 @@ pub const MAX_ENROLMENTS_PER_HOUR: i64 = 60;
 
 /// The "connect new device" form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewDevice {
     pub name: String,
@@ -63,6 +64,7 @@ impl NewDevice {
 
 /// Shown once after the form: the registration token is not stored and cannot be shown again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegistrationTicket {
     pub device_id: String,
     pub token: String,
@@ -77,6 +79,7 @@ pub struct RegistrationTicket {
 
 /// A device added in the Worker tab whose agent has not called in yet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AwaitingAgent {
     pub device_id: String,
     pub name: String,
@@ -87,6 +90,7 @@ pub struct AwaitingAgent {
 
 /// One device as its owner sees it in the list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OwnedDevice {
     pub id: String,
     pub name: String,
@@ -150,6 +154,8 @@ crate::fleet::named_enum!(
 /// The Worker tab's filters over a provider's devices; the JSON API takes the same as query
 /// parameters (`?status=idle&model=RTX%204090%2024GB&tier=high&sort=uptime`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema, utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct DeviceFilter {
     pub status: Option<DeviceStatus>,
@@ -204,6 +210,7 @@ pub fn models_of(devices: &[OwnedDevice]) -> Vec<String> {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkerDevices {
     pub devices: Vec<OwnedDevice>,
     pub awaiting_agent: Vec<AwaitingAgent>,
@@ -234,6 +241,7 @@ crate::fleet::named_enum!(
 );
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceHistoryEntry {
     pub at: UnixMillis,
     pub kind: DeviceEventKind,
@@ -243,6 +251,7 @@ pub struct DeviceHistoryEntry {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VerificationRecord {
     pub id: String,
     pub issued_at: UnixMillis,
@@ -256,6 +265,7 @@ pub struct VerificationRecord {
 
 /// Everything the device page shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceDetail {
     pub summary: OwnedDevice,
     pub os: OperatingSystem,

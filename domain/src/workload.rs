@@ -22,6 +22,7 @@ pub const RESERVED_ENV_PREFIX: &str = "GC_";
 /// What the agents of a cluster run. `command` runs through the system shell on each device;
 /// containers also name an image and may expose a port.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct Workload {
     pub image: String,

@@ -32,6 +32,7 @@ pub struct AuthConfig {
 
 /// What the wallet must sign.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Challenge {
     pub message: String,
     pub expires_at: UnixMillis,

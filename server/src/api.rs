@@ -28,6 +28,7 @@ use serde::Deserialize;
 
 use crate::api_input::ApiJson;
 use crate::error::Error;
+use crate::openapi::Refusals;
 
 /// Requests here are small; anything larger is refused before it is read.
 pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -69,13 +70,21 @@ pub fn routes(explorer_limiter: crate::limiter::ClientLimiter) -> Router<Platfor
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ChallengeRequest {
+pub(crate) struct ChallengeRequest {
     address: String,
 }
 
-async fn challenge(
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/challenge",
+    tag = "auth",
+    summary = "The Sign-In With Solana message for a wallet to sign",
+    request_body = ChallengeRequest,
+    responses((status = 200, description = "The message and when it expires", body = Challenge), Refusals)
+)]
+pub(crate) async fn challenge(
     State(platform): State<Platform>,
     body: Result<ApiJson<ChallengeRequest>, Error>,
 ) -> Result<Json<Challenge>, Error> {
@@ -88,15 +97,23 @@ async fn challenge(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SignInRequest {
+pub(crate) struct SignInRequest {
     message: String,
     /// Base58 ed25519 signature of the message's UTF-8 bytes.
     signature: String,
 }
 
-async fn sign_in(
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/sign-in",
+    tag = "auth",
+    summary = "Verify the signed message and start a session (sets the session cookie)",
+    request_body = SignInRequest,
+    responses((status = 200, description = "Signed in; the session cookie is set", body = SignedIn), Refusals)
+)]
+pub(crate) async fn sign_in(
     State(platform): State<Platform>,
     body: Result<ApiJson<SignInRequest>, Error>,
 ) -> Result<Response, Error> {
@@ -150,14 +167,32 @@ async fn session_only(platform: &Platform, headers: &HeaderMap) -> Result<Signed
         .ok_or(platform::Error::NotSignedIn)?)
 }
 
-async fn session(
+#[utoipa::path(
+    get,
+    path = "/api/v1/auth/session",
+    tag = "auth",
+    summary = "Who is signed in",
+    security(("session" = []), ("api_key" = [])),
+    responses((status = 200, description = "The signed-in wallet", body = SignedIn), Refusals)
+)]
+pub(crate) async fn session(
     State(platform): State<Platform>,
     headers: HeaderMap,
 ) -> Result<Json<SignedIn>, Error> {
     Ok(Json(signed_in(&platform, &headers).await?))
 }
 
-async fn sign_out(State(platform): State<Platform>, headers: HeaderMap) -> Result<Response, Error> {
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/sign-out",
+    tag = "auth",
+    summary = "End the session (clears the cookie)",
+    responses((status = 204, description = "Signed out"), Refusals)
+)]
+pub(crate) async fn sign_out(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
     if let Some(token) = presented_token(&headers) {
         platform.auth.end_session(&token).await?;
     }
@@ -168,13 +203,31 @@ async fn sign_out(State(platform): State<Platform>, headers: HeaderMap) -> Resul
         .into_response())
 }
 
-async fn network_summary(State(platform): State<Platform>) -> Result<Json<NetworkSummary>, Error> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/network/summary",
+    tag = "network",
+    summary = "Network totals, supply by GPU model and by country",
+    responses((status = 200, description = "The totals", body = NetworkSummary), Refusals)
+)]
+pub(crate) async fn network_summary(
+    State(platform): State<Platform>,
+) -> Result<Json<NetworkSummary>, Error> {
     Ok(Json(platform.fleet.network_summary().await?))
 }
 
 /// The caller's devices, filtered and sorted by `?status=&model=&tier=&sort=` as in the
 /// Worker tab, and the devices still waiting for their agent.
-async fn my_devices(
+#[utoipa::path(
+    get,
+    path = "/api/v1/worker/devices",
+    tag = "worker",
+    summary = "The provider's devices, filtered and sorted, and the added devices waiting for their agent",
+    params(DeviceFilter),
+    security(("session" = []), ("api_key" = [])),
+    responses((status = 200, description = "The devices", body = WorkerDevices), Refusals)
+)]
+pub(crate) async fn my_devices(
     State(platform): State<Platform>,
     headers: HeaderMap,
     filter: Result<Query<DeviceFilter>, QueryRejection>,
@@ -189,7 +242,16 @@ async fn my_devices(
     Ok(Json(devices))
 }
 
-async fn add_device(
+#[utoipa::path(
+    post,
+    path = "/api/v1/worker/devices",
+    tag = "worker",
+    summary = "Add a device: its id, the install command and the agent command with a single-use token",
+    request_body = NewDevice,
+    security(("session" = []), ("api_key" = [])),
+    responses((status = 201, description = "Reserved; the token is shown only here", body = RegistrationTicket), Refusals)
+)]
+pub(crate) async fn add_device(
     State(platform): State<Platform>,
     headers: HeaderMap,
     body: Result<ApiJson<NewDevice>, Error>,
@@ -203,7 +265,16 @@ async fn add_device(
     Ok((StatusCode::CREATED, Json(ticket)))
 }
 
-async fn device_detail(
+#[utoipa::path(
+    get,
+    path = "/api/v1/worker/devices/{id}",
+    tag = "worker",
+    summary = "One of the provider's devices with its history, uptime and utilisation",
+    params(("id" = String, Path)),
+    security(("session" = []), ("api_key" = [])),
+    responses((status = 200, description = "The device", body = DeviceDetail), Refusals)
+)]
+pub(crate) async fn device_detail(
     State(platform): State<Platform>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -217,18 +288,28 @@ async fn device_detail(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RenameRequest {
+pub(crate) struct RenameRequest {
     name: String,
 }
 
-#[derive(serde::Serialize)]
-struct Renamed {
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Renamed {
     name: String,
 }
 
-async fn rename_device(
+#[utoipa::path(
+    post,
+    path = "/api/v1/worker/devices/{id}/rename",
+    tag = "worker",
+    summary = "Rename a device",
+    request_body = RenameRequest,
+    params(("id" = String, Path)),
+    security(("session" = []), ("api_key" = [])),
+    responses((status = 200, description = "The name it has now", body = Renamed), Refusals)
+)]
+pub(crate) async fn rename_device(
     State(platform): State<Platform>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -243,13 +324,22 @@ async fn rename_device(
     Ok(Json(Renamed { name }))
 }
 
-#[derive(serde::Serialize)]
-struct ActionOutcome {
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ActionOutcome {
     outcome: String,
 }
 
 /// `pause`, `resume`, `remove` or `revoke-credential`.
-async fn device_action(
+#[utoipa::path(
+    post,
+    path = "/api/v1/worker/devices/{id}/{action}",
+    tag = "worker",
+    summary = "Pause, resume or remove a device, or revoke its agent's credential",
+    params(("id" = String, Path), ("action" = OwnerAction, Path)),
+    security(("session" = []), ("api_key" = [])),
+    responses((status = 200, description = "What happened, in words", body = ActionOutcome), Refusals)
+)]
+pub(crate) async fn device_action(
     State(platform): State<Platform>,
     headers: HeaderMap,
     Path((id, action)): Path<(String, String)>,
@@ -277,13 +367,21 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, Error> {
         .transpose()
 }
 
-#[derive(serde::Serialize)]
-struct Balance {
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Balance {
     available: MicroUsd,
     available_tokens: domain::money::Tokens,
 }
 
-async fn balance(
+#[utoipa::path(
+    get,
+    path = "/api/v1/cloud/balance",
+    tag = "cloud",
+    summary = "The renter's available balance in both assets",
+    security(("session" = []), ("api_key" = [])),
+    responses((status = 200, description = "The balance", body = Balance), Refusals)
+)]
+pub(crate) async fn balance(
     State(platform): State<Platform>,
     headers: HeaderMap,
 ) -> Result<Json<Balance>, Error> {
@@ -295,7 +393,15 @@ async fn balance(
     }))
 }
 
-async fn billing(
+#[utoipa::path(
+    get,
+    path = "/api/v1/cloud/billing",
+    tag = "cloud",
+    summary = "The renter's balance movements",
+    security(("session" = []), ("api_key" = [])),
+    responses((status = 200, description = "The statement", body = Billing), Refusals)
+)]
+pub(crate) async fn billing(
     State(platform): State<Platform>,
     headers: HeaderMap,
 ) -> Result<Json<Billing>, Error> {
@@ -304,7 +410,15 @@ async fn billing(
 }
 
 /// The billing movements as a CSV download.
-async fn billing_csv(
+#[utoipa::path(
+    get,
+    path = "/api/v1/cloud/billing.csv",
+    tag = "cloud",
+    summary = "The balance movements as CSV",
+    security(("session" = []), ("api_key" = [])),
+    responses((status = 200, description = "The statement", body = String, content_type = "text/csv"), Refusals)
+)]
+pub(crate) async fn billing_csv(
     State(platform): State<Platform>,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
@@ -323,7 +437,15 @@ async fn billing_csv(
         .into_response())
 }
 
-async fn earnings(
+#[utoipa::path(
+    get,
+    path = "/api/v1/worker/earnings",
+    tag = "worker",
+    summary = "The provider's earnings: hires, rewards, claimable",
+    security(("session" = []), ("api_key" = [])),
+    responses((status = 200, description = "The earnings", body = ProviderEarnings), Refusals)
+)]
+pub(crate) async fn earnings(
     State(platform): State<Platform>,
     headers: HeaderMap,
 ) -> Result<Json<ProviderEarnings>, Error> {
@@ -333,7 +455,15 @@ async fn earnings(
     ))
 }
 
-async fn my_payouts(
+#[utoipa::path(
+    get,
+    path = "/api/v1/worker/payouts",
+    tag = "worker",
+    summary = "The provider's payouts, newest first",
+    security(("session" = []), ("api_key" = [])),
+    responses((status = 200, description = "The payouts", body = Vec<Payout>), Refusals)
+)]
+pub(crate) async fn my_payouts(
     State(platform): State<Platform>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<Payout>>, Error> {
@@ -343,7 +473,15 @@ async fn my_payouts(
     ))
 }
 
-async fn my_deposits(
+#[utoipa::path(
+    get,
+    path = "/api/v1/cloud/deposits",
+    tag = "cloud",
+    summary = "The renter's deposits, newest first",
+    security(("session" = []), ("api_key" = [])),
+    responses((status = 200, description = "The deposits", body = Vec<Deposit>), Refusals)
+)]
+pub(crate) async fn my_deposits(
     State(platform): State<Platform>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<Deposit>>, Error> {
@@ -354,7 +492,16 @@ async fn my_deposits(
 }
 
 /// Builds the transfer from the signed-in wallet for its `signTransaction` (base64).
-async fn prepare_deposit(
+#[utoipa::path(
+    post,
+    path = "/api/v1/cloud/deposits",
+    tag = "cloud",
+    summary = "Build a deposit transfer from the signed-in wallet for it to sign",
+    request_body = AssetAmount,
+    security(("session" = []), ("api_key" = [])),
+    responses((status = 201, description = "The transaction to sign", body = DepositToSign), Refusals)
+)]
+pub(crate) async fn prepare_deposit(
     State(platform): State<Platform>,
     headers: HeaderMap,
     body: Result<ApiJson<AssetAmount>, Error>,
@@ -375,14 +522,24 @@ async fn prepare_deposit(
     Ok((StatusCode::CREATED, Json(prepared)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SignedDeposit {
+pub(crate) struct SignedDeposit {
     /// The transaction the wallet signed, base64 wire format.
     signed_transaction: String,
 }
 
-async fn submit_deposit(
+#[utoipa::path(
+    post,
+    path = "/api/v1/cloud/deposits/{id}/submit",
+    tag = "cloud",
+    summary = "Send the signed deposit; credited once confirmed",
+    request_body = SignedDeposit,
+    params(("id" = String, Path)),
+    security(("session" = []), ("api_key" = [])),
+    responses((status = 200, description = "The deposit", body = Deposit), Refusals)
+)]
+pub(crate) async fn submit_deposit(
     State(platform): State<Platform>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -398,9 +555,9 @@ async fn submit_deposit(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AssetAmount {
+pub(crate) struct AssetAmount {
     asset: String,
     /// A decimal amount of the asset, e.g. "12.5".
     amount: String,
@@ -416,7 +573,17 @@ impl AssetAmount {
 
 /// Claims claimable balance to the signed-in wallet; an `Idempotency-Key` header makes a
 /// retry return the same payout.
-async fn claim(
+#[utoipa::path(
+    post,
+    path = "/api/v1/worker/payouts",
+    tag = "worker",
+    summary = "Claim a claimable balance to the signed-in wallet",
+    request_body = AssetAmount,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Any text up to 255 characters: a retry with the same key and body answers what the first did, and moves no money again; the same key with another body is refused (422)")),
+    security(("session" = []), ("api_key" = [])),
+    responses((status = 201, description = "The payout", body = Payout), Refusals)
+)]
+pub(crate) async fn claim(
     State(platform): State<Platform>,
     headers: HeaderMap,
     body: Result<ApiJson<AssetAmount>, Error>,
@@ -432,15 +599,24 @@ async fn claim(
     Ok((StatusCode::CREATED, Json(payout)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct OptionsQuery {
+pub(crate) struct OptionsQuery {
     #[serde(default)]
     hardware: String,
 }
 
 /// Hardware with free supply and prices, and the countries with `?hardware=` free.
-async fn deploy_options(
+#[utoipa::path(
+    get,
+    path = "/api/v1/cloud/options",
+    tag = "cloud",
+    summary = "Hardware with free supply and prices, and the countries where some hardware is free",
+    params(OptionsQuery),
+    responses((status = 200, description = "The options", body = DeployOptions), Refusals)
+)]
+pub(crate) async fn deploy_options(
     State(platform): State<Platform>,
     query: Result<Query<OptionsQuery>, QueryRejection>,
 ) -> Result<Json<DeployOptions>, Error> {
@@ -449,7 +625,15 @@ async fn deploy_options(
 }
 
 /// The price and fillability of a deploy request; needs no sign-in.
-async fn quote(
+#[utoipa::path(
+    post,
+    path = "/api/v1/cloud/quote",
+    tag = "cloud",
+    summary = "The price and fillability of a deploy request",
+    request_body = DeployRequest,
+    responses((status = 200, description = "The quote, or why it cannot be filled", body = QuoteAnswer), Refusals)
+)]
+pub(crate) async fn quote(
     State(platform): State<Platform>,
     body: Result<ApiJson<DeployRequest>, Error>,
 ) -> Result<Json<QuoteAnswer>, Error> {
@@ -457,18 +641,28 @@ async fn quote(
     Ok(Json(platform.provisioning.quote(&request)?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct NameQuery {
+pub(crate) struct NameQuery {
     name: String,
 }
 
-#[derive(serde::Serialize)]
-struct NameAvailability {
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct NameAvailability {
     available: bool,
 }
 
-async fn name_available(
+#[utoipa::path(
+    get,
+    path = "/api/v1/cloud/name-available",
+    tag = "cloud",
+    summary = "Whether the renter has no cluster of this name yet",
+    params(NameQuery),
+    security(("session" = []), ("api_key" = [])),
+    responses((status = 200, description = "The answer", body = NameAvailability), Refusals)
+)]
+pub(crate) async fn name_available(
     State(platform): State<Platform>,
     headers: HeaderMap,
     query: Result<Query<NameQuery>, QueryRejection>,
@@ -482,16 +676,26 @@ async fn name_available(
     Ok(Json(NameAvailability { available }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct ClusterQuery {
+pub(crate) struct ClusterQuery {
     #[serde(default)]
     status: Option<String>,
     #[serde(default)]
     search: String,
 }
 
-async fn my_clusters(
+#[utoipa::path(
+    get,
+    path = "/api/v1/cloud/clusters",
+    tag = "cloud",
+    summary = "The renter's clusters",
+    params(ClusterQuery),
+    security(("session" = []), ("api_key" = [])),
+    responses((status = 200, description = "The clusters", body = Vec<ClusterSummary>), Refusals)
+)]
+pub(crate) async fn my_clusters(
     State(platform): State<Platform>,
     headers: HeaderMap,
     query: Result<Query<ClusterQuery>, QueryRejection>,
@@ -514,7 +718,17 @@ async fn my_clusters(
 
 /// Pays from the balance and hires the devices; an `Idempotency-Key` header makes a retry
 /// return the same cluster.
-async fn deploy(
+#[utoipa::path(
+    post,
+    path = "/api/v1/cloud/clusters",
+    tag = "cloud",
+    summary = "Pay from the balance and hire the devices",
+    request_body = DeployRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Any text up to 255 characters: a retry with the same key and body answers what the first did, and moves no money again; the same key with another body is refused (422)")),
+    security(("session" = []), ("api_key" = [])),
+    responses((status = 201, description = "The cluster", body = ClusterSummary), Refusals)
+)]
+pub(crate) async fn deploy(
     State(platform): State<Platform>,
     headers: HeaderMap,
     body: Result<ApiJson<DeployRequest>, Error>,
@@ -529,7 +743,16 @@ async fn deploy(
     Ok((StatusCode::CREATED, Json(cluster)))
 }
 
-async fn cluster_detail(
+#[utoipa::path(
+    get,
+    path = "/api/v1/cloud/clusters/{id}",
+    tag = "cloud",
+    summary = "One of the renter's clusters in full",
+    params(("id" = String, Path)),
+    security(("session" = []), ("api_key" = [])),
+    responses((status = 200, description = "The cluster", body = ClusterDetail), Refusals)
+)]
+pub(crate) async fn cluster_detail(
     State(platform): State<Platform>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -543,9 +766,10 @@ async fn cluster_detail(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct LogsQuery {
+pub(crate) struct LogsQuery {
     #[serde(default)]
     device: Option<String>,
     #[serde(default)]
@@ -559,7 +783,16 @@ fn default_log_lines() -> u32 {
 }
 
 /// What the cluster's workloads printed after line `since` (of one `device`, or all).
-async fn cluster_logs(
+#[utoipa::path(
+    get,
+    path = "/api/v1/cloud/clusters/{id}/logs",
+    tag = "cloud",
+    summary = "What the cluster's workloads printed",
+    params(("id" = String, Path), LogsQuery),
+    security(("session" = []), ("api_key" = [])),
+    responses((status = 200, description = "The lines", body = domain::output::ClusterOutput), Refusals)
+)]
+pub(crate) async fn cluster_logs(
     State(platform): State<Platform>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -582,7 +815,17 @@ async fn cluster_logs(
     ))
 }
 
-async fn extend_cluster(
+#[utoipa::path(
+    post,
+    path = "/api/v1/cloud/clusters/{id}/extend",
+    tag = "cloud",
+    summary = "Extend a running cluster, paid from the balance",
+    request_body = ExtendRequest,
+    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "Any text up to 255 characters: a retry with the same key and body answers what the first did, and moves no money again; the same key with another body is refused (422)")),
+    security(("session" = []), ("api_key" = [])),
+    responses((status = 200, description = "The cluster", body = ClusterSummary), Refusals)
+)]
+pub(crate) async fn extend_cluster(
     State(platform): State<Platform>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -599,7 +842,16 @@ async fn extend_cluster(
     ))
 }
 
-async fn terminate_cluster(
+#[utoipa::path(
+    post,
+    path = "/api/v1/cloud/clusters/{id}/terminate",
+    tag = "cloud",
+    summary = "End a cluster; what it did not use is refunded",
+    params(("id" = String, Path)),
+    security(("session" = []), ("api_key" = [])),
+    responses((status = 200, description = "The cluster", body = ClusterSummary), Refusals)
+)]
+pub(crate) async fn terminate_cluster(
     State(platform): State<Platform>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -614,7 +866,16 @@ async fn terminate_cluster(
 }
 
 /// A new access token for the cluster's tunnels; the one before stops working.
-async fn rotate_access_token(
+#[utoipa::path(
+    post,
+    path = "/api/v1/cloud/clusters/{id}/access-token",
+    tag = "cloud",
+    summary = "A new access token for the cluster's tunnels; the one before stops working",
+    params(("id" = String, Path)),
+    security(("session" = []), ("api_key" = [])),
+    responses((status = 200, description = "The token", body = AccessToken), Refusals)
+)]
+pub(crate) async fn rotate_access_token(
     State(platform): State<Platform>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -630,7 +891,15 @@ async fn rotate_access_token(
 
 /// The account's keys (no secrets): a key may list them, only the wallet's session makes or
 /// revokes one.
-async fn my_keys(
+#[utoipa::path(
+    get,
+    path = "/api/v1/keys",
+    tag = "keys",
+    summary = "The account's API keys (no secrets)",
+    security(("session" = []), ("api_key" = [])),
+    responses((status = 200, description = "The keys", body = Vec<ApiKey>), Refusals)
+)]
+pub(crate) async fn my_keys(
     State(platform): State<Platform>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<ApiKey>>, Error> {
@@ -638,14 +907,23 @@ async fn my_keys(
     Ok(Json(platform.api_keys.list(session.user_id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewKey {
+pub(crate) struct NewKey {
     name: String,
 }
 
 /// Makes a key; the answer carries its secret, which is never shown again.
-async fn create_key(
+#[utoipa::path(
+    post,
+    path = "/api/v1/keys",
+    tag = "keys",
+    summary = "Make an API key (a browser session only); its secret is shown only here",
+    request_body = NewKey,
+    security(("session" = [])),
+    responses((status = 201, description = "The key with its secret", body = CreatedApiKey), Refusals)
+)]
+pub(crate) async fn create_key(
     State(platform): State<Platform>,
     headers: HeaderMap,
     body: Result<ApiJson<NewKey>, Error>,
@@ -659,7 +937,16 @@ async fn create_key(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-async fn revoke_key(
+#[utoipa::path(
+    post,
+    path = "/api/v1/keys/{id}/revoke",
+    tag = "keys",
+    summary = "Revoke an API key (a browser session only)",
+    params(("id" = String, Path)),
+    security(("session" = [])),
+    responses((status = 200, description = "The key", body = ApiKey), Refusals)
+)]
+pub(crate) async fn revoke_key(
     State(platform): State<Platform>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -673,6 +960,20 @@ async fn revoke_key(
     ))
 }
 
-async fn openapi(State(platform): State<Platform>) -> Json<serde_json::Value> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "meta",
+    summary = "This document",
+    responses((status = 200, description = "The OpenAPI document", body = Object), Refusals)
+)]
+pub(crate) async fn openapi(State(platform): State<Platform>) -> Json<serde_json::Value> {
     Json(crate::openapi::document(&platform.auth.config().uri))
+}
+
+/// `/api/docs`: the same document as a page to read.
+pub(crate) async fn docs(State(platform): State<Platform>) -> axum::response::Html<String> {
+    axum::response::Html(crate::api_docs::page(&crate::openapi::document(
+        &platform.auth.config().uri,
+    )))
 }

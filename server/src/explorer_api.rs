@@ -9,12 +9,18 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
-use domain::explorer::{DeviceListQuery, SearchOutcome};
+use domain::explorer::{
+    BlockDetail, DeviceListQuery, FleetDevice, NetworkActivity, Page, PublicCluster,
+    PublicClusterDetail, PublicDevice, PublicWallet, SearchOutcome,
+};
+use domain::network::NetworkSummary;
+use domain::rewards::BlockSummary;
 use platform::Platform;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
+use crate::openapi::Refusals;
 
 /// How long clients and caches may keep an answer: live fleet figures briefly, history longer.
 #[derive(Debug, Clone, Copy)]
@@ -113,7 +119,17 @@ pub fn routes(limiter: crate::limiter::ClientLimiter) -> Router<Platform> {
         ))
 }
 
-async fn summary(State(platform): State<Platform>, headers: HeaderMap) -> Result<Response, Error> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/explorer/summary",
+    tag = "explorer",
+    summary = "Network totals (the explorer's front page)",
+    responses((status = 200, description = "The totals", body = NetworkSummary), (status = 304, description = "Not modified since the ETag given in If-None-Match"), Refusals)
+)]
+pub(crate) async fn summary(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
     json(
         &headers,
         Freshness::Live,
@@ -121,7 +137,15 @@ async fn summary(State(platform): State<Platform>, headers: HeaderMap) -> Result
     )
 }
 
-async fn devices(
+#[utoipa::path(
+    get,
+    path = "/api/v1/explorer/devices",
+    tag = "explorer",
+    summary = "A page of the public device list",
+    params(DeviceListQuery),
+    responses((status = 200, description = "The page", body = Page<FleetDevice>), (status = 304, description = "Not modified since the ETag given in If-None-Match"), Refusals)
+)]
+pub(crate) async fn devices(
     State(platform): State<Platform>,
     headers: HeaderMap,
     query: Result<Query<DeviceListQuery>, QueryRejection>,
@@ -134,7 +158,15 @@ async fn devices(
     )
 }
 
-async fn device(
+#[utoipa::path(
+    get,
+    path = "/api/v1/explorer/devices/{id}",
+    tag = "explorer",
+    summary = "One device as the public sees it",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "The device", body = PublicDevice), (status = 304, description = "Not modified since the ETag given in If-None-Match"), Refusals)
+)]
+pub(crate) async fn device(
     State(platform): State<Platform>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -146,19 +178,38 @@ async fn device(
     )
 }
 
-async fn activity(State(platform): State<Platform>, headers: HeaderMap) -> Result<Response, Error> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/explorer/activity",
+    tag = "explorer",
+    summary = "Recent activity: clusters, blocks, earnings",
+    responses((status = 200, description = "The activity", body = NetworkActivity), (status = 304, description = "Not modified since the ETag given in If-None-Match"), Refusals)
+)]
+pub(crate) async fn activity(
+    State(platform): State<Platform>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
     let activity = platform.explorer.activity(platform::now()).await?;
     json(&headers, Freshness::Minute, &*activity)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields, default)]
-struct ClusterListQuery {
+pub(crate) struct ClusterListQuery {
     status: String,
     after: String,
 }
 
-async fn clusters(
+#[utoipa::path(
+    get,
+    path = "/api/v1/explorer/clusters",
+    tag = "explorer",
+    summary = "A page of the public cluster list",
+    params(ClusterListQuery),
+    responses((status = 200, description = "The page", body = Page<PublicCluster>), (status = 304, description = "Not modified since the ETag given in If-None-Match"), Refusals)
+)]
+pub(crate) async fn clusters(
     State(platform): State<Platform>,
     headers: HeaderMap,
     query: Result<Query<ClusterListQuery>, QueryRejection>,
@@ -171,7 +222,15 @@ async fn clusters(
     json(&headers, Freshness::Live, &page)
 }
 
-async fn cluster(
+#[utoipa::path(
+    get,
+    path = "/api/v1/explorer/clusters/{id}",
+    tag = "explorer",
+    summary = "One cluster as the public sees it",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "The cluster", body = PublicClusterDetail), (status = 304, description = "Not modified since the ETag given in If-None-Match"), Refusals)
+)]
+pub(crate) async fn cluster(
     State(platform): State<Platform>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -180,13 +239,22 @@ async fn cluster(
     json(&headers, Freshness::Recent, &cluster)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields, default)]
-struct AfterQuery {
+pub(crate) struct AfterQuery {
     after: String,
 }
 
-async fn blocks(
+#[utoipa::path(
+    get,
+    path = "/api/v1/explorer/blocks",
+    tag = "explorer",
+    summary = "A page of the reward blocks",
+    params(AfterQuery),
+    responses((status = 200, description = "The page", body = Page<BlockSummary>), (status = 304, description = "Not modified since the ETag given in If-None-Match"), Refusals)
+)]
+pub(crate) async fn blocks(
     State(platform): State<Platform>,
     headers: HeaderMap,
     query: Result<Query<AfterQuery>, QueryRejection>,
@@ -199,7 +267,15 @@ async fn blocks(
     )
 }
 
-async fn block(
+#[utoipa::path(
+    get,
+    path = "/api/v1/explorer/blocks/{number}",
+    tag = "explorer",
+    summary = "One closed block with a page of its lines",
+    params(("number" = String, Path, description = "A block number"), AfterQuery),
+    responses((status = 200, description = "The block", body = BlockDetail), (status = 304, description = "Not modified since the ETag given in If-None-Match"), Refusals)
+)]
+pub(crate) async fn block(
     State(platform): State<Platform>,
     headers: HeaderMap,
     Path(number): Path<String>,
@@ -213,7 +289,15 @@ async fn block(
     )
 }
 
-async fn block_csv(
+#[utoipa::path(
+    get,
+    path = "/api/v1/explorer/blocks/{number}/lines.csv",
+    tag = "explorer",
+    summary = "Every line of a closed block as CSV",
+    params(("number" = String, Path, description = "A block number")),
+    responses((status = 200, description = "The lines", body = String, content_type = "text/csv"), (status = 304, description = "Not modified since the ETag given in If-None-Match"), Refusals)
+)]
+pub(crate) async fn block_csv(
     State(platform): State<Platform>,
     headers: HeaderMap,
     Path(number): Path<String>,
@@ -227,7 +311,15 @@ async fn block_csv(
     ))
 }
 
-async fn wallet(
+#[utoipa::path(
+    get,
+    path = "/api/v1/explorer/wallets/{address}",
+    tag = "explorer",
+    summary = "A wallet's public devices and earnings",
+    params(("address" = String, Path)),
+    responses((status = 200, description = "The wallet", body = PublicWallet), (status = 304, description = "Not modified since the ETag given in If-None-Match"), Refusals)
+)]
+pub(crate) async fn wallet(
     State(platform): State<Platform>,
     headers: HeaderMap,
     Path(address): Path<String>,
@@ -239,13 +331,22 @@ async fn wallet(
     )
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields, default)]
-struct SearchQuery {
+pub(crate) struct SearchQuery {
     q: String,
 }
 
-async fn search(
+#[utoipa::path(
+    get,
+    path = "/api/v1/explorer/search",
+    tag = "explorer",
+    summary = "Where a device id, cluster id, block number or wallet leads",
+    params(SearchQuery),
+    responses((status = 200, description = "What it found", body = SearchOutcome), (status = 304, description = "Not modified since the ETag given in If-None-Match"), Refusals)
+)]
+pub(crate) async fn search(
     State(platform): State<Platform>,
     headers: HeaderMap,
     query: Result<Query<SearchQuery>, QueryRejection>,

@@ -5,6 +5,7 @@
 pub mod agent_api;
 pub mod agent_delivery;
 pub mod api;
+mod api_docs;
 mod api_errors;
 mod api_input;
 pub mod client_address;

@@ -64,6 +64,7 @@ pub fn router(platform: Platform, config: &Config, addr: SocketAddr, hub: Tunnel
             get(|| async { axum::response::Redirect::to("/explorer") }),
         )
         .route("/readyz", get(readyz))
+        .route("/api/docs", get(api::docs))
         .nest(
             "/api/v1",
             api::routes(ClientLimiter::per_second(config.explorer_requests_per_sec)),

@@ -702,6 +702,38 @@ async fn api_keys_open_the_api_until_revoked(app: TestApp) {
 async fn the_openapi_document_names_routes_that_answer(app: TestApp) {
     let document = app.get_json("/api/v1/openapi.json").await;
     assert_eq!(document["openapi"], "3.1.0");
+    // Generated from the handlers: each names its body, its answers and how it is signed in.
+    let deploy = &document["paths"]["/api/v1/cloud/clusters"]["post"];
+    assert_eq!(
+        deploy["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/DeployRequest"
+    );
+    assert_eq!(
+        deploy["responses"]["201"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/ClusterSummary"
+    );
+    assert!(deploy["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header"));
+    assert_eq!(
+        deploy["security"],
+        json!([{ "session": [] }, { "api_key": [] }])
+    );
+    assert_eq!(
+        document["components"]["schemas"]["OperatingSystem"]["enum"],
+        json!(["linux", "windows", "macos"])
+    );
+    // The same document as a page.
+    let page = app.get("/api/docs").await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains("<code>POST /api/v1/cloud/clusters</code>"),
+        "{page}"
+    );
+    assert!(page.contains("id=\"schema-DeployRequest\""));
     let paths = document["paths"].as_object().unwrap();
     assert!(paths.len() >= 20, "{}", paths.len());
     for (path, operations) in paths {

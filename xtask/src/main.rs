@@ -250,6 +250,41 @@ fn ensure_browser_test_tools() -> Result {
         .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"))
 }
 
+/// The version of schemathesis (PyPI) the API conformance test runs; pinned so that a new
+/// release's new checks arrive as a change here, not as a surprise in CI.
+const SCHEMATHESIS_VERSION: &str = "4.32.5";
+
+/// Schemathesis in a virtual environment of its own under target/tools; returns its `st`.
+fn ensure_schemathesis() -> Result<PathBuf> {
+    step(&format!(
+        "API conformance: schemathesis {SCHEMATHESIS_VERSION} (PyPI)"
+    ));
+    let venv = workspace_root()
+        .join("target")
+        .join("tools")
+        .join("schemathesis");
+    let st = venv.join("bin").join("st");
+    let installed = output_of(&st.to_string_lossy(), &["--version"])
+        .is_some_and(|v| v.contains(SCHEMATHESIS_VERSION));
+    if installed {
+        return Ok(st);
+    }
+    if !Path::new("/usr/bin/python3").exists() {
+        apt_install(&["python3"])?;
+    }
+    if output_of("python3", &["-c", "import venv, ensurepip"]).is_none() {
+        apt_install(&["python3-venv"])?;
+    }
+    run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    run(Command::new(venv.join("bin").join("pip")).args([
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        &format!("schemathesis=={SCHEMATHESIS_VERSION}"),
+    ]))?;
+    Ok(st)
+}
+
 /// Builds the hydrate bundle and lays out target/site: pkg/ (JS, WASM, CSS) and public files.
 fn build_site(release: bool) -> Result<PathBuf> {
     let wasm_bindgen = ensure_wasm_bindgen()?;
@@ -392,6 +427,7 @@ fn test_everything() -> Result {
     ensure_confinement_tools(true)?;
     ensure_load_balancer()?;
     ensure_browser_test_tools()?;
+    let schemathesis = ensure_schemathesis()?;
 
     step("Formatting and lints");
     run(cargo().args(["fmt", "--all", "--check"]))?;
@@ -417,14 +453,17 @@ fn test_everything() -> Result {
     ]))?;
 
     step("Unit and integration tests (SQLite and PostgreSQL)");
-    run(cargo().args([
-        "test",
-        "--workspace",
-        "--exclude",
-        "frontend",
-        "--exclude",
-        "xtask",
-    ]))?;
+    run(cargo()
+        .args([
+            "test",
+            "--workspace",
+            "--exclude",
+            "frontend",
+            "--exclude",
+            "xtask",
+        ])
+        // The API conformance test runs it against a running server (server/tests/schemathesis.rs).
+        .env("GC_SCHEMATHESIS", &schemathesis))?;
 
     build_site(false)?;
     step("Browser end-to-end tests (Chromium)");

@@ -26,6 +26,7 @@ pub const MAX_ORDER_WAIT_SECS: u32 = 20;
 
 /// One port a hired device serves its renter, and what it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TunnelPort {
     pub port: u16,
     pub what: String,
@@ -59,6 +60,7 @@ pub fn ports_of(kind: ClusterKind, role: ClusterRole, workload: &Workload) -> Ve
 
 /// One way into a running cluster, as its page links it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TunnelLink {
     pub device_id: String,
     pub port: u16,
@@ -257,6 +259,7 @@ pub fn access_cookie_value(header: &str) -> Option<&str> {
 /// A cluster's access token just made: shown once (the platform keeps only its digest), with
 /// the cluster's tunnel links that open with it in a browser.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccessToken {
     pub cluster_id: String,
     pub token: String,
@@ -284,6 +287,7 @@ pub fn allows_set_cookie(value: &str) -> bool {
 
 /// The agent's long poll for connections to open.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct OrderWait {
     pub wait_secs: u32,
@@ -292,12 +296,14 @@ pub struct OrderWait {
 /// Connections the server asks the agent to open: for each, connect the local `port` of
 /// the cluster's workload, then open stream `stream` to the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TunnelOrders {
     pub orders: Vec<TunnelOrder>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TunnelOrder {
     /// Random, single use; names the renter's waiting connection.

@@ -1,0 +1,95 @@
+//! The JSON API against its own OpenAPI document, checked by schemathesis (PyPI), an
+//! independent tool: it generates requests from the document (valid and invalid), sends them
+//! with an API key, and fails on any server error, any answer the document does not describe
+//! (status, content type, headers, body schema), valid data refused or invalid data accepted.
+//! `cargo xtask test` installs it and names it in `GC_SCHEMATHESIS`; with `CI=true` its absence
+//! fails the test, elsewhere the test says why it skips.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::{new_wallet, spawn};
+
+/// How many generated cases each operation gets per phase: enough to cover every parameter's
+/// and field's kinds of values, few enough to keep the suite's time.
+const EXAMPLES_PER_OPERATION: &str = "25";
+
+fn schemathesis() -> Option<String> {
+    let named = std::env::var("GC_SCHEMATHESIS").ok();
+    let found = named.or_else(|| {
+        let beside = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/tools/schemathesis/bin/st"
+        );
+        std::path::Path::new(beside)
+            .is_file()
+            .then(|| beside.to_owned())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "schemathesis is required with CI=true: run `cargo xtask test`, which installs it, or set GC_SCHEMATHESIS to its `st`"
+        );
+        eprintln!(
+            "SKIPPED: schemathesis is not installed (cargo xtask test installs it in target/tools/schemathesis; or set GC_SCHEMATHESIS)"
+        );
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_answers_as_its_openapi_document_says() {
+    let Some(st) = schemathesis() else {
+        return;
+    };
+    let app = spawn(platform::testing::fresh_sqlite_url(), |config| {
+        // Thousands of requests from one address in seconds: the explorer's per-client limit
+        // would answer most of them 429 and test nothing.
+        config.explorer_requests_per_sec = 1_000_000;
+    })
+    .await;
+    let wallet = new_wallet();
+    app.sign_in(&wallet).await;
+    let key: Value = app
+        .post("/api/v1/keys", json!({ "name": "schemathesis" }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let key = key["secret"].as_str().unwrap().to_owned();
+    let scratch = std::env::temp_dir().join(format!("gc-schemathesis-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    // The key as the document's `api_key` scheme, so schemathesis knows which credential it
+    // holds: it then also sends each operation without it, and with a forged one, and expects
+    // 401 (the `ignored_auth` check).
+    let config = scratch.join("schemathesis.toml");
+    std::fs::write(
+        &config,
+        format!("[auth.openapi.api_key]\nbearer = \"{key}\"\n"),
+    )
+    .unwrap();
+    let run = tokio::process::Command::new(&st)
+        .arg("--config-file")
+        .arg(&config)
+        .args(["run", &app.url("/api/v1/openapi.json")])
+        .args(["--max-examples", EXAMPLES_PER_OPERATION])
+        .args(["--workers", "2", "--request-timeout", "30"])
+        .args(["--suppress-health-check", "all"])
+        // Every check but one: schema-valid data the server refuses (422) is still allowed
+        // where a rule spans fields or the account's state (a duration's maximum by its unit,
+        // a balance too low), which a schema cannot say. Server errors, answers the document
+        // does not describe, invalid data accepted and ignored credentials all fail.
+        .args(["--exclude-checks", "positive_data_acceptance"])
+        .env("NO_COLOR", "1")
+        // Whatever it keeps between runs (Hypothesis's examples) stays out of the checkout.
+        .current_dir(&scratch)
+        .output()
+        .await
+        .expect("schemathesis runs");
+    let said =
+        String::from_utf8_lossy(&run.stdout).into_owned() + &String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "schemathesis found problems:\n{said}");
+    println!("{said}");
+    let _ = std::fs::remove_dir_all(&scratch);
+    app.server.stop().await;
+}
