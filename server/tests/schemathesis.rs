@@ -2,7 +2,7 @@
 //! independent tool: it generates requests from the document (valid and invalid), sends them
 //! with an API key, and fails on any server error, any answer the document does not describe
 //! (status, content type, headers, body schema), valid data refused or invalid data accepted.
-//! `cargo xtask test` installs it and names it in `GC_SCHEMATHESIS`; with `CI=true` its absence
+//! `cargo xtask test` installs it and names it in `SCHEMATHESIS_BIN`; with `CI=true` its absence
 //! fails the test, elsewhere the test says why it skips.
 
 mod support;
@@ -15,7 +15,7 @@ use support::{new_wallet, spawn};
 const EXAMPLES_PER_OPERATION: &str = "25";
 
 fn schemathesis() -> Option<String> {
-    let named = std::env::var("GC_SCHEMATHESIS").ok();
+    let named = std::env::var("SCHEMATHESIS_BIN").ok();
     let found = named.or_else(|| {
         let beside = concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -28,10 +28,10 @@ fn schemathesis() -> Option<String> {
     if found.is_none() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
-            "schemathesis is required with CI=true: run `cargo xtask test`, which installs it, or set GC_SCHEMATHESIS to its `st`"
+            "schemathesis is required with CI=true: run `cargo xtask test`, which installs it, or set SCHEMATHESIS_BIN to its `st`"
         );
         eprintln!(
-            "SKIPPED: schemathesis is not installed (cargo xtask test installs it in target/tools/schemathesis; or set GC_SCHEMATHESIS)"
+            "SKIPPED: schemathesis is not installed (cargo xtask test installs it in target/tools/schemathesis; or set SCHEMATHESIS_BIN)"
         );
     }
     found

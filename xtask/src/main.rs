@@ -463,7 +463,7 @@ fn test_everything() -> Result {
             "xtask",
         ])
         // The API conformance test runs it against a running server (server/tests/schemathesis.rs).
-        .env("GC_SCHEMATHESIS", &schemathesis))?;
+        .env("SCHEMATHESIS_BIN", &schemathesis))?;
 
     build_site(false)?;
     step("Browser end-to-end tests (Chromium)");
