@@ -53,6 +53,14 @@ pub fn check_text(field: &str, text: &str) -> Result<(), String> {
     }
 }
 
+/// The characters no text may hold, as the body of a regular-expression character class
+/// (ECMAScript's and Python's `\uXXXX` escapes): what the OpenAPI document states as each
+/// string's `pattern`.
+pub const REFUSED_IN_TEXT_CLASS: &str =
+    r"\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F\u202A-\u202E\u2066-\u2069";
+/// [`REFUSED_IN_TEXT_CLASS`] for names, which hold no tab or line break either.
+pub const REFUSED_IN_NAME_CLASS: &str = r"\u0000-\u001F\u007F-\u009F\u202A-\u202E\u2066-\u2069";
+
 /// `Ok` if `text` may be stored as a name; else what to fix, naming `field`.
 pub fn check_name(field: &str, text: &str) -> Result<(), String> {
     match refused_name_char(text) {
@@ -97,6 +105,38 @@ pub fn refused_in_json(json: &[u8]) -> Option<char> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The code points a character class body of `\uXXXX` escapes and ranges names.
+    fn class_ranges(class: &str) -> Vec<(u32, u32)> {
+        let points: Vec<String> = class.split("\\u").skip(1).map(str::to_owned).collect();
+        let mut ranges = Vec::new();
+        let mut i = 0;
+        while i < points.len() {
+            let start = u32::from_str_radix(&points[i][..4], 16).unwrap();
+            if points[i].ends_with('-') {
+                let end = u32::from_str_radix(&points[i + 1][..4], 16).unwrap();
+                ranges.push((start, end));
+                i += 2;
+            } else {
+                ranges.push((start, start));
+                i += 1;
+            }
+        }
+        ranges
+    }
+
+    #[test]
+    fn the_documented_classes_are_the_rules() {
+        let text = class_ranges(REFUSED_IN_TEXT_CLASS);
+        let name = class_ranges(REFUSED_IN_NAME_CLASS);
+        let within = |ranges: &[(u32, u32)], c: char| {
+            ranges.iter().any(|&(a, b)| (a..=b).contains(&u32::from(c)))
+        };
+        for c in (0..0x3000u32).filter_map(char::from_u32) {
+            assert_eq!(within(&text, c), refused_anywhere(c), "{c:?} in any text");
+            assert_eq!(within(&name, c), refused_in_name(c), "{c:?} in a name");
+        }
+    }
 
     #[test]
     fn text_takes_line_breaks_and_tabs_but_no_other_control() {

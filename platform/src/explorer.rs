@@ -318,7 +318,10 @@ impl ExplorerService {
 
     /// The newest reward blocks, older than block `after` (from the newest if empty).
     pub async fn blocks(&self, after: &str) -> Result<Page<domain::rewards::BlockSummary>, Error> {
-        let after = given(after).map(block_number).transpose()?;
+        let after = Some(after.trim_matches(|c: char| c.is_ascii_whitespace()))
+            .filter(|a| !a.is_empty())
+            .map(block_number)
+            .transpose()?;
         let matching: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM reward_blocks")
             .fetch_one(self.store.pool())
             .await?;
@@ -569,10 +572,12 @@ fn given(text: &str) -> Option<&str> {
     Some(text.trim()).filter(|t| !t.is_empty())
 }
 
+/// A block number, spaces, tabs and line breaks around it allowed (what the OpenAPI document
+/// states as its pattern).
 fn block_number(text: &str) -> Result<i64, Error> {
-    text.trim()
-        .parse()
-        .map_err(|_| Error::Invalid(format!("'{}' is not a block number", text.trim())))
+    let text = text.trim_matches(|c: char| c.is_ascii_whitespace());
+    text.parse()
+        .map_err(|_| Error::Invalid(format!("'{text}' is not a block number")))
 }
 
 /// Which block lines to read.

@@ -604,6 +604,7 @@ pub(crate) async fn claim(
 #[serde(deny_unknown_fields)]
 pub(crate) struct OptionsQuery {
     #[serde(default)]
+    #[param(schema_with = crate::openapi::hardware_or_none)]
     hardware: String,
 }
 
@@ -681,6 +682,7 @@ pub(crate) async fn name_available(
 #[serde(deny_unknown_fields)]
 pub(crate) struct ClusterQuery {
     #[serde(default)]
+    #[param(schema_with = crate::openapi::cluster_status_or_any)]
     status: Option<String>,
     #[serde(default)]
     search: String,

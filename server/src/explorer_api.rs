@@ -197,6 +197,7 @@ pub(crate) async fn activity(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct ClusterListQuery {
+    #[param(schema_with = crate::openapi::cluster_status_or_any)]
     status: String,
     after: String,
 }
@@ -246,18 +247,27 @@ pub(crate) struct AfterQuery {
     after: String,
 }
 
+/// The blocks list's page: after a block number.
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct BlocksQuery {
+    #[param(pattern = r"^[ \t\n\r]*([+-]?[0-9]{1,18})?[ \t\n\r]*$")]
+    after: String,
+}
+
 #[utoipa::path(
     get,
     path = "/api/v1/explorer/blocks",
     tag = "explorer",
     summary = "A page of the reward blocks",
-    params(AfterQuery),
+    params(BlocksQuery),
     responses((status = 200, description = "The page", body = Page<BlockSummary>), (status = 304, description = "Not modified since the ETag given in If-None-Match"), Refusals)
 )]
 pub(crate) async fn blocks(
     State(platform): State<Platform>,
     headers: HeaderMap,
-    query: Result<Query<AfterQuery>, QueryRejection>,
+    query: Result<Query<BlocksQuery>, QueryRejection>,
 ) -> Result<Response, Error> {
     let Query(q) = query?;
     json(
@@ -272,7 +282,7 @@ pub(crate) async fn blocks(
     path = "/api/v1/explorer/blocks/{number}",
     tag = "explorer",
     summary = "One closed block with a page of its lines",
-    params(("number" = String, Path, description = "A block number"), AfterQuery),
+    params(("number" = String, Path, description = "A block number", pattern = r"^[ \t\n\r]*[+-]?[0-9]{1,18}[ \t\n\r]*$"), AfterQuery),
     responses((status = 200, description = "The block", body = BlockDetail), (status = 304, description = "Not modified since the ETag given in If-None-Match"), Refusals)
 )]
 pub(crate) async fn block(
@@ -294,7 +304,7 @@ pub(crate) async fn block(
     path = "/api/v1/explorer/blocks/{number}/lines.csv",
     tag = "explorer",
     summary = "Every line of a closed block as CSV",
-    params(("number" = String, Path, description = "A block number")),
+    params(("number" = String, Path, description = "A block number", pattern = r"^[ \t\n\r]*[+-]?[0-9]{1,18}[ \t\n\r]*$")),
     responses((status = 200, description = "The lines", body = String, content_type = "text/csv"), (status = 304, description = "Not modified since the ETag given in If-None-Match"), Refusals)
 )]
 pub(crate) async fn block_csv(

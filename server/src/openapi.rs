@@ -12,6 +12,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Server};
 use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
 
+use serde_json::Value;
+
 use crate::{api, explorer_api};
 
 #[derive(OpenApi)]
@@ -79,11 +81,88 @@ use crate::{api, explorer_api};
 struct ApiDoc;
 
 /// The document, with `server` as its one server.
-pub fn document(server: &str) -> serde_json::Value {
+pub fn document(server: &str) -> Value {
     let mut document = ApiDoc::openapi();
     document.info.version = env!("CARGO_PKG_VERSION").to_owned();
     document.servers = Some(vec![Server::new(server)]);
-    serde_json::to_value(&document).unwrap_or_default()
+    let mut document = serde_json::to_value(&document).unwrap_or_default();
+    state_the_text_rule(&mut document);
+    document
+}
+
+/// Gives every free-text parameter the characters the server refuses in it (`domain::text`,
+/// checked at the API's edge before any handler): a path segment holds a name, a query value
+/// any text. Parameters that already say what they hold (an enum, a pattern, a format) keep
+/// that. Bodies are checked the same way, but their schemas are shared with answers, which
+/// quote what was refused.
+fn state_the_text_rule(document: &mut Value) {
+    let pattern = |class: &str| Value::from(format!("^[^{class}]*$"));
+    let text = pattern(domain::text::REFUSED_IN_TEXT_CLASS);
+    let name = pattern(domain::text::REFUSED_IN_NAME_CLASS);
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for operation in paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|operations| operations.values_mut())
+    {
+        let Some(parameters) = operation
+            .get_mut("parameters")
+            .and_then(Value::as_array_mut)
+        else {
+            continue;
+        };
+        for parameter in parameters {
+            let rule = if parameter["in"] == "path" {
+                &name
+            } else {
+                &text
+            };
+            if let Some(Value::Object(schema)) = parameter.get_mut("schema") {
+                let free_text = schema.get("type").is_some_and(|t| {
+                    t == "string"
+                        || t.as_array()
+                            .is_some_and(|ts| ts.iter().any(|t| t == "string"))
+                });
+                let says_more = ["enum", "pattern", "format", "const", "$ref"]
+                    .iter()
+                    .any(|k| schema.contains_key(*k));
+                if free_text && !says_more {
+                    schema.insert("pattern".into(), rule.clone());
+                }
+            }
+        }
+    }
+}
+
+/// A string that is one of `names`.
+fn one_of(names: impl IntoIterator<Item = String>) -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(names))
+        .build()
+}
+
+/// A cluster status, or empty for any.
+pub(crate) fn cluster_status_or_any() -> utoipa::openapi::schema::Object {
+    one_of(
+        std::iter::once(String::new()).chain(
+            domain::cluster::ClusterStatus::ALL
+                .iter()
+                .map(|s| s.as_str().to_owned()),
+        ),
+    )
+}
+
+/// A GPU model of the catalog, `cpu`, or empty for none chosen yet.
+pub(crate) fn hardware_or_none() -> utoipa::openapi::schema::Object {
+    let catalog = domain::catalog::GpuCatalog::builtin();
+    one_of(
+        ["".to_owned(), "cpu".to_owned()]
+            .into_iter()
+            .chain(catalog.models().iter().map(|m| m.name.clone())),
+    )
 }
 
 /// The shape of every error answer (`crate::error` writes it).

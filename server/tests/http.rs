@@ -365,7 +365,7 @@ async fn the_worker_api_filters_sorts_renames_and_charts(app: TestApp) {
     assert_eq!(bad_filter.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(error_message(bad_filter)
         .await
-        .contains("unknown variant `sleeping`"));
+        .contains("unknown device status 'sleeping' (expected one of: "));
     let unknown_parameter = app.get("/api/v1/worker/devices?colour=red").await;
     assert_eq!(unknown_parameter.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(error_message(unknown_parameter).await.contains("colour"));
