@@ -20,7 +20,7 @@ async function rentableDevice(page, name) {
   expect(added.status(), await added.text()).toBe(201);
   const ticket = await added.json();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gc-e2e-renter-'));
-  const [, ...args] = ticket.command.split(' ');
+  const [, ...args] = ticket.run_command.split(' ');
   const agent = spawn(AGENT_BIN, [...args, '--credentials', path.join(dir, 'agent.json'), '--simulate', MACHINE]);
   let log = '';
   agent.stdout.on('data', (d) => (log += d));
