@@ -418,6 +418,12 @@ async fn keep_updated(client: ApiClient, watch: Arc<AssignmentWatch>) {
             Ok(release::Checked::Current | release::Checked::NothingOffered) => {
                 release::CHECK_EVERY
             }
+            // This binary cannot be replaced (not writable by the agent's user): asking again
+            // soon would only download it again.
+            Err(e @ AgentError::Config(_)) => {
+                eprintln!("agent update: {e}");
+                release::CHECK_EVERY
+            }
             Err(e) => {
                 eprintln!("agent update: {e}");
                 Duration::from_secs(300)
