@@ -8,10 +8,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use domain::agent_release::{
-    marked_core, update_decision, version_mark, AgentPlatform, AgentRelease, AgentVersion,
-    ReleaseNumber, UpdateDecision, VERSION_MARK_LEN,
+    marked_core, sha256_hex, update_decision, version_mark, AgentPlatform, AgentRelease,
+    AgentVersion, ReleaseNumber, UpdateDecision, VERSION_MARK_LEN,
 };
-use sha2::{Digest, Sha256};
 
 use crate::client::ApiClient;
 use crate::error::AgentError;
@@ -45,7 +44,10 @@ pub fn own_build() -> &'static OwnBuild {
         let mark = unsafe { std::ptr::read_volatile(&VERSION_MARK) };
         let core = marked_core(&mark).unwrap_or(ReleaseNumber(0, 0, 0));
         let exe = std::env::current_exe().ok();
-        let sha = exe.as_deref().and_then(|exe| sha256_of_file(exe).ok());
+        let sha = exe
+            .as_deref()
+            .and_then(|exe| std::fs::read(exe).ok())
+            .map(|binary| sha256_hex(&binary));
         let parsed = sha.map(|sha| AgentVersion::of(core, &sha));
         OwnBuild {
             version: parsed
@@ -55,16 +57,6 @@ pub fn own_build() -> &'static OwnBuild {
             exe,
         }
     })
-}
-
-fn sha256_of_file(path: &Path) -> std::io::Result<String> {
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
-    Ok(hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What one look at the server's releases came to.
@@ -133,7 +125,7 @@ fn verified(
     release: &AgentRelease,
     offered: &AgentVersion,
 ) -> Result<(), AgentError> {
-    let sha = hex(&Sha256::digest(binary));
+    let sha = sha256_hex(binary);
     if binary.len() as u64 != release.size || sha != release.sha256 {
         return Err(AgentError::Transport(format!(
             "the downloaded agent ({} bytes, SHA-256 {sha}) is not the one offered ({} bytes, {}); not installed",
@@ -202,7 +194,7 @@ mod tests {
     fn only_the_named_bytes_pass() {
         let mut binary = b"code".to_vec();
         binary.extend_from_slice(&version_mark("0.3.0"));
-        let sha = hex(&Sha256::digest(&binary));
+        let sha = sha256_hex(&binary);
         let offered = AgentVersion::of(ReleaseNumber(0, 3, 0), &sha);
         let release = AgentRelease {
             platform: AgentPlatform::LinuxX86_64,

@@ -34,6 +34,16 @@ pub const fn version_mark(core: &str) -> [u8; VERSION_MARK_LEN] {
     mark
 }
 
+/// A binary's SHA-256 as lowercase hex: what names its build, and what the server announces
+/// and the agent checks before installing it.
+pub fn sha256_hex(binary: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(binary)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The release number marked in `binary`, if it carries a well-formed mark. The prefix alone
 /// may occur elsewhere too (the code that looks for it holds it), so every occurrence counts.
 pub fn marked_core(binary: &[u8]) -> Option<ReleaseNumber> {

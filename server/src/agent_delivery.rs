@@ -15,9 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use domain::agent_release::{
-    marked_core, platform_of_binary, AgentPlatform, AgentRelease, AgentReleases, AgentVersion,
+    marked_core, platform_of_binary, sha256_hex, AgentPlatform, AgentRelease, AgentReleases,
+    AgentVersion,
 };
-use sha2::{Digest, Sha256};
 
 use crate::error::Error;
 
@@ -60,10 +60,7 @@ impl AgentDownloads {
         let platform =
             platform_of_binary(&bytes).ok_or("not a Linux x86_64 or aarch64 executable (ELF)")?;
         let core = marked_core(&bytes).ok_or("it carries no agent release mark")?;
-        let sha256: String = Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let sha256 = sha256_hex(&bytes);
         let release = AgentRelease {
             platform,
             version: AgentVersion::of(core, &sha256).to_string(),
