@@ -203,6 +203,77 @@ async fn the_one_line_command_installs_the_served_agent() {
         let stderr = String::from_utf8_lossy(&refused.stderr);
         assert!(stderr.contains(says), "{args}: {stderr}");
     }
+    // Someone between the machine and the server hands out other bytes for the download: the
+    // script (fetched from the real server, so it names the real SHA-256) installs nothing.
+    let forged_root = fleet.dir.join("forged");
+    let forged = forged_root.join("agent/download/linux-x86_64");
+    std::fs::create_dir_all(forged.parent().unwrap()).unwrap();
+    let mut bytes = agent_bytes.clone();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&forged, bytes).unwrap();
+    let port = support::free_port();
+    let mut impostor = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .current_dir(&forged_root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let script = reqwest::get(format!("{server}/install.sh"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .replacen(
+            &format!("SERVER='{server}'"),
+            &format!("SERVER='http://127.0.0.1:{port}'"),
+            1,
+        );
+    let script_file = fleet.dir.join("install-via-impostor.sh");
+    std::fs::write(&script_file, script).unwrap();
+    let victim = fleet.dir.join("victim");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the impostor did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused = std::process::Command::new("sh")
+        .arg(&script_file)
+        .args(["--token", &format!("gcr_{}", "ab".repeat(24))])
+        .arg("--prefix")
+        .arg(victim.join("prefix"))
+        .arg("--config-dir")
+        .arg(victim.join("etc"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("nothing installed"), "{stderr}");
+    assert!(!victim.join("prefix/bin/gpu-commons-agent").exists());
+    assert_eq!(
+        std::fs::read_dir(victim.join("prefix/bin"))
+            .unwrap()
+            .count(),
+        0,
+        "no staged download left"
+    );
+    let _ = impostor.kill().await;
+
     let unknown = reqwest::get(format!("{server}/agent/download/windows-x86_64"))
         .await
         .unwrap();
