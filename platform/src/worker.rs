@@ -173,7 +173,7 @@ impl WorkerService {
                 let id: String = row.try_get("id")?;
                 let flushed = online.get(&id).copied().unwrap_or(0);
                 let (unflushed, last_heartbeat) = self.unwritten(&id);
-                let mut device = self.owned_device(row, flushed + unflushed, now)?;
+                let mut device = owned_device(row, flushed + unflushed, now, self.offered_agent())?;
                 device.last_heartbeat_at = last_heartbeat.or(device.last_heartbeat_at);
                 device.earned = earned.get(&id).copied().unwrap_or_default();
                 Ok::<_, Error>(device)
@@ -296,7 +296,7 @@ impl WorkerService {
             .flatten();
         let online_ms = hours.iter().map(|h| h.online_ms).sum();
         let changed_at: i64 = row.try_get("status_changed_at")?;
-        let mut summary = self.owned_device(&row, online_ms, now)?;
+        let mut summary = owned_device(&row, online_ms, now, self.offered_agent())?;
         summary.last_heartbeat_at = last_heartbeat.or(summary.last_heartbeat_at);
         summary.earned = hires::earned_per_device(&self.store, owner)
             .await?
@@ -327,22 +327,8 @@ impl WorkerService {
         })
     }
 
-    /// A row selected with [`SUMMARY_COLUMNS`], its agent's build compared with the one offered.
-    fn owned_device(
-        &self,
-        row: &AnyRow,
-        online_ms: i64,
-        now: UnixMillis,
-    ) -> Result<OwnedDevice, Error> {
-        let mut device = owned_device(row, online_ms, now)?;
-        let reported: Option<String> = row.try_get("agent_version")?;
-        device.agent_outdated = match (&self.config.offered_agent, reported) {
-            (Some(offered), Some(reported)) => {
-                domain::agent_release::is_outdated(&reported, offered)
-            }
-            _ => false,
-        };
-        Ok(device)
+    fn offered_agent(&self) -> Option<&domain::agent_release::AgentVersion> {
+        self.config.offered_agent.as_ref()
     }
 
     /// Applies an owner's action (pause, resume, remove) to one of their devices.
@@ -575,8 +561,15 @@ const SUMMARY_COLUMNS: &str = concat!(
     ", last_heartbeat_at, created_at, agent_version"
 );
 
-/// A row selected with [`SUMMARY_COLUMNS`], with the device's online time in the uptime window.
-fn owned_device(row: &AnyRow, online_ms: i64, now: UnixMillis) -> Result<OwnedDevice, Error> {
+/// A row selected with [`SUMMARY_COLUMNS`], with the device's online time in the uptime window,
+/// its agent's build compared with the one the server `offered`.
+fn owned_device(
+    row: &AnyRow,
+    online_ms: i64,
+    now: UnixMillis,
+    offered: Option<&domain::agent_release::AgentVersion>,
+) -> Result<OwnedDevice, Error> {
+    let reported: Option<String> = row.try_get("agent_version")?;
     Ok(OwnedDevice {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
@@ -597,6 +590,11 @@ fn owned_device(row: &AnyRow, online_ms: i64, now: UnixMillis) -> Result<OwnedDe
             now,
         ),
         earned: domain::money::MicroUsd::ZERO,
-        agent_outdated: false,
+        agent_outdated: match (offered, reported) {
+            (Some(offered), Some(reported)) => {
+                domain::agent_release::is_outdated(&reported, offered)
+            }
+            _ => false,
+        },
     })
 }
